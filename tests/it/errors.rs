@@ -1,0 +1,164 @@
+//! Exit codes and error messages: the same meaning as rsync's (same exit code, the offending
+//! option or path named on stderr), and what could be copied is copied.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::util::*;
+
+/// Usage errors exit 1 and name the option.
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let out = run(xsync().args(["--no-such-option", "a", "b"]));
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--no-such-option"),
+        "stderr does not name the option: {}",
+        stderr(&out)
+    );
+    match rsync() {
+        Some(mut r) => {
+            let rout = run(r.args(["--no-such-option", "a", "b"]));
+            assert_eq!(code(&rout), code(&out), "rsync: {}", stderr(&rout));
+        }
+        None => skip(
+            "unknown_option_is_a_usage_error",
+            "rsync not installed (not compared)",
+        ),
+    }
+}
+
+/// A missing source among good ones: exit 23, the path named, the rest copied.
+#[test]
+fn missing_source_is_a_partial_transfer() {
+    let case = Case::new(&["-a"], &["no-such-source", "src/"], "dst/");
+    let Some(out) = run_case("missing_source_is_a_partial_transfer", &case) else {
+        return;
+    };
+    assert_eq!(code(&out.b), 23, "xsync stderr: {}", stderr(&out.b));
+    assert!(
+        stderr(&out.b).contains("no-such-source"),
+        "stderr does not name the missing source: {}",
+        stderr(&out.b)
+    );
+    assert!(
+        out.side_b().join("dst/top.txt").is_file(),
+        "the good source was not copied"
+    );
+}
+
+fn readable_except_one(root: &Path) {
+    let t = TestTree::at(root);
+    t.file("one.txt", b"one\n")
+        .file("secret.txt", b"secret\n")
+        .file("sub/two.txt", b"two\n")
+        .file("sub/three.txt", b"three\n");
+    for dir in ["", "sub"] {
+        t.chmod(dir, 0o755);
+    }
+    for f in ["one.txt", "sub/two.txt", "sub/three.txt"] {
+        t.chmod(f, 0o644);
+    }
+    t.chmod("secret.txt", 0o000);
+    t.stamp(false);
+}
+
+fn give_side_to_nobody(side: &Path) {
+    for entry in scan(side, false).into_keys() {
+        std::os::unix::fs::lchown(side.join(entry), Some(65534), Some(65534))
+            .unwrap_or_else(|e| panic!("chown side to nobody: {e}"));
+    }
+}
+
+/// An unreadable file among readable ones: exit 23, the file named, the others copied.
+/// As root both tools run as nobody (root reads everything).
+#[test]
+fn unreadable_file_is_reported_and_others_copied() {
+    let test = "unreadable_file_is_reported_and_others_copied";
+    let setpriv = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    let wrap: &[&str] = if is_root() {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .any(|d| d.join("setpriv").is_file());
+        if !found {
+            skip(test, "running as root and setpriv is not installed");
+            return;
+        }
+        &setpriv
+    } else {
+        &[]
+    };
+    let case = Case {
+        fixture: Fixture {
+            side: if is_root() {
+                Some(give_side_to_nobody)
+            } else {
+                None
+            },
+            ..Fixture::with_src(readable_except_one)
+        },
+        wrap,
+        ..Case::new(&["-a"], &["src/"], "dst/")
+    };
+    let Some(out) = run_case(test, &case) else {
+        return;
+    };
+    let err = stderr(&out.b);
+    assert_eq!(code(&out.b), 23, "xsync stderr: {err}");
+    assert!(
+        err.contains("secret.txt"),
+        "stderr does not name the file: {err}"
+    );
+    for f in ["one.txt", "sub/two.txt", "sub/three.txt"] {
+        assert!(out.side_b().join("dst").join(f).is_file(), "{f} not copied");
+    }
+    // Leave the test directory removable by a non-root owner.
+    let _ = fs::set_permissions(
+        out.src().join("secret.txt"),
+        fs::Permissions::from_mode(0o600),
+    );
+}
+
+/// A destination whose parent is missing: exit 11 and the path named.
+#[test]
+fn missing_destination_parent_is_a_file_io_error() {
+    let case = Case {
+        fixture: Fixture {
+            dst_exists: false,
+            ..Fixture::awkward()
+        },
+        ..Case::new(&["-a"], &["src/"], "nonexistent/a/b")
+    };
+    let Some(out) = run_case("missing_destination_parent_is_a_file_io_error", &case) else {
+        return;
+    };
+    assert_eq!(code(&out.b), 11, "xsync stderr: {}", stderr(&out.b));
+    assert!(
+        stderr(&out.b).contains("nonexistent/a/b"),
+        "stderr does not name the destination: {}",
+        stderr(&out.b)
+    );
+}
+
+/// --help and --version succeed and print something.
+#[test]
+fn help_and_version_exit_zero() {
+    for flag in ["--help", "--version"] {
+        let out = run(xsync().arg(flag));
+        assert_eq!(code(&out), 0, "xsync {flag}: {}", stderr(&out));
+        assert!(
+            !out.stdout.is_empty(),
+            "xsync {flag} printed nothing on stdout"
+        );
+    }
+    let out = run(xsync().arg("--version"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("xsync"),
+        "--version does not say xsync"
+    );
+}

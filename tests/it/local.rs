@@ -1,0 +1,778 @@
+//! Local-to-local behaviour, differential against rsync: the same flags on the same trees must
+//! give the same exit code and the same destination, down to nanoseconds and hard-link groups.
+//! Also what rsync cannot be compared on directly: dry runs, no-op reruns and crash safety.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+// ---------------------------------------------------------------------------------------------
+// The harness proves itself on rsync, so that a passing differential test means something.
+// ---------------------------------------------------------------------------------------------
+
+/// `rsync -aH src/ dst/` reproduces the awkward tree exactly, symlink times included: the
+/// fixture is what we think it is and the comparer has no false positives.
+#[test]
+fn harness_rsync_copy_equals_source() {
+    if !have_rsync("harness_rsync_copy_equals_source") {
+        return;
+    }
+    let dir = test_dir();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    awkward(&src);
+    let out = run(rsync()
+        .expect("checked")
+        .args(["-aH"])
+        .arg(slash(&src))
+        .arg(slash(&dst)));
+    assert_eq!(code(&out), 0, "rsync -aH failed: {}", stderr(&out));
+    let diffs = diff_trees(&src, &dst, &Compare::default());
+    assert!(
+        diffs.is_empty(),
+        "rsync -aH copy differs from source:\n{diffs:#?}"
+    );
+
+    // The fixture really is awkward.
+    let tree = scan(&src, false);
+    let groups = hard_link_groups(&tree);
+    assert_eq!(groups.len(), 1, "one hard-link group: {groups:?}");
+    assert_eq!(groups.iter().next().map(Vec::len), Some(3));
+    assert!(tree.contains_key(&deep_path().join("leaf.txt")));
+    assert!(tree.contains_key(&Path::new("names").join(non_utf8_name())));
+    assert!(tree.keys().any(|k| k.as_os_str().len() > 240));
+    assert!(tree.values().any(|m| m.kind == Kind::Fifo));
+    assert!(
+        tree.values()
+            .any(|m| m.mode & 0o7777 == 0o2755 && m.kind == Kind::File)
+    );
+    let link = &tree[Path::new("links/rel")];
+    assert_ne!(link.mtime.1, 0, "symlink has an explicit nanosecond mtime");
+    if is_root() {
+        assert!(tree.values().any(|m| m.uid == 1234 && m.gid == 5678));
+    }
+}
+
+/// Two rsync runs on the same case agree with each other, so every path the runner exempts
+/// from time comparison (and only those) is one whose time legitimately varies.
+#[test]
+fn harness_rsync_agrees_with_itself() {
+    if !have_rsync("harness_rsync_agrees_with_itself") {
+        return;
+    }
+    let cases = [
+        simple_case(&["-a", "--delete"], true, Fixture::over_older_copy()),
+        simple_case(&["-a", "--delete"], false, Fixture::over_older_copy()),
+        simple_case(&["-r"], true, Fixture::awkward()),
+        simple_case(&["-aH"], false, Fixture::awkward()),
+        several_sources_case(),
+        file_to_new_name_case("dst/newname"),
+        mkpath_case(true),
+        mkpath_case(false),
+    ];
+    for case in &cases {
+        // A pause so that "now" differs between the two runs.
+        std::thread::sleep(Duration::from_millis(20));
+        let (out, diffs) = run_pair(case, Tool::Rsync, Tool::Rsync);
+        assert!(diffs.is_empty(), "{}", report(case, &out, &diffs));
+        assert_eq!(code(&out.a), 0, "{}", stderr(&out.a));
+    }
+}
+
+/// The comparer notices each kind of difference on its own: mode, setgid, file, directory and
+/// symlink mtimes, symlink target, same-size content, kind, a missing entry, a broken or
+/// extended hard-link group, owner and device number.
+#[test]
+fn harness_comparer_detects_every_kind_of_difference() {
+    if !have_rsync("harness_comparer_detects_every_kind_of_difference") {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    awkward(&src);
+    type Mutation = (&'static str, &'static str, fn(&TestTree));
+    let mut mutations: Vec<Mutation> = vec![
+        ("mode", "mode", |t| {
+            t.chmod("modes/r0600", 0o640);
+        }),
+        ("setgid bit", "mode", |t| {
+            t.chmod("modes/sgid2755", 0o755);
+        }),
+        ("file mtime nanoseconds", "mtime", |t| {
+            let (s, ns) = stamp_time(Path::new("top.txt"));
+            t.set_mtime("top.txt", s, ns + 1);
+        }),
+        ("directory mtime", "mtime", |t| {
+            t.set_mtime("a/b/empty_leaf", 1, 0);
+        }),
+        ("symlink mtime", "mtime", |t| {
+            t.set_mtime("links/dangling", 1, 1);
+        }),
+        ("symlink target", "symlink target", |t| {
+            t.remove("links/dangling")
+                .symlink("links/dangling", "elsewhere");
+            let (s, ns) = stamp_time(Path::new("links/dangling"));
+            t.set_mtime("links/dangling", s, ns);
+        }),
+        ("same-size content", "content differs", |t| {
+            let (s, ns) = stamp_time(Path::new("samesize.bin"));
+            t.file("samesize.bin", b"CCCCCCCCCCCCCCCC")
+                .set_mtime("samesize.bin", s, ns);
+        }),
+        ("kind", "kind", |t| {
+            t.remove("top.txt").symlink("top.txt", "x");
+        }),
+        ("missing empty directory", "only in A", |t| {
+            t.remove("a/b/empty_leaf");
+        }),
+        ("extra file", "only in B", |t| {
+            t.file("txt/new", b"");
+        }),
+        ("broken hard-link group", "hard-link group", |t| {
+            t.remove("hard/h2").random_file("hard/h2", 42, 5000);
+        }),
+        ("new hard-link group", "hard-link group", |t| {
+            t.remove("txt/b.txt").hardlink("txt/a.txt", "txt/b.txt");
+        }),
+    ];
+    if is_root() {
+        mutations.push(("owner", "owner", |t| {
+            t.chown("txt/a.txt", 1, 1).expect("chown as root");
+        }));
+        mutations.push(("symlink owner", "owner", |t| {
+            t.chown("links/abs", 7, 7).expect("lchown as root");
+        }));
+        if src.join("special/null").exists() {
+            mutations.push(("device number", "device", |t| {
+                t.remove("special/null");
+                t.chardev("special/null", 1, 5).expect("mknod as root");
+            }));
+        } else {
+            skip(
+                "harness device comparison",
+                "no character device in the fixture",
+            );
+        }
+    } else {
+        skip(
+            "harness_comparer_detects_every_kind_of_difference",
+            "owner and device checks need root",
+        );
+    }
+    for (i, (what, needle, mutate)) in mutations.into_iter().enumerate() {
+        let copy = dir.path().join(format!("m{i}"));
+        let out = run(rsync()
+            .expect("checked")
+            .arg("-aH")
+            .arg(slash(&src))
+            .arg(slash(&copy)));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        mutate(&TestTree::at(&copy));
+        let diffs = diff_trees(&src, &copy, &Compare::default());
+        assert!(
+            diffs.iter().any(|d| d.contains(needle)),
+            "comparer missed a {what} change (wanted a line with {needle:?}), got {diffs:#?}"
+        );
+        if what == "symlink mtime" {
+            let lax = Compare {
+                symlink_times: false,
+                ..Compare::default()
+            };
+            let diffs = diff_trees(&src, &copy, &lax);
+            assert!(diffs.is_empty(), "symlink_times=false still saw {diffs:#?}");
+        }
+    }
+}
+
+/// Snapshots see a file rewritten with identical bytes and restored mtime (new ctime), and
+/// rsync itself passes the "second run rewrites nothing" check used on xsync below.
+#[test]
+fn harness_snapshot_detects_rewrites_and_rsync_rerun_is_clean() {
+    if !have_rsync("harness_snapshot_detects_rewrites_and_rsync_rerun_is_clean") {
+        return;
+    }
+    let dir = test_dir();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    awkward(&src);
+    for flags in ["-a", "-aH"] {
+        let sync = || {
+            let out = run(rsync()
+                .expect("checked")
+                .arg(flags)
+                .arg(slash(&src))
+                .arg(slash(&dst)));
+            assert_eq!(code(&out), 0, "{}", stderr(&out));
+        };
+        sync();
+        let before = snapshot(&dst);
+        sync();
+        let after = snapshot(&dst);
+        let diffs = diff_snapshots(&before, &after);
+        assert!(diffs.is_empty(), "rsync {flags} rerun rewrote: {diffs:#?}");
+    }
+
+    let before = snapshot(&dst);
+    std::thread::sleep(Duration::from_millis(20));
+    let (s, ns) = stamp_time(Path::new("txt/a.txt"));
+    TestTree::at(&dst)
+        .file("txt/a.txt", b"alpha\n")
+        .set_mtime("txt/a.txt", s, ns);
+    let diffs = diff_snapshots(&before, &snapshot(&dst));
+    assert!(
+        diffs.iter().any(|d| d.contains("txt/a.txt")),
+        "snapshot missed a rewrite: {diffs:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differential suite: each case with `src/ dst/` and with `src dst/`.
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! differential_tests {
+    ($( $(#[doc = $doc:literal])* $name:ident: $flags:expr, $fixture:expr; )*) => {$(
+        $(#[doc = $doc])*
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn src_with_trailing_slash() {
+                differential(concat!(stringify!($name), " (src/)"), $flags, true, $fixture);
+            }
+
+            #[test]
+            fn src_without_trailing_slash() {
+                differential(concat!(stringify!($name), " (src)"), $flags, false, $fixture);
+            }
+        }
+    )*};
+}
+
+differential_tests! {
+    /// -a: everything but hard links, with all metadata.
+    archive_copies_everything: &["-a"], Fixture::awkward();
+    /// -aH: hard-link groups are reproduced.
+    archive_with_hard_links_keeps_link_groups: &["-aH"], Fixture::awkward();
+    /// -r: files and directories only; no symlinks, specials, times, owners or modes kept.
+    recursive_copies_files_and_dirs_only: &["-r"], Fixture::awkward();
+    /// -rlt: symlinks and times, but not permissions or owners.
+    rlt_copies_symlinks_and_times: &["-rlt"], Fixture::awkward();
+    /// -a over an older copy: changed files updated, kinds replaced, extras kept.
+    archive_updates_an_older_copy: &["-a"], Fixture::over_older_copy();
+    /// -aH over an older copy whose hard-link group was broken.
+    archive_with_hard_links_repairs_link_groups: &["-aH"], Fixture::over_older_copy();
+    /// --delete removes what the source lacks.
+    delete_removes_extraneous_files: &["-a", "--delete"], Fixture::over_older_copy();
+    /// Excluded files are neither copied nor deleted.
+    delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
+    /// --delete-excluded deletes excluded files on the receiver too.
+    delete_excluded_removes_excluded_files:
+        &["-a", "--delete", "--exclude", "*.log", "--delete-excluded"], Fixture::over_older_copy();
+    /// First matching rule wins: all directories, *.txt, nothing else.
+    ordered_include_exclude_selects_txt_files:
+        &["-a", "--include", "*/", "--include", "*.txt", "--exclude", "*"], Fixture::awkward();
+    /// The same rules over an older copy with --delete.
+    ordered_include_exclude_with_delete:
+        &["-a", "--delete", "--include", "*/", "--include", "*.txt", "--exclude", "*"],
+        Fixture::over_older_copy();
+    /// --max-delete=1 deletes one entry and exits 25.
+    max_delete_stops_after_limit: &["-a", "--delete", "--max-delete=1"], Fixture::over_older_copy();
+    /// --max-delete without --delete changes nothing about the copy.
+    max_delete_without_delete_is_harmless: &["-a", "--max-delete=1"], Fixture::over_older_copy();
+    /// --existing updates only what the receiver already has.
+    existing_updates_only_present_files: &["-a", "--existing"], Fixture::over_older_copy();
+    /// --ignore-existing creates only what the receiver lacks.
+    ignore_existing_skips_present_files: &["-a", "--ignore-existing"], Fixture::over_older_copy();
+    /// -u leaves files that are newer on the receiver alone.
+    update_keeps_newer_receiver_files: &["-a", "-u"], Fixture::over_older_copy();
+    /// --size-only skips files of equal size whatever their time.
+    size_only_skips_same_size_files: &["-a", "--size-only"], Fixture::over_older_copy();
+    /// -c decides by content, not size and time.
+    checksum_compares_content: &["-ac"], Fixture::over_older_copy();
+    /// -W (whole files) gives the same tree over an older copy.
+    whole_file_updates_an_older_copy: &["-aW"], Fixture::over_older_copy();
+    /// --numeric-ids keeps numbers (the foreign owners have no names).
+    numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
+}
+
+fn several_sources_case() -> Case<'static> {
+    Case {
+        // `dst` is not the copy of any one source, so its time is the time of the run.
+        time_exempt: &["dst"],
+        ..Case::new(&["-a"], &["src/sizes", "src/txt/", "src/top.txt"], "dst/")
+    }
+}
+
+/// `rsync -a a b/ file dst/`: a directory, a directory's contents and a file.
+#[test]
+fn several_sources_land_side_by_side() {
+    run_case("several_sources_land_side_by_side", &several_sources_case());
+}
+
+fn file_to_new_name_case(dest: &str) -> Case<'_> {
+    Case {
+        time_exempt: &["dst"],
+        ..Case::new(&["-a"], &["src/txt/a.txt"], dest)
+    }
+}
+
+/// `file dst/newname` copies the file under a new name inside `dst`.
+#[test]
+fn single_file_to_new_name_in_existing_dir() {
+    run_case(
+        "single_file_to_new_name_in_existing_dir",
+        &file_to_new_name_case("dst/newname"),
+    );
+}
+
+/// `file newname`: the destination does not exist and has no trailing slash.
+#[test]
+fn single_file_to_new_name() {
+    run_case("single_file_to_new_name", &file_to_new_name_case("newname"));
+}
+
+/// `file dst/`: into an existing directory under its own name.
+#[test]
+fn single_file_into_existing_dir() {
+    run_case(
+        "single_file_into_existing_dir",
+        &file_to_new_name_case("dst/"),
+    );
+}
+
+/// A single file whose name holds a newline.
+#[test]
+fn single_file_with_newline_in_name() {
+    run_case(
+        "single_file_with_newline_in_name",
+        &Case {
+            time_exempt: &["dst"],
+            ..Case::new(&["-a"], &["src/names/new\nline"], "dst/")
+        },
+    );
+}
+
+fn mkpath_case(trailing_slash: bool) -> Case<'static> {
+    Case {
+        fixture: Fixture {
+            dst_exists: false,
+            ..Fixture::awkward()
+        },
+        // The created parents get the time of the run; the last level is the copy of `src/`.
+        time_exempt: if trailing_slash {
+            &["m1", "m1/m2"]
+        } else {
+            &["m1", "m1/m2", "m1/m2/m3"]
+        },
+        ..Case::new(
+            &["-a", "--mkpath"],
+            if trailing_slash { &["src/"] } else { &["src"] },
+            "m1/m2/m3/",
+        )
+    }
+}
+
+/// --mkpath creates a 3-level missing destination path.
+#[test]
+fn mkpath_creates_missing_destination_levels() {
+    run_case(
+        "mkpath_creates_missing_destination_levels (src/)",
+        &mkpath_case(true),
+    );
+    run_case(
+        "mkpath_creates_missing_destination_levels (src)",
+        &mkpath_case(false),
+    );
+}
+
+/// `src/ dst` where `dst` does not exist: rsync creates one missing level.
+#[test]
+fn missing_last_destination_level_is_created() {
+    let case = Case {
+        fixture: Fixture {
+            dst_exists: false,
+            ..Fixture::awkward()
+        },
+        ..Case::new(&["-a"], &["src/"], "dst")
+    };
+    run_case("missing_last_destination_level_is_created", &case);
+}
+
+/// A directory in the receiver where the source has a file (and the reverse), with --delete.
+#[test]
+fn delete_replaces_directory_with_file() {
+    fn src(root: &Path) {
+        TestTree::at(root)
+            .file("was_dir", b"now a file\n")
+            .dir("was_file")
+            .file("was_file/inside", b"x\n")
+            .stamp(false);
+    }
+    fn older(root: &Path) {
+        TestTree::at(root)
+            .file("was_dir/inside/deeper", b"old\n")
+            .file("was_file", b"old file\n")
+            .stamp(false);
+    }
+    for slash in [true, false] {
+        let fixture = Fixture {
+            older: Some(older),
+            ..Fixture::with_src(src)
+        };
+        differential(
+            "delete_replaces_directory_with_file",
+            &["-a", "--delete"],
+            slash,
+            fixture,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sparse files
+// ---------------------------------------------------------------------------------------------
+
+const SPARSE_SIZE: u64 = 8 << 20;
+
+/// The awkward tree plus an 8 MiB file that is mostly zeros, written densely.
+fn awkward_with_sparse(root: &Path) {
+    awkward(root);
+    let path = root.join("sparse.bin");
+    let mut f = fs::File::create(&path).expect("create sparse.bin");
+    let data = pseudo_random(77, 4096);
+    let zeros = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    for (at, chunk) in [
+        (0, &data[..]),
+        (4 << 20, &data[..]),
+        (SPARSE_SIZE - 4096, &data[..]),
+    ] {
+        while written < at {
+            let n = (at - written).min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n]).expect("write zeros");
+            written += n as u64;
+        }
+        f.write_all(chunk).expect("write data");
+        written += chunk.len() as u64;
+    }
+    drop(f);
+    let (s, ns) = stamp_time(Path::new("sparse.bin"));
+    set_mtime(&path, s, ns);
+    // Adding the file changed the root's time; put it back.
+    let (s, ns) = stamp_time(Path::new(""));
+    set_mtime(root, s, ns);
+}
+
+fn sparse_case(trailing_slash: bool) {
+    let test = if trailing_slash {
+        "sparse_file_stays_sparse (src/)"
+    } else {
+        "sparse_file_stays_sparse (src)"
+    };
+    let Some(out) = differential(
+        test,
+        &["-aS"],
+        trailing_slash,
+        Fixture::with_src(awkward_with_sparse),
+    ) else {
+        return;
+    };
+    let rel = if trailing_slash {
+        "dst/sparse.bin"
+    } else {
+        "dst/src/sparse.bin"
+    };
+    let used = |side: PathBuf| {
+        let m = fs::metadata(side.join(rel)).expect("copied sparse.bin");
+        assert_eq!(m.len(), SPARSE_SIZE);
+        m.blocks() * 512
+    };
+    let src_used = fs::metadata(out.src().join("sparse.bin"))
+        .expect("source")
+        .blocks()
+        * 512;
+    let (r, x) = (used(out.side_a()), used(out.side_b()));
+    eprintln!("{test}: bytes allocated: source {src_used}, rsync {r}, xsync {x}");
+    if r >= SPARSE_SIZE / 4 {
+        skip(test, "rsync's copy is not sparse on this file system");
+        return;
+    }
+    assert!(
+        x < SPARSE_SIZE / 4,
+        "xsync -S wrote {x} bytes of blocks for an 8 MiB file with 12 KiB of data (rsync: {r})"
+    );
+}
+
+/// -S: holes come back as holes (st_blocks far below the size), like rsync's copy.
+#[test]
+fn sparse_file_stays_sparse_src_with_trailing_slash() {
+    sparse_case(true);
+}
+
+#[test]
+fn sparse_file_stays_sparse_src_without_trailing_slash() {
+    sparse_case(false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// -c, -n, reruns
+// ---------------------------------------------------------------------------------------------
+
+/// A file with equal size and mtime but other bytes is sent with -c and left alone without.
+#[test]
+fn checksum_sends_same_size_same_mtime_file_with_other_content() {
+    let test = "checksum_sends_same_size_same_mtime_file_with_other_content";
+    for (flags, expect) in [
+        (&["-a", "-c"][..], &b"AAAAAAAAAAAAAAAA"[..]),
+        (&["-a"][..], &b"BBBBBBBBBBBBBBBB"[..]),
+    ] {
+        let Some(out) = differential(test, flags, true, Fixture::over_older_copy()) else {
+            return;
+        };
+        for side in [out.side_a(), out.side_b()] {
+            let got = fs::read(side.join("dst/samesize.bin")).expect("samesize.bin");
+            assert_eq!(
+                got,
+                expect,
+                "{flags:?}: dst/samesize.bin in {side:?} holds {:?}",
+                String::from_utf8_lossy(&got)
+            );
+        }
+    }
+}
+
+fn dry_run_case(test: &str, older: bool, extra: &[&str]) {
+    let dir = test_dir();
+    let root = dir.path();
+    awkward(&root.join("src"));
+    if older {
+        awkward_older_copy(&root.join("dst"));
+    }
+    let before = snapshot(root);
+    let out = run(xsync()
+        .arg("-n")
+        .args(extra)
+        .arg(arg_path(root, "src/"))
+        .arg(arg_path(root, "dst/")));
+    let after = snapshot(root);
+    let diffs = diff_snapshots(&before, &after);
+    assert!(diffs.is_empty(), "{test}: xsync -n changed: {diffs:#?}");
+    if !older {
+        assert!(!root.join("dst").exists(), "{test}: -n created dst");
+    }
+    let xcode = code(&out);
+    if let Some(mut rsync) = rsync() {
+        let rout = run(rsync
+            .arg("-n")
+            .args(extra)
+            .arg(arg_path(root, "src/"))
+            .arg(arg_path(root, "dst/")));
+        assert_eq!(
+            code(&rout),
+            xcode,
+            "{test}: exit codes differ; xsync stderr: {}",
+            stderr(&out)
+        );
+    } else {
+        skip(test, "rsync not installed (exit code not compared)");
+        assert_eq!(xcode, 0, "{test}: {}", stderr(&out));
+    }
+}
+
+/// `-n` into a missing destination creates nothing.
+#[test]
+fn dry_run_creates_nothing() {
+    dry_run_case("dry_run_creates_nothing", false, &["-a"]);
+}
+
+/// `-n` over an older copy, with --delete, changes nothing at all.
+#[test]
+fn dry_run_changes_nothing_over_older_copy() {
+    dry_run_case(
+        "dry_run_changes_nothing_over_older_copy",
+        true,
+        &["-aH", "--delete", "-v"],
+    );
+}
+
+fn rerun_case(test: &str, flags: &str) {
+    let dir = test_dir();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    awkward(&src);
+    let sync = || {
+        let out = run(xsync().arg(flags).arg(slash(&src)).arg(slash(&dst)));
+        assert_eq!(code(&out), 0, "{test}: xsync {flags}: {}", stderr(&out));
+    };
+    sync();
+    let before = snapshot(&dst);
+    std::thread::sleep(Duration::from_millis(20));
+    sync();
+    let diffs = diff_snapshots(&before, &snapshot(&dst));
+    assert!(
+        diffs.is_empty(),
+        "{test}: second identical xsync {flags} run touched the destination:\n{diffs:#?}"
+    );
+}
+
+/// A second identical `xsync -a` run rewrites, renames, touches and chmods nothing.
+#[test]
+fn second_run_rewrites_nothing() {
+    rerun_case("second_run_rewrites_nothing", "-a");
+}
+
+#[test]
+fn second_run_with_hard_links_rewrites_nothing() {
+    rerun_case("second_run_with_hard_links_rewrites_nothing", "-aH");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash safety
+// ---------------------------------------------------------------------------------------------
+
+const BIG_BLOCK: usize = 1 << 20;
+const BIG_SIZE: u64 = 1536 << 20;
+const OLD_BIG_SIZE: u64 = BIG_SIZE - (3 << 20);
+
+/// Block `i` of the big file for `seed`: a shared pseudo-random block stamped with its index,
+/// so every block differs and the file can be checked without holding it in memory.
+fn big_block(base: &[u8], seed: u64, i: u64, out: &mut [u8]) {
+    out.copy_from_slice(base);
+    out[..8].copy_from_slice(&(i ^ seed).to_le_bytes());
+}
+
+fn write_big(path: &Path, seed: u64, size: u64) {
+    let base = pseudo_random(seed, BIG_BLOCK);
+    let mut block = vec![0u8; BIG_BLOCK];
+    let mut f = std::io::BufWriter::with_capacity(
+        BIG_BLOCK,
+        fs::File::create(path).expect("create big file"),
+    );
+    for i in 0..size / BIG_BLOCK as u64 {
+        big_block(&base, seed, i, &mut block);
+        f.write_all(&block).expect("write big file");
+    }
+    f.flush().expect("flush big file");
+}
+
+/// True when `path` holds exactly what `write_big(seed, size)` wrote.
+fn is_big(path: &Path, seed: u64, size: u64) -> bool {
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    if f.metadata().map(|m| m.len()).ok() != Some(size) {
+        return false;
+    }
+    let base = pseudo_random(seed, BIG_BLOCK);
+    let (mut want, mut got) = (vec![0u8; BIG_BLOCK], vec![0u8; BIG_BLOCK]);
+    for i in 0..size / BIG_BLOCK as u64 {
+        big_block(&base, seed, i, &mut want);
+        if f.read_exact(&mut got).is_err() || got != want {
+            return false;
+        }
+    }
+    true
+}
+
+/// Where to put 4.5 GiB of scratch files: memory if we can.
+fn fast_scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = tempfile::Builder::new()
+            .prefix("xsync-it-big-")
+            .tempdir_in(shm)
+    {
+        return d;
+    }
+    test_dir()
+}
+
+/// `kill -9` in the middle of copying a large file leaves the destination file either as it
+/// was or complete; a rerun finishes the job and cleans up the temporary file.
+#[test]
+fn kill_during_large_copy_leaves_old_or_new_file() {
+    const NEW: u64 = 0x5eed_0001;
+    const OLD: u64 = 0x5eed_0002;
+    let test = "kill_during_large_copy_leaves_old_or_new_file";
+    let scratch = fast_scratch();
+    let (src, dst) = (scratch.path().join("src"), scratch.path().join("dst"));
+    fs::create_dir_all(&src).expect("mkdir src");
+    fs::create_dir_all(&dst).expect("mkdir dst");
+    write_big(&src.join("big"), NEW, BIG_SIZE);
+    set_mtime(&src.join("big"), 1_700_000_000, 123_456_789);
+    write_big(&dst.join("big"), OLD, OLD_BIG_SIZE);
+    set_mtime(&dst.join("big"), 1_600_000_000, 987_654_321);
+
+    let start = Instant::now();
+    let mut child = xsync()
+        .args(["-a", "--whole-file"])
+        .arg(src.join("big"))
+        .arg(slash(&dst))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xsync");
+    let mut seen_temp: Option<(Instant, PathBuf)> = None;
+    let finished_early = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if seen_temp.is_none()
+            && let Some(t) = find_named(&dst, ".xsync-tmp.").into_iter().next()
+        {
+            seen_temp = Some((Instant::now(), t));
+        }
+        let kill_now = match &seen_temp {
+            // Well into the copy: a quarter written, or 200 ms after the temp file appeared.
+            Some((at, rel)) => {
+                let len = fs::metadata(dst.join(rel)).map(|m| m.len()).unwrap_or(0);
+                len >= BIG_SIZE / 4 || at.elapsed() > Duration::from_millis(200)
+            }
+            // No temp file visible (O_TMPFILE?): kill after a while anyway.
+            None => start.elapsed() > Duration::from_secs(3),
+        };
+        if kill_now {
+            child.kill().expect("SIGKILL xsync");
+            child.wait().expect("reap xsync");
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    match (&finished_early, &seen_temp) {
+        (Some(status), _) => eprintln!(
+            "NOTE: {test}: xsync finished ({status}) before it could be killed; \
+             only the end state is checked"
+        ),
+        (None, Some((_, rel))) => eprintln!("{test}: killed xsync while {rel:?} was being written"),
+        (None, None) => {
+            eprintln!("NOTE: {test}: killed xsync after 3 s without seeing a temp file")
+        }
+    }
+
+    let target = dst.join("big");
+    let old_intact = is_big(&target, OLD, OLD_BIG_SIZE);
+    let new_complete = !old_intact && is_big(&target, NEW, BIG_SIZE);
+    assert!(
+        old_intact || new_complete,
+        "{test}: after SIGKILL dst/big is neither the old nor the new file (len {:?})",
+        fs::metadata(&target).map(|m| m.len())
+    );
+
+    let out = run(xsync()
+        .args(["-a", "--whole-file"])
+        .arg(src.join("big"))
+        .arg(slash(&dst)));
+    assert_eq!(code(&out), 0, "{test}: rerun failed: {}", stderr(&out));
+    assert!(
+        is_big(&target, NEW, BIG_SIZE),
+        "{test}: rerun left dst/big wrong"
+    );
+    let m = fs::symlink_metadata(&target).expect("dst/big");
+    assert_eq!((m.mtime(), m.mtime_nsec()), (1_700_000_000, 123_456_789));
+    let left = find_named(&dst, ".xsync-tmp.");
+    assert!(
+        left.is_empty(),
+        "{test}: temporaries left after the rerun: {left:?}"
+    );
+}

@@ -1,0 +1,7 @@
+//! The single integration-test binary: black-box tests of the `xsync` executable, mostly
+//! differential against rsync (see `util`).
+
+mod util;
+
+mod errors;
+mod local;

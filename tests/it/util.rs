@@ -1,0 +1,1097 @@
+//! The integration-test harness: how to run the two tools, how to build awkward source trees,
+//! how to compare two trees, and the differential runner that puts rsync and xsync side by side.
+//!
+//! rsync is the oracle. Most tests build a tree, run `rsync FLAGS` into one destination and
+//! `xsync FLAGS` into an identical one, and demand the same exit code and the same resulting
+//! tree (paths, kinds, bytes, modes, owners, times with nanoseconds, link targets, devices and
+//! hard-link groups). The comparer is itself tested (see `harness_*` tests in local.rs) so that
+//! it cannot pass silently.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Once;
+
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------------------------
+// Running the tools
+// ---------------------------------------------------------------------------------------------
+
+/// The xsync binary under test.
+pub fn xsync() -> Command {
+    command(Path::new(env!("CARGO_BIN_EXE_xsync")), &[])
+}
+
+/// Where rsync is installed, if it is.
+pub fn rsync_path() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("rsync"))
+        .find(|candidate| {
+            fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// rsync, or `None` when it is not installed: the caller then reports the test as skipped with
+/// [`skip`] and returns (never a silent pass).
+pub fn rsync() -> Option<Command> {
+    rsync_path().map(|p| command(&p, &[]))
+}
+
+/// Returns true when rsync is available; otherwise prints the skip notice for `test`.
+pub fn have_rsync(test: &str) -> bool {
+    if rsync_path().is_some() {
+        true
+    } else {
+        skip(test, "rsync not installed");
+        false
+    }
+}
+
+/// Says loudly that (part of) a test did not run.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED: {test}: {why}");
+}
+
+/// True when running as root (CI does; developers may not).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A command with a predictable environment; `wrap` (e.g. `setpriv …`) goes in front.
+fn command(program: &Path, wrap: &[&str]) -> Command {
+    let mut cmd = match wrap.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
+    // Messages in English and no rsync settings leaking in from the developer's shell.
+    cmd.env("LC_ALL", "C")
+        .env("LANG", "C")
+        .env_remove("RSYNC_RSH")
+        .env_remove("RSYNC_PROTECT_ARGS")
+        .env_remove("RSYNC_OLD_ARGS");
+    cmd
+}
+
+/// Runs a command to completion, panicking only if it could not be started at all.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// The exit code, or 128+signal when killed, for messages and comparisons.
+pub fn code(out: &Output) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    out.status
+        .code()
+        .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0))
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Joins `base` and a relative argument while keeping a trailing slash, which carries meaning
+/// on an rsync command line.
+pub fn arg_path(base: &Path, rel: &str) -> OsString {
+    let mut s = base.as_os_str().to_owned();
+    if !rel.is_empty() {
+        s.push("/");
+        s.push(rel);
+    }
+    s
+}
+
+/// `path/`: a directory argument whose contents, not itself, are meant.
+pub fn slash(path: &Path) -> OsString {
+    let mut s = path.as_os_str().to_owned();
+    s.push("/");
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic content
+// ---------------------------------------------------------------------------------------------
+
+/// A tiny xorshift64 generator: reproducible pseudo-random bytes without a `rand` dependency.
+pub struct XorShift(u64);
+
+impl XorShift {
+    pub fn new(seed: u64) -> Self {
+        // A zero state would stay zero forever.
+        XorShift(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// `len` pseudo-random bytes from `seed`.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    XorShift::new(seed).fill(&mut v);
+    v
+}
+
+/// FNV-1a: a stable hash of a path, used to derive per-path timestamps.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building trees
+// ---------------------------------------------------------------------------------------------
+
+/// Builds a tree under `root`. Paths are relative to the root; parents are created as needed.
+/// Methods panic on failure (a broken fixture is a broken test), except those that may
+/// legitimately be refused to a non-root user, which return `io::Result`.
+pub struct TestTree {
+    root: PathBuf,
+}
+
+impl TestTree {
+    /// A builder for `root`, which is created if missing.
+    pub fn at(root: &Path) -> TestTree {
+        fs::create_dir_all(root).unwrap_or_else(|e| panic!("mkdir {root:?}: {e}"));
+        TestTree {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn parent_of(&self, rel: &Path) {
+        if let Some(parent) = self.path(rel).parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("mkdir {parent:?}: {e}"));
+        }
+    }
+
+    pub fn dir(&self, rel: impl AsRef<Path>) -> &Self {
+        let p = self.path(rel);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("mkdir {p:?}: {e}"));
+        self
+    }
+
+    pub fn file(&self, rel: impl AsRef<Path>, content: &[u8]) -> &Self {
+        let rel = rel.as_ref();
+        self.parent_of(rel);
+        let p = self.path(rel);
+        fs::write(&p, content).unwrap_or_else(|e| panic!("write {p:?}: {e}"));
+        self
+    }
+
+    pub fn random_file(&self, rel: impl AsRef<Path>, seed: u64, len: usize) -> &Self {
+        self.file(rel, &pseudo_random(seed, len))
+    }
+
+    pub fn symlink(&self, rel: impl AsRef<Path>, target: impl AsRef<OsStr>) -> &Self {
+        let rel = rel.as_ref();
+        self.parent_of(rel);
+        let p = self.path(rel);
+        std::os::unix::fs::symlink(target.as_ref(), &p)
+            .unwrap_or_else(|e| panic!("symlink {p:?}: {e}"));
+        self
+    }
+
+    pub fn hardlink(&self, existing: impl AsRef<Path>, new: impl AsRef<Path>) -> &Self {
+        let new = new.as_ref();
+        self.parent_of(new);
+        let (a, b) = (self.path(existing), self.path(new));
+        fs::hard_link(&a, &b).unwrap_or_else(|e| panic!("link {a:?} {b:?}: {e}"));
+        self
+    }
+
+    pub fn fifo(&self, rel: impl AsRef<Path>) -> io::Result<()> {
+        let rel = rel.as_ref();
+        self.parent_of(rel);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            self.path(rel),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )?;
+        Ok(())
+    }
+
+    /// A character device (root only; containers may refuse it even to root).
+    pub fn chardev(&self, rel: impl AsRef<Path>, major: u32, minor: u32) -> io::Result<()> {
+        let rel = rel.as_ref();
+        self.parent_of(rel);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            self.path(rel),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(major, minor),
+        )?;
+        Ok(())
+    }
+
+    /// Sets the permission bits (including setuid/setgid/sticky). Call after `chown`, which
+    /// clears setgid.
+    pub fn chmod(&self, rel: impl AsRef<Path>, mode: u32) -> &Self {
+        let p = self.path(rel);
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {p:?}: {e}"));
+        self
+    }
+
+    /// Changes the owner without following symlinks (root only).
+    pub fn chown(&self, rel: impl AsRef<Path>, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::lchown(self.path(rel), Some(uid), Some(gid))
+    }
+
+    /// Sets atime and mtime (with nanoseconds) without following symlinks.
+    pub fn set_mtime(&self, rel: impl AsRef<Path>, secs: i64, nsec: i64) -> &Self {
+        set_mtime(&self.path(rel), secs, nsec);
+        self
+    }
+
+    /// Removes a file, symlink or whole directory.
+    pub fn remove(&self, rel: impl AsRef<Path>) -> &Self {
+        let p = self.path(rel);
+        let meta = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {p:?}: {e}"));
+        let r = if meta.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.unwrap_or_else(|e| panic!("remove {p:?}: {e}"));
+        self
+    }
+
+    /// Gives every entry (or only every directory) a deterministic mtime with nanoseconds
+    /// derived from its relative path, children before parents so that directory times stick.
+    pub fn stamp(&self, dirs_only: bool) -> &Self {
+        stamp_tree(&self.root, &self.root, dirs_only);
+        self
+    }
+}
+
+pub fn set_mtime(path: &Path, secs: i64, nsec: i64) {
+    let ts = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: nsec as _,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap_or_else(|e| panic!("utimensat {path:?}: {e}"));
+}
+
+/// The deterministic time `stamp` gives to `rel`: somewhere in 2017–2023, never a whole second.
+pub fn stamp_time(rel: &Path) -> (i64, i64) {
+    let h = fnv1a(rel.as_os_str().as_bytes());
+    (
+        1_500_000_000 + (h % 200_000_000) as i64,
+        1 + ((h >> 32) % 999_999_998) as i64,
+    )
+}
+
+fn sorted_children(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("readdir {dir:?}: {e}"))
+        .map(|e| e.unwrap_or_else(|e| panic!("readdir {dir:?}: {e}")).path())
+        .collect();
+    v.sort();
+    v
+}
+
+fn stamp_tree(root: &Path, path: &Path, dirs_only: bool) {
+    let meta = fs::symlink_metadata(path).unwrap_or_else(|e| panic!("lstat {path:?}: {e}"));
+    if meta.is_dir() {
+        for child in sorted_children(path) {
+            stamp_tree(root, &child, dirs_only);
+        }
+    } else if dirs_only {
+        return;
+    }
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let (s, ns) = stamp_time(rel);
+    set_mtime(path, s, ns);
+}
+
+/// What the fixture builders could not create here (printed once per test binary).
+static FIXTURE_NOTE: Once = Once::new();
+
+fn note_fixture_limits(missing: &[&str]) {
+    if missing.is_empty() {
+        return;
+    }
+    FIXTURE_NOTE.call_once(|| {
+        eprintln!(
+            "NOTE: awkward fixture built without: {} (they need root); those cases are not tested",
+            missing.join(", ")
+        );
+    });
+}
+
+/// The 60-deep directory chain used by `awkward`.
+pub fn deep_path() -> PathBuf {
+    let mut p = PathBuf::from("deep");
+    for i in 1..=60 {
+        p.push(format!("d{i:02}"));
+    }
+    p
+}
+
+/// The non-UTF-8 file name in `awkward`.
+pub fn non_utf8_name() -> &'static OsStr {
+    OsStr::from_bytes(b"latin1-\xe9t\xe9-\xff.bin")
+}
+
+/// The awkward source tree every differential test starts from.
+///
+/// Empty files and directories; sizes around block and buffer boundaries; names with spaces, a
+/// newline, a leading dash, UTF-8, a non-UTF-8 byte and 245 bytes; 60 levels of nesting;
+/// relative, absolute, dangling and directory symlinks; a 3-name hard-link group across two
+/// directories; a fifo and (root only) a character device; modes 0444, 0600, 0755, 2755 and a
+/// 0700 directory and a setgid directory; (root only) foreign owners; explicit nanosecond
+/// mtimes everywhere, directories last.
+pub fn awkward(root: &Path) {
+    let t = TestTree::at(root);
+    let mut missing = Vec::new();
+
+    t.file("empty", b"").dir("empty_dir").dir("a/b/empty_leaf");
+    for (i, size) in [0usize, 1, 4095, 4096, 4097, 65536, 65537]
+        .into_iter()
+        .enumerate()
+    {
+        t.random_file(format!("sizes/s{size}"), 100 + i as u64, size);
+    }
+    t.random_file("sizes/three_mib", 7, 3 * 1024 * 1024 + 123);
+
+    t.file("names/with space.txt", b"space\n")
+        .file("names/new\nline", b"newline\n")
+        .file("names/-leading-dash", b"dash\n")
+        .file("names/ünïcødé-日本語.txt", b"utf8\n")
+        .file(Path::new("names").join(non_utf8_name()), b"latin1\n")
+        .file(format!("names/{}.txt", "L".repeat(241)), b"long\n");
+
+    t.file(deep_path().join("leaf.txt"), b"deep leaf\n");
+
+    t.file("txt/a.txt", b"alpha\n")
+        .file("txt/b.txt", b"beta\n")
+        .file("txt/sub/c.txt", b"gamma\n")
+        .file("txt/sub/notes.md", b"not txt\n")
+        .file("top.txt", b"top\n")
+        .file("app.log", b"log at top\n")
+        .file("txt/sub/deeper.log", b"log below\n")
+        .file("newer.txt", b"source version of newer\n")
+        .file("samesize.bin", b"AAAAAAAAAAAAAAAA");
+
+    t.symlink("links/rel", "../sizes/s1")
+        .symlink("links/abs", "/nonexistent/absolute/target")
+        .symlink("links/dangling", "does-not-exist")
+        .symlink("links/to_dir", "../txt")
+        .symlink("links/self_dir_dot", ".");
+
+    t.random_file("hard/h1", 42, 5000)
+        .hardlink("hard/h1", "hard/h2")
+        .hardlink("hard/h1", "other/h3");
+
+    if let Err(e) = t.fifo("special/fifo") {
+        panic!("mkfifo: {e}");
+    }
+    if is_root() {
+        if t.chardev("special/null", 1, 3).is_err() {
+            missing.push("character device (mknod refused even to root)");
+        }
+    } else {
+        missing.push("character device");
+    }
+
+    t.file("modes/r0444", b"read only\n")
+        .file("modes/r0600", b"private\n")
+        .file("modes/x0755", b"#!/bin/sh\n")
+        .file("modes/sgid2755", b"setgid\n")
+        .file("modes/dir0700/inside", b"inside\n")
+        .file("modes/sgid_dir/inside", b"inside sgid dir\n");
+
+    if is_root() {
+        for (rel, uid, gid) in [
+            ("owners/u1234_g5678", 1234, 5678),
+            ("owners/u0_g5678", 0, 5678),
+            ("owners/u4321_g0", 4321, 0),
+        ] {
+            t.file(rel, rel.as_bytes());
+            t.chown(rel, uid, gid)
+                .unwrap_or_else(|e| panic!("chown {rel}: {e}"));
+        }
+        t.dir("owners/dir_u1234");
+        t.chown("owners/dir_u1234", 1234, 1234)
+            .unwrap_or_else(|e| panic!("chown dir: {e}"));
+        t.chown("links/rel", 1234, 5678)
+            .unwrap_or_else(|e| panic!("lchown symlink: {e}"));
+    } else {
+        missing.push("foreign owners");
+    }
+
+    // Modes last among the metadata: chown clears setgid.
+    t.chmod("modes/r0444", 0o444)
+        .chmod("modes/r0600", 0o600)
+        .chmod("modes/x0755", 0o755)
+        .chmod("modes/sgid2755", 0o2755)
+        .chmod("modes/dir0700", 0o700)
+        .chmod("modes/sgid_dir", 0o2755);
+
+    t.stamp(false);
+    note_fixture_limits(&missing);
+}
+
+/// An older copy of `awkward` as it might sit in a destination: some files changed (by size,
+/// by content and mtime, by kind), some missing, some extra (including excluded ones), the
+/// hard-link group broken, one file newer than the source, one with equal size and mtime but
+/// different bytes.
+pub fn awkward_older_copy(root: &Path) {
+    awkward(root);
+    let t = TestTree::at(root);
+    t.remove("sizes/s4097")
+        .remove("names/with space.txt")
+        .remove("a/b")
+        .remove("hard/h2");
+    t.random_file("sizes/s1", 999, 2)
+        .random_file("sizes/s65536", 998, 65536)
+        .set_mtime("sizes/s65536", 1_400_000_000, 5);
+    // Same size, same mtime, different bytes: only -c notices.
+    let (s, ns) = stamp_time(Path::new("samesize.bin"));
+    t.file("samesize.bin", b"BBBBBBBBBBBBBBBB")
+        .set_mtime("samesize.bin", s, ns);
+    // Newer on the receiver (what -u protects).
+    let (s, ns) = stamp_time(Path::new("newer.txt"));
+    t.file("newer.txt", b"receiver's newer version, longer\n")
+        .set_mtime("newer.txt", s + 86_400 * 365, ns);
+    // The hard link is broken: h2 is a separate file with the same bytes.
+    t.random_file("hard/h2", 42, 5000);
+    // A kind change: the source has a symlink here, and a directory at `empty_dir`.
+    t.remove("links/rel").file("links/rel", b"was a file\n");
+    t.remove("empty_dir").file("empty_dir", b"was a file\n");
+    // Extraneous entries, for --delete.
+    for i in 0..5 {
+        t.file(format!("extra{i}.dat"), format!("extra {i}\n").as_bytes());
+    }
+    t.file("extra_dir/sub/file", b"extra nested\n")
+        .file("txt/extra.txt", b"extra txt\n")
+        .file("extra.log", b"excluded and extraneous\n")
+        .file("txt/sub/old.log", b"excluded and extraneous below\n");
+    t.stamp(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and comparing trees
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Char,
+    Block,
+    Socket,
+}
+
+/// What the comparer knows about one entry (from lstat, never following symlinks).
+#[derive(Clone, Debug)]
+pub struct Meta {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub ino: u64,
+    pub rdev: u64,
+    pub target: Option<OsString>,
+    /// blake3 of a regular file's bytes, or the error reading them.
+    pub content: Option<Result<[u8; 32], String>>,
+}
+
+fn kind_of(mode: u32) -> Kind {
+    match mode & libc_s_ifmt() {
+        0o100000 => Kind::File,
+        0o040000 => Kind::Dir,
+        0o120000 => Kind::Symlink,
+        0o010000 => Kind::Fifo,
+        0o020000 => Kind::Char,
+        0o060000 => Kind::Block,
+        _ => Kind::Socket,
+    }
+}
+
+const fn libc_s_ifmt() -> u32 {
+    0o170000
+}
+
+fn hash_file(path: &Path) -> Result<[u8; 32], String> {
+    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+fn meta_of(path: &Path, with_content: bool) -> io::Result<Meta> {
+    let m = fs::symlink_metadata(path)?;
+    let kind = kind_of(m.mode());
+    Ok(Meta {
+        kind,
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+        rdev: m.rdev(),
+        target: if kind == Kind::Symlink {
+            Some(fs::read_link(path)?.into_os_string())
+        } else {
+            None
+        },
+        content: (with_content && kind == Kind::File).then(|| hash_file(path)),
+    })
+}
+
+/// Every entry under `root` (the root itself as ""), keyed by relative path. A missing root
+/// gives an empty map.
+pub fn scan(root: &Path, with_content: bool) -> BTreeMap<PathBuf, Meta> {
+    let mut out = BTreeMap::new();
+    if fs::symlink_metadata(root).is_err() {
+        return out;
+    }
+    scan_into(root, root, with_content, &mut out);
+    out
+}
+
+fn scan_into(root: &Path, path: &Path, with_content: bool, out: &mut BTreeMap<PathBuf, Meta>) {
+    let meta = meta_of(path, with_content).unwrap_or_else(|e| panic!("lstat {path:?}: {e}"));
+    let is_dir = meta.kind == Kind::Dir;
+    let rel = path.strip_prefix(root).unwrap_or(path).to_path_buf();
+    out.insert(rel, meta);
+    if is_dir {
+        for child in sorted_children(path) {
+            scan_into(root, &child, with_content, out);
+        }
+    }
+}
+
+/// Which attributes the comparer checks. Paths, kinds, content, link targets, devices, modes,
+/// owners and hard-link groups are always checked.
+#[derive(Clone, Debug)]
+pub struct Compare {
+    /// Compare mtimes of files and directories (rsync -t).
+    pub times: bool,
+    /// Compare mtimes of symlinks too (rsync -t does on Linux).
+    pub symlink_times: bool,
+    /// Compare uid/gid.
+    pub owners: bool,
+    /// Paths whose mtime is not compared (e.g. directories that received new entries).
+    pub ignore_times: BTreeSet<PathBuf>,
+}
+
+impl Default for Compare {
+    fn default() -> Self {
+        Compare {
+            times: true,
+            symlink_times: true,
+            owners: true,
+            ignore_times: BTreeSet::new(),
+        }
+    }
+}
+
+impl Compare {
+    /// What to compare after a run with `flags`: times only with -t (or -a).
+    pub fn for_flags(flags: &[&str]) -> Compare {
+        let short = |c: char| {
+            flags
+                .iter()
+                .any(|f| f.starts_with('-') && !f.starts_with("--") && f.contains(c))
+        };
+        let times = (short('a') || short('t') || flags.contains(&"--times"))
+            && !flags.contains(&"--no-times")
+            && !flags.contains(&"--no-t");
+        Compare {
+            times,
+            symlink_times: times,
+            ..Compare::default()
+        }
+    }
+
+    pub fn ignoring_times_of<I: IntoIterator<Item = P>, P: Into<PathBuf>>(
+        mut self,
+        paths: I,
+    ) -> Self {
+        self.ignore_times.extend(paths.into_iter().map(Into::into));
+        self
+    }
+}
+
+fn show(rel: &Path) -> String {
+    if rel.as_os_str().is_empty() {
+        ".".to_string()
+    } else {
+        format!("{:?}", rel)
+    }
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::File => "file",
+        Kind::Dir => "directory",
+        Kind::Symlink => "symlink",
+        Kind::Fifo => "fifo",
+        Kind::Char => "char device",
+        Kind::Block => "block device",
+        Kind::Socket => "socket",
+    }
+}
+
+/// The partition of non-directories into groups sharing an inode (groups of two or more).
+pub fn hard_link_groups(tree: &BTreeMap<PathBuf, Meta>) -> BTreeSet<Vec<PathBuf>> {
+    let mut by_ino: BTreeMap<u64, Vec<PathBuf>> = BTreeMap::new();
+    for (rel, m) in tree {
+        if m.kind != Kind::Dir {
+            by_ino.entry(m.ino).or_default().push(rel.clone());
+        }
+    }
+    by_ino.into_values().filter(|g| g.len() > 1).collect()
+}
+
+/// Every difference between the trees at `a` and `b`, as readable lines ("A" is `a`).
+pub fn diff_trees(a: &Path, b: &Path, opts: &Compare) -> Vec<String> {
+    let ta = scan(a, true);
+    let tb = scan(b, true);
+    diff_scans(&ta, &tb, opts)
+}
+
+pub fn diff_scans(
+    ta: &BTreeMap<PathBuf, Meta>,
+    tb: &BTreeMap<PathBuf, Meta>,
+    opts: &Compare,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for rel in ta.keys().filter(|k| !tb.contains_key(*k)) {
+        diffs.push(format!(
+            "{}: only in A ({})",
+            show(rel),
+            kind_name(ta[rel].kind)
+        ));
+    }
+    for rel in tb.keys().filter(|k| !ta.contains_key(*k)) {
+        diffs.push(format!(
+            "{}: only in B ({})",
+            show(rel),
+            kind_name(tb[rel].kind)
+        ));
+    }
+    for (rel, ma) in ta {
+        let Some(mb) = tb.get(rel) else { continue };
+        let p = show(rel);
+        if ma.kind != mb.kind {
+            diffs.push(format!(
+                "{p}: kind {} vs {}",
+                kind_name(ma.kind),
+                kind_name(mb.kind)
+            ));
+            continue;
+        }
+        if ma.mode != mb.mode {
+            diffs.push(format!("{p}: mode {:o} vs {:o}", ma.mode, mb.mode));
+        }
+        if opts.owners && (ma.uid, ma.gid) != (mb.uid, mb.gid) {
+            diffs.push(format!(
+                "{p}: owner {}:{} vs {}:{}",
+                ma.uid, ma.gid, mb.uid, mb.gid
+            ));
+        }
+        let check_time = opts.times
+            && !opts.ignore_times.contains(rel)
+            && (ma.kind != Kind::Symlink || opts.symlink_times);
+        if check_time && ma.mtime != mb.mtime {
+            diffs.push(format!(
+                "{p}: mtime {}.{:09} vs {}.{:09}",
+                ma.mtime.0, ma.mtime.1, mb.mtime.0, mb.mtime.1
+            ));
+        }
+        match ma.kind {
+            Kind::File => {
+                if ma.size != mb.size {
+                    diffs.push(format!("{p}: size {} vs {}", ma.size, mb.size));
+                } else if ma.content != mb.content {
+                    let describe = |c: &Option<Result<[u8; 32], String>>| match c {
+                        Some(Err(e)) => format!("unreadable ({e})"),
+                        Some(Ok(h)) => blake3::Hash::from(*h).to_hex()[..12].to_string(),
+                        None => "not read".into(),
+                    };
+                    diffs.push(format!(
+                        "{p}: content differs (same size {}): {} vs {}",
+                        ma.size,
+                        describe(&ma.content),
+                        describe(&mb.content)
+                    ));
+                }
+            }
+            Kind::Symlink if ma.target != mb.target => {
+                diffs.push(format!(
+                    "{p}: symlink target {:?} vs {:?}",
+                    ma.target.as_deref().unwrap_or_default(),
+                    mb.target.as_deref().unwrap_or_default()
+                ));
+            }
+            Kind::Char | Kind::Block if ma.rdev != mb.rdev => {
+                diffs.push(format!("{p}: device {:#x} vs {:#x}", ma.rdev, mb.rdev));
+            }
+            _ => {}
+        }
+    }
+    let (ga, gb) = (hard_link_groups(ta), hard_link_groups(tb));
+    for g in ga.difference(&gb) {
+        diffs.push(format!("hard-link group only in A: {g:?}"));
+    }
+    for g in gb.difference(&ga) {
+        diffs.push(format!("hard-link group only in B: {g:?}"));
+    }
+    diffs
+}
+
+/// (inode, mtime, ctime, mode, size) of every entry: equal snapshots mean nothing was
+/// rewritten, renamed over, touched or chmod-ed.
+pub type Snapshot = BTreeMap<PathBuf, (u64, (i64, i64), (i64, i64), u32, u64)>;
+
+pub fn snapshot(root: &Path) -> Snapshot {
+    scan(root, false)
+        .into_iter()
+        .map(|(k, m)| (k, (m.ino, m.mtime, m.ctime, m.mode, m.size)))
+        .collect()
+}
+
+pub fn diff_snapshots(before: &Snapshot, after: &Snapshot) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for rel in before.keys().filter(|k| !after.contains_key(*k)) {
+        diffs.push(format!("{}: disappeared", show(rel)));
+    }
+    for (rel, a) in after {
+        match before.get(rel) {
+            None => diffs.push(format!("{}: appeared", show(rel))),
+            Some(b) if b != a => diffs.push(format!(
+                "{}: changed (ino, mtime, ctime, mode, size) {:?} -> {:?}",
+                show(rel),
+                b,
+                a
+            )),
+            Some(_) => {}
+        }
+    }
+    diffs
+}
+
+/// Relative paths of all entries whose name starts with `prefix`.
+pub fn find_named(root: &Path, prefix: &str) -> Vec<PathBuf> {
+    scan(root, false)
+        .into_keys()
+        .filter(|rel| {
+            rel.file_name()
+                .is_some_and(|n| n.as_bytes().starts_with(prefix.as_bytes()))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The differential runner
+// ---------------------------------------------------------------------------------------------
+
+/// How to set up one differential case.
+#[derive(Clone, Copy)]
+pub struct Fixture {
+    /// Builds the source tree in the given directory (named `src`).
+    pub src: fn(&Path),
+    /// Builds an older copy in the directory the transfer will fill, on each side.
+    pub older: Option<fn(&Path)>,
+    /// Runs on each side's root last, before the transfer (e.g. to hand it to another user).
+    pub side: Option<fn(&Path)>,
+    /// Whether `dst` exists in each side before the transfer.
+    pub dst_exists: bool,
+}
+
+impl Fixture {
+    /// The awkward tree into an existing, empty `dst`.
+    pub fn awkward() -> Fixture {
+        Fixture {
+            src: awkward,
+            older: None,
+            side: None,
+            dst_exists: true,
+        }
+    }
+
+    /// The awkward tree over an older copy of it.
+    pub fn over_older_copy() -> Fixture {
+        Fixture {
+            older: Some(awkward_older_copy),
+            ..Fixture::awkward()
+        }
+    }
+
+    pub fn with_src(src: fn(&Path)) -> Fixture {
+        Fixture {
+            src,
+            ..Fixture::awkward()
+        }
+    }
+}
+
+/// One run of both tools. Sources are relative to the test directory (the fixture is built in
+/// `src`), `dest` is relative to each side's root; trailing slashes are kept.
+pub struct Case<'a> {
+    pub flags: &'a [&'a str],
+    pub sources: &'a [&'a str],
+    pub dest: &'a str,
+    pub fixture: Fixture,
+    /// Where (relative to a side) the fixture's older copy goes.
+    pub older_at: &'a str,
+    /// Side paths whose mtime legitimately differs between runs (directories that merely
+    /// received new entries). A side's root is always exempt.
+    pub time_exempt: &'a [&'a str],
+    /// A command put in front of both tools (e.g. `setpriv …`).
+    pub wrap: &'a [&'a str],
+}
+
+impl<'a> Case<'a> {
+    pub fn new(flags: &'a [&'a str], sources: &'a [&'a str], dest: &'a str) -> Case<'a> {
+        Case {
+            flags,
+            sources,
+            dest,
+            fixture: Fixture::awkward(),
+            older_at: "dst",
+            time_exempt: &[],
+            wrap: &[],
+        }
+    }
+}
+
+/// The result of a differential run, kept for further assertions.
+pub struct Outcome {
+    pub dir: TempDir,
+    pub a: Output,
+    pub b: Output,
+    pub a_name: &'static str,
+    pub b_name: &'static str,
+}
+
+impl Outcome {
+    pub fn src(&self) -> PathBuf {
+        self.dir.path().join("src")
+    }
+    /// The side rsync (tool A) wrote into.
+    pub fn side_a(&self) -> PathBuf {
+        self.dir.path().join("a")
+    }
+    /// The side xsync (tool B) wrote into.
+    pub fn side_b(&self) -> PathBuf {
+        self.dir.path().join("b")
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Tool {
+    Rsync,
+    Xsync,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Rsync => "rsync",
+            Tool::Xsync => "xsync",
+        }
+    }
+    fn command(self, wrap: &[&str]) -> Command {
+        match self {
+            Tool::Rsync => command(&rsync_path().expect("rsync checked by caller"), wrap),
+            Tool::Xsync => command(Path::new(env!("CARGO_BIN_EXE_xsync")), wrap),
+        }
+    }
+}
+
+/// A fresh test directory that other users can traverse (for tests that drop privileges).
+pub fn test_dir() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("xsync-it-")
+        .tempdir()
+        .unwrap_or_else(|e| panic!("tempdir: {e}"));
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("chmod tempdir: {e}"));
+    dir
+}
+
+fn prepare_side(side: &Path, case: &Case) {
+    fs::create_dir(side).unwrap_or_else(|e| panic!("mkdir {side:?}: {e}"));
+    if case.fixture.dst_exists {
+        fs::create_dir(side.join("dst")).unwrap_or_else(|e| panic!("mkdir dst: {e}"));
+    }
+    if let Some(older) = case.fixture.older {
+        older(&side.join(case.older_at));
+    }
+    if let Some(hook) = case.fixture.side {
+        hook(side);
+    }
+}
+
+/// Runs tool `a` and tool `b` on identical setups; returns the outcome and every difference
+/// (exit codes first, then the trees).
+pub fn run_pair(case: &Case, a: Tool, b: Tool) -> (Outcome, Vec<String>) {
+    let dir = test_dir();
+    let root = dir.path().to_path_buf();
+    (case.fixture.src)(&root.join("src"));
+    let mut outs = Vec::new();
+    for (tool, side_name) in [(a, "a"), (b, "b")] {
+        let side = root.join(side_name);
+        prepare_side(&side, case);
+        let mut cmd = tool.command(case.wrap);
+        cmd.args(case.flags);
+        for s in case.sources {
+            cmd.arg(arg_path(&root, s));
+        }
+        cmd.arg(arg_path(&side, case.dest));
+        cmd.current_dir(&root);
+        outs.push(run(&mut cmd));
+    }
+    let ob = outs.pop().expect("two runs");
+    let oa = outs.pop().expect("two runs");
+
+    let mut diffs = Vec::new();
+    if code(&oa) != code(&ob) {
+        diffs.push(format!(
+            "exit code: {} {} vs {} {}",
+            a.name(),
+            code(&oa),
+            b.name(),
+            code(&ob)
+        ));
+    }
+    let opts = Compare::for_flags(case.flags)
+        .ignoring_times_of([PathBuf::new()])
+        .ignoring_times_of(case.time_exempt.iter().map(PathBuf::from));
+    diffs.extend(diff_trees(&root.join("a"), &root.join("b"), &opts));
+    let outcome = Outcome {
+        dir,
+        a: oa,
+        b: ob,
+        a_name: a.name(),
+        b_name: b.name(),
+    };
+    (outcome, diffs)
+}
+
+/// Describes a failed differential run in full.
+pub fn report(case: &Case, out: &Outcome, diffs: &[String]) -> String {
+    let mut s = format!(
+        "{} differences for flags {:?}, sources {:?}, dest {:?} (A = {}, B = {}):\n",
+        diffs.len(),
+        case.flags,
+        case.sources,
+        case.dest,
+        out.a_name,
+        out.b_name
+    );
+    for d in diffs {
+        s.push_str("  ");
+        s.push_str(d);
+        s.push('\n');
+    }
+    for (name, o) in [(out.a_name, &out.a), (out.b_name, &out.b)] {
+        s.push_str(&format!(
+            "--- {name} exit {} stderr:\n{}",
+            code(o),
+            stderr(o)
+        ));
+    }
+    s
+}
+
+/// rsync vs xsync on `case`: equal exit codes and equal trees, or a panic listing every
+/// difference. `None` (after a loud skip notice) when rsync is missing.
+pub fn run_case(test: &str, case: &Case) -> Option<Outcome> {
+    if !have_rsync(test) {
+        return None;
+    }
+    let (out, diffs) = run_pair(case, Tool::Rsync, Tool::Xsync);
+    assert!(diffs.is_empty(), "{test}: {}", report(case, &out, &diffs));
+    Some(out)
+}
+
+/// The common shape: `TOOL FLAGS src[/] dst/`, the older copy (if any) placed where the
+/// transfer lands.
+pub fn differential(
+    test: &str,
+    flags: &[&str],
+    trailing_slash: bool,
+    fixture: Fixture,
+) -> Option<Outcome> {
+    let case = simple_case(flags, trailing_slash, fixture);
+    run_case(test, &case)
+}
+
+pub fn simple_case<'a>(flags: &'a [&'a str], trailing_slash: bool, fixture: Fixture) -> Case<'a> {
+    Case {
+        fixture,
+        older_at: if trailing_slash { "dst" } else { "dst/src" },
+        // Without the slash `dst` only receives `src`, so its time is the time of the run.
+        time_exempt: if trailing_slash { &[] } else { &["dst"] },
+        ..Case::new(
+            flags,
+            if trailing_slash { &["src/"] } else { &["src"] },
+            "dst/",
+        )
+    }
+}
