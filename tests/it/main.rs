@@ -5,3 +5,4 @@ mod util;
 
 mod errors;
 mod local;
+mod filters;

@@ -1,0 +1,367 @@
+//! The command line: rsync's spellings and meanings for the options xsync supports, turned
+//! into [`Options`].
+//!
+//! Anything rsync accepts that xsync does not is rejected by clap as an unknown option and
+//! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, not help.
+
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::filter::{Filters, RuleKind};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use std::ffi::OsString;
+use std::path::Path;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "xsync",
+    about = "xsync: fast, atomic, rsync-compatible file replication",
+    override_usage = "xsync [OPTION]... SRC [SRC]... DEST\n       xsync [OPTION]... SRC [SRC]... [USER@]HOST:DEST\n       xsync [OPTION]... [USER@]HOST:SRC [DEST]",
+    disable_help_flag = true,
+    disable_version_flag = true,
+    max_term_width = 100
+)]
+struct Cli {
+    /// increase verbosity
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+    /// suppress non-error messages
+    #[arg(short, long)]
+    quiet: bool,
+    /// skip based on checksum, not mod-time & size
+    #[arg(short, long)]
+    checksum: bool,
+    /// archive mode is -rlptgoD (no -A,-X,-U,-N,-H)
+    #[arg(short, long)]
+    archive: bool,
+    /// recurse into directories
+    #[arg(short, long)]
+    recursive: bool,
+    #[arg(long = "no-recursive", alias = "no-r", hide = true)]
+    no_recursive: bool,
+    /// copy symlinks as symlinks
+    #[arg(short, long)]
+    links: bool,
+    #[arg(long = "no-links", alias = "no-l", hide = true)]
+    no_links: bool,
+    /// preserve permissions
+    #[arg(short, long)]
+    perms: bool,
+    #[arg(long = "no-perms", alias = "no-p", hide = true)]
+    no_perms: bool,
+    /// preserve modification times
+    #[arg(short, long)]
+    times: bool,
+    #[arg(long = "no-times", alias = "no-t", hide = true)]
+    no_times: bool,
+    /// preserve group
+    #[arg(short, long)]
+    group: bool,
+    #[arg(long = "no-group", alias = "no-g", hide = true)]
+    no_group: bool,
+    /// preserve owner (super-user only)
+    #[arg(short, long)]
+    owner: bool,
+    #[arg(long = "no-owner", alias = "no-o", hide = true)]
+    no_owner: bool,
+    /// same as --devices --specials
+    #[arg(short = 'D')]
+    devices_specials: bool,
+    #[arg(long = "no-D", hide = true)]
+    no_devices_specials: bool,
+    /// preserve device files (super-user only)
+    #[arg(long)]
+    devices: bool,
+    #[arg(long = "no-devices", hide = true)]
+    no_devices: bool,
+    /// preserve special files
+    #[arg(long)]
+    specials: bool,
+    #[arg(long = "no-specials", hide = true)]
+    no_specials: bool,
+    /// preserve hard links
+    #[arg(short = 'H', long = "hard-links")]
+    hard_links: bool,
+    /// turn sequences of nulls into sparse blocks
+    #[arg(short = 'S', long)]
+    sparse: bool,
+    /// don't cross filesystem boundaries
+    #[arg(short = 'x', long = "one-file-system")]
+    one_file_system: bool,
+    /// perform a trial run with no changes made
+    #[arg(short = 'n', long = "dry-run")]
+    dry_run: bool,
+    /// skip files based on size only, not mod-time
+    #[arg(long = "size-only")]
+    size_only: bool,
+    /// skip files that are newer on the receiver
+    #[arg(short, long)]
+    update: bool,
+    /// skip updating files that exist on receiver
+    #[arg(long = "ignore-existing")]
+    ignore_existing: bool,
+    /// skip creating new files on receiver
+    #[arg(long = "existing", alias = "ignore-non-existing")]
+    existing: bool,
+    /// copy files whole (w/o delta-xfer algorithm)
+    #[arg(short = 'W', long = "whole-file")]
+    whole_file: bool,
+    #[arg(long = "no-whole-file", alias = "no-W", hide = true)]
+    no_whole_file: bool,
+    /// delete extraneous files from dest dirs
+    #[arg(long, alias = "del", alias = "delete-during")]
+    delete: bool,
+    /// also delete excluded files from dest dirs
+    #[arg(long = "delete-excluded")]
+    delete_excluded: bool,
+    /// don't delete more than NUM files
+    #[arg(long = "max-delete", value_name = "NUM", allow_negative_numbers = true)]
+    max_delete: Option<i64>,
+    /// exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
+    exclude: Vec<String>,
+    /// don't exclude files matching PATTERN
+    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
+    include: Vec<String>,
+    /// read exclude patterns from FILE
+    #[arg(long = "exclude-from", value_name = "FILE", action = ArgAction::Append)]
+    exclude_from: Vec<OsString>,
+    /// read include patterns from FILE
+    #[arg(long = "include-from", value_name = "FILE", action = ArgAction::Append)]
+    include_from: Vec<OsString>,
+    /// add a file-filtering RULE
+    #[arg(short = 'f', long, value_name = "RULE", action = ArgAction::Append)]
+    filter: Vec<String>,
+    /// don't map uid/gid values by user/group name
+    #[arg(long = "numeric-ids")]
+    numeric_ids: bool,
+    /// create destination's missing path components
+    #[arg(long)]
+    mkpath: bool,
+    /// output numbers in a human-readable format
+    #[arg(short = 'h', long = "human-readable", action = ArgAction::Count)]
+    human_readable: u8,
+    /// output a change-summary for all updates
+    #[arg(short = 'i', long = "itemize-changes", action = ArgAction::Count)]
+    itemize: u8,
+    /// give some file-transfer stats
+    #[arg(long)]
+    stats: bool,
+    /// compress file data during the transfer (zstd; no effect on a local copy, as in rsync)
+    #[arg(short = 'z', long)]
+    compress: bool,
+    /// explicitly set compression level
+    #[arg(long = "compress-level", value_name = "NUM")]
+    compress_level: Option<i32>,
+    /// specify the remote shell to use
+    #[arg(short = 'e', long = "rsh", value_name = "COMMAND")]
+    rsh: Option<String>,
+    /// specify the xsync to run on the remote machine
+    #[arg(long = "xsync-path", alias = "rsync-path", value_name = "PROGRAM")]
+    xsync_path: Option<String>,
+    /// print version number
+    #[arg(long = "version", short = 'V')]
+    version: bool,
+    /// show this help
+    #[arg(long = "help", action = ArgAction::Help)]
+    help: Option<bool>,
+    /// SRC... DEST
+    #[arg(value_name = "SRC... DEST")]
+    paths: Vec<OsString>,
+}
+
+/// What a run was asked to do, with rsync's implications (`-a`, `--no-X`, `-D`) resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub verbose: u8,
+    pub quiet: bool,
+    pub checksum: bool,
+    pub recursive: bool,
+    pub links: bool,
+    pub perms: bool,
+    pub times: bool,
+    pub group: bool,
+    pub owner: bool,
+    pub devices: bool,
+    pub specials: bool,
+    pub hard_links: bool,
+    pub sparse: bool,
+    pub one_file_system: bool,
+    pub dry_run: bool,
+    pub size_only: bool,
+    pub update: bool,
+    pub ignore_existing: bool,
+    pub existing: bool,
+    /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
+    pub whole_file: Option<bool>,
+    pub delete: bool,
+    pub delete_excluded: bool,
+    pub max_delete: Option<u64>,
+    pub filters: Filters,
+    pub numeric_ids: bool,
+    pub mkpath: bool,
+    pub human_readable: u8,
+    pub itemize: bool,
+    pub stats: bool,
+    pub compress: bool,
+    pub compress_level: Option<i32>,
+    pub rsh: Option<String>,
+    pub xsync_path: Option<String>,
+    pub paths: Vec<OsString>,
+}
+
+/// What the command line asks for: a transfer, or just the version text.
+pub enum Parsed {
+    Run(Box<Options>),
+    Version,
+    /// `--help` or a clap-rendered message that is not an error (exit 0).
+    Help(String),
+}
+
+pub fn parse<I, T>(args: I) -> Result<Parsed, Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(e) => return clap_error(e),
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| Error::usage(e.to_string()))?;
+    if cli.version {
+        return Ok(Parsed::Version);
+    }
+    let filters = ordered_filters(&matches)?;
+    let a = cli.archive;
+    let max_delete = match cli.max_delete {
+        // rsync treats a negative --max-delete as "no deletions at all" (0).
+        Some(n) => Some(n.max(0) as u64),
+        None => None,
+    };
+    let opts = Options {
+        verbose: cli.verbose,
+        quiet: cli.quiet,
+        checksum: cli.checksum,
+        recursive: (cli.recursive || a) && !cli.no_recursive,
+        links: (cli.links || a) && !cli.no_links,
+        perms: (cli.perms || a) && !cli.no_perms,
+        times: (cli.times || a) && !cli.no_times,
+        group: (cli.group || a) && !cli.no_group,
+        owner: (cli.owner || a) && !cli.no_owner,
+        devices: (cli.devices || cli.devices_specials || a)
+            && !cli.no_devices
+            && !cli.no_devices_specials,
+        specials: (cli.specials || cli.devices_specials || a)
+            && !cli.no_specials
+            && !cli.no_devices_specials,
+        hard_links: cli.hard_links,
+        sparse: cli.sparse,
+        one_file_system: cli.one_file_system,
+        dry_run: cli.dry_run,
+        size_only: cli.size_only,
+        update: cli.update,
+        ignore_existing: cli.ignore_existing,
+        existing: cli.existing,
+        whole_file: if cli.no_whole_file {
+            Some(false)
+        } else if cli.whole_file {
+            Some(true)
+        } else {
+            None
+        },
+        delete: cli.delete || cli.delete_excluded,
+        delete_excluded: cli.delete_excluded,
+        max_delete,
+        filters,
+        numeric_ids: cli.numeric_ids,
+        mkpath: cli.mkpath,
+        human_readable: cli.human_readable,
+        itemize: cli.itemize > 0,
+        stats: cli.stats,
+        compress: cli.compress,
+        compress_level: cli.compress_level,
+        rsh: cli.rsh,
+        xsync_path: cli.xsync_path,
+        paths: cli.paths,
+    };
+    Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
+/// rules are rebuilt in command-line order from clap's argument indices.
+fn ordered_filters(m: &clap::ArgMatches) -> Result<Filters, Error> {
+    #[derive(Clone, Copy)]
+    enum Src {
+        Pat(RuleKind),
+        Rule,
+        From(RuleKind),
+    }
+    let mut items: Vec<(usize, Src, OsString)> = Vec::new();
+    for (id, src) in [
+        ("exclude", Src::Pat(RuleKind::Exclude)),
+        ("include", Src::Pat(RuleKind::Include)),
+        ("filter", Src::Rule),
+    ] {
+        if let (Some(idx), Some(vals)) = (m.indices_of(id), m.get_many::<String>(id)) {
+            for (i, v) in idx.zip(vals) {
+                items.push((i, src, OsString::from(v)));
+            }
+        }
+    }
+    for (id, kind) in [
+        ("exclude_from", RuleKind::Exclude),
+        ("include_from", RuleKind::Include),
+    ] {
+        if let (Some(idx), Some(vals)) = (m.indices_of(id), m.get_many::<OsString>(id)) {
+            for (i, v) in idx.zip(vals) {
+                items.push((i, Src::From(kind), v.clone()));
+            }
+        }
+    }
+    items.sort_by_key(|(i, _, _)| *i);
+    let mut filters = Filters::new();
+    for (_, src, val) in items {
+        let res = match src {
+            Src::Pat(kind) => filters.add_pattern(&val.to_string_lossy(), kind),
+            Src::Rule => filters.add_rule(&val.to_string_lossy()),
+            Src::From(kind) => filters.add_from_file(Path::new(&val), kind),
+        };
+        res.map_err(|e| Error::new(ExitCode::Usage, e.to_string()))?;
+    }
+    Ok(filters)
+}
+
+/// clap exits 2 on usage errors; rsync's contract is 1. Help output is not an error.
+fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
+    use clap::error::{ContextKind, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Ok(Parsed::Help(e.render().to_string()))
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = e
+                .get(ContextKind::InvalidArg)
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            Err(Error::usage(format!(
+                "{arg}: unknown option (xsync does not support it; see `xsync --help`)"
+            )))
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            Err(Error::usage(first.to_string()))
+        }
+    }
+}
+
+pub fn version_text() -> String {
+    format!(
+        "xsync version {}  protocol version {}\nCopyright the xsync authors. Licensed MIT OR Apache-2.0.\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::PROTOCOL_VERSION
+    )
+}

@@ -1,0 +1,87 @@
+//! Errors that carry what a user needs to act on them: the operation, the path, the OS error,
+//! and the rsync exit code the failure maps to.
+//!
+//! Per-file problems are not returned up the stack: they are reported through
+//! [`crate::report::Report`] and the run goes on (exit 23/24 at the end, as rsync). An
+//! [`Error`] that reaches `run_with` ends the run with its code.
+
+use crate::exit::ExitCode;
+use std::fmt;
+use std::io;
+
+#[derive(Debug)]
+pub struct Error {
+    pub code: ExitCode,
+    msg: String,
+}
+
+impl Error {
+    pub fn new(code: ExitCode, msg: impl Into<String>) -> Error {
+        Error {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn usage(msg: impl Into<String>) -> Error {
+        Error::new(ExitCode::Usage, msg)
+    }
+
+    /// `op` is a verb phrase ("open", "create directory"); `path` is shown quoted and escaped.
+    pub fn io(code: ExitCode, op: &str, path: impl AsRef<[u8]>, err: &io::Error) -> Error {
+        Error::new(code, io_message(op, path.as_ref(), err))
+    }
+
+    pub fn message(&self) -> &str {
+        &self.msg
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The one message shape for a failed file-system call:
+/// ``cannot open `dir/file`: Permission denied (os error 13)``.
+pub fn io_message(op: &str, path: &[u8], err: &io::Error) -> String {
+    format!("cannot {op} `{}`: {err}", show(path))
+}
+
+/// Renders a raw path for a terminal the way rsync does: printable UTF-8 as is, anything
+/// else (newlines, control bytes, invalid UTF-8) as `\#ooo` octal escapes, so one name is
+/// always one line and a hostile name cannot inject terminal control sequences.
+pub fn show(path: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len());
+    for chunk in path.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    out.push_str(&format!("\\#{b:03o}"));
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\#{b:03o}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::show;
+
+    #[test]
+    fn show_escapes_newlines_and_invalid_utf8_like_rsync() {
+        assert_eq!(show(b"a\nb"), "a\\#012b");
+        assert_eq!(show(b"caf\xc3\xa9"), "café");
+        assert_eq!(show(b"x\xffy"), "x\\#377y");
+    }
+}

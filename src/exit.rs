@@ -1,0 +1,107 @@
+//! rsync's exit codes, and the one place an error's kind becomes one of them.
+//!
+//! Scripts test `$?` against rsync's table, so xsync keeps its numbers and meanings exactly;
+//! only the subset xsync can actually produce is listed. The run's final code is the most
+//! severe one recorded (see [`ExitCode::severity`]), as rsync reports e.g. 23 over 24.
+
+/// An rsync-compatible process exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum ExitCode {
+    /// Everything requested was done.
+    Ok = 0,
+    /// Syntax or usage error: unknown or unsupported option, bad arguments.
+    Usage = 1,
+    /// Protocol incompatibility: the peer speaks another protocol version or sent nonsense
+    /// during the handshake.
+    Protocol = 2,
+    /// Errors selecting input/output files or directories (e.g. bad filter file).
+    FileSelect = 3,
+    /// The requested action is not supported (e.g. remote to remote).
+    Unsupported = 4,
+    /// Error starting the client-server protocol (the remote program could not be started).
+    StartClient = 5,
+    /// Error in socket I/O.
+    SocketIo = 10,
+    /// Error in file I/O that stops the run (e.g. the destination cannot be created).
+    FileIo = 11,
+    /// Error in the protocol data stream: the peer sent a malformed or hostile frame, or the
+    /// stream ended early.
+    StreamIo = 12,
+    /// Error in inter-process communication (spawning or waiting on the remote shell).
+    Ipc = 14,
+    /// Received SIGINT, SIGTERM or SIGHUP.
+    Signal = 20,
+    /// Partial transfer due to error: some files could not be read, written or deleted.
+    Partial = 23,
+    /// Partial transfer because source files vanished while the run was reading them.
+    Vanished = 24,
+    /// The --max-delete limit stopped deletions.
+    MaxDelete = 25,
+    /// Timeout in data send/receive.
+    Timeout = 30,
+    /// The remote shell itself failed (ssh's own 255 is passed on, as rsync does).
+    RemoteShell = 255,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// Which of two recorded outcomes wins the final exit status. A fatal code always wins
+    /// over per-file trouble; among per-file codes rsync prefers 23 over 24 over 25.
+    fn severity(self) -> u8 {
+        match self {
+            ExitCode::Ok => 0,
+            ExitCode::MaxDelete => 1,
+            ExitCode::Vanished => 2,
+            ExitCode::Partial => 3,
+            _ => 4,
+        }
+    }
+
+    /// The more severe of two codes (the earlier one on a tie).
+    pub fn worst(self, other: ExitCode) -> ExitCode {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// rsync's wording for the closing `rsync error: … (code N)` line.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "success",
+            ExitCode::Usage => "syntax or usage error",
+            ExitCode::Protocol => "protocol incompatibility",
+            ExitCode::FileSelect => "errors selecting input/output files, dirs",
+            ExitCode::Unsupported => "requested action not supported",
+            ExitCode::StartClient => "error starting client-server protocol",
+            ExitCode::SocketIo => "error in socket IO",
+            ExitCode::FileIo => "error in file IO",
+            ExitCode::StreamIo => "error in rsync protocol data stream",
+            ExitCode::Ipc => "error in IPC code",
+            ExitCode::Signal => "received SIGINT, SIGTERM, or SIGHUP",
+            ExitCode::Partial => "some files/attrs were not transferred (see previous errors)",
+            ExitCode::Vanished => "some files vanished before they could be transferred",
+            ExitCode::MaxDelete => "the --max-delete limit stopped deletions",
+            ExitCode::Timeout => "timeout in data send/receive",
+            ExitCode::RemoteShell => "unexplained error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitCode;
+
+    #[test]
+    fn partial_outranks_vanished_and_fatal_outranks_partial() {
+        assert_eq!(ExitCode::Vanished.worst(ExitCode::Partial), ExitCode::Partial);
+        assert_eq!(ExitCode::Partial.worst(ExitCode::Vanished), ExitCode::Partial);
+        assert_eq!(ExitCode::Partial.worst(ExitCode::FileIo), ExitCode::FileIo);
+        assert_eq!(ExitCode::Ok.worst(ExitCode::MaxDelete), ExitCode::MaxDelete);
+    }
+}

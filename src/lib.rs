@@ -1,0 +1,77 @@
+//! xsync: one-shot, rsync-compatible replication — parallel walks, Merkle comparison,
+//! atomic writes.
+//!
+//! The binary is a thin shell over [`run_with`], so the whole command line can be driven
+//! in-process (tests, benches) with its output captured.
+
+pub mod cli;
+pub mod error;
+pub mod exec;
+pub mod exit;
+pub mod filter;
+pub mod job;
+pub mod pathsafe;
+pub mod plan;
+pub mod report;
+pub mod scan;
+pub mod summary;
+pub mod tree;
+pub mod write;
+
+use exit::ExitCode;
+use std::ffi::OsString;
+use std::io::Write;
+
+/// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
+/// returns the rsync-compatible exit code.
+pub fn run_with<I, T>(
+    args: I,
+    stdout: &mut (dyn Write + Send),
+    stderr: &mut (dyn Write + Send),
+) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut opts = match cli::parse(args) {
+        Ok(cli::Parsed::Run(o)) => o,
+        Ok(cli::Parsed::Version) => {
+            let _ = stdout.write_all(cli::version_text().as_bytes());
+            return ExitCode::Ok;
+        }
+        Ok(cli::Parsed::Help(text)) => {
+            let _ = stdout.write_all(text.as_bytes());
+            return ExitCode::Ok;
+        }
+        Err(e) => {
+            let _ = writeln!(stderr, "xsync: {e}");
+            let _ = writeln!(
+                stderr,
+                "xsync error: {} (code {})",
+                e.code.describe(),
+                e.code.code()
+            );
+            return e.code;
+        }
+    };
+    raise_fd_limit();
+    let report = report::Report::new(stdout, stderr, opts.quiet);
+    if let Err(e) = job::run(&mut opts, &report) {
+        report.error(e.code, e.message());
+    }
+    report.finish()
+}
+
+/// Parallel walks hold a directory handle per level per thread; the default soft limit of
+/// 1024 is raised to the hard limit so deep trees cannot run out.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+    }
+}

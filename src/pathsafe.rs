@@ -1,0 +1,74 @@
+//! The path-safety rule: what a name may be before xsync creates, writes, renames or deletes
+//! anything under it.
+//!
+//! Every change to the destination is made with `*at()` calls relative to an open directory
+//! handle, one component at a time, so the only thing that could make a write escape the
+//! destination is a component that is not a plain name. [`check_name`] is that gate; the
+//! writers in [`crate::write`] call it on every name they are handed, whether it came from
+//! a local scan or (later) from a peer over the wire.
+
+use std::io;
+
+/// The prefix of every temporary file xsync creates. Anything in a destination directory
+/// with this prefix is xsync's own leftover from a killed run and is removed by the next.
+pub const TEMP_PREFIX: &[u8] = b".xsync-tmp.";
+
+/// A single path component that is safe to pass to an `*at()` call: non-empty, not `.` or
+/// `..`, no `/` and no NUL.
+pub fn check_name(name: &[u8]) -> io::Result<()> {
+    let bad = name.is_empty()
+        || name == b"."
+        || name == b".."
+        || name.contains(&b'/')
+        || name.contains(&0)
+        || name.len() > 255;
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "unsafe file name `{}` refused",
+                crate::error::show(name)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Is `name` one of xsync's temporary files?
+pub fn is_temp_name(name: &[u8]) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// Joins a relative path and a component with `/` (the transfer-root-relative form that
+/// filters, messages and the hard-link map use).
+pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        p.extend_from_slice(parent);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_the_directory_are_refused() {
+        for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b"] {
+            assert!(check_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [&b"a"[..], b"..a", b"-x", b" ", b"a\nb", b"\xff"] {
+            assert!(check_name(good).is_ok(), "{good:?} refused");
+        }
+        assert!(check_name(&[b'x'; 256]).is_err());
+    }
+
+    #[test]
+    fn join_builds_root_relative_paths() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+    }
+}

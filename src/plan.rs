@@ -1,0 +1,488 @@
+//! Turns the difference between the source and destination trees into actions, like
+//! rsync's generator: what to create, transfer, update in place, link, or delete.
+//!
+//! The walk goes down only where the Merkle digests differ, and produces a [`DirPlan`] tree
+//! that mirrors just those directories; the executor then runs it in parallel. The listing
+//! lines (`-v`, `-i`) are produced here, in a deterministic order, so output does not depend
+//! on thread timing.
+
+use crate::cli::Options;
+use crate::error::show;
+use crate::pathsafe::join;
+use crate::tree::{Entry, Kind, Meta};
+
+/// What to do with one non-directory source entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Copy the content (new file, or the quick check says it differs).
+    Transfer,
+    /// Content is right; only mode/owner/times differ.
+    Meta,
+    /// Symlink, device, fifo or socket to (re)create.
+    Special,
+}
+
+#[derive(Debug)]
+pub struct Item<'a> {
+    pub src: &'a Entry,
+    /// The name in the source directory (differs from `name` only for a single file copied
+    /// to a new name).
+    pub src_name: &'a [u8],
+    pub name: &'a [u8],
+    pub rel: Vec<u8>,
+    /// The destination entry it replaces or updates, if any (same kind).
+    pub dst: Option<Meta>,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub struct Delete {
+    pub name: Box<[u8]>,
+    pub rel: Vec<u8>,
+    pub is_dir: bool,
+    /// A type change (dir → file and the like), done whether or not `--delete` was given.
+    pub replace: bool,
+}
+
+/// A directory that is created or descended into.
+#[derive(Debug)]
+pub struct DirPlan<'a> {
+    pub src: &'a Entry,
+    pub src_name: &'a [u8],
+    pub name: &'a [u8],
+    pub rel: Vec<u8>,
+    /// The destination directory's metadata, None when it must be created.
+    pub dst: Option<Meta>,
+    /// Final mode/owner/times must be (re)applied after the contents.
+    pub set_meta: bool,
+    pub deletes: Vec<Delete>,
+    pub items: Vec<Item<'a>>,
+    pub subdirs: Vec<DirPlan<'a>>,
+}
+
+impl DirPlan<'_> {
+    /// Anything below (or at) this directory that needs its metadata set afterwards.
+    pub fn needs_post(&self) -> bool {
+        self.set_meta || self.subdirs.iter().any(|d| d.needs_post())
+    }
+}
+
+/// A `-H` follower: `rel` must become another name of the file at `leader`.
+#[derive(Debug)]
+pub struct HardLink<'a> {
+    pub rel: Vec<u8>,
+    pub leader: &'a [u8],
+    pub src: &'a Entry,
+}
+
+pub struct Plan<'a> {
+    pub root: DirPlan<'a>,
+    pub links: Vec<HardLink<'a>>,
+    pub lines: Vec<String>,
+    pub delete_count: u64,
+    /// Deletions not done because of --max-delete.
+    pub delete_skipped: u64,
+}
+
+pub struct Planner<'o> {
+    pub opts: &'o Options,
+    /// Whether the root is a directory of the transfer (`src/`), whose metadata and
+    /// extraneous entries are handled; false when the root only holds named top entries.
+    pub root_is_transfer_dir: bool,
+    /// Skip deletions (the sender side had I/O errors, as rsync does).
+    pub no_deletes: bool,
+}
+
+struct State<'a> {
+    plan_links: Vec<HardLink<'a>>,
+    lines: Vec<String>,
+    deletes: u64,
+    delete_skipped: u64,
+    dst_root: Option<&'a Entry>,
+    /// A single file copied to another name: (destination name, source name).
+    rename: Option<(&'a [u8], &'a [u8])>,
+}
+
+impl<'a> State<'a> {
+    fn src_name(&self, name: &'a [u8], is_root: bool) -> &'a [u8] {
+        match self.rename {
+            Some((to, from)) if is_root && to == name => from,
+            _ => name,
+        }
+    }
+}
+
+impl<'o> Planner<'o> {
+    /// Compares `src` (the root) with `dst` (the destination root, None if it does not
+    /// exist yet). `renames` maps a top-level destination name to its source name.
+    pub fn plan<'a>(
+        &self,
+        src: &'a Entry,
+        dst: Option<&'a Entry>,
+        rename: Option<(&'a [u8], &'a [u8])>,
+    ) -> Plan<'a> {
+        let mut st = State {
+            plan_links: Vec::new(),
+            lines: Vec::new(),
+            deletes: 0,
+            delete_skipped: 0,
+            dst_root: dst,
+            rename,
+        };
+        let mut root = DirPlan {
+            src,
+            src_name: b".",
+            name: b".",
+            rel: Vec::new(),
+            dst: dst.map(|d| d.meta),
+            set_meta: false,
+            deletes: Vec::new(),
+            items: Vec::new(),
+            subdirs: Vec::new(),
+        };
+        if self.root_is_transfer_dir {
+            let flags = match dst {
+                None => Some("cd+++++++++".to_string()),
+                Some(d) => self.attr_flags(&src.meta, &d.meta, 'd', '.', false),
+            };
+            if let Some(f) = flags {
+                root.set_meta = true;
+                self.line(&mut st, &f, "./", None);
+            }
+        }
+        self.plan_children(&mut root, dst, &mut st, true);
+        Plan {
+            root,
+            links: st.plan_links,
+            lines: st.lines,
+            delete_count: st.deletes,
+            delete_skipped: st.delete_skipped,
+        }
+    }
+
+    fn line(&self, st: &mut State<'_>, flags: &str, rel: &str, extra: Option<String>) {
+        let o = self.opts;
+        if o.itemize {
+            st.lines.push(format!("{flags} {rel}{}", extra.unwrap_or_default()));
+        } else if o.verbose > 0 {
+            st.lines.push(format!("{rel}{}", extra.unwrap_or_default()));
+        }
+    }
+
+    fn plan_children<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        dst: Option<&'a Entry>,
+        st: &mut State<'a>,
+        is_root: bool,
+    ) {
+        let o = self.opts;
+        let src = dir.src;
+        let empty: &[Entry] = &[];
+        let dst_children = dst.map(|d| d.children.as_slice()).unwrap_or(empty);
+        let may_delete = o.delete
+            && !self.no_deletes
+            && src.complete
+            && dst.map(|d| d.complete).unwrap_or(false)
+            && (!is_root || self.root_is_transfer_dir);
+        let mut pending_dirs: Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)> = Vec::new();
+        let links_before = st.plan_links.len();
+
+        // Merge the two sorted child lists.
+        let (mut i, mut j) = (0, 0);
+        let s = &src.children;
+        while i < s.len() || j < dst_children.len() {
+            let ord = match (s.get(i), dst_children.get(j)) {
+                (Some(a), Some(b)) => a.name.cmp(&b.name),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, _) => std::cmp::Ordering::Greater,
+            };
+            match ord {
+                std::cmp::Ordering::Greater => {
+                    let d = &dst_children[j];
+                    j += 1;
+                    if may_delete && !d.protected {
+                        self.delete(dir, d, false, st);
+                    }
+                }
+                std::cmp::Ordering::Less => {
+                    let e = &s[i];
+                    i += 1;
+                    self.entry(dir, e, None, st, &mut pending_dirs, is_root);
+                }
+                std::cmp::Ordering::Equal => {
+                    let (e, d) = (&s[i], &dst_children[j]);
+                    i += 1;
+                    j += 1;
+                    if e.digest == d.digest && e.link_leader.is_none() {
+                        continue;
+                    }
+                    self.entry(dir, e, Some(d), st, &mut pending_dirs, is_root);
+                }
+            }
+        }
+        if !dir.deletes.is_empty()
+            || !dir.items.is_empty()
+            || dir.dst.is_none()
+            || st.plan_links.len() > links_before
+        {
+            dir.set_meta = true;
+        }
+        for (e, d, rel) in pending_dirs {
+            let mut sub = DirPlan {
+                src: e,
+                src_name: st.src_name(&e.name, is_root),
+                name: &e.name,
+                rel,
+                dst: d.map(|d| d.meta),
+                set_meta: false,
+                deletes: Vec::new(),
+                items: Vec::new(),
+                subdirs: Vec::new(),
+            };
+            let attrs_differ = match d {
+                None => true,
+                Some(d) => self.attr_flags(&e.meta, &d.meta, 'd', '.', false).is_some(),
+            };
+            self.plan_children(&mut sub, d, st, false);
+            sub.set_meta |= attrs_differ;
+            if sub.set_meta {
+                dir.set_meta |= d.is_none();
+            }
+            dir.subdirs.push(sub);
+        }
+    }
+
+    fn delete<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, replace: bool, st: &mut State<'a>) {
+        let rel = join(&dir.rel, &d.name);
+        if !replace {
+            if let Some(max) = self.opts.max_delete {
+                if st.deletes >= max {
+                    st.delete_skipped += 1;
+                    return;
+                }
+            }
+            st.deletes += 1;
+            let shown = if d.is_dir() {
+                format!("{}/", show(&rel))
+            } else {
+                show(&rel)
+            };
+            if self.opts.itemize {
+                st.lines.push(format!("*deleting   {shown}"));
+            } else if self.opts.verbose > 0 {
+                st.lines.push(format!("deleting {shown}"));
+            }
+        }
+        dir.deletes.push(Delete {
+            name: d.name.clone(),
+            rel,
+            is_dir: d.is_dir(),
+            replace,
+        });
+    }
+
+    fn entry<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        st: &mut State<'a>,
+        pending_dirs: &mut Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)>,
+        is_root: bool,
+    ) {
+        let o = self.opts;
+        let rel = join(&dir.rel, &e.name);
+        let src_name: &'a [u8] = st.src_name(&e.name, is_root);
+        // A different kind at the destination is removed first (rsync does this even
+        // without --delete).
+        let d = match d {
+            Some(d) if d.meta.kind != e.meta.kind => {
+                self.delete(dir, d, true, st);
+                None
+            }
+            other => other,
+        };
+        if d.is_none() && o.existing {
+            return;
+        }
+        if d.is_some() && o.ignore_existing && e.meta.kind != Kind::Dir {
+            return;
+        }
+        let shown = show(&rel);
+        match e.meta.kind {
+            Kind::Dir => {
+                if d.is_none() {
+                    self.line(st, "cd+++++++++", &format!("{shown}/"), None);
+                } else if let Some(f) =
+                    self.attr_flags(&e.meta, &d.unwrap().meta, 'd', '.', false)
+                {
+                    self.line(st, &f, &format!("{shown}/"), None);
+                }
+                pending_dirs.push((e, d, rel));
+            }
+            Kind::File => {
+                if o.hard_links {
+                    if let Some(leader) = &e.link_leader {
+                        self.follower(e, d, leader, rel, st);
+                        return;
+                    }
+                }
+                let (action, flags) = match d {
+                    None => (Action::Transfer, ">f+++++++++".to_string()),
+                    Some(d) => {
+                        if o.update && d.meta.mtime > e.meta.mtime {
+                            return;
+                        }
+                        if self.needs_transfer(e, d) {
+                            let mut f = self
+                                .attr_flags(&e.meta, &d.meta, 'f', '>', true)
+                                .unwrap_or_else(|| ">f.........".into());
+                            if o.checksum && e.hash != d.hash {
+                                f.replace_range(2..3, "c");
+                            }
+                            (Action::Transfer, f)
+                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'f', '.', false)
+                        {
+                            (Action::Meta, f)
+                        } else {
+                            return;
+                        }
+                    }
+                };
+                self.line(st, &flags, &shown, None);
+                dir.items.push(Item {
+                    src: e,
+                    src_name,
+                    name: &e.name,
+                    rel,
+                    dst: d.map(|d| d.meta),
+                    action,
+                });
+            }
+            Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
+                let letter = e.meta.kind.itemize_letter();
+                let extra = e
+                    .target
+                    .as_ref()
+                    .map(|t| format!(" -> {}", show(t)));
+                let (action, flags) = match d {
+                    None => (Action::Special, format!("c{letter}+++++++++")),
+                    Some(d) => {
+                        let changed = match e.meta.kind {
+                            Kind::Symlink => e.target != d.target,
+                            Kind::CharDev | Kind::BlockDev => e.meta.rdev != d.meta.rdev,
+                            _ => false,
+                        };
+                        if changed {
+                            let mut f = self
+                                .attr_flags(&e.meta, &d.meta, letter, 'c', false)
+                                .unwrap_or_else(|| format!("c{letter}........."));
+                            f.replace_range(2..3, "c");
+                            (Action::Special, f)
+                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, letter, '.', false)
+                        {
+                            (Action::Meta, f)
+                        } else {
+                            return;
+                        }
+                    }
+                };
+                self.line(st, &flags, &shown, extra);
+                dir.items.push(Item {
+                    src: e,
+                    src_name,
+                    name: &e.name,
+                    rel,
+                    dst: d.map(|d| d.meta),
+                    action,
+                });
+            }
+        }
+    }
+
+    /// rsync's quick check: size, then checksum (-c) or mtime (unless --size-only).
+    fn needs_transfer(&self, e: &Entry, d: &Entry) -> bool {
+        let o = self.opts;
+        if e.meta.size != d.meta.size {
+            return true;
+        }
+        if o.checksum {
+            return e.hash != d.hash;
+        }
+        !o.size_only && !e.meta.same_mtime(&d.meta)
+    }
+
+    /// The itemize string for an existing entry whose attributes differ, or None when none
+    /// of the preserved attributes do. `y` is the update-type letter; `sized` shows the
+    /// size column for transferred files.
+    fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
+        let o = self.opts;
+        let size = sized && s.size != d.size;
+        let time = !s.same_mtime(d) && (o.times || sized) && s.kind != Kind::Dir
+            || (s.kind == Kind::Dir && o.times && !s.same_mtime(d));
+        let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
+        let owner = o.owner && s.uid != d.uid;
+        let group = o.group && s.gid != d.gid;
+        if !(size || time || perms || owner || group) && !sized {
+            return None;
+        }
+        let t = if time {
+            if o.times { 't' } else { 'T' }
+        } else {
+            '.'
+        };
+        Some(format!(
+            "{y}{x}.{}{t}{}{}{}....",
+            if size { 's' } else { '.' },
+            if perms { 'p' } else { '.' },
+            if owner { 'o' } else { '.' },
+            if group { 'g' } else { '.' },
+        ))
+    }
+
+    /// `-H`: a follower is linked to its leader unless it already is one with it and the
+    /// leader's content is unchanged.
+    fn follower<'a>(
+        &self,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        leader: &'a [u8],
+        rel: Vec<u8>,
+        st: &mut State<'a>,
+    ) {
+        let dst_leader = st.dst_root.and_then(|r| lookup(r, leader));
+        let linked = match (d, dst_leader) {
+            (Some(d), Some(l)) => {
+                d.meta.ino == l.meta.ino
+                    && d.meta.dev == l.meta.dev
+                    && !self.needs_transfer(e, d)
+                    && self.attr_flags(&e.meta, &d.meta, 'f', '.', false).is_none()
+            }
+            _ => false,
+        };
+        if linked {
+            return;
+        }
+        let flags = if d.is_none() {
+            "hf+++++++++"
+        } else {
+            "hf........."
+        };
+        self.line(st, flags, &show(&rel), Some(format!(" => {}", show(leader))));
+        st.plan_links.push(HardLink {
+            rel,
+            leader,
+            src: e,
+        });
+    }
+}
+
+/// Finds the entry at a root-relative path.
+pub fn lookup<'a>(root: &'a Entry, rel: &[u8]) -> Option<&'a Entry> {
+    let mut cur = root;
+    for comp in rel.split(|&b| b == b'/') {
+        cur = cur.child(comp)?;
+    }
+    Some(cur)
+}

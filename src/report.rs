@@ -1,0 +1,157 @@
+//! What the user sees: per-file errors on stderr as they happen, the `-v`/`-i` listing and
+//! `--stats` on stdout, and the exit code decided once at the end from what was recorded.
+//!
+//! The engine runs on many threads, so output goes through one lock per stream and the
+//! worst exit code is kept with [`ExitCode::worst`].
+
+use crate::exit::ExitCode;
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub type Sink<'a> = &'a mut (dyn Write + Send);
+
+pub struct Report<'a> {
+    out: Mutex<Sink<'a>>,
+    err: Mutex<Sink<'a>>,
+    code: Mutex<ExitCode>,
+    quiet: bool,
+    pub stats: Stats,
+}
+
+/// Counters for `--stats` and the closing summary; updated from many threads.
+#[derive(Default)]
+pub struct Stats {
+    pub files: AtomicU64,
+    pub reg_files: AtomicU64,
+    pub dirs: AtomicU64,
+    pub links: AtomicU64,
+    pub devices: AtomicU64,
+    pub specials: AtomicU64,
+    pub created: AtomicU64,
+    pub created_reg: AtomicU64,
+    pub created_dir: AtomicU64,
+    pub created_link: AtomicU64,
+    pub created_dev: AtomicU64,
+    pub created_special: AtomicU64,
+    pub deleted: AtomicU64,
+    pub transferred: AtomicU64,
+    pub total_size: AtomicU64,
+    pub transferred_size: AtomicU64,
+    pub literal: AtomicU64,
+    pub matched: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+impl<'a> Report<'a> {
+    pub fn new(out: Sink<'a>, err: Sink<'a>, quiet: bool) -> Report<'a> {
+        Report {
+            out: Mutex::new(out),
+            err: Mutex::new(err),
+            code: Mutex::new(ExitCode::Ok),
+            quiet,
+            stats: Stats::default(),
+        }
+    }
+
+    /// A per-file problem: printed now, the run goes on, `code` counts at the end.
+    pub fn error(&self, code: ExitCode, msg: impl AsRef<str>) {
+        self.record(code);
+        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(e, "xsync: {}", msg.as_ref());
+    }
+
+    /// A warning that does not change the exit code.
+    pub fn warn(&self, msg: impl AsRef<str>) {
+        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(e, "xsync: {}", msg.as_ref());
+    }
+
+    pub fn record(&self, code: ExitCode) {
+        let mut c = self.code.lock().unwrap_or_else(|p| p.into_inner());
+        *c = c.worst(code);
+    }
+
+    /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            self.line(msg);
+        }
+    }
+
+    /// A listing line on stdout (`-v`, `-i`), already filtered by the caller's verbosity.
+    pub fn line(&self, msg: impl AsRef<str>) {
+        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(o, "{}", msg.as_ref());
+    }
+
+    pub fn code(&self) -> ExitCode {
+        *self.code.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn flush(&self) {
+        let _ = self.out.lock().unwrap_or_else(|p| p.into_inner()).flush();
+        let _ = self.err.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    }
+
+    /// The closing `xsync error: … (code N)` line rsync prints for a non-zero exit.
+    pub fn finish(&self) -> ExitCode {
+        let code = self.code();
+        if code != ExitCode::Ok {
+            let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(
+                e,
+                "xsync error: {} (code {})",
+                code.describe(),
+                code.code()
+            );
+        }
+        self.flush();
+        code
+    }
+}
+
+/// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h`.
+pub fn num(n: u64, human: u8) -> String {
+    if human > 0 && n >= 1024 {
+        let units = ["K", "M", "G", "T", "P"];
+        let mut v = n as f64;
+        let mut u = 0;
+        v /= 1024.0;
+        while v >= 1024.0 && u + 1 < units.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        return format!("{v:.2}{}", units[u]);
+    }
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::num;
+
+    #[test]
+    fn numbers_are_grouped_like_rsync() {
+        assert_eq!(num(0, 0), "0");
+        assert_eq!(num(999, 0), "999");
+        assert_eq!(num(1234567, 0), "1,234,567");
+        assert_eq!(num(1536, 1), "1.50K");
+    }
+}

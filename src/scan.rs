@@ -1,0 +1,322 @@
+//! Walks one side's tree in parallel into a [`Tree`](crate::tree::Entry).
+//!
+//! Each directory is read through its own handle (`openat` with `O_NOFOLLOW`, `statat` with
+//! `AT_SYMLINK_NOFOLLOW`), so a symlink is recorded as a link and never walked through. The
+//! entries of a directory are stat'ed in parallel and its subdirectories walked in parallel
+//! (rayon): on a 2-core machine the two walks of a no-op sync overlap instead of queueing.
+//! Filter rules are applied here, on the way down, so an excluded directory is never read.
+
+use crate::cli::Options;
+use crate::error::{io_message, show};
+use crate::exit::ExitCode;
+use crate::filter::{Filters, Side};
+use crate::pathsafe::{is_temp_name, join};
+use crate::report::Report;
+use crate::tree::{Entry, Kind, Meta};
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat, statat};
+use std::ffi::{CStr, CString};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+
+/// What one side's scan needs to know besides the tree itself.
+pub struct Scanner<'a, 'r> {
+    pub side: Side,
+    pub filters: &'a Filters,
+    pub opts: &'a Options,
+    pub report: &'a Report<'r>,
+    /// Receiver side: xsync temp files left by a killed run, found while scanning; the job
+    /// removes them (unless `-n`).
+    pub stale_temps: Mutex<Vec<Vec<u8>>>,
+}
+
+/// Opens a directory for reading entries and for `*at()` calls below it, never through a
+/// symlink.
+pub fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+pub fn cstr(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+}
+
+impl<'a, 'r> Scanner<'a, 'r> {
+    pub fn new(side: Side, filters: &'a Filters, opts: &'a Options, report: &'a Report<'r>) -> Self {
+        Scanner {
+            side,
+            filters,
+            opts,
+            report,
+            stale_temps: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn excluded(&self, rel: &[u8], is_dir: bool) -> bool {
+        !self.filters.is_empty()
+            && self
+                .filters
+                .excluded(self.side, rel, is_dir, self.opts.delete_excluded)
+    }
+
+    /// Builds the entry for `name` in `dirfd` (root-relative path `rel`) and, for a
+    /// directory with `-r`, everything below it. `None` when the entry is filtered out,
+    /// skipped for its kind, or vanished.
+    pub fn scan_entry(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        root_dev: u64,
+        recurse: bool,
+    ) -> Option<Entry> {
+        let c = cstr(name).ok()?;
+        let st = match statat(dirfd, &c, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) => {
+                let e = io::Error::from(e);
+                self.stat_failed(rel, &e);
+                return None;
+            }
+        };
+        let meta = Meta::from_stat(&st);
+        let mut entry = self.entry_from(dirfd, &c, name, rel, meta)?;
+        if entry.is_dir() && recurse {
+            self.fill_dir(dirfd, &c, rel, &mut entry, root_dev);
+        }
+        Some(entry)
+    }
+
+    fn stat_failed(&self, rel: &[u8], e: &io::Error) {
+        if e.kind() == io::ErrorKind::NotFound && self.side == Side::Sender {
+            self.report.error(
+                ExitCode::Vanished,
+                format!("file has vanished: `{}`", show(rel)),
+            );
+        } else if self.side == Side::Sender {
+            self.report
+                .error(ExitCode::Partial, io_message("stat", rel, e));
+        }
+    }
+
+    /// The entry for one stat'ed name, or None when the rules say to leave it out.
+    fn entry_from(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        c: &CStr,
+        name: &[u8],
+        rel: &[u8],
+        meta: Meta,
+    ) -> Option<Entry> {
+        let is_dir = meta.kind == Kind::Dir;
+        let mut entry = Entry::new(name.into(), meta);
+        match self.side {
+            Side::Sender => {
+                if self.excluded(rel, is_dir) {
+                    return None;
+                }
+                let keep = match meta.kind {
+                    Kind::File | Kind::Dir => true,
+                    Kind::Symlink => self.opts.links,
+                    Kind::CharDev | Kind::BlockDev => self.opts.devices,
+                    Kind::Fifo | Kind::Socket => self.opts.specials,
+                };
+                if !keep {
+                    self.report
+                        .info(format!("skipping non-regular file \"{}\"", show(rel)));
+                    return None;
+                }
+            }
+            Side::Receiver => {
+                if meta.kind == Kind::File && is_temp_name(name) {
+                    self.stale_temps.lock().unwrap().push(rel.to_vec());
+                    return None;
+                }
+                entry.protected = self.excluded(rel, is_dir);
+            }
+        }
+        if meta.kind == Kind::Symlink {
+            match readlinkat(dirfd, c, Vec::new()) {
+                Ok(t) => entry.target = Some(t.into_bytes().into_boxed_slice()),
+                Err(e) => {
+                    self.stat_failed(rel, &io::Error::from(e));
+                    return None;
+                }
+            }
+        }
+        if meta.kind == Kind::File && self.opts.checksum && !entry.protected {
+            match hash_file(dirfd, c) {
+                Ok(h) => entry.hash = Some(h),
+                Err(e) => {
+                    if self.side == Side::Sender {
+                        self.report
+                            .error(ExitCode::Partial, io_message("read", rel, &e));
+                        return None;
+                    }
+                    // A receiver file that cannot be read simply never matches.
+                }
+            }
+        }
+        Some(entry)
+    }
+
+    /// Reads a directory's children into `entry`, recursing in parallel.
+    fn fill_dir(
+        &self,
+        parent: BorrowedFd<'_>,
+        c: &CStr,
+        rel: &[u8],
+        entry: &mut Entry,
+        root_dev: u64,
+    ) {
+        if entry.protected {
+            return;
+        }
+        if self.opts.one_file_system && entry.meta.dev != root_dev {
+            entry.complete = false;
+            return;
+        }
+        let fd = match open_dir_at(parent, c) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.dir_failed(rel, &e, entry);
+                return;
+            }
+        };
+        match self.read_children(fd, rel, root_dev) {
+            Ok((children, complete)) => {
+                entry.children = children;
+                entry.complete &= complete;
+            }
+            Err(e) => self.dir_failed(rel, &e, entry),
+        }
+    }
+
+    fn dir_failed(&self, rel: &[u8], e: &io::Error, entry: &mut Entry) {
+        entry.complete = false;
+        if e.kind() == io::ErrorKind::NotFound && self.side == Side::Sender {
+            self.report.error(
+                ExitCode::Vanished,
+                format!("directory has vanished: `{}`", show(rel)),
+            );
+        } else {
+            self.report
+                .error(ExitCode::Partial, io_message("open directory", rel, e));
+        }
+    }
+
+    /// Lists, stats and (for directories) recurses into the children of an open directory.
+    /// Returns them sorted by name, and whether the listing was complete.
+    pub fn read_children(
+        &self,
+        fd: OwnedFd,
+        rel: &[u8],
+        root_dev: u64,
+    ) -> io::Result<(Vec<Entry>, bool)> {
+        let mut dir = Dir::new(fd)?;
+        let mut names: Vec<CString> = Vec::new();
+        let mut complete = true;
+        while let Some(ent) = dir.read() {
+            match ent {
+                Ok(ent) => {
+                    let n = ent.file_name();
+                    let b = n.to_bytes();
+                    if b != b"." && b != b".." {
+                        names.push(n.to_owned());
+                    }
+                }
+                Err(e) => {
+                    complete = false;
+                    self.report.error(
+                        ExitCode::Partial,
+                        io_message("read directory", rel, &io::Error::from(e)),
+                    );
+                    break;
+                }
+            }
+        }
+        let dirfd = dir.fd()?;
+        let recurse = self.opts.recursive;
+        let build = |c: &CString| -> Option<Entry> {
+            let name = c.as_bytes();
+            let child_rel = join(rel, name);
+            let st = match statat(dirfd, c, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(e) => {
+                    self.stat_failed(&child_rel, &io::Error::from(e));
+                    return None;
+                }
+            };
+            let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st))?;
+            if e.is_dir() && recurse {
+                self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev);
+            }
+            Some(e)
+        };
+        // Small directories are cheaper walked on this thread than split up.
+        let mut children: Vec<Entry> = if names.len() > 16 {
+            names.par_iter().with_min_len(8).filter_map(build).collect()
+        } else {
+            names.iter().filter_map(build).collect()
+        };
+        children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok((children, complete))
+    }
+}
+
+/// blake3 of a file's content, for `-c`. Opened without following a symlink swapped in
+/// since the scan.
+fn hash_file(dirfd: BorrowedFd<'_>, c: &CStr) -> io::Result<[u8; 32]> {
+    let fd = openat(
+        dirfd,
+        c,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut f = std::fs::File::from(fd);
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// With `-H`: marks every name of a multiply-linked regular file but the first (in the
+/// depth-first name order both sides share) with the path of that first name.
+pub fn assign_link_leaders(root: &mut Entry) {
+    use std::collections::HashMap;
+    let mut first: HashMap<(u64, u64), Box<[u8]>> = HashMap::new();
+    fn visit(e: &mut Entry, prefix: &[u8], first: &mut HashMap<(u64, u64), Box<[u8]>>) {
+        for c in &mut e.children {
+            let p = join(prefix, &c.name);
+            if c.meta.kind == Kind::File && c.meta.nlink > 1 && !c.protected {
+                let key = (c.meta.dev, c.meta.ino);
+                match first.get(&key) {
+                    Some(leader) => c.link_leader = Some(leader.clone()),
+                    None => {
+                        first.insert(key, p.clone().into_boxed_slice());
+                    }
+                }
+            }
+            if c.is_dir() {
+                visit(c, &p, first);
+            }
+        }
+    }
+    visit(root, b"", &mut first);
+}
+
+/// The dev of an open directory, for `-x`.
+pub fn dev_of(fd: impl AsFd) -> u64 {
+    rustix::fs::fstat(fd).map(|s| s.st_dev as u64).unwrap_or(0)
+}

@@ -1,0 +1,114 @@
+//! The Merkle summary: one digest per entry that covers exactly what the options compare,
+//! and for a directory, everything below it.
+//!
+//! Equal digests on the two sides mean "nothing to do below here", so the comparison walks
+//! down only where they differ — locally that skips the per-entry comparison of unchanged
+//! subtrees, and over a wire it is what lets an unchanged tree cost one exchange. A digest
+//! must therefore cover every attribute that would cause an action under the current
+//! options and nothing else (an attribute that is not preserved, like the owner without
+//! `-o`, would make unchanged trees look different forever).
+
+use crate::cli::Options;
+use crate::tree::{Entry, Kind};
+use rayon::prelude::*;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Which attributes take part in the comparison, derived once from the options.
+#[derive(Clone, Copy, Debug)]
+pub struct Compared {
+    pub times: bool,
+    pub perms: bool,
+    pub owner: bool,
+    pub group: bool,
+    pub size_only: bool,
+    pub checksum: bool,
+    pub hard_links: bool,
+}
+
+impl Compared {
+    pub fn from_options(o: &Options) -> Compared {
+        Compared {
+            times: o.times,
+            perms: o.perms,
+            owner: o.owner,
+            group: o.group,
+            size_only: o.size_only,
+            checksum: o.checksum,
+            hard_links: o.hard_links,
+        }
+    }
+}
+
+/// Fills in `digest` for `e` and everything below it (children in parallel).
+pub fn digest_tree(e: &mut Entry, cmp: &Compared) {
+    if e.is_dir() && !e.children.is_empty() {
+        if e.children.len() > 8 {
+            e.children
+                .par_iter_mut()
+                .for_each(|c| digest_tree(c, cmp));
+        } else {
+            for c in &mut e.children {
+                digest_tree(c, cmp);
+            }
+        }
+    }
+    e.digest = digest_of(e, cmp);
+}
+
+/// Digest of one entry given its children's digests. Protected (receiver-excluded)
+/// children are left out: the sender never lists them, and they are never acted on.
+fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
+    let m = &e.meta;
+    let mut h = Xxh3::new();
+    h.update(&(e.name.len() as u64).to_le_bytes());
+    h.update(&e.name);
+    h.update(&[e.meta.kind.itemize_letter() as u8, e.meta.kind as u8]);
+    if cmp.perms && m.kind != Kind::Symlink {
+        h.update(&m.mode.to_le_bytes());
+    }
+    if cmp.owner {
+        h.update(&m.uid.to_le_bytes());
+    }
+    if cmp.group {
+        h.update(&m.gid.to_le_bytes());
+    }
+    let time_matters = match m.kind {
+        // The quick check uses the mtime even without -t (rsync re-sends then).
+        Kind::File => cmp.times || !(cmp.size_only || cmp.checksum),
+        _ => cmp.times,
+    };
+    if time_matters {
+        h.update(&m.mtime.to_le_bytes());
+        h.update(&m.mtime_nsec.to_le_bytes());
+    }
+    match m.kind {
+        Kind::File => {
+            h.update(&m.size.to_le_bytes());
+            if let Some(hash) = &e.hash {
+                h.update(hash);
+            }
+            if cmp.hard_links {
+                if let Some(l) = &e.link_leader {
+                    h.update(&(l.len() as u64).to_le_bytes());
+                    h.update(l);
+                }
+            }
+        }
+        Kind::Symlink => {
+            if let Some(t) = &e.target {
+                h.update(t);
+            }
+        }
+        Kind::CharDev | Kind::BlockDev => h.update(&m.rdev.to_le_bytes()),
+        Kind::Dir => {
+            h.update(&[e.complete as u8]);
+            for c in &e.children {
+                if !c.protected {
+                    h.update(&c.digest.to_le_bytes());
+                }
+            }
+        }
+        Kind::Fifo | Kind::Socket => {}
+    }
+    h.digest128()
+}

@@ -1,0 +1,166 @@
+//! The in-memory picture of one side's tree: what the scan found, what the summary hashes,
+//! what the plan compares. Both ends build the same shape, so the comparison is one function
+//! of two trees whether the other side is local or behind a pipe.
+
+use rustix::fs::{FileType, Stat};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    CharDev,
+    BlockDev,
+    Fifo,
+    Socket,
+}
+
+impl Kind {
+    pub fn from_mode(mode: u32) -> Kind {
+        match FileType::from_raw_mode(mode) {
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            FileType::CharacterDevice => Kind::CharDev,
+            FileType::BlockDevice => Kind::BlockDev,
+            FileType::Fifo => Kind::Fifo,
+            FileType::Socket => Kind::Socket,
+            _ => Kind::File,
+        }
+    }
+
+    pub fn is_device(self) -> bool {
+        matches!(self, Kind::CharDev | Kind::BlockDev)
+    }
+
+    pub fn is_special(self) -> bool {
+        matches!(self, Kind::Fifo | Kind::Socket)
+    }
+
+    /// rsync's itemize letter for the kind (`f`, `d`, `L`, `D`, `S`).
+    pub fn itemize_letter(self) -> char {
+        match self {
+            Kind::File => 'f',
+            Kind::Dir => 'd',
+            Kind::Symlink => 'L',
+            Kind::CharDev | Kind::BlockDev => 'D',
+            Kind::Fifo | Kind::Socket => 'S',
+        }
+    }
+
+    /// The `S_IFMT` bits, for mknod.
+    pub fn type_bits(self) -> u32 {
+        match self {
+            Kind::File => 0o100000,
+            Kind::Dir => 0o040000,
+            Kind::Symlink => 0o120000,
+            Kind::CharDev => 0o020000,
+            Kind::BlockDev => 0o060000,
+            Kind::Fifo => 0o010000,
+            Kind::Socket => 0o140000,
+        }
+    }
+}
+
+/// The metadata xsync compares and preserves, as lstat reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u64,
+    pub dev: u64,
+    pub ino: u64,
+    pub nlink: u64,
+}
+
+impl Meta {
+    pub fn from_stat(st: &Stat) -> Meta {
+        let mode = st.st_mode as u32;
+        Meta {
+            kind: Kind::from_mode(mode),
+            mode: mode & 0o7777,
+            size: st.st_size as u64,
+            mtime: st.st_mtime as i64,
+            mtime_nsec: st.st_mtime_nsec as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u64,
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            nlink: st.st_nlink as u64,
+        }
+    }
+
+    pub fn same_mtime(&self, other: &Meta) -> bool {
+        self.mtime == other.mtime && self.mtime_nsec == other.mtime_nsec
+    }
+}
+
+/// One name in a directory, with everything below it.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// One path component (raw bytes: names need not be UTF-8).
+    pub name: Box<[u8]>,
+    pub meta: Meta,
+    /// Symlink target, read with readlinkat (never followed).
+    pub target: Option<Box<[u8]>>,
+    /// blake3 of the content, only with `-c`.
+    pub hash: Option<[u8; 32]>,
+    /// Sorted by name; empty for non-directories.
+    pub children: Vec<Entry>,
+    /// False when the directory's contents were not read (unreadable, or a mount point under
+    /// `-x`): nothing below it may be deleted on the other side.
+    pub complete: bool,
+    /// With `-H`: the transfer-root-relative path of the first name of this inode's
+    /// hard-link group, when that is not this entry itself.
+    pub link_leader: Option<Box<[u8]>>,
+    /// Receiver side: excluded by the filter rules, so `--delete` leaves it alone.
+    pub protected: bool,
+    /// Merkle digest over the compared metadata and everything below (see summary.rs).
+    pub digest: u128,
+}
+
+impl Entry {
+    pub fn new(name: Box<[u8]>, meta: Meta) -> Entry {
+        Entry {
+            name,
+            meta,
+            target: None,
+            hash: None,
+            children: Vec::new(),
+            complete: true,
+            link_leader: None,
+            protected: false,
+            digest: 0,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.meta.kind == Kind::Dir
+    }
+
+    /// Binary search among sorted children.
+    pub fn child(&self, name: &[u8]) -> Option<&Entry> {
+        self.children
+            .binary_search_by(|c| (*c.name).cmp(name))
+            .ok()
+            .map(|i| &self.children[i])
+    }
+
+    /// Calls `f` on every entry below this one with its root-relative path, depth-first in
+    /// name order (the order both sides agree on).
+    pub fn walk<'a>(&'a self, prefix: &[u8], f: &mut dyn FnMut(&[u8], &'a Entry)) {
+        for c in &self.children {
+            let p = crate::pathsafe::join(prefix, &c.name);
+            f(&p, c);
+            if c.is_dir() {
+                c.walk(&p, f);
+            }
+        }
+    }
+}

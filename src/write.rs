@@ -1,0 +1,486 @@
+//! The atomic-write rule, in one place: every regular file, symlink, device and hard link
+//! that xsync puts in a destination is first made under a temporary name in the target's own
+//! directory, given its content and metadata there, and only then renamed over the target.
+//! A crash, `kill -9`, full disk or lost connection therefore leaves each target either as
+//! it was or as it should be; a leftover temporary carries [`TEMP_PREFIX`] and the next run
+//! removes it.
+//!
+//! All calls are relative to open directory handles and never follow a symlink in the
+//! destination; every name goes through [`check_name`] first.
+//!
+//! Content moves with `copy_file_range` (in-kernel; reflinks on file systems that can), with
+//! a read/write fallback where the kernel refuses (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP), and a
+//! hole-punching writer for `-S`.
+
+use crate::pathsafe::{TEMP_PREFIX, check_name};
+use crate::scan::{cstr, open_dir_at};
+use crate::tree::{Kind, Meta};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod,
+    fchown, futimens, linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat,
+    utimensat,
+};
+use rustix::io::Errno;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Which metadata to carry over, fixed for the run.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaRules {
+    pub perms: bool,
+    pub times: bool,
+    pub owner: bool,
+    pub group: bool,
+    pub sparse: bool,
+    /// The process umask, applied to new entries' modes without `-p`, as rsync does.
+    pub umask: u32,
+}
+
+impl MetaRules {
+    /// The mode a regular file (or node) gets: the source's with `-p`; without it, an
+    /// existing target keeps its mode and a new one gets the source's masked by the umask
+    /// with the special bits dropped.
+    pub fn file_mode(&self, src: &Meta, existing: Option<&Meta>) -> u32 {
+        if self.perms {
+            src.mode
+        } else if let Some(d) = existing.filter(|d| d.kind == src.kind) {
+            d.mode
+        } else {
+            src.mode & 0o777 & !self.umask
+        }
+    }
+
+    fn owner_ids(&self, m: &Meta) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
+        let uid = self
+            .owner
+            .then(|| rustix::fs::Uid::from_raw(m.uid));
+        let gid = self
+            .group
+            .then(|| rustix::fs::Gid::from_raw(m.gid));
+        (uid, gid)
+    }
+
+    fn timestamps(m: &Meta) -> Timestamps {
+        Timestamps {
+            last_access: Timespec {
+                tv_sec: 0,
+                tv_nsec: UTIME_OMIT,
+            },
+            last_modification: Timespec {
+                tv_sec: m.mtime,
+                tv_nsec: m.mtime_nsec as _,
+            },
+        }
+    }
+}
+
+/// A failed step: which operation, the OS error. The caller adds the path.
+#[derive(Debug)]
+pub struct StepError {
+    pub op: &'static str,
+    pub err: io::Error,
+}
+
+impl StepError {
+    fn new(op: &'static str, err: impl Into<io::Error>) -> StepError {
+        StepError {
+            op,
+            err: err.into(),
+        }
+    }
+}
+
+type Step<T> = Result<T, StepError>;
+
+/// A temporary name no other run or thread is using: prefix + 16 hex digits of a hash of
+/// pid, time and a process-wide counter.
+fn temp_name() -> CString {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    seed[4..20].copy_from_slice(&t.to_le_bytes());
+    seed[20..28].copy_from_slice(&n.to_le_bytes());
+    let h = xxhash_rust::xxh3::xxh3_64(&seed);
+    let mut name = TEMP_PREFIX.to_vec();
+    name.extend_from_slice(format!("{h:016x}").as_bytes());
+    CString::new(name).expect("temp names have no NUL")
+}
+
+fn checked(name: &[u8]) -> Step<CString> {
+    check_name(name).map_err(|e| StepError::new("use name", e))?;
+    cstr(name).map_err(|e| StepError::new("use name", e))
+}
+
+/// Runs `make(tmp)` with fresh temporary names until one is free.
+fn with_temp<T>(mut make: impl FnMut(&CString) -> rustix::io::Result<T>) -> Step<(CString, T)> {
+    for _ in 0..16 {
+        let tmp = temp_name();
+        match make(&tmp) {
+            Ok(v) => return Ok((tmp, v)),
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(StepError::new("create temporary file in", e)),
+        }
+    }
+    Err(StepError::new(
+        "create temporary file in",
+        io::Error::from(io::ErrorKind::AlreadyExists),
+    ))
+}
+
+/// Renames the finished temporary over the target, or removes it if anything failed.
+fn finish(dir: BorrowedFd<'_>, tmp: &CString, name: &CString, res: Step<()>) -> Step<()> {
+    let res = res.and_then(|()| {
+        renameat(dir, tmp, dir, name).map_err(|e| StepError::new("rename into place", e))
+    });
+    if res.is_err() {
+        let _ = unlinkat(dir, tmp, AtFlags::empty());
+    }
+    res
+}
+
+/// Copies `src_name` in `src_dir` to `name` in `dst_dir` atomically, carrying `want`'s
+/// metadata per `rules`. Returns the number of bytes written.
+pub fn copy_file(
+    src_dir: BorrowedFd<'_>,
+    src_name: &[u8],
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Meta,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+) -> Step<u64> {
+    let name_c = checked(name)?;
+    let src_c = cstr(src_name).map_err(|e| StepError::new("open", e))?;
+    let src = openat(
+        src_dir,
+        &src_c,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::new("open", e))?;
+    let (tmp, out) = with_temp(|tmp| {
+        openat(
+            dst_dir,
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
+    let mut copied = 0;
+    let res = (|| {
+        copied = if rules.sparse {
+            copy_sparse(&src, &out)?
+        } else {
+            copy_data(&src, &out, want.size)?
+        };
+        set_fd_meta(&out, want, rules.file_mode(want, existing), rules)
+    })();
+    drop(out);
+    finish(dst_dir, &tmp, &name_c, res)?;
+    Ok(copied)
+}
+
+/// Sets owner, mode and mtime on an open file, in that order (chown clears set-id bits).
+fn set_fd_meta(fd: &OwnedFd, want: &Meta, mode: u32, rules: &MetaRules) -> Step<()> {
+    if rules.owner || rules.group {
+        let (u, g) = rules.owner_ids(want);
+        fchown(fd, u, g).map_err(|e| StepError::new("change owner of", e))?;
+    }
+    fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
+    if rules.times {
+        futimens(fd, &MetaRules::timestamps(want))
+            .map_err(|e| StepError::new("set times on", e))?;
+    }
+    Ok(())
+}
+
+static COPY_FILE_RANGE_WORKS: AtomicBool = AtomicBool::new(true);
+
+fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
+    let mut total = 0u64;
+    if COPY_FILE_RANGE_WORKS.load(Ordering::Relaxed) {
+        loop {
+            // Ask for a little more than the rest we expect: a short count then means EOF,
+            // which saves the extra zero-length call per small file.
+            let want = (size_hint.saturating_sub(total) + 65536).min(1 << 30) as usize;
+            match copy_file_range(src, None, dst, None, want) {
+                Ok(0) => return Ok(total),
+                Ok(n) => {
+                    total += n as u64;
+                    if n < want {
+                        return Ok(total);
+                    }
+                }
+                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP)
+                    if total == 0 =>
+                {
+                    COPY_FILE_RANGE_WORKS.store(false, Ordering::Relaxed);
+                    break;
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(StepError::new("copy data to", e)),
+            }
+        }
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match rustix::io::read(src, &mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(StepError::new("read", e)),
+        };
+        write_all(dst, &buf[..n])?;
+        total += n as u64;
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Step<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(StepError::new("write", e)),
+        }
+    }
+    Ok(())
+}
+
+/// `-S`: writes only the non-zero 4 KiB blocks and leaves holes for the rest, then sets the
+/// length (so a file ending in zeros keeps its size).
+fn copy_sparse(src: &OwnedFd, dst: &OwnedFd) -> Step<u64> {
+    const BLOCK: usize = 4096;
+    let f = std::fs::File::from(dst.try_clone().map_err(|e| StepError::new("write", e))?);
+    let mut buf = vec![0u8; 1024 * 1024];
+    let mut off = 0u64;
+    loop {
+        let n = match rustix::io::read(src, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(StepError::new("read", e)),
+        };
+        let chunk = &buf[..n];
+        let mut i = 0;
+        while i < n {
+            let end = (i + BLOCK).min(n);
+            if chunk[i..end].iter().any(|&b| b != 0) {
+                // Extend the data run over following non-zero blocks: one write per run.
+                let mut j = end;
+                while j < n {
+                    let e2 = (j + BLOCK).min(n);
+                    if chunk[j..e2].iter().all(|&b| b == 0) {
+                        break;
+                    }
+                    j = e2;
+                }
+                f.write_all_at(&chunk[i..j], off + i as u64)
+                    .map_err(|e| StepError::new("write", e))?;
+                i = j;
+            } else {
+                i = end;
+            }
+        }
+        off += n as u64;
+    }
+    rustix::fs::ftruncate(dst, off).map_err(|e| StepError::new("set length of", e))?;
+    Ok(off)
+}
+
+/// Creates a symlink, fifo, socket or device node atomically with `want`'s metadata.
+pub fn make_special(
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Meta,
+    target: Option<&[u8]>,
+    rules: &MetaRules,
+) -> Step<()> {
+    let name_c = checked(name)?;
+    let (tmp, ()) = match want.kind {
+        Kind::Symlink => {
+            let t = cstr(target.unwrap_or_default()).map_err(|e| StepError::new("symlink", e))?;
+            with_temp(|tmp| symlinkat(&t, dst_dir, tmp))?
+        }
+        Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
+            let ft = FileType::from_raw_mode(want.kind.type_bits());
+            with_temp(|tmp| {
+                mknodat(
+                    dst_dir,
+                    tmp,
+                    ft,
+                    Mode::from_raw_mode(0o600),
+                    want.rdev as rustix::fs::Dev,
+                )
+            })?
+        }
+        Kind::File | Kind::Dir => {
+            return Err(StepError::new(
+                "create",
+                io::Error::from(io::ErrorKind::InvalidInput),
+            ));
+        }
+    };
+    let res = set_path_meta(dst_dir, &tmp, want, None, rules);
+    finish(dst_dir, &tmp, &name_c, res)
+}
+
+/// Metadata on a name that is not open (a fresh node, or an attribute-only update):
+/// `*at()` calls that do not follow a final symlink. Symlinks have no mode of their own.
+fn set_path_meta(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    want: &Meta,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+) -> Step<()> {
+    if rules.owner || rules.group {
+        let (u, g) = rules.owner_ids(want);
+        rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StepError::new("change owner of", e))?;
+    }
+    if want.kind != Kind::Symlink {
+        let mode = rules.file_mode(want, existing);
+        // chmodat follows symlinks; the name was created or lstat'ed as a non-link by us
+        // in a directory we opened without following links.
+        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| StepError::new("change mode of", e))?;
+    }
+    if rules.times {
+        utimensat(
+            dir,
+            name,
+            &MetaRules::timestamps(want),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| StepError::new("set times on", e))?;
+    }
+    Ok(())
+}
+
+/// Attribute-only update of an existing non-directory: only the attributes that differ.
+pub fn update_meta(
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Meta,
+    have: &Meta,
+    rules: &MetaRules,
+) -> Step<()> {
+    let name_c = checked(name)?;
+    let mut r = *rules;
+    r.owner &= want.uid != have.uid;
+    r.group &= want.gid != have.gid;
+    r.times &= !want.same_mtime(have);
+    if r.owner || r.group {
+        let (u, g) = r.owner_ids(want);
+        rustix::fs::chownat(dst_dir, &name_c, u, g, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StepError::new("change owner of", e))?;
+    }
+    // chown may have cleared set-id bits, so the mode is re-applied after it.
+    let mode = rules.file_mode(want, Some(have));
+    if want.kind != Kind::Symlink && (mode != have.mode || r.owner || r.group) {
+        rustix::fs::chmodat(dst_dir, &name_c, Mode::from_raw_mode(mode), AtFlags::empty())
+            .map_err(|e| StepError::new("change mode of", e))?;
+    }
+    if r.times {
+        utimensat(
+            dst_dir,
+            &name_c,
+            &MetaRules::timestamps(want),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| StepError::new("set times on", e))?;
+    }
+    Ok(())
+}
+
+/// Makes `name` in `dst_dir` another name of `leader_name` in `leader_dir`, replacing
+/// whatever `name` was atomically.
+pub fn hard_link(
+    leader_dir: BorrowedFd<'_>,
+    leader_name: &[u8],
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+) -> Step<()> {
+    let name_c = checked(name)?;
+    let leader_c = checked(leader_name)?;
+    let (tmp, ()) = with_temp(|tmp| linkat(leader_dir, &leader_c, dst_dir, tmp, AtFlags::empty()))
+        .map_err(|e| StepError::new("hard-link", e.err))?;
+    finish(dst_dir, &tmp, &name_c, Ok(()))
+}
+
+/// Creates a directory, writable by us until its final mode is set after its contents.
+pub fn make_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
+    let c = checked(name)?;
+    match mkdirat(parent, &c, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(StepError::new("create directory", e)),
+    }
+    open_dir_at(parent, &c).map_err(|e| StepError::new("open directory", e))
+}
+
+pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
+    let c = checked(name)?;
+    open_dir_at(parent, &c).map_err(|e| StepError::new("open directory", e))
+}
+
+/// Final metadata of a directory, set through its handle after everything inside is done
+/// (creating entries changes a directory's mtime).
+pub fn set_dir_meta(fd: impl AsFd, want: &Meta, have: Option<&Meta>, rules: &MetaRules) -> Step<()> {
+    if rules.owner || rules.group {
+        let (u, g) = rules.owner_ids(want);
+        fchown(&fd, u, g).map_err(|e| StepError::new("change owner of", e))?;
+    }
+    let mode = if rules.perms {
+        want.mode
+    } else if let Some(h) = have {
+        h.mode
+    } else {
+        want.mode & 0o777 & !rules.umask
+    };
+    fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
+    if rules.times {
+        futimens(&fd, &MetaRules::timestamps(want))
+            .map_err(|e| StepError::new("set times on", e))?;
+    }
+    Ok(())
+}
+
+/// Removes `name` (and, for a directory, everything below it) without following symlinks.
+/// Returns how many entries were removed.
+pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
+    let c = checked(name)?;
+    if !is_dir {
+        return match unlinkat(dir, &c, AtFlags::empty()) {
+            Ok(()) => Ok(1),
+            Err(Errno::ISDIR) => remove(dir, name, true),
+            Err(e) => Err(StepError::new("delete", e)),
+        };
+    }
+    let mut count = 0;
+    let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
+    let mut d = rustix::fs::Dir::new(fd).map_err(|e| StepError::new("read directory", e))?;
+    let mut children = Vec::new();
+    while let Some(ent) = d.read() {
+        let ent = ent.map_err(|e| StepError::new("read directory", e))?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            children.push((n.to_vec(), ent.file_type() == FileType::Directory));
+        }
+    }
+    let sub = d.fd().map_err(|e| StepError::new("read directory", e))?;
+    // A writable-by-nobody directory (0500) would refuse the unlinks below it.
+    let _ = fchmod(sub, Mode::from_raw_mode(0o700));
+    for (n, isdir) in children {
+        count += remove(sub, &n, isdir)?;
+    }
+    unlinkat(dir, &c, AtFlags::REMOVEDIR).map_err(|e| StepError::new("delete directory", e))?;
+    Ok(count + 1)
+}
