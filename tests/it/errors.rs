@@ -29,10 +29,14 @@ fn unknown_option_is_a_usage_error() {
     }
 }
 
+fn missing_source_case() -> Case<'static> {
+    Case::new(&["-a"], &["no-such-source", "src/"], "dst/")
+}
+
 /// A missing source among good ones: exit 23, the path named, the rest copied.
 #[test]
 fn missing_source_is_a_partial_transfer() {
-    let case = Case::new(&["-a"], &["no-such-source", "src/"], "dst/");
+    let case = missing_source_case();
     let Some(out) = run_case("missing_source_is_a_partial_transfer", &case) else {
         return;
     };
@@ -71,29 +75,28 @@ fn give_side_to_nobody(side: &Path) {
     }
 }
 
-/// An unreadable file among readable ones: exit 23, the file named, the others copied.
-/// As root both tools run as nobody (root reads everything).
-#[test]
-fn unreadable_file_is_reported_and_others_copied() {
-    let test = "unreadable_file_is_reported_and_others_copied";
-    let setpriv = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-    ];
+const SETPRIV: &[&str] = &[
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
+
+/// The unreadable-file case, run as nobody when we are root (root reads everything); `None`
+/// (after a skip notice) when that needs setpriv and it is missing.
+fn unreadable_case(test: &str) -> Option<Case<'static>> {
     let wrap: &[&str] = if is_root() {
         let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .any(|d| d.join("setpriv").is_file());
         if !found {
             skip(test, "running as root and setpriv is not installed");
-            return;
+            return None;
         }
-        &setpriv
+        SETPRIV
     } else {
         &[]
     };
-    let case = Case {
+    Some(Case {
         fixture: Fixture {
             side: if is_root() {
                 Some(give_side_to_nobody)
@@ -104,6 +107,15 @@ fn unreadable_file_is_reported_and_others_copied() {
         },
         wrap,
         ..Case::new(&["-a"], &["src/"], "dst/")
+    })
+}
+
+/// An unreadable file among readable ones: exit 23, the file named, the others copied.
+#[test]
+fn unreadable_file_is_reported_and_others_copied() {
+    let test = "unreadable_file_is_reported_and_others_copied";
+    let Some(case) = unreadable_case(test) else {
+        return;
     };
     let Some(out) = run_case(test, &case) else {
         return;
@@ -124,16 +136,20 @@ fn unreadable_file_is_reported_and_others_copied() {
     );
 }
 
-/// A destination whose parent is missing: exit 11 and the path named.
-#[test]
-fn missing_destination_parent_is_a_file_io_error() {
-    let case = Case {
+fn missing_parent_case() -> Case<'static> {
+    Case {
         fixture: Fixture {
             dst_exists: false,
             ..Fixture::awkward()
         },
         ..Case::new(&["-a"], &["src/"], "nonexistent/a/b")
-    };
+    }
+}
+
+/// A destination whose parent is missing: exit 11 and the path named.
+#[test]
+fn missing_destination_parent_is_a_file_io_error() {
+    let case = missing_parent_case();
     let Some(out) = run_case("missing_destination_parent_is_a_file_io_error", &case) else {
         return;
     };
@@ -161,4 +177,24 @@ fn help_and_version_exit_zero() {
         String::from_utf8_lossy(&out.stdout).contains("xsync"),
         "--version does not say xsync"
     );
+}
+
+/// The error fixtures provoke in rsync the errors they are meant to (so that an equal exit
+/// code from xsync means something): 23 for a missing source and for an unreadable file
+/// (really unreadable: privileges dropped), 11 for a missing destination parent.
+#[test]
+fn harness_error_cases_make_rsync_fail_as_expected() {
+    let test = "harness_error_cases_make_rsync_fail_as_expected";
+    if !have_rsync(test) {
+        return;
+    }
+    let mut cases = vec![(missing_source_case(), 23), (missing_parent_case(), 11)];
+    if let Some(case) = unreadable_case(test) {
+        cases.push((case, 23));
+    }
+    for (case, want) in &cases {
+        let (out, diffs) = run_pair(case, Tool::Rsync, Tool::Rsync);
+        assert!(diffs.is_empty(), "{}", report(case, &out, &diffs));
+        assert_eq!(code(&out.a), *want, "{}", report(case, &out, &diffs));
+    }
 }

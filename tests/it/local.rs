@@ -543,48 +543,59 @@ fn checksum_sends_same_size_same_mtime_file_with_other_content() {
     }
 }
 
-fn dry_run_case(test: &str, older: bool, extra: &[&str]) {
+/// `xsync -n -v`: nothing changes (not even `dst` appears), the would-be transfer of `listed`
+/// is reported on stdout as rsync reports it, and the exit code is rsync's.
+fn dry_run_case(test: &str, older: bool, flags: &[&str], listed: &str) {
     let dir = test_dir();
     let root = dir.path();
     awkward(&root.join("src"));
     if older {
         awkward_older_copy(&root.join("dst"));
     }
+    let dry_run = |mut cmd: std::process::Command| {
+        run(cmd
+            .args(["-n", "-v"])
+            .args(flags)
+            .arg(arg_path(root, "src/"))
+            .arg(arg_path(root, "dst/")))
+    };
     let before = snapshot(root);
-    let out = run(xsync()
-        .arg("-n")
-        .args(extra)
-        .arg(arg_path(root, "src/"))
-        .arg(arg_path(root, "dst/")));
-    let after = snapshot(root);
-    let diffs = diff_snapshots(&before, &after);
+    let out = dry_run(xsync());
+    let diffs = diff_snapshots(&before, &snapshot(root));
     assert!(diffs.is_empty(), "{test}: xsync -n changed: {diffs:#?}");
     if !older {
         assert!(!root.join("dst").exists(), "{test}: -n created dst");
     }
-    let xcode = code(&out);
-    if let Some(mut rsync) = rsync() {
-        let rout = run(rsync
-            .arg("-n")
-            .args(extra)
-            .arg(arg_path(root, "src/"))
-            .arg(arg_path(root, "dst/")));
-        assert_eq!(
-            code(&rout),
-            xcode,
-            "{test}: exit codes differ; xsync stderr: {}",
-            stderr(&out)
-        );
-    } else {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l == listed),
+        "{test}: xsync -n -v does not list {listed:?}; stdout:\n{stdout}\nstderr:\n{}",
+        stderr(&out)
+    );
+    let Some(rsync) = rsync() else {
         skip(test, "rsync not installed (exit code not compared)");
-        assert_eq!(xcode, 0, "{test}: {}", stderr(&out));
-    }
+        assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
+        return;
+    };
+    let rout = dry_run(rsync);
+    assert!(
+        String::from_utf8_lossy(&rout.stdout)
+            .lines()
+            .any(|l| l == listed),
+        "{test}: the test is wrong: rsync -n -v does not list {listed:?}"
+    );
+    assert_eq!(
+        code(&rout),
+        code(&out),
+        "{test}: exit codes differ; xsync stderr: {}",
+        stderr(&out)
+    );
 }
 
 /// `-n` into a missing destination creates nothing.
 #[test]
 fn dry_run_creates_nothing() {
-    dry_run_case("dry_run_creates_nothing", false, &["-a"]);
+    dry_run_case("dry_run_creates_nothing", false, &["-a"], "top.txt");
 }
 
 /// `-n` over an older copy, with --delete, changes nothing at all.
@@ -593,10 +604,13 @@ fn dry_run_changes_nothing_over_older_copy() {
     dry_run_case(
         "dry_run_changes_nothing_over_older_copy",
         true,
-        &["-aH", "--delete", "-v"],
+        &["-aH", "--delete"],
+        "sizes/s4097",
     );
 }
 
+/// Runs `xsync FLAGS src/ dst/` twice: the first run must produce a faithful copy, the second
+/// must not touch it (same inode, mtime, ctime, mode and size for every entry).
 fn rerun_case(test: &str, flags: &str) {
     let dir = test_dir();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
@@ -606,6 +620,15 @@ fn rerun_case(test: &str, flags: &str) {
         assert_eq!(code(&out), 0, "{test}: xsync {flags}: {}", stderr(&out));
     };
     sync();
+    let copy_diffs: Vec<String> = diff_trees(&src, &dst, &Compare::default())
+        .into_iter()
+        // Without -H the group is legitimately broken up.
+        .filter(|d| flags.contains('H') || !d.starts_with("hard-link group"))
+        .collect();
+    assert!(
+        copy_diffs.is_empty(),
+        "{test}: the first xsync {flags} run did not copy faithfully:\n{copy_diffs:#?}"
+    );
     let before = snapshot(&dst);
     std::thread::sleep(Duration::from_millis(20));
     sync();
@@ -740,14 +763,14 @@ fn kill_during_large_copy_leaves_old_or_new_file() {
         std::thread::sleep(Duration::from_millis(1));
     };
     match (&finished_early, &seen_temp) {
-        (Some(status), _) => eprintln!(
+        (Some(status), _) => note(&format!(
             "NOTE: {test}: xsync finished ({status}) before it could be killed; \
              only the end state is checked"
-        ),
+        )),
         (None, Some((_, rel))) => eprintln!("{test}: killed xsync while {rel:?} was being written"),
-        (None, None) => {
-            eprintln!("NOTE: {test}: killed xsync after 3 s without seeing a temp file")
-        }
+        (None, None) => note(&format!(
+            "NOTE: {test}: killed xsync after 3 s without seeing a temp file"
+        )),
     }
 
     let target = dst.join("big");

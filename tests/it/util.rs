@@ -57,7 +57,14 @@ pub fn have_rsync(test: &str) -> bool {
 
 /// Says loudly that (part of) a test did not run.
 pub fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED: {test}: {why}");
+    note(&format!("SKIPPED: {test}: {why}"));
+}
+
+/// Writes a line to the real stderr: libtest captures `eprintln!` of passing tests, and a skip
+/// that nobody sees is a silent pass.
+pub fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// True when running as root (CI does; developers may not).
@@ -358,10 +365,10 @@ fn note_fixture_limits(missing: &[&str]) {
         return;
     }
     FIXTURE_NOTE.call_once(|| {
-        eprintln!(
+        note(&format!(
             "NOTE: awkward fixture built without: {} (they need root); those cases are not tested",
             missing.join(", ")
-        );
+        ));
     });
 }
 
