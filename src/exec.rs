@@ -42,7 +42,13 @@ impl Exec<'_, '_> {
         }
     }
 
-    pub fn run(&self, plan: &Plan<'_>, dst_root: &OwnedFd, tops: &dyn TopSource, root_src: Option<BorrowedFd<'_>>) {
+    pub fn run(
+        &self,
+        plan: &Plan<'_>,
+        dst_root: &OwnedFd,
+        tops: &dyn TopSource,
+        root_src: Option<BorrowedFd<'_>>,
+    ) {
         self.dir(&plan.root, root_src, dst_root.as_fd(), Some(tops));
         for l in &plan.links {
             self.link(dst_root.as_fd(), l);
@@ -57,16 +63,16 @@ impl Exec<'_, '_> {
         dst_fd: BorrowedFd<'_>,
         tops: Option<&dyn TopSource>,
     ) {
-        d.deletes.par_iter().for_each(|del| {
-            match write::remove(dst_fd, &del.name, del.is_dir) {
+        d.deletes
+            .par_iter()
+            .for_each(|del| match write::remove_entry(dst_fd, del.entry) {
                 Ok(n) => {
                     if !del.replace {
                         Stats::add(&self.report.stats.deleted, n);
                     }
                 }
                 Err(e) => self.fail(&del.rel, e),
-            }
-        });
+            });
         let src_of = |name: &[u8]| -> Option<BorrowedFd<'_>> {
             match tops {
                 Some(t) => t.dir_for(name),
@@ -128,13 +134,9 @@ impl Exec<'_, '_> {
                 Stats::add(&stats.transferred_size, m.size);
                 Stats::add(&stats.literal, n);
             }),
-            Action::Special => write::make_special(
-                dst_dir,
-                it.name,
-                m,
-                it.src.target.as_deref(),
-                &self.rules,
-            ),
+            Action::Special => {
+                write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
+            }
             Action::Meta => match &it.dst {
                 Some(have) => write::update_meta(dst_dir, it.name, m, have, &self.rules),
                 None => Ok(()),

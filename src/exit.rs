@@ -99,8 +99,14 @@ mod tests {
 
     #[test]
     fn partial_outranks_vanished_and_fatal_outranks_partial() {
-        assert_eq!(ExitCode::Vanished.worst(ExitCode::Partial), ExitCode::Partial);
-        assert_eq!(ExitCode::Partial.worst(ExitCode::Vanished), ExitCode::Partial);
+        assert_eq!(
+            ExitCode::Vanished.worst(ExitCode::Partial),
+            ExitCode::Partial
+        );
+        assert_eq!(
+            ExitCode::Partial.worst(ExitCode::Vanished),
+            ExitCode::Partial
+        );
         assert_eq!(ExitCode::Partial.worst(ExitCode::FileIo), ExitCode::FileIo);
         assert_eq!(ExitCode::Ok.worst(ExitCode::MaxDelete), ExitCode::MaxDelete);
     }

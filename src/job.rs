@@ -45,7 +45,6 @@ impl TopSource for Tops {
     }
 }
 
-
 fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(
         p,
@@ -114,6 +113,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         group: opts.group,
         sparse: opts.sparse,
         umask: old.bits(),
+        am_root,
     };
 
     let (dst_arg, src_args) = opts.paths.split_last().expect("checked above");
@@ -141,7 +141,11 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             }
         };
         if meta.kind == Kind::Dir && !opts.recursive {
-            let n = if contents { b".".to_vec() } else { parent_and_name(b).1 };
+            let n = if contents {
+                b".".to_vec()
+            } else {
+                parent_and_name(b).1
+            };
             report.info(format!("skipping directory {}", show(&n)));
             continue;
         }
@@ -152,7 +156,12 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             (p, Some(n))
         };
         let base = open_path(&base_path).map_err(|e| {
-            Error::io(ExitCode::Partial, "open directory", base_path.as_os_str().as_bytes(), &e)
+            Error::io(
+                ExitCode::Partial,
+                "open directory",
+                base_path.as_os_str().as_bytes(),
+                &e,
+            )
         });
         match base {
             Ok(base) => sources.push(Source { base, name, meta }),
@@ -259,9 +268,10 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         map: HashMap::new(),
     };
     for s in &sources {
-        tops.bases.push(rustix::io::dup(&s.base).map_err(|e| {
-            Error::io(ExitCode::FileIo, "open directory", b".", &e.into())
-        })?);
+        tops.bases.push(
+            rustix::io::dup(&s.base)
+                .map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e.into()))?,
+        );
     }
     for (top, idx) in origin {
         let src_name: Box<[u8]> = match (&sources[idx].name, &rename_to) {
@@ -342,7 +352,12 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     }
     count_files(&src_root, report);
     if opts.stats || opts.verbose > 0 {
-        print_summary(opts, report, scan_done.as_secs_f64(), start.elapsed().as_secs_f64());
+        print_summary(
+            opts,
+            report,
+            scan_done.as_secs_f64(),
+            start.elapsed().as_secs_f64(),
+        );
     }
     Ok(())
 }
@@ -425,6 +440,20 @@ fn scan_dest(fd: &OwnedFd, whole: bool, tops: &[&[u8]], scanner: &Scanner<'_, '_
             Err(_) => root.complete = false,
         }
     } else {
+        // Only the named entries are read, but a killed run's temporaries sit beside them.
+        if let Ok(mut d) = rustix::io::dup(fd)
+            .map_err(std::io::Error::from)
+            .and_then(|d| rustix::fs::Dir::new(d).map_err(std::io::Error::from))
+        {
+            while let Some(Ok(ent)) = d.read() {
+                let n = ent.file_name().to_bytes();
+                if crate::pathsafe::is_temp_name(n)
+                    && ent.file_type() == rustix::fs::FileType::RegularFile
+                {
+                    scanner.stale_temps.lock().unwrap().push(n.to_vec());
+                }
+            }
+        }
         for name in tops {
             if root.children.iter().any(|c| *c.name == **name) {
                 continue;
@@ -464,7 +493,10 @@ fn remove_stale_temps(root: &OwnedFd, scanner: &Scanner<'_, '_>, report: &Report
             None => (&b""[..], &rel[..]),
         };
         let res = crate::exec::open_rel(root.as_fd(), dir).and_then(|fd| {
-            let c = cstr(name).map_err(|e| write::StepError { op: "delete", err: e })?;
+            let c = cstr(name).map_err(|e| write::StepError {
+                op: "delete",
+                err: e,
+            })?;
             rustix::fs::unlinkat(&fd, &c, rustix::fs::AtFlags::empty()).map_err(|e| {
                 write::StepError {
                     op: "delete stale temporary",
@@ -490,7 +522,10 @@ fn count_files(root: &Entry, report: &Report<'_>) {
             Kind::Dir => Stats::add(&s.dirs, 1),
             Kind::Symlink => {
                 Stats::add(&s.links, 1);
-                Stats::add(&s.total_size, e.target.as_ref().map(|t| t.len() as u64).unwrap_or(0));
+                Stats::add(
+                    &s.total_size,
+                    e.target.as_ref().map(|t| t.len() as u64).unwrap_or(0),
+                );
             }
             Kind::CharDev | Kind::BlockDev => Stats::add(&s.devices, 1),
             _ => Stats::add(&s.specials, 1),
@@ -504,7 +539,13 @@ fn count_files(root: &Entry, report: &Report<'_>) {
 
 fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {
     let mut parts = Vec::new();
-    for (n, label) in [(reg, "reg"), (dir, "dir"), (link, "link"), (dev, "dev"), (special, "special")] {
+    for (n, label) in [
+        (reg, "reg"),
+        (dir, "dir"),
+        (link, "link"),
+        (dev, "dev"),
+        (special, "special"),
+    ] {
         if n > 0 {
             parts.push(format!("{label}: {}", num(n, 0)));
         }
@@ -523,13 +564,23 @@ fn print_summary(opts: &Options, report: &Report<'_>, scan_secs: f64, total_secs
     let literal = g(&s.literal);
     let total = g(&s.total_size);
     let sent = literal;
-    let speedup = if sent > 0 { total as f64 / sent as f64 } else { 0.0 };
+    let speedup = if sent > 0 {
+        total as f64 / sent as f64
+    } else {
+        0.0
+    };
     if opts.stats {
         let lines = [
             format!(
                 "Number of files: {}{}",
                 num(g(&s.files), 0),
-                kinds(g(&s.reg_files), g(&s.dirs), g(&s.links), g(&s.devices), g(&s.specials))
+                kinds(
+                    g(&s.reg_files),
+                    g(&s.dirs),
+                    g(&s.links),
+                    g(&s.devices),
+                    g(&s.specials)
+                )
             ),
             format!(
                 "Number of created files: {}{}",
@@ -543,9 +594,15 @@ fn print_summary(opts: &Options, report: &Report<'_>, scan_secs: f64, total_secs
                 )
             ),
             format!("Number of deleted files: {}", num(g(&s.deleted), 0)),
-            format!("Number of regular files transferred: {}", num(g(&s.transferred), 0)),
+            format!(
+                "Number of regular files transferred: {}",
+                num(g(&s.transferred), 0)
+            ),
             format!("Total file size: {} bytes", num(total, h)),
-            format!("Total transferred file size: {} bytes", num(g(&s.transferred_size), h)),
+            format!(
+                "Total transferred file size: {} bytes",
+                num(g(&s.transferred_size), h)
+            ),
             format!("Literal data: {} bytes", num(literal, h)),
             format!("Matched data: {} bytes", num(g(&s.matched), h)),
             "File list size: 0".to_string(),
@@ -559,7 +616,11 @@ fn print_summary(opts: &Options, report: &Report<'_>, scan_secs: f64, total_secs
             report.line(l);
         }
     }
-    let rate = if total_secs > 0.0 { sent as f64 / total_secs } else { 0.0 };
+    let rate = if total_secs > 0.0 {
+        sent as f64 / total_secs
+    } else {
+        0.0
+    };
     report.line(format!(
         "sent {} bytes  received 0 bytes  {} bytes/sec",
         num(sent, h),

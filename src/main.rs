@@ -1,8 +1,12 @@
 //! `xsync`: parse the command line, run the transfer, exit with rsync's code.
 
+use std::io::Write;
+
 fn main() {
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut err = std::io::stderr();
     let code = xsync::run_with(std::env::args_os(), &mut out, &mut err);
+    // process::exit skips destructors, so the buffered listing is flushed here.
+    let _ = out.flush();
     std::process::exit(code.code());
 }

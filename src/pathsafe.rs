@@ -25,10 +25,7 @@ pub fn check_name(name: &[u8]) -> io::Result<()> {
     if bad {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "unsafe file name `{}` refused",
-                crate::error::show(name)
-            ),
+            format!("unsafe file name `{}` refused", crate::error::show(name)),
         ));
     }
     Ok(())

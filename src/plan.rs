@@ -36,10 +36,9 @@ pub struct Item<'a> {
 }
 
 #[derive(Debug)]
-pub struct Delete {
-    pub name: Box<[u8]>,
+pub struct Delete<'a> {
+    pub entry: &'a Entry,
     pub rel: Vec<u8>,
-    pub is_dir: bool,
     /// A type change (dir → file and the like), done whether or not `--delete` was given.
     pub replace: bool,
 }
@@ -55,7 +54,7 @@ pub struct DirPlan<'a> {
     pub dst: Option<Meta>,
     /// Final mode/owner/times must be (re)applied after the contents.
     pub set_meta: bool,
-    pub deletes: Vec<Delete>,
+    pub deletes: Vec<Delete<'a>>,
     pub items: Vec<Item<'a>>,
     pub subdirs: Vec<DirPlan<'a>>,
 }
@@ -163,7 +162,8 @@ impl<'o> Planner<'o> {
     fn line(&self, st: &mut State<'_>, flags: &str, rel: &str, extra: Option<String>) {
         let o = self.opts;
         if o.itemize {
-            st.lines.push(format!("{flags} {rel}{}", extra.unwrap_or_default()));
+            st.lines
+                .push(format!("{flags} {rel}{}", extra.unwrap_or_default()));
         } else if o.verbose > 0 {
             st.lines.push(format!("{rel}{}", extra.unwrap_or_default()));
         }
@@ -275,9 +275,8 @@ impl<'o> Planner<'o> {
             }
         }
         dir.deletes.push(Delete {
-            name: d.name.clone(),
+            entry: d,
             rel,
-            is_dir: d.is_dir(),
             replace,
         });
     }
@@ -314,8 +313,7 @@ impl<'o> Planner<'o> {
             Kind::Dir => {
                 if d.is_none() {
                     self.line(st, "cd+++++++++", &format!("{shown}/"), None);
-                } else if let Some(f) =
-                    self.attr_flags(&e.meta, &d.unwrap().meta, 'd', '.', false)
+                } else if let Some(f) = self.attr_flags(&e.meta, &d.unwrap().meta, 'd', '.', false)
                 {
                     self.line(st, &f, &format!("{shown}/"), None);
                 }
@@ -342,8 +340,7 @@ impl<'o> Planner<'o> {
                                 f.replace_range(2..3, "c");
                             }
                             (Action::Transfer, f)
-                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'f', '.', false)
-                        {
+                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'f', '.', false) {
                             (Action::Meta, f)
                         } else {
                             return;
@@ -362,10 +359,7 @@ impl<'o> Planner<'o> {
             }
             Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let letter = e.meta.kind.itemize_letter();
-                let extra = e
-                    .target
-                    .as_ref()
-                    .map(|t| format!(" -> {}", show(t)));
+                let extra = e.target.as_ref().map(|t| format!(" -> {}", show(t)));
                 let (action, flags) = match d {
                     None => (Action::Special, format!("c{letter}+++++++++")),
                     Some(d) => {
@@ -380,7 +374,8 @@ impl<'o> Planner<'o> {
                                 .unwrap_or_else(|| format!("c{letter}........."));
                             f.replace_range(2..3, "c");
                             (Action::Special, f)
-                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, letter, '.', false)
+                        } else if let Some(f) =
+                            self.attr_flags(&e.meta, &d.meta, letter, '.', false)
                         {
                             (Action::Meta, f)
                         } else {
@@ -469,7 +464,12 @@ impl<'o> Planner<'o> {
         } else {
             "hf........."
         };
-        self.line(st, flags, &show(&rel), Some(format!(" => {}", show(leader))));
+        self.line(
+            st,
+            flags,
+            &show(&rel),
+            Some(format!(" => {}", show(leader))),
+        );
         st.plan_links.push(HardLink {
             rel,
             leader,

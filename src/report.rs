@@ -107,12 +107,7 @@ impl<'a> Report<'a> {
         let code = self.code();
         if code != ExitCode::Ok {
             let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(
-                e,
-                "xsync error: {} (code {})",
-                code.describe(),
-                code.code()
-            );
+            let _ = writeln!(e, "xsync error: {} (code {})", code.describe(), code.code());
         }
         self.flush();
         code

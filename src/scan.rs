@@ -47,7 +47,12 @@ pub fn cstr(name: &[u8]) -> io::Result<CString> {
 }
 
 impl<'a, 'r> Scanner<'a, 'r> {
-    pub fn new(side: Side, filters: &'a Filters, opts: &'a Options, report: &'a Report<'r>) -> Self {
+    pub fn new(
+        side: Side,
+        filters: &'a Filters,
+        opts: &'a Options,
+        report: &'a Report<'r>,
+    ) -> Self {
         Scanner {
             side,
             filters,

@@ -43,9 +43,7 @@ impl Compared {
 pub fn digest_tree(e: &mut Entry, cmp: &Compared) {
     if e.is_dir() && !e.children.is_empty() {
         if e.children.len() > 8 {
-            e.children
-                .par_iter_mut()
-                .for_each(|c| digest_tree(c, cmp));
+            e.children.par_iter_mut().for_each(|c| digest_tree(c, cmp));
         } else {
             for c in &mut e.children {
                 digest_tree(c, cmp);

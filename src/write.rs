@@ -17,8 +17,7 @@ use crate::scan::{cstr, open_dir_at};
 use crate::tree::{Kind, Meta};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod,
-    fchown, futimens, linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat,
-    utimensat,
+    fchown, futimens, linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat, utimensat,
 };
 use rustix::io::Errno;
 use std::ffi::CString;
@@ -37,6 +36,9 @@ pub struct MetaRules {
     pub sparse: bool,
     /// The process umask, applied to new entries' modes without `-p`, as rsync does.
     pub umask: u32,
+    /// Only the super-user may give files away; others keep the group where the system
+    /// refuses (rsync's -g as a normal user changes it only to groups the user is in).
+    pub am_root: bool,
 }
 
 impl MetaRules {
@@ -54,13 +56,18 @@ impl MetaRules {
     }
 
     fn owner_ids(&self, m: &Meta) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
-        let uid = self
-            .owner
-            .then(|| rustix::fs::Uid::from_raw(m.uid));
-        let gid = self
-            .group
-            .then(|| rustix::fs::Gid::from_raw(m.gid));
+        let uid = self.owner.then(|| rustix::fs::Uid::from_raw(m.uid));
+        let gid = self.group.then(|| rustix::fs::Gid::from_raw(m.gid));
         (uid, gid)
+    }
+
+    /// chown, where a non-root EPERM is not an error.
+    fn chown_result(&self, r: rustix::io::Result<()>) -> Step<()> {
+        match r {
+            Err(Errno::PERM) if !self.am_root => Ok(()),
+            Err(e) => Err(StepError::new("change owner of", e)),
+            Ok(()) => Ok(()),
+        }
     }
 
     fn timestamps(m: &Meta) -> Timestamps {
@@ -192,7 +199,7 @@ pub fn copy_file(
 fn set_fd_meta(fd: &OwnedFd, want: &Meta, mode: u32, rules: &MetaRules) -> Step<()> {
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
-        fchown(fd, u, g).map_err(|e| StepError::new("change owner of", e))?;
+        rules.chown_result(fchown(fd, u, g))?;
     }
     fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
     if rules.times {
@@ -219,9 +226,7 @@ fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
                         return Ok(total);
                     }
                 }
-                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP)
-                    if total == 0 =>
-                {
+                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if total == 0 => {
                     COPY_FILE_RANGE_WORKS.store(false, Ordering::Relaxed);
                     break;
                 }
@@ -343,8 +348,13 @@ fn set_path_meta(
 ) -> Step<()> {
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
-        rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| StepError::new("change owner of", e))?;
+        rules.chown_result(rustix::fs::chownat(
+            dir,
+            name,
+            u,
+            g,
+            AtFlags::SYMLINK_NOFOLLOW,
+        ))?;
     }
     if want.kind != Kind::Symlink {
         let mode = rules.file_mode(want, existing);
@@ -380,14 +390,24 @@ pub fn update_meta(
     r.times &= !want.same_mtime(have);
     if r.owner || r.group {
         let (u, g) = r.owner_ids(want);
-        rustix::fs::chownat(dst_dir, &name_c, u, g, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(|e| StepError::new("change owner of", e))?;
+        r.chown_result(rustix::fs::chownat(
+            dst_dir,
+            &name_c,
+            u,
+            g,
+            AtFlags::SYMLINK_NOFOLLOW,
+        ))?;
     }
     // chown may have cleared set-id bits, so the mode is re-applied after it.
     let mode = rules.file_mode(want, Some(have));
     if want.kind != Kind::Symlink && (mode != have.mode || r.owner || r.group) {
-        rustix::fs::chmodat(dst_dir, &name_c, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| StepError::new("change mode of", e))?;
+        rustix::fs::chmodat(
+            dst_dir,
+            &name_c,
+            Mode::from_raw_mode(mode),
+            AtFlags::empty(),
+        )
+        .map_err(|e| StepError::new("change mode of", e))?;
     }
     if r.times {
         utimensat(
@@ -433,10 +453,15 @@ pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
 
 /// Final metadata of a directory, set through its handle after everything inside is done
 /// (creating entries changes a directory's mtime).
-pub fn set_dir_meta(fd: impl AsFd, want: &Meta, have: Option<&Meta>, rules: &MetaRules) -> Step<()> {
+pub fn set_dir_meta(
+    fd: impl AsFd,
+    want: &Meta,
+    have: Option<&Meta>,
+    rules: &MetaRules,
+) -> Step<()> {
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
-        fchown(&fd, u, g).map_err(|e| StepError::new("change owner of", e))?;
+        rules.chown_result(fchown(&fd, u, g))?;
     }
     let mode = if rules.perms {
         want.mode
@@ -451,6 +476,36 @@ pub fn set_dir_meta(fd: impl AsFd, want: &Meta, have: Option<&Meta>, rules: &Met
             .map_err(|e| StepError::new("set times on", e))?;
     }
     Ok(())
+}
+
+/// Removes a destination entry as the scan saw it, without following symlinks. Entries the
+/// filter rules protect are kept, and so are the directories that hold them (rsync's
+/// "cannot delete non-empty directory"). Returns how many entries were removed.
+pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry) -> Step<u64> {
+    if !e.is_dir() || !e.complete {
+        return remove(dir, &e.name, e.is_dir());
+    }
+    let c = checked(&e.name)?;
+    let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
+    let _ = fchmod(&fd, Mode::from_raw_mode(0o700));
+    let mut count = 0;
+    let mut kept = false;
+    for child in &e.children {
+        if child.protected {
+            kept = true;
+        } else {
+            count += remove_entry(fd.as_fd(), child)?;
+        }
+    }
+    if kept {
+        return Ok(count);
+    }
+    match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
+        Ok(()) => Ok(count + 1),
+        // Something appeared since the scan: leave it, as rsync does.
+        Err(Errno::NOTEMPTY) => Ok(count),
+        Err(e) => Err(StepError::new("delete directory", e)),
+    }
 }
 
 /// Removes `name` (and, for a directory, everything below it) without following symlinks.

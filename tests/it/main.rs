@@ -4,5 +4,5 @@
 mod util;
 
 mod errors;
-mod local;
 mod filters;
+mod local;

@@ -497,16 +497,9 @@ pub fn awkward_older_copy(root: &Path) {
         .remove("a/b")
         .remove("hard/h2");
     t.random_file("sizes/s1", 999, 2)
-        .random_file("sizes/s65536", 998, 65536)
-        .set_mtime("sizes/s65536", 1_400_000_000, 5);
-    // Same size, same mtime, different bytes: only -c notices.
-    let (s, ns) = stamp_time(Path::new("samesize.bin"));
-    t.file("samesize.bin", b"BBBBBBBBBBBBBBBB")
-        .set_mtime("samesize.bin", s, ns);
-    // Newer on the receiver (what -u protects).
-    let (s, ns) = stamp_time(Path::new("newer.txt"));
-    t.file("newer.txt", b"receiver's newer version, longer\n")
-        .set_mtime("newer.txt", s + 86_400 * 365, ns);
+        .random_file("sizes/s65536", 998, 65536);
+    t.file("samesize.bin", b"BBBBBBBBBBBBBBBB");
+    t.file("newer.txt", b"receiver's newer version, longer\n");
     // The hard link is broken: h2 is a separate file with the same bytes.
     t.random_file("hard/h2", 42, 5000);
     // A kind change: the source has a symlink here, and a directory at `empty_dir`.
@@ -520,7 +513,14 @@ pub fn awkward_older_copy(root: &Path) {
         .file("txt/extra.txt", b"extra txt\n")
         .file("extra.log", b"excluded and extraneous\n")
         .file("txt/sub/old.log", b"excluded and extraneous below\n");
-    t.stamp(true);
+    // Every entry gets its deterministic time (as in the source), then the exceptions:
+    t.stamp(false);
+    // same size, other bytes, older time: the quick check notices;
+    t.set_mtime("sizes/s65536", 1_400_000_000, 5);
+    // same size, same time (from `stamp`), other bytes in `samesize.bin`: only -c notices;
+    // newer on the receiver (what -u protects).
+    let (s, ns) = stamp_time(Path::new("newer.txt"));
+    t.set_mtime("newer.txt", s + 86_400 * 365, ns);
 }
 
 // ---------------------------------------------------------------------------------------------
