@@ -66,7 +66,11 @@ fn harness_rsync_agrees_with_itself() {
     let cases = [
         simple_case(&["-a", "--delete"], true, Fixture::over_older_copy()),
         simple_case(&["-a", "--delete"], false, Fixture::over_older_copy()),
-        simple_case(&["-a", "--ignore-existing"], true, Fixture::over_older_copy()),
+        simple_case(
+            &["-a", "--ignore-existing"],
+            true,
+            Fixture::over_older_copy(),
+        ),
         simple_case(&["-r"], true, Fixture::awkward()),
         simple_case(&["-aH"], false, Fixture::awkward()),
         several_sources_case(),
