@@ -63,16 +63,28 @@ impl Exec<'_, '_> {
         dst_fd: BorrowedFd<'_>,
         tops: Option<&dyn TopSource>,
     ) {
-        d.deletes
-            .par_iter()
-            .for_each(|del| match write::remove_entry(dst_fd, del.entry) {
+        let delete = |del: &crate::plan::Delete<'_>| {
+            let res = if del.under.is_empty() {
+                write::remove_entry(dst_fd, del.entry, del.shallow)
+            } else {
+                open_rel(dst_fd, &del.under)
+                    .and_then(|fd| write::remove_entry(fd.as_fd(), del.entry, del.shallow))
+            };
+            match res {
                 Ok(n) => {
                     if !del.replace {
                         Stats::add(&self.report.stats.deleted, n);
                     }
                 }
                 Err(e) => self.fail(&del.rel, e),
-            });
+            }
+        };
+        // One-by-one deletions (--max-delete) depend on their order; whole ones do not.
+        if d.deletes.iter().any(|x| x.shallow) {
+            d.deletes.iter().for_each(delete);
+        } else {
+            d.deletes.par_iter().for_each(delete);
+        }
         let src_of = |name: &[u8]| -> Option<BorrowedFd<'_>> {
             match tops {
                 Some(t) => t.dir_for(name),

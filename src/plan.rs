@@ -39,6 +39,11 @@ pub struct Item<'a> {
 pub struct Delete<'a> {
     pub entry: &'a Entry,
     pub rel: Vec<u8>,
+    /// Path of the entry's parent below the planned directory ("" for a direct child):
+    /// under --max-delete a directory's contents are deleted one by one.
+    pub under: Vec<u8>,
+    /// Delete only this entry (a directory only if it is empty by then).
+    pub shallow: bool,
     /// A type change (dir → file and the like), done whether or not `--delete` was given.
     pub replace: bool,
 }
@@ -187,6 +192,7 @@ impl<'o> Planner<'o> {
             && (!is_root || self.root_is_transfer_dir);
         let mut pending_dirs: Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)> = Vec::new();
         let links_before = st.plan_links.len();
+        let mut extraneous: Vec<&'a Entry> = Vec::new();
 
         // Merge the two sorted child lists.
         let (mut i, mut j) = (0, 0);
@@ -202,7 +208,7 @@ impl<'o> Planner<'o> {
                     let d = &dst_children[j];
                     j += 1;
                     if may_delete && !d.protected {
-                        self.delete(dir, d, false, st);
+                        extraneous.push(d);
                     }
                 }
                 std::cmp::Ordering::Less => {
@@ -220,6 +226,10 @@ impl<'o> Planner<'o> {
                     self.entry(dir, e, Some(d), st, &mut pending_dirs, is_root);
                 }
             }
+        }
+        // rsync walks a directory's extraneous entries in reverse name order.
+        for d in extraneous.into_iter().rev() {
+            self.delete(dir, d, false, st);
         }
         if !dir.deletes.is_empty()
             || !dir.items.is_empty()
@@ -254,14 +264,11 @@ impl<'o> Planner<'o> {
     }
 
     fn delete<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, replace: bool, st: &mut State<'a>) {
+        if !replace && self.opts.max_delete.is_some() {
+            return self.delete_counted(dir, d, Vec::new(), st);
+        }
         let rel = join(&dir.rel, &d.name);
         if !replace {
-            if let Some(max) = self.opts.max_delete {
-                if st.deletes >= max {
-                    st.delete_skipped += 1;
-                    return;
-                }
-            }
             st.deletes += 1;
             let shown = if d.is_dir() {
                 format!("{}/", show(&rel))
@@ -277,7 +284,50 @@ impl<'o> Planner<'o> {
         dir.deletes.push(Delete {
             entry: d,
             rel,
+            under: Vec::new(),
+            shallow: false,
             replace,
+        });
+    }
+
+    /// --max-delete: entries are deleted one at a time in rsync's order (a directory's
+    /// contents in reverse name order before the directory) until the budget is spent.
+    fn delete_counted<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        d: &'a Entry,
+        under: Vec<u8>,
+        st: &mut State<'a>,
+    ) {
+        let max = self.opts.max_delete.unwrap_or(u64::MAX);
+        let here = join(&under, &d.name);
+        if d.is_dir() && d.complete {
+            for c in d.children.iter().rev().filter(|c| !c.protected) {
+                self.delete_counted(dir, c, here.clone(), st);
+            }
+        }
+        if st.deletes >= max {
+            st.delete_skipped += 1;
+            return;
+        }
+        st.deletes += 1;
+        let rel = join(&dir.rel, &here);
+        let shown = if d.is_dir() {
+            format!("{}/", show(&rel))
+        } else {
+            show(&rel)
+        };
+        if self.opts.itemize {
+            st.lines.push(format!("*deleting   {shown}"));
+        } else if self.opts.verbose > 0 {
+            st.lines.push(format!("deleting {shown}"));
+        }
+        dir.deletes.push(Delete {
+            entry: d,
+            rel,
+            under,
+            shallow: true,
+            replace: false,
         });
     }
 
@@ -293,6 +343,14 @@ impl<'o> Planner<'o> {
         let o = self.opts;
         let rel = join(&dir.rel, &e.name);
         let src_name: &'a [u8] = st.src_name(&e.name, is_root);
+        // Both count an entry of any kind as existing; only a directory meeting a
+        // directory is still descended under --ignore-existing.
+        if d.is_none() && o.existing {
+            return;
+        }
+        if o.ignore_existing && d.is_some_and(|d| !(d.is_dir() && e.is_dir())) {
+            return;
+        }
         // A different kind at the destination is removed first (rsync does this even
         // without --delete).
         let d = match d {
@@ -302,12 +360,6 @@ impl<'o> Planner<'o> {
             }
             other => other,
         };
-        if d.is_none() && o.existing {
-            return;
-        }
-        if d.is_some() && o.ignore_existing && e.meta.kind != Kind::Dir {
-            return;
-        }
         let shown = show(&rel);
         match e.meta.kind {
             Kind::Dir => {

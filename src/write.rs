@@ -481,20 +481,27 @@ pub fn set_dir_meta(
 /// Removes a destination entry as the scan saw it, without following symlinks. Entries the
 /// filter rules protect are kept, and so are the directories that hold them (rsync's
 /// "cannot delete non-empty directory"). Returns how many entries were removed.
-pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry) -> Step<u64> {
+pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) -> Step<u64> {
+    if shallow && e.is_dir() {
+        let c = checked(&e.name)?;
+        return match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
+            Ok(()) => Ok(1),
+            Err(Errno::NOTEMPTY) => Ok(0),
+            Err(e) => Err(StepError::new("delete directory", e)),
+        };
+    }
     if !e.is_dir() || !e.complete {
         return remove(dir, &e.name, e.is_dir());
     }
     let c = checked(&e.name)?;
     let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
-    let _ = fchmod(&fd, Mode::from_raw_mode(0o700));
     let mut count = 0;
     let mut kept = false;
     for child in &e.children {
         if child.protected {
             kept = true;
         } else {
-            count += remove_entry(fd.as_fd(), child)?;
+            count += remove_entry(fd.as_fd(), child, false)?;
         }
     }
     if kept {
@@ -531,8 +538,6 @@ pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
         }
     }
     let sub = d.fd().map_err(|e| StepError::new("read directory", e))?;
-    // A writable-by-nobody directory (0500) would refuse the unlinks below it.
-    let _ = fchmod(sub, Mode::from_raw_mode(0o700));
     for (n, isdir) in children {
         count += remove(sub, &n, isdir)?;
     }
