@@ -298,6 +298,12 @@ differential_tests! {
     checksum_compares_content: &["-ac"], Fixture::over_older_copy();
     /// -W (whole files) gives the same tree over an older copy.
     whole_file_updates_an_older_copy: &["-aW"], Fixture::over_older_copy();
+    /// -rlptD: permissions and times but not owners.
+    perms_and_times_without_owners: &["-rlptD"], Fixture::awkward();
+    /// -rlgoD: owners but not permissions (new files get the umask rule, setgid dropped).
+    owners_without_perms: &["-rlgoD"], Fixture::awkward();
+    /// -rp over an older copy: permissions fixed on existing files, times left alone.
+    perms_only_over_older_copy: &["-rp"], Fixture::over_older_copy();
     /// --numeric-ids keeps numbers (the foreign owners have no names).
     numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
 }
@@ -803,4 +809,70 @@ fn kill_during_large_copy_leaves_old_or_new_file() {
         left.is_empty(),
         "{test}: temporaries left after the rerun: {left:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+// ---------------------------------------------------------------------------------------------
+
+/// `-i` itemizes the same changes as rsync (compared as sorted lines: the order of a parallel
+/// engine may differ, the content may not).
+fn itemize_case(test: &str, flags: &[&str], fixture: Fixture) {
+    let Some(out) = differential(test, flags, true, fixture) else {
+        return;
+    };
+    let lines = |o: &std::process::Output| {
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let (r, x) = (lines(&out.a), lines(&out.b));
+    let only_r: Vec<_> = r.iter().filter(|l| !x.contains(l)).collect();
+    let only_x: Vec<_> = x.iter().filter(|l| !r.contains(l)).collect();
+    assert!(
+        only_r.is_empty() && only_x.is_empty(),
+        "{test}: itemized output differs for {flags:?}\nonly rsync printed:\n{only_r:#?}\n\
+         only xsync printed:\n{only_x:#?}"
+    );
+}
+
+#[test]
+fn itemize_reports_a_fresh_copy_like_rsync() {
+    itemize_case(
+        "itemize_reports_a_fresh_copy_like_rsync",
+        &["-ai"],
+        Fixture::awkward(),
+    );
+}
+
+#[test]
+fn itemize_reports_updates_and_deletions_like_rsync() {
+    itemize_case(
+        "itemize_reports_updates_and_deletions_like_rsync",
+        &["-ai", "--delete"],
+        Fixture::over_older_copy(),
+    );
+}
+
+/// A second run has nothing to report.
+#[test]
+fn itemize_reports_nothing_for_an_up_to_date_copy() {
+    let test = "itemize_reports_nothing_for_an_up_to_date_copy";
+    let dir = test_dir();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    awkward(&src);
+    for round in 0..2 {
+        let out = run(xsync().arg("-aHi").arg(slash(&src)).arg(slash(&dst)));
+        assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
+        if round == 1 {
+            assert!(
+                out.stdout.is_empty(),
+                "{test}: second run itemized:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
 }
