@@ -74,6 +74,8 @@ fn harness_rsync_agrees_with_itself() {
         simple_case(&["-r"], true, Fixture::awkward()),
         simple_case(&["-aH"], false, Fixture::awkward()),
         several_sources_case(),
+        max_delete_case(true),
+        max_delete_case(false),
         file_to_new_name_case("dst/newname"),
         mkpath_case(true),
         mkpath_case(false),
@@ -83,7 +85,12 @@ fn harness_rsync_agrees_with_itself() {
         std::thread::sleep(Duration::from_millis(20));
         let (out, diffs) = run_pair(case, Tool::Rsync, Tool::Rsync);
         assert!(diffs.is_empty(), "{}", report(case, &out, &diffs));
-        assert_eq!(code(&out.a), 0, "{}", stderr(&out.a));
+        let want = if case.flags.contains(&"--max-delete=1") {
+            25
+        } else {
+            0
+        };
+        assert_eq!(code(&out.a), want, "{}", stderr(&out.a));
     }
 }
 
@@ -282,8 +289,6 @@ differential_tests! {
     ordered_include_exclude_with_delete:
         &["-a", "--delete", "--include", "*/", "--include", "*.txt", "--exclude", "*"],
         Fixture::over_older_copy();
-    /// --max-delete=1 deletes one entry and exits 25.
-    max_delete_stops_after_limit: &["-a", "--delete", "--max-delete=1"], Fixture::over_older_copy();
     /// --max-delete without --delete changes nothing about the copy.
     max_delete_without_delete_is_harmless: &["-a", "--max-delete=1"], Fixture::over_older_copy();
     /// --existing updates only what the receiver already has.
@@ -306,6 +311,37 @@ differential_tests! {
     perms_only_over_older_copy: &["-rp"], Fixture::over_older_copy();
     /// --numeric-ids keeps numbers (the foreign owners have no names).
     numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
+}
+
+fn max_delete_case(trailing_slash: bool) -> Case<'static> {
+    Case {
+        // The one deletion rsync makes is inside this extraneous directory, which then keeps
+        // the time of the run.
+        time_exempt: if trailing_slash {
+            &["dst/extra_dir/sub"]
+        } else {
+            &["dst", "dst/src/extra_dir/sub"]
+        },
+        ..simple_case(
+            &["-a", "--delete", "--max-delete=1"],
+            trailing_slash,
+            Fixture::over_older_copy(),
+        )
+    }
+}
+
+/// --max-delete=1 deletes the same one entry as rsync (rsync goes through a directory's
+/// extraneous entries in reverse name order, into a directory before deleting it) and exits 25.
+#[test]
+fn max_delete_stops_after_limit() {
+    run_case(
+        "max_delete_stops_after_limit (src/)",
+        &max_delete_case(true),
+    );
+    run_case(
+        "max_delete_stops_after_limit (src)",
+        &max_delete_case(false),
+    );
 }
 
 fn several_sources_case() -> Case<'static> {
