@@ -962,10 +962,23 @@ impl Tool {
             Tool::Xsync => "xsync",
         }
     }
-    fn command(self, wrap: &[&str]) -> Command {
+    /// The tool's command. Under a `wrap` that drops privileges the xsync binary is first
+    /// copied into `scratch` (world-readable), since the build directory may not be reachable
+    /// for another user (a checkout under /root).
+    fn command(self, wrap: &[&str], scratch: &Path) -> Command {
         match self {
             Tool::Rsync => command(&rsync_path().expect("rsync checked by caller"), wrap),
-            Tool::Xsync => command(Path::new(env!("CARGO_BIN_EXE_xsync")), wrap),
+            Tool::Xsync if wrap.is_empty() => command(Path::new(env!("CARGO_BIN_EXE_xsync")), wrap),
+            Tool::Xsync => {
+                let copy = scratch.join("xsync-bin");
+                if !copy.exists() {
+                    fs::copy(env!("CARGO_BIN_EXE_xsync"), &copy)
+                        .unwrap_or_else(|e| panic!("copy xsync to {copy:?}: {e}"));
+                    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755))
+                        .unwrap_or_else(|e| panic!("chmod {copy:?}: {e}"));
+                }
+                command(&copy, wrap)
+            }
         }
     }
 }
@@ -1004,7 +1017,7 @@ pub fn run_pair(case: &Case, a: Tool, b: Tool) -> (Outcome, Vec<String>) {
     for (tool, side_name) in [(a, "a"), (b, "b")] {
         let side = root.join(side_name);
         prepare_side(&side, case);
-        let mut cmd = tool.command(case.wrap);
+        let mut cmd = tool.command(case.wrap, &root);
         cmd.args(case.flags);
         for s in case.sources {
             cmd.arg(arg_path(&root, s));
