@@ -365,3 +365,118 @@ pub fn version_text() -> String {
         crate::PROTOCOL_VERSION
     )
 }
+
+impl Options {
+    /// The option words that make the server side behave like this one (paths, the
+    /// transport and filter rules travel separately). Parsed on the server by [`parse`],
+    /// so the two ends cannot disagree about what an option means.
+    pub fn server_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = Vec::new();
+        let flags = [
+            (self.recursive, "--recursive"),
+            (self.links, "--links"),
+            (self.perms, "--perms"),
+            (self.times, "--times"),
+            (self.group, "--group"),
+            (self.owner, "--owner"),
+            (self.devices, "--devices"),
+            (self.specials, "--specials"),
+            (self.hard_links, "--hard-links"),
+            (self.sparse, "--sparse"),
+            (self.one_file_system, "--one-file-system"),
+            (self.dry_run, "--dry-run"),
+            (self.quiet, "--quiet"),
+            (self.checksum, "--checksum"),
+            (self.size_only, "--size-only"),
+            (self.update, "--update"),
+            (self.ignore_existing, "--ignore-existing"),
+            (self.existing, "--existing"),
+            (self.delete, "--delete"),
+            (self.delete_excluded, "--delete-excluded"),
+            (self.numeric_ids, "--numeric-ids"),
+            (self.mkpath, "--mkpath"),
+            (self.itemize, "--itemize-changes"),
+            (self.compress, "--compress"),
+        ];
+        for (on, word) in flags {
+            if on {
+                a.push(word.to_string());
+            }
+        }
+        for _ in 0..self.verbose {
+            a.push("--verbose".into());
+        }
+        for _ in 0..self.human_readable {
+            a.push("--human-readable".into());
+        }
+        match self.whole_file {
+            Some(true) => a.push("--whole-file".into()),
+            Some(false) => a.push("--no-whole-file".into()),
+            None => {}
+        }
+        if let Some(n) = self.max_delete {
+            a.push(format!("--max-delete={n}"));
+        }
+        if let Some(n) = self.compress_level {
+            a.push(format!("--compress-level={n}"));
+        }
+        a
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Options {
+        let mut v = vec!["xsync"];
+        v.extend_from_slice(args);
+        match parse(v).expect("parses") {
+            Parsed::Run(o) => *o,
+            _ => panic!("not a run"),
+        }
+    }
+
+    #[test]
+    fn archive_expands_like_rsync_and_no_options_win() {
+        let o = opts(&["-a", "--no-o", "s", "d"]);
+        assert!(o.recursive && o.links && o.perms && o.times && o.group && o.devices);
+        assert!(o.specials && !o.owner && !o.hard_links);
+    }
+
+    #[test]
+    fn server_args_reproduce_the_options() {
+        let o = opts(&[
+            "-avH",
+            "--delete",
+            "--max-delete=3",
+            "-c",
+            "--no-W",
+            "s",
+            "d",
+        ]);
+        let mut words = vec!["xsync".to_string()];
+        words.extend(o.server_args());
+        let back = match parse(words).expect("server args parse") {
+            Parsed::Run(b) => b,
+            _ => panic!(),
+        };
+        assert_eq!(
+            format!("{:?}", o.server_args()),
+            format!("{:?}", back.server_args())
+        );
+        assert!(back.hard_links && back.delete && back.checksum);
+        assert_eq!(back.max_delete, Some(3));
+        assert_eq!(back.whole_file, Some(false));
+        assert_eq!(back.verbose, 1);
+    }
+
+    #[test]
+    fn unknown_options_are_usage_errors() {
+        let e = parse(["xsync", "--frobnicate", "a", "b"])
+            .err()
+            .expect("refused");
+        assert_eq!(e.code, ExitCode::Usage);
+        assert!(e.message().contains("--frobnicate"), "{}", e.message());
+    }
+}

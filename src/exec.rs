@@ -1,23 +1,40 @@
 //! Carries out a [`Plan`] against local directory handles, in parallel.
 //!
 //! Order inside a directory: deletions first (so a name can change kind), then files,
-//! links and nodes alongside the subdirectories (rayon). After the whole tree: `-H`
-//! followers (their leaders must exist), then directory metadata bottom-up, because every
-//! entry created in a directory moves its mtime.
+//! links and nodes alongside the subdirectories (rayon). After the whole tree (and, for a
+//! remote source, after the file data has arrived): `-H` followers (their leaders must
+//! exist), then directory metadata bottom-up, because every entry created in a directory
+//! moves its mtime.
 
 use crate::error::io_message;
 use crate::exit::ExitCode;
-use crate::plan::{Action, DirPlan, Item, Plan};
+use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
 use crate::report::{Report, Stats};
-use crate::tree::Kind;
+use crate::tree::{Kind, Meta};
 use crate::write::{self, MetaRules, StepError};
 use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 /// Where the root's children are read from: each top-level name has its own source
 /// directory (several sources, or `src` copied by name).
 pub trait TopSource: Sync {
     fn dir_for(&self, top_name: &[u8]) -> Option<BorrowedFd<'_>>;
+}
+
+/// Where file content comes from.
+pub enum Content<'c, 'p> {
+    /// Local source directories: content is copied in the kernel.
+    Local(&'c dyn TopSource),
+    /// From a peer: transfers are collected, with their destination directory, for the
+    /// caller to fill from the wire.
+    Deferred(&'c Mutex<Vec<Pending<'p>>>),
+}
+
+/// A file to be filled from the wire into `dir`.
+pub struct Pending<'p> {
+    pub dir: Arc<OwnedFd>,
+    pub item: &'p Item<'p>,
 }
 
 pub struct Exec<'a, 'r> {
@@ -26,43 +43,61 @@ pub struct Exec<'a, 'r> {
 }
 
 impl Exec<'_, '_> {
-    fn fail(&self, rel: &[u8], e: StepError) {
-        let code = if e.err.kind() == std::io::ErrorKind::NotFound && e.op == "open" {
-            ExitCode::Vanished
-        } else {
-            ExitCode::Partial
-        };
-        if code == ExitCode::Vanished {
+    pub fn fail(&self, rel: &[u8], e: StepError) {
+        if e.err.kind() == std::io::ErrorKind::NotFound && e.op == "open" {
             self.report.error(
-                code,
+                ExitCode::Vanished,
                 format!("file has vanished: `{}`", crate::error::show(rel)),
             );
         } else {
-            self.report.error(code, io_message(e.op, rel, &e.err));
+            self.report
+                .error(ExitCode::Partial, io_message(e.op, rel, &e.err));
         }
     }
 
-    pub fn run(
+    /// Deletions, directories, links, nodes, attribute updates and (locally) file copies.
+    pub fn run_tree<'p>(&self, plan: &'p Plan<'p>, dst_root: &OwnedFd, content: &Content<'_, 'p>) {
+        match rustix::io::dup(dst_root) {
+            Ok(fd) => self.dir(&plan.root, None, &Arc::new(fd), content, true),
+            Err(e) => self.fail(
+                b".",
+                StepError {
+                    op: "open directory",
+                    err: e.into(),
+                },
+            ),
+        }
+    }
+
+    /// Hard links, then directory metadata (the root's too, when it is a transfer dir).
+    pub fn finish(
         &self,
         plan: &Plan<'_>,
         dst_root: &OwnedFd,
-        tops: &dyn TopSource,
-        root_src: Option<BorrowedFd<'_>>,
+        root_meta: Option<(&Meta, Option<&Meta>)>,
     ) {
-        self.dir(&plan.root, root_src, dst_root.as_fd(), Some(tops));
         for l in &plan.links {
             self.link(dst_root.as_fd(), l);
         }
         self.post(&plan.root, dst_root.as_fd());
+        if let Some((want, have)) = root_meta {
+            if plan.root.set_meta {
+                if let Err(e) = write::set_dir_meta(dst_root, want, have, &self.rules) {
+                    self.fail(b".", e);
+                }
+            }
+        }
     }
 
-    fn dir(
+    fn dir<'p>(
         &self,
-        d: &DirPlan<'_>,
+        d: &'p DirPlan<'p>,
         src_fd: Option<BorrowedFd<'_>>,
-        dst_fd: BorrowedFd<'_>,
-        tops: Option<&dyn TopSource>,
+        dst: &Arc<OwnedFd>,
+        content: &Content<'_, 'p>,
+        at_root: bool,
     ) {
+        let dst_fd = dst.as_fd();
         let delete = |del: &crate::plan::Delete<'_>| {
             let res = if del.under.is_empty() {
                 write::remove_entry(dst_fd, del.entry, del.shallow)
@@ -86,27 +121,37 @@ impl Exec<'_, '_> {
             d.deletes.par_iter().for_each(delete);
         }
         let src_of = |name: &[u8]| -> Option<BorrowedFd<'_>> {
-            match tops {
-                Some(t) => t.dir_for(name),
-                None => src_fd,
+            match content {
+                Content::Local(tops) if at_root => tops.dir_for(name),
+                _ => src_fd,
             }
         };
         rayon::join(
             || {
                 d.items.par_iter().for_each(|it| {
-                    if let Some(s) = src_of(it.name) {
-                        self.item(it, s, dst_fd);
+                    if it.action == Action::Transfer {
+                        if let Content::Deferred(pending) = content {
+                            pending.lock().unwrap().push(Pending {
+                                dir: dst.clone(),
+                                item: it,
+                            });
+                            return;
+                        }
                     }
+                    self.item(it, src_of(it.name), dst_fd);
                 })
             },
             || {
                 d.subdirs.par_iter().for_each(|sub| {
-                    let Some(sparent) = src_of(sub.name) else {
-                        return;
-                    };
-                    let sfd = match write::open_dir(sparent, sub.src_name) {
-                        Ok(fd) => fd,
-                        Err(e) => return self.fail(&sub.rel, e),
+                    let sfd = match (content, src_of(sub.name)) {
+                        (Content::Local(_), Some(parent)) => {
+                            match write::open_dir(parent, sub.src_name) {
+                                Ok(fd) => Some(fd),
+                                Err(e) => return self.fail(&sub.rel, e),
+                            }
+                        }
+                        (Content::Local(_), None) => return,
+                        (Content::Deferred(_), _) => None,
                     };
                     let dfd = if sub.dst.is_none() {
                         write::make_dir(dst_fd, sub.name)
@@ -119,7 +164,8 @@ impl Exec<'_, '_> {
                                 Stats::add(&self.report.stats.created, 1);
                                 Stats::add(&self.report.stats.created_dir, 1);
                             }
-                            self.dir(sub, Some(sfd.as_fd()), dfd.as_fd(), None)
+                            let sfd = sfd.as_ref().map(|f| f.as_fd());
+                            self.dir(sub, sfd, &Arc::new(dfd), content, false)
                         }
                         Err(e) => self.fail(&sub.rel, e),
                     }
@@ -128,11 +174,33 @@ impl Exec<'_, '_> {
         );
     }
 
-    fn item(&self, it: &Item<'_>, src_dir: BorrowedFd<'_>, dst_dir: BorrowedFd<'_>) {
-        let m = &it.src.meta;
+    /// Counts a finished item for --stats.
+    pub fn created(&self, it: &Item<'_>) {
+        if it.dst.is_none() {
+            let stats = &self.report.stats;
+            Stats::add(&stats.created, 1);
+            let c = match it.src.meta.kind {
+                Kind::File => &stats.created_reg,
+                Kind::Symlink => &stats.created_link,
+                Kind::CharDev | Kind::BlockDev => &stats.created_dev,
+                _ => &stats.created_special,
+            };
+            Stats::add(c, 1);
+        }
+    }
+
+    pub fn transferred(&self, it: &Item<'_>, literal: u64) {
         let stats = &self.report.stats;
-        let res = match it.action {
-            Action::Transfer => write::copy_file(
+        Stats::add(&stats.transferred, 1);
+        Stats::add(&stats.transferred_size, it.src.meta.size);
+        Stats::add(&stats.literal, literal);
+        self.created(it);
+    }
+
+    fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
+        let m = &it.src.meta;
+        let res = match (it.action, src_dir) {
+            (Action::Transfer, Some(src_dir)) => write::copy_file(
                 src_dir,
                 it.src_name,
                 dst_dir,
@@ -141,37 +209,23 @@ impl Exec<'_, '_> {
                 it.dst.as_ref(),
                 &self.rules,
             )
-            .map(|n| {
-                Stats::add(&stats.transferred, 1);
-                Stats::add(&stats.transferred_size, m.size);
-                Stats::add(&stats.literal, n);
-            }),
-            Action::Special => {
+            .map(|n| self.transferred(it, n)),
+            (Action::Transfer, None) => Ok(()),
+            (Action::Special, _) => {
                 write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
+                    .map(|()| self.created(it))
             }
-            Action::Meta => match &it.dst {
+            (Action::Meta, _) => match &it.dst {
                 Some(have) => write::update_meta(dst_dir, it.name, m, have, &self.rules),
                 None => Ok(()),
             },
         };
-        match res {
-            Ok(()) => {
-                if it.dst.is_none() {
-                    Stats::add(&stats.created, 1);
-                    let c = match m.kind {
-                        Kind::File => &stats.created_reg,
-                        Kind::Symlink => &stats.created_link,
-                        Kind::CharDev | Kind::BlockDev => &stats.created_dev,
-                        _ => &stats.created_special,
-                    };
-                    Stats::add(c, 1);
-                }
-            }
-            Err(e) => self.fail(&it.rel, e),
+        if let Err(e) = res {
+            self.fail(&it.rel, e);
         }
     }
 
-    fn link(&self, root: BorrowedFd<'_>, l: &crate::plan::HardLink<'_>) {
+    fn link(&self, root: BorrowedFd<'_>, l: &HardLink<'_>) {
         let (ldir, lname) = split_parent(l.leader);
         let (fdir, fname) = split_parent(&l.rel);
         let res = open_rel(root, ldir).and_then(|lfd| {

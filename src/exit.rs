@@ -40,8 +40,17 @@ pub enum ExitCode {
     MaxDelete = 25,
     /// Timeout in data send/receive.
     Timeout = 30,
-    /// The remote shell itself failed (ssh's own 255 is passed on, as rsync does).
+    /// The remote shell exited with status 255 (ssh's own failure: refused login,
+    /// unreachable host), passed on as rsync does.
     RemoteShell = 255,
+    /// The remote command exited with status 255 that was not ssh's (rsync's 124).
+    CmdFailed = 124,
+    /// The remote command was killed by a signal.
+    CmdKilled = 125,
+    /// The remote command exists but could not be run (not executable).
+    CmdRun = 126,
+    /// The remote command (`xsync`, or `--xsync-path`) was not found.
+    CmdNotFound = 127,
 }
 
 impl ExitCode {
@@ -89,6 +98,10 @@ impl ExitCode {
             ExitCode::MaxDelete => "the --max-delete limit stopped deletions",
             ExitCode::Timeout => "timeout in data send/receive",
             ExitCode::RemoteShell => "unexplained error",
+            ExitCode::CmdFailed => "remote command failed",
+            ExitCode::CmdKilled => "remote command killed",
+            ExitCode::CmdRun => "remote command could not be run",
+            ExitCode::CmdNotFound => "remote command not found",
         }
     }
 }

@@ -97,6 +97,9 @@ struct Rule {
 #[derive(Clone, Debug, Default)]
 pub struct Filters {
     rules: Vec<Rule>,
+    /// Every line added, as given, so the rules can be replayed on the far end of a
+    /// connection (`--exclude-from` files are read on the client, as rsync does).
+    log: Vec<(Option<RuleKind>, Vec<u8>)>,
 }
 
 /// How a rule line is read: `-f` rules name their kind; `--include`/`--exclude`
@@ -176,7 +179,28 @@ impl Filters {
             .is_some_and(|r| !r.include)
     }
 
+    /// The rule lines added so far: `(None, rule)` for `-f` syntax, `(Some(kind),
+    /// pattern)` for `--include`/`--exclude` patterns.
+    pub fn lines(&self) -> &[(Option<RuleKind>, Vec<u8>)] {
+        &self.log
+    }
+
+    /// Replays one line from [`lines`](Self::lines) (received from the peer).
+    pub fn add_line(&mut self, kind: Option<RuleKind>, text: &[u8]) -> Result<(), FilterError> {
+        match kind {
+            None => self.add_bytes(text, Syntax::Filter),
+            Some(k) => self.add_bytes(text, Syntax::OldPrefixes(k)),
+        }
+    }
+
     fn add_bytes(&mut self, text: &[u8], syntax: Syntax) -> Result<(), FilterError> {
+        self.log.push((
+            match syntax {
+                Syntax::Filter => None,
+                Syntax::OldPrefixes(k) => Some(k),
+            },
+            text.to_vec(),
+        ));
         // C strings end at NUL; a pattern cannot contain one.
         let text = text.split(|&b| b == 0).next().unwrap_or_default();
         match parse_rule(text, syntax)? {

@@ -5,6 +5,7 @@
 //! in-process (tests, benches) with its output captured.
 
 pub mod cli;
+pub mod dest;
 pub mod error;
 pub mod exec;
 pub mod exit;
@@ -12,8 +13,14 @@ pub mod filter;
 pub mod job;
 pub mod pathsafe;
 pub mod plan;
+pub mod protocol;
+pub mod receive;
+pub mod remote;
 pub mod report;
 pub mod scan;
+pub mod server;
+pub mod session;
+pub mod source;
 pub mod summary;
 pub mod tree;
 pub mod write;
@@ -36,6 +43,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if args.get(1).is_some_and(|a| a == "--server") {
+        return server::run(stderr);
+    }
     let mut opts = match cli::parse(args) {
         Ok(cli::Parsed::Run(o)) => o,
         Ok(cli::Parsed::Version) => {

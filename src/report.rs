@@ -93,6 +93,12 @@ impl<'a> Report<'a> {
         let _ = writeln!(o, "{}", msg.as_ref());
     }
 
+    /// Text relayed from the peer's listing, written as is.
+    pub fn raw(&self, text: &str) {
+        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = o.write_all(text.as_bytes());
+    }
+
     pub fn code(&self) -> ExitCode {
         *self.code.lock().unwrap_or_else(|p| p.into_inner())
     }

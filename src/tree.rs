@@ -3,8 +3,9 @@
 //! of two trees whether the other side is local or behind a pipe.
 
 use rustix::fs::{FileType, Stat};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Kind {
     File,
     Dir,
@@ -62,7 +63,7 @@ impl Kind {
 }
 
 /// The metadata xsync compares and preserves, as lstat reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     pub kind: Kind,
     /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).

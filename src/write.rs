@@ -23,7 +23,6 @@ use rustix::io::Errno;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Which metadata to carry over, fixed for the run.
@@ -153,6 +152,74 @@ fn finish(dir: BorrowedFd<'_>, tmp: &CString, name: &CString, res: Step<()>) -> 
     res
 }
 
+/// A file being written under a temporary name beside its target. Dropped without
+/// [`commit`](Self::commit), it removes itself: the target is never touched.
+pub struct TempFile<'d> {
+    dir: BorrowedFd<'d>,
+    tmp: CString,
+    name: CString,
+    fd: OwnedFd,
+    sparse: bool,
+    len: u64,
+    committed: bool,
+}
+
+impl<'d> TempFile<'d> {
+    pub fn create(dir: BorrowedFd<'d>, name: &[u8], sparse: bool) -> Step<TempFile<'d>> {
+        let name = checked(name)?;
+        let (tmp, fd) = with_temp(|tmp| {
+            openat(
+                dir,
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        })?;
+        Ok(TempFile {
+            dir,
+            tmp,
+            name,
+            fd,
+            sparse,
+            len: 0,
+            committed: false,
+        })
+    }
+
+    /// Appends data; with `-S`, runs of zero blocks become holes.
+    pub fn write(&mut self, data: &[u8]) -> Step<()> {
+        if self.sparse {
+            write_sparse(&self.fd, data, self.len)?;
+        } else {
+            write_all(&self.fd, data)?;
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Sets the metadata and renames the finished file over the target.
+    pub fn commit(mut self, want: &Meta, existing: Option<&Meta>, rules: &MetaRules) -> Step<u64> {
+        if self.sparse {
+            // Trailing holes are not written; the length is.
+            rustix::fs::ftruncate(&self.fd, self.len)
+                .map_err(|e| StepError::new("set length of", e))?;
+        }
+        set_fd_meta(&self.fd, want, rules.file_mode(want, existing), rules)?;
+        renameat(self.dir, &self.tmp, self.dir, &self.name)
+            .map_err(|e| StepError::new("rename into place", e))?;
+        self.committed = true;
+        Ok(self.len)
+    }
+}
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = unlinkat(self.dir, &self.tmp, AtFlags::empty());
+        }
+    }
+}
+
 /// Copies `src_name` in `src_dir` to `name` in `dst_dir` atomically, carrying `want`'s
 /// metadata per `rules`. Returns the number of bytes written.
 pub fn copy_file(
@@ -164,7 +231,6 @@ pub fn copy_file(
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<u64> {
-    let name_c = checked(name)?;
     let src_c = cstr(src_name).map_err(|e| StepError::new("open", e))?;
     let src = openat(
         src_dir,
@@ -173,26 +239,21 @@ pub fn copy_file(
         Mode::empty(),
     )
     .map_err(|e| StepError::new("open", e))?;
-    let (tmp, out) = with_temp(|tmp| {
-        openat(
-            dst_dir,
-            tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-    })?;
-    let mut copied = 0;
-    let res = (|| {
-        copied = if rules.sparse {
-            copy_sparse(&src, &out)?
-        } else {
-            copy_data(&src, &out, want.size)?
-        };
-        set_fd_meta(&out, want, rules.file_mode(want, existing), rules)
-    })();
-    drop(out);
-    finish(dst_dir, &tmp, &name_c, res)?;
-    Ok(copied)
+    let mut out = TempFile::create(dst_dir, name, rules.sparse)?;
+    if rules.sparse {
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            match rustix::io::read(&src, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.write(&buf[..n])?,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(StepError::new("read", e)),
+            }
+        }
+    } else {
+        out.len = copy_data(&src, &out.fd, want.size)?;
+    }
+    out.commit(want, existing, rules)
 }
 
 /// Sets owner, mode and mtime on an open file, in that order (chown clears set-id bits).
@@ -259,45 +320,41 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Step<()> {
     Ok(())
 }
 
-/// `-S`: writes only the non-zero 4 KiB blocks and leaves holes for the rest, then sets the
-/// length (so a file ending in zeros keeps its size).
-fn copy_sparse(src: &OwnedFd, dst: &OwnedFd) -> Step<u64> {
+/// `-S`: writes `chunk` (which belongs at offset `off`) skipping 4 KiB blocks of zeros,
+/// one write per run of non-zero blocks, leaving holes for the rest.
+fn write_sparse(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
     const BLOCK: usize = 4096;
-    let f = std::fs::File::from(dst.try_clone().map_err(|e| StepError::new("write", e))?);
-    let mut buf = vec![0u8; 1024 * 1024];
-    let mut off = 0u64;
-    loop {
-        let n = match rustix::io::read(src, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(StepError::new("read", e)),
-        };
-        let chunk = &buf[..n];
-        let mut i = 0;
-        while i < n {
-            let end = (i + BLOCK).min(n);
-            if chunk[i..end].iter().any(|&b| b != 0) {
-                // Extend the data run over following non-zero blocks: one write per run.
-                let mut j = end;
-                while j < n {
-                    let e2 = (j + BLOCK).min(n);
-                    if chunk[j..e2].iter().all(|&b| b == 0) {
-                        break;
-                    }
-                    j = e2;
+    let n = chunk.len();
+    let mut i = 0;
+    while i < n {
+        let end = (i + BLOCK).min(n);
+        if chunk[i..end].iter().all(|&b| b == 0) {
+            i = end;
+            continue;
+        }
+        let mut j = end;
+        while j < n {
+            let e2 = (j + BLOCK).min(n);
+            if chunk[j..e2].iter().all(|&b| b == 0) {
+                break;
+            }
+            j = e2;
+        }
+        let mut at = off + i as u64;
+        let mut data = &chunk[i..j];
+        while !data.is_empty() {
+            match rustix::io::pwrite(fd, data, at) {
+                Ok(k) => {
+                    data = &data[k..];
+                    at += k as u64;
                 }
-                f.write_all_at(&chunk[i..j], off + i as u64)
-                    .map_err(|e| StepError::new("write", e))?;
-                i = j;
-            } else {
-                i = end;
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(StepError::new("write", e)),
             }
         }
-        off += n as u64;
+        i = j;
     }
-    rustix::fs::ftruncate(dst, off).map_err(|e| StepError::new("set length of", e))?;
-    Ok(off)
+    Ok(())
 }
 
 /// Creates a symlink, fifo, socket or device node atomically with `want`'s metadata.

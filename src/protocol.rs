@@ -1,0 +1,425 @@
+//! The wire protocol between `xsync` and `xsync --server`, in one place.
+//!
+//! A connection is two byte streams (the remote shell's stdin and stdout). Each carries
+//! frames: a 4-byte little-endian length, then one [`Msg`] encoded with postcard. A frame
+//! longer than [`MAX_FRAME`] or one that does not decode is a broken stream (exit 12).
+//! Everything decoded here is still untrusted: names and paths are checked by
+//! [`check_entry`]/[`check_rel_path`] before the engine sees them.
+//!
+//! Sequence (see docs/PROTOCOL.md): both ends send `Hello`; the client sends `Start`; the
+//! sender sends `SourceRoot`; the receiver asks for directory listings one tree level at a
+//! time (`List` → `Listing`) only where Merkle digests differ; then it streams `Get`
+//! requests while the sender streams `File*` frames back (no per-file round trip); the
+//! receiver ends with `Finish`, the sender answers `Done`.
+
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::pathsafe::check_name;
+use crate::tree::{Entry, Meta};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// First bytes of every connection, so a shell that prints a banner is recognised.
+pub const MAGIC: [u8; 8] = *b"XSYNC\x00\r\n";
+/// Largest frame accepted from a peer.
+pub const MAX_FRAME: usize = 64 << 20;
+/// File data travels in chunks of at most this many bytes.
+pub const CHUNK: usize = 256 << 10;
+/// Requests and listings are batched to at most this many items per frame.
+pub const BATCH: usize = 1024;
+
+/// Which end reads the source tree.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Sender,
+    Receiver,
+}
+
+/// What the receiver needs to know of the sources to apply rsync's destination rules.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct SourceInfo {
+    /// Some source was `dir/`: the root is a directory of the transfer.
+    pub root_is_transfer_dir: bool,
+    /// Exactly one source, and it is not a directory (the copy-to-a-new-name rule).
+    pub single_file: bool,
+    /// Top-level names brought by `src` (no trailing slash) sources.
+    pub named_tops: Vec<serde_bytes::ByteBuf>,
+    /// The sender could not read everything: the receiver must not delete.
+    pub io_error: bool,
+}
+
+/// One entry as it crosses the wire: an [`Entry`] without its children.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct WireEntry {
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    pub meta: Meta,
+    pub target: Option<serde_bytes::ByteBuf>,
+    pub hash: Option<[u8; 32]>,
+    pub complete: bool,
+    pub link_leader: Option<serde_bytes::ByteBuf>,
+    pub digest: u128,
+}
+
+impl WireEntry {
+    pub fn from_entry(e: &Entry) -> WireEntry {
+        WireEntry {
+            name: e.name.to_vec(),
+            meta: e.meta,
+            target: e
+                .target
+                .as_ref()
+                .map(|t| serde_bytes::ByteBuf::from(t.to_vec())),
+            hash: e.hash,
+            complete: e.complete,
+            link_leader: e
+                .link_leader
+                .as_ref()
+                .map(|l| serde_bytes::ByteBuf::from(l.to_vec())),
+            digest: e.digest,
+        }
+    }
+
+    pub fn into_entry(self) -> Entry {
+        let mut e = Entry::new(self.name.into_boxed_slice(), self.meta);
+        e.target = self.target.map(|t| t.into_vec().into_boxed_slice());
+        e.hash = self.hash;
+        e.complete = self.complete;
+        e.link_leader = self.link_leader.map(|l| l.into_vec().into_boxed_slice());
+        e.digest = self.digest;
+        e
+    }
+}
+
+/// Counters the receiver reports back for `--stats` and the summary line.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct WireStats {
+    pub created: [u64; 6],
+    pub deleted: u64,
+    pub transferred: u64,
+    pub transferred_size: u64,
+    pub literal: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Msg {
+    Hello {
+        version: u32,
+    },
+    /// Client → server: the server's role, the options (as argv words, parsed by the same
+    /// CLI code), the server-side paths and the filter rules.
+    Start {
+        role: Role,
+        args: Vec<serde_bytes::ByteBuf>,
+        paths: Vec<serde_bytes::ByteBuf>,
+        filters: Vec<FilterLine>,
+    },
+    SourceRoot {
+        info: SourceInfo,
+        root: WireEntry,
+    },
+    /// Receiver → sender: list the children of these directories (root-relative).
+    List {
+        dirs: Vec<serde_bytes::ByteBuf>,
+    },
+    /// Sender → receiver: the children of each listed directory, in request order.
+    Listing {
+        dirs: Vec<Vec<WireEntry>>,
+    },
+    /// Receiver → sender: send these files whole (id, source-relative path).
+    Get {
+        files: Vec<(u32, serde_bytes::ByteBuf)>,
+    },
+    /// Receiver → sender: no more requests.
+    GetEnd,
+    /// Sender → receiver: a piece of file `id`; `end` carries the blake3 of the content on
+    /// the last piece.
+    Data {
+        id: u32,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        end: Option<[u8; 32]>,
+    },
+    /// Sender → receiver: file `id` could not be read (already reported by the sender).
+    Skip {
+        id: u32,
+    },
+    /// Lines for the client's stdout (the server's `-v`/`-i` listing).
+    Log {
+        text: String,
+    },
+    /// Receiver → sender: all done, with the receiver's outcome.
+    Finish {
+        code: i32,
+        stats: WireStats,
+    },
+    /// Sender → receiver: acknowledges Finish with the sender's outcome and the source
+    /// totals for `--stats` (files, regular, dirs, links, devices, specials, bytes).
+    Done {
+        code: i32,
+        counts: [u64; 7],
+    },
+    /// Either way: a fatal error the peer already printed; the run ends with `code`.
+    Abort {
+        code: i32,
+        msg: String,
+    },
+}
+
+/// One filter rule as the command line gave it, replayed by the server.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct FilterLine {
+    /// None: `-f` rule syntax; Some(include?): an `--include`/`--exclude` pattern.
+    pub pattern_include: Option<bool>,
+    #[serde(with = "serde_bytes")]
+    pub text: Vec<u8>,
+}
+
+fn stream_error(what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ExitCode::StreamIo,
+        format!("protocol error: {what} (the connection is broken or the peer is not xsync)"),
+    )
+}
+
+/// The sending half of a connection.
+pub struct Writer<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+    /// Bytes written so far (the "sent" of the summary line).
+    pub sent: u64,
+}
+
+impl<W: Write> Writer<W> {
+    pub fn new(inner: W) -> Self {
+        Writer {
+            inner,
+            buf: Vec::with_capacity(64 * 1024),
+            sent: 0,
+        }
+    }
+
+    pub fn magic(&mut self) -> Result<(), Error> {
+        self.sent += MAGIC.len() as u64;
+        self.inner.write_all(&MAGIC).map_err(lost)
+    }
+
+    /// Queues a frame; it reaches the peer at the next [`flush`](Self::flush) or when the
+    /// buffer fills.
+    pub fn send(&mut self, msg: &Msg) -> Result<(), Error> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        let body = postcard::to_extend(msg, std::mem::take(&mut self.buf))
+            .map_err(|e| Error::new(ExitCode::StreamIo, format!("cannot encode frame: {e}")))?;
+        self.buf = body;
+        let len = self.buf.len() - start - 4;
+        if len > MAX_FRAME {
+            return Err(Error::new(
+                ExitCode::StreamIo,
+                format!("frame of {len} bytes exceeds the protocol limit"),
+            ));
+        }
+        self.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+        if self.buf.len() >= 256 * 1024 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            self.sent += self.buf.len() as u64;
+            self.inner.write_all(&self.buf).map_err(lost)?;
+            self.buf.clear();
+        }
+        self.inner.flush().map_err(lost)
+    }
+}
+
+fn lost(e: io::Error) -> Error {
+    Error::new(
+        ExitCode::StreamIo,
+        format!("connection unexpectedly closed: {e}"),
+    )
+}
+
+/// The receiving half of a connection.
+pub struct Reader<R: Read> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Bytes read so far, for "connection closed (N bytes received so far)".
+    pub received: u64,
+}
+
+impl<R: Read> Reader<R> {
+    pub fn new(inner: R) -> Self {
+        Reader {
+            inner,
+            buf: Vec::new(),
+            received: 0,
+        }
+    }
+
+    /// Reads the peer's magic bytes; anything else (a shell banner, an error message from
+    /// a missing program) is reported with what was seen.
+    pub fn magic(&mut self) -> Result<(), Error> {
+        let mut got = [0u8; 8];
+        let mut n = 0;
+        while n < got.len() {
+            match self.inner.read(&mut got[n..]) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        ExitCode::StreamIo,
+                        format!("connection unexpectedly closed ({n} bytes received so far)"),
+                    ));
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(lost(e)),
+            }
+        }
+        if got != MAGIC {
+            return Err(Error::new(
+                ExitCode::Protocol,
+                format!(
+                    "the remote side is not speaking the xsync protocol (it sent {:?}); is something printing from the remote shell's startup files?",
+                    String::from_utf8_lossy(&got)
+                ),
+            ));
+        }
+        self.received += 8;
+        Ok(())
+    }
+
+    pub fn recv(&mut self) -> Result<Msg, Error> {
+        let mut len = [0u8; 4];
+        self.inner.read_exact(&mut len).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ExitCode::StreamIo,
+                    format!(
+                        "connection unexpectedly closed ({} bytes received so far)",
+                        self.received
+                    ),
+                )
+            } else {
+                lost(e)
+            }
+        })?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_FRAME {
+            return Err(stream_error(format!(
+                "frame of {len} bytes exceeds the limit"
+            )));
+        }
+        self.buf.resize(len, 0);
+        self.inner.read_exact(&mut self.buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                stream_error("stream ended inside a frame")
+            } else {
+                lost(e)
+            }
+        })?;
+        self.received += 4 + len as u64;
+        postcard::from_bytes(&self.buf).map_err(|e| stream_error(format!("bad frame: {e}")))
+    }
+}
+
+/// A path from the peer that names something below the root: relative, every component a
+/// safe name. The empty path is the root itself.
+pub fn check_rel_path(p: &[u8]) -> Result<(), Error> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    for comp in p.split(|&b| b == b'/') {
+        check_name(comp).map_err(|e| stream_error(format!("peer sent an unsafe path: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Validates an entry from the peer before it joins the tree.
+pub fn check_entry(e: &WireEntry) -> Result<(), Error> {
+    check_name(&e.name).map_err(|err| stream_error(format!("peer sent an unsafe name: {err}")))?;
+    if let Some(l) = &e.link_leader {
+        if l.is_empty() {
+            return Err(stream_error("empty hard-link leader"));
+        }
+        check_rel_path(l)?;
+    }
+    if e.meta.kind == crate::tree::Kind::Symlink && e.target.is_none() {
+        return Err(stream_error("symlink without a target"));
+    }
+    Ok(())
+}
+
+/// Children must arrive strictly sorted (the engine binary-searches them) and unique.
+pub fn check_sorted(children: &[Entry]) -> Result<(), Error> {
+    for w in children.windows(2) {
+        if w[0].name >= w[1].name {
+            return Err(stream_error(
+                "directory listing not sorted or has duplicates",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn unexpected(msg: &Msg, expected: &str) -> Error {
+    let name = format!("{msg:?}");
+    let name: String = name.chars().take_while(|c| c.is_alphanumeric()).collect();
+    stream_error(format!("expected {expected}, got {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_frames_are_refused() {
+        let mut out = Vec::new();
+        {
+            let mut w = Writer::new(&mut out);
+            w.send(&Msg::Hello { version: 7 }).unwrap();
+            w.send(&Msg::Data {
+                id: 3,
+                data: vec![1, 2, 3],
+                end: None,
+            })
+            .unwrap();
+            w.flush().unwrap();
+        }
+        let mut r = Reader::new(&out[..]);
+        assert!(matches!(r.recv().unwrap(), Msg::Hello { version: 7 }));
+        match r.recv().unwrap() {
+            Msg::Data { id, data, end } => {
+                assert_eq!((id, data, end), (3, vec![1, 2, 3], None));
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = r.recv().unwrap_err();
+        assert_eq!(e.code, ExitCode::StreamIo);
+
+        let mut huge = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        huge.extend_from_slice(&[0; 16]);
+        let e = Reader::new(&huge[..]).recv().unwrap_err();
+        assert_eq!(e.code, ExitCode::StreamIo);
+        assert!(e.message().contains("exceeds"), "{}", e.message());
+    }
+
+    #[test]
+    fn garbage_frames_are_a_stream_error_not_a_panic() {
+        let mut bytes = 5u32.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xff; 5]);
+        let e = Reader::new(&bytes[..]).recv().unwrap_err();
+        assert_eq!(e.code, ExitCode::StreamIo);
+    }
+
+    #[test]
+    fn unsafe_paths_from_the_peer_are_refused() {
+        for bad in [&b"/etc"[..], b"../x", b"a/../b", b"a//b", b"a/./b"] {
+            assert!(check_rel_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_rel_path(b"a/b/c").is_ok());
+        assert!(check_rel_path(b"").is_ok());
+    }
+}

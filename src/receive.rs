@@ -1,0 +1,102 @@
+//! The receiving end's work once it knows the source tree (all of it locally, or the
+//! parts whose digests differ from a peer): plan, list, execute, finish. The local copy
+//! and both remote directions go through here, so the destination rules cannot drift.
+
+use crate::cli::Options;
+use crate::dest::{Dest, remove_stale_temps};
+use crate::exec::{Content, Exec, Pending};
+use crate::exit::ExitCode;
+use crate::plan::{Plan, Planner};
+use crate::protocol::SourceInfo;
+use crate::report::{Report, Stats};
+use crate::scan::Scanner;
+use crate::tree::Entry;
+use crate::write::MetaRules;
+use std::sync::Mutex;
+
+/// The metadata rules for this run and this process.
+pub fn meta_rules(opts: &Options) -> MetaRules {
+    let am_root = rustix::process::geteuid().is_root();
+    let old = rustix::process::umask(rustix::fs::Mode::empty());
+    rustix::process::umask(old);
+    MetaRules {
+        perms: opts.perms,
+        times: opts.times,
+        // rsync silently preserves owners only as the super-user.
+        owner: opts.owner && am_root,
+        group: opts.group,
+        sparse: opts.sparse,
+        umask: old.bits(),
+        am_root,
+    }
+}
+
+/// How file content reaches the destination.
+pub enum Source<'c> {
+    Local(&'c dyn crate::exec::TopSource),
+    /// Called once with every file to fetch, after directories exist and before
+    /// directory metadata is set.
+    Remote(&'c mut dyn FnMut(&Exec<'_, '_>, Vec<Pending<'_>>)),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn apply(
+    opts: &Options,
+    report: &Report<'_>,
+    info: &SourceInfo,
+    src_root: &Entry,
+    dest: &Dest,
+    dst_root: Option<&Entry>,
+    dst_scanner: &Scanner<'_, '_>,
+    source: Source<'_>,
+) {
+    let rules = meta_rules(opts);
+    // A sender that could not read everything must not cause deletions (rsync: "IO error
+    // encountered -- skipping file deletion").
+    let no_deletes = info.io_error || report.code() != ExitCode::Ok;
+    if no_deletes && opts.delete {
+        report.warn("IO error encountered -- skipping file deletion");
+    }
+    let planner = Planner {
+        opts,
+        root_is_transfer_dir: info.root_is_transfer_dir,
+        no_deletes,
+    };
+    let rename = match (&dest.rename_to, info.named_tops.first()) {
+        (Some(to), Some(from)) => Some((to.as_slice(), from.as_slice())),
+        _ => None,
+    };
+    let plan: Plan<'_> = planner.plan(src_root, dst_root, rename);
+    for l in &plan.lines {
+        report.line(l);
+    }
+    report.flush();
+    if !opts.dry_run {
+        if let Some(root_fd) = dest.root.as_ref() {
+            remove_stale_temps(root_fd, dst_scanner, report);
+            let exec = Exec { rules, report };
+            match source {
+                Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
+                Source::Remote(fetch) => {
+                    let pending = Mutex::new(Vec::new());
+                    exec.run_tree(&plan, root_fd, &Content::Deferred(&pending));
+                    fetch(&exec, pending.into_inner().unwrap_or_default());
+                }
+            }
+            let root_meta = info
+                .root_is_transfer_dir
+                .then(|| (&src_root.meta, dst_root.map(|d| &d.meta)));
+            exec.finish(&plan, root_fd, root_meta);
+        }
+    }
+    if plan.delete_skipped > 0 {
+        report.warn(format!(
+            "Deletions stopped due to --max-delete limit ({} skipped)",
+            plan.delete_skipped
+        ));
+        report.record(ExitCode::MaxDelete);
+    }
+    if opts.dry_run {
+        Stats::add(&report.stats.deleted, plan.delete_count);
+    }
+}

@@ -1,0 +1,363 @@
+//! The client side of a remote transfer: recognising `[user@]host:path`, spawning the
+//! remote shell (`-e`/`--rsh`, `XSYNC_RSH`, default `ssh`) to run `xsync --server` (or
+//! `--xsync-path`), and driving the session as sender (push) or receiver (pull).
+//!
+//! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
+//! -i key"` or any wrapper works exactly as it does for rsync.
+
+use crate::cli::Options;
+use crate::error::{Error, show};
+use crate::exit::ExitCode;
+use crate::job::print_summary;
+use crate::protocol::{FilterLine, Msg, Reader, Role, Writer, unexpected};
+use crate::report::{Report, Stats};
+use crate::session;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+/// A path argument that names a remote location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub user: Option<String>,
+    pub host: String,
+    pub path: Vec<u8>,
+}
+
+/// rsync's rule: an argument is remote when it has a colon before any slash. `[v6]:path`
+/// brackets an IPv6 address; `host::module` (daemon syntax) is refused.
+pub fn parse_spec(arg: &[u8]) -> Result<Option<Spec>, Error> {
+    if arg.starts_with(b"rsync://") {
+        return Err(Error::usage(format!(
+            "`{}`: rsync daemon URLs are not supported by xsync",
+            show(arg)
+        )));
+    }
+    let (hostpart, path) = if arg.first() == Some(&b'[') {
+        match arg.windows(2).position(|w| w == b"]:") {
+            Some(i) => (&arg[..i + 1], &arg[i + 2..]),
+            None => return Ok(None),
+        }
+    } else {
+        match arg.iter().position(|&b| b == b':') {
+            Some(c) if c > 0 && !arg[..c].contains(&b'/') => (&arg[..c], &arg[c + 1..]),
+            _ => return Ok(None),
+        }
+    };
+    if path.first() == Some(&b':') {
+        return Err(Error::usage(format!(
+            "`{}`: rsync daemon syntax (host::module) is not supported by xsync",
+            show(arg)
+        )));
+    }
+    let hostpart = String::from_utf8_lossy(hostpart).into_owned();
+    let (user, host) = match hostpart.rsplit_once('@') {
+        Some((u, h)) => (Some(u.to_string()), h.to_string()),
+        None => (None, hostpart),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(Error::usage(format!("`{}`: empty host name", show(arg))));
+    }
+    Ok(Some(Spec {
+        user,
+        host,
+        path: if path.is_empty() {
+            b".".to_vec()
+        } else {
+            path.to_vec()
+        },
+    }))
+}
+
+pub struct RemoteJob {
+    spec: Spec,
+    /// true: local sources to a remote destination.
+    push: bool,
+    remote_paths: Vec<OsString>,
+    local_paths: Vec<OsString>,
+}
+
+impl RemoteJob {
+    /// Classifies the paths; None for a purely local run.
+    pub fn from_options(opts: &Options) -> Result<Option<RemoteJob>, Error> {
+        let (dst, srcs) = opts.paths.split_last().expect("caller checked");
+        let dst_spec = parse_spec(dst.as_bytes())?;
+        let mut src_specs = Vec::new();
+        for s in srcs {
+            src_specs.push(parse_spec(s.as_bytes())?);
+        }
+        let remote_srcs = src_specs.iter().filter(|s| s.is_some()).count();
+        match (dst_spec, remote_srcs) {
+            (None, 0) => Ok(None),
+            (Some(_), n) if n > 0 => Err(Error::usage(
+                "remote to remote transfers are not supported: the source and the destination cannot both be remote",
+            )),
+            (Some(spec), _) => Ok(Some(RemoteJob {
+                remote_paths: vec![OsString::from_vec(spec.path.clone())],
+                spec,
+                push: true,
+                local_paths: srcs.to_vec(),
+            })),
+            (None, n) if n == srcs.len() => {
+                let specs: Vec<Spec> = src_specs.into_iter().flatten().collect();
+                let first = specs[0].clone();
+                if specs
+                    .iter()
+                    .any(|s| s.host != first.host || s.user != first.user)
+                {
+                    return Err(Error::usage("all remote sources must be on the same host"));
+                }
+                Ok(Some(RemoteJob {
+                    remote_paths: specs
+                        .into_iter()
+                        .map(|s| OsString::from_vec(s.path))
+                        .collect(),
+                    spec: first,
+                    push: false,
+                    local_paths: vec![dst.clone()],
+                }))
+            }
+            (None, _) => Err(Error::usage(
+                "mixing local and remote sources is not supported",
+            )),
+        }
+    }
+
+    /// The remote shell command line: the `-e` words, `-l user` when given, the host, and
+    /// the remote program with `--server` as one word for the remote shell to parse (so
+    /// `--xsync-path "sudo xsync"` works, as with rsync's --rsync-path).
+    pub fn command(&self, opts: &Options) -> Result<Command, Error> {
+        let rsh = opts
+            .rsh
+            .clone()
+            .or_else(|| std::env::var("XSYNC_RSH").ok())
+            .unwrap_or_else(|| "ssh".to_string());
+        let mut words = shlex::split(&rsh)
+            .filter(|w| !w.is_empty())
+            .ok_or_else(|| {
+                Error::usage(format!("cannot parse the remote shell command `{rsh}`"))
+            })?;
+        let prog = words.remove(0);
+        let mut cmd = Command::new(&prog);
+        cmd.args(&words);
+        if let Some(u) = &self.spec.user {
+            cmd.arg("-l").arg(u);
+        }
+        cmd.arg(&self.spec.host);
+        let program = opts.xsync_path.as_deref().unwrap_or("xsync");
+        cmd.arg(format!("{program} --server"));
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Ok(cmd)
+    }
+
+    pub fn run(self, opts: &Options, report: &Report<'_>, start: Instant) -> Result<(), Error> {
+        let mut cmd = self.command(opts)?;
+        let prog = cmd.get_program().to_string_lossy().into_owned();
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::new(
+                ExitCode::Ipc,
+                format!("cannot run the remote shell `{prog}`: {e}"),
+            )
+        })?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let mut wr = Writer::new(stdin);
+        let mut rd = Reader::new(stdout);
+        let result = self.session(opts, report, &mut rd, &mut wr);
+        let (sent, received) = (wr.sent, rd.received);
+        drop(wr);
+        drop(rd);
+        let outcome = finish_child(&mut child, result, opts, &self.spec);
+        match outcome {
+            Ok(counts) => {
+                let s = &report.stats;
+                for (c, v) in [
+                    &s.files,
+                    &s.reg_files,
+                    &s.dirs,
+                    &s.links,
+                    &s.devices,
+                    &s.specials,
+                    &s.total_size,
+                ]
+                .into_iter()
+                .zip(counts)
+                {
+                    Stats::add(c, v);
+                }
+                if opts.stats || opts.verbose > 0 {
+                    print_summary(
+                        opts,
+                        report,
+                        0.0,
+                        start.elapsed().as_secs_f64(),
+                        Some((sent, received)),
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handshake, then this end's role. Returns the source totals for --stats.
+    fn session<R: std::io::Read + Send, W: std::io::Write + Send>(
+        &self,
+        opts: &Options,
+        report: &Report<'_>,
+        rd: &mut Reader<R>,
+        wr: &mut Writer<W>,
+    ) -> Result<[u64; 7], Error> {
+        wr.magic()?;
+        wr.send(&Msg::Hello {
+            version: crate::PROTOCOL_VERSION,
+        })?;
+        wr.flush()?;
+        rd.magic()?;
+        match rd.recv()? {
+            Msg::Hello { version } if version == crate::PROTOCOL_VERSION => {}
+            Msg::Hello { version } => {
+                return Err(Error::new(
+                    ExitCode::Protocol,
+                    format!(
+                        "protocol version mismatch: the remote xsync speaks {version}, this one {}",
+                        crate::PROTOCOL_VERSION
+                    ),
+                ));
+            }
+            other => return Err(unexpected(&other, "Hello")),
+        }
+        let filters = opts
+            .filters
+            .lines()
+            .iter()
+            .map(|(k, t)| FilterLine {
+                pattern_include: k.map(|k| k == crate::filter::RuleKind::Include),
+                text: t.clone(),
+            })
+            .collect();
+        wr.send(&Msg::Start {
+            role: if self.push {
+                Role::Receiver
+            } else {
+                Role::Sender
+            },
+            args: opts
+                .server_args()
+                .into_iter()
+                .map(|a| serde_bytes::ByteBuf::from(a.into_bytes()))
+                .collect(),
+            paths: self
+                .remote_paths
+                .iter()
+                .map(|p| serde_bytes::ByteBuf::from(p.as_bytes().to_vec()))
+                .collect(),
+            filters,
+        })?;
+        wr.flush()?;
+        let none: session::Relay<'_> = &|| None;
+        if self.push {
+            let out = session::send(rd, wr, opts, &self.local_paths, report, none)?;
+            report.record(out.peer_code);
+            let s = &report.stats;
+            let p = &out.peer_stats;
+            for (c, v) in [
+                &s.created,
+                &s.created_reg,
+                &s.created_dir,
+                &s.created_link,
+                &s.created_dev,
+                &s.created_special,
+            ]
+            .into_iter()
+            .zip(p.created)
+            {
+                Stats::add(c, v);
+            }
+            Stats::add(&s.deleted, p.deleted);
+            Stats::add(&s.transferred, p.transferred);
+            Stats::add(&s.transferred_size, p.transferred_size);
+            Stats::add(&s.literal, p.literal);
+            Ok(out.counts)
+        } else {
+            let out = session::receive(rd, wr, opts, &self.local_paths[0], report, none)?;
+            report.record(out.peer_code);
+            Ok(out.counts)
+        }
+    }
+}
+
+/// Waits for the remote shell and turns its status into rsync's exit codes where the
+/// session itself failed: 255 from ssh, 127 for a missing remote program.
+fn finish_child(
+    child: &mut Child,
+    result: Result<[u64; 7], Error>,
+    opts: &Options,
+    spec: &Spec,
+) -> Result<[u64; 7], Error> {
+    if result.is_err() {
+        // The peer is gone or broken; don't wait on a shell that may still be talking.
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let code = status.as_ref().ok().and_then(|s| s.code());
+    match result {
+        Ok(c) => Ok(c),
+        Err(e) if e.code == ExitCode::StreamIo || e.code == ExitCode::Protocol => {
+            let program = opts.xsync_path.as_deref().unwrap_or("xsync");
+            match code {
+                Some(255) => Err(Error::new(
+                    ExitCode::RemoteShell,
+                    format!(
+                        "{} (the remote shell exited with status 255: could not connect or log in to `{}`)",
+                        e.message(),
+                        spec.host
+                    ),
+                )),
+                Some(127) => Err(Error::new(
+                    ExitCode::CmdNotFound,
+                    format!(
+                        "remote command not found: `{program}` on `{}` (install xsync there or point --xsync-path at it)",
+                        spec.host
+                    ),
+                )),
+                Some(126) => Err(Error::new(
+                    ExitCode::CmdRun,
+                    format!(
+                        "remote command `{program}` on `{}` could not be run",
+                        spec.host
+                    ),
+                )),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_follow_rsyncs_colon_rule() {
+        let s = parse_spec(b"user@host:dir/x").unwrap().unwrap();
+        assert_eq!(
+            (s.user.as_deref(), s.host.as_str(), &s.path[..]),
+            (Some("user"), "host", &b"dir/x"[..])
+        );
+        assert_eq!(parse_spec(b"host:").unwrap().unwrap().path, b".");
+        assert_eq!(parse_spec(b"[::1]:/tmp").unwrap().unwrap().host, "::1");
+        assert!(parse_spec(b"./a:b").unwrap().is_none());
+        assert!(parse_spec(b"/abs/a:b").unwrap().is_none());
+        assert!(parse_spec(b"plain").unwrap().is_none());
+        assert!(parse_spec(b"host::module").is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! `xsync --server`: the far end of a remote transfer, started by the client through the
+//! remote shell. Its stdin/stdout carry the protocol; everything it would print for the
+//! user is relayed to the client as `Log` frames, and its errors go to stderr, which the
+//! remote shell forwards.
+
+use crate::cli::{self, Parsed};
+use crate::error::Error;
+use crate::exit::ExitCode;
+use crate::filter::{Filters, RuleKind};
+use crate::protocol::{Msg, Reader, Role, Writer, unexpected};
+use crate::report::Report;
+use crate::session;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
+use std::sync::{Arc, Mutex};
+
+/// Buffers the server's listing until it is relayed.
+struct RelaySink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for RelaySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
+    let (input, output) = match (
+        dup(std::io::stdin().as_fd()),
+        dup(std::io::stdout().as_fd()),
+    ) {
+        (Ok(i), Ok(o)) => (i, o),
+        _ => {
+            let _ = writeln!(stderr, "xsync: --server: cannot use stdin/stdout");
+            return ExitCode::Ipc;
+        }
+    };
+    let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, input));
+    let mut wr = Writer::new(output);
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let mut sink = RelaySink(buf.clone());
+    let report = Report::new(&mut sink, stderr, false);
+    let relay = || {
+        let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+        (!b.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
+    };
+    let code = match serve(&mut rd, &mut wr, &report, &relay) {
+        Ok(()) => report.code(),
+        Err(e) => {
+            // Tell the client why (it prints the message); a broken stream can't be told.
+            if e.code != ExitCode::StreamIo {
+                let _ = wr.send(&Msg::Abort {
+                    code: e.code.code(),
+                    msg: e.message().to_string(),
+                });
+                let _ = wr.flush();
+            } else {
+                report.error(e.code, e.message());
+            }
+            report.record(e.code);
+            e.code
+        }
+    };
+    report.flush();
+    code
+}
+
+fn serve<R: std::io::Read + Send, W: Write + Send>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    report: &Report<'_>,
+    relay: session::Relay<'_>,
+) -> Result<(), Error> {
+    wr.magic()?;
+    wr.send(&Msg::Hello {
+        version: crate::PROTOCOL_VERSION,
+    })?;
+    wr.flush()?;
+    rd.magic()?;
+    match rd.recv()? {
+        Msg::Hello { .. } => {}
+        other => return Err(unexpected(&other, "Hello")),
+    }
+    let (role, args, paths, filter_lines) = match rd.recv()? {
+        Msg::Start {
+            role,
+            args,
+            paths,
+            filters,
+        } => (role, args, paths, filters),
+        other => return Err(unexpected(&other, "Start")),
+    };
+    let mut argv: Vec<OsString> = vec!["xsync".into()];
+    argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
+    let mut opts = match cli::parse(argv)? {
+        Parsed::Run(o) => o,
+        _ => {
+            return Err(Error::new(
+                ExitCode::Protocol,
+                "bad options from the client",
+            ));
+        }
+    };
+    let mut filters = Filters::new();
+    for l in filter_lines {
+        let kind = l.pattern_include.map(|inc| {
+            if inc {
+                RuleKind::Include
+            } else {
+                RuleKind::Exclude
+            }
+        });
+        filters
+            .add_line(kind, &l.text)
+            .map_err(|e| Error::new(ExitCode::Protocol, e.to_string()))?;
+    }
+    opts.filters = filters;
+    let paths: Vec<OsString> = paths
+        .into_iter()
+        .map(|p| OsString::from_vec(p.into_vec()))
+        .collect();
+    match role {
+        Role::Sender => {
+            session::send(rd, wr, &opts, &paths, report, relay)?;
+        }
+        Role::Receiver => {
+            let dst = paths
+                .first()
+                .ok_or_else(|| Error::new(ExitCode::Protocol, "no destination from the client"))?;
+            session::receive(rd, wr, &opts, dst, report, relay)?;
+        }
+    }
+    Ok(())
+}
