@@ -56,9 +56,10 @@ pub fn io_message(op: &str, path: &[u8], err: &io::Error) -> String {
 /// always one line and a hostile name cannot inject terminal control sequences.
 pub fn show(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
+    let utf8 = utf8_locale();
     for chunk in path.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() {
+            if c.is_control() || (!utf8 && !c.is_ascii()) {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\#{b:03o}"));
@@ -74,6 +75,20 @@ pub fn show(path: &[u8]) -> String {
     out
 }
 
+/// Whether the terminal's locale can show UTF-8 (rsync escapes every non-ASCII byte in
+/// the C locale, as `isprint()` says there).
+fn utf8_locale() -> bool {
+    static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *UTF8.get_or_init(|| {
+        let var = ["LC_ALL", "LC_CTYPE", "LANG"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        var.contains("utf-8") || var.contains("utf8")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::show;
@@ -81,7 +96,11 @@ mod tests {
     #[test]
     fn show_escapes_newlines_and_invalid_utf8_like_rsync() {
         assert_eq!(show(b"a\nb"), "a\\#012b");
-        assert_eq!(show(b"caf\xc3\xa9"), "café");
+        if super::utf8_locale() {
+            assert_eq!(show(b"caf\xc3\xa9"), "café");
+        } else {
+            assert_eq!(show(b"caf\xc3\xa9"), "caf\\#303\\#251");
+        }
         assert_eq!(show(b"x\xffy"), "x\\#377y");
     }
 }

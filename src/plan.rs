@@ -270,16 +270,7 @@ impl<'o> Planner<'o> {
         let rel = join(&dir.rel, &d.name);
         if !replace {
             st.deletes += 1;
-            let shown = if d.is_dir() {
-                format!("{}/", show(&rel))
-            } else {
-                show(&rel)
-            };
-            if self.opts.itemize {
-                st.lines.push(format!("*deleting   {shown}"));
-            } else if self.opts.verbose > 0 {
-                st.lines.push(format!("deleting {shown}"));
-            }
+            self.deletion_lines(d, &rel, st);
         }
         dir.deletes.push(Delete {
             entry: d,
@@ -288,6 +279,29 @@ impl<'o> Planner<'o> {
             shallow: false,
             replace,
         });
+    }
+
+    /// rsync lists everything a deletion removes, deepest first, each directory's entries
+    /// in reverse name order.
+    fn deletion_lines(&self, d: &Entry, rel: &[u8], st: &mut State<'_>) {
+        if !(self.opts.itemize || self.opts.verbose > 0) {
+            return;
+        }
+        if d.is_dir() {
+            for c in d.children.iter().rev().filter(|c| !c.protected) {
+                self.deletion_lines(c, &join(rel, &c.name), st);
+            }
+        }
+        let shown = if d.is_dir() {
+            format!("{}/", show(rel))
+        } else {
+            show(rel)
+        };
+        if self.opts.itemize {
+            st.lines.push(format!("*deleting   {shown}"));
+        } else {
+            st.lines.push(format!("deleting {shown}"));
+        }
     }
 
     /// --max-delete: entries are deleted one at a time in rsync's order (a directory's
@@ -480,7 +494,7 @@ impl<'o> Planner<'o> {
             '.'
         };
         Some(format!(
-            "{y}{x}.{}{t}{}{}{}....",
+            "{y}{x}.{}{t}{}{}{}...",
             if size { 's' } else { '.' },
             if perms { 'p' } else { '.' },
             if owner { 'o' } else { '.' },
