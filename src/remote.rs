@@ -294,52 +294,71 @@ impl RemoteJob {
     }
 }
 
-/// Waits for the remote shell and turns its status into rsync's exit codes where the
-/// session itself failed: 255 from ssh, 127 for a missing remote program.
+/// Waits for the remote shell and explains a failed session by its status: 255 is ssh's
+/// own failure (passed on, as rsync does); 127/126 mean the remote program is missing or
+/// not executable (rsync's code for that is 12, a stream that never started; the message
+/// names the program).
 fn finish_child(
     child: &mut Child,
     result: Result<[u64; 7], Error>,
     opts: &Options,
     spec: &Spec,
 ) -> Result<[u64; 7], Error> {
-    if result.is_err() {
-        // The peer is gone or broken; don't wait on a shell that may still be talking.
-        let _ = child.kill();
-    }
-    let status = child.wait();
-    let code = status.as_ref().ok().and_then(|s| s.code());
-    match result {
-        Ok(c) => Ok(c),
-        Err(e) if e.code == ExitCode::StreamIo || e.code == ExitCode::Protocol => {
-            let program = opts.xsync_path.as_deref().unwrap_or("xsync");
-            match code {
-                Some(255) => Err(Error::new(
-                    ExitCode::RemoteShell,
-                    format!(
-                        "{} (the remote shell exited with status 255: could not connect or log in to `{}`)",
-                        e.message(),
-                        spec.host
-                    ),
-                )),
-                Some(127) => Err(Error::new(
-                    ExitCode::CmdNotFound,
-                    format!(
-                        "remote command not found: `{program}` on `{}` (install xsync there or point --xsync-path at it)",
-                        spec.host
-                    ),
-                )),
-                Some(126) => Err(Error::new(
-                    ExitCode::CmdRun,
-                    format!(
-                        "remote command `{program}` on `{}` could not be run",
-                        spec.host
-                    ),
-                )),
-                _ => Err(e),
+    let status = if result.is_err() {
+        // The stream is gone; the shell normally exits at once. Give it a moment to say
+        // why before ending it.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    break child.wait().ok();
+                }
             }
         }
-        Err(e) => Err(e),
+    } else {
+        child.wait().ok()
+    };
+    let code = status.and_then(|s| s.code());
+    let e = match result {
+        Ok(c) => return Ok(c),
+        Err(e) => e,
+    };
+    if e.code != ExitCode::StreamIo && e.code != ExitCode::Protocol {
+        return Err(e);
     }
+    let program = opts.xsync_path.as_deref().unwrap_or("xsync");
+    Err(match code {
+        Some(255) => Error::new(
+            ExitCode::RemoteShell,
+            format!(
+                "{} (the remote shell exited with status 255: could not connect or log in to `{}`)",
+                e.message(),
+                spec.host
+            ),
+        ),
+        Some(127) => Error::new(
+            e.code,
+            format!(
+                "{}: remote command not found: `{program}` on `{}` (install xsync there or point --xsync-path at it)",
+                e.message(),
+                spec.host
+            ),
+        ),
+        Some(126) => Error::new(
+            e.code,
+            format!(
+                "{}: remote command `{program}` on `{}` could not be run",
+                e.message(),
+                spec.host
+            ),
+        ),
+        _ => e,
+    })
 }
 
 #[cfg(test)]

@@ -6,3 +6,5 @@ mod util;
 mod errors;
 mod filters;
 mod local;
+mod remote;
+mod sshd;
