@@ -232,11 +232,7 @@ where
     }
     let filters = ordered_filters(&matches)?;
     let a = cli.archive;
-    let max_delete = match cli.max_delete {
-        // rsync treats a negative --max-delete as "no deletions at all" (0).
-        Some(n) => Some(n.max(0) as u64),
-        None => None,
-    };
+    let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let opts = Options {
         verbose: cli.verbose,
         quiet: cli.quiet,

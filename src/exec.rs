@@ -80,12 +80,11 @@ impl Exec<'_, '_> {
             self.link(dst_root.as_fd(), l);
         }
         self.post(&plan.root, dst_root.as_fd());
-        if let Some((want, have)) = root_meta {
-            if plan.root.set_meta {
-                if let Err(e) = write::set_dir_meta(dst_root, want, have, &self.rules) {
-                    self.fail(b".", e);
-                }
-            }
+        if let Some((want, have)) = root_meta
+            && plan.root.set_meta
+            && let Err(e) = write::set_dir_meta(dst_root, want, have, &self.rules)
+        {
+            self.fail(b".", e);
         }
     }
 
@@ -129,14 +128,14 @@ impl Exec<'_, '_> {
         rayon::join(
             || {
                 d.items.par_iter().for_each(|it| {
-                    if it.action == Action::Transfer {
-                        if let Content::Deferred(pending) = content {
-                            pending.lock().unwrap().push(Pending {
-                                dir: dst.clone(),
-                                item: it,
-                            });
-                            return;
-                        }
+                    if it.action == Action::Transfer
+                        && let Content::Deferred(pending) = content
+                    {
+                        pending.lock().unwrap().push(Pending {
+                            dir: dst.clone(),
+                            item: it,
+                        });
+                        return;
                     }
                     self.item(it, src_of(it.name), dst_fd);
                 })
@@ -249,12 +248,11 @@ impl Exec<'_, '_> {
             .for_each(|s| match write::open_dir(fd, s.name) {
                 Ok(sfd) => {
                     self.post(s, sfd.as_fd());
-                    if s.set_meta {
-                        if let Err(e) =
+                    if s.set_meta
+                        && let Err(e) =
                             write::set_dir_meta(&sfd, &s.src.meta, s.dst.as_ref(), &self.rules)
-                        {
-                            self.fail(&s.rel, e);
-                        }
+                    {
+                        self.fail(&s.rel, e);
                     }
                 }
                 Err(e) => self.fail(&s.rel, e),

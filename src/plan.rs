@@ -377,20 +377,22 @@ impl<'o> Planner<'o> {
         let shown = show(&rel);
         match e.meta.kind {
             Kind::Dir => {
-                if d.is_none() {
-                    self.line(st, "cd+++++++++", &format!("{shown}/"), None);
-                } else if let Some(f) = self.attr_flags(&e.meta, &d.unwrap().meta, 'd', '.', false)
-                {
-                    self.line(st, &f, &format!("{shown}/"), None);
+                match d {
+                    None => self.line(st, "cd+++++++++", &format!("{shown}/"), None),
+                    Some(d) => {
+                        if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'd', '.', false) {
+                            self.line(st, &f, &format!("{shown}/"), None);
+                        }
+                    }
                 }
                 pending_dirs.push((e, d, rel));
             }
             Kind::File => {
-                if o.hard_links {
-                    if let Some(leader) = &e.link_leader {
-                        self.follower(e, d, leader, rel, st);
-                        return;
-                    }
+                if o.hard_links
+                    && let Some(leader) = &e.link_leader
+                {
+                    self.follower(e, d, leader, rel, st);
+                    return;
                 }
                 let (action, flags) = match d {
                     None => (Action::Transfer, ">f+++++++++".to_string()),
@@ -485,7 +487,7 @@ impl<'o> Planner<'o> {
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = o.owner && s.uid != d.uid;
         let group = o.group && s.gid != d.gid;
-        if !(size || time || perms || owner || group) && !sized {
+        if !(size || time || perms || owner || group || sized) {
             return None;
         }
         let t = if time {

@@ -71,23 +71,23 @@ pub fn apply(
         report.line(l);
     }
     report.flush();
-    if !opts.dry_run {
-        if let Some(root_fd) = dest.root.as_ref() {
-            remove_stale_temps(root_fd, dst_scanner, report);
-            let exec = Exec { rules, report };
-            match source {
-                Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
-                Source::Remote(fetch) => {
-                    let pending = Mutex::new(Vec::new());
-                    exec.run_tree(&plan, root_fd, &Content::Deferred(&pending));
-                    fetch(&exec, pending.into_inner().unwrap_or_default());
-                }
+    if !opts.dry_run
+        && let Some(root_fd) = dest.root.as_ref()
+    {
+        remove_stale_temps(root_fd, dst_scanner, report);
+        let exec = Exec { rules, report };
+        match source {
+            Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
+            Source::Remote(fetch) => {
+                let pending = Mutex::new(Vec::new());
+                exec.run_tree(&plan, root_fd, &Content::Deferred(&pending));
+                fetch(&exec, pending.into_inner().unwrap_or_default());
             }
-            let root_meta = info
-                .root_is_transfer_dir
-                .then(|| (&src_root.meta, dst_root.map(|d| &d.meta)));
-            exec.finish(&plan, root_fd, root_meta);
         }
+        let root_meta = info
+            .root_is_transfer_dir
+            .then(|| (&src_root.meta, dst_root.map(|d| &d.meta)));
+        exec.finish(&plan, root_fd, root_meta);
     }
     if plan.delete_skipped > 0 {
         report.warn(format!(

@@ -323,5 +323,5 @@ pub fn assign_link_leaders(root: &mut Entry) {
 
 /// The dev of an open directory, for `-x`.
 pub fn dev_of(fd: impl AsFd) -> u64 {
-    rustix::fs::fstat(fd).map(|s| s.st_dev as u64).unwrap_or(0)
+    rustix::fs::fstat(fd).map(|s| s.st_dev).unwrap_or(0)
 }

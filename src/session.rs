@@ -442,15 +442,15 @@ fn fetch_tree<R: Read, W: Write>(
                 }
                 check_sorted(&entries)?;
                 // The single file copied to a new name takes that name here.
-                if path.is_empty() {
-                    if let (Some(to), Some(from)) = (&dest.rename_to, info.named_tops.first()) {
-                        for e in entries.iter_mut() {
-                            if *e.name == **from {
-                                e.name = to.clone().into_boxed_slice();
-                            }
+                if path.is_empty()
+                    && let (Some(to), Some(from)) = (&dest.rename_to, info.named_tops.first())
+                {
+                    for e in entries.iter_mut() {
+                        if *e.name == **from {
+                            e.name = to.clone().into_boxed_slice();
                         }
-                        entries.sort_by(|a, b| a.name.cmp(&b.name));
                     }
+                    entries.sort_by(|a, b| a.name.cmp(&b.name));
                 }
                 let dst_dir = dst_root.and_then(|d| {
                     if path.is_empty() {
@@ -610,11 +610,11 @@ fn receive_data<R: Read + Send>(
             }
             let (_, t, h) = current.as_mut().expect("set above");
             h.update(&data);
-            if let Some(tf) = t.as_mut() {
-                if let Err(e) = tf.write(&data) {
-                    exec.fail(&p.item.rel, e);
-                    *t = None;
-                }
+            if let Some(tf) = t.as_mut()
+                && let Err(e) = tf.write(&data)
+            {
+                exec.fail(&p.item.rel, e);
+                *t = None;
             }
             if let Some(hash) = end {
                 let (_, t, h) = current.take().expect("set above");

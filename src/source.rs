@@ -33,10 +33,13 @@ pub struct Sources {
     pub args: usize,
 }
 
+/// A top-level name's source: index of its base directory, and its name there.
+type TopOrigin = (usize, Box<[u8]>);
+
 /// Each top-level name's source directory and its name there.
 pub struct Tops {
     bases: Vec<OwnedFd>,
-    map: HashMap<Box<[u8]>, (usize, Box<[u8]>)>,
+    map: HashMap<Box<[u8]>, TopOrigin>,
 }
 
 impl TopSource for Tops {
@@ -48,7 +51,7 @@ impl TopSource for Tops {
 impl Tops {
     /// The directory and name a root-relative path is read from (the sender's side of a
     /// file request).
-    pub fn locate<'p>(&self, rel: &'p [u8]) -> Option<(BorrowedFd<'_>, Vec<u8>)> {
+    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>)> {
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
             None => (rel, None),

@@ -85,11 +85,11 @@ fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
             if let Some(hash) = &e.hash {
                 h.update(hash);
             }
-            if cmp.hard_links {
-                if let Some(l) = &e.link_leader {
-                    h.update(&(l.len() as u64).to_le_bytes());
-                    h.update(l);
-                }
+            if cmp.hard_links
+                && let Some(l) = &e.link_leader
+            {
+                h.update(&(l.len() as u64).to_le_bytes());
+                h.update(l);
             }
         }
         Kind::Symlink => {

@@ -81,19 +81,19 @@ pub struct Meta {
 
 impl Meta {
     pub fn from_stat(st: &Stat) -> Meta {
-        let mode = st.st_mode as u32;
+        let mode = st.st_mode;
         Meta {
             kind: Kind::from_mode(mode),
             mode: mode & 0o7777,
             size: st.st_size as u64,
-            mtime: st.st_mtime as i64,
+            mtime: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as u32,
             uid: st.st_uid,
             gid: st.st_gid,
-            rdev: st.st_rdev as u64,
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-            nlink: st.st_nlink as u64,
+            rdev: st.st_rdev,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
         }
     }
 

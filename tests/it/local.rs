@@ -757,13 +757,13 @@ fn free_bytes(dir: &Path) -> u64 {
 fn big_scratch() -> Option<tempfile::TempDir> {
     const NEED: u64 = 5 << 30;
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() && free_bytes(shm) >= NEED {
-        if let Ok(d) = tempfile::Builder::new()
+    if shm.is_dir()
+        && free_bytes(shm) >= NEED
+        && let Ok(d) = tempfile::Builder::new()
             .prefix("xsync-it-big-")
             .tempdir_in(shm)
-        {
-            return Some(d);
-        }
+    {
+        return Some(d);
     }
     let d = test_dir();
     (free_bytes(d.path()) >= NEED).then_some(d)
