@@ -411,6 +411,11 @@ fn killing_ssh_mid_transfer_leaves_old_or_new_files() {
         .into_iter()
         .filter(|(_, comm)| comm != "sshd")
         .collect();
+    assert!(
+        !remote_end.is_empty(),
+        "{test}: nothing runs below sshd (pid {}) while the transfer is under way",
+        sshd.pid()
+    );
     let ssh: Vec<u32> = descendants(xsync_pid)
         .into_iter()
         .filter(|(_, comm)| comm == "ssh")
