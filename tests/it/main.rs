@@ -8,3 +8,4 @@ mod filters;
 mod local;
 mod remote;
 mod sshd;
+mod bench_smoke;

@@ -1,0 +1,571 @@
+#!/usr/bin/env bash
+# benches/compare/run.sh: race xsync against rsync and against the copy floor (cp -a, tar, fcp, xcp).
+#
+# Usage: benches/compare/run.sh [--quick] [--delta] [--disk] [--only=ID,ID...] [--help]
+#
+#   --quick          SCALE=tiny and RUNS=1: tiny workloads, finishes in seconds (the smoke test).
+#   --delta          also run the delta / -z workloads (e, f, g); same as DELTA=1.
+#   --disk           also run the kernel initial copy on ext4 (DISK_WORK); same as DISK=1.
+#   --only=IDS       run only these workload ids (comma-separated), e.g. --only=a-small,b-small.
+#
+# Environment:
+#   XSYNC_BIN=path   use this xsync binary instead of `cargo build --release`.
+#   RUNS=N           timed runs per tool and workload (default 5; 1 with --quick).
+#   SCALE=full|tiny  workload sizes (default full).
+#   WORK=dir         where workloads and destinations live (default /dev/shm/xsync-bench, tmpfs;
+#                    with --quick a fresh temporary directory under /dev/shm, removed at the end).
+#   DISK_WORK=dir    the ext4 work dir for --disk (default /work/xsync-bench-disk).
+#   TOOLS=list       which tools race (default "xsync rsync cp tar fcp xcp").
+#   TRANSPORT=local  how xsync/rsync reach the destination; only `local` exists so far (see
+#                    transport_* below: ssh on loopback and a tbf-shaped netns link come next).
+#   INSTALL=0        never install missing tools (default 1: apt-get / cargo install as root).
+#   OUT=file         also write the markdown table to this file.
+#   XSYNC_REV=rev    the revision XSYNC_BIN was built from, for the header (default: this checkout).
+#
+# What it guarantees: every number in the table comes from a run whose result was checked
+# (content with `diff -rq`, metadata with `rsync -ani`); a tool that is missing, refuses an
+# option (exit 1 + message: "n/a (xsync: not implemented)"), fails, or produces a wrong tree
+# gets a cell that says so, never a time.
+set -euo pipefail
+export LC_ALL=C
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+GEN="python3 $HERE/gen.py"
+# Bump when a generator changes, so cached workloads are rebuilt.
+GEN_VERSION=1
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+QUICK=0
+ONLY=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --delta) DELTA=1 ;;
+        --disk) DISK=1 ;;
+        --only=*) ONLY=${1#--only=} ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument \`$1\` (see --help)" ;;
+    esac
+    shift
+done
+
+SCALE=${SCALE:-full}
+[[ $QUICK == 1 ]] && SCALE=tiny
+[[ $SCALE == full || $SCALE == tiny ]] || die "SCALE must be \`full\` or \`tiny\`, not \`$SCALE\`"
+if [[ $SCALE == tiny ]]; then RUNS=${RUNS:-1}; else RUNS=${RUNS:-5}; fi
+DELTA=${DELTA:-0}
+DISK=${DISK:-0}
+INSTALL=${INSTALL:-1}
+TRANSPORT=${TRANSPORT:-local}
+TOOLS=${TOOLS:-"xsync rsync cp tar fcp xcp"}
+DISK_WORK=${DISK_WORK:-/work/xsync-bench-disk}
+TMP_WORK=""
+if [[ -z ${WORK:-} ]]; then
+    if [[ $SCALE == tiny ]]; then
+        # A private dir: the smoke test may run beside a full run or another test.
+        TMP_WORK=$(mktemp -d /dev/shm/xsync-bench-tiny.XXXXXX 2>/dev/null || mktemp -d)
+        WORK=$TMP_WORK
+    else
+        WORK=/dev/shm/xsync-bench
+    fi
+fi
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+cleanup() { [[ -n $TMP_WORK ]] && rm -rf "$TMP_WORK"; return 0; }
+trap cleanup EXIT
+
+RESDIR=$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-$$
+mkdir -p "$RESDIR"
+RAW=$RESDIR/raw.tsv         # workload tool run wall_s rss_kib
+CELLS=$RESDIR/cells.tsv     # workload tool status text   (status: ok na wrong fail skipped pending none)
+NOTES=$RESDIR/notes.tsv     # workload tool note
+WLS=$RESDIR/workloads.tsv   # workload description        (in table order)
+FACTS=$RESDIR/facts.txt
+: >"$RAW"; : >"$CELLS"; : >"$NOTES"; : >"$WLS"; : >"$FACTS"
+
+cell() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$CELLS"; }
+note() { printf '%s\t%s\t%s\n' "$1" "$2" "$(tr '\t\n' '  ' <<<"$3" | cut -c1-300)" >>"$NOTES"; }
+
+# ---------------------------------------------------------------------------------------------
+# Installing what is missing: apt-get update at most once, each package at most once.
+
+APT_UPDATED=0
+apt_install() {
+    local pkg=$1
+    [[ $INSTALL == 1 ]] || { log "not installing \`$pkg\` (INSTALL=0)"; return 1; }
+    [[ $(id -u) == 0 ]] || { log "cannot install \`$pkg\`: not root"; return 1; }
+    have apt-get || { log "cannot install \`$pkg\`: no apt-get"; return 1; }
+    if [[ $APT_UPDATED == 0 ]]; then
+        log "apt-get update"
+        apt-get update -qq >&2 || log "apt-get update failed; trying the install anyway"
+        APT_UPDATED=1
+    fi
+    log "apt-get install -y $pkg"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >&2
+}
+
+ensure_cmd() { # ensure_cmd COMMAND PACKAGE
+    have "$1" || apt_install "$2" || true
+    have "$1"
+}
+
+GNU_TIME=/usr/bin/time
+if ! "$GNU_TIME" -f '%e %M' true 2>/dev/null; then
+    apt_install time || true
+    "$GNU_TIME" -f '%e %M' true 2>/dev/null ||
+        die "GNU time (\`/usr/bin/time\`, Debian package \`time\`) is missing and could not be installed: nothing can be measured"
+fi
+have python3 || die "python3 is missing: the generators and the report need it"
+ensure_cmd rsync rsync || log "rsync is missing and could not be installed: rsync column skipped"
+ensure_cmd diff diffutils || die "diff is missing: results cannot be verified"
+
+# Tool availability: TOOL_STATE[tool] is "ok" or the reason it cannot run.
+declare -A TOOL_STATE TOOL_BIN
+for t in xsync rsync cp tar fcp xcp; do TOOL_STATE[$t]="skipped (not selected: TOOLS)"; done
+TOOL_STATE[xsync]="pending (not run: not selected in TOOLS)"
+for t in $TOOLS; do
+    [[ -n ${TOOL_STATE[$t]+x} ]] || die "unknown tool \`$t\` in TOOLS (know: xsync rsync cp tar fcp xcp)"
+    TOOL_STATE[$t]=ok
+done
+[[ ${TOOL_STATE[rsync]} == ok ]] && ! have rsync && TOOL_STATE[rsync]="skipped (rsync not installed)"
+[[ ${TOOL_STATE[tar]} == ok ]] && ! have tar && TOOL_STATE[tar]="skipped (tar not installed)"
+
+# fcp and xcp are crates: cargo install them once into /tmp/bench-tools (cached across runs).
+BENCH_TOOLS=${BENCH_TOOLS:-/tmp/bench-tools}
+find_crate_tool() { # find_crate_tool NAME -> sets TOOL_BIN/TOOL_STATE
+    local name=$1
+    [[ ${TOOL_STATE[$name]} == ok ]] || return 0
+    if [[ -x $BENCH_TOOLS/bin/$name ]]; then TOOL_BIN[$name]=$BENCH_TOOLS/bin/$name
+    elif have "$name"; then TOOL_BIN[$name]=$(command -v "$name")
+    else TOOL_STATE[$name]="skipped ($name not installed: \`cargo install fcp xcp --root $BENCH_TOOLS\` $1)"
+    fi
+}
+if [[ ${TOOL_STATE[fcp]} == ok || ${TOOL_STATE[xcp]} == ok ]] &&
+   ! [[ -x $BENCH_TOOLS/bin/fcp && -x $BENCH_TOOLS/bin/xcp ]] &&
+   [[ $SCALE == full && $INSTALL == 1 && ! -e $BENCH_TOOLS/.tried ]] && have cargo; then
+    mkdir -p "$BENCH_TOOLS"; touch "$BENCH_TOOLS/.tried"
+    log "cargo install fcp xcp --root $BENCH_TOOLS (once; log in $BENCH_TOOLS/install.log)"
+    cargo install fcp xcp --root "$BENCH_TOOLS" >"$BENCH_TOOLS/install.log" 2>&1 ||
+        log "cargo install fcp xcp failed (see $BENCH_TOOLS/install.log): those columns are skipped"
+fi
+find_crate_tool fcp; find_crate_tool xcp
+[[ ${TOOL_STATE[fcp]} == skipped* ]] && TOOL_STATE[fcp]="skipped (fcp not installed)"
+[[ ${TOOL_STATE[xcp]} == skipped* ]] && TOOL_STATE[xcp]="skipped (xcp not installed)"
+
+# xsync: the given binary, or a release build of this checkout.
+XSYNC=""
+if [[ ${TOOL_STATE[xsync]} == ok ]]; then
+    if [[ -n ${XSYNC_BIN:-} ]]; then
+        XSYNC=$XSYNC_BIN
+        [[ -x $XSYNC ]] || TOOL_STATE[xsync]="pending (XSYNC_BIN \`$XSYNC\` is not executable)"
+    else
+        log "cargo build --release (in $ROOT)"
+        if (cd "$ROOT" && cargo build --release >&2); then
+            XSYNC=${CARGO_TARGET_DIR:-$ROOT/target}/release/xsync
+            [[ $XSYNC == /* ]] || XSYNC=$ROOT/$XSYNC
+        else
+            TOOL_STATE[xsync]="pending (cargo build --release failed)"
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Transports: how xsync and rsync reach the destination. One function per transport, so ssh on
+# loopback and a 100 Mbit/s tbf-shaped link between two network namespaces slot in here:
+# transport_ssh_* will start a private sshd on a loopback port, put `-e "count-bytes ssh -p PORT"`
+# in RSH_ARGS (COUNT_BYTES_OUT collects the bytes on the wire) and prefix destinations with
+# `localhost:`. The floor tools (cp, tar, fcp, xcp) are local only.
+
+RSH_ARGS=()
+transport_local_setup() { RSH_ARGS=(); }
+transport_local_dest() { printf '%s/' "$1"; }
+transport_local_floor_ok() { return 0; }
+
+case $TRANSPORT in
+    local) ;;
+    ssh|netns) die "TRANSPORT=$TRANSPORT is not implemented yet (the remote workloads come with the remote issue)" ;;
+    *) die "unknown TRANSPORT \`$TRANSPORT\` (know: local)" ;;
+esac
+"transport_${TRANSPORT}_setup"
+
+# ---------------------------------------------------------------------------------------------
+# Workload generation, cached by a marker file beside each tree (not inside: it would be synced).
+
+fresh() { # fresh MARKER PARAMS: true if the cached tree for PARAMS must be (re)built
+    [[ "$(cat "$1" 2>/dev/null)" != "v$GEN_VERSION $2" ]]
+}
+mark() { printf 'v%s %s\n' "$GEN_VERSION" "$2" >"$1"; }
+
+if [[ $SCALE == full ]]; then
+    SMALL_N=30000; SMALL_DIRS=300; BIG_SIZE=$((1 << 30)); DELTA_SIZE=$((2 << 30))
+    TEXT_BYTES=200000000; MUT="100 50 50"; FAKE_KERNEL_N=0
+else
+    SMALL_N=200; SMALL_DIRS=20; BIG_SIZE=$((4 << 20)); DELTA_SIZE=$((8 << 20))
+    TEXT_BYTES=1000000; MUT="10 5 5"; FAKE_KERNEL_N=300
+fi
+KERNEL_TARBALL=/usr/src/linux-source-6.1.tar.xz
+KERNEL_SKIP=""
+
+prepare_kernel() {
+    local dir=$WORK/kernel-src marker=$WORK/kernel-src.ok
+    if [[ $SCALE == tiny ]]; then
+        if fresh "$marker" "fake $FAKE_KERNEL_N"; then
+            rm -rf "$dir"; mkdir -p "$dir"; $GEN fakekernel "$dir" "$FAKE_KERNEL_N"
+            mark "$marker" "fake $FAKE_KERNEL_N"
+        fi
+        KERNEL_DESC="fake kernel tree"
+        return 0
+    fi
+    if fresh "$marker" "$KERNEL_TARBALL"; then
+        if [[ ! -f $KERNEL_TARBALL ]]; then
+            apt_install linux-source-6.1 || true
+        fi
+        if [[ ! -f $KERNEL_TARBALL ]]; then
+            KERNEL_SKIP="\`$KERNEL_TARBALL\` is missing and \`apt-get install linux-source-6.1\` failed"
+            return 0
+        fi
+        have xz || apt_install xz-utils || true
+        if ! have xz; then KERNEL_SKIP="xz is missing (Debian package xz-utils): cannot unpack the kernel"; return 0; fi
+        log "unpacking $KERNEL_TARBALL into $dir (once)"
+        rm -rf "$dir" "$dir.tmp"; mkdir -p "$dir.tmp"
+        tar -C "$dir.tmp" --strip-components=1 -xJf "$KERNEL_TARBALL"
+        mv "$dir.tmp" "$dir"
+        mark "$marker" "$KERNEL_TARBALL"
+    fi
+    KERNEL_DESC="Linux 6.1 source"
+}
+
+prepare_small() {
+    local dir=$WORK/small-src marker=$WORK/small-src.ok
+    if fresh "$marker" "$SMALL_N $SMALL_DIRS"; then
+        log "generating $SMALL_N small files"
+        rm -rf "$dir"; mkdir -p "$dir"; $GEN smallfiles "$dir" "$SMALL_N" "$SMALL_DIRS"
+        mark "$marker" "$SMALL_N $SMALL_DIRS"
+    fi
+}
+
+prepare_big() {
+    local dir=$WORK/big-src marker=$WORK/big-src.ok
+    if fresh "$marker" "$BIG_SIZE"; then
+        log "generating a $BIG_SIZE-byte file"
+        rm -rf "$dir"; $GEN bigfile "$dir/file.bin" "$BIG_SIZE"
+        mark "$marker" "$BIG_SIZE"
+    fi
+}
+
+prepare_delta() {
+    local dir=$WORK/delta marker=$WORK/delta.ok
+    if fresh "$marker" "$DELTA_SIZE"; then
+        log "generating the delta files ($DELTA_SIZE bytes each)"
+        rm -rf "$dir"
+        $GEN bigfile "$dir/orig/file.bin" "$DELTA_SIZE"
+        mkdir -p "$dir/edit"; cp -a "$dir/orig/file.bin" "$dir/edit/file.bin"
+        $GEN edit "$dir/edit/file.bin" 16 4096
+        touch -d @1704067200 "$dir/edit"
+        $GEN insert "$dir/orig/file.bin" "$dir/insert/file.bin"
+        mark "$marker" "$DELTA_SIZE"
+    fi
+}
+
+prepare_text() {
+    local dir=$WORK/text-src marker=$WORK/text-src.ok
+    if fresh "$marker" "$TEXT_BYTES $(cat "$WORK/kernel-src.ok")"; then
+        rm -rf "$dir"; $GEN texttree "$WORK/kernel-src" "$dir" "$TEXT_BYTES"
+        mark "$marker" "$TEXT_BYTES $(cat "$WORK/kernel-src.ok")"
+    fi
+}
+
+prepare_kernel_mod() {
+    # The (c) source: a fresh copy of the pristine tree with the deterministic changes applied,
+    # rebuilt every invocation; the destination is reset to the pristine tree before each run.
+    rm -rf "$WORK/kernel-mod"
+    cp -a "$WORK/kernel-src" "$WORK/kernel-mod"
+    # shellcheck disable=SC2086
+    $GEN mutate "$WORK/kernel-mod" $MUT
+}
+
+prepare_disk_kernel() {
+    local dir=$DISK_WORK/kernel-src marker=$DISK_WORK/kernel-src.ok
+    mkdir -p "$DISK_WORK"
+    if fresh "$marker" "$(cat "$WORK/kernel-src.ok")"; then
+        log "copying the kernel tree to $DISK_WORK (once)"
+        rm -rf "$dir"; cp -a "$WORK/kernel-src" "$dir"; sync
+        mark "$marker" "$(cat "$WORK/kernel-src.ok")"
+    fi
+}
+
+tree_facts() { # "N files, S MB"
+    local n bytes
+    n=$(find "$1" -type f | wc -l)
+    bytes=$(du -sb "$1" | cut -f1)
+    python3 -c "import sys; n,b=int(sys.argv[1]),int(sys.argv[2]); print(f'{n:,} files, {b/1e6:,.0f} MB' if b>=1e7 else f'{n:,} files, {b/1e3:,.0f} kB')" "$n" "$bytes"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools: CMD is the command for one timed run.
+
+tool_label() {
+    case $1 in
+        xsync) echo "xsync -a" ;; rsync) echo "rsync -a" ;; cp) echo "cp -a" ;;
+        tar) echo "tar | tar" ;; fcp) echo "fcp" ;; xcp) echo "xcp -r" ;;
+    esac
+}
+
+set_cmd() { # set_cmd TOOL SRC DST EXTRA...
+    local tool=$1 src=$2 dst=$3; shift 3
+    case $tool in
+        xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
+        rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
+        cp) CMD=(cp -a "$src/." "$dst") ;;
+        tar) CMD=(sh -c 'mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -' tar "$src" "$dst") ;;
+        fcp) CMD=("${TOOL_BIN[fcp]}" "$src" "$dst") ;;
+        xcp) CMD=("${TOOL_BIN[xcp]}" -r --no-progress -o "$src" "$dst") ;;
+    esac
+}
+
+# Which tools make sense for a kind of workload: the floor tools only copy everything, so they
+# bound an initial copy (and a delta, where "just copy it again" is the bar), not a no-op or a
+# --delete update.
+applies() { # applies TOOL KIND
+    case $2 in
+        copy) return 0 ;;
+        delta) [[ $1 == xsync || $1 == rsync || $1 == cp ]] ;;
+        *) [[ $1 == xsync || $1 == rsync ]] ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measuring and checking.
+
+WALL=0; RSS=0; RC=0
+measure() { # runs CMD; sets WALL (s), RSS (KiB), RC; stderr kept in $RESDIR/last.err
+    local tf=$RESDIR/last.time t0 t1
+    t0=$(date +%s%N)
+    set +e
+    "$GNU_TIME" -f '%e %M' -o "$tf" "${CMD[@]}" >/dev/null 2>"$RESDIR/last.err"
+    RC=$?
+    set -e
+    t1=$(date +%s%N)
+    # Wall from our own nanosecond clock (GNU time's %e has 10 ms steps); RSS from %M, the
+    # largest single process (for rsync's three processes that is the biggest one, not the sum).
+    WALL=$(python3 -c "print(f'{($t1-$t0)/1e9:.4f}')")
+    RSS=$(tail -1 "$tf" | awk '{print $2}')
+    [[ $RSS =~ ^[0-9]+$ ]] || RSS=0
+}
+
+VERIFY=""; VERIFY_MSG=""
+verify() { # verify SRC DST -> VERIFY = ok | content | meta
+    local src=$1 dst=$2 out
+    VERIFY=ok; VERIFY_MSG=""
+    if [[ ! -d $dst ]]; then VERIFY=content; VERIFY_MSG="destination \`$dst\` does not exist"; return; fi
+    if ! out=$(diff -rq --no-dereference "$src" "$dst" 2>&1); then
+        VERIFY=content; VERIFY_MSG="content differs: $(head -1 <<<"$out")"; return
+    fi
+    if have rsync; then
+        out=$(rsync -ani --delete "$src/" "$dst/" 2>&1 | head -5)
+        if [[ -n $out ]]; then VERIFY=meta; VERIFY_MSG="metadata differs (rsync -ani: $(head -2 <<<"$out" | tr '\n' ';'))"; fi
+    fi
+}
+
+# xsync refuses what it does not support with exit 1 and a message (DESIGN.md promise 1).
+NOT_IMPL_RE='not (yet )?(implemented|supported)|unsupported|unknown option|unexpected argument|unrecognized option'
+
+# ---------------------------------------------------------------------------------------------
+# One workload: interleaved timed runs of every applicable tool.
+
+run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
+    local id=$1 kind=$2 desc=$3 src=$4 basis=$5 runs=$6; shift 6
+    local extra=("$@") tools=() t r i n dst msg
+    printf '%s\t%s\n' "$id" "$desc" >>"$WLS"
+    declare -A state
+    for t in xsync rsync cp tar fcp xcp; do
+        if ! applies "$t" "$kind"; then cell "$id" "$t" none; continue; fi
+        if [[ ${TOOL_STATE[$t]} != ok ]]; then
+            cell "$id" "$t" "${TOOL_STATE[$t]%% *}" "${TOOL_STATE[$t]#* }"; continue
+        fi
+        tools+=("$t"); state[$t]=ok
+    done
+    log "workload $id: $desc (${#tools[@]} tools x $runs runs)"
+
+    # A no-op is timed on the tool's own result: each tool first syncs into an empty
+    # destination (untimed, checked), so a tool that does nothing cannot post a fast no-op.
+    if [[ $kind == noop ]]; then
+        for t in "${tools[@]}"; do
+            dst=$WORK/dst/$id-$t; rm -rf "$dst"; mkdir -p "$WORK/dst"
+            set_cmd "$t" "$src" "$dst" "${extra[@]}"
+            measure
+            if [[ $RC != 0 ]]; then
+                msg=$(head -3 "$RESDIR/last.err")
+                if [[ $t == xsync && $RC == 1 ]] && grep -Eqi "$NOT_IMPL_RE" "$RESDIR/last.err"; then
+                    state[$t]=na; cell "$id" "$t" na; note "$id" "$t" "initial sync refused: $msg"
+                else
+                    state[$t]=fail; cell "$id" "$t" fail "exit $RC"; note "$id" "$t" "initial sync failed (exit $RC): $msg"
+                fi
+                continue
+            fi
+            verify "$src" "$dst"
+            if [[ $VERIFY != ok ]]; then
+                state[$t]=wrong; cell "$id" "$t" wrong; note "$id" "$t" "initial sync: $VERIFY_MSG"
+            fi
+        done
+    fi
+
+    n=${#tools[@]}
+    for ((r = 1; r <= runs; r++)); do
+        for ((i = 0; i < n; i++)); do
+            # Rotate the starting tool each round: A B C, B C A, ... so no tool always goes first.
+            t=${tools[$(((i + r - 1) % n))]}
+            [[ ${state[$t]} == ok ]] || continue
+            dst=$WORK/dst/$id-$t
+            mkdir -p "$WORK/dst"
+            case $kind in
+                copy) rm -rf "$dst" ;;
+                noop) ;;
+                update|delta) rm -rf "$dst"; cp -a "$basis" "$dst" ;;
+            esac
+            sync
+            set_cmd "$t" "$src" "$dst" "${extra[@]}"
+            measure
+            if [[ $RC != 0 ]]; then
+                msg=$(head -3 "$RESDIR/last.err")
+                if [[ $t == xsync && $RC == 1 ]] && grep -Eqi "$NOT_IMPL_RE" "$RESDIR/last.err"; then
+                    state[$t]=na; cell "$id" "$t" na; note "$id" "$t" "$msg"
+                else
+                    state[$t]=fail; cell "$id" "$t" fail "exit $RC"; note "$id" "$t" "exit $RC: $msg"
+                fi
+                log "  $t run $r: exit $RC"
+                continue
+            fi
+            # Check the first run of each tool (and every run with --quick): a wrong tree
+            # gets no time. Metadata differences only disqualify xsync and rsync; for the floor
+            # tools they are a footnote (they do not promise rsync -a's metadata).
+            if [[ $r == 1 || $SCALE == tiny ]]; then
+                verify "$src" "$dst"
+                if [[ $VERIFY == content || ($VERIFY == meta && ($t == xsync || $t == rsync)) ]]; then
+                    state[$t]=wrong; cell "$id" "$t" wrong; note "$id" "$t" "$VERIFY_MSG"
+                    log "  $t run $r: WRONG RESULT: $VERIFY_MSG"
+                    continue
+                fi
+                if [[ $VERIFY == meta && $r == 1 ]]; then note "$id" "$t" "$VERIFY_MSG"; fi
+            fi
+            printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$t" "$r" "$WALL" "$RSS" >>"$RAW"
+            log "  $t run $r: ${WALL}s ${RSS}KiB"
+        done
+    done
+    for t in "${tools[@]}"; do
+        [[ ${state[$t]} == ok ]] && cell "$id" "$t" ok
+        [[ $kind == copy || $kind == noop ]] && rm -rf "$WORK/dst/$id-$t"
+    done
+    return 0
+}
+
+skip_workload() { # skip_workload ID DESC REASON
+    printf '%s\t%s\n' "$1" "$2" >>"$WLS"
+    log "workload $1 skipped: $3"
+    for t in xsync rsync cp tar fcp xcp; do cell "$1" "$t" skipped "$3"; done
+}
+
+want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# Machine facts, then the workloads.
+
+fstype() { # the file system type of the mount holding $1 (first line: findmnt lists overlays)
+    local t
+    t=$(findmnt -n -o FSTYPE -T "$1" 2>/dev/null | head -1 || true)
+    [[ -n $t ]] || t=$(stat -f -c %T "$1")
+    echo "$t"
+}
+
+{
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
+    echo "work dir: \`$WORK\` ($(fstype "$WORK"))"
+    [[ $DISK == 1 ]] && echo "disk work dir: \`$DISK_WORK\` ($(mkdir -p "$DISK_WORK"; fstype "$DISK_WORK"))"
+    rsync_version=$(rsync --version 2>/dev/null || true)
+    echo "rsync: $(if [[ -n $rsync_version ]]; then head -1 <<<"$rsync_version" | sed 's/  */ /g'; else echo missing; fi)"
+    if [[ -n $XSYNC ]]; then
+        echo "xsync: $(timeout 10 "$XSYNC" --version 2>&1 | head -1) (git ${XSYNC_REV:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)})"
+    else
+        echo "xsync: ${TOOL_STATE[xsync]}"
+    fi
+    echo "floor: $(cp --version | head -1), $(tar --version | head -1)${TOOL_BIN[fcp]:+, fcp $("${TOOL_BIN[fcp]}" --version 2>&1 | head -1 | awk '{print $NF}')}${TOOL_BIN[xcp]:+, xcp $("${TOOL_BIN[xcp]}" --version 2>&1 | head -1 | awk '{print $NF}')}"
+    echo "runs: $RUNS per tool and workload, interleaved; scale: $SCALE; transport: $TRANSPORT"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$FACTS"
+
+[[ $SCALE == tiny ]] && KTAG="fake kernel" || KTAG="kernel"
+if want a-kernel || want b-kernel || want c-kernel || { [[ $DELTA == 1 ]] && want g-text-z; } ||
+   { [[ $DISK == 1 ]] && want a-kernel-disk; }; then
+    prepare_kernel
+    [[ -n $KERNEL_SKIP ]] || KFACTS=$(tree_facts "$WORK/kernel-src")
+fi
+
+want a-kernel && if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel "initial copy, kernel tree" "$KERNEL_SKIP"
+    else run_workload a-kernel copy "initial copy, $KERNEL_DESC ($KFACTS)" "$WORK/kernel-src" "" "$RUNS"; fi
+
+if want a-small || want b-small; then prepare_small; SFACTS=$(tree_facts "$WORK/small-src"); fi
+want a-small && run_workload a-small copy "initial copy, small files ($SFACTS, 0-8 KiB)" "$WORK/small-src" "" "$RUNS"
+
+want b-kernel && if [[ -n $KERNEL_SKIP ]]; then skip_workload b-kernel "no-op re-sync, kernel tree" "$KERNEL_SKIP"
+    else run_workload b-kernel noop "no-op re-sync, $KERNEL_DESC" "$WORK/kernel-src" "" "$RUNS"; fi
+want b-small && run_workload b-small noop "no-op re-sync, small files" "$WORK/small-src" "" "$RUNS"
+
+if want c-kernel; then
+    if [[ -n $KERNEL_SKIP ]]; then skip_workload c-kernel "--delete update, kernel tree" "$KERNEL_SKIP"
+    else
+        prepare_kernel_mod
+        read -r m_app m_del m_add <<<"$MUT"
+        run_workload c-kernel update "\`--delete\` update, $KERNEL_DESC: $m_app appended, $m_del deleted, $m_add added" \
+            "$WORK/kernel-mod" "$WORK/kernel-src" "$RUNS" --delete
+        rm -rf "$WORK/kernel-mod"
+    fi
+fi
+
+if want d-bigfile; then
+    prepare_big
+    run_workload d-bigfile copy "initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG_SIZE") file" "$WORK/big-src" "" "$RUNS"
+fi
+
+if [[ $DELTA == 1 ]]; then
+    if want e-delta-edit || want f-delta-insert; then prepare_delta; fi
+    want e-delta-edit && run_workload e-delta-edit delta \
+        "delta, $(numfmt --to=iec-i --suffix=B "$DELTA_SIZE") file with 16 scattered 4 KiB edits (\`--no-whole-file\`)" \
+        "$WORK/delta/edit" "$WORK/delta/orig" "$RUNS" --no-whole-file
+    want f-delta-insert && run_workload f-delta-insert delta \
+        "delta, $(numfmt --to=iec-i --suffix=B "$DELTA_SIZE") file with 1 byte inserted in the middle (\`--no-whole-file\`)" \
+        "$WORK/delta/insert" "$WORK/delta/orig" "$RUNS" --no-whole-file
+    if want g-text-z; then
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload g-text-z "initial copy with -z, source text" "$KERNEL_SKIP"
+        else
+            prepare_text
+            run_workload g-text-z copy "initial copy with \`-z\`, source text from the $KTAG tree ($(tree_facts "$WORK/text-src"))" \
+                "$WORK/text-src" "" "$RUNS" -z
+        fi
+    fi
+fi
+
+if [[ $DISK == 1 ]] && want a-kernel-disk; then
+    if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel-disk "initial copy on ext4, kernel tree" "$KERNEL_SKIP"
+    else
+        prepare_disk_kernel
+        disk_runs=$RUNS
+        [[ $SCALE == full && $disk_runs -lt 5 ]] && disk_runs=5
+        WORK_SAVED=$WORK; WORK=$DISK_WORK
+        run_workload a-kernel-disk copy "initial copy on $(fstype "$DISK_WORK") \`$DISK_WORK\`, $KERNEL_DESC" \
+            "$DISK_WORK/kernel-src" "" "$disk_runs"
+        WORK=$WORK_SAVED
+    fi
+fi
+
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$FACTS"
+
+# ---------------------------------------------------------------------------------------------
+python3 "$HERE/report.py" "$RESDIR" >"$RESDIR/table.md"
+cat "$RESDIR/table.md"
+[[ -n ${OUT:-} ]] && cp "$RESDIR/table.md" "$OUT"
+[[ -n $TMP_WORK ]] || log "raw samples and the table: $RESDIR"

@@ -1,0 +1,202 @@
+//! Smoke test of the benchmark comparison runner, `benches/compare/run.sh --quick`: it must
+//! finish, give every quick workload a row with a measured rsync time, and never print a number
+//! where a tool did not do the job (every cell is a checked timing or says why it is not).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::util;
+
+/// The workloads `--quick` runs (without `--delta` / `--disk`), in table order.
+const QUICK_WORKLOADS: &[&str] = &[
+    "a-kernel",
+    "a-small",
+    "b-kernel",
+    "b-small",
+    "c-kernel",
+    "d-bigfile",
+];
+/// Initial copies, where the copy floor (`cp -a`) runs too.
+const COPY_WORKLOADS: &[&str] = &["a-kernel", "a-small", "d-bigfile"];
+const TOOL_COLUMNS: &[&str] = &[
+    "xsync -a",
+    "rsync -a",
+    "cp -a",
+    "tar \\| tar",
+    "fcp",
+    "xcp -r",
+];
+
+#[test]
+fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
+    if !util::have_rsync("bench smoke") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("bash");
+    cmd.arg(root.join("benches/compare/run.sh"))
+        .arg("--quick")
+        .env("XSYNC_BIN", env!("CARGO_BIN_EXE_xsync"))
+        .env("LC_ALL", "C");
+    // A developer's benchmark settings must not change what the smoke test runs.
+    for var in [
+        "RUNS",
+        "SCALE",
+        "WORK",
+        "TOOLS",
+        "DELTA",
+        "DISK",
+        "TRANSPORT",
+        "OUT",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd.output().expect("run benches/compare/run.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "run.sh --quick failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+
+    let table = Table::parse(&stdout);
+    for workload in QUICK_WORKLOADS {
+        let row = table
+            .row(workload)
+            .unwrap_or_else(|| panic!("no row for `{workload}` in:\n{stdout}"));
+        let rsync = table.cell(row, "rsync -a");
+        assert!(
+            timing_cell(rsync),
+            "`{workload}`: rsync cell is not a measured time: {rsync:?}\n{stdout}"
+        );
+        if COPY_WORKLOADS.contains(workload) {
+            let cp = table.cell(row, "cp -a");
+            assert!(
+                timing_cell(cp),
+                "`{workload}`: cp -a cell is not a measured time: {cp:?}"
+            );
+        }
+        for column in TOOL_COLUMNS {
+            let cell = table.cell(row, column);
+            assert!(
+                honest_cell(cell),
+                "`{workload}`/{column}: cell is neither a checked timing nor a stated reason: \
+                 {cell:?}\n{stdout}\n{stderr}"
+            );
+        }
+        // A ratio exists exactly when both of its times do.
+        let xsync_timed = timing_cell(table.cell(row, "xsync -a"));
+        let ratio = table.cell(row, "xsync/rsync");
+        assert_eq!(
+            xsync_timed,
+            ratio
+                .strip_suffix('×')
+                .is_some_and(|r| r.parse::<f64>().is_ok()),
+            "`{workload}`: ratio {ratio:?} does not match the xsync cell"
+        );
+    }
+}
+
+/// The runner's markdown table: the header's column names and the rows by workload id.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn parse(text: &str) -> Table {
+        let split = |line: &str| -> Vec<String> {
+            // Cells are separated by " | "; an escaped pipe (`\|`) stays inside its cell.
+            let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+            let mut cells = vec![String::new()];
+            let mut chars = inner.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '|' {
+                    cells.push(String::new());
+                    continue;
+                }
+                let Some(current) = cells.last_mut() else {
+                    continue;
+                };
+                current.push(c);
+                if c == '\\' && chars.peek() == Some(&'|') {
+                    current.push('|');
+                    chars.next();
+                }
+            }
+            cells.into_iter().map(|s| s.trim().to_string()).collect()
+        };
+        let header = text
+            .lines()
+            .find(|l| l.starts_with("| workload |"))
+            .map(split)
+            .unwrap_or_else(|| panic!("no table header in:\n{text}"));
+        let rows = text
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(split)
+            .collect();
+        Table { header, rows }
+    }
+
+    fn row(&self, workload: &str) -> Option<&Vec<String>> {
+        let id = format!("`{workload}`");
+        self.rows.iter().find(|r| r.first() == Some(&id))
+    }
+
+    fn cell<'a>(&self, row: &'a [String], column: &str) -> &'a str {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == column)
+            .unwrap_or_else(|| panic!("no column {column:?} in header {:?}", self.header));
+        row.get(i).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// Drops trailing footnote references like ` [3] [4]`.
+fn without_footnotes(cell: &str) -> &str {
+    let mut s = cell.trim_end();
+    while let Some(open) = s.rfind(" [") {
+        let tail = &s[open + 2..];
+        match tail.strip_suffix(']') {
+            Some(n) if n.parse::<u32>().is_ok() => s = s[..open].trim_end(),
+            _ => break,
+        }
+    }
+    s
+}
+
+/// `0.123 s · 4.5 MiB` or `0.123 s (0.120–0.130) · 4.5 MiB`.
+fn timing_cell(cell: &str) -> bool {
+    let cell = without_footnotes(cell);
+    let Some((time, rss)) = cell.split_once(" · ") else {
+        return false;
+    };
+    let number_then = |s: &str, unit: &str| {
+        let mut words = s.split_whitespace();
+        words.next().is_some_and(|n| n.parse::<f64>().is_ok()) && words.next() == Some(unit)
+    };
+    number_then(time, "s") && number_then(rss, "MiB")
+}
+
+/// A timing, or one of the runner's stated reasons for not having one. `WRONG RESULT` and
+/// `FAILED` are stated too, but a smoke run on tiny trees must produce neither.
+fn honest_cell(cell: &str) -> bool {
+    let bare = without_footnotes(cell);
+    timing_cell(cell) || ["—", "n/a (xsync: not implemented)", "skipped", "pending"].contains(&bare)
+}
+
+#[test]
+fn bench_table_cell_grammar() {
+    assert!(timing_cell("0.011 s · 3.1 MiB"));
+    assert!(timing_cell("1.23 s (1.20–1.30) · 45 MiB [2] [3]"));
+    assert!(!timing_cell("n/a (xsync: not implemented)"));
+    assert!(!timing_cell("WRONG RESULT"));
+    assert!(!timing_cell("pending [1]"));
+    assert!(honest_cell("skipped [4]"));
+    assert!(!honest_cell("WRONG RESULT [1]"));
+    assert!(!honest_cell("FAILED (exit 23)"));
+    assert!(!honest_cell("0.5"));
+}
