@@ -5,6 +5,7 @@
 //! in-process (tests, benches) with its output captured.
 
 pub mod cli;
+pub mod compress;
 pub mod delta;
 pub mod dest;
 pub mod error;

@@ -12,6 +12,7 @@
 //! requests while the sender streams `File*` frames back (no per-file round trip); the
 //! receiver ends with `Finish`, the sender answers `Done`.
 
+use crate::compress::{Compressor, Decompressor};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::pathsafe::check_name;
@@ -188,7 +189,14 @@ pub struct Writer<W: Write> {
     buf: Vec<u8>,
     /// Bytes written so far (the "sent" of the summary line).
     pub sent: u64,
+    /// `-z`: frames travel in segments (see [`crate::compress`]).
+    comp: Option<Compressor>,
+    segs: Vec<u8>,
 }
+
+/// Segment kinds of a compressed connection: `[kind u8][len u32 LE][bytes]`.
+const SEG_RAW: u8 = 0;
+const SEG_ZSTD: u8 = 1;
 
 impl<W: Write> Writer<W> {
     pub fn new(inner: W) -> Self {
@@ -196,7 +204,55 @@ impl<W: Write> Writer<W> {
             inner,
             buf: Vec::with_capacity(64 * 1024),
             sent: 0,
+            comp: None,
+            segs: Vec::new(),
         }
+    }
+
+    /// From the next frame on, everything this end sends is compressed.
+    pub fn enable_compression(&mut self, level: i32) -> Result<(), Error> {
+        self.flush()?;
+        self.comp = Some(Compressor::new(level).map_err(|e| {
+            Error::new(ExitCode::StreamIo, format!("cannot start compression: {e}"))
+        })?);
+        Ok(())
+    }
+
+    /// Compresses the queued frames into one flushed segment.
+    fn seal(&mut self) -> Result<(), Error> {
+        if let Some(c) = self.comp.as_mut()
+            && !self.buf.is_empty()
+        {
+            let mut z = Vec::with_capacity(self.buf.len() / 2 + 64);
+            c.compress_flush(&self.buf, &mut z)
+                .map_err(|e| Error::new(ExitCode::StreamIo, format!("compression failed: {e}")))?;
+            self.segs.push(SEG_ZSTD);
+            self.segs.extend_from_slice(&(z.len() as u32).to_le_bytes());
+            self.segs.extend_from_slice(&z);
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Sends a frame outside the compressed stream (data that would not compress); the
+    /// same as [`send`](Self::send) on an uncompressed connection.
+    pub fn send_raw(&mut self, msg: &Msg) -> Result<(), Error> {
+        if self.comp.is_none() {
+            return self.send(msg);
+        }
+        self.seal()?;
+        let frame = postcard::to_stdvec(msg)
+            .map_err(|e| Error::new(ExitCode::StreamIo, format!("cannot encode frame: {e}")))?;
+        self.segs.push(SEG_RAW);
+        self.segs
+            .extend_from_slice(&((frame.len() + 4) as u32).to_le_bytes());
+        self.segs
+            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.segs.extend_from_slice(&frame);
+        if self.segs.len() >= 256 * 1024 {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     pub fn magic(&mut self) -> Result<(), Error> {
@@ -227,7 +283,14 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn flush(&mut self) -> Result<(), Error> {
-        if !self.buf.is_empty() {
+        if self.comp.is_some() {
+            self.seal()?;
+            if !self.segs.is_empty() {
+                self.sent += self.segs.len() as u64;
+                self.inner.write_all(&self.segs).map_err(lost)?;
+                self.segs.clear();
+            }
+        } else if !self.buf.is_empty() {
             self.sent += self.buf.len() as u64;
             self.inner.write_all(&self.buf).map_err(lost)?;
             self.buf.clear();
@@ -249,6 +312,10 @@ pub struct Reader<R: Read> {
     buf: Vec<u8>,
     /// Bytes read so far, for "connection closed (N bytes received so far)".
     pub received: u64,
+    /// `-z`: decoded segments not yet parsed into frames.
+    comp: Option<Decompressor>,
+    plain: Vec<u8>,
+    pos: usize,
 }
 
 impl<R: Read> Reader<R> {
@@ -257,6 +324,86 @@ impl<R: Read> Reader<R> {
             inner,
             buf: Vec::new(),
             received: 0,
+            comp: None,
+            plain: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// From the next frame on, the peer's frames arrive compressed.
+    pub fn enable_compression(&mut self) -> Result<(), Error> {
+        self.comp = Some(Decompressor::new().map_err(|e| {
+            Error::new(
+                ExitCode::StreamIo,
+                format!("cannot start decompression: {e}"),
+            )
+        })?);
+        Ok(())
+    }
+
+    fn read_exact_counted(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        self.inner.read_exact(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::new(
+                    ExitCode::StreamIo,
+                    format!(
+                        "connection unexpectedly closed ({} bytes received so far)",
+                        self.received
+                    ),
+                )
+            } else {
+                lost(e)
+            }
+        })?;
+        self.received += buf.len() as u64;
+        Ok(())
+    }
+
+    /// The next frame of a compressed connection, reading segments as needed.
+    fn recv_segmented(&mut self) -> Result<Msg, Error> {
+        loop {
+            let avail = &self.plain[self.pos..];
+            if avail.len() >= 4 {
+                let len = u32::from_le_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+                if len > MAX_FRAME {
+                    return Err(stream_error(format!(
+                        "frame of {len} bytes exceeds the limit"
+                    )));
+                }
+                if avail.len() >= 4 + len {
+                    let msg = postcard::from_bytes(&avail[4..4 + len])
+                        .map_err(|e| stream_error(format!("bad frame: {e}")));
+                    self.pos += 4 + len;
+                    if self.pos == self.plain.len() {
+                        self.plain.clear();
+                        self.pos = 0;
+                    }
+                    return msg;
+                }
+            }
+            if self.pos > 0 {
+                self.plain.drain(..self.pos);
+                self.pos = 0;
+            }
+            let mut head = [0u8; 5];
+            self.read_exact_counted(&mut head)?;
+            let len = u32::from_le_bytes(head[1..5].try_into().expect("4 bytes")) as usize;
+            if len > MAX_FRAME + 4 {
+                return Err(stream_error(format!(
+                    "segment of {len} bytes exceeds the limit"
+                )));
+            }
+            let mut seg = vec![0u8; len];
+            self.read_exact_counted(&mut seg)?;
+            match head[0] {
+                SEG_RAW => self.plain.extend_from_slice(&seg),
+                SEG_ZSTD => {
+                    let dec = self.comp.as_mut().expect("segmented only when compressing");
+                    dec.decompress(&seg, &mut self.plain, MAX_FRAME + 8)
+                        .map_err(|e| stream_error(format!("bad compressed data: {e}")))?;
+                }
+                k => return Err(stream_error(format!("unknown segment kind {k}"))),
+            }
         }
     }
 
@@ -292,6 +439,9 @@ impl<R: Read> Reader<R> {
     }
 
     pub fn recv(&mut self) -> Result<Msg, Error> {
+        if self.comp.is_some() {
+            return self.recv_segmented();
+        }
         let mut len = [0u8; 4];
         self.inner.read_exact(&mut len).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -404,6 +554,55 @@ mod tests {
         let e = Reader::new(&huge[..]).recv().unwrap_err();
         assert_eq!(e.code, ExitCode::StreamIo);
         assert!(e.message().contains("exceeds"), "{}", e.message());
+    }
+
+    #[test]
+    fn compressed_connections_carry_raw_and_compressed_frames_in_order() {
+        let mut out = Vec::new();
+        {
+            let mut w = Writer::new(&mut out);
+            w.enable_compression(3).unwrap();
+            for i in 0..50u32 {
+                let data = format!("line {i} of some very repetitive text\n").repeat(100);
+                if i % 7 == 0 {
+                    w.send_raw(&Msg::Data {
+                        id: i,
+                        data: data.into_bytes(),
+                        end: None,
+                    })
+                    .unwrap();
+                } else {
+                    w.send(&Msg::Data {
+                        id: i,
+                        data: data.into_bytes(),
+                        end: None,
+                    })
+                    .unwrap();
+                }
+                if i % 10 == 9 {
+                    w.flush().unwrap();
+                }
+            }
+            w.flush().unwrap();
+            assert!(w.sent < 50 * 3700 / 4, "compressed to {} bytes", w.sent);
+        }
+        let mut r = Reader::new(&out[..]);
+        r.enable_compression().unwrap();
+        for i in 0..50u32 {
+            match r.recv().unwrap() {
+                Msg::Data { id, data, .. } => {
+                    assert_eq!(id, i);
+                    assert_eq!(
+                        data,
+                        format!("line {i} of some very repetitive text\n")
+                            .repeat(100)
+                            .into_bytes()
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(r.recv().unwrap_err().code, ExitCode::StreamIo);
     }
 
     #[test]

@@ -262,6 +262,13 @@ impl RemoteJob {
             filters,
         })?;
         wr.flush()?;
+        if opts.compress {
+            wr.enable_compression(
+                opts.compress_level
+                    .unwrap_or(crate::compress::DEFAULT_LEVEL),
+            )?;
+            rd.enable_compression()?;
+        }
         let none: session::Relay<'_> = &|| None;
         if self.push {
             let out = session::send(rd, wr, opts, &self.local_paths, report, none)?;
@@ -296,8 +303,9 @@ impl RemoteJob {
 
 /// Waits for the remote shell and explains a failed session by its status: 255 is ssh's
 /// own failure (passed on, as rsync does); 127/126 mean the remote program is missing or
-/// not executable (rsync's code for that is 12, a stream that never started; the message
-/// names the program).
+/// not executable (rsync's 127/126; rsync itself sometimes reports 12 there, depending on
+/// whether it notices the closed stream or the shell's status first — xsync always waits
+/// for the status, so scripts get the specific code).
 fn finish_child(
     child: &mut Child,
     result: Result<[u64; 7], Error>,
@@ -342,7 +350,7 @@ fn finish_child(
             ),
         ),
         Some(127) => Error::new(
-            e.code,
+            ExitCode::CmdNotFound,
             format!(
                 "{}: remote command not found: `{program}` on `{}` (install xsync there or point --xsync-path at it)",
                 e.message(),
@@ -350,7 +358,7 @@ fn finish_child(
             ),
         ),
         Some(126) => Error::new(
-            e.code,
+            ExitCode::CmdRun,
             format!(
                 "{}: remote command `{program}` on `{}` could not be run",
                 e.message(),

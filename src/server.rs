@@ -124,6 +124,13 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
             .map_err(|e| Error::new(ExitCode::Protocol, e.to_string()))?;
     }
     opts.filters = filters;
+    if opts.compress {
+        rd.enable_compression()?;
+        wr.enable_compression(
+            opts.compress_level
+                .unwrap_or(crate::compress::DEFAULT_LEVEL),
+        )?;
+    }
     let paths: Vec<OsString> = paths
         .into_iter()
         .map(|p| OsString::from_vec(p.into_vec()))

@@ -233,11 +233,17 @@ fn send_files<W: Write>(
         match data {
             Some(Ok(data)) => {
                 let hash = *blake3::hash(&data).as_bytes();
-                wr.send(&Msg::Data {
+                let raw = incompressible(p, &data);
+                let msg = Msg::Data {
                     id: *id,
                     data,
                     end: Some(hash),
-                })?;
+                };
+                if raw {
+                    wr.send_raw(&msg)?;
+                } else {
+                    wr.send(&msg)?;
+                }
             }
             Some(Err(e)) => skip(wr, *id, p, &e, report)?,
             None => match open_source(tops, p) {
@@ -247,6 +253,12 @@ fn send_files<W: Write>(
         }
     }
     wr.flush()
+}
+
+/// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
+/// sample that does not shrink.
+fn incompressible(path: &[u8], sample: &[u8]) -> bool {
+    crate::compress::skip_compress(path) || !crate::compress::worth_compressing(sample)
 }
 
 fn skip<W: Write>(
@@ -276,6 +288,7 @@ fn stream_file<W: Write>(
 ) -> Result<(), Error> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
+    let mut raw: Option<bool> = None;
     loop {
         let n = match rustix::io::read(fd, &mut buf) {
             Ok(n) => n,
@@ -289,11 +302,17 @@ fn stream_file<W: Write>(
         };
         h.update(&buf[..n]);
         let end = (n == 0).then(|| *h.finalize().as_bytes());
-        wr.send(&Msg::Data {
+        let raw = *raw.get_or_insert_with(|| incompressible(p, &buf[..n]));
+        let msg = Msg::Data {
             id,
             data: buf[..n].to_vec(),
             end,
-        })?;
+        };
+        if raw {
+            wr.send_raw(&msg)?;
+        } else {
+            wr.send(&msg)?;
+        }
         if n == 0 {
             return Ok(());
         }
