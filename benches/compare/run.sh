@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # functions run via "transport_${TRANSPORT}_*" and traps, and the
+# whole body is one { } block ending in exit: shellcheck cannot see those calls.
 # benches/compare/run.sh: race xsync against rsync and against the copy floor (cp -a, tar, fcp, xcp).
 #
 # Usage: benches/compare/run.sh [--quick] [--delta] [--disk] [--only=ID,ID...] [--help]
@@ -29,6 +31,10 @@
 set -euo pipefail
 export LC_ALL=C
 
+# The whole script is one { ... } block, parsed before it runs: editing this file while a long
+# run is going (bash otherwise reads a script as it executes it) cannot derail that run.
+{
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 GEN="python3 $HERE/gen.py"
@@ -47,7 +53,7 @@ while [[ $# -gt 0 ]]; do
         --delta) DELTA=1 ;;
         --disk) DISK=1 ;;
         --only=*) ONLY=${1#--only=} ;;
-        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '/^# benches\/compare\/run.sh:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument \`$1\` (see --help)" ;;
     esac
     shift
@@ -315,13 +321,17 @@ tool_label() {
     esac
 }
 
+# $1 and $2 are expanded by the inner sh, on purpose.
+# shellcheck disable=SC2016
+TAR_PIPE='mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -'
+
 set_cmd() { # set_cmd TOOL SRC DST EXTRA...
     local tool=$1 src=$2 dst=$3; shift 3
     case $tool in
         xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
         rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
         cp) CMD=(cp -a "$src/." "$dst") ;;
-        tar) CMD=(sh -c 'mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -' tar "$src" "$dst") ;;
+        tar) CMD=(sh -c "$TAR_PIPE" tar "$src" "$dst") ;;
         fcp) CMD=("${TOOL_BIN[fcp]}" "$src" "$dst") ;;
         xcp) CMD=("${TOOL_BIN[xcp]}" -r --no-progress -o "$src" "$dst") ;;
     esac
@@ -458,7 +468,8 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
     done
     for t in "${tools[@]}"; do
         [[ ${state[$t]} == ok ]] && cell "$id" "$t" ok
-        [[ $kind == copy || $kind == noop ]] && rm -rf "$WORK/dst/$id-$t"
+        # Destinations are big (tmpfs is RAM): drop each one when its workload is done.
+        rm -rf "$WORK/dst/$id-$t"
     done
     return 0
 }
@@ -569,3 +580,5 @@ python3 "$HERE/report.py" "$RESDIR" >"$RESDIR/table.md"
 cat "$RESDIR/table.md"
 [[ -n ${OUT:-} ]] && cp "$RESDIR/table.md" "$OUT"
 [[ -n $TMP_WORK ]] || log "raw samples and the table: $RESDIR"
+exit 0
+}
