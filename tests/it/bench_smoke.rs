@@ -200,3 +200,79 @@ fn bench_table_cell_grammar() {
     assert!(!honest_cell("FAILED (exit 23)"));
     assert!(!honest_cell("0.5"));
 }
+
+/// `count-bytes` passes rsync's protocol through in both directions (push and pull) and
+/// records the bytes on the wire. The "remote shell" is a script that drops the host argument
+/// and runs the command locally, which is all rsync needs from `-e`.
+#[test]
+fn count_bytes_counts_an_rsync_push_and_pull() {
+    if !util::have_rsync("count-bytes smoke") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir src");
+    let payload: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(src.join("a.bin"), &payload).expect("write a.bin");
+    std::fs::write(src.join("sub/b.txt"), "hello\n".repeat(1000)).expect("write b.txt");
+    let shell = tmp.path().join("fakeshell");
+    std::fs::write(&shell, "#!/bin/sh\nshift; exec sh -c \"$*\"\n").expect("write fakeshell");
+    let counts = tmp.path().join("bytes");
+    let rsh = format!(
+        "{} sh {}",
+        root.join("benches/compare/count-bytes").display(),
+        shell.display()
+    );
+    let run = |from: String, to: String| {
+        let out = Command::new("rsync")
+            .args(["-a", "-e", &rsh, &from, &to])
+            .env("COUNT_BYTES_OUT", &counts)
+            .output()
+            .expect("run rsync");
+        assert!(
+            out.status.success(),
+            "rsync -e count-bytes {from} {to}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let push_dst = tmp.path().join("pushed");
+    let pull_dst = tmp.path().join("pulled");
+    run(
+        format!("{}/", src.display()),
+        format!("fakehost:{}/", push_dst.display()),
+    );
+    run(
+        format!("fakehost:{}/", src.display()),
+        format!("{}/", pull_dst.display()),
+    );
+    for dst in [&push_dst, &pull_dst] {
+        let got = std::fs::read(dst.join("a.bin")).expect("read copied a.bin");
+        assert!(got == payload, "{} differs from the source", dst.display());
+    }
+    let text = std::fs::read_to_string(&counts).expect("read COUNT_BYTES_OUT");
+    let lines: Vec<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let mut n = l
+                .split_whitespace()
+                .map(|w| w.parse::<u64>().expect("a byte count"));
+            (n.next().expect("sent"), n.next().expect("received"))
+        })
+        .collect();
+    assert_eq!(lines.len(), 2, "one line per connection: {text:?}");
+    let size = payload.len() as u64;
+    let (push_sent, push_received) = lines[0];
+    let (pull_sent, pull_received) = lines[1];
+    assert!(
+        push_sent > size && push_received < size / 10,
+        "push counted {lines:?}"
+    );
+    assert!(
+        pull_received > size && pull_sent < size / 10,
+        "pull counted {lines:?}"
+    );
+}
