@@ -100,6 +100,7 @@ pub struct WireStats {
     pub transferred: u64,
     pub transferred_size: u64,
     pub literal: u64,
+    pub matched: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -127,9 +128,25 @@ pub enum Msg {
     Listing {
         dirs: Vec<Vec<WireEntry>>,
     },
-    /// Receiver → sender: send these files whole (id, source-relative path).
+    /// Receiver → sender: send these files, whole or as deltas against the receiver's
+    /// basis.
     Get {
-        files: Vec<(u32, serde_bytes::ByteBuf)>,
+        files: Vec<Request>,
+    },
+    /// Receiver → sender: the coarse hashes of big bases; answered by `CoarseRanges`.
+    Coarse {
+        items: Vec<CoarseItem>,
+    },
+    /// Sender → receiver: for each big file, the source ranges that differ from the basis.
+    CoarseRanges {
+        items: Vec<(u32, Vec<(u64, u64)>)>,
+    },
+    /// Sender → receiver: delta instructions for file `id`; `end` carries the blake3 of
+    /// the whole source content on the last piece.
+    Delta {
+        id: u32,
+        ops: Vec<WireOp>,
+        end: Option<[u8; 32]>,
     },
     /// Receiver → sender: no more requests.
     GetEnd,
@@ -165,6 +182,55 @@ pub enum Msg {
         code: i32,
         msg: String,
     },
+}
+
+/// One file request.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum Request {
+    Whole {
+        id: u32,
+        path: serde_bytes::ByteBuf,
+    },
+    /// Send a delta against the receiver's basis of `basis_len` bytes: against `sig` (the
+    /// whole basis), or, after a coarse exchange, against each part's signature for that
+    /// source range, with the bytes between parts copied from the basis at the same offset.
+    Delta {
+        id: u32,
+        path: serde_bytes::ByteBuf,
+        basis_len: u64,
+        sig: Option<crate::delta::Signature>,
+        parts: Vec<Part>,
+    },
+}
+
+impl Request {
+    pub fn id(&self) -> u32 {
+        match self {
+            Request::Whole { id, .. } | Request::Delta { id, .. } => *id,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Part {
+    pub start: u64,
+    pub len: u64,
+    pub sig: crate::delta::Signature,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct CoarseItem {
+    pub id: u32,
+    pub path: serde_bytes::ByteBuf,
+    pub block: u64,
+    pub basis_len: u64,
+    pub hashes: Vec<[u8; 16]>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum WireOp {
+    Copy { offset: u64, len: u64 },
+    Literal(serde_bytes::ByteBuf),
 }
 
 /// One filter rule as the command line gave it, replayed by the server.

@@ -292,6 +292,7 @@ impl RemoteJob {
             Stats::add(&s.transferred, p.transferred);
             Stats::add(&s.transferred_size, p.transferred_size);
             Stats::add(&s.literal, p.literal);
+            Stats::add(&s.matched, p.matched);
             Ok(out.counts)
         } else {
             let out = session::receive(rd, wr, opts, &self.local_paths[0], report, none)?;

@@ -6,7 +6,7 @@
 
 use crate::cli::Options;
 use crate::dest::Dest;
-use crate::error::{Error, io_message, show};
+use crate::error::{Error, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
 use crate::filter::Side;
@@ -14,24 +14,17 @@ use crate::job::prepare;
 use crate::pathsafe::join;
 use crate::plan::lookup;
 use crate::protocol::{
-    BATCH, CHUNK, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, check_entry,
-    check_rel_path, check_sorted, unexpected,
+    BATCH, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, check_entry, check_rel_path,
+    check_sorted, unexpected,
 };
 use crate::receive;
 use crate::report::{Report, Stats};
 use crate::scan::Scanner;
-use crate::source::{Sources, Tops};
+use crate::source::Sources;
+use crate::transfer;
 use crate::tree::{Entry, Kind};
-use crate::write::TempFile;
-use rayon::prelude::*;
-use rustix::fs::{Mode, OFlags};
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-
-/// Files up to this size are read whole (in parallel) by the sender and written whole (in
-/// parallel) by the receiver; larger ones stream in chunks.
-const SMALL: u64 = 1 << 20;
 
 /// What the sender learns at the end.
 pub struct SenderOutcome {
@@ -164,7 +157,8 @@ pub fn send<R: Read, W: Write>(
                 wr.send(&Msg::Listing { dirs: out })?;
                 wr.flush()?;
             }
-            Msg::Get { files } => send_files(wr, &root, &tops, &files, report)?,
+            Msg::Get { files } => transfer::send_files(wr, &root, &tops, files, report)?,
+            Msg::Coarse { items } => transfer::answer_coarse(wr, &tops, items)?,
             Msg::GetEnd => wr.flush()?,
             Msg::Log { text } => report.raw(&text),
             Msg::Finish { code, stats } => {
@@ -183,138 +177,6 @@ pub fn send<R: Read, W: Write>(
             }
             Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
             other => return Err(unexpected(&other, "a request from the receiver")),
-        }
-    }
-}
-
-/// Opens a source file by its root-relative path for reading.
-fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
-    let (dir, path) = tops
-        .locate(rel)
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    let c = crate::scan::cstr(&path)?;
-    Ok(rustix::fs::openat(
-        dir,
-        &c,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-fn read_all(fd: &OwnedFd, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::from(fd.try_clone()?);
-    let mut v = Vec::with_capacity(cap as usize);
-    f.read_to_end(&mut v)?;
-    Ok(v)
-}
-
-/// Serves one batch of requests: small files read in parallel, then everything sent in
-/// request order; big files streamed.
-fn send_files<W: Write>(
-    wr: &mut Writer<W>,
-    root: &Entry,
-    tops: &Tops,
-    files: &[(u32, serde_bytes::ByteBuf)],
-    report: &Report<'_>,
-) -> Result<(), Error> {
-    for (_, p) in files {
-        check_rel_path(p)?;
-    }
-    let size_of = |p: &[u8]| lookup(root, p).map(|e| e.meta.size).unwrap_or(0);
-    // Read the small ones in parallel; `None` marks a big file to stream.
-    let small: Vec<Option<std::io::Result<Vec<u8>>>> = files
-        .par_iter()
-        .map(|(_, p)| {
-            let size = size_of(p);
-            (size <= SMALL).then(|| open_source(tops, p).and_then(|fd| read_all(&fd, size)))
-        })
-        .collect();
-    for ((id, p), data) in files.iter().zip(small) {
-        match data {
-            Some(Ok(data)) => {
-                let hash = *blake3::hash(&data).as_bytes();
-                let raw = incompressible(p, &data);
-                let msg = Msg::Data {
-                    id: *id,
-                    data,
-                    end: Some(hash),
-                };
-                if raw {
-                    wr.send_raw(&msg)?;
-                } else {
-                    wr.send(&msg)?;
-                }
-            }
-            Some(Err(e)) => skip(wr, *id, p, &e, report)?,
-            None => match open_source(tops, p) {
-                Ok(fd) => stream_file(wr, *id, p, &fd, report)?,
-                Err(e) => skip(wr, *id, p, &e, report)?,
-            },
-        }
-    }
-    wr.flush()
-}
-
-/// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
-/// sample that does not shrink.
-fn incompressible(path: &[u8], sample: &[u8]) -> bool {
-    crate::compress::skip_compress(path) || !crate::compress::worth_compressing(sample)
-}
-
-fn skip<W: Write>(
-    wr: &mut Writer<W>,
-    id: u32,
-    p: &[u8],
-    e: &std::io::Error,
-    report: &Report<'_>,
-) -> Result<(), Error> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        report.error(
-            ExitCode::Vanished,
-            format!("file has vanished: `{}`", show(p)),
-        );
-    } else {
-        report.error(ExitCode::Partial, io_message("read", p, e));
-    }
-    wr.send(&Msg::Skip { id })
-}
-
-fn stream_file<W: Write>(
-    wr: &mut Writer<W>,
-    id: u32,
-    p: &[u8],
-    fd: &OwnedFd,
-    report: &Report<'_>,
-) -> Result<(), Error> {
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut raw: Option<bool> = None;
-    loop {
-        let n = match rustix::io::read(fd, &mut buf) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                // The receiver has part of the file: an empty final piece with no digest
-                // tells it to drop what it has.
-                report.error(ExitCode::Partial, io_message("read", p, &e.into()));
-                return wr.send(&Msg::Skip { id });
-            }
-        };
-        h.update(&buf[..n]);
-        let end = (n == 0).then(|| *h.finalize().as_bytes());
-        let raw = *raw.get_or_insert_with(|| incompressible(p, &buf[..n]));
-        let msg = Msg::Data {
-            id,
-            data: buf[..n].to_vec(),
-            end,
-        };
-        if raw {
-            wr.send_raw(&msg)?;
-        } else {
-            wr.send(&msg)?;
-        }
-        if n == 0 {
-            return Ok(());
         }
     }
 }
@@ -352,8 +214,18 @@ pub fn receive<R: Read + Send, W: Write + Send>(
 
     let mut result: Result<(), Error> = Ok(());
     {
+        // Over a wire, an existing file is updated by delta unless -W (rsync's default).
+        let use_delta = opts.whole_file != Some(true);
         let mut fetch = |exec: &Exec<'_, '_>, pending: Vec<Pending<'_>>| {
-            result = fetch_files(rd, wr, exec, pending, &dest, &info);
+            // The path the sender knows a file by (the renamed single file keeps its name
+            // there).
+            let wire_path = |p: &Pending<'_>| -> Vec<u8> {
+                match (&dest.rename_to, info.named_tops.first()) {
+                    (Some(to), Some(from)) if p.item.rel == *to => from.to_vec(),
+                    _ => p.item.rel.clone(),
+                }
+            };
+            result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta);
         };
         let mut nothing = |_: &Exec<'_, '_>, _: Vec<Pending<'_>>| {};
         receive::apply(
@@ -391,6 +263,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             transferred: g(&s.transferred),
             transferred_size: g(&s.transferred_size),
             literal: g(&s.literal),
+            matched: g(&s.matched),
         },
     })?;
     wr.flush()?;
@@ -519,143 +392,4 @@ fn lookup_mut<'a>(root: &'a mut Entry, rel: &[u8]) -> Option<&'a mut Entry> {
         cur = &mut cur.children[i];
     }
     Some(cur)
-}
-
-/// Requests every pending file (from a second thread, so requests and data flow at once)
-/// and writes what arrives: whole small files in parallel, big ones as they stream.
-fn fetch_files<R: Read + Send, W: Write + Send>(
-    rd: &mut Reader<R>,
-    wr: &mut Writer<W>,
-    exec: &Exec<'_, '_>,
-    pending: Vec<Pending<'_>>,
-    dest: &Dest,
-    info: &SourceInfo,
-) -> Result<(), Error> {
-    // The path the sender knows a file by (the renamed single file keeps its old name).
-    let wire_path = |p: &Pending<'_>| -> Vec<u8> {
-        match (&dest.rename_to, info.named_tops.first()) {
-            (Some(to), Some(from)) if p.item.rel == *to => from.to_vec(),
-            _ => p.item.rel.clone(),
-        }
-    };
-    let requests: Vec<(u32, serde_bytes::ByteBuf)> = pending
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (i as u32, serde_bytes::ByteBuf::from(wire_path(p))))
-        .collect();
-    std::thread::scope(|scope| {
-        let sender = scope.spawn(move || -> Result<(), Error> {
-            for batch in requests.chunks(BATCH) {
-                wr.send(&Msg::Get {
-                    files: batch.to_vec(),
-                })?;
-                wr.flush()?;
-            }
-            wr.send(&Msg::GetEnd)?;
-            wr.flush()
-        });
-        let got = receive_data(rd, exec, &pending);
-        let sent = sender
-            .join()
-            .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
-        got.and(sent)
-    })
-}
-
-fn receive_data<R: Read + Send>(
-    rd: &mut Reader<R>,
-    exec: &Exec<'_, '_>,
-    pending: &[Pending<'_>],
-) -> Result<(), Error> {
-    let rules = exec.rules;
-    rayon::scope(|scope| -> Result<(), Error> {
-        let mut next = 0usize;
-        // The big file being streamed: (its index, the temp file, running digest).
-        let mut current: Option<(usize, Option<TempFile<'_>>, blake3::Hasher)> = None;
-        while next < pending.len() {
-            let msg = rd.recv()?;
-            let (id, data, end) = match msg {
-                Msg::Data { id, data, end } => (id as usize, data, end),
-                Msg::Skip { id } if id as usize == next => {
-                    current = None;
-                    next += 1;
-                    continue;
-                }
-                Msg::Log { text } => {
-                    exec.report.raw(&text);
-                    continue;
-                }
-                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
-                other => return Err(unexpected(&other, "file data")),
-            };
-            if id != next {
-                return Err(Error::new(
-                    ExitCode::StreamIo,
-                    format!("protocol error: data for file {id} while expecting {next}"),
-                ));
-            }
-            let p = &pending[id];
-            if current.is_none() {
-                if let Some(hash) = end {
-                    // A whole file in one piece: written on another thread.
-                    next += 1;
-                    scope.spawn(move |_| {
-                        let res = (|| {
-                            if *blake3::hash(&data).as_bytes() != hash {
-                                return Err(crate::write::StepError {
-                                    op: "verify",
-                                    err: std::io::Error::other("checksum mismatch"),
-                                });
-                            }
-                            let mut t = TempFile::create(p.dir.as_fd(), p.item.name, rules.sparse)?;
-                            t.write(&data)?;
-                            t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
-                        })();
-                        match res {
-                            Ok(n) => exec.transferred(p.item, n),
-                            Err(e) => exec.fail(&p.item.rel, e),
-                        }
-                    });
-                    continue;
-                }
-                let t = match TempFile::create(p.dir.as_fd(), p.item.name, rules.sparse) {
-                    Ok(t) => Some(t),
-                    Err(e) => {
-                        exec.fail(&p.item.rel, e);
-                        None
-                    }
-                };
-                current = Some((id, t, blake3::Hasher::new()));
-            }
-            let (_, t, h) = current.as_mut().expect("set above");
-            h.update(&data);
-            if let Some(tf) = t.as_mut()
-                && let Err(e) = tf.write(&data)
-            {
-                exec.fail(&p.item.rel, e);
-                *t = None;
-            }
-            if let Some(hash) = end {
-                let (_, t, h) = current.take().expect("set above");
-                next += 1;
-                if let Some(t) = t {
-                    if *h.finalize().as_bytes() != hash {
-                        exec.fail(
-                            &p.item.rel,
-                            crate::write::StepError {
-                                op: "verify",
-                                err: std::io::Error::other("checksum mismatch"),
-                            },
-                        );
-                        continue;
-                    }
-                    match t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules) {
-                        Ok(n) => exec.transferred(p.item, n),
-                        Err(e) => exec.fail(&p.item.rel, e),
-                    }
-                }
-            }
-        }
-        Ok(())
-    })
 }

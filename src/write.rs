@@ -171,7 +171,7 @@ impl<'d> TempFile<'d> {
             openat(
                 dir,
                 tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
         })?;
@@ -195,6 +195,46 @@ impl<'d> TempFile<'d> {
         }
         self.len += data.len() as u64;
         Ok(())
+    }
+
+    /// The open temporary, for writers that place data themselves (the delta applier).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Records `n` bytes written through [`fd`](Self::fd).
+    pub fn advance(&mut self, n: u64) {
+        self.len += n;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// blake3 of what was written, read back from the file (the end-to-end check of a
+    /// file rebuilt from a basis).
+    pub fn digest(&self) -> Step<[u8; 32]> {
+        let f = std::fs::File::from(
+            self.fd
+                .try_clone()
+                .map_err(|e| StepError::new("read back", e))?,
+        );
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 8 << 20];
+        let mut at = 0u64;
+        use std::os::unix::fs::FileExt;
+        while at < self.len {
+            let take = ((self.len - at) as usize).min(buf.len());
+            f.read_exact_at(&mut buf[..take], at)
+                .map_err(|e| StepError::new("read back", e))?;
+            h.update_rayon(&buf[..take]);
+            at += take as u64;
+        }
+        Ok(*h.finalize().as_bytes())
     }
 
     /// Sets the metadata and renames the finished file over the target.

@@ -1,0 +1,887 @@
+//! The file-data phase of a connection, both ends.
+//!
+//! The receiver streams requests from one thread while it reads data on another, so
+//! requests and data flow at once with no per-file round trip. A file that exists on the
+//! receiver is sent as a delta against it (unless `-W`): the receiver signs its basis, the
+//! sender answers with copy/literal instructions, and the receiver rebuilds the file in a
+//! temporary with matched runs copied in the kernel. Files of 64 MiB and more first go
+//! through one coarse exchange (strong hashes of 1 MiB blocks, all big files in one round
+//! trip) so only the ranges that differ are signed and searched.
+//!
+//! Every file ends with the blake3 of the source content; the receiver checks what it
+//! built before the rename and, on a mismatch, fetches the file whole once.
+
+use crate::delta::{self, Applier, Op, Signature};
+use crate::error::{Error, io_message, show};
+use crate::exec::{Exec, Pending};
+use crate::exit::ExitCode;
+use crate::protocol::{
+    BATCH, CHUNK, CoarseItem, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
+    unexpected,
+};
+use crate::report::{Report, Stats};
+use crate::scan::cstr;
+use crate::source::Tops;
+use crate::tree::{Entry, Kind};
+use crate::write::{StepError, TempFile};
+use rayon::prelude::*;
+use rustix::fs::{Mode, OFlags};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::mpsc;
+
+/// Files up to this size are read whole (in parallel) by the sender and written whole (in
+/// parallel) by the receiver; larger ones stream in chunks.
+const SMALL: u64 = 1 << 20;
+
+/// Smallest fine block inside a coarse range: measured as the best trade between
+/// signature bytes and literal bytes for scattered 4 KiB edits.
+const RANGE_MIN_BLOCK: u32 = 4096;
+
+fn stream_error(msg: impl Into<String>) -> Error {
+    Error::new(
+        ExitCode::StreamIo,
+        format!("protocol error: {}", msg.into()),
+    )
+}
+
+// ---------------------------------------------------------------- sender
+
+/// Opens a source file by its root-relative path for reading.
+fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
+    let (dir, path) = tops
+        .locate(rel)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    let c = cstr(&path)?;
+    Ok(rustix::fs::openat(
+        dir,
+        &c,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+fn read_all(fd: &OwnedFd, cap: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::from(fd.try_clone()?);
+    let mut v = Vec::with_capacity(cap as usize);
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
+/// sample that does not shrink.
+fn incompressible(path: &[u8], sample: &[u8]) -> bool {
+    crate::compress::skip_compress(path) || !crate::compress::worth_compressing(sample)
+}
+
+fn skip<W: Write>(
+    wr: &mut Writer<W>,
+    id: u32,
+    p: &[u8],
+    e: &std::io::Error,
+    report: &Report<'_>,
+) -> Result<(), Error> {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        report.error(
+            ExitCode::Vanished,
+            format!("file has vanished: `{}`", show(p)),
+        );
+    } else {
+        report.error(ExitCode::Partial, io_message("read", p, e));
+    }
+    wr.send(&Msg::Skip { id })
+}
+
+/// Sender: answers the coarse hashes of big bases with the source ranges that differ.
+pub fn answer_coarse<W: Write>(
+    wr: &mut Writer<W>,
+    tops: &Tops,
+    items: Vec<CoarseItem>,
+) -> Result<(), Error> {
+    let answers: Vec<(u32, Vec<(u64, u64)>)> = items
+        .into_par_iter()
+        .map(|it| {
+            check_rel_path(&it.path)?;
+            if it.block == 0 || it.block > 1 << 30 {
+                return Err(stream_error("coarse block size out of range"));
+            }
+            let ranges = open_source(tops, &it.path)
+                .and_then(|fd| {
+                    let f = std::fs::File::from(fd);
+                    let len = f.metadata()?.len();
+                    let mine = delta::coarse_hashes(&f, len, it.block)?;
+                    Ok(delta::differing_ranges(
+                        len,
+                        &mine,
+                        it.basis_len,
+                        &it.hashes,
+                        it.block,
+                    ))
+                })
+                // Unreadable now: the Delta request will report it; ask for everything.
+                .unwrap_or_else(|_| vec![(0, u64::MAX)]);
+            Ok((it.id, ranges))
+        })
+        .collect::<Result<_, Error>>()?;
+    wr.send(&Msg::CoarseRanges { items: answers })?;
+    wr.flush()
+}
+
+/// Serves one batch of requests in order: whole small files read in parallel first, then
+/// everything sent in request order; big files streamed; deltas computed as they go.
+pub fn send_files<W: Write>(
+    wr: &mut Writer<W>,
+    root: &Entry,
+    tops: &Tops,
+    files: Vec<Request>,
+    report: &Report<'_>,
+) -> Result<(), Error> {
+    for r in &files {
+        match r {
+            Request::Whole { path, .. } | Request::Delta { path, .. } => check_rel_path(path)?,
+        }
+    }
+    let size_of = |p: &[u8]| {
+        crate::plan::lookup(root, p)
+            .map(|e| e.meta.size)
+            .unwrap_or(0)
+    };
+    let small: Vec<Option<std::io::Result<Vec<u8>>>> = files
+        .par_iter()
+        .map(|r| match r {
+            Request::Whole { path, .. } => {
+                let size = size_of(path);
+                (size <= SMALL).then(|| open_source(tops, path).and_then(|fd| read_all(&fd, size)))
+            }
+            Request::Delta { .. } => None,
+        })
+        .collect();
+    for (req, data) in files.into_iter().zip(small) {
+        match (req, data) {
+            (Request::Whole { id, path }, Some(Ok(data))) => {
+                let hash = *blake3::hash(&data).as_bytes();
+                let raw = incompressible(&path, &data);
+                let msg = Msg::Data {
+                    id,
+                    data,
+                    end: Some(hash),
+                };
+                if raw {
+                    wr.send_raw(&msg)?;
+                } else {
+                    wr.send(&msg)?;
+                }
+            }
+            (Request::Whole { id, path }, Some(Err(e))) => skip(wr, id, &path, &e, report)?,
+            (Request::Whole { id, path }, None) => match open_source(tops, &path) {
+                Ok(fd) => stream_file(wr, id, &path, &fd, report)?,
+                Err(e) => skip(wr, id, &path, &e, report)?,
+            },
+            (
+                Request::Delta {
+                    id,
+                    path,
+                    basis_len,
+                    sig,
+                    parts,
+                },
+                _,
+            ) => match open_source(tops, &path) {
+                Ok(fd) => send_delta(wr, id, &path, fd, basis_len, sig, parts, report)?,
+                Err(e) => skip(wr, id, &path, &e, report)?,
+            },
+        }
+    }
+    wr.flush()
+}
+
+fn stream_file<W: Write>(
+    wr: &mut Writer<W>,
+    id: u32,
+    p: &[u8],
+    fd: &OwnedFd,
+    report: &Report<'_>,
+) -> Result<(), Error> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut raw: Option<bool> = None;
+    loop {
+        let n = match rustix::io::read(fd, &mut buf) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                // The receiver drops the part it has.
+                report.error(ExitCode::Partial, io_message("read", p, &e.into()));
+                return wr.send(&Msg::Skip { id });
+            }
+        };
+        h.update(&buf[..n]);
+        let end = (n == 0).then(|| *h.finalize().as_bytes());
+        let raw = *raw.get_or_insert_with(|| incompressible(p, &buf[..n]));
+        let msg = Msg::Data {
+            id,
+            data: buf[..n].to_vec(),
+            end,
+        };
+        if raw {
+            wr.send_raw(&msg)?;
+        } else {
+            wr.send(&msg)?;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// blake3 of a whole file, hashing each 8 MiB window on all cores.
+fn digest_file(f: &std::fs::File, len: u64) -> std::io::Result<[u8; 32]> {
+    use std::os::unix::fs::FileExt;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; (8 << 20).min(len as usize).max(1)];
+    let mut at = 0;
+    while at < len {
+        let take = ((len - at) as usize).min(buf.len());
+        f.read_exact_at(&mut buf[..take], at)?;
+        h.update_rayon(&buf[..take]);
+        at += take as u64;
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// Ops are batched into frames of about [`CHUNK`] literal bytes.
+struct OpBatch {
+    ops: Vec<WireOp>,
+    bytes: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_delta<W: Write>(
+    wr: &mut Writer<W>,
+    id: u32,
+    p: &[u8],
+    fd: OwnedFd,
+    basis_len: u64,
+    sig: Option<Signature>,
+    parts: Vec<Part>,
+    report: &Report<'_>,
+) -> Result<(), Error> {
+    let f = std::fs::File::from(fd);
+    let prepared = f.metadata().and_then(|m| {
+        let len = m.len();
+        digest_file(&f, len).map(|h| (len, h))
+    });
+    let (len, hash) = match prepared {
+        Ok(x) => x,
+        Err(e) => return skip(wr, id, p, &e, report),
+    };
+    let mut batch = OpBatch {
+        ops: Vec::new(),
+        bytes: 0,
+    };
+    let mut failed: Option<Error> = None;
+    let mut emit = |op: Op<'_>| -> std::io::Result<()> {
+        match op {
+            Op::Copy { offset, len } => {
+                batch.ops.push(WireOp::Copy { offset, len });
+                batch.bytes += 16;
+            }
+            Op::Literal(d) => {
+                batch
+                    .ops
+                    .push(WireOp::Literal(serde_bytes::ByteBuf::from(d.to_vec())));
+                batch.bytes += d.len();
+            }
+        }
+        if batch.bytes >= CHUNK || batch.ops.len() >= 8192 {
+            let ops = std::mem::take(&mut batch.ops);
+            batch.bytes = 0;
+            if let Err(e) = wr.send(&Msg::Delta { id, ops, end: None }) {
+                failed = Some(e);
+                return Err(std::io::Error::other("connection lost"));
+            }
+        }
+        Ok(())
+    };
+    let res: std::io::Result<()> = (|| {
+        match sig {
+            Some(sig) if parts.is_empty() => {
+                delta::diff(&sig, &f, 0, len, &mut emit)?;
+            }
+            _ => {
+                let mut pos = 0u64;
+                for part in &parts {
+                    if part.start < pos || part.start > len {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "delta parts out of order or beyond the file",
+                        ));
+                    }
+                    copy_or_send(&f, pos, part.start - pos, basis_len, &mut emit)?;
+                    let plen = part.len.min(len - part.start);
+                    delta::diff(&part.sig, &f, part.start, plen, &mut emit)?;
+                    pos = part.start + plen;
+                }
+                copy_or_send(&f, pos, len - pos, basis_len, &mut emit)?;
+            }
+        }
+        Ok(())
+    })();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if let Err(e) = res {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            return Err(stream_error(format!(
+                "bad delta request for `{}`: {e}",
+                show(p)
+            )));
+        }
+        report.error(ExitCode::Partial, io_message("read", p, &e));
+        // The receiver drops what it built from the pieces already sent.
+        return wr.send(&Msg::Skip { id });
+    }
+    wr.send(&Msg::Delta {
+        id,
+        ops: batch.ops,
+        end: Some(hash),
+    })
+}
+
+/// Between coarse ranges the source equals the basis at the same offset: copy it, except
+/// any part past the basis's end, which is sent as literal data.
+fn copy_or_send(
+    f: &std::fs::File,
+    start: u64,
+    len: u64,
+    basis_len: u64,
+    emit: &mut dyn FnMut(Op<'_>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let copy = len.min(basis_len.saturating_sub(start));
+    if copy > 0 {
+        emit(Op::Copy {
+            offset: start,
+            len: copy,
+        })?;
+    }
+    let mut at = start + copy;
+    let end = start + len;
+    let mut buf = vec![0u8; CHUNK];
+    while at < end {
+        let take = ((end - at) as usize).min(buf.len());
+        f.read_exact_at(&mut buf[..take], at)?;
+        emit(Op::Literal(&buf[..take]))?;
+        at += take as u64;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- receiver
+
+/// What the receiver decided for one pending file before requesting it.
+#[derive(Clone)]
+enum Plan {
+    Whole,
+    /// Basis length, and for big files the coarse ranges (None: diff the whole file).
+    Delta(u64, Option<Vec<(u64, u64)>>),
+}
+
+fn open_basis(p: &Pending<'_>) -> std::io::Result<std::fs::File> {
+    let c = cstr(p.item.name)?;
+    let fd = rustix::fs::openat(
+        p.dir.as_fd(),
+        &c,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Receiver: fetches every pending file. `delta` says whether bases are used.
+pub fn fetch<R: Read + Send, W: Write + Send>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    exec: &Exec<'_, '_>,
+    pending: Vec<Pending<'_>>,
+    wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+    use_delta: bool,
+) -> Result<(), Error> {
+    let mut plans: Vec<Plan> = pending
+        .iter()
+        .map(|p| match p.item.dst {
+            Some(d)
+                if use_delta && d.kind == Kind::File && d.size > 0 && p.item.src.meta.size > 0 =>
+            {
+                Plan::Delta(d.size, None)
+            }
+            _ => Plan::Whole,
+        })
+        .collect();
+    coarse_phase(rd, wr, &pending, &mut plans, wire_path)?;
+    let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
+    std::thread::scope(|scope| {
+        let plans = &plans;
+        let pending_ref = &pending;
+        let requester = scope.spawn(move || -> Result<(), Error> {
+            let mut batch: Vec<Request> = Vec::new();
+            for (i, p) in pending_ref.iter().enumerate() {
+                batch.push(request_for(i as u32, p, &plans[i], wire_path));
+                if batch.len() >= BATCH || matches!(batch.last(), Some(Request::Delta { .. })) {
+                    wr.send(&Msg::Get {
+                        files: std::mem::take(&mut batch),
+                    })?;
+                    wr.flush()?;
+                }
+            }
+            if !batch.is_empty() {
+                wr.send(&Msg::Get { files: batch })?;
+                wr.flush()?;
+            }
+            // Files whose rebuilt content failed its check, fetched whole once.
+            for (id, path) in redo_rx {
+                wr.send(&Msg::Get {
+                    files: vec![Request::Whole {
+                        id,
+                        path: serde_bytes::ByteBuf::from(path),
+                    }],
+                })?;
+                wr.flush()?;
+            }
+            wr.send(&Msg::GetEnd)?;
+            wr.flush()
+        });
+        let got = receive(rd, exec, &pending, wire_path, redo_tx);
+        let sent = requester
+            .join()
+            .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
+        got.and(sent)
+    })
+}
+
+/// One round trip for all big files: their bases' coarse hashes out, the differing source
+/// ranges back.
+fn coarse_phase<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    pending: &[Pending<'_>],
+    plans: &mut [Plan],
+    wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+) -> Result<(), Error> {
+    let big: Vec<usize> = plans
+        .iter()
+        .enumerate()
+        .filter(|(i, pl)| {
+            matches!(pl, Plan::Delta(..)) && pending[*i].item.src.meta.size >= delta::COARSE_MIN_LEN
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if big.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<CoarseItem> = big
+        .par_iter()
+        .filter_map(|&i| {
+            let p = &pending[i];
+            let block = delta::coarse_block(p.item.src.meta.size);
+            let f = open_basis(p).ok()?;
+            let basis_len = f.metadata().ok()?.len();
+            let hashes = delta::coarse_hashes(&f, basis_len, block).ok()?;
+            Some(CoarseItem {
+                id: i as u32,
+                path: serde_bytes::ByteBuf::from(wire_path(p)),
+                block,
+                basis_len,
+                hashes,
+            })
+        })
+        .collect();
+    let asked = items.len();
+    wr.send(&Msg::Coarse { items })?;
+    wr.flush()?;
+    let answers = match rd.recv()? {
+        Msg::CoarseRanges { items } => items,
+        other => return Err(unexpected(&other, "coarse ranges")),
+    };
+    if answers.len() != asked {
+        return Err(stream_error(
+            "coarse answer count does not match the request",
+        ));
+    }
+    for (id, ranges) in answers {
+        let i = id as usize;
+        let Some(Plan::Delta(basis_len, r)) = plans.get_mut(i) else {
+            return Err(stream_error("coarse answer for a file not asked about"));
+        };
+        *r = Some(ranges.into_iter().filter(|(_, l)| *l > 0).collect());
+        let _ = basis_len;
+    }
+    Ok(())
+}
+
+/// The request for one file, signing its basis if it has one. A basis that cannot be
+/// read (or signed) just means the file comes whole.
+fn request_for(
+    id: u32,
+    p: &Pending<'_>,
+    plan: &Plan,
+    wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+) -> Request {
+    let path = serde_bytes::ByteBuf::from(wire_path(p));
+    let Plan::Delta(_, ranges) = plan else {
+        return Request::Whole { id, path };
+    };
+    let signed = open_basis(p).and_then(|f| {
+        let basis_len = f.metadata()?.len();
+        let req = match ranges {
+            None => {
+                let sig = delta::sign(&f, 0, basis_len, delta::block_size(basis_len))?;
+                (Some(sig), Vec::new())
+            }
+            Some(ranges) => {
+                let mut parts = Vec::with_capacity(ranges.len());
+                for &(start, len) in ranges {
+                    // The same offsets in the basis, clipped to it.
+                    let s = start.min(basis_len);
+                    let l = len.min(basis_len - s);
+                    let block = delta::block_size(l).max(RANGE_MIN_BLOCK);
+                    let sig = delta::sign(&f, s, l, block)?;
+                    parts.push(Part { start, len, sig });
+                }
+                (None, parts)
+            }
+        };
+        fault_corrupt_basis(&f, basis_len);
+        Ok((basis_len, req))
+    });
+    match signed {
+        Ok((basis_len, (sig, parts))) => Request::Delta {
+            id,
+            path,
+            basis_len,
+            sig,
+            parts,
+        },
+        Err(_) => Request::Whole { id, path },
+    }
+}
+
+/// Test hook: with `XSYNC_FAULT_CORRUPT_BASIS=1`, one byte of every basis changes after it
+/// was signed — a corruption the block hashes cannot see, which the whole-file digest
+/// must catch.
+fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
+    if len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1") {
+        use std::os::unix::fs::FileExt;
+        let mut b = [0u8; 1];
+        let at = len / 2;
+        if f.read_exact_at(&mut b, at).is_ok()
+            && let Ok(w) = std::fs::OpenOptions::new().write(true).open(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(f)
+            ))
+        {
+            let _ = w.write_all_at(&[b[0] ^ 0xff], at);
+        }
+    }
+}
+
+/// The file being received piece by piece.
+struct Current<'d> {
+    index: usize,
+    temp: Option<TempFile<'d>>,
+    hasher: Option<blake3::Hasher>,
+    basis: Option<std::fs::File>,
+    literal: u64,
+    matched: u64,
+}
+
+fn receive<R: Read + Send>(
+    rd: &mut Reader<R>,
+    exec: &Exec<'_, '_>,
+    pending: &[Pending<'_>],
+    wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+    redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
+) -> Result<(), Error> {
+    let rules = exec.rules;
+    let mut redo_tx = Some(redo_tx);
+    // ids past pending.len() are whole-file redos: index into `redo`.
+    let mut redo: Vec<usize> = Vec::new();
+    rayon::scope(|scope| -> Result<(), Error> {
+        let mut next = 0usize;
+        let mut current: Option<Current<'_>> = None;
+        loop {
+            if next == pending.len() + redo.len() {
+                // Everything asked for has arrived; no more redos can be queued.
+                redo_tx = None;
+                if next >= pending.len() {
+                    break;
+                }
+            }
+            let msg = rd.recv()?;
+            let index_of = |id: usize| -> usize {
+                if id < pending.len() {
+                    id
+                } else {
+                    redo[id - pending.len()]
+                }
+            };
+            match msg {
+                Msg::Skip { id } if id as usize == next => {
+                    current = None;
+                    next += 1;
+                }
+                Msg::Log { text } => exec.report.raw(&text),
+                Msg::Abort { code, msg } => {
+                    return Err(Error::new(crate::session::code_from(code), msg));
+                }
+                Msg::Data { id, data, end } => {
+                    let id = id as usize;
+                    if id != next {
+                        return Err(stream_error(format!(
+                            "data for file {id} while expecting {next}"
+                        )));
+                    }
+                    let p = &pending[index_of(id)];
+                    if current.is_none() {
+                        if let Some(hash) = end {
+                            // A whole file in one piece: written on another thread.
+                            next += 1;
+                            scope.spawn(move |_| {
+                                let res = (|| {
+                                    if *blake3::hash(&data).as_bytes() != hash {
+                                        return Err(StepError {
+                                            op: "verify",
+                                            err: std::io::Error::other("checksum mismatch"),
+                                        });
+                                    }
+                                    let mut t =
+                                        TempFile::create(p.dir.as_fd(), p.item.name, rules.sparse)?;
+                                    t.write(&data)?;
+                                    t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
+                                })();
+                                match res {
+                                    Ok(n) => exec.transferred(p.item, n),
+                                    Err(e) => exec.fail(&p.item.rel, e),
+                                }
+                            });
+                            continue;
+                        }
+                        current = Some(start_file(exec, p, id, false));
+                    }
+                    let cur = current.as_mut().expect("set above");
+                    if cur.index != id {
+                        return Err(stream_error("mixed file data"));
+                    }
+                    if let Some(h) = cur.hasher.as_mut() {
+                        h.update(&data);
+                    }
+                    if let Some(t) = cur.temp.as_mut()
+                        && let Err(e) = t.write(&data)
+                    {
+                        exec.fail(&p.item.rel, e);
+                        cur.temp = None;
+                    }
+                    cur.literal += data.len() as u64;
+                    if let Some(hash) = end {
+                        let cur = current.take().expect("set above");
+                        next += 1;
+                        let got = cur.hasher.map(|h| *h.finalize().as_bytes());
+                        finish_file(exec, p, cur.temp, got, hash, cur.literal, 0);
+                    }
+                }
+                Msg::Delta { id, ops, end } => {
+                    let id = id as usize;
+                    if id != next || id >= pending.len() {
+                        return Err(stream_error(format!(
+                            "delta for file {id} while expecting {next}"
+                        )));
+                    }
+                    let p = &pending[id];
+                    if current.is_none() {
+                        current = Some(start_file(exec, p, id, true));
+                    }
+                    let cur = current.as_mut().expect("set above");
+                    if cur.index != id {
+                        return Err(stream_error("mixed file data"));
+                    }
+                    apply_ops(exec, p, cur, ops)?;
+                    if let Some(hash) = end {
+                        let mut cur = current.take().expect("set above");
+                        next += 1;
+                        let Some(t) = cur.temp.take() else { continue };
+                        match t.digest() {
+                            Ok(got) if got == hash => finish_file(
+                                exec,
+                                p,
+                                Some(t),
+                                Some(got),
+                                hash,
+                                cur.literal,
+                                cur.matched,
+                            ),
+                            Ok(_) => {
+                                drop(t);
+                                exec.report.warn(format!(
+                                    "WARNING: `{}` failed verification -- update retransmitted whole",
+                                    show(&p.item.rel)
+                                ));
+                                match &redo_tx {
+                                    Some(tx) => {
+                                        let new_id = (pending.len() + redo.len()) as u32;
+                                        redo.push(id);
+                                        let _ = tx.send((new_id, wire_path(p)));
+                                    }
+                                    None => exec.fail(
+                                        &p.item.rel,
+                                        StepError {
+                                            op: "verify",
+                                            err: std::io::Error::other("checksum mismatch"),
+                                        },
+                                    ),
+                                }
+                            }
+                            Err(e) => exec.fail(&p.item.rel, e),
+                        }
+                    }
+                }
+                other => return Err(unexpected(&other, "file data")),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn start_file<'d>(
+    exec: &Exec<'_, '_>,
+    p: &'d Pending<'d>,
+    index: usize,
+    delta: bool,
+) -> Current<'d> {
+    let temp = match TempFile::create(p.dir.as_fd(), p.item.name, exec.rules.sparse && !delta) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            exec.fail(&p.item.rel, e);
+            None
+        }
+    };
+    let basis = if delta {
+        match open_basis(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                exec.fail(
+                    &p.item.rel,
+                    StepError {
+                        op: "open basis",
+                        err: e,
+                    },
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Current {
+        index,
+        temp: if delta && basis.is_none() { None } else { temp },
+        hasher: (!delta).then(blake3::Hasher::new),
+        basis,
+        literal: 0,
+        matched: 0,
+    }
+}
+
+fn apply_ops(
+    exec: &Exec<'_, '_>,
+    p: &Pending<'_>,
+    cur: &mut Current<'_>,
+    ops: Vec<WireOp>,
+) -> Result<(), Error> {
+    let (Some(t), Some(basis)) = (cur.temp.as_mut(), cur.basis.as_ref()) else {
+        return Ok(());
+    };
+    let basis_len = match basis.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            exec.fail(
+                &p.item.rel,
+                StepError {
+                    op: "open basis",
+                    err: e,
+                },
+            );
+            cur.temp = None;
+            return Ok(());
+        }
+    };
+    let start = t.len();
+    let mut ap = Applier::new(basis.as_fd(), basis_len, t.fd(), start);
+    let mut res = Ok(());
+    for op in &ops {
+        let r = match op {
+            WireOp::Copy { offset, len } => {
+                cur.matched += len;
+                ap.apply(Op::Copy {
+                    offset: *offset,
+                    len: *len,
+                })
+            }
+            WireOp::Literal(d) => {
+                cur.literal += d.len() as u64;
+                ap.apply(Op::Literal(d))
+            }
+        };
+        if let Err(e) = r {
+            res = Err(e);
+            break;
+        }
+    }
+    let written = ap.written();
+    t.advance(written);
+    if let Err(e) = res {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            return Err(stream_error(format!(
+                "bad delta for `{}`: {e}",
+                show(&p.item.rel)
+            )));
+        }
+        exec.fail(
+            &p.item.rel,
+            StepError {
+                op: "write",
+                err: e,
+            },
+        );
+        cur.temp = None;
+    }
+    Ok(())
+}
+
+fn finish_file(
+    exec: &Exec<'_, '_>,
+    p: &Pending<'_>,
+    temp: Option<TempFile<'_>>,
+    got: Option<[u8; 32]>,
+    want: [u8; 32],
+    literal: u64,
+    matched: u64,
+) {
+    let Some(t) = temp else { return };
+    if got != Some(want) {
+        exec.fail(
+            &p.item.rel,
+            StepError {
+                op: "verify",
+                err: std::io::Error::other("checksum mismatch"),
+            },
+        );
+        return;
+    }
+    match t.commit(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules) {
+        Ok(_) => {
+            exec.transferred(p.item, literal);
+            Stats::add(&exec.report.stats.matched, matched);
+        }
+        Err(e) => exec.fail(&p.item.rel, e),
+    }
+}
