@@ -41,6 +41,35 @@ pub const MAX_BLOCK: u32 = 128 * 1024;
 /// more than makes up for on large files.
 pub const STRONG_LEN: u8 = 8;
 
+/// Bytes of strong hash per block for a signature of `len` bytes in blocks of `block`:
+/// rsync's rule (protocol 27+), about `2·log2(len) − log2(block) − 21` bits, at least 2
+/// bytes, at most [`STRONG_LEN`]. rsync keeps signatures this small because a false block
+/// match only costs a retransmission: here too, the whole-file blake3 check after apply
+/// catches it and the file is fetched whole. Matching rsync's length keeps xsync's
+/// signatures no larger than rsync's.
+pub fn strong_len(len: u64, block: u32) -> u8 {
+    const BLOCKSUM_BIAS: i64 = 10;
+    let mut b = BLOCKSUM_BIAS;
+    let mut l = len;
+    loop {
+        l >>= 1;
+        if l == 0 {
+            break;
+        }
+        b += 2;
+    }
+    let mut c = block;
+    loop {
+        c >>= 1;
+        if c == 0 || b == 0 {
+            break;
+        }
+        b -= 1;
+    }
+    let s2 = (b + 1 - 32 + 7) / 8;
+    s2.clamp(2, STRONG_LEN as i64) as u8
+}
+
 /// Basis bytes read per signing task.
 pub const SIGN_WINDOW: usize = 8 << 20;
 /// Source bytes held in memory while diffing.
@@ -162,7 +191,8 @@ pub fn sign(basis: &File, start: u64, len: u64, block: u32) -> io::Result<Signat
     let window = (SIGN_WINDOW / block as usize).max(1) as u64 * block as u64;
     let windows = usize::try_from(len.div_ceil(window))
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "delta: range too large"))?;
-    let opts = engine_options(block, STRONG_LEN);
+    let strong = strong_len(len, block);
+    let opts = engine_options(block, strong);
     let parts = (0..windows)
         .into_par_iter()
         .map_init(Vec::new, |buf, i| {
@@ -177,7 +207,7 @@ pub fn sign(basis: &File, start: u64, len: u64, block: u32) -> io::Result<Signat
         block_size: block,
         start,
         len,
-        strong_len: STRONG_LEN,
+        strong_len: strong,
         hashes: parts.concat(),
     };
     sig.validate()?;
@@ -686,6 +716,15 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
     use std::time::Instant;
+
+    #[test]
+    fn strong_hash_length_follows_rsyncs_rule() {
+        // rsync 3.x: 32 MiB in blocks of 5792 -> 3 bytes; small files -> the 2-byte floor.
+        assert_eq!(strong_len(32 << 20, 5792), 3);
+        assert_eq!(strong_len(10_000, 700), 2);
+        assert_eq!(strong_len(2 << 30, 32768), 4);
+        assert!(strong_len(u64::MAX, MIN_BLOCK) <= STRONG_LEN);
+    }
 
     /// Deterministic bytes (xorshift64).
     fn random(len: usize, seed: u64) -> Vec<u8> {
