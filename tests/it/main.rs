@@ -3,9 +3,10 @@
 
 mod util;
 
+mod bench_smoke;
+mod delta;
 mod errors;
 mod filters;
 mod local;
 mod remote;
 mod sshd;
-mod bench_smoke;

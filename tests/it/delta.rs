@@ -1,0 +1,200 @@
+//! Delta transfer over a real sshd: bytes on the wire counted on the ssh pipes by
+//! benches/compare/count-bytes, for xsync and rsync alike, on the same update.
+
+use crate::sshd::{HOST, Sshd};
+use crate::util::{code, have_rsync, note, pseudo_random, rsync, run, stderr, xsync};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn count_bytes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare/count-bytes")
+}
+
+/// Runs `cmd` with `-e "count-bytes <rsh>"` and returns (exit code, stderr, bytes both ways).
+fn counted(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String, u64) {
+    let out_file = dir.join(format!("bytes-{tag}"));
+    let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
+    cmd.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
+    let out = run(&mut cmd);
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let total = text
+        .lines()
+        .last()
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    (code(&out), stderr(&out), total)
+}
+
+fn remote_dir(p: &Path) -> String {
+    format!("{HOST}:{}/", p.display())
+}
+
+/// 20 scattered 50-byte edits and a 100-byte insertion near the start.
+fn edited(base: &[u8]) -> Vec<u8> {
+    let mut v = base.to_vec();
+    let step = v.len() / 21;
+    for i in 1..=20 {
+        let at = i * step;
+        for (k, b) in v[at..at + 50].iter_mut().enumerate() {
+            *b = b.wrapping_add(1 + k as u8);
+        }
+    }
+    let ins = pseudo_random(99, 100);
+    v.splice(1000..1000, ins);
+    v
+}
+
+/// Sets up src/f (new) and two destinations holding the old version with an older mtime.
+fn setup(dir: &Path, old: &[u8], new: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
+    let src = dir.join("src");
+    let (dx, dr) = (dir.join("dst-x"), dir.join("dst-r"));
+    for d in [&src, &dx, &dr] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(src.join("f"), new).unwrap();
+    for d in [&dx, &dr] {
+        std::fs::write(d.join("f"), old).unwrap();
+        crate::util::set_mtime(&d.join("f"), 1_000_000_000, 0);
+    }
+    (src, dx, dr)
+}
+
+fn literal_bytes(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Literal data: "))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| v.replace(',', "").parse().unwrap_or(u64::MAX))
+        .unwrap_or(u64::MAX)
+}
+
+#[test]
+fn delta_update_sends_no_more_than_rsync() {
+    let test = "delta_update_sends_no_more_than_rsync";
+    if !have_rsync(test) {
+        return;
+    }
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let old = pseudo_random(7, 32 << 20);
+    let new = edited(&old);
+    let (src, dx, dr) = setup(tmp.path(), &old, &new);
+
+    let mut r = rsync().expect("checked");
+    r.arg("-a")
+        .arg(crate::util::slash(&src))
+        .arg(remote_dir(&dr));
+    let (rc, rerr, rbytes) = counted(r, &sshd, tmp.path(), "r");
+    assert_eq!(rc, 0, "rsync failed: {rerr}");
+
+    let mut x = xsync();
+    x.arg("-a")
+        .arg("--xsync-path")
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(crate::util::slash(&src))
+        .arg(remote_dir(&dx));
+    let (xc, xerr, xbytes) = counted(x, &sshd, tmp.path(), "x");
+    assert_eq!(xc, 0, "xsync failed: {xerr}");
+
+    assert!(
+        std::fs::read(dx.join("f")).unwrap() == new,
+        "xsync result differs from the source"
+    );
+    assert!(
+        std::fs::read(dr.join("f")).unwrap() == new,
+        "rsync result differs from the source"
+    );
+    note(&format!(
+        "NOTE: {test}: 32 MiB, 20 edits + 1 insertion: xsync {xbytes} bytes, rsync {rbytes} bytes on the wire ({:.2}x)",
+        xbytes as f64 / rbytes as f64
+    ));
+    assert!(xbytes > 0 && rbytes > 0, "byte counter saw nothing");
+    assert!(
+        xbytes <= rbytes,
+        "xsync sent {xbytes} bytes, rsync {rbytes}: more than rsync"
+    );
+    // And far less than the file: the delta worked.
+    assert!(xbytes < (32 << 20) / 20, "{xbytes} bytes is not a delta");
+}
+
+#[test]
+fn insertion_at_the_start_costs_about_the_inserted_bytes() {
+    let test = "insertion_at_the_start_costs_about_the_inserted_bytes";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let old = pseudo_random(11, 16 << 20);
+    let mut new = pseudo_random(12, 1000);
+    new.extend_from_slice(&old);
+    let (src, dx, _) = setup(tmp.path(), &old, &new);
+    let mut x = xsync();
+    x.arg("-a")
+        .arg("--stats")
+        .arg("--xsync-path")
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(crate::util::slash(&src))
+        .arg(remote_dir(&dx));
+    let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
+    let out_file = tmp.path().join("bytes");
+    x.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
+    let out = run(&mut x);
+    assert_eq!(code(&out), 0, "xsync failed: {}", stderr(&out));
+    assert!(std::fs::read(dx.join("f")).unwrap() == new);
+    let literal = literal_bytes(&String::from_utf8_lossy(&out.stdout));
+    let block = 4096; // sqrt(16 MiB)
+    assert!(
+        literal <= 1000 + 2 * block,
+        "an insertion of 1000 bytes cost {literal} literal bytes"
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let wire: u64 = text
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u64>().ok())
+        .sum();
+    note(&format!(
+        "NOTE: {test}: 16 MiB + 1000 bytes at the start: {literal} literal bytes, {wire} bytes on the wire"
+    ));
+    // Signature (4096 blocks of 4+3 bytes) plus the literal data and framing: well under
+    // 1% of the file.
+    assert!(wire > 0 && wire < 160_000, "{wire} bytes on the wire");
+}
+
+#[test]
+fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
+    let test = "corrupted_basis_is_caught_by_the_digest_and_fetched_whole";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let old = pseudo_random(21, 4 << 20);
+    let new = edited(&old);
+    let (src, dx, _) = setup(tmp.path(), &old, &new);
+    // Pull, so the receiver (which signs the basis) is this process and sees the hook.
+    let mut x = xsync();
+    x.arg("-a")
+        .arg("-e")
+        .arg(sshd.rsh())
+        .arg("--xsync-path")
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(remote_dir(&src))
+        .arg(crate::util::slash(&dx))
+        .env("XSYNC_FAULT_CORRUPT_BASIS", "1");
+    let out = run(&mut x);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "xsync failed: {err}");
+    assert!(
+        err.contains("failed verification"),
+        "the corruption went unnoticed: {err}"
+    );
+    assert!(
+        std::fs::read(dx.join("f")).unwrap() == new,
+        "the redo did not produce the source content"
+    );
+}
