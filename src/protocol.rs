@@ -284,6 +284,10 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    pub fn compressing(&self) -> bool {
+        self.comp.is_some()
+    }
+
     /// Compresses the queued frames into one flushed segment.
     fn seal(&mut self) -> Result<(), Error> {
         if let Some(c) = self.comp.as_mut()

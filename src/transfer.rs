@@ -160,7 +160,7 @@ pub fn send_files<W: Write>(
         match (req, data) {
             (Request::Whole { id, path }, Some(Ok(data))) => {
                 let hash = *blake3::hash(&data).as_bytes();
-                let raw = incompressible(&path, &data);
+                let raw = wr.compressing() && incompressible(&path, &data);
                 let msg = Msg::Data {
                     id,
                     data,
@@ -217,7 +217,7 @@ fn stream_file<W: Write>(
         };
         h.update(&buf[..n]);
         let end = (n == 0).then(|| *h.finalize().as_bytes());
-        let raw = *raw.get_or_insert_with(|| incompressible(p, &buf[..n]));
+        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
         let msg = Msg::Data {
             id,
             data: buf[..n].to_vec(),
