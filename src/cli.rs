@@ -102,6 +102,9 @@ struct Cli {
     /// skip creating new files on receiver
     #[arg(long = "existing", alias = "ignore-non-existing")]
     existing: bool,
+    /// keep partially transferred files (they become the next run's delta basis)
+    #[arg(long)]
+    partial: bool,
     /// copy files whole (w/o delta-xfer algorithm)
     #[arg(short = 'W', long = "whole-file")]
     whole_file: bool,
@@ -191,6 +194,7 @@ pub struct Options {
     pub update: bool,
     pub ignore_existing: bool,
     pub existing: bool,
+    pub partial: bool,
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
     pub delete: bool,
@@ -257,6 +261,7 @@ where
         update: cli.update,
         ignore_existing: cli.ignore_existing,
         existing: cli.existing,
+        partial: cli.partial,
         whole_file: if cli.no_whole_file {
             Some(false)
         } else if cli.whole_file {
@@ -393,6 +398,7 @@ impl Options {
             (self.mkpath, "--mkpath"),
             (self.itemize, "--itemize-changes"),
             (self.compress, "--compress"),
+            (self.partial, "--partial"),
         ];
         for (on, word) in flags {
             if on {

@@ -225,7 +225,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                     _ => p.item.rel.clone(),
                 }
             };
-            result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta);
+            result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta, opts.partial);
         };
         let mut nothing = |_: &Exec<'_, '_>, _: Vec<Pending<'_>>| {};
         receive::apply(

@@ -406,6 +406,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     pending: Vec<Pending<'_>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     use_delta: bool,
+    partial: bool,
 ) -> Result<(), Error> {
     let mut plans: Vec<Plan> = pending
         .iter()
@@ -451,7 +452,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             wr.send(&Msg::GetEnd)?;
             wr.flush()
         });
-        let got = receive(rd, exec, &pending, wire_path, redo_tx);
+        let got = receive(rd, exec, &pending, wire_path, redo_tx, partial);
         let sent = requester
             .join()
             .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
@@ -601,6 +602,7 @@ fn receive<R: Read + Send>(
     pending: &[Pending<'_>],
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
+    partial: bool,
 ) -> Result<(), Error> {
     let rules = exec.rules;
     let mut redo_tx = Some(redo_tx);
@@ -617,7 +619,15 @@ fn receive<R: Read + Send>(
                     break;
                 }
             }
-            let msg = rd.recv()?;
+            let msg = match rd.recv() {
+                Ok(m) => m,
+                Err(e) => {
+                    if partial {
+                        keep_partial(exec, pending, current.take());
+                    }
+                    return Err(e);
+                }
+            };
             let index_of = |id: usize| -> usize {
                 if id < pending.len() {
                     id
@@ -749,6 +759,21 @@ fn receive<R: Read + Send>(
         }
         Ok(())
     })
+}
+
+/// `--partial`: what arrived of an interrupted file replaces its target.
+fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Option<Current<'_>>) {
+    let Some(cur) = cur else { return };
+    let Some(t) = cur.temp else { return };
+    let Some(p) = pending.get(cur.index) else {
+        return;
+    };
+    if t.is_empty() {
+        return;
+    }
+    if let Err(e) = t.keep_partial(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules) {
+        exec.fail(&p.item.rel, e);
+    }
 }
 
 fn start_file<'d>(

@@ -237,6 +237,25 @@ impl<'d> TempFile<'d> {
         Ok(*h.finalize().as_bytes())
     }
 
+    /// `--partial`: an interrupted file replaces the target with what arrived so far (its
+    /// mtime left as now, so the next run sees it differs and uses it as the delta basis).
+    pub fn keep_partial(
+        mut self,
+        want: &Meta,
+        existing: Option<&Meta>,
+        rules: &MetaRules,
+    ) -> Step<u64> {
+        fchmod(
+            &self.fd,
+            Mode::from_raw_mode(rules.file_mode(want, existing) & 0o777),
+        )
+        .map_err(|e| StepError::new("change mode of", e))?;
+        renameat(self.dir, &self.tmp, self.dir, &self.name)
+            .map_err(|e| StepError::new("rename into place", e))?;
+        self.committed = true;
+        Ok(self.len)
+    }
+
     /// Sets the metadata and renames the finished file over the target.
     pub fn commit(mut self, want: &Meta, existing: Option<&Meta>, rules: &MetaRules) -> Step<u64> {
         if self.sparse {

@@ -198,3 +198,120 @@ fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
         "the redo did not produce the source content"
     );
 }
+
+/// Children of `pid` named `comm`, from /proc.
+fn children_named(pid: u32, comm: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let ppid: u32 = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if ppid == pid && &stat[open + 1..close] == comm {
+            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
+    let test = "partial_keeps_what_arrived_and_the_rerun_sends_the_rest";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let size: usize = 192 << 20;
+    let base = if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let src = base.path().join("src");
+    let dst = base.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    let content = pseudo_random(31, size);
+    std::fs::write(src.join("big"), &content).unwrap();
+
+    // Pull, so this process is the receiver that keeps the partial file.
+    let mut x = xsync();
+    x.args(["-a", "--partial", "-e"])
+        .arg(sshd.rsh())
+        .arg("--xsync-path")
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(remote_dir(&src))
+        .arg(crate::util::slash(&dst))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = x.spawn().expect("spawn xsync");
+    // Kill the connection once roughly half the file has arrived.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut killed = false;
+    while std::time::Instant::now() < deadline {
+        let written: u64 = std::fs::read_dir(&dst)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".xsync-tmp."))
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        if written >= (size as u64) * 2 / 5 {
+            for pid in children_named(child.id(), "ssh") {
+                if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                    killed = true;
+                }
+            }
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    if !killed {
+        crate::util::skip(test, "the transfer finished before it could be interrupted");
+        return;
+    }
+    assert_ne!(out.status.code(), Some(0), "an interrupted run must fail");
+    let kept = std::fs::metadata(dst.join("big"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        kept > 0 && kept < size as u64,
+        "--partial kept {kept} of {size} bytes"
+    );
+    assert!(
+        std::fs::read(dst.join("big")).unwrap()[..] == content[..kept as usize],
+        "the partial file is not a prefix of the source"
+    );
+
+    let mut again = xsync();
+    again
+        .args(["-a", "--partial", "--xsync-path"])
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(remote_dir(&src))
+        .arg(crate::util::slash(&dst));
+    let (c, err, wire) = counted(again, &sshd, base.path(), "rerun");
+    assert_eq!(c, 0, "rerun failed: {err}");
+    assert!(std::fs::read(dst.join("big")).unwrap() == content);
+    let missing = size as u64 - kept;
+    note(&format!(
+        "NOTE: {test}: kept {kept} of {size} bytes; the rerun moved {wire} bytes for the {missing} missing"
+    ));
+    assert!(
+        wire < missing + missing / 10 + (1 << 20),
+        "the rerun sent {wire} bytes for {missing} missing bytes"
+    );
+}
