@@ -214,10 +214,11 @@ fn children_named(pid: u32, comm: &str) -> Vec<i32> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if ppid == pid && &stat[open + 1..close] == comm {
-            if let Some(p) = e.file_name().to_str().and_then(|s| s.parse().ok()) {
-                out.push(p);
-            }
+        if ppid == pid
+            && &stat[open + 1..close] == comm
+            && let Some(p) = e.file_name().to_str().and_then(|s| s.parse().ok())
+        {
+            out.push(p);
         }
     }
     out
