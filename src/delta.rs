@@ -711,6 +711,36 @@ pub fn differing_ranges(
     out
 }
 
+/// A local update's coarse level: which aligned `block`s of `src` are byte-for-byte equal
+/// to the basis at the same offset, compared in parallel (no hashes: locally both files
+/// can be read, so nothing can falsely match).
+pub fn equal_blocks(
+    src: &File,
+    src_len: u64,
+    basis: &File,
+    basis_len: u64,
+    block: u64,
+) -> io::Result<Vec<bool>> {
+    let n = usize::try_from(src_len.div_ceil(block.max(1)))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "delta: file too large"))?;
+    (0..n)
+        .into_par_iter()
+        .map_init(
+            || (vec![0u8; block as usize], vec![0u8; block as usize]),
+            |(a, b), i| {
+                let at = i as u64 * block;
+                let len = (src_len - at).min(block) as usize;
+                if at + len as u64 > basis_len {
+                    return Ok(false);
+                }
+                src.read_exact_at(&mut a[..len], at)?;
+                basis.read_exact_at(&mut b[..len], at)?;
+                Ok(a[..len] == b[..len])
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,8 @@ pub struct Pending<'p> {
 pub struct Exec<'a, 'r> {
     pub rules: MetaRules,
     pub report: &'a Report<'r>,
+    /// `--no-whole-file` locally: rebuild changed files from their current version.
+    pub reuse_basis: bool,
 }
 
 impl Exec<'_, '_> {
@@ -199,6 +201,24 @@ impl Exec<'_, '_> {
     fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
         let m = &it.src.meta;
         let res = match (it.action, src_dir) {
+            (Action::Transfer, Some(src_dir))
+                if self.reuse_basis
+                    && it.dst.is_some_and(|d| d.kind == Kind::File && d.size > 0) =>
+            {
+                write::copy_file_reusing(
+                    src_dir,
+                    it.src_name,
+                    dst_dir,
+                    it.name,
+                    m,
+                    it.dst.as_ref(),
+                    &self.rules,
+                )
+                .map(|(literal, matched)| {
+                    self.transferred(it, literal);
+                    Stats::add(&self.report.stats.matched, matched);
+                })
+            }
             (Action::Transfer, Some(src_dir)) => write::copy_file(
                 src_dir,
                 it.src_name,

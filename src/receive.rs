@@ -75,7 +75,11 @@ pub fn apply(
         && let Some(root_fd) = dest.root.as_ref()
     {
         remove_stale_temps(root_fd, dst_scanner, report);
-        let exec = Exec { rules, report };
+        let exec = Exec {
+            rules,
+            report,
+            reuse_basis: opts.whole_file == Some(false),
+        };
         match source {
             Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
             Source::Remote(fetch) => {

@@ -315,6 +315,68 @@ pub fn copy_file(
     out.commit(want, existing, rules)
 }
 
+/// `--no-whole-file` on a local copy: rebuilds the target in a temporary from its current
+/// version (the basis) where aligned 1 MiB blocks are equal, and from the source where they
+/// differ — every byte moved by `copy_file_range`, so unchanged data never passes through
+/// user space and shares extents on file systems that reflink. Returns (literal, matched).
+pub fn copy_file_reusing(
+    src_dir: BorrowedFd<'_>,
+    src_name: &[u8],
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Meta,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+) -> Step<(u64, u64)> {
+    const BLOCK: u64 = 1 << 20;
+    let open = |dir: BorrowedFd<'_>, n: &[u8], op: &'static str| -> Step<std::fs::File> {
+        let c = cstr(n).map_err(|e| StepError::new(op, e))?;
+        let fd = openat(
+            dir,
+            &c,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| StepError::new(op, e))?;
+        Ok(std::fs::File::from(fd))
+    };
+    let src = open(src_dir, src_name, "open")?;
+    let basis = open(dst_dir, name, "open basis")?;
+    let len_of = |f: &std::fs::File, op| {
+        f.metadata()
+            .map(|m| m.len())
+            .map_err(|e| StepError::new(op, e))
+    };
+    let (src_len, basis_len) = (len_of(&src, "stat")?, len_of(&basis, "stat basis")?);
+    let equal = crate::delta::equal_blocks(&src, src_len, &basis, basis_len, BLOCK)
+        .map_err(|e| StepError::new("read", e))?;
+    let mut out = TempFile::create(dst_dir, name, false)?;
+    let (mut literal, mut matched) = (0, 0);
+    let mut i = 0;
+    while i < equal.len() {
+        let mut j = i;
+        while j < equal.len() && equal[j] == equal[i] {
+            j += 1;
+        }
+        let start = i as u64 * BLOCK;
+        let len = (j as u64 * BLOCK).min(src_len) - start;
+        let (from, from_len) = if equal[i] {
+            matched += len;
+            (&basis, basis_len)
+        } else {
+            literal += len;
+            (&src, src_len)
+        };
+        crate::delta::Applier::new(from.as_fd(), from_len, out.fd(), start)
+            .apply(crate::delta::Op::Copy { offset: start, len })
+            .map_err(|e| StepError::new("copy data to", e))?;
+        i = j;
+    }
+    out.advance(src_len);
+    out.commit(want, existing, rules)?;
+    Ok((literal, matched))
+}
+
 /// Sets owner, mode and mtime on an open file, in that order (chown clears set-id bits).
 fn set_fd_meta(fd: &OwnedFd, want: &Meta, mode: u32, rules: &MetaRules) -> Step<()> {
     if rules.owner || rules.group {
