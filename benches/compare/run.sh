@@ -254,26 +254,26 @@ prepare_small() {
     fi
 }
 
+# The single big files are not cached: tmpfs is RAM on a shared machine, and they take seconds
+# to regenerate. Each is made just before its workload and removed after it (drop_big).
 prepare_big() {
-    local dir=$WORK/big-src marker=$WORK/big-src.ok
-    if fresh "$marker" "$BIG_SIZE"; then
-        log "generating a $BIG_SIZE-byte file"
-        rm -rf "$dir"; $GEN bigfile "$dir/file.bin" "$BIG_SIZE"
-        mark "$marker" "$BIG_SIZE"
-    fi
+    log "generating a $BIG_SIZE-byte file"
+    rm -rf "$WORK/big-src"; $GEN bigfile "$WORK/big-src/file.bin" "$BIG_SIZE"
 }
 
-prepare_delta() {
-    local dir=$WORK/delta marker=$WORK/delta.ok
-    if fresh "$marker" "$DELTA_SIZE"; then
-        log "generating the delta files ($DELTA_SIZE bytes each)"
-        rm -rf "$dir"
-        $GEN bigfile "$dir/orig/file.bin" "$DELTA_SIZE"
+prepare_delta() { # prepare_delta edit|insert: $WORK/delta/orig (the basis) and $WORK/delta/<variant>
+    local dir=$WORK/delta
+    if [[ ! -f $dir/orig/file.bin ]]; then
+        log "generating the delta basis ($DELTA_SIZE bytes)"
+        rm -rf "$dir"; $GEN bigfile "$dir/orig/file.bin" "$DELTA_SIZE"
+    fi
+    rm -rf "$dir/edit" "$dir/insert"
+    if [[ $1 == edit ]]; then
         mkdir -p "$dir/edit"; cp -a "$dir/orig/file.bin" "$dir/edit/file.bin"
         $GEN edit "$dir/edit/file.bin" 16 4096
         touch -d @1704067200 "$dir/edit"
+    else
         $GEN insert "$dir/orig/file.bin" "$dir/insert/file.bin"
-        mark "$marker" "$DELTA_SIZE"
     fi
 }
 
@@ -301,6 +301,24 @@ prepare_disk_kernel() {
         log "copying the kernel tree to $DISK_WORK (once)"
         rm -rf "$dir"; cp -a "$WORK/kernel-src" "$dir"; sync
         mark "$marker" "$(cat "$WORK/kernel-src.ok")"
+    fi
+}
+
+# Refuse a workload that would not fit, rather than push a shared machine into the OOM killer:
+# tmpfs lives in RAM. NEED is the workload's peak footprint in GiB (sources + destination +
+# the receiver's temporary file); 2 GiB stay free for everyone else.
+fits() { # fits ID DESC NEED_GIB DIR -> false (and a skipped row) if DIR cannot hold NEED_GIB
+    local id=$1 desc=$2 need=$3 dir=$4 avail_kib mem_kib
+    [[ $SCALE == tiny ]] && return 0
+    mkdir -p "$dir"
+    avail_kib=$(df -Pk "$dir" | awk 'NR==2 {print $4}')
+    if [[ $(fstype "$dir") == tmpfs ]]; then
+        mem_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
+        ((mem_kib < avail_kib)) && avail_kib=$mem_kib
+    fi
+    if ((avail_kib < (need + 2) * 1024 * 1024)); then
+        skip_workload "$id" "$desc" "needs about $need GiB free in \`$dir\` plus 2 GiB spare; $((avail_kib / 1024 / 1024)) GiB available"
+        return 1
     fi
 }
 
@@ -458,12 +476,15 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
                 if [[ $VERIFY == content || ($VERIFY == meta && ($t == xsync || $t == rsync)) ]]; then
                     state[$t]=wrong; cell "$id" "$t" wrong; note "$id" "$t" "$VERIFY_MSG"
                     log "  $t run $r: WRONG RESULT: $VERIFY_MSG"
+                    rm -rf "$dst"
                     continue
                 fi
                 if [[ $VERIFY == meta && $r == 1 ]]; then note "$id" "$t" "$VERIFY_MSG"; fi
             fi
             printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$t" "$r" "$WALL" "$RSS" >>"$RAW"
             log "  $t run $r: ${WALL}s ${RSS}KiB"
+            # One destination at a time (tmpfs is RAM); a no-op keeps its own across runs.
+            [[ $kind == noop ]] || rm -rf "$dst"
         done
     done
     for t in "${tools[@]}"; do
@@ -516,53 +537,81 @@ if want a-kernel || want b-kernel || want c-kernel || { [[ $DELTA == 1 ]] && wan
     [[ -n $KERNEL_SKIP ]] || KFACTS=$(tree_facts "$WORK/kernel-src")
 fi
 
-want a-kernel && if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel "initial copy, kernel tree" "$KERNEL_SKIP"
-    else run_workload a-kernel copy "initial copy, $KERNEL_DESC ($KFACTS)" "$WORK/kernel-src" "" "$RUNS"; fi
+KGIB=2; [[ $SCALE == full ]] && KGIB=$(( $(du -sk "$WORK/kernel-src" 2>/dev/null | cut -f1 || echo 0) / 1024 / 1024 + 1 ))
+BIG_GIB=$(( (BIG_SIZE + (1 << 30) - 1) >> 30 )); DELTA_GIB=$(( (DELTA_SIZE + (1 << 30) - 1) >> 30 ))
+
+if want a-kernel; then
+    desc="initial copy, $KERNEL_DESC ($KFACTS)"
+    if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel "initial copy, kernel tree" "$KERNEL_SKIP"
+    elif fits a-kernel "$desc" "$KGIB" "$WORK"; then
+        run_workload a-kernel copy "$desc" "$WORK/kernel-src" "" "$RUNS"
+    fi
+fi
 
 if want a-small || want b-small; then prepare_small; SFACTS=$(tree_facts "$WORK/small-src"); fi
 want a-small && run_workload a-small copy "initial copy, small files ($SFACTS, 0-8 KiB)" "$WORK/small-src" "" "$RUNS"
 
-want b-kernel && if [[ -n $KERNEL_SKIP ]]; then skip_workload b-kernel "no-op re-sync, kernel tree" "$KERNEL_SKIP"
-    else run_workload b-kernel noop "no-op re-sync, $KERNEL_DESC" "$WORK/kernel-src" "" "$RUNS"; fi
+if want b-kernel; then
+    desc="no-op re-sync, $KERNEL_DESC"
+    if [[ -n $KERNEL_SKIP ]]; then skip_workload b-kernel "no-op re-sync, kernel tree" "$KERNEL_SKIP"
+    elif fits b-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # one destination per tool
+        run_workload b-kernel noop "$desc" "$WORK/kernel-src" "" "$RUNS"
+    fi
+fi
 want b-small && run_workload b-small noop "no-op re-sync, small files" "$WORK/small-src" "" "$RUNS"
 
 if want c-kernel; then
+    read -r m_app m_del m_add <<<"$MUT"
+    desc="\`--delete\` update, $KERNEL_DESC: $m_app appended, $m_del deleted, $m_add added"
     if [[ -n $KERNEL_SKIP ]]; then skip_workload c-kernel "--delete update, kernel tree" "$KERNEL_SKIP"
-    else
+    elif fits c-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # changed source + destination
         prepare_kernel_mod
-        read -r m_app m_del m_add <<<"$MUT"
-        run_workload c-kernel update "\`--delete\` update, $KERNEL_DESC: $m_app appended, $m_del deleted, $m_add added" \
-            "$WORK/kernel-mod" "$WORK/kernel-src" "$RUNS" --delete
+        run_workload c-kernel update "$desc" "$WORK/kernel-mod" "$WORK/kernel-src" "$RUNS" --delete
         rm -rf "$WORK/kernel-mod"
     fi
 fi
 
 if want d-bigfile; then
-    prepare_big
-    run_workload d-bigfile copy "initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG_SIZE") file" "$WORK/big-src" "" "$RUNS"
+    desc="initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG_SIZE") file"
+    if fits d-bigfile "$desc" $((2 * BIG_GIB)) "$WORK"; then   # source + destination
+        prepare_big
+        run_workload d-bigfile copy "$desc" "$WORK/big-src" "" "$RUNS"
+        rm -rf "$WORK/big-src"
+    fi
 fi
 
 if [[ $DELTA == 1 ]]; then
-    if want e-delta-edit || want f-delta-insert; then prepare_delta; fi
-    want e-delta-edit && run_workload e-delta-edit delta \
-        "delta, $(numfmt --to=iec-i --suffix=B "$DELTA_SIZE") file with 16 scattered 4 KiB edits (\`--no-whole-file\`)" \
-        "$WORK/delta/edit" "$WORK/delta/orig" "$RUNS" --no-whole-file
-    want f-delta-insert && run_workload f-delta-insert delta \
-        "delta, $(numfmt --to=iec-i --suffix=B "$DELTA_SIZE") file with 1 byte inserted in the middle (\`--no-whole-file\`)" \
-        "$WORK/delta/insert" "$WORK/delta/orig" "$RUNS" --no-whole-file
+    dsize=$(numfmt --to=iec-i --suffix=B "$DELTA_SIZE")
+    # Peak: basis + changed source + the destination's basis copy + the receiver's temp file.
+    if want e-delta-edit; then
+        desc="delta, $dsize file with 16 scattered 4 KiB edits (\`--no-whole-file\`)"
+        if fits e-delta-edit "$desc" $((4 * DELTA_GIB)) "$WORK"; then
+            prepare_delta edit
+            run_workload e-delta-edit delta "$desc" "$WORK/delta/edit" "$WORK/delta/orig" "$RUNS" --no-whole-file
+        fi
+    fi
+    if want f-delta-insert; then
+        desc="delta, $dsize file with 1 byte inserted in the middle (\`--no-whole-file\`)"
+        if fits f-delta-insert "$desc" $((4 * DELTA_GIB)) "$WORK"; then
+            prepare_delta insert
+            run_workload f-delta-insert delta "$desc" "$WORK/delta/insert" "$WORK/delta/orig" "$RUNS" --no-whole-file
+        fi
+    fi
+    rm -rf "$WORK/delta"
     if want g-text-z; then
         if [[ -n $KERNEL_SKIP ]]; then skip_workload g-text-z "initial copy with -z, source text" "$KERNEL_SKIP"
         else
             prepare_text
             run_workload g-text-z copy "initial copy with \`-z\`, source text from the $KTAG tree ($(tree_facts "$WORK/text-src"))" \
                 "$WORK/text-src" "" "$RUNS" -z
+            rm -rf "$WORK/text-src" "$WORK/text-src.ok"
         fi
     fi
 fi
 
 if [[ $DISK == 1 ]] && want a-kernel-disk; then
     if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel-disk "initial copy on ext4, kernel tree" "$KERNEL_SKIP"
-    else
+    elif fits a-kernel-disk "initial copy on disk, $KERNEL_DESC" $((2 * KGIB)) "$DISK_WORK"; then
         prepare_disk_kernel
         disk_runs=$RUNS
         [[ $SCALE == full && $disk_runs -lt 5 ]] && disk_runs=5
