@@ -316,3 +316,32 @@ fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
         "the rerun sent {wire} bytes for {missing} missing bytes"
     );
 }
+
+#[test]
+fn local_no_whole_file_rebuilds_from_the_basis() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 5 MiB + a tail that is not a whole block, two edited blocks, and growth.
+    let old = pseudo_random(41, (5 << 20) + 12345);
+    let mut new = old.clone();
+    new[100..150].fill(7);
+    new[(3 << 20) + 5..(3 << 20) + 55].fill(9);
+    new.extend_from_slice(&pseudo_random(42, 3000));
+    let (src, dx, _) = setup(tmp.path(), &old, &new);
+    let out = run(xsync()
+        .args(["-a", "--no-whole-file", "--stats"])
+        .arg(crate::util::slash(&src))
+        .arg(crate::util::slash(&dx)));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(std::fs::read(dx.join("f")).unwrap() == new);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let matched = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Matched data: "))
+        .and_then(|v| v.split_whitespace().next())
+        .map(|v| v.replace(',', "").parse::<u64>().unwrap_or(0))
+        .unwrap_or(0);
+    let literal = literal_bytes(&stdout);
+    assert_eq!(literal + matched, new.len() as u64, "{stdout}");
+    // Blocks 0 and 3 and the grown tail differ; blocks 1, 2 and 4 come from the basis.
+    assert_eq!(matched, 3 << 20, "{stdout}");
+}
