@@ -79,6 +79,23 @@ where
     report.finish()
 }
 
+/// rsync's behaviour on SIGINT, SIGTERM and SIGHUP: remove the files being written, say
+/// why, exit 20. (Files already renamed into place are complete; the rest are untouched.)
+pub fn install_signal_handlers() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _held = write::remove_live_temps();
+            let code = ExitCode::Signal;
+            eprintln!("xsync error: {} (code {})", code.describe(), code.code());
+            std::process::exit(code.code());
+        }
+    });
+}
+
 /// Parallel walks hold a directory handle per level per thread; the default soft limit of
 /// 1024 is raised to the hard limit so deep trees cannot run out.
 fn raise_fd_limit() {

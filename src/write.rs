@@ -155,6 +155,8 @@ fn finish(dir: BorrowedFd<'_>, tmp: &CString, name: &CString, res: Step<()>) -> 
 /// A file being written under a temporary name beside its target. Dropped without
 /// [`commit`](Self::commit), it removes itself: the target is never touched.
 pub struct TempFile<'d> {
+    /// Key in [`LIVE`].
+    live: usize,
     dir: BorrowedFd<'d>,
     tmp: CString,
     name: CString,
@@ -175,7 +177,9 @@ impl<'d> TempFile<'d> {
                 Mode::from_raw_mode(0o600),
             )
         })?;
+        let live = register_live(dir, &tmp);
         Ok(TempFile {
+            live,
             dir,
             tmp,
             name,
@@ -276,7 +280,45 @@ impl Drop for TempFile<'_> {
         if !self.committed {
             let _ = unlinkat(self.dir, &self.tmp, AtFlags::empty());
         }
+        unregister_live(self.live);
     }
+}
+
+/// Temporaries being written right now (directory fd, name), so that a run stopped by a
+/// signal can remove them before it exits. Entries live exactly as long as their
+/// [`TempFile`], which also keeps the directory fd open.
+static LIVE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<usize, (i32, CString)>>,
+> = std::sync::LazyLock::new(Default::default);
+static LIVE_NEXT: AtomicU64 = AtomicU64::new(0);
+
+fn register_live(dir: BorrowedFd<'_>, tmp: &CString) -> usize {
+    use std::os::fd::AsRawFd;
+    let id = LIVE_NEXT.fetch_add(1, Ordering::Relaxed) as usize;
+    if let Ok(mut m) = LIVE.lock() {
+        m.insert(id, (dir.as_raw_fd(), tmp.clone()));
+    }
+    id
+}
+
+fn unregister_live(id: usize) {
+    if let Ok(mut m) = LIVE.lock() {
+        m.remove(&id);
+    }
+}
+
+/// Removes every temporary still being written (called when a signal ends the run). The
+/// lock is held until the process exits, so no writer can rename one of them meanwhile.
+pub fn remove_live_temps()
+-> std::sync::MutexGuard<'static, std::collections::HashMap<usize, (i32, CString)>> {
+    let m = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    for (fd, name) in m.values() {
+        // SAFETY: the fd belongs to a live TempFile's directory, and the lock keeps the
+        // TempFile from being dropped (its Drop takes the lock) while we use it.
+        let dir = unsafe { BorrowedFd::borrow_raw(*fd) };
+        let _ = unlinkat(dir, name, AtFlags::empty());
+    }
+    m
 }
 
 /// Copies `src_name` in `src_dir` to `name` in `dst_dir` atomically, carrying `want`'s

@@ -198,3 +198,73 @@ fn harness_error_cases_make_rsync_fail_as_expected() {
         assert_eq!(code(&out.a), *want, "{}", report(case, &out, &diffs));
     }
 }
+
+/// rsync's contract on SIGINT: exit 20; and ours: the file being written is removed, the
+/// target keeps its old content.
+#[test]
+fn sigint_exits_20_and_removes_the_temporary() {
+    use std::time::{Duration, Instant};
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    };
+    let src = base.path().join("src");
+    let dst = base.path().join("dst");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(dst.join("big"), b"old").unwrap();
+    let f = std::fs::File::create(src.join("big")).unwrap();
+    // Sparse source, dense copy: big enough to catch mid-write, cheap to make.
+    f.set_len(3 << 30).unwrap();
+    drop(f);
+    let mut child = xsync()
+        .arg("-a")
+        .arg(crate::util::slash(&src))
+        .arg(crate::util::slash(&dst))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = false;
+    while Instant::now() < deadline && !seen {
+        seen = std::fs::read_dir(&dst)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".xsync-tmp."));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !seen {
+        let _ = child.kill();
+        let _ = child.wait();
+        crate::util::skip(
+            "sigint_exits_20_and_removes_the_temporary",
+            "the copy finished before a temporary was seen",
+        );
+        return;
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(20),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("code 20"));
+    let left: Vec<_> = std::fs::read_dir(&dst)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("big")],
+        "temporaries left: {left:?}"
+    );
+    assert_eq!(std::fs::read(dst.join("big")).unwrap(), b"old");
+}
