@@ -393,3 +393,92 @@ fn lookup_mut<'a>(root: &'a mut Entry, rel: &[u8]) -> Option<&'a mut Entry> {
     }
     Some(cur)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::virtual_dir_meta;
+    use crate::tree::Meta;
+
+    fn entry(name: &[u8], kind: Kind) -> WireEntry {
+        let meta = Meta {
+            kind,
+            ..virtual_dir_meta()
+        };
+        let mut e = Entry::new(name.into(), meta);
+        e.digest = 42;
+        if kind == Kind::Symlink {
+            e.target = Some(Box::from(&b"/etc/passwd"[..]));
+        }
+        WireEntry::from_entry(&e)
+    }
+
+    /// Feeds a hostile sender's listing to the receiver's tree exchange.
+    fn fetch_with(listing: Vec<WireEntry>) -> Result<Entry, Error> {
+        let mut frames = Vec::new();
+        let mut w = Writer::new(&mut frames);
+        w.send(&Msg::Listing {
+            dirs: vec![listing],
+        })
+        .unwrap();
+        w.flush().unwrap();
+        let mut rd = Reader::new(&frames[..]);
+        let mut sink = Vec::new();
+        let mut wr = Writer::new(&mut sink);
+        let dest = Dest {
+            root: None,
+            rename_to: None,
+            path: "/nonexistent".into(),
+        };
+        let root = entry(b".", Kind::Dir);
+        fetch_tree(&mut rd, &mut wr, root, None, &dest, &SourceInfo::default())
+    }
+
+    #[test]
+    fn a_peer_listing_that_would_escape_the_destination_is_a_protocol_error() {
+        for bad in [&b".."[..], b".", b"a/b", b"/etc", b"", b"x\0y"] {
+            let e = fetch_with(vec![entry(bad, Kind::File)]).expect_err("accepted");
+            assert_eq!(e.code, ExitCode::StreamIo, "{bad:?}: {}", e.message());
+        }
+    }
+
+    #[test]
+    fn unsorted_or_duplicate_listings_are_refused() {
+        let e = fetch_with(vec![entry(b"b", Kind::File), entry(b"a", Kind::File)]).unwrap_err();
+        assert_eq!(e.code, ExitCode::StreamIo);
+        let e = fetch_with(vec![entry(b"a", Kind::File), entry(b"a", Kind::File)]).unwrap_err();
+        assert_eq!(e.code, ExitCode::StreamIo);
+    }
+
+    #[test]
+    fn a_hard_link_leader_outside_the_tree_is_refused() {
+        let mut e = entry(b"f", Kind::File);
+        e.link_leader = Some(serde_bytes::ByteBuf::from(b"../../etc/shadow".to_vec()));
+        assert_eq!(fetch_with(vec![e]).unwrap_err().code, ExitCode::StreamIo);
+    }
+
+    #[test]
+    fn symlinks_pointing_anywhere_are_data_not_paths() {
+        // A link's target is copied, never followed: it is allowed to point outside.
+        let t = fetch_with(vec![entry(b"l", Kind::Symlink)]).expect("accepted");
+        assert_eq!(t.children.len(), 1);
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_decoder() {
+        let mut x = 0x2545f4914f6cdd1du64;
+        for round in 0..2000 {
+            let len = (round % 97) + 4;
+            let mut bytes = Vec::with_capacity(len + 4);
+            bytes.extend_from_slice(&(len as u32).to_le_bytes());
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                bytes.push(x as u8);
+            }
+            // Either a message or a clean stream error; never a panic or a huge allocation.
+            let _ = Reader::new(&bytes[..]).recv();
+        }
+    }
+}
