@@ -12,6 +12,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod filter;
+pub mod ids;
 pub mod job;
 pub mod pathsafe;
 pub mod plan;

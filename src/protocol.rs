@@ -47,6 +47,8 @@ pub struct SourceInfo {
     pub named_tops: Vec<serde_bytes::ByteBuf>,
     /// The sender could not read everything: the receiver must not delete.
     pub io_error: bool,
+    /// Names of the owners and groups the tree uses (empty with --numeric-ids).
+    pub names: crate::ids::Names,
 }
 
 /// One entry as it crosses the wire: an [`Entry`] without its children.

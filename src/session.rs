@@ -122,6 +122,9 @@ pub fn send<R: Read, W: Write>(
     prepare(&mut root, opts);
     let mut info = sources.info();
     info.io_error = report.code() != ExitCode::Ok;
+    if !opts.numeric_ids && (opts.owner || opts.group) {
+        info.names = crate::ids::Names::of_tree(&root);
+    }
     wr.send(&Msg::SourceRoot {
         info: info.clone(),
         root: WireEntry::from_entry(&root),
@@ -210,7 +213,20 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     if let Some(d) = dst_root.as_mut() {
         prepare(d, opts);
     }
-    let src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info)?;
+    let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info)?;
+    // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
+    // over its own ids, so where a mapping changes one, the comparison sees the
+    // difference and the planner sets the local id.
+    let ids = crate::ids::IdMap::new(&info.names);
+    if !ids.is_identity() {
+        fn map_all(e: &mut Entry, ids: &crate::ids::IdMap) {
+            ids.apply(e);
+            for c in &mut e.children {
+                map_all(c, ids);
+            }
+        }
+        map_all(&mut src_root, &ids);
+    }
 
     let mut result: Result<(), Error> = Ok(());
     {

@@ -157,6 +157,7 @@ impl Sources {
                 .map(serde_bytes::ByteBuf::from)
                 .collect(),
             io_error: false,
+            names: Default::default(),
         }
     }
 
