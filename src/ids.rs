@@ -22,10 +22,10 @@ fn parse_db(text: &str) -> HashMap<u32, String> {
     let mut m = HashMap::new();
     for line in text.lines() {
         let mut f = line.split(':');
-        if let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) {
-            if let Ok(id) = id.parse::<u32>() {
-                m.entry(id).or_insert_with(|| name.to_string());
-            }
+        if let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next())
+            && let Ok(id) = id.parse::<u32>()
+        {
+            m.entry(id).or_insert_with(|| name.to_string());
         }
     }
     m
