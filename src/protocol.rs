@@ -150,7 +150,8 @@ pub enum Msg {
         ops: Vec<WireOp>,
         end: Option<[u8; 32]>,
     },
-    /// Receiver → sender: no more requests.
+    /// Receiver → sender: no more requests for now; send everything asked for so far.
+    /// (More may follow: files to fetch again after a failed check.)
     GetEnd,
     /// Sender → receiver: a piece of file `id`; `end` carries the blake3 of the content on
     /// the last piece.

@@ -131,57 +131,92 @@ pub fn send<R: Read, W: Write>(
     })?;
     wr.flush()?;
     let counts = counts(&root, info.root_is_transfer_dir);
-    loop {
-        match rd.recv()? {
-            Msg::List { dirs } => {
-                let mut out = Vec::with_capacity(dirs.len());
-                for d in &dirs {
-                    check_rel_path(d)?;
-                    let e = if d.is_empty() {
-                        Some(&root)
-                    } else {
-                        lookup(&root, d)
-                    };
-                    match e {
-                        Some(e) if e.is_dir() => {
-                            out.push(e.children.iter().map(WireEntry::from_entry).collect())
-                        }
-                        _ => {
-                            return Err(Error::new(
-                                ExitCode::StreamIo,
-                                format!(
-                                    "protocol error: peer asked to list `{}`, which is not a directory here",
-                                    show(d)
-                                ),
-                            ));
+    // One batch of file requests is read (on its own thread) while the one before it is
+    // sent, so the disk and the wire work at the same time.
+    std::thread::scope(|scope| {
+        let mut ahead: Option<std::thread::ScopedJoinHandle<'_, Result<transfer::Loaded, Error>>> =
+            None;
+        let flush_ahead = |wr: &mut Writer<W>,
+                           ahead: &mut Option<
+            std::thread::ScopedJoinHandle<'_, Result<transfer::Loaded, Error>>,
+        >|
+         -> Result<(), Error> {
+            if let Some(h) = ahead.take() {
+                let loaded = h
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
+                transfer::send_loaded(wr, &tops, loaded, report)?;
+            }
+            Ok(())
+        };
+        loop {
+            match rd.recv()? {
+                Msg::List { dirs } => {
+                    let mut out = Vec::with_capacity(dirs.len());
+                    for d in &dirs {
+                        check_rel_path(d)?;
+                        let e = if d.is_empty() {
+                            Some(&root)
+                        } else {
+                            lookup(&root, d)
+                        };
+                        match e {
+                            Some(e) if e.is_dir() => {
+                                out.push(e.children.iter().map(WireEntry::from_entry).collect())
+                            }
+                            _ => {
+                                return Err(Error::new(
+                                    ExitCode::StreamIo,
+                                    format!(
+                                        "protocol error: peer asked to list `{}`, which is not a directory here",
+                                        show(d)
+                                    ),
+                                ));
+                            }
                         }
                     }
+                    wr.send(&Msg::Listing { dirs: out })?;
+                    wr.flush()?;
                 }
-                wr.send(&Msg::Listing { dirs: out })?;
-                wr.flush()?;
+                Msg::Get { files } => {
+                    // Only batches of small whole files are held back to overlap with the
+                    // next one; a delta or a streamed file goes out at once (the receiver
+                    // may take a while to ask for more while it signs a big basis).
+                    let hold = transfer::all_small(&root, &files);
+                    let (root, tops) = (&root, &tops);
+                    let next = scope.spawn(move || transfer::load(root, tops, files));
+                    flush_ahead(wr, &mut ahead)?;
+                    ahead = Some(next);
+                    if !hold {
+                        flush_ahead(wr, &mut ahead)?;
+                    }
+                }
+                Msg::Coarse { items } => transfer::answer_coarse(wr, &tops, items)?,
+                Msg::GetEnd => {
+                    flush_ahead(wr, &mut ahead)?;
+                    wr.flush()?
+                }
+                Msg::Log { text } => report.raw(&text),
+                Msg::Finish { code, stats } => {
+                    flush_ahead(wr, &mut ahead)?;
+                    report.flush();
+                    relay(wr, relay_out)?;
+                    wr.send(&Msg::Done {
+                        code: report.code().code(),
+                        counts,
+                    })?;
+                    wr.flush()?;
+                    return Ok(SenderOutcome {
+                        peer_code: code_from(code),
+                        peer_stats: stats,
+                        counts,
+                    });
+                }
+                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+                other => return Err(unexpected(&other, "a request from the receiver")),
             }
-            Msg::Get { files } => transfer::send_files(wr, &root, &tops, files, report)?,
-            Msg::Coarse { items } => transfer::answer_coarse(wr, &tops, items)?,
-            Msg::GetEnd => wr.flush()?,
-            Msg::Log { text } => report.raw(&text),
-            Msg::Finish { code, stats } => {
-                report.flush();
-                relay(wr, relay_out)?;
-                wr.send(&Msg::Done {
-                    code: report.code().code(),
-                    counts,
-                })?;
-                wr.flush()?;
-                return Ok(SenderOutcome {
-                    peer_code: code_from(code),
-                    peer_stats: stats,
-                    counts,
-                });
-            }
-            Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
-            other => return Err(unexpected(&other, "a request from the receiver")),
         }
-    }
+    })
 }
 
 /// Receiver: learns the source tree where it differs, then plans and applies it with the

@@ -127,15 +127,29 @@ pub fn answer_coarse<W: Write>(
     wr.flush()
 }
 
-/// Serves one batch of requests in order: whole small files read in parallel first, then
-/// everything sent in request order; big files streamed; deltas computed as they go.
-pub fn send_files<W: Write>(
-    wr: &mut Writer<W>,
-    root: &Entry,
-    tops: &Tops,
+/// A small file's content and blake3, or why it could not be read; None for a request
+/// that is not a small whole file.
+type Preloaded = Option<std::io::Result<(Vec<u8>, [u8; 32])>>;
+
+/// A batch of requests with its small whole files already read and hashed.
+pub struct Loaded {
     files: Vec<Request>,
-    report: &Report<'_>,
-) -> Result<(), Error> {
+    small: Vec<Preloaded>,
+}
+
+/// Whether a batch holds only small whole files (read into memory by [`load`]).
+pub fn all_small(root: &Entry, files: &[Request]) -> bool {
+    files.iter().all(|r| match r {
+        Request::Whole { path, .. } => {
+            crate::plan::lookup(root, path).is_some_and(|e| e.meta.size <= SMALL)
+        }
+        Request::Delta { .. } => false,
+    })
+}
+
+/// Checks a batch of requests and reads (and hashes) its small whole files in parallel.
+/// Runs on its own thread while the previous batch is being sent.
+pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Error> {
     for r in &files {
         match r {
             Request::Whole { path, .. } | Request::Delta { path, .. } => check_rel_path(path)?,
@@ -146,20 +160,37 @@ pub fn send_files<W: Write>(
             .map(|e| e.meta.size)
             .unwrap_or(0)
     };
-    let small: Vec<Option<std::io::Result<Vec<u8>>>> = files
+    let small = files
         .par_iter()
         .map(|r| match r {
             Request::Whole { path, .. } => {
                 let size = size_of(path);
-                (size <= SMALL).then(|| open_source(tops, path).and_then(|fd| read_all(&fd, size)))
+                (size <= SMALL).then(|| {
+                    open_source(tops, path)
+                        .and_then(|fd| read_all(&fd, size))
+                        .map(|d| {
+                            let h = *blake3::hash(&d).as_bytes();
+                            (d, h)
+                        })
+                })
             }
             Request::Delta { .. } => None,
         })
         .collect();
-    for (req, data) in files.into_iter().zip(small) {
+    Ok(Loaded { files, small })
+}
+
+/// Sends a loaded batch in request order: small files from memory, big files streamed,
+/// deltas computed as they go.
+pub fn send_loaded<W: Write>(
+    wr: &mut Writer<W>,
+    tops: &Tops,
+    loaded: Loaded,
+    report: &Report<'_>,
+) -> Result<(), Error> {
+    for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         match (req, data) {
-            (Request::Whole { id, path }, Some(Ok(data))) => {
-                let hash = *blake3::hash(&data).as_bytes();
+            (Request::Whole { id, path }, Some(Ok((data, hash)))) => {
                 let raw = wr.compressing() && incompressible(&path, &data);
                 let msg = Msg::Data {
                     id,
@@ -428,7 +459,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             let mut batch: Vec<Request> = Vec::new();
             for (i, p) in pending_ref.iter().enumerate() {
                 batch.push(request_for(i as u32, p, &plans[i], wire_path));
-                if batch.len() >= BATCH || matches!(batch.last(), Some(Request::Delta { .. })) {
+                if batch.len() >= BATCH / 4 || matches!(batch.last(), Some(Request::Delta { .. })) {
                     wr.send(&Msg::Get {
                         files: std::mem::take(&mut batch),
                     })?;
@@ -437,8 +468,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             }
             if !batch.is_empty() {
                 wr.send(&Msg::Get { files: batch })?;
-                wr.flush()?;
             }
+            // GetEnd: "that is all for now" — the sender sends what it holds.
+            wr.send(&Msg::GetEnd)?;
+            wr.flush()?;
             // Files whose rebuilt content failed its check, fetched whole once.
             for (id, path) in redo_rx {
                 wr.send(&Msg::Get {
@@ -447,10 +480,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
                         path: serde_bytes::ByteBuf::from(path),
                     }],
                 })?;
+                wr.send(&Msg::GetEnd)?;
                 wr.flush()?;
             }
-            wr.send(&Msg::GetEnd)?;
-            wr.flush()
+            Ok(())
         });
         let got = receive(rd, exec, &pending, wire_path, redo_tx, partial);
         let sent = requester
