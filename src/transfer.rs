@@ -697,8 +697,13 @@ fn receive<R: Read + Send>(
                                             err: std::io::Error::other("checksum mismatch"),
                                         });
                                     }
-                                    let mut t =
-                                        TempFile::create(p.dir.as_fd(), p.item.name, rules.sparse)?;
+                                    let mut t = TempFile::create(
+                                        p.dir.as_fd(),
+                                        p.item.name,
+                                        rules.sparse,
+                                        rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
+                                        rules.umask,
+                                    )?;
                                     t.write(&data)?;
                                     t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
                                 })();
@@ -815,7 +820,14 @@ fn start_file<'d>(
     index: usize,
     delta: bool,
 ) -> Current<'d> {
-    let temp = match TempFile::create(p.dir.as_fd(), p.item.name, exec.rules.sparse && !delta) {
+    let rules = &exec.rules;
+    let temp = match TempFile::create(
+        p.dir.as_fd(),
+        p.item.name,
+        rules.sparse && !delta,
+        rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
+        rules.umask,
+    ) {
         Ok(t) => Some(t),
         Err(e) => {
             exec.fail(&p.item.rel, e);

@@ -164,17 +164,30 @@ pub struct TempFile<'d> {
     sparse: bool,
     len: u64,
     committed: bool,
+    /// The permission bits the file was created with (after the umask).
+    created_mode: u32,
 }
 
 impl<'d> TempFile<'d> {
-    pub fn create(dir: BorrowedFd<'d>, name: &[u8], sparse: bool) -> Step<TempFile<'d>> {
+    /// Creates the temporary for `name`, to end with permission bits `mode`. It is created
+    /// with those bits already (no set-id bits, the umask applied), so the usual file needs
+    /// no chmod at commit; data in flight is never readable by more users than the finished
+    /// file will be.
+    pub fn create(
+        dir: BorrowedFd<'d>,
+        name: &[u8],
+        sparse: bool,
+        mode: u32,
+        umask: u32,
+    ) -> Step<TempFile<'d>> {
         let name = checked(name)?;
+        let create_mode = mode & 0o777;
         let (tmp, fd) = with_temp(|tmp| {
             openat(
                 dir,
                 tmp,
                 OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
+                Mode::from_raw_mode(create_mode),
             )
         })?;
         let live = register_live(dir, &tmp);
@@ -187,6 +200,7 @@ impl<'d> TempFile<'d> {
             sparse,
             len: 0,
             committed: false,
+            created_mode: create_mode & !umask,
         })
     }
 
@@ -267,7 +281,8 @@ impl<'d> TempFile<'d> {
             rustix::fs::ftruncate(&self.fd, self.len)
                 .map_err(|e| StepError::new("set length of", e))?;
         }
-        set_fd_meta(&self.fd, want, rules.file_mode(want, existing), rules)?;
+        let mode = rules.file_mode(want, existing);
+        set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
@@ -340,7 +355,13 @@ pub fn copy_file(
         Mode::empty(),
     )
     .map_err(|e| StepError::new("open", e))?;
-    let mut out = TempFile::create(dst_dir, name, rules.sparse)?;
+    let mut out = TempFile::create(
+        dst_dir,
+        name,
+        rules.sparse,
+        rules.file_mode(want, existing),
+        rules.umask,
+    )?;
     if rules.sparse {
         let mut buf = vec![0u8; 1024 * 1024];
         loop {
@@ -392,7 +413,13 @@ pub fn copy_file_reusing(
     let (src_len, basis_len) = (len_of(&src, "stat")?, len_of(&basis, "stat basis")?);
     let equal = crate::delta::equal_blocks(&src, src_len, &basis, basis_len, BLOCK)
         .map_err(|e| StepError::new("read", e))?;
-    let mut out = TempFile::create(dst_dir, name, false)?;
+    let mut out = TempFile::create(
+        dst_dir,
+        name,
+        false,
+        rules.file_mode(want, existing),
+        rules.umask,
+    )?;
     let (mut literal, mut matched) = (0, 0);
     let mut i = 0;
     while i < equal.len() {
@@ -420,12 +447,21 @@ pub fn copy_file_reusing(
 }
 
 /// Sets owner, mode and mtime on an open file, in that order (chown clears set-id bits).
-fn set_fd_meta(fd: &OwnedFd, want: &Meta, mode: u32, rules: &MetaRules) -> Step<()> {
+fn set_fd_meta(
+    fd: &OwnedFd,
+    want: &Meta,
+    mode: u32,
+    rules: &MetaRules,
+    mode_is_set: bool,
+) -> Step<()> {
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
         rules.chown_result(fchown(fd, u, g))?;
     }
-    fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
+    // Without set-id bits chown leaves the mode alone, so a mode set at creation holds.
+    if !mode_is_set {
+        fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
+    }
     if rules.times {
         futimens(fd, &MetaRules::timestamps(want))
             .map_err(|e| StepError::new("set times on", e))?;
