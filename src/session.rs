@@ -191,7 +191,7 @@ pub fn send<R: Read, W: Write>(
                         flush_ahead(wr, &mut ahead)?;
                     }
                 }
-                Msg::Coarse { items } => transfer::answer_coarse(wr, &tops, items)?,
+                Msg::Coarse { items } => transfer::answer_coarse(wr, &root, &tops, items)?,
                 Msg::GetEnd => {
                     flush_ahead(wr, &mut ahead)?;
                     wr.flush()?

@@ -92,16 +92,31 @@ fn skip<W: Write>(
     wr.send(&Msg::Skip { id })
 }
 
+/// The sender serves only what it listed: a regular file of its own tree. A request for
+/// anything else — a path through a symlink, a directory, something never sent — is a
+/// protocol error, so a hostile receiver cannot read outside the source.
+fn check_served(root: &Entry, path: &[u8]) -> Result<(), Error> {
+    check_rel_path(path)?;
+    match crate::plan::lookup(root, path) {
+        Some(e) if e.meta.kind == Kind::File => Ok(()),
+        _ => Err(stream_error(format!(
+            "peer asked for `{}`, which is not a file this side listed",
+            show(path)
+        ))),
+    }
+}
+
 /// Sender: answers the coarse hashes of big bases with the source ranges that differ.
 pub fn answer_coarse<W: Write>(
     wr: &mut Writer<W>,
+    root: &Entry,
     tops: &Tops,
     items: Vec<CoarseItem>,
 ) -> Result<(), Error> {
     let answers: Vec<(u32, Vec<(u64, u64)>)> = items
         .into_par_iter()
         .map(|it| {
-            check_rel_path(&it.path)?;
+            check_served(root, &it.path)?;
             if it.block == 0 || it.block > 1 << 30 {
                 return Err(stream_error("coarse block size out of range"));
             }
@@ -152,7 +167,7 @@ pub fn all_small(root: &Entry, files: &[Request]) -> bool {
 pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Error> {
     for r in &files {
         match r {
-            Request::Whole { path, .. } | Request::Delta { path, .. } => check_rel_path(path)?,
+            Request::Whole { path, .. } | Request::Delta { path, .. } => check_served(root, path)?,
         }
     }
     let size_of = |p: &[u8]| {
@@ -953,5 +968,43 @@ fn finish_file(
             Stats::add(&exec.report.stats.matched, matched);
         }
         Err(e) => exec.fail(&p.item.rel, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::virtual_dir_meta;
+    use crate::tree::Meta;
+
+    #[test]
+    fn the_sender_serves_only_regular_files_it_listed() {
+        let node = |name: &[u8], kind: Kind| {
+            Entry::new(
+                name.into(),
+                Meta {
+                    kind,
+                    ..virtual_dir_meta()
+                },
+            )
+        };
+        let mut root = node(b".", Kind::Dir);
+        let mut dir = node(b"d", Kind::Dir);
+        dir.children.push(node(b"f", Kind::File));
+        root.children = vec![dir, node(b"file", Kind::File), node(b"link", Kind::Symlink)];
+        assert!(check_served(&root, b"file").is_ok());
+        assert!(check_served(&root, b"d/f").is_ok());
+        for bad in [
+            &b"link/passwd"[..],
+            b"link",
+            b"d",
+            b"missing",
+            b"../file",
+            b"/etc/passwd",
+            b"",
+        ] {
+            let e = check_served(&root, bad).expect_err("served");
+            assert_eq!(e.code, ExitCode::StreamIo, "{bad:?}");
+        }
     }
 }
