@@ -35,6 +35,25 @@ pub struct Item<'a> {
     pub action: Action,
 }
 
+impl<'a> Item<'a> {
+    fn new(
+        src: &'a Entry,
+        src_name: &'a [u8],
+        rel: Vec<u8>,
+        dst: Option<&Entry>,
+        action: Action,
+    ) -> Item<'a> {
+        Item {
+            src,
+            src_name,
+            name: &src.name,
+            rel,
+            dst: dst.map(|d| d.meta),
+            action,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Delete<'a> {
     pub entry: &'a Entry,
@@ -416,14 +435,7 @@ impl<'o> Planner<'o> {
                     }
                 };
                 self.line(st, &flags, &shown, None);
-                dir.items.push(Item {
-                    src: e,
-                    src_name,
-                    name: &e.name,
-                    rel,
-                    dst: d.map(|d| d.meta),
-                    action,
-                });
+                dir.items.push(Item::new(e, src_name, rel, d, action));
             }
             Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let letter = e.meta.kind.itemize_letter();
@@ -452,14 +464,7 @@ impl<'o> Planner<'o> {
                     }
                 };
                 self.line(st, &flags, &shown, extra);
-                dir.items.push(Item {
-                    src: e,
-                    src_name,
-                    name: &e.name,
-                    rel,
-                    dst: d.map(|d| d.meta),
-                    action,
-                });
+                dir.items.push(Item::new(e, src_name, rel, d, action));
             }
         }
     }

@@ -516,19 +516,7 @@ impl<R: Read> Reader<R> {
             return self.recv_segmented();
         }
         let mut len = [0u8; 4];
-        self.inner.read_exact(&mut len).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::new(
-                    ExitCode::StreamIo,
-                    format!(
-                        "connection unexpectedly closed ({} bytes received so far)",
-                        self.received
-                    ),
-                )
-            } else {
-                lost(e)
-            }
-        })?;
+        self.read_exact_counted(&mut len)?;
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_FRAME {
             return Err(stream_error(format!(
@@ -543,7 +531,7 @@ impl<R: Read> Reader<R> {
                 lost(e)
             }
         })?;
-        self.received += 4 + len as u64;
+        self.received += len as u64;
         postcard::from_bytes(&self.buf).map_err(|e| stream_error(format!("bad frame: {e}")))
     }
 }

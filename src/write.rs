@@ -593,14 +593,16 @@ pub fn make_special(
     finish(dst_dir, &tmp, &name_c, res)
 }
 
-/// Metadata on a name that is not open (a fresh node, or an attribute-only update):
-/// `*at()` calls that do not follow a final symlink. Symlinks have no mode of their own.
-fn set_path_meta(
+/// Metadata on a name that is not open (a fresh node, or an attribute-only update), with
+/// `*at()` calls that do not follow a final symlink: owner first (chown clears set-id
+/// bits), then the mode where `chmod` says so (symlinks have none), then the times.
+fn path_meta(
     dir: BorrowedFd<'_>,
     name: &CString,
     want: &Meta,
-    existing: Option<&Meta>,
+    mode: u32,
     rules: &MetaRules,
+    chmod: bool,
 ) -> Step<()> {
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
@@ -612,8 +614,7 @@ fn set_path_meta(
             AtFlags::SYMLINK_NOFOLLOW,
         ))?;
     }
-    if want.kind != Kind::Symlink {
-        let mode = rules.file_mode(want, existing);
+    if chmod && want.kind != Kind::Symlink {
         // chmodat follows symlinks; the name was created or lstat'ed as a non-link by us
         // in a directory we opened without following links.
         rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
@@ -631,6 +632,23 @@ fn set_path_meta(
     Ok(())
 }
 
+fn set_path_meta(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    want: &Meta,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+) -> Step<()> {
+    path_meta(
+        dir,
+        name,
+        want,
+        rules.file_mode(want, existing),
+        rules,
+        true,
+    )
+}
+
 /// Attribute-only update of an existing non-directory: only the attributes that differ.
 pub fn update_meta(
     dst_dir: BorrowedFd<'_>,
@@ -644,37 +662,10 @@ pub fn update_meta(
     r.owner &= want.uid != have.uid;
     r.group &= want.gid != have.gid;
     r.times &= !want.same_mtime(have);
-    if r.owner || r.group {
-        let (u, g) = r.owner_ids(want);
-        r.chown_result(rustix::fs::chownat(
-            dst_dir,
-            &name_c,
-            u,
-            g,
-            AtFlags::SYMLINK_NOFOLLOW,
-        ))?;
-    }
-    // chown may have cleared set-id bits, so the mode is re-applied after it.
     let mode = rules.file_mode(want, Some(have));
-    if want.kind != Kind::Symlink && (mode != have.mode || r.owner || r.group) {
-        rustix::fs::chmodat(
-            dst_dir,
-            &name_c,
-            Mode::from_raw_mode(mode),
-            AtFlags::empty(),
-        )
-        .map_err(|e| StepError::new("change mode of", e))?;
-    }
-    if r.times {
-        utimensat(
-            dst_dir,
-            &name_c,
-            &MetaRules::timestamps(want),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| StepError::new("set times on", e))?;
-    }
-    Ok(())
+    // chown may have cleared set-id bits, so the mode is re-applied after it.
+    let chmod = mode != have.mode || r.owner || r.group;
+    path_meta(dst_dir, &name_c, want, mode, &r, chmod)
 }
 
 /// Makes `name` in `dst_dir` another name of `leader_name` in `leader_dir`, replacing
