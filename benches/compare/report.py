@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Render one run of benches/compare/run.sh (a results directory) as a markdown table.
+"""Render one run of benches/compare/run.sh (a results directory) as markdown tables.
 
-Reads facts.txt, workloads.tsv, raw.tsv (one line per timed run), cells.tsv (the status of each
-workload x tool cell) and notes.tsv (footnotes). A cell shows a time only when its status is
-`ok`, i.e. every one of its runs exited 0 and the checked run produced the right tree.
+Reads facts.txt, transports.tsv (one line per transport that ran), workloads.tsv, raw.tsv (one
+line per timed run), cells.tsv (the status of each workload x tool cell) and notes.tsv
+(footnotes). A cell shows a time only when its status is `ok`, i.e. every one of its runs
+exited 0 and the checked run produced the right tree.
+
+One table per transport. The local one races the copy floor too; a remote one (ssh, netns)
+races xsync and rsync only, and adds the bytes on the wire (sent + received through
+count-bytes) and the server side's peak RSS.
 """
 
 import statistics
@@ -12,8 +17,12 @@ from collections import defaultdict
 from pathlib import Path
 
 TOOLS = ["xsync", "rsync", "cp", "tar", "fcp", "xcp"]
+REMOTE_TOOLS = ["xsync", "rsync"]
 LABELS = {"xsync": "xsync -a", "rsync": "rsync -a", "cp": "cp -a", "tar": "tar \\| tar",
           "fcp": "fcp", "xcp": "xcp -r"}
+TITLES = {"local": "local (both paths on this machine)",
+          "ssh": "ssh (loopback)",
+          "netns": "netns (100 Mbit/s veth between two network namespaces)"}
 
 
 def secs(x):
@@ -31,6 +40,15 @@ def mib(kib):
     return f"{m:.0f}" if m >= 10 else f"{m:.1f}"
 
 
+def size(b):
+    """Decimal units, three significant digits: the bytes on the wire."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            v = b / scale
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{b} B"
+
+
 def tsv(path):
     p = Path(path)
     if not p.exists():
@@ -38,13 +56,21 @@ def tsv(path):
     return [line.rstrip("\n").split("\t") for line in p.read_text().splitlines() if line.strip()]
 
 
+def num(s):
+    return int(s) if s not in ("", "-") else None
+
+
 def main(resdir):
     d = Path(resdir)
     facts = d.joinpath("facts.txt").read_text().strip().splitlines()
-    workloads = tsv(d / "workloads.tsv")
-    samples = defaultdict(list)  # (w, t) -> [(wall, rss)]
-    for w, t, _run, wall, rss in tsv(d / "raw.tsv"):
-        samples[(w, t)].append((float(wall), int(rss)))
+    transports = tsv(d / "transports.tsv")
+    workloads = tsv(d / "workloads.tsv")  # key transport id desc
+    samples = defaultdict(list)  # (key, tool) -> [(wall, rss, bytes or None, server rss or None)]
+    for row in tsv(d / "raw.tsv"):
+        w, t, _run, wall, rss = row[:5]
+        sent, recv, srv = (row[5:8] + ["-", "-", "-"])[:3]
+        wire = None if num(sent) is None or num(recv) is None else num(sent) + num(recv)
+        samples[(w, t)].append((float(wall), int(rss), wire, num(srv)))
     cells = {}
     for row in tsv(d / "cells.tsv"):
         w, t, status = row[0], row[1], row[2]
@@ -63,51 +89,88 @@ def main(resdir):
             footnotes.append(text)
         return f" [{footnotes.index(text) + 1}]"
 
-    medians = {}
-    out = ["| workload | what | " + " | ".join(LABELS[t] for t in TOOLS) + " | xsync/rsync | xsync/cp -a |",
-           "|" + "---|" * (len(TOOLS) + 4)]
-    for w, desc in workloads:
-        row = [f"`{w}`", desc]
-        for t in TOOLS:
-            status, text = cells.get((w, t), ("none", ""))
-            marks = "".join(ref(f"{w}, {LABELS[t]}: {n}") for n in notes.get((w, t), []))
-            if status == "ok" and samples[(w, t)]:
-                walls = [s[0] for s in samples[(w, t)]]
-                med = statistics.median(walls)
-                medians[(w, t)] = med
-                cell = (f"{secs(med)} s ({secs(min(walls))}–{secs(max(walls))}) · "
-                        f"{mib(max(s[1] for s in samples[(w, t)]))} MiB")
-                if len(walls) == 1:
-                    cell = f"{secs(med)} s · {mib(samples[(w, t)][0][1])} MiB"
-            elif status == "na":
-                cell = "n/a (xsync: not implemented)"
-            elif status == "wrong":
-                cell = "WRONG RESULT"
-            elif status == "fail":
-                cell = f"FAILED ({text})"
-            elif status in ("skipped", "pending"):
-                cell = status + (ref(text.strip("()")) if text else "")
+    def tool_cell(key, wid, t, remote):
+        status, text = cells.get((key, t), ("none", ""))
+        marks = "".join(ref(f"{wid}, {LABELS[t]}: {n}") for n in notes.get((key, t), []))
+        runs = samples[(key, t)]
+        if status == "ok" and runs:
+            walls = [s[0] for s in runs]
+            med = statistics.median(walls)
+            rss = f"{mib(max(s[1] for s in runs))} MiB"
+            srv = [s[3] for s in runs if s[3] is not None]
+            if remote:
+                rss += f" (server {mib(max(srv))} MiB)" if srv else " (server ?)"
+            if len(walls) == 1:
+                cell = f"{secs(med)} s · {rss}"
             else:
-                cell = "—"
-            row.append(cell + marks)
-        x = medians.get((w, "xsync"))
-        for base in ("rsync", "cp"):
-            b = medians.get((w, base))
-            if x is not None and b:
-                row.append(f"{x / b:.2f}×")
-            elif cells.get((w, "xsync"), ("",))[0] == "pending":
-                row.append("pending")
-            else:
-                row.append("—")
-        out.append("| " + " | ".join(row) + " |")
+                cell = f"{secs(med)} s ({secs(min(walls))}–{secs(max(walls))}) · {rss}"
+            return cell + marks, med
+        if status == "na":
+            cell = "n/a (xsync: not implemented)"
+        elif status == "wrong":
+            cell = "WRONG RESULT"
+        elif status == "fail":
+            cell = f"FAILED ({text})"
+        elif status in ("skipped", "pending"):
+            cell = status + (ref(text.strip("()")) if text else "")
+        else:
+            cell = "—"
+        return cell + marks, None
+
+    def wire(key, t):
+        if cells.get((key, t), ("",))[0] != "ok":
+            return None
+        b = [s[2] for s in samples[(key, t)] if s[2] is not None]
+        return statistics.median(b) if b else None
+
+    def ratio(x, b, key):
+        if x is not None and b:
+            return f"{x / b:.2f}×"
+        if cells.get((key, "xsync"), ("",))[0] == "pending":
+            return "pending"
+        return "—"
 
     print("\n".join(f"- {f}" for f in facts))
-    print()
-    print("\n".join(out))
+    order = [t for t, _ in transports] or sorted({w[1] for w in workloads})
+    tdesc = dict((row[0], row[1] if len(row) > 1 else "") for row in transports)
+    for transport in order:
+        rows = [w for w in workloads if w[1] == transport]
+        if not rows:
+            continue
+        remote = transport != "local"
+        print()
+        print(f"**transport: {transport}** — {TITLES.get(transport, transport)}: "
+              f"{tdesc.get(transport, '')}")
+        print()
+        if remote:
+            cols = [LABELS[t] for t in REMOTE_TOOLS] + [
+                "xsync/rsync", "xsync bytes", "rsync bytes", "bytes xsync/rsync"]
+        else:
+            cols = [LABELS[t] for t in TOOLS] + ["xsync/rsync", "xsync/cp -a"]
+        print("| workload | what | " + " | ".join(cols) + " |")
+        print("|" + "---|" * (len(cols) + 2))
+        for key, _tr, wid, desc in rows:
+            row = [f"`{wid}`", desc]
+            med = {}
+            for t in REMOTE_TOOLS if remote else TOOLS:
+                text, m = tool_cell(key, wid, t, remote)
+                row.append(text)
+                med[t] = m
+            row.append(ratio(med.get("xsync"), med.get("rsync"), key))
+            if remote:
+                xb, rb = wire(key, "xsync"), wire(key, "rsync")
+                row += [size(xb) if xb is not None else "—", size(rb) if rb is not None else "—",
+                        ratio(xb, rb, key)]
+            else:
+                row.append(ratio(med.get("xsync"), med.get("cp"), key))
+            print("| " + " | ".join(row) + " |")
+
     print()
     print("Cells: median wall time (min–max over the runs) · peak RSS of the largest single "
-          "process. Ratios: xsync's median over the other tool's median, same invocation "
-          "(below 1 means xsync is faster). `—`: not applicable to that tool.")
+          "process (remote: the client tool's own, read by count-bytes, and the server's, "
+          "from remote-rss). Bytes: sent + received on the remote shell's pipes, median over "
+          "the runs. Ratios: xsync's median over the other tool's median, same invocation "
+          "(below 1 means xsync is faster or smaller). `—`: not applicable to that tool.")
     if footnotes:
         print()
         for i, f in enumerate(footnotes, 1):

@@ -3,12 +3,16 @@
 # whole body is one { } block ending in exit: shellcheck cannot see those calls.
 # benches/compare/run.sh: race xsync against rsync and against the copy floor (cp -a, tar, fcp, xcp).
 #
-# Usage: benches/compare/run.sh [--quick] [--delta] [--disk] [--only=ID,ID...] [--help]
+# Usage: benches/compare/run.sh [--quick] [--delta] [--disk] [--big] [--only=ID,ID...] [--help]
 #
 #   --quick          SCALE=tiny and RUNS=1: tiny workloads, finishes in seconds (the smoke test).
+#                    Runs TRANSPORT="local ssh" unless TRANSPORT is set; the ssh rows say
+#                    `skipped` (and why) where no sshd can be started.
 #   --delta          also run the delta / -z workloads (e, f, g); same as DELTA=1.
 #   --disk           also run the kernel initial copy on ext4 (DISK_WORK); same as DISK=1.
-#   --only=IDS       run only these workload ids (comma-separated), e.g. --only=a-small,b-small.
+#   --big            TRANSPORT=ssh: also the peak-RSS row, a 4 GiB initial push (h-big4g); BIG=1.
+#   --only=IDS       run only these workload ids (comma-separated), e.g. --only=a-small,b-small,
+#                    in every selected transport (overrides the per-transport default set).
 #
 # Environment:
 #   XSYNC_BIN=path   use this xsync binary instead of `cargo build --release`.
@@ -18,8 +22,14 @@
 #                    with --quick a fresh temporary directory under /dev/shm, removed at the end).
 #   DISK_WORK=dir    the ext4 work dir for --disk (default /work/xsync-bench-disk).
 #   TOOLS=list       which tools race (default "xsync rsync cp tar fcp xcp").
-#   TRANSPORT=local  how xsync/rsync reach the destination; only `local` exists so far (see
-#                    transport_* below: ssh on loopback and a tbf-shaped netns link come next).
+#   TRANSPORT=list   how xsync/rsync reach the destination, one or more of (default local):
+#                      local  both paths local; the copy floor (cp, tar, fcp, xcp) races too.
+#                      ssh    push to a private sshd on 127.0.0.1 (throwaway keys), through
+#                             count-bytes (bytes on the wire) and remote-rss (the server's RSS).
+#                      netns  the same, between two network namespaces (xsb-a -> xsb-b) joined
+#                             by a veth pair shaped to 100 Mbit/s by tbf on both ends.
+#                    Default sets: local and ssh run a b c d (+ e f g with --delta); netns runs d
+#                    (+ e f g with --delta); --only picks any ids for every transport.
 #   INSTALL=0        never install missing tools (default 1: apt-get / cargo install as root).
 #   OUT=file         also write the markdown table to this file.
 #   XSYNC_REV=rev    the revision XSYNC_BIN was built from, for the header (default: this checkout).
@@ -52,6 +62,7 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1 ;;
         --delta) DELTA=1 ;;
         --disk) DISK=1 ;;
+        --big) BIG=1 ;;
         --only=*) ONLY=${1#--only=} ;;
         -h|--help) sed -n '/^# benches\/compare\/run.sh:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument \`$1\` (see --help)" ;;
@@ -65,8 +76,14 @@ SCALE=${SCALE:-full}
 if [[ $SCALE == tiny ]]; then RUNS=${RUNS:-1}; else RUNS=${RUNS:-5}; fi
 DELTA=${DELTA:-0}
 DISK=${DISK:-0}
+BIG=${BIG:-0}
 INSTALL=${INSTALL:-1}
-TRANSPORT=${TRANSPORT:-local}
+if [[ $QUICK == 1 ]]; then TRANSPORTS=${TRANSPORT:-"local ssh"}; else TRANSPORTS=${TRANSPORT:-local}; fi
+TRANSPORTS=$(tr ',' ' ' <<<"$TRANSPORTS")
+for t in $TRANSPORTS; do
+    case $t in local|ssh|netns) ;; *) die "unknown TRANSPORT \`$t\` (know: local ssh netns)" ;; esac
+done
+TRANSPORT=local
 TOOLS=${TOOLS:-"xsync rsync cp tar fcp xcp"}
 DISK_WORK=${DISK_WORK:-/work/xsync-bench-disk}
 TMP_WORK=""
@@ -81,20 +98,49 @@ if [[ -z ${WORK:-} ]]; then
 fi
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-cleanup() { [[ -n $TMP_WORK ]] && rm -rf "$TMP_WORK"; return 0; }
+# What the remote transports start; transport_teardown_all undoes all of it.
+SSHD_PIDS=(); NETNS_MADE=(); SSH_DIR=""; SSHD_LOG=""; SSH_PORT=""; SSH_WORDS=()
+RSH_ARGS=(); XSYNC_ARGS=(); RSYNC_ARGS=(); RUN_PREFIX=(); REMOTE_HOST=""
+TRANSPORT_SKIP=""; TRANSPORT_DESC=""
+transport_teardown_all() {
+    local pid ns
+    for pid in "${SSHD_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SSHD_PIDS=()
+    for ns in "${NETNS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    NETNS_MADE=()
+    if [[ -n $SSH_DIR ]]; then rm -rf "$SSH_DIR"; fi
+    SSH_DIR=""
+    RSH_ARGS=(); XSYNC_ARGS=(); RSYNC_ARGS=(); RUN_PREFIX=(); REMOTE_HOST=""
+}
+# Everything a transport starts (sshd, namespaces) is stopped here too: on a normal end, on
+# `die`, and on Ctrl-C or a kill.
+cleanup() {
+    transport_teardown_all
+    [[ -n $TMP_WORK ]] && rm -rf "$TMP_WORK"
+    return 0
+}
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 RESDIR=$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-$$
 mkdir -p "$RESDIR"
-RAW=$RESDIR/raw.tsv         # workload tool run wall_s rss_kib
-CELLS=$RESDIR/cells.tsv     # workload tool status text   (status: ok na wrong fail skipped pending none)
-NOTES=$RESDIR/notes.tsv     # workload tool note
-WLS=$RESDIR/workloads.tsv   # workload description        (in table order)
+# A workload's key is TRANSPORT/ID: the same id runs in several transports.
+RAW=$RESDIR/raw.tsv         # key tool run wall_s rss_kib sent received server_rss_kib ("-": local)
+CELLS=$RESDIR/cells.tsv     # key tool status text   (status: ok na wrong fail skipped pending none)
+NOTES=$RESDIR/notes.tsv     # key tool note
+WLS=$RESDIR/workloads.tsv   # key transport id description   (in table order)
+TRANSPORTS_TSV=$RESDIR/transports.tsv  # transport description   (in table order)
 FACTS=$RESDIR/facts.txt
-: >"$RAW"; : >"$CELLS"; : >"$NOTES"; : >"$WLS"; : >"$FACTS"
+: >"$RAW"; : >"$CELLS"; : >"$NOTES"; : >"$WLS"; : >"$TRANSPORTS_TSV"; : >"$FACTS"
 
-cell() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$CELLS"; }
-note() { printf '%s\t%s\t%s\n' "$1" "$2" "$(tr '\t\n' '  ' <<<"$3" | cut -c1-300)" >>"$NOTES"; }
+# Rows and cells are keyed by TRANSPORT/ID (TRANSPORT is the one being run).
+wl_row() { printf '%s/%s\t%s\t%s\t%s\n' "$TRANSPORT" "$1" "$TRANSPORT" "$1" "$2" >>"$WLS"; }
+cell() { printf '%s/%s\t%s\t%s\t%s\n' "$TRANSPORT" "$1" "$2" "$3" "${4:-}" >>"$CELLS"; }
+note() { printf '%s/%s\t%s\t%s\n' "$TRANSPORT" "$1" "$2" "$(tr '\t\n' '  ' <<<"$3" | cut -c1-300)" >>"$NOTES"; }
 
 # ---------------------------------------------------------------------------------------------
 # Installing what is missing: apt-get update at most once, each package at most once.
@@ -180,23 +226,155 @@ if [[ ${TOOL_STATE[xsync]} == ok ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Transports: how xsync and rsync reach the destination. One function per transport, so ssh on
-# loopback and a 100 Mbit/s tbf-shaped link between two network namespaces slot in here:
-# transport_ssh_* will start a private sshd on a loopback port, put `-e "count-bytes ssh -p PORT"`
-# in RSH_ARGS (COUNT_BYTES_OUT collects the bytes on the wire) and prefix destinations with
-# `localhost:`. The floor tools (cp, tar, fcp, xcp) are local only.
+# Transports: how xsync and rsync reach the destination. Each has transport_<name>_setup (may set
+# TRANSPORT_SKIP to why it cannot run), _dest (how a destination is spelled) and _floor_ok
+# (whether the local copy tools race too). The remote ones push through `count-bytes ssh …`
+# (COUNT_BYTES_OUT collects the bytes on the wire and the client's peak RSS) to a private sshd,
+# and start the server under `remote-rss` (its peak RSS). The destination is on this machine's
+# file system either way, so checking a result is the same local `diff` and `rsync -ani`.
 
-RSH_ARGS=()
-transport_local_setup() { RSH_ARGS=(); }
+BYTES_FILE=$RESDIR/bytes.cur      # count-bytes' lines for the current run
+SRV_FILE=$RESDIR/server-rss.cur   # remote-rss' line for the current run
+[[ $HERE != *[[:space:]]* && $RESDIR != *[[:space:]]* ]] ||
+    die "\`$HERE\` or \`$RESDIR\` contains whitespace: a remote-shell command line would split it"
+
+transport_local_setup() { TRANSPORT_DESC="both paths local (no remote shell); the copy floor races too"; }
 transport_local_dest() { printf '%s/' "$1"; }
 transport_local_floor_ok() { return 0; }
 
-case $TRANSPORT in
-    local) ;;
-    ssh|netns) die "TRANSPORT=$TRANSPORT is not implemented yet (the remote workloads come with the remote issue)" ;;
-    *) die "unknown TRANSPORT \`$TRANSPORT\` (know: local)" ;;
-esac
-"transport_${TRANSPORT}_setup"
+# Why sshd cannot run here (empty when it can).
+sshd_prereq() {
+    if [[ $(id -u) != 0 ]]; then echo "not running as root (sshd has to log in as this user)"; return; fi
+    if [[ ! -x /usr/sbin/sshd && $SCALE == full ]]; then apt_install openssh-server >&2 || true; fi
+    if [[ ! -x /usr/sbin/sshd ]]; then echo "/usr/sbin/sshd is not installed (Debian package openssh-server)"; return; fi
+    have ssh || { echo "\`ssh\` is not installed (openssh-client)"; return; }
+    have ssh-keygen || { echo "\`ssh-keygen\` is not installed (openssh-client)"; return; }
+}
+
+# Throwaway host and user keys, in a fresh private directory (removed by transport_teardown_all).
+ssh_keys() {
+    SSH_DIR=$(mktemp -d /tmp/xsync-bench-sshd.XXXXXX)
+    ssh-keygen -q -t ed25519 -N '' -C xsync-bench -f "$SSH_DIR/host_key" </dev/null
+    ssh-keygen -q -t ed25519 -N '' -C xsync-bench -f "$SSH_DIR/user_key" </dev/null
+    cp "$SSH_DIR/user_key.pub" "$SSH_DIR/authorized_keys"
+}
+
+ssh_words() { # the ssh client command line reaching ADDR:PORT with the throwaway key
+    SSH_WORDS=(ssh -p "$2" -i "$SSH_DIR/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+               -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR)
+}
+
+start_sshd() { # start_sshd ADDR PORT [PREFIX...]: sshd -D on ADDR:PORT (run under PREFIX); false if it does not answer
+    local addr=$1 port=$2 cfg log i
+    shift 2
+    cfg=$SSH_DIR/sshd_config-$port; log=$SSH_DIR/sshd-$port.log
+    cat >"$cfg" <<CONFIG
+Port $port
+ListenAddress $addr
+HostKey $SSH_DIR/host_key
+PidFile $SSH_DIR/sshd-$port.pid
+AuthorizedKeysFile $SSH_DIR/authorized_keys
+PermitRootLogin yes
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+UseDNS no
+MaxStartups 100
+MaxSessions 100
+LogLevel ERROR
+CONFIG
+    # OpenSSH 9.8+ would lock a source out after refused logins; older versions reject the option.
+    echo "PerSourcePenalties no" >>"$cfg"
+    /usr/sbin/sshd -t -f "$cfg" 2>/dev/null || sed -i '$d' "$cfg"
+    mkdir -p /run/sshd   # sshd refuses to start without its privilege-separation directory
+    "$@" /usr/sbin/sshd -D -e -f "$cfg" </dev/null 2>>"$log" &
+    SSHD_PIDS+=("$!")
+    ssh_words "$addr" "$port"
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "${SSHD_PIDS[-1]}" 2>/dev/null || break
+        if "${RUN_PREFIX[@]}" "${SSH_WORDS[@]}" "$addr" true </dev/null 2>/dev/null; then SSH_PORT=$port; return 0; fi
+        sleep 0.1
+    done
+    SSHD_LOG=$(tail -3 "$log" 2>/dev/null | tr '\n' ' ')
+    kill "${SSHD_PIDS[-1]}" 2>/dev/null || true
+    return 1
+}
+
+remote_args() { # the -e and --xsync-path / --rsync-path both tools get, once SSH_PORT is set
+    ssh_words "$REMOTE_HOST" "$SSH_PORT"
+    RSH_ARGS=(-e "$HERE/count-bytes ${SSH_WORDS[*]}")
+    XSYNC_ARGS=(--xsync-path "$HERE/remote-rss $SRV_FILE $XSYNC")
+    RSYNC_ARGS=(--rsync-path "$HERE/remote-rss $SRV_FILE rsync")
+}
+
+transport_ssh_setup() {
+    local why try port
+    why=$(sshd_prereq)
+    if [[ -n $why ]]; then TRANSPORT_SKIP="sshd not available: $why"; return 0; fi
+    ssh_keys
+    RUN_PREFIX=(); REMOTE_HOST=127.0.0.1; SSH_PORT=""
+    for try in 1 2 3 4 5; do   # another port if the free one was taken before sshd bound it
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        start_sshd 127.0.0.1 "$port" && break
+        log "sshd on 127.0.0.1:$port did not answer (try $try): $SSHD_LOG"
+    done
+    if [[ -z $SSH_PORT ]]; then TRANSPORT_SKIP="sshd did not start: ${SSHD_LOG:-no log}"; return 0; fi
+    remote_args
+    TRANSPORT_DESC="push over ssh to a private sshd on 127.0.0.1 (loopback, $(ssh -V 2>&1 | cut -d, -f1), default cipher, no ssh compression)"
+}
+transport_ssh_dest() { printf '%s:%s/' "$REMOTE_HOST" "$1"; }
+transport_ssh_floor_ok() { return 1; }
+
+NS_A=xsb-a; NS_B=xsb-b
+ns_step() { # run one setup command; on failure, TRANSPORT_SKIP says which and why
+    local out
+    out=$("$@" 2>&1) && return 0
+    TRANSPORT_SKIP="\`$*\` failed: $(tr '\n' ' ' <<<"$out")"
+    return 1
+}
+
+transport_netns_setup() {
+    local why ns t0 t1 bytes=50000000
+    why=$(sshd_prereq)
+    if [[ -n $why ]]; then TRANSPORT_SKIP="sshd not available: $why"; return 0; fi
+    ensure_cmd ip iproute2 || { TRANSPORT_SKIP="\`ip\` is missing and iproute2 could not be installed"; return 0; }
+    ensure_cmd tc iproute2 || { TRANSPORT_SKIP="\`tc\` is missing and iproute2 could not be installed"; return 0; }
+    for ns in "$NS_A" "$NS_B"; do
+        if ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$ns"; then
+            # Left over from a run that was killed: reuse the name unless something lives in it.
+            if [[ -n $(ip netns pids "$ns" 2>/dev/null) ]]; then
+                TRANSPORT_SKIP="network namespace \`$ns\` already exists with processes in it (another run?)"; return 0
+            fi
+            ip netns del "$ns"
+        fi
+    done
+    ns_step ip netns add "$NS_A" || return 0; NETNS_MADE+=("$NS_A")
+    ns_step ip netns add "$NS_B" || return 0; NETNS_MADE+=("$NS_B")
+    ns_step ip link add xsb-va netns "$NS_A" type veth peer name xsb-vb netns "$NS_B" || return 0
+    ns_step ip -n "$NS_A" addr add 10.213.0.1/24 dev xsb-va || return 0
+    ns_step ip -n "$NS_B" addr add 10.213.0.2/24 dev xsb-vb || return 0
+    for ns in "$NS_A" "$NS_B"; do ns_step ip -n "$ns" link set lo up || return 0; done
+    ns_step ip -n "$NS_A" link set xsb-va up || return 0
+    ns_step ip -n "$NS_B" link set xsb-vb up || return 0
+    # 100 Mbit/s each way (netem is not available here, so no added delay: only the rate).
+    ns_step ip netns exec "$NS_B" tc qdisc add dev xsb-vb root tbf rate 100mbit burst 32kbit latency 400ms || return 0
+    ns_step ip netns exec "$NS_A" tc qdisc add dev xsb-va root tbf rate 100mbit burst 32kbit latency 400ms || return 0
+    ssh_keys
+    RUN_PREFIX=(ip netns exec "$NS_A"); REMOTE_HOST=10.213.0.2; SSH_PORT=""
+    if ! start_sshd 10.213.0.2 22 ip netns exec "$NS_B"; then
+        TRANSPORT_SKIP="sshd in namespace $NS_B did not start: ${SSHD_LOG:-no log}"; return 0
+    fi
+    remote_args
+    # What the link really carries: 50 MB of zeros through ssh (no compression), b -> a.
+    t0=$(date +%s%N)
+    "${RUN_PREFIX[@]}" "${SSH_WORDS[@]}" "$REMOTE_HOST" "head -c $bytes /dev/zero" </dev/null | wc -c >"$SSH_DIR/probe"
+    t1=$(date +%s%N)
+    TRANSPORT_DESC="push over ssh from namespace $NS_A (10.213.0.1) to sshd in $NS_B (10.213.0.2), a veth pair with \`tbf rate 100mbit burst 32kbit latency 400ms\` on both ends; measured: $(python3 -c "print(f'{$(cat "$SSH_DIR/probe")*8/(($t1-$t0)/1e9)/1e6:.1f}')") Mbit/s for ${bytes} bytes of zeros through ssh, connection set-up included"
+}
+transport_netns_dest() { printf '%s:%s/' "$REMOTE_HOST" "$1"; }
+transport_netns_floor_ok() { return 1; }
 
 # ---------------------------------------------------------------------------------------------
 # Workload generation, cached by a marker file beside each tree (not inside: it would be synced).
@@ -307,15 +485,21 @@ prepare_disk_kernel() {
 # Refuse a workload that would not fit, rather than push a shared machine into the OOM killer:
 # tmpfs lives in RAM. NEED is the workload's peak footprint in GiB (sources + destination +
 # the receiver's temporary file); 2 GiB stay free for everyone else.
-fits() { # fits ID DESC NEED_GIB DIR -> false (and a skipped row) if DIR cannot hold NEED_GIB
-    local id=$1 desc=$2 need=$3 dir=$4 avail_kib mem_kib
-    [[ $SCALE == tiny ]] && return 0
-    mkdir -p "$dir"
-    avail_kib=$(df -Pk "$dir" | awk 'NR==2 {print $4}')
-    if [[ $(fstype "$dir") == tmpfs ]]; then
+room_kib() { # room_kib DIR: free KiB in DIR, and no more than MemAvailable when DIR is tmpfs
+    local avail_kib mem_kib
+    mkdir -p "$1"
+    avail_kib=$(df -Pk "$1" | awk 'NR==2 {print $4}')
+    if [[ $(fstype "$1") == tmpfs ]]; then
         mem_kib=$(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)
         ((mem_kib < avail_kib)) && avail_kib=$mem_kib
     fi
+    echo "$avail_kib"
+}
+
+fits() { # fits ID DESC NEED_GIB DIR -> false (and a skipped row) if DIR cannot hold NEED_GIB
+    local id=$1 desc=$2 need=$3 dir=$4 avail_kib
+    [[ $SCALE == tiny ]] && return 0
+    avail_kib=$(room_kib "$dir")
     if ((avail_kib < (need + 2) * 1024 * 1024)); then
         skip_workload "$id" "$desc" "needs about $need GiB free in \`$dir\` plus 2 GiB spare; $((avail_kib / 1024 / 1024)) GiB available"
         return 1
@@ -346,8 +530,8 @@ TAR_PIPE='mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -'
 set_cmd() { # set_cmd TOOL SRC DST EXTRA...
     local tool=$1 src=$2 dst=$3; shift 3
     case $tool in
-        xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
-        rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
+        xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "${XSYNC_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
+        rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "${RSYNC_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
         cp) CMD=(cp -a "$src/." "$dst") ;;
         tar) CMD=(sh -c "$TAR_PIPE" tar "$src" "$dst") ;;
         fcp) CMD=("${TOOL_BIN[fcp]}" "$src" "$dst") ;;
@@ -357,8 +541,9 @@ set_cmd() { # set_cmd TOOL SRC DST EXTRA...
 
 # Which tools make sense for a kind of workload: the floor tools only copy everything, so they
 # bound an initial copy (and a delta, where "just copy it again" is the bar), not a no-op or a
-# --delete update.
+# --delete update. Over a remote transport only xsync and rsync race.
 applies() { # applies TOOL KIND
+    [[ $1 == xsync || $1 == rsync ]] || "transport_${TRANSPORT}_floor_ok" || return 1
     case $2 in
         copy) return 0 ;;
         delta) [[ $1 == xsync || $1 == rsync || $1 == cp ]] ;;
@@ -369,12 +554,13 @@ applies() { # applies TOOL KIND
 # ---------------------------------------------------------------------------------------------
 # Measuring and checking.
 
-WALL=0; RSS=0; RC=0
-measure() { # runs CMD; sets WALL (s), RSS (KiB), RC; stderr kept in $RESDIR/last.err
-    local tf=$RESDIR/last.time t0 t1
+WALL=0; RSS=0; RC=0; SENT=-; RECV=-; SRV_RSS=-
+measure() { # runs CMD; sets WALL (s), RSS (KiB), RC, and for a remote run SENT/RECV (bytes) and SRV_RSS (KiB)
+    local tf=$RESDIR/last.time t0 t1 crss
+    : >"$BYTES_FILE"; : >"$SRV_FILE"
     t0=$(date +%s%N)
     set +e
-    "$GNU_TIME" -f '%e %M' -o "$tf" "${CMD[@]}" >/dev/null 2>"$RESDIR/last.err"
+    COUNT_BYTES_OUT=$BYTES_FILE "${RUN_PREFIX[@]}" "$GNU_TIME" -f '%e %M' -o "$tf" "${CMD[@]}" >/dev/null 2>"$RESDIR/last.err"
     RC=$?
     set -e
     t1=$(date +%s%N)
@@ -383,6 +569,17 @@ measure() { # runs CMD; sets WALL (s), RSS (KiB), RC; stderr kept in $RESDIR/las
     WALL=$(python3 -c "print(f'{($t1-$t0)/1e9:.4f}')")
     RSS=$(tail -1 "$tf" | awk '{print $2}')
     [[ $RSS =~ ^[0-9]+$ ]] || RSS=0
+    SENT=-; RECV=-; SRV_RSS=-
+    [[ $TRANSPORT != local ]] || return 0
+    # Over a remote shell GNU time's largest process may be ssh or count-bytes itself, so the
+    # client's RSS is the one count-bytes read from its parent (the tool), and the server's
+    # comes from remote-rss. A connection that recorded nothing leaves the bytes unknown.
+    if [[ -s $BYTES_FILE ]]; then
+        read -r SENT RECV crss < <(awk '{s += $1; r += $2; if ($3 > m) m = $3} END {print s + 0, r + 0, m + 0}' "$BYTES_FILE")
+        if ((crss > 0)); then RSS=$crss; fi
+    fi
+    SRV_RSS=$(tail -1 "$SRV_FILE" 2>/dev/null | awk '{print $NF}')
+    [[ $SRV_RSS =~ ^[0-9]+$ ]] || SRV_RSS=-
 }
 
 VERIFY=""; VERIFY_MSG=""
@@ -408,7 +605,7 @@ NOT_IMPL_RE='not (yet )?(implemented|supported)|unsupported|unknown option|unexp
 run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
     local id=$1 kind=$2 desc=$3 src=$4 basis=$5 runs=$6; shift 6
     local extra=("$@") tools=() t r i n dst msg
-    printf '%s\t%s\n' "$id" "$desc" >>"$WLS"
+    wl_row "$id" "$desc"
     declare -A state
     for t in xsync rsync cp tar fcp xcp; do
         if ! applies "$t" "$kind"; then cell "$id" "$t" none; continue; fi
@@ -417,7 +614,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
         fi
         tools+=("$t"); state[$t]=ok
     done
-    log "workload $id: $desc (${#tools[@]} tools x $runs runs)"
+    log "workload $TRANSPORT/$id: $desc (${#tools[@]} tools x $runs runs)"
 
     # A no-op is timed on the tool's own result: each tool first syncs into an empty
     # destination (untimed, checked), so a tool that does nothing cannot post a fast no-op.
@@ -481,8 +678,10 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
                 fi
                 if [[ $VERIFY == meta && $r == 1 ]]; then note "$id" "$t" "$VERIFY_MSG"; fi
             fi
-            printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$t" "$r" "$WALL" "$RSS" >>"$RAW"
-            log "  $t run $r: ${WALL}s ${RSS}KiB"
+            printf '%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TRANSPORT" "$id" "$t" "$r" "$WALL" "$RSS" "$SENT" "$RECV" "$SRV_RSS" >>"$RAW"
+            if [[ $TRANSPORT == local ]]; then log "  $t run $r: ${WALL}s ${RSS}KiB"
+            else log "  $t run $r: ${WALL}s, client ${RSS}KiB, server ${SRV_RSS}KiB, sent $SENT received $RECV bytes"; fi
+            if [[ $TRANSPORT != local && $SENT == - ]]; then note "$id" "$t" "count-bytes recorded no connection: bytes unknown"; fi
             # One destination at a time (tmpfs is RAM); a no-op keeps its own across runs.
             [[ $kind == noop ]] || rm -rf "$dst"
         done
@@ -496,12 +695,37 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
 }
 
 skip_workload() { # skip_workload ID DESC REASON
-    printf '%s\t%s\n' "$1" "$2" >>"$WLS"
-    log "workload $1 skipped: $3"
+    wl_row "$1" "$2"
+    log "workload $TRANSPORT/$1 skipped: $3"
     for t in xsync rsync cp tar fcp xcp; do cell "$1" "$t" skipped "$3"; done
 }
 
-want() { [[ -z $ONLY || ",$ONLY," == *",$1,"* ]]; }
+# The workloads each transport runs by default; --only overrides (any id, every transport).
+# ssh at tiny scale adds e f g, so the smoke test covers the delta and -z over a real sshd.
+default_set() {
+    local set="a-kernel a-small b-kernel b-small c-kernel d-bigfile" dfg="e-delta-edit f-delta-insert g-text-z"
+    case $TRANSPORT in
+        local)
+            [[ $DELTA == 1 ]] && set+=" $dfg"
+            [[ $DISK == 1 ]] && set+=" a-kernel-disk" ;;
+        ssh)
+            [[ $DELTA == 1 || $SCALE == tiny ]] && set+=" $dfg"
+            [[ $BIG == 1 ]] && set+=" h-big4g" ;;
+        netns)
+            set="d-bigfile"
+            [[ $DELTA == 1 ]] && set+=" $dfg"
+            [[ $BIG == 1 ]] && set+=" h-big4g" ;;
+    esac
+    echo "$set"
+}
+want() {
+    case $1 in
+        a-kernel-disk) [[ $TRANSPORT == local ]] || return 1 ;;
+        h-big4g) [[ $TRANSPORT != local ]] || return 1 ;;
+    esac
+    if [[ -n $ONLY ]]; then [[ ",$ONLY," == *",$1,"* ]]; else [[ " $(default_set) " == *" $1 "* ]]; fi
+}
+ALL_WORKLOADS="a-kernel a-small b-kernel b-small c-kernel d-bigfile e-delta-edit f-delta-insert g-text-z h-big4g a-kernel-disk"
 
 # ---------------------------------------------------------------------------------------------
 # Machine facts, then the workloads.
@@ -526,75 +750,83 @@ fstype() { # the file system type of the mount holding $1 (first line: findmnt l
         echo "xsync: ${TOOL_STATE[xsync]}"
     fi
     echo "floor: $(cp --version | head -1), $(tar --version | head -1)${TOOL_BIN[fcp]:+, fcp $("${TOOL_BIN[fcp]}" --version 2>&1 | head -1 | awk '{print $NF}')}${TOOL_BIN[xcp]:+, xcp $("${TOOL_BIN[xcp]}" --version 2>&1 | head -1 | awk '{print $NF}')}"
-    echo "runs: $RUNS per tool and workload, interleaved; scale: $SCALE; transport: $TRANSPORT"
+    echo "runs: $RUNS per tool and workload, interleaved; scale: $SCALE; transports: $TRANSPORTS"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$FACTS"
 
 [[ $SCALE == tiny ]] && KTAG="fake kernel" || KTAG="kernel"
-if want a-kernel || want b-kernel || want c-kernel || { [[ $DELTA == 1 ]] && want g-text-z; } ||
-   { [[ $DISK == 1 ]] && want a-kernel-disk; }; then
-    prepare_kernel
-    [[ -n $KERNEL_SKIP ]] || KFACTS=$(tree_facts "$WORK/kernel-src")
-fi
-
-KGIB=2; [[ $SCALE == full ]] && KGIB=$(( $(du -sk "$WORK/kernel-src" 2>/dev/null | cut -f1 || echo 0) / 1024 / 1024 + 1 ))
 BIG_GIB=$(( (BIG_SIZE + (1 << 30) - 1) >> 30 )); DELTA_GIB=$(( (DELTA_SIZE + (1 << 30) - 1) >> 30 ))
+if [[ $SCALE == full ]]; then BIG4_SIZE=$((4 << 30)); else BIG4_SIZE=$((16 << 20)); fi
 
-if want a-kernel; then
-    desc="initial copy, $KERNEL_DESC ($KFACTS)"
-    if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel "initial copy, kernel tree" "$KERNEL_SKIP"
-    elif fits a-kernel "$desc" "$KGIB" "$WORK"; then
-        run_workload a-kernel copy "$desc" "$WORK/kernel-src" "" "$RUNS"
+run_transport_workloads() { # the selected workloads of $TRANSPORT, in table order
+    local desc dsize delta_flags=() how w hdir
+    if [[ -n $TRANSPORT_SKIP ]]; then
+        for w in $ALL_WORKLOADS; do want "$w" && skip_workload "$w" "$w over $TRANSPORT" "$TRANSPORT_SKIP"; done
+        return 0
     fi
-fi
-
-if want a-small || want b-small; then prepare_small; SFACTS=$(tree_facts "$WORK/small-src"); fi
-want a-small && run_workload a-small copy "initial copy, small files ($SFACTS, 0-8 KiB)" "$WORK/small-src" "" "$RUNS"
-
-if want b-kernel; then
-    desc="no-op re-sync, $KERNEL_DESC"
-    if [[ -n $KERNEL_SKIP ]]; then skip_workload b-kernel "no-op re-sync, kernel tree" "$KERNEL_SKIP"
-    elif fits b-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # one destination per tool
-        run_workload b-kernel noop "$desc" "$WORK/kernel-src" "" "$RUNS"
+    if want a-kernel || want b-kernel || want c-kernel || want g-text-z || want a-kernel-disk; then
+        prepare_kernel
+        [[ -n $KERNEL_SKIP ]] || KFACTS=$(tree_facts "$WORK/kernel-src")
     fi
-fi
-want b-small && run_workload b-small noop "no-op re-sync, small files" "$WORK/small-src" "" "$RUNS"
+    KGIB=2; [[ $SCALE == full ]] && KGIB=$(( $(du -sk "$WORK/kernel-src" 2>/dev/null | cut -f1 || echo 0) / 1024 / 1024 + 1 ))
 
-if want c-kernel; then
-    read -r m_app m_del m_add <<<"$MUT"
-    desc="\`--delete\` update, $KERNEL_DESC: $m_app appended, $m_del deleted, $m_add added"
-    if [[ -n $KERNEL_SKIP ]]; then skip_workload c-kernel "--delete update, kernel tree" "$KERNEL_SKIP"
-    elif fits c-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # changed source + destination
-        prepare_kernel_mod
-        run_workload c-kernel update "$desc" "$WORK/kernel-mod" "$WORK/kernel-src" "$RUNS" --delete
-        rm -rf "$WORK/kernel-mod"
+    if want a-kernel; then
+        desc="initial copy, $KERNEL_DESC ($KFACTS)"
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel "initial copy, kernel tree" "$KERNEL_SKIP"
+        elif fits a-kernel "$desc" "$KGIB" "$WORK"; then
+            run_workload a-kernel copy "$desc" "$WORK/kernel-src" "" "$RUNS"
+        fi
     fi
-fi
 
-if want d-bigfile; then
-    desc="initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG_SIZE") file"
-    if fits d-bigfile "$desc" $((2 * BIG_GIB)) "$WORK"; then   # source + destination
-        prepare_big
-        run_workload d-bigfile copy "$desc" "$WORK/big-src" "" "$RUNS"
-        rm -rf "$WORK/big-src"
+    if want a-small || want b-small; then prepare_small; SFACTS=$(tree_facts "$WORK/small-src"); fi
+    if want a-small; then run_workload a-small copy "initial copy, small files ($SFACTS, 0-8 KiB)" "$WORK/small-src" "" "$RUNS"; fi
+
+    if want b-kernel; then
+        desc="no-op re-sync, $KERNEL_DESC"
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload b-kernel "no-op re-sync, kernel tree" "$KERNEL_SKIP"
+        elif fits b-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # one destination per tool
+            run_workload b-kernel noop "$desc" "$WORK/kernel-src" "" "$RUNS"
+        fi
     fi
-fi
+    if want b-small; then run_workload b-small noop "no-op re-sync, small files" "$WORK/small-src" "" "$RUNS"; fi
 
-if [[ $DELTA == 1 ]]; then
+    if want c-kernel; then
+        read -r m_app m_del m_add <<<"$MUT"
+        desc="\`--delete\` update, $KERNEL_DESC: $m_app appended, $m_del deleted, $m_add added"
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload c-kernel "--delete update, kernel tree" "$KERNEL_SKIP"
+        elif fits c-kernel "$desc" $((2 * KGIB)) "$WORK"; then   # changed source + destination
+            prepare_kernel_mod
+            run_workload c-kernel update "$desc" "$WORK/kernel-mod" "$WORK/kernel-src" "$RUNS" --delete
+            rm -rf "$WORK/kernel-mod"
+        fi
+    fi
+
+    if want d-bigfile; then
+        desc="initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG_SIZE") file"
+        if fits d-bigfile "$desc" $((2 * BIG_GIB)) "$WORK"; then   # source + destination
+            prepare_big
+            run_workload d-bigfile copy "$desc" "$WORK/big-src" "" "$RUNS"
+            rm -rf "$WORK/big-src"
+        fi
+    fi
+
     dsize=$(numfmt --to=iec-i --suffix=B "$DELTA_SIZE")
+    # A local copy is whole-file by default for both tools, so ask for the delta; over a remote
+    # shell both deltas are on by default, and that default is what is measured.
+    if [[ $TRANSPORT == local ]]; then delta_flags=(--no-whole-file); how="\`--no-whole-file\`"; else how="defaults: delta on"; fi
     # Peak: basis + changed source + the destination's basis copy + the receiver's temp file.
     if want e-delta-edit; then
-        desc="delta, $dsize file with 16 scattered 4 KiB edits (\`--no-whole-file\`)"
+        desc="delta, $dsize file with 16 scattered 4 KiB edits ($how)"
         if fits e-delta-edit "$desc" $((4 * DELTA_GIB)) "$WORK"; then
             prepare_delta edit
-            run_workload e-delta-edit delta "$desc" "$WORK/delta/edit" "$WORK/delta/orig" "$RUNS" --no-whole-file
+            run_workload e-delta-edit delta "$desc" "$WORK/delta/edit" "$WORK/delta/orig" "$RUNS" "${delta_flags[@]}"
         fi
     fi
     if want f-delta-insert; then
-        desc="delta, $dsize file with 1 byte inserted in the middle (\`--no-whole-file\`)"
+        desc="delta, $dsize file with 1 byte inserted in the middle ($how)"
         if fits f-delta-insert "$desc" $((4 * DELTA_GIB)) "$WORK"; then
             prepare_delta insert
-            run_workload f-delta-insert delta "$desc" "$WORK/delta/insert" "$WORK/delta/orig" "$RUNS" --no-whole-file
+            run_workload f-delta-insert delta "$desc" "$WORK/delta/insert" "$WORK/delta/orig" "$RUNS" "${delta_flags[@]}"
         fi
     fi
     rm -rf "$WORK/delta"
@@ -607,20 +839,52 @@ if [[ $DELTA == 1 ]]; then
             rm -rf "$WORK/text-src" "$WORK/text-src.ok"
         fi
     fi
-fi
 
-if [[ $DISK == 1 ]] && want a-kernel-disk; then
-    if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel-disk "initial copy on ext4, kernel tree" "$KERNEL_SKIP"
-    elif fits a-kernel-disk "initial copy on disk, $KERNEL_DESC" $((2 * KGIB)) "$DISK_WORK"; then
-        prepare_disk_kernel
-        disk_runs=$RUNS
-        [[ $SCALE == full && $disk_runs -lt 5 ]] && disk_runs=5
-        WORK_SAVED=$WORK; WORK=$DISK_WORK
-        run_workload a-kernel-disk copy "initial copy on $(fstype "$DISK_WORK") \`$DISK_WORK\`, $KERNEL_DESC" \
-            "$DISK_WORK/kernel-src" "" "$disk_runs"
-        WORK=$WORK_SAVED
+    if want h-big4g; then
+        # Source + destination: on tmpfs only when MemAvailable leaves room for both and 2 GiB
+        # spare; otherwise on the ext4 disk (DISK_WORK), and the row says so.
+        hdir=$WORK
+        if [[ $SCALE == full ]] && (( $(room_kib "$WORK") < (2 * 4 + 2) * 1024 * 1024 )); then
+            hdir=$DISK_WORK; mkdir -p "$hdir"
+            log "h-big4g: not enough room in tmpfs for 2 x 4 GiB; using $hdir ($(fstype "$hdir"))"
+        fi
+        desc="initial copy, one $(numfmt --to=iec-i --suffix=B "$BIG4_SIZE") file, for the peak RSS (on $(fstype "$hdir"))"
+        if fits h-big4g "$desc" 8 "$hdir"; then
+            log "generating a $BIG4_SIZE-byte file in $hdir"
+            rm -rf "$hdir/big4-src"; $GEN bigfile "$hdir/big4-src/file.bin" "$BIG4_SIZE"
+            WORK_SAVED=$WORK; WORK=$hdir
+            run_workload h-big4g copy "$desc" "$hdir/big4-src" "" "$RUNS"
+            WORK=$WORK_SAVED
+            rm -rf "$hdir/big4-src"
+        fi
     fi
-fi
+
+    if want a-kernel-disk; then
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload a-kernel-disk "initial copy on ext4, kernel tree" "$KERNEL_SKIP"
+        elif fits a-kernel-disk "initial copy on disk, $KERNEL_DESC" $((2 * KGIB)) "$DISK_WORK"; then
+            prepare_disk_kernel
+            disk_runs=$RUNS
+            [[ $SCALE == full && $disk_runs -lt 5 ]] && disk_runs=5
+            WORK_SAVED=$WORK; WORK=$DISK_WORK
+            run_workload a-kernel-disk copy "initial copy on $(fstype "$DISK_WORK") \`$DISK_WORK\`, $KERNEL_DESC" \
+                "$DISK_WORK/kernel-src" "" "$disk_runs"
+            WORK=$WORK_SAVED
+        fi
+    fi
+}
+
+for TRANSPORT in $TRANSPORTS; do
+    TRANSPORT_SKIP=""; TRANSPORT_DESC=""
+    selected=0
+    for w in $ALL_WORKLOADS; do want "$w" && selected=1; done
+    ((selected)) || continue
+    log "transport $TRANSPORT: setting up"
+    "transport_${TRANSPORT}_setup"
+    [[ -z $TRANSPORT_SKIP ]] || log "transport $TRANSPORT skipped: $TRANSPORT_SKIP"
+    printf '%s\t%s\n' "$TRANSPORT" "${TRANSPORT_SKIP:+skipped: $TRANSPORT_SKIP}${TRANSPORT_SKIP:-$TRANSPORT_DESC}" >>"$TRANSPORTS_TSV"
+    run_transport_workloads
+    transport_teardown_all
+done
 
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$FACTS"
 
