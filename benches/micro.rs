@@ -322,8 +322,10 @@ fn source_text() -> Vec<u8> {
             if k % 3 == 2 {
                 let salt = (x >> 16) as u8;
                 out.extend(line.iter().map(|&b| match b {
-                    b'0'..=b'9' => b'0' + (b - b'0' + salt) % 10,
-                    b'a'..=b'z' if b % 5 == salt % 5 => b'a' + (b - b'a' + salt) % 26,
+                    b'0'..=b'9' => b'0' + (((b - b'0') as u16 + salt as u16) % 10) as u8,
+                    b'a'..=b'z' if b % 5 == salt % 5 => {
+                        b'a' + (((b - b'a') as u16 + salt as u16) % 26) as u8
+                    }
                     _ => b,
                 }));
             } else {
