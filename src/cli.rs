@@ -105,6 +105,9 @@ struct Cli {
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long)]
     partial: bool,
+    /// update destination files in-place (not atomic: an interrupted file is left part updated)
+    #[arg(long)]
+    inplace: bool,
     /// copy files whole (w/o delta-xfer algorithm)
     #[arg(short = 'W', long = "whole-file")]
     whole_file: bool,
@@ -195,6 +198,7 @@ pub struct Options {
     pub ignore_existing: bool,
     pub existing: bool,
     pub partial: bool,
+    pub inplace: bool,
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
     pub delete: bool,
@@ -261,7 +265,9 @@ where
         update: cli.update,
         ignore_existing: cli.ignore_existing,
         existing: cli.existing,
-        partial: cli.partial,
+        // rsync: --inplace implies --partial.
+        partial: cli.partial || cli.inplace,
+        inplace: cli.inplace,
         whole_file: if cli.no_whole_file {
             Some(false)
         } else if cli.whole_file {
@@ -399,6 +405,7 @@ impl Options {
             (self.itemize, "--itemize-changes"),
             (self.compress, "--compress"),
             (self.partial, "--partial"),
+            (self.inplace, "--inplace"),
         ];
         for (on, word) in flags {
             if on {

@@ -28,6 +28,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         sparse: opts.sparse,
         umask: old.bits(),
         am_root,
+        inplace: opts.inplace,
     }
 }
 

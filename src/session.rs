@@ -145,7 +145,7 @@ pub fn send<R: Read, W: Write>(
                 let loaded = h
                     .join()
                     .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
-                transfer::send_loaded(wr, &tops, loaded, report)?;
+                transfer::send_loaded(wr, &tops, loaded, report, opts.inplace)?;
             }
             Ok(())
         };

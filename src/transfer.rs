@@ -202,6 +202,7 @@ pub fn send_loaded<W: Write>(
     tops: &Tops,
     loaded: Loaded,
     report: &Report<'_>,
+    inplace: bool,
 ) -> Result<(), Error> {
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         match (req, data) {
@@ -233,7 +234,7 @@ pub fn send_loaded<W: Write>(
                 },
                 _,
             ) => match open_source(tops, &path) {
-                Ok(fd) => send_delta(wr, id, &path, fd, basis_len, sig, parts, report)?,
+                Ok(fd) => send_delta(wr, id, &path, fd, basis_len, sig, parts, report, inplace)?,
                 Err(e) => skip(wr, id, &path, &e, report)?,
             },
         }
@@ -311,6 +312,7 @@ fn send_delta<W: Write>(
     sig: Option<Signature>,
     parts: Vec<Part>,
     report: &Report<'_>,
+    inplace: bool,
 ) -> Result<(), Error> {
     let f = std::fs::File::from(fd);
     let prepared = f.metadata().and_then(|m| {
@@ -326,25 +328,47 @@ fn send_delta<W: Write>(
         bytes: 0,
     };
     let mut failed: Option<Error> = None;
+    // The output position (equal to the source position: the output is the source).
+    let mut pos = 0u64;
     let mut emit = |op: Op<'_>| -> std::io::Result<()> {
+        let mut push = |op: WireOp, weight: usize| -> std::io::Result<()> {
+            batch.ops.push(op);
+            batch.bytes += weight;
+            if batch.bytes >= CHUNK || batch.ops.len() >= 8192 {
+                let ops = std::mem::take(&mut batch.ops);
+                batch.bytes = 0;
+                if let Err(e) = wr.send(&Msg::Delta { id, ops, end: None }) {
+                    failed = Some(e);
+                    return Err(std::io::Error::other("connection lost"));
+                }
+            }
+            Ok(())
+        };
         match op {
+            // --inplace: the receiver rewrites its basis as it goes, so a copy from below
+            // the write position would read bytes already replaced. Those are sent as
+            // literal data instead (rsync restricts its matches the same way).
+            Op::Copy { offset, len } if inplace && offset < pos => {
+                use std::os::unix::fs::FileExt;
+                let end = pos + len;
+                while pos < end {
+                    let take = ((end - pos) as usize).min(CHUNK);
+                    let mut buf = vec![0u8; take];
+                    f.read_exact_at(&mut buf, pos)?;
+                    push(WireOp::Literal(serde_bytes::ByteBuf::from(buf)), take)?;
+                    pos += take as u64;
+                }
+            }
             Op::Copy { offset, len } => {
-                batch.ops.push(WireOp::Copy { offset, len });
-                batch.bytes += 16;
+                push(WireOp::Copy { offset, len }, 16)?;
+                pos += len;
             }
             Op::Literal(d) => {
-                batch
-                    .ops
-                    .push(WireOp::Literal(serde_bytes::ByteBuf::from(d.to_vec())));
-                batch.bytes += d.len();
-            }
-        }
-        if batch.bytes >= CHUNK || batch.ops.len() >= 8192 {
-            let ops = std::mem::take(&mut batch.ops);
-            batch.bytes = 0;
-            if let Err(e) = wr.send(&Msg::Delta { id, ops, end: None }) {
-                failed = Some(e);
-                return Err(std::io::Error::other("connection lost"));
+                push(
+                    WireOp::Literal(serde_bytes::ByteBuf::from(d.to_vec())),
+                    d.len(),
+                )?;
+                pos += d.len() as u64;
             }
         }
         Ok(())
@@ -639,7 +663,8 @@ struct Current<'d> {
     index: usize,
     temp: Option<TempFile<'d>>,
     hasher: Option<blake3::Hasher>,
-    basis: Option<std::fs::File>,
+    /// The basis and its length when the file started (it may be the file being rewritten).
+    basis: Option<(std::fs::File, u64)>,
     literal: u64,
     matched: u64,
 }
@@ -712,12 +737,12 @@ fn receive<R: Read + Send>(
                                             err: std::io::Error::other("checksum mismatch"),
                                         });
                                     }
-                                    let mut t = TempFile::create(
+                                    let mut t = TempFile::start(
                                         p.dir.as_fd(),
                                         p.item.name,
-                                        rules.sparse,
+                                        &rules,
                                         rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
-                                        rules.umask,
+                                        rules.sparse,
                                     )?;
                                     t.write(&data)?;
                                     t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
@@ -836,22 +861,11 @@ fn start_file<'d>(
     delta: bool,
 ) -> Current<'d> {
     let rules = &exec.rules;
-    let temp = match TempFile::create(
-        p.dir.as_fd(),
-        p.item.name,
-        rules.sparse && !delta,
-        rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
-        rules.umask,
-    ) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            exec.fail(&p.item.rel, e);
-            None
-        }
-    };
+    // The basis is opened (and measured) before anything is written: with --inplace it
+    // is the very file being rewritten.
     let basis = if delta {
-        match open_basis(p) {
-            Ok(f) => Some(f),
+        match open_basis(p).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+            Ok(b) => Some(b),
             Err(e) => {
                 exec.fail(
                     &p.item.rel,
@@ -866,9 +880,26 @@ fn start_file<'d>(
     } else {
         None
     };
+    let temp = if delta && basis.is_none() {
+        None
+    } else {
+        match TempFile::start(
+            p.dir.as_fd(),
+            p.item.name,
+            rules,
+            rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
+            rules.sparse && !delta,
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                exec.fail(&p.item.rel, e);
+                None
+            }
+        }
+    };
     Current {
         index,
-        temp: if delta && basis.is_none() { None } else { temp },
+        temp,
         hasher: (!delta).then(blake3::Hasher::new),
         basis,
         literal: 0,
@@ -882,47 +913,38 @@ fn apply_ops(
     cur: &mut Current<'_>,
     ops: Vec<WireOp>,
 ) -> Result<(), Error> {
-    let (Some(t), Some(basis)) = (cur.temp.as_mut(), cur.basis.as_ref()) else {
+    let (Some(t), Some((basis, basis_len))) = (cur.temp.as_mut(), cur.basis.as_ref()) else {
         return Ok(());
     };
-    let basis_len = match basis.metadata() {
-        Ok(m) => m.len(),
-        Err(e) => {
-            exec.fail(
-                &p.item.rel,
-                StepError {
-                    op: "open basis",
-                    err: e,
-                },
-            );
-            cur.temp = None;
-            return Ok(());
-        }
-    };
-    let start = t.len();
-    let mut ap = Applier::new(basis.as_fd(), basis_len, t.fd(), start);
     let mut res = Ok(());
     for op in &ops {
-        let r = match op {
+        let pos = t.len();
+        let (r, n) = match op {
             WireOp::Copy { offset, len } => {
                 cur.matched += len;
-                ap.apply(Op::Copy {
-                    offset: *offset,
-                    len: *len,
-                })
+                if t.in_place() && *offset == pos {
+                    // In place, these bytes are already where they belong.
+                    (Ok(()), *len)
+                } else {
+                    let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Copy {
+                        offset: *offset,
+                        len: *len,
+                    });
+                    (r, *len)
+                }
             }
             WireOp::Literal(d) => {
                 cur.literal += d.len() as u64;
-                ap.apply(Op::Literal(d))
+                let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Literal(d));
+                (r, d.len() as u64)
             }
         };
         if let Err(e) = r {
             res = Err(e);
             break;
         }
+        t.advance(n);
     }
-    let written = ap.written();
-    t.advance(written);
     if let Err(e) = res {
         if e.kind() == std::io::ErrorKind::InvalidData {
             return Err(stream_error(format!(

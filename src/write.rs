@@ -38,6 +38,8 @@ pub struct MetaRules {
     /// Only the super-user may give files away; others keep the group where the system
     /// refuses (rsync's -g as a normal user changes it only to groups the user is in).
     pub am_root: bool,
+    /// `--inplace`: write into the target itself, giving up atomicity (as rsync does).
+    pub inplace: bool,
 }
 
 impl MetaRules {
@@ -154,7 +156,12 @@ fn finish(dir: BorrowedFd<'_>, tmp: &CString, name: &CString, res: Step<()>) -> 
 
 /// A file being written under a temporary name beside its target. Dropped without
 /// [`commit`](Self::commit), it removes itself: the target is never touched.
+///
+/// The one exception is `--inplace` ([`TempFile::start`] with `rules.inplace`): then the
+/// "temporary" is the target itself, written in place, and a failure leaves it part
+/// updated — the atomicity the user asked to give up.
 pub struct TempFile<'d> {
+    in_place: bool,
     /// Key in [`LIVE`].
     live: usize,
     dir: BorrowedFd<'d>,
@@ -192,6 +199,7 @@ impl<'d> TempFile<'d> {
         })?;
         let live = register_live(dir, &tmp);
         Ok(TempFile {
+            in_place: false,
             live,
             dir,
             tmp,
@@ -201,6 +209,61 @@ impl<'d> TempFile<'d> {
             len: 0,
             committed: false,
             created_mode: create_mode & !umask,
+        })
+    }
+
+    /// A temporary for `name` per the run's rules: beside it, or (`--inplace`) the target
+    /// itself, opened without truncating so unchanged bytes need not be written again.
+    pub fn start(
+        dir: BorrowedFd<'d>,
+        name: &[u8],
+        rules: &MetaRules,
+        mode: u32,
+        sparse: bool,
+    ) -> Step<TempFile<'d>> {
+        if !rules.inplace {
+            return TempFile::create(dir, name, sparse, mode, rules.umask);
+        }
+        let name = checked(name)?;
+        let (fd, created) = match openat(
+            dir,
+            &name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => (fd, false),
+            Err(Errno::NOENT) => (
+                openat(
+                    dir,
+                    &name,
+                    OFlags::RDWR
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(mode & 0o777),
+                )
+                .map_err(|e| StepError::new("create", e))?,
+                true,
+            ),
+            Err(e) => return Err(StepError::new("open for writing in place", e)),
+        };
+        Ok(TempFile {
+            in_place: true,
+            live: usize::MAX,
+            dir,
+            tmp: name.clone(),
+            name,
+            fd,
+            // Holes would leave old bytes where zeros belong.
+            sparse: false,
+            len: 0,
+            committed: false,
+            created_mode: if created {
+                mode & 0o777 & !rules.umask
+            } else {
+                u32::MAX
+            },
         })
     }
 
@@ -233,6 +296,10 @@ impl<'d> TempFile<'d> {
         self.len == 0
     }
 
+    pub fn in_place(&self) -> bool {
+        self.in_place
+    }
+
     /// blake3 of what was written, read back from the file (the end-to-end check of a
     /// file rebuilt from a basis).
     pub fn digest(&self) -> Step<[u8; 32]> {
@@ -263,6 +330,11 @@ impl<'d> TempFile<'d> {
         existing: Option<&Meta>,
         rules: &MetaRules,
     ) -> Step<u64> {
+        if self.in_place {
+            // Already in place, part updated.
+            self.committed = true;
+            return Ok(self.len);
+        }
         fchmod(
             &self.fd,
             Mode::from_raw_mode(rules.file_mode(want, existing) & 0o777),
@@ -276,6 +348,15 @@ impl<'d> TempFile<'d> {
 
     /// Sets the metadata and renames the finished file over the target.
     pub fn commit(mut self, want: &Meta, existing: Option<&Meta>, rules: &MetaRules) -> Step<u64> {
+        if self.in_place {
+            // The old content may have been longer.
+            rustix::fs::ftruncate(&self.fd, self.len)
+                .map_err(|e| StepError::new("set length of", e))?;
+            let mode = rules.file_mode(want, existing);
+            set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
+            self.committed = true;
+            return Ok(self.len);
+        }
         if self.sparse {
             // Trailing holes are not written; the length is.
             rustix::fs::ftruncate(&self.fd, self.len)
@@ -292,6 +373,9 @@ impl<'d> TempFile<'d> {
 
 impl Drop for TempFile<'_> {
     fn drop(&mut self) {
+        if self.in_place {
+            return;
+        }
         if !self.committed {
             let _ = unlinkat(self.dir, &self.tmp, AtFlags::empty());
         }
@@ -355,14 +439,14 @@ pub fn copy_file(
         Mode::empty(),
     )
     .map_err(|e| StepError::new("open", e))?;
-    let mut out = TempFile::create(
+    let mut out = TempFile::start(
         dst_dir,
         name,
-        rules.sparse,
+        rules,
         rules.file_mode(want, existing),
-        rules.umask,
+        rules.sparse,
     )?;
-    if rules.sparse {
+    if out.sparse {
         let mut buf = vec![0u8; 1024 * 1024];
         loop {
             match rustix::io::read(&src, &mut buf) {
@@ -413,13 +497,7 @@ pub fn copy_file_reusing(
     let (src_len, basis_len) = (len_of(&src, "stat")?, len_of(&basis, "stat basis")?);
     let equal = crate::delta::equal_blocks(&src, src_len, &basis, basis_len, BLOCK)
         .map_err(|e| StepError::new("read", e))?;
-    let mut out = TempFile::create(
-        dst_dir,
-        name,
-        false,
-        rules.file_mode(want, existing),
-        rules.umask,
-    )?;
+    let mut out = TempFile::start(dst_dir, name, rules, rules.file_mode(want, existing), false)?;
     let (mut literal, mut matched) = (0, 0);
     let mut i = 0;
     while i < equal.len() {
@@ -436,9 +514,12 @@ pub fn copy_file_reusing(
             literal += len;
             (&src, src_len)
         };
-        crate::delta::Applier::new(from.as_fd(), from_len, out.fd(), start)
-            .apply(crate::delta::Op::Copy { offset: start, len })
-            .map_err(|e| StepError::new("copy data to", e))?;
+        // In place, equal blocks are already there.
+        if !(equal[i] && out.in_place) {
+            crate::delta::Applier::new(from.as_fd(), from_len, out.fd(), start)
+                .apply(crate::delta::Op::Copy { offset: start, len })
+                .map_err(|e| StepError::new("copy data to", e))?;
+        }
         i = j;
     }
     out.advance(src_len);

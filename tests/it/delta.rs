@@ -17,16 +17,20 @@ fn counted(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String
     cmd.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
     let out = run(&mut cmd);
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-    let total = text
-        .lines()
+    (code(&out), stderr(&out), wire_total(&text))
+}
+
+/// Bytes both ways from count-bytes' last line (`<sent> <received> [more fields]`).
+fn wire_total(text: &str) -> u64 {
+    text.lines()
         .last()
         .map(|l| {
             l.split_whitespace()
+                .take(2)
                 .filter_map(|w| w.parse::<u64>().ok())
                 .sum()
         })
-        .unwrap_or(0);
-    (code(&out), stderr(&out), total)
+        .unwrap_or(0)
 }
 
 fn remote_dir(p: &Path) -> String {
@@ -153,11 +157,7 @@ fn insertion_at_the_start_costs_about_the_inserted_bytes() {
         literal <= 1000 + 2 * block,
         "an insertion of 1000 bytes cost {literal} literal bytes"
     );
-    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-    let wire: u64 = text
-        .split_whitespace()
-        .filter_map(|w| w.parse::<u64>().ok())
-        .sum();
+    let wire = wire_total(&std::fs::read_to_string(&out_file).unwrap_or_default());
     note(&format!(
         "NOTE: {test}: 16 MiB + 1000 bytes at the start: {literal} literal bytes, {wire} bytes on the wire"
     ));
@@ -344,4 +344,81 @@ fn local_no_whole_file_rebuilds_from_the_basis() {
     assert_eq!(literal + matched, new.len() as u64, "{stdout}");
     // Blocks 0 and 3 and the grown tail differ; blocks 1, 2 and 4 come from the basis.
     assert_eq!(matched, 3 << 20, "{stdout}");
+}
+
+fn inode(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().ino()
+}
+
+#[test]
+fn inplace_rewrites_the_target_itself_locally() {
+    for extra in [&[][..], &["--no-whole-file"][..]] {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = pseudo_random(51, (3 << 20) + 777);
+        let mut new = old.clone();
+        new[2_000_000..2_000_100].fill(1);
+        new.truncate(3 << 20); // shorter: the old tail must go
+        let (src, dx, _) = setup(tmp.path(), &old, &new);
+        let before = inode(&dx.join("f"));
+        let out = run(xsync()
+            .args(["-a", "--inplace"])
+            .args(extra)
+            .arg(crate::util::slash(&src))
+            .arg(crate::util::slash(&dx)));
+        assert_eq!(code(&out), 0, "{extra:?}: {}", stderr(&out));
+        assert!(
+            std::fs::read(dx.join("f")).unwrap() == new,
+            "{extra:?}: content"
+        );
+        assert_eq!(
+            inode(&dx.join("f")),
+            before,
+            "{extra:?}: not rewritten in place"
+        );
+        let m = std::fs::metadata(src.join("f"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(dx.join("f")).unwrap().modified().unwrap(),
+            m
+        );
+    }
+}
+
+#[test]
+fn inplace_delta_over_ssh_survives_shifted_content() {
+    let test = "inplace_delta_over_ssh_survives_shifted_content";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // An insertion near the start moves everything after it forward: copies from below
+    // the write position must not read bytes already rewritten.
+    let old = pseudo_random(61, 6 << 20);
+    let new = edited(&old);
+    let (src, dx, _) = setup(tmp.path(), &old, &new);
+    let before = inode(&dx.join("f"));
+    for pull in [false, true] {
+        std::fs::write(dx.join("f"), &old).unwrap();
+        crate::util::set_mtime(&dx.join("f"), 1_000_000_000, 0);
+        let mut x = xsync();
+        x.args(["-a", "--inplace", "-e"])
+            .arg(sshd.rsh())
+            .arg("--xsync-path")
+            .arg(env!("CARGO_BIN_EXE_xsync"));
+        if pull {
+            x.arg(remote_dir(&src)).arg(crate::util::slash(&dx));
+        } else {
+            x.arg(crate::util::slash(&src)).arg(remote_dir(&dx));
+        }
+        let out = run(&mut x);
+        assert_eq!(code(&out), 0, "pull={pull}: {}", stderr(&out));
+        assert!(
+            std::fs::read(dx.join("f")).unwrap() == new,
+            "pull={pull}: in-place result differs from the source"
+        );
+        assert_eq!(inode(&dx.join("f")), before, "pull={pull}: not in place");
+    }
 }
