@@ -105,6 +105,9 @@ struct Cli {
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long)]
     partial: bool,
+    /// put a partially transferred file into DIR (a name relative to its directory)
+    #[arg(long = "partial-dir", value_name = "DIR")]
+    partial_dir: Option<String>,
     /// update destination files in-place (not atomic: an interrupted file is left part updated)
     #[arg(long)]
     inplace: bool,
@@ -198,6 +201,8 @@ pub struct Options {
     pub ignore_existing: bool,
     pub existing: bool,
     pub partial: bool,
+    /// `--partial-dir`: one path component, created beside the file.
+    pub partial_dir: Option<String>,
     pub inplace: bool,
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
@@ -238,7 +243,18 @@ where
     if cli.version {
         return Ok(Parsed::Version);
     }
-    let filters = ordered_filters(&matches)?;
+    let mut filters = ordered_filters(&matches)?;
+    if let Some(d) = &cli.partial_dir {
+        if d.is_empty() || d == "." || d == ".." || d.contains('/') {
+            return Err(Error::usage(format!(
+                "--partial-dir `{d}`: only a plain directory name (created beside each file) is supported"
+            )));
+        }
+        // rsync protects the partial dir from --delete the same way.
+        filters
+            .add_rule(&format!("P {d}/"))
+            .map_err(|e| Error::usage(e.to_string()))?;
+    }
     let a = cli.archive;
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let opts = Options {
@@ -265,8 +281,9 @@ where
         update: cli.update,
         ignore_existing: cli.ignore_existing,
         existing: cli.existing,
-        // rsync: --inplace implies --partial.
-        partial: cli.partial || cli.inplace,
+        // rsync: --inplace and --partial-dir imply --partial.
+        partial: cli.partial || cli.inplace || cli.partial_dir.is_some(),
+        partial_dir: cli.partial_dir,
         inplace: cli.inplace,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -426,6 +443,9 @@ impl Options {
         if let Some(n) = self.max_delete {
             a.push(format!("--max-delete={n}"));
         }
+        if let Some(d) = &self.partial_dir {
+            a.push(format!("--partial-dir={d}"));
+        }
         if let Some(n) = self.compress_level {
             a.push(format!("--compress-level={n}"));
         }
@@ -478,6 +498,23 @@ mod tests {
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
+    }
+
+    #[test]
+    fn partial_dir_must_be_a_plain_name_and_implies_partial() {
+        for bad in ["/tmp/p", "a/b", "..", ""] {
+            let e = parse(["xsync", "--partial-dir", bad, "a", "b"])
+                .err()
+                .expect("refused");
+            assert_eq!(e.code, ExitCode::Usage, "{bad}");
+        }
+        let o = opts(&["--partial-dir=.p", "s", "d"]);
+        assert!(o.partial && o.partial_dir.as_deref() == Some(".p"));
+        // And it is protected from --delete like rsync's.
+        assert!(
+            o.filters
+                .excluded(crate::filter::Side::Receiver, b"sub/.p", true, false)
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Exec<'a, 'r> {
     pub report: &'a Report<'r>,
     /// `--no-whole-file` locally: rebuild changed files from their current version.
     pub reuse_basis: bool,
+    /// `--partial-dir`: where an interrupted file is kept, beside its target.
+    pub partial_dir: Option<Vec<u8>>,
 }
 
 impl Exec<'_, '_> {

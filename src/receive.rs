@@ -80,6 +80,7 @@ pub fn apply(
             rules,
             report,
             reuse_basis: opts.whole_file == Some(false),
+            partial_dir: opts.partial_dir.clone().map(String::into_bytes),
         };
         match source {
             Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),

@@ -457,15 +457,37 @@ enum Plan {
     Delta(u64, Option<Vec<(u64, u64)>>),
 }
 
-fn open_basis(p: &Pending<'_>) -> std::io::Result<std::fs::File> {
-    let c = cstr(p.item.name)?;
-    let fd = rustix::fs::openat(
-        p.dir.as_fd(),
-        &c,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(std::fs::File::from(fd))
+/// The basis for a file's delta: a partial file kept by an earlier run (`--partial-dir`)
+/// if there is one, else the current target.
+fn open_basis(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> std::io::Result<std::fs::File> {
+    let open = |dir: std::os::fd::BorrowedFd<'_>| -> std::io::Result<std::fs::File> {
+        let c = cstr(p.item.name)?;
+        let fd = rustix::fs::openat(
+            dir,
+            &c,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(std::fs::File::from(fd))
+    };
+    if let Some(sub) = partial_dir
+        && let Ok(d) = crate::write::open_dir(p.dir.as_fd(), sub)
+        && let Ok(f) = open(d.as_fd())
+        && f.metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
+    {
+        return Ok(f);
+    }
+    open(p.dir.as_fd())
+}
+
+/// Length of a kept partial file for `p`, if any.
+fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
+    let sub = partial_dir?;
+    let d = crate::write::open_dir(p.dir.as_fd(), sub).ok()?;
+    let c = cstr(p.item.name).ok()?;
+    let st = rustix::fs::statat(&d, &c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    (crate::tree::Kind::from_mode(st.st_mode) == Kind::File && st.st_size > 0)
+        .then_some(st.st_size as u64)
 }
 
 /// Receiver: fetches every pending file. `delta` says whether bases are used.
@@ -478,18 +500,23 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     use_delta: bool,
     partial: bool,
 ) -> Result<(), Error> {
+    let partial_dir = exec.partial_dir.as_deref();
     let mut plans: Vec<Plan> = pending
         .iter()
-        .map(|p| match p.item.dst {
-            Some(d)
-                if use_delta && d.kind == Kind::File && d.size > 0 && p.item.src.meta.size > 0 =>
-            {
-                Plan::Delta(d.size, None)
+        .map(|p| {
+            if !use_delta || p.item.src.meta.size == 0 {
+                return Plan::Whole;
             }
-            _ => Plan::Whole,
+            if let Some(len) = partial_len(p, partial_dir) {
+                return Plan::Delta(len, None);
+            }
+            match p.item.dst {
+                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(d.size, None),
+                _ => Plan::Whole,
+            }
         })
         .collect();
-    coarse_phase(rd, wr, &pending, &mut plans, wire_path)?;
+    coarse_phase(rd, wr, &pending, &mut plans, wire_path, partial_dir)?;
     let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
     std::thread::scope(|scope| {
         let plans = &plans;
@@ -497,7 +524,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
         let requester = scope.spawn(move || -> Result<(), Error> {
             let mut batch: Vec<Request> = Vec::new();
             for (i, p) in pending_ref.iter().enumerate() {
-                batch.push(request_for(i as u32, p, &plans[i], wire_path));
+                batch.push(request_for(i as u32, p, &plans[i], wire_path, partial_dir));
                 if batch.len() >= BATCH / 4 || matches!(batch.last(), Some(Request::Delta { .. })) {
                     wr.send(&Msg::Get {
                         files: std::mem::take(&mut batch),
@@ -540,6 +567,7 @@ fn coarse_phase<R: Read, W: Write>(
     pending: &[Pending<'_>],
     plans: &mut [Plan],
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+    partial_dir: Option<&[u8]>,
 ) -> Result<(), Error> {
     let big: Vec<usize> = plans
         .iter()
@@ -557,7 +585,7 @@ fn coarse_phase<R: Read, W: Write>(
         .filter_map(|&i| {
             let p = &pending[i];
             let block = delta::coarse_block(p.item.src.meta.size);
-            let f = open_basis(p).ok()?;
+            let f = open_basis(p, partial_dir).ok()?;
             let basis_len = f.metadata().ok()?.len();
             let hashes = delta::coarse_hashes(&f, basis_len, block).ok()?;
             Some(CoarseItem {
@@ -599,12 +627,13 @@ fn request_for(
     p: &Pending<'_>,
     plan: &Plan,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+    partial_dir: Option<&[u8]>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
     let Plan::Delta(_, ranges) = plan else {
         return Request::Whole { id, path };
     };
-    let signed = open_basis(p).and_then(|f| {
+    let signed = open_basis(p, partial_dir).and_then(|f| {
         let basis_len = f.metadata()?.len();
         let req = match ranges {
             None => {
@@ -849,7 +878,11 @@ fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Option<Curren
     if t.is_empty() {
         return;
     }
-    if let Err(e) = t.keep_partial(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules) {
+    let kept = match &exec.partial_dir {
+        Some(sub) if !t.in_place() => t.keep_partial_in(sub),
+        _ => t.keep_partial(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules),
+    };
+    if let Err(e) = kept {
         exec.fail(&p.item.rel, e);
     }
 }
@@ -864,7 +897,9 @@ fn start_file<'d>(
     // The basis is opened (and measured) before anything is written: with --inplace it
     // is the very file being rewritten.
     let basis = if delta {
-        match open_basis(p).and_then(|f| f.metadata().map(|m| (f, m.len()))) {
+        match open_basis(p, exec.partial_dir.as_deref())
+            .and_then(|f| f.metadata().map(|m| (f, m.len())))
+        {
             Ok(b) => Some(b),
             Err(e) => {
                 exec.fail(
@@ -984,7 +1019,13 @@ fn finish_file(
         );
         return;
     }
-    match t.commit(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules) {
+    let done = t.commit(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules);
+    if done.is_ok()
+        && let Some(sub) = &exec.partial_dir
+    {
+        crate::write::drop_partial(p.dir.as_fd(), sub, p.item.name);
+    }
+    match done {
         Ok(_) => {
             exec.transferred(p.item, literal);
             Stats::add(&exec.report.stats.matched, matched);

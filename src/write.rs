@@ -346,6 +346,16 @@ impl<'d> TempFile<'d> {
         Ok(self.len)
     }
 
+    /// `--partial-dir`: keeps what arrived as `sub/name` beside the target (creating
+    /// `sub`), leaving the target itself untouched.
+    pub fn keep_partial_in(mut self, sub: &[u8]) -> Step<u64> {
+        let subdir = make_dir(self.dir, sub)?;
+        renameat(self.dir, &self.tmp, &subdir, &self.name)
+            .map_err(|e| StepError::new("rename into the partial dir", e))?;
+        self.committed = true;
+        Ok(self.len)
+    }
+
     /// Sets the metadata and renames the finished file over the target.
     pub fn commit(mut self, want: &Meta, existing: Option<&Meta>, rules: &MetaRules) -> Step<u64> {
         if self.in_place {
@@ -777,6 +787,17 @@ pub fn make_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
 pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
     let c = checked(name)?;
     open_dir_at(parent, &c).map_err(|e| StepError::new("open directory", e))
+}
+
+/// Removes `sub/name` (a kept partial file) and `sub` if that leaves it empty.
+pub fn drop_partial(dir: BorrowedFd<'_>, sub: &[u8], name: &[u8]) {
+    let (Ok(sub_c), Ok(name_c)) = (checked(sub), checked(name)) else {
+        return;
+    };
+    if let Ok(fd) = open_dir_at(dir, &sub_c) {
+        let _ = unlinkat(&fd, &name_c, AtFlags::empty());
+        let _ = unlinkat(dir, &sub_c, AtFlags::REMOVEDIR);
+    }
 }
 
 /// Final metadata of a directory, set through its handle after everything inside is done

@@ -226,7 +226,24 @@ fn children_named(pid: u32, comm: &str) -> Vec<i32> {
 
 #[test]
 fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
-    let test = "partial_keeps_what_arrived_and_the_rerun_sends_the_rest";
+    interrupted_then_rerun(
+        "partial_keeps_what_arrived_and_the_rerun_sends_the_rest",
+        None,
+    );
+}
+
+#[test]
+fn partial_dir_keeps_what_arrived_beside_the_target() {
+    interrupted_then_rerun(
+        "partial_dir_keeps_what_arrived_beside_the_target",
+        Some(".xsync-partial"),
+    );
+}
+
+/// A pull cut at ~40% with `--partial` (or `--partial-dir=DIR`), then a rerun: what
+/// arrived is kept (in place of the target, or as DIR/big), and the rerun moves about the
+/// missing bytes only.
+fn interrupted_then_rerun(test: &str, partial_dir: Option<&str>) {
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -243,9 +260,17 @@ fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
     let content = pseudo_random(31, size);
     std::fs::write(src.join("big"), &content).unwrap();
 
+    let partial_arg = match partial_dir {
+        Some(d) => format!("--partial-dir={d}"),
+        None => "--partial".to_string(),
+    };
+    let kept_at = match partial_dir {
+        Some(d) => dst.join(d).join("big"),
+        None => dst.join("big"),
+    };
     // Pull, so this process is the receiver that keeps the partial file.
     let mut x = xsync();
-    x.args(["-a", "--partial", "-e"])
+    x.args(["-a", &partial_arg, "-e"])
         .arg(sshd.rsh())
         .arg("--xsync-path")
         .arg(env!("CARGO_BIN_EXE_xsync"))
@@ -286,27 +311,37 @@ fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
         return;
     }
     assert_ne!(out.status.code(), Some(0), "an interrupted run must fail");
-    let kept = std::fs::metadata(dst.join("big"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let kept = std::fs::metadata(&kept_at).map(|m| m.len()).unwrap_or(0);
     assert!(
         kept > 0 && kept < size as u64,
-        "--partial kept {kept} of {size} bytes"
+        "{partial_arg} kept {kept} of {size} bytes"
     );
     assert!(
-        std::fs::read(dst.join("big")).unwrap()[..] == content[..kept as usize],
+        std::fs::read(&kept_at).unwrap()[..] == content[..kept as usize],
         "the partial file is not a prefix of the source"
     );
+    if partial_dir.is_some() {
+        assert!(
+            !dst.join("big").exists(),
+            "--partial-dir must leave the target alone"
+        );
+    }
 
     let mut again = xsync();
     again
-        .args(["-a", "--partial", "--xsync-path"])
+        .args(["-a", &partial_arg, "--xsync-path"])
         .arg(env!("CARGO_BIN_EXE_xsync"))
         .arg(remote_dir(&src))
         .arg(crate::util::slash(&dst));
     let (c, err, wire) = counted(again, &sshd, base.path(), "rerun");
     assert_eq!(c, 0, "rerun failed: {err}");
     assert!(std::fs::read(dst.join("big")).unwrap() == content);
+    if let Some(d) = partial_dir {
+        assert!(
+            !dst.join(d).exists(),
+            "the partial dir must go once the file is complete"
+        );
+    }
     let missing = size as u64 - kept;
     note(&format!(
         "NOTE: {test}: kept {kept} of {size} bytes; the rerun moved {wire} bytes for the {missing} missing"
