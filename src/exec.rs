@@ -203,24 +203,6 @@ impl Exec<'_, '_> {
     fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
         let m = &it.src.meta;
         let res = match (it.action, src_dir) {
-            (Action::Transfer, Some(src_dir))
-                if self.reuse_basis
-                    && it.dst.is_some_and(|d| d.kind == Kind::File && d.size > 0) =>
-            {
-                write::copy_file_reusing(
-                    src_dir,
-                    it.src_name,
-                    dst_dir,
-                    it.name,
-                    m,
-                    it.dst.as_ref(),
-                    &self.rules,
-                )
-                .map(|(literal, matched)| {
-                    self.transferred(it, literal);
-                    Stats::add(&self.report.stats.matched, matched);
-                })
-            }
             (Action::Transfer, Some(src_dir)) => write::copy_file(
                 src_dir,
                 it.src_name,
@@ -229,8 +211,12 @@ impl Exec<'_, '_> {
                 m,
                 it.dst.as_ref(),
                 &self.rules,
+                self.reuse_basis,
             )
-            .map(|n| self.transferred(it, n)),
+            .map(|(literal, matched)| {
+                self.transferred(it, literal);
+                Stats::add(&self.report.stats.matched, matched);
+            }),
             (Action::Transfer, None) => Ok(()),
             (Action::Special, _) => {
                 write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)

@@ -430,9 +430,28 @@ pub fn remove_live_temps()
     m
 }
 
-/// Copies `src_name` in `src_dir` to `name` in `dst_dir` atomically, carrying `want`'s
-/// metadata per `rules`. Returns the number of bytes written.
+/// A local file copy: `src_name` in `src_dir` becomes `name` in `dst_dir` atomically,
+/// with `want`'s metadata per `rules`. With `reuse_basis` (`--no-whole-file`) and an
+/// existing target, unchanged blocks come from the target itself (see
+/// [`copy_reusing`]). Returns (bytes copied from the source, bytes reused).
+#[allow(clippy::too_many_arguments)]
 pub fn copy_file(
+    src_dir: BorrowedFd<'_>,
+    src_name: &[u8],
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Meta,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+    reuse_basis: bool,
+) -> Step<(u64, u64)> {
+    if reuse_basis && existing.is_some_and(|d| d.kind == Kind::File && d.size > 0) {
+        return copy_reusing(src_dir, src_name, dst_dir, name, want, existing, rules);
+    }
+    copy_whole(src_dir, src_name, dst_dir, name, want, existing, rules).map(|n| (n, 0))
+}
+
+fn copy_whole(
     src_dir: BorrowedFd<'_>,
     src_name: &[u8],
     dst_dir: BorrowedFd<'_>,
@@ -476,7 +495,7 @@ pub fn copy_file(
 /// version (the basis) where aligned 1 MiB blocks are equal, and from the source where they
 /// differ — every byte moved by `copy_file_range`, so unchanged data never passes through
 /// user space and shares extents on file systems that reflink. Returns (literal, matched).
-pub fn copy_file_reusing(
+fn copy_reusing(
     src_dir: BorrowedFd<'_>,
     src_name: &[u8],
     dst_dir: BorrowedFd<'_>,
