@@ -31,6 +31,9 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     if let Some(remote) = crate::remote::RemoteJob::from_options(opts)? {
         return remote.run(opts, report, start);
     }
+    // Locally both ends are this process: as rsync, `-o` counts only for the super-user,
+    // in the comparison too (an owner we cannot set is not a difference).
+    opts.owner &= rustix::process::geteuid().is_root();
     let opts = &*opts;
     let (dst_arg, src_args) = opts.paths.split_last().expect("checked above");
     let sources = Sources::open(opts, src_args, report);

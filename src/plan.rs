@@ -114,6 +114,10 @@ pub struct Planner<'o> {
     pub root_is_transfer_dir: bool,
     /// Skip deletions (the sender side had I/O errors, as rsync does).
     pub no_deletes: bool,
+    /// What this receiver can preserve: owners only as the super-user (rsync silently
+    /// drops `-o` otherwise), groups only where it may set them. Only those differences
+    /// are changes.
+    pub rules: crate::write::MetaRules,
 }
 
 struct State<'a> {
@@ -490,8 +494,8 @@ impl<'o> Planner<'o> {
         let time = !s.same_mtime(d) && (o.times || sized) && s.kind != Kind::Dir
             || (s.kind == Kind::Dir && o.times && !s.same_mtime(d));
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
-        let owner = o.owner && s.uid != d.uid;
-        let group = o.group && s.gid != d.gid;
+        let owner = self.rules.owner && s.uid != d.uid;
+        let group = s.gid != d.gid && self.rules.sets_group(s.gid);
         if !(size || time || perms || owner || group || sized) {
             return None;
         }

@@ -62,6 +62,7 @@ pub fn apply(
         opts,
         root_is_transfer_dir: info.root_is_transfer_dir,
         no_deletes,
+        rules,
     };
     let rename = match (&dest.rename_to, info.named_tops.first()) {
         (Some(to), Some(from)) => Some((to.as_slice(), from.as_slice())),

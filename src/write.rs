@@ -58,8 +58,28 @@ impl MetaRules {
 
     fn owner_ids(&self, m: &Meta) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
         let uid = self.owner.then(|| rustix::fs::Uid::from_raw(m.uid));
-        let gid = self.group.then(|| rustix::fs::Gid::from_raw(m.gid));
+        let gid = self
+            .sets_group(m.gid)
+            .then(|| rustix::fs::Gid::from_raw(m.gid));
         (uid, gid)
+    }
+
+    /// Whether `-g` can give a file this group here: the super-user can give any; a
+    /// normal user only its own groups (rsync leaves other groups alone, silently, and
+    /// so does not count them as differences either).
+    pub fn sets_group(&self, gid: u32) -> bool {
+        static MINE: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+        self.group
+            && (self.am_root
+                || MINE
+                    .get_or_init(|| {
+                        let mut v: Vec<u32> = rustix::process::getgroups()
+                            .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+                            .unwrap_or_default();
+                        v.push(rustix::process::getegid().as_raw());
+                        v
+                    })
+                    .contains(&gid))
     }
 
     /// chown, where a non-root EPERM is not an error.

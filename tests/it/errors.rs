@@ -268,3 +268,49 @@ fn sigint_exits_20_and_removes_the_temporary() {
     );
     assert_eq!(std::fs::read(dst.join("big")).unwrap(), b"old");
 }
+
+/// rsync drops `-o` for a normal user: files it cannot give away are not "changed" on the
+/// next run, so a second `-a` run as a normal user lists and rewrites nothing.
+#[test]
+fn a_normal_users_second_archive_run_is_quiet() {
+    let test = "a_normal_users_second_archive_run_is_quiet";
+    if !is_root() {
+        // Without root there is no file owned by someone else to copy.
+        skip(test, "needs root to make files owned by another user");
+        return;
+    }
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|d| d.join("setpriv").is_file());
+    if !found {
+        skip(test, "setpriv is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = tmp.path().join("xsync");
+    fs::copy(env!("CARGO_BIN_EXE_xsync"), &bin).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("root-owned"), b"data").unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+    let dst = tmp.path().join("dst");
+    let run_as_nobody = |extra: &[&str]| {
+        let mut c = std::process::Command::new(SETPRIV[0]);
+        c.args(&SETPRIV[1..])
+            .arg(&bin)
+            .arg("-a")
+            .args(extra)
+            .arg(crate::util::slash(&src))
+            .arg(crate::util::slash(&dst));
+        run(&mut c)
+    };
+    let first = run_as_nobody(&[]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let second = run_as_nobody(&["-i"]);
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "",
+        "a no-op run listed changes"
+    );
+}
