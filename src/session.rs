@@ -278,7 +278,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             };
             result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta, opts.partial);
         };
-        let mut nothing = |_: &Exec<'_, '_>, _: Vec<Pending<'_>>| {};
+        // (Under -n, apply plans and lists but never fetches.)
         receive::apply(
             opts,
             report,
@@ -287,11 +287,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             &dest,
             dst_root.as_ref(),
             &scanner,
-            if opts.dry_run {
-                receive::Source::Remote(&mut nothing)
-            } else {
-                receive::Source::Remote(&mut fetch)
-            },
+            receive::Source::Remote(&mut fetch),
         );
     }
     result?;
