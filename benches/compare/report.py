@@ -57,7 +57,8 @@ def tsv(path):
 
 
 def num(s):
-    return int(s) if s not in ("", "-") else None
+    # float first: an older run.sh let awk print big sums as 4.29513e+09.
+    return int(float(s)) if s not in ("", "-") else None
 
 
 def main(resdir):
@@ -125,7 +126,9 @@ def main(resdir):
 
     def ratio(x, b, key):
         if x is not None and b:
-            return f"{x / b:.2f}×"
+            r = x / b
+            # Two significant digits when small: a no-op's 253 B against 1.35 MB is not "0.00×".
+            return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"
         if cells.get((key, "xsync"), ("",))[0] == "pending":
             return "pending"
         return "—"

@@ -575,7 +575,7 @@ measure() { # runs CMD; sets WALL (s), RSS (KiB), RC, and for a remote run SENT/
     # client's RSS is the one count-bytes read from its parent (the tool), and the server's
     # comes from remote-rss. A connection that recorded nothing leaves the bytes unknown.
     if [[ -s $BYTES_FILE ]]; then
-        read -r SENT RECV crss < <(awk '{s += $1; r += $2; if ($3 > m) m = $3} END {print s + 0, r + 0, m + 0}' "$BYTES_FILE")
+        read -r SENT RECV crss < <(awk '{s += $1; r += $2; if ($3 > m) m = $3} END {printf "%.0f %.0f %.0f\n", s, r, m}' "$BYTES_FILE")
         if ((crss > 0)); then RSS=$crss; fi
     fi
     SRV_RSS=$(tail -1 "$SRV_FILE" 2>/dev/null | awk '{print $NF}')

@@ -1,10 +1,13 @@
 //! Smoke test of the benchmark comparison runner, `benches/compare/run.sh --quick`: it must
 //! finish, give every quick workload a row with a measured rsync time, and never print a number
 //! where a tool did not do the job (every cell is a checked timing or says why it is not).
+//! `--quick` runs the local table and, where an sshd can be started, the ssh table too (a
+//! private sshd on loopback), whose rows must also carry the bytes on the wire.
 
 use std::path::Path;
 use std::process::Command;
 
+use crate::sshd::Sshd;
 use crate::util;
 
 /// The workloads `--quick` runs (without `--delta` / `--disk`), in table order.
@@ -18,6 +21,18 @@ const QUICK_WORKLOADS: &[&str] = &[
 ];
 /// Initial copies, where the copy floor (`cp -a`) runs too.
 const COPY_WORKLOADS: &[&str] = &["a-kernel", "a-small", "d-bigfile"];
+/// The workloads `--quick` runs over ssh: the local ones plus the delta and `-z` rows.
+const QUICK_SSH_WORKLOADS: &[&str] = &[
+    "a-kernel",
+    "a-small",
+    "b-kernel",
+    "b-small",
+    "c-kernel",
+    "d-bigfile",
+    "e-delta-edit",
+    "f-delta-insert",
+    "g-text-z",
+];
 const TOOL_COLUMNS: &[&str] = &[
     "xsync -a",
     "rsync -a",
@@ -60,7 +75,7 @@ fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
         out.status
     );
 
-    let table = Table::parse(&stdout);
+    let table = Table::parse(&stdout, "local");
     for workload in QUICK_WORKLOADS {
         let row = table
             .row(workload)
@@ -96,16 +111,94 @@ fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
             "`{workload}`: ratio {ratio:?} does not match the xsync cell"
         );
     }
+
+    // The ssh table: skipped only where this machine cannot run an sshd, and then loudly.
+    let ssh_line = stdout
+        .lines()
+        .find(|l| l.starts_with("**transport: ssh**"))
+        .unwrap_or_else(|| panic!("no ssh table in:\n{stdout}"));
+    match Sshd::prerequisites() {
+        Err(why) => {
+            util::skip(
+                "bench_runner_quick_mode (ssh rows)",
+                &format!("sshd not available: {why}"),
+            );
+            assert!(
+                ssh_line.contains("skipped"),
+                "no sshd here ({why}), yet the ssh rows ran: {ssh_line}"
+            );
+            return;
+        }
+        Ok(()) => assert!(
+            !ssh_line.contains("skipped"),
+            "sshd is available but the runner skipped ssh: {ssh_line}\n{stderr}"
+        ),
+    }
+    let table = Table::parse(&stdout, "ssh");
+    for workload in QUICK_SSH_WORKLOADS {
+        let row = table
+            .row(workload)
+            .unwrap_or_else(|| panic!("no ssh row for `{workload}` in:\n{stdout}"));
+        for column in ["xsync -a", "rsync -a"] {
+            let cell = table.cell(row, column);
+            assert!(
+                honest_cell(cell),
+                "ssh `{workload}`/{column}: not a checked timing or a stated reason: {cell:?}\n{stdout}\n{stderr}"
+            );
+        }
+        let rsync = table.cell(row, "rsync -a");
+        assert!(
+            timing_cell(rsync),
+            "ssh `{workload}`: rsync cell is not a measured time: {rsync:?}\n{stdout}"
+        );
+        assert!(
+            rsync.contains("(server ") && !rsync.contains("(server ?)"),
+            "ssh `{workload}`: no server RSS in {rsync:?}"
+        );
+        let rsync_bytes = table.cell(row, "rsync bytes");
+        assert!(
+            size_cell(rsync_bytes),
+            "ssh `{workload}`: rsync bytes {rsync_bytes:?} is not a size"
+        );
+        // Bytes and their ratio exist exactly when xsync's run does.
+        let xsync_timed = timing_cell(table.cell(row, "xsync -a"));
+        let xsync_bytes = table.cell(row, "xsync bytes");
+        assert_eq!(
+            xsync_timed,
+            size_cell(xsync_bytes),
+            "ssh `{workload}`: xsync bytes {xsync_bytes:?} does not match the xsync cell"
+        );
+        let ratio = table.cell(row, "bytes xsync/rsync");
+        assert_eq!(
+            xsync_timed,
+            ratio
+                .strip_suffix('×')
+                .is_some_and(|r| r.parse::<f64>().is_ok()),
+            "ssh `{workload}`: bytes ratio {ratio:?} does not match the xsync cell"
+        );
+    }
 }
 
-/// The runner's markdown table: the header's column names and the rows by workload id.
+/// `1.34 MB`, `259 B`: a byte count as the runner prints it.
+fn size_cell(cell: &str) -> bool {
+    let mut words = cell.split_whitespace();
+    words.next().is_some_and(|n| n.parse::<f64>().is_ok())
+        && words
+            .next()
+            .is_some_and(|u| ["B", "kB", "MB", "GB"].contains(&u))
+        && words.next().is_none()
+}
+
+/// One of the runner's markdown tables (one per transport): the header's column names and the
+/// rows by workload id.
 struct Table {
     header: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn parse(text: &str) -> Table {
+    /// The table that follows the `**transport: NAME**` line, up to the next blank line.
+    fn parse(text: &str, transport: &str) -> Table {
         let split = |line: &str| -> Vec<String> {
             // Cells are separated by " | "; an escaped pipe (`\|`) stays inside its cell.
             let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
@@ -127,16 +220,19 @@ impl Table {
             }
             cells.into_iter().map(|s| s.trim().to_string()).collect()
         };
-        let header = text
+        let title = format!("**transport: {transport}**");
+        let mut lines = text
             .lines()
-            .find(|l| l.starts_with("| workload |"))
+            .skip_while(|l| !l.starts_with(&title))
+            .skip(1)
+            .skip_while(|l| l.trim().is_empty())
+            .take_while(|l| l.starts_with('|'));
+        let header = lines
+            .next()
+            .filter(|l| l.starts_with("| workload |"))
             .map(split)
-            .unwrap_or_else(|| panic!("no table header in:\n{text}"));
-        let rows = text
-            .lines()
-            .filter(|l| l.starts_with("| `"))
-            .map(split)
-            .collect();
+            .unwrap_or_else(|| panic!("no `{transport}` table in:\n{text}"));
+        let rows = lines.filter(|l| l.starts_with("| `")).map(split).collect();
         Table { header, rows }
     }
 
@@ -199,6 +295,11 @@ fn bench_table_cell_grammar() {
     assert!(!honest_cell("WRONG RESULT [1]"));
     assert!(!honest_cell("FAILED (exit 23)"));
     assert!(!honest_cell("0.5"));
+    assert!(timing_cell("0.504 s · 7.0 MiB (server 4.9 MiB)"));
+    assert!(size_cell("1.34 MB"));
+    assert!(size_cell("259 B"));
+    assert!(!size_cell("—"));
+    assert!(!size_cell("1.34"));
 }
 
 /// `count-bytes` passes rsync's protocol through in both directions (push and pull) and
@@ -254,19 +355,28 @@ fn count_bytes_counts_an_rsync_push_and_pull() {
         assert!(got == payload, "{} differs from the source", dst.display());
     }
     let text = std::fs::read_to_string(&counts).expect("read COUNT_BYTES_OUT");
-    let lines: Vec<(u64, u64)> = text
+    let lines: Vec<(u64, u64, u64)> = text
         .lines()
         .map(|l| {
             let mut n = l
                 .split_whitespace()
-                .map(|w| w.parse::<u64>().expect("a byte count"));
-            (n.next().expect("sent"), n.next().expect("received"))
+                .map(|w| w.parse::<u64>().expect("a count"));
+            let sent = n.next().expect("sent");
+            let received = n.next().expect("received");
+            (sent, received, n.next().expect("the client's peak RSS"))
         })
         .collect();
     assert_eq!(lines.len(), 2, "one line per connection: {text:?}");
+    // The peak RSS is rsync's own (count-bytes' parent): a few MiB, never zero.
+    for (_, _, peak_kib) in &lines {
+        assert!(
+            (512..1 << 20).contains(peak_kib),
+            "client peak {peak_kib} KiB in {lines:?}"
+        );
+    }
     let size = payload.len() as u64;
-    let (push_sent, push_received) = lines[0];
-    let (pull_sent, pull_received) = lines[1];
+    let (push_sent, push_received, _) = lines[0];
+    let (pull_sent, pull_received, _) = lines[1];
     assert!(
         push_sent > size && push_received < size / 10,
         "push counted {lines:?}"
