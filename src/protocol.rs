@@ -536,6 +536,28 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// Both ends' opening: magic and `Hello` out, the peer's magic and `Hello` in, and the same
+/// protocol version on both sides or the run ends (exit 2).
+pub fn handshake<R: Read, W: Write>(rd: &mut Reader<R>, wr: &mut Writer<W>) -> Result<(), Error> {
+    wr.magic()?;
+    wr.send(&Msg::Hello {
+        version: crate::PROTOCOL_VERSION,
+    })?;
+    wr.flush()?;
+    rd.magic()?;
+    match rd.recv()? {
+        Msg::Hello { version } if version == crate::PROTOCOL_VERSION => Ok(()),
+        Msg::Hello { version } => Err(Error::new(
+            ExitCode::Protocol,
+            format!(
+                "protocol version mismatch: the other end speaks {version}, this one {}",
+                crate::PROTOCOL_VERSION
+            ),
+        )),
+        other => Err(unexpected(&other, "Hello")),
+    }
+}
+
 /// A path from the peer that names something below the root: relative, every component a
 /// safe name. The empty path is the root itself.
 pub fn check_rel_path(p: &[u8]) -> Result<(), Error> {
@@ -664,6 +686,27 @@ mod tests {
             }
         }
         assert_eq!(r.recv().unwrap_err().code, ExitCode::StreamIo);
+    }
+
+    #[test]
+    fn a_peer_of_another_protocol_version_is_refused() {
+        let mut peer = Vec::new();
+        {
+            let mut w = Writer::new(&mut peer);
+            w.magic().unwrap();
+            w.send(&Msg::Hello { version: 999 }).unwrap();
+            w.flush().unwrap();
+        }
+        let mut sink = Vec::new();
+        let e = handshake(&mut Reader::new(&peer[..]), &mut Writer::new(&mut sink)).unwrap_err();
+        assert_eq!(e.code, ExitCode::Protocol, "{}", e.message());
+        // A shell banner instead of the magic is not the protocol either.
+        let e = handshake(
+            &mut Reader::new(&b"Welcome!\n"[..]),
+            &mut Writer::new(&mut sink),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ExitCode::Protocol);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::cli::Options;
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::job::print_summary;
-use crate::protocol::{FilterLine, Msg, Reader, Role, Writer, unexpected};
+use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
 use crate::report::{Report, Stats};
 use crate::session;
 use std::ffi::OsString;
@@ -215,25 +215,7 @@ impl RemoteJob {
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
     ) -> Result<[u64; 7], Error> {
-        wr.magic()?;
-        wr.send(&Msg::Hello {
-            version: crate::PROTOCOL_VERSION,
-        })?;
-        wr.flush()?;
-        rd.magic()?;
-        match rd.recv()? {
-            Msg::Hello { version } if version == crate::PROTOCOL_VERSION => {}
-            Msg::Hello { version } => {
-                return Err(Error::new(
-                    ExitCode::Protocol,
-                    format!(
-                        "protocol version mismatch: the remote xsync speaks {version}, this one {}",
-                        crate::PROTOCOL_VERSION
-                    ),
-                ));
-            }
-            other => return Err(unexpected(&other, "Hello")),
-        }
+        crate::protocol::handshake(rd, wr)?;
         let filters = opts
             .filters
             .lines()

@@ -80,16 +80,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     report: &Report<'_>,
     relay: session::Relay<'_>,
 ) -> Result<(), Error> {
-    wr.magic()?;
-    wr.send(&Msg::Hello {
-        version: crate::PROTOCOL_VERSION,
-    })?;
-    wr.flush()?;
-    rd.magic()?;
-    match rd.recv()? {
-        Msg::Hello { .. } => {}
-        other => return Err(unexpected(&other, "Hello")),
-    }
+    crate::protocol::handshake(rd, wr)?;
     let (role, args, paths, filter_lines) = match rd.recv()? {
         Msg::Start {
             role,
