@@ -15,7 +15,7 @@ use crate::report::{Report, Stats, num};
 use crate::scan::{Scanner, assign_link_leaders};
 use crate::source::Sources;
 use crate::summary::{Compared, digest_tree};
-use crate::tree::{Entry, Kind};
+use crate::tree::Entry;
 use std::time::Instant;
 
 pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
@@ -72,7 +72,10 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         &dst_scanner,
         receive::Source::Local(&tops),
     );
-    count_files(&src_root, report);
+    report.stats.add_counts(crate::report::tree_counts(
+        &src_root,
+        info.root_is_transfer_dir,
+    ));
     if opts.stats || opts.verbose > 0 {
         print_summary(
             opts,
@@ -92,33 +95,6 @@ pub fn prepare(root: &mut Entry, opts: &Options) {
         assign_link_leaders(root);
     }
     digest_tree(root, &Compared::from_options(opts));
-}
-
-pub fn count_files(root: &Entry, report: &Report<'_>) {
-    let s = &report.stats;
-    let count = |e: &Entry| {
-        Stats::add(&s.files, 1);
-        match e.meta.kind {
-            Kind::File => {
-                Stats::add(&s.reg_files, 1);
-                Stats::add(&s.total_size, e.meta.size);
-            }
-            Kind::Dir => Stats::add(&s.dirs, 1),
-            Kind::Symlink => {
-                Stats::add(&s.links, 1);
-                Stats::add(
-                    &s.total_size,
-                    e.target.as_ref().map(|t| t.len() as u64).unwrap_or(0),
-                );
-            }
-            Kind::CharDev | Kind::BlockDev => Stats::add(&s.devices, 1),
-            _ => Stats::add(&s.specials, 1),
-        }
-    };
-    if root.name.as_ref() == b"." && root.meta.ino != 0 {
-        count(root);
-    }
-    root.walk(b"", &mut |_, e| count(e));
 }
 
 fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {

@@ -177,21 +177,7 @@ impl RemoteJob {
         let outcome = finish_child(&mut child, result, opts, &self.spec);
         match outcome {
             Ok(counts) => {
-                let s = &report.stats;
-                for (c, v) in [
-                    &s.files,
-                    &s.reg_files,
-                    &s.dirs,
-                    &s.links,
-                    &s.devices,
-                    &s.specials,
-                    &s.total_size,
-                ]
-                .into_iter()
-                .zip(counts)
-                {
-                    Stats::add(c, v);
-                }
+                report.stats.add_counts(counts);
                 if opts.stats || opts.verbose > 0 {
                     print_summary(
                         opts,

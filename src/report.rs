@@ -5,6 +5,7 @@
 //! worst exit code is kept with [`ExitCode::worst`].
 
 use crate::exit::ExitCode;
+use crate::tree::{Entry, Kind};
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +46,22 @@ pub struct Stats {
 impl Stats {
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds a tree's totals from [`tree_counts`].
+    pub fn add_counts(&self, c: [u64; 7]) {
+        let fields = [
+            &self.files,
+            &self.reg_files,
+            &self.dirs,
+            &self.links,
+            &self.devices,
+            &self.specials,
+            &self.total_size,
+        ];
+        for (f, v) in fields.into_iter().zip(c) {
+            Stats::add(f, v);
+        }
     }
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
@@ -118,6 +135,32 @@ impl<'a> Report<'a> {
         self.flush();
         code
     }
+}
+
+/// Totals of the source tree for `--stats` (files, reg, dir, link, dev, special, size).
+pub fn tree_counts(root: &Entry, with_root: bool) -> [u64; 7] {
+    let mut c = [0u64; 7];
+    let mut add = |e: &Entry| {
+        c[0] += 1;
+        match e.meta.kind {
+            Kind::File => {
+                c[1] += 1;
+                c[6] += e.meta.size;
+            }
+            Kind::Dir => c[2] += 1,
+            Kind::Symlink => {
+                c[3] += 1;
+                c[6] += e.target.as_ref().map(|t| t.len() as u64).unwrap_or(0);
+            }
+            Kind::CharDev | Kind::BlockDev => c[4] += 1,
+            _ => c[5] += 1,
+        }
+    };
+    if with_root {
+        add(root);
+    }
+    root.walk(b"", &mut |_, e| add(e));
+    c
 }
 
 /// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h`.

@@ -79,32 +79,6 @@ pub fn code_from(n: i32) -> ExitCode {
     .unwrap_or(StreamIo)
 }
 
-/// Totals of the source tree for `--stats` (files, reg, dir, link, dev, special, size).
-pub fn counts(root: &Entry, with_root: bool) -> [u64; 7] {
-    let mut c = [0u64; 7];
-    let mut add = |e: &Entry| {
-        c[0] += 1;
-        match e.meta.kind {
-            Kind::File => {
-                c[1] += 1;
-                c[6] += e.meta.size;
-            }
-            Kind::Dir => c[2] += 1,
-            Kind::Symlink => {
-                c[3] += 1;
-                c[6] += e.target.as_ref().map(|t| t.len() as u64).unwrap_or(0);
-            }
-            Kind::CharDev | Kind::BlockDev => c[4] += 1,
-            _ => c[5] += 1,
-        }
-    };
-    if with_root {
-        add(root);
-    }
-    root.walk(b"", &mut |_, e| add(e));
-    c
-}
-
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
 pub fn send<R: Read, W: Write>(
     rd: &mut Reader<R>,
@@ -130,7 +104,7 @@ pub fn send<R: Read, W: Write>(
         root: WireEntry::from_entry(&root),
     })?;
     wr.flush()?;
-    let counts = counts(&root, info.root_is_transfer_dir);
+    let counts = crate::report::tree_counts(&root, info.root_is_transfer_dir);
     // One batch of file requests is read (on its own thread) while the one before it is
     // sent, so the disk and the wire work at the same time.
     std::thread::scope(|scope| {

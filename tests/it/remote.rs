@@ -816,14 +816,19 @@ fn xsync_rsh_env_is_used_without_e() {
         .arg(slash(&src))
         .arg(sshd.remote(slash(&dst)))
         .stdin(Stdio::null()));
+    assert_synced(test, &out, &src, &dst, &sshd);
+}
+
+/// The run succeeded and `dst` is an `-a` copy of `src`.
+fn assert_synced(test: &str, out: &Output, src: &Path, dst: &Path, sshd: &Sshd) {
     assert_eq!(
-        code(&out),
+        code(out),
         0,
         "{test}: stderr:\n{}{}",
-        stderr(&out),
-        context(&sshd)
+        stderr(out),
+        context(sshd)
     );
-    let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
+    let diffs = diff_trees(src, dst, &Compare::for_flags(&["-a"]));
     assert!(
         diffs.is_empty(),
         "{test}: src vs dst:\n{}",
@@ -847,19 +852,7 @@ fn e_overrides_xsync_rsh() {
         .arg(sshd.remote(slash(&src)))
         .arg(slash(&dst))
         .stdin(Stdio::null()));
-    assert_eq!(
-        code(&out),
-        0,
-        "{test}: stderr:\n{}{}",
-        stderr(&out),
-        context(&sshd)
-    );
-    let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
-    assert!(
-        diffs.is_empty(),
-        "{test}: src vs dst:\n{}",
-        diffs.join("\n")
-    );
+    assert_synced(test, &out, &src, &dst, &sshd);
 }
 
 /// Both ends remote: refused with exit 1 and a message, as rsync refuses it ("The source and
