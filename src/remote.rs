@@ -168,8 +168,10 @@ impl RemoteJob {
         })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
+        crate::protocol::widen_pipe(&stdin);
+        crate::protocol::widen_pipe(&stdout);
         let mut wr = Writer::new(stdin);
-        let mut rd = Reader::new(stdout);
+        let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, stdout));
         let result = self.session(opts, report, &mut rd, &mut wr);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);

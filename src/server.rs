@@ -44,6 +44,8 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
             return ExitCode::Ipc;
         }
     };
+    crate::protocol::widen_pipe(&input);
+    crate::protocol::widen_pipe(&output);
     let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, input));
     let mut wr = Writer::new(output);
     let buf = Arc::new(Mutex::new(Vec::new()));
