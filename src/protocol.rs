@@ -7,7 +7,7 @@
 //! [`check_entry`]/[`check_rel_path`] before the engine sees them.
 //!
 //! Sequence (see docs/PROTOCOL.md): both ends send `Hello`; the client sends `Start`; the
-//! sender sends `SourceRoot`; the receiver asks for directory listings one tree level at a
+//! sender sends `Sources`, scans, and sends `SourceRoot`; the receiver asks for directory listings one tree level at a
 //! time (`List` → `Listing`) only where Merkle digests differ; then it streams `Get`
 //! requests while the sender streams `File*` frames back (no per-file round trip); the
 //! receiver ends with `Finish`, the sender answers `Done`.
@@ -118,8 +118,17 @@ pub enum Msg {
         paths: Vec<serde_bytes::ByteBuf>,
         filters: Vec<FilterLine>,
     },
-    SourceRoot {
+    /// Sender → receiver, before the sender scans: what the receiver needs to open its
+    /// destination (rsync's path rules), so both ends scan at the same time.
+    Sources {
         info: SourceInfo,
+    },
+    /// Sender → receiver, after its scan: the root entry with its Merkle digest, whether
+    /// everything could be read (`io_error`: the receiver must not delete), and the names
+    /// of the owners and groups the tree uses.
+    SourceRoot {
+        io_error: bool,
+        names: crate::ids::Names,
         root: WireEntry,
     },
     /// Receiver → sender: list the children of these directories (root-relative).
@@ -397,6 +406,8 @@ pub struct Reader<R: Read> {
     comp: Option<Decompressor>,
     plain: Vec<u8>,
     pos: usize,
+    /// The peer's magic and `Hello` have not been read yet.
+    greeting: bool,
 }
 
 impl<R: Read> Reader<R> {
@@ -408,6 +419,30 @@ impl<R: Read> Reader<R> {
             comp: None,
             plain: Vec::new(),
             pos: 0,
+            greeting: false,
+        }
+    }
+
+    /// The peer's greeting is still to come: the next [`recv`](Self::recv) reads and checks
+    /// it first.
+    pub fn expect_greeting(&mut self) {
+        self.greeting = true;
+    }
+
+    /// The peer's magic and `Hello`, which must name this end's protocol version.
+    fn read_greeting(&mut self) -> Result<(), Error> {
+        self.greeting = false;
+        self.magic()?;
+        match self.recv_frame()? {
+            Msg::Hello { version } if version == crate::PROTOCOL_VERSION => Ok(()),
+            Msg::Hello { version } => Err(Error::new(
+                ExitCode::Protocol,
+                format!(
+                    "protocol version mismatch: the other end speaks {version}, this one {}",
+                    crate::PROTOCOL_VERSION
+                ),
+            )),
+            other => Err(unexpected(&other, "Hello")),
         }
     }
 
@@ -520,9 +555,17 @@ impl<R: Read> Reader<R> {
     }
 
     pub fn recv(&mut self) -> Result<Msg, Error> {
+        if self.greeting {
+            self.read_greeting()?;
+        }
         if self.comp.is_some() {
             return self.recv_segmented();
         }
+        self.recv_frame()
+    }
+
+    /// One bare (uncompressed) frame.
+    fn recv_frame(&mut self) -> Result<Msg, Error> {
         let mut len = [0u8; 4];
         self.read_exact_counted(&mut len)?;
         let len = u32::from_le_bytes(len) as usize;
@@ -544,26 +587,23 @@ impl<R: Read> Reader<R> {
     }
 }
 
-/// Both ends' opening: magic and `Hello` out, the peer's magic and `Hello` in, and the same
-/// protocol version on both sides or the run ends (exit 2).
-pub fn handshake<R: Read, W: Write>(rd: &mut Reader<R>, wr: &mut Writer<W>) -> Result<(), Error> {
+/// This end's opening: magic and `Hello`, queued (they leave with the next flush).
+pub fn greet<W: Write>(wr: &mut Writer<W>) -> Result<(), Error> {
     wr.magic()?;
     wr.send(&Msg::Hello {
         version: crate::PROTOCOL_VERSION,
-    })?;
+    })
+}
+
+/// The server's opening: its greeting out, then the client's in, and the same protocol
+/// version on both sides or the run ends (exit 2). The client does not wait for this:
+/// it greets, starts the server and sends its first frames at once, and its [`Reader`]
+/// checks the server's greeting before the first frame it reads (see
+/// [`Reader::expect_greeting`]), so the remote shell's login overlaps the client's scan.
+pub fn handshake<R: Read, W: Write>(rd: &mut Reader<R>, wr: &mut Writer<W>) -> Result<(), Error> {
+    greet(wr)?;
     wr.flush()?;
-    rd.magic()?;
-    match rd.recv()? {
-        Msg::Hello { version } if version == crate::PROTOCOL_VERSION => Ok(()),
-        Msg::Hello { version } => Err(Error::new(
-            ExitCode::Protocol,
-            format!(
-                "protocol version mismatch: the other end speaks {version}, this one {}",
-                crate::PROTOCOL_VERSION
-            ),
-        )),
-        other => Err(unexpected(&other, "Hello")),
-    }
+    rd.read_greeting()
 }
 
 /// A path from the peer that names something below the root: relative, every component a
@@ -715,6 +755,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ExitCode::Protocol);
+    }
+
+    #[test]
+    fn a_client_checks_the_servers_greeting_before_its_first_frame() {
+        let peer = |version| {
+            let mut bytes = Vec::new();
+            let mut w = Writer::new(&mut bytes);
+            w.magic().unwrap();
+            w.send(&Msg::Hello { version }).unwrap();
+            w.send(&Msg::GetEnd).unwrap();
+            w.flush().unwrap();
+            bytes
+        };
+        let good = peer(crate::PROTOCOL_VERSION);
+        let mut r = Reader::new(&good[..]);
+        r.expect_greeting();
+        assert!(matches!(r.recv().unwrap(), Msg::GetEnd));
+        let bad = peer(999);
+        let mut r = Reader::new(&bad[..]);
+        r.expect_greeting();
+        assert_eq!(r.recv().unwrap_err().code, ExitCode::Protocol);
     }
 
     #[test]

@@ -203,7 +203,10 @@ impl RemoteJob {
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
     ) -> Result<[u64; 7], Error> {
-        crate::protocol::handshake(rd, wr)?;
+        // No waiting for the server: its greeting is checked before the first frame read,
+        // and a pushing client scans its tree while the remote shell logs in.
+        crate::protocol::greet(wr)?;
+        rd.expect_greeting();
         let filters = opts
             .filters
             .lines()
@@ -241,7 +244,7 @@ impl RemoteJob {
         }
         let none: session::Relay<'_> = &|| None;
         if self.push {
-            let out = session::send(rd, wr, opts, &self.local_paths, report, none)?;
+            let out = session::send(rd, wr, opts, &self.local_paths, report, none, true)?;
             report.record(out.peer_code);
             let s = &report.stats;
             let p = &out.peer_stats;

@@ -130,7 +130,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         .collect();
     match role {
         Role::Sender => {
-            session::send(rd, wr, &opts, &paths, report, relay)?;
+            session::send(rd, wr, &opts, &paths, report, relay, false)?;
         }
         Role::Receiver => {
             let dst = paths

@@ -80,6 +80,9 @@ pub fn code_from(n: i32) -> ExitCode {
 }
 
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
+/// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
+/// at low priority — at full priority on two cores it slowed ssh's key exchange by more
+/// than the scan took.
 pub fn send<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -87,20 +90,30 @@ pub fn send<R: Read, W: Write>(
     paths: &[OsString],
     report: &Report<'_>,
     relay_out: Relay<'_>,
+    quiet_scan: bool,
 ) -> Result<SenderOutcome, Error> {
     let sources = Sources::open(opts, paths, report);
+    let info = sources.info();
+    // The receiver opens and scans its destination while this end scans.
+    wr.send(&Msg::Sources { info: info.clone() })?;
+    wr.flush()?;
     let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
-    let (mut root, tops) = sources
-        .scan(&scanner, None)
-        .map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
+    let scan = || sources.scan(&scanner, None);
+    let scanned = match quiet_scan.then(crate::scan::background_pool).flatten() {
+        Some(pool) => pool.install(scan),
+        None => scan(),
+    };
+    let (mut root, tops) =
+        scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
     prepare(&mut root, opts);
-    let mut info = sources.info();
-    info.io_error = report.code() != ExitCode::Ok;
-    if !opts.numeric_ids && (opts.owner || opts.group) {
-        info.names = crate::ids::Names::of_tree(&root);
-    }
+    let names = if !opts.numeric_ids && (opts.owner || opts.group) {
+        crate::ids::Names::of_tree(&root)
+    } else {
+        Default::default()
+    };
     wr.send(&Msg::SourceRoot {
-        info: info.clone(),
+        io_error: report.code() != ExitCode::Ok,
+        names,
         root: WireEntry::from_entry(&root),
     })?;
     wr.flush()?;
@@ -203,10 +216,10 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     report: &Report<'_>,
     relay_out: Relay<'_>,
 ) -> Result<ReceiverOutcome, Error> {
-    let (info, root) = match rd.recv()? {
-        Msg::SourceRoot { info, root } => (info, root),
+    let mut info = match rd.recv()? {
+        Msg::Sources { info } => info,
         Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
-        other => return Err(unexpected(&other, "the source summary")),
+        other => return Err(unexpected(&other, "the sources' description")),
     };
     for n in &info.named_tops {
         crate::pathsafe::check_name(n).map_err(|e| {
@@ -216,12 +229,26 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             )
         })?;
     }
+    // The destination is scanned while the sender scans its sources.
     let dest = Dest::open(opts, dst_arg, &info, report)?;
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
     let mut dst_root = dest.scan(&info, &scanner);
     if let Some(d) = dst_root.as_mut() {
         prepare(d, opts);
     }
+    let root = match rd.recv()? {
+        Msg::SourceRoot {
+            io_error,
+            names,
+            root,
+        } => {
+            info.io_error = io_error;
+            info.names = names;
+            root
+        }
+        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        other => return Err(unexpected(&other, "the source summary")),
+    };
     let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info)?;
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the
