@@ -607,6 +607,17 @@ NOT_IMPL_RE='not (yet )?(implemented|supported)|unsupported|unknown option|unexp
 # ---------------------------------------------------------------------------------------------
 # One workload: interleaved timed runs of every applicable tool.
 
+# The state a run starts from: nothing for a copy, the tool's own result for a no-op, a
+# fresh copy of the basis for an update or a delta.
+reset_dst() { # reset_dst KIND DST BASIS
+    mkdir -p "$WORK/dst"
+    case $1 in
+        copy) rm -rf "$2" ;;
+        noop) ;;
+        update|delta) rm -rf "$2"; cp -a "$3" "$2" ;;
+    esac
+}
+
 run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
     local id=$1 kind=$2 desc=$3 src=$4 basis=$5 runs=$6; shift 6
     local extra=("$@") tools=() t r i n dst msg
@@ -652,12 +663,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
         for t in "${tools[@]}"; do
             [[ ${state[$t]} == ok ]] || continue
             dst=$WORK/dst/$id-$t
-            mkdir -p "$WORK/dst"
-            case $kind in
-                copy) rm -rf "$dst" ;;
-                noop) ;;
-                update|delta) rm -rf "$dst"; cp -a "$basis" "$dst" ;;
-            esac
+            reset_dst "$kind" "$dst" "$basis"
             RSH_ARGS=("${RSH_COUNTED[@]}")
             set_cmd "$t" "$src" "$dst" "${extra[@]}"
             measure
@@ -675,12 +681,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
             t=${tools[$(((i + r - 1) % n))]}
             [[ ${state[$t]} == ok ]] || continue
             dst=$WORK/dst/$id-$t
-            mkdir -p "$WORK/dst"
-            case $kind in
-                copy) rm -rf "$dst" ;;
-                noop) ;;
-                update|delta) rm -rf "$dst"; cp -a "$basis" "$dst" ;;
-            esac
+            reset_dst "$kind" "$dst" "$basis"
             sync
             set_cmd "$t" "$src" "$dst" "${extra[@]}"
             measure
