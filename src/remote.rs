@@ -268,7 +268,20 @@ impl RemoteJob {
             Stats::add(&s.matched, p.matched);
             Ok(out.counts)
         } else {
-            let out = session::receive(rd, wr, opts, &self.local_paths[0], report, none)?;
+            // Sources that all name a directory's contents (`host:dir/`) make the root a
+            // transfer directory with no named tops, whatever the remote finds (a source
+            // that fails is reported there, and a differing description just means the
+            // early scan is not used).
+            let predicted = self
+                .remote_paths
+                .iter()
+                .all(|p| crate::source::names_contents(p.as_bytes()))
+                .then(|| crate::protocol::SourceInfo {
+                    root_is_transfer_dir: true,
+                    ..Default::default()
+                });
+            let out =
+                session::receive(rd, wr, opts, &self.local_paths[0], report, none, predicted)?;
             report.record(out.peer_code);
             Ok(out.counts)
         }

@@ -136,7 +136,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
             let dst = paths
                 .first()
                 .ok_or_else(|| Error::new(ExitCode::Protocol, "no destination from the client"))?;
-            session::receive(rd, wr, &opts, dst, report, relay)?;
+            session::receive(rd, wr, &opts, dst, report, relay, None)?;
         }
     }
     Ok(())

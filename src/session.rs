@@ -214,8 +214,30 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     dst_arg: &OsString,
     report: &Report<'_>,
     relay_out: Relay<'_>,
+    predicted: Option<SourceInfo>,
 ) -> Result<ReceiverOutcome, Error> {
-    let mut info = match rd.recv()? {
+    let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
+    // A pulling client whose sources are all `dir/` knows what `Sources` will say, so it
+    // scans an existing destination while the remote shell logs in (at low priority, as a
+    // pushing client's scan), and keeps that scan if `Sources` agrees.
+    let dst_is_dir = std::fs::metadata(dst_arg).is_ok_and(|m| m.is_dir());
+    let (info, early) = std::thread::scope(|scope| {
+        let early = predicted.filter(|_| dst_is_dir).map(|p| {
+            let scanner = &scanner;
+            scope.spawn(move || {
+                let dest = Dest::open(opts, dst_arg, &p, report).ok()?;
+                let scan = || dest.scan(&p, scanner);
+                let root = match crate::scan::background_pool() {
+                    Some(pool) => pool.install(scan),
+                    None => scan(),
+                };
+                Some((p, dest, root))
+            })
+        });
+        let info = rd.recv();
+        (info, early.and_then(|h| h.join().ok().flatten()))
+    });
+    let mut info = match info? {
         Msg::Sources { info } => info,
         Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
         other => return Err(unexpected(&other, "the sources' description")),
@@ -228,10 +250,20 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             )
         })?;
     }
-    // The destination is scanned while the sender scans its sources.
-    let dest = Dest::open(opts, dst_arg, &info, report)?;
-    let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
-    let mut dst_root = dest.scan(&info, &scanner);
+    let (dest, mut dst_root) = match early {
+        Some((p, dest, root)) if same_rules(&p, &info) => (dest, root),
+        _ => {
+            // The destination is scanned while the sender scans its sources.
+            scanner
+                .stale_temps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            let dest = Dest::open(opts, dst_arg, &info, report)?;
+            let root = dest.scan(&info, &scanner);
+            (dest, root)
+        }
+    };
     if let Some(d) = dst_root.as_mut() {
         prepare(d, opts);
     }
@@ -328,6 +360,13 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             other => return Err(unexpected(&other, "the sender's Done")),
         }
     }
+}
+
+/// Whether two descriptions of the sources give the destination the same shape.
+fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
+    a.root_is_transfer_dir == b.root_is_transfer_dir
+        && a.single_file == b.single_file
+        && a.named_tops == b.named_tops
 }
 
 /// The level-by-level Merkle exchange: starting from the root summary, asks for the
