@@ -29,8 +29,11 @@ impl Compressor {
         Ok(Compressor { enc })
     }
 
-    /// Compresses `input` and flushes, appending the compressed bytes to `out`.
-    pub fn compress_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    /// Feeds `input` to the stream without ending a block, appending whatever compressed
+    /// bytes zstd has ready to `out` (possibly none: it holds back up to one block). Used
+    /// when the writer's buffer fills: ending a block there costs its entropy tables and
+    /// the matches a longer block would have found, for no benefit to the peer.
+    pub fn compress_more(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         let mut inb = InBuffer::around(input);
         let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
         while inb.pos() < input.len() {
@@ -39,6 +42,14 @@ impl Compressor {
             let n = outb.pos();
             out.extend_from_slice(&chunk[..n]);
         }
+        Ok(())
+    }
+
+    /// Compresses `input` and flushes (ends the current block), appending the compressed
+    /// bytes to `out`: after it the peer can decode everything fed so far.
+    pub fn compress_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        self.compress_more(input, out)?;
+        let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
         loop {
             let mut outb = OutBuffer::around(&mut chunk[..]);
             let remaining = self.enc.flush(&mut outb)?;
