@@ -3,9 +3,11 @@
 //! makes rsync's continuous zlib stream beat per-file compression, with a window of
 //! megabytes instead of zlib's 32 KiB.
 //!
-//! The stream is cut into flushed segments at every protocol flush, so the receiver can
-//! decode each frame as soon as it is sent. Data that would not compress (rsync's
-//! `--skip-compress` suffix list) travels in raw segments beside the stream, not through it.
+//! The stream travels in segments (`protocol::Writer`); only a protocol flush ends a zstd
+//! block, so the receiver can decode every frame the sender needed it to see, and a full
+//! write buffer costs nothing in ratio. Data that would not compress (rsync's
+//! `--skip-compress` suffix list, or a sample judged by [`worth_compressing`]) travels in raw
+//! segments beside the stream, not through it.
 
 use std::io;
 use zstd::stream::raw::{CParameter, Decoder, Encoder, InBuffer, Operation, OutBuffer};

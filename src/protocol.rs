@@ -895,7 +895,11 @@ mod tests {
                     x ^= x >> 7;
                     x ^= x << 17;
                     v.extend_from_slice(words[(x % 10) as usize].as_bytes());
-                    v.extend_from_slice(if x % 7 == 0 { b";\n    " } else { b" " });
+                    v.extend_from_slice(if x.is_multiple_of(7) {
+                        b";\n    "
+                    } else {
+                        b" "
+                    });
                     v.extend_from_slice(format!("{}", x % 1000).as_bytes());
                 }
                 v
