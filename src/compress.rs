@@ -36,10 +36,11 @@ impl Compressor {
             // table for source text. Measured on 40 MB of crate sources (.rs/.c/.h/.toml/.md)
             // and the kernel's fs/ (45 MB of C), one stream as the protocol sends it: lazy2
             // with 2^4 probes into 1 MiB chain and 2 MiB hash tables sends 4.3% and 5.6%
-            // fewer bytes, at about half of level 6's speed (~60 MB/s per core on the crate
-            // sources; zstd 3: 2×, but 17% more bytes; zstd 12: 2% fewer, at 1/3 the
-            // speed). A 6-byte minimum match is 0.6% better on C, neutral elsewhere, and
-            // faster. 2^5 probes measured 1–1.5% fewer bytes for another 15–20% of speed.
+            // fewer bytes, at 55–65% of level 6's speed (per core: 90 against 130–160 MB/s
+            // on the crate sources, 32–38 against 59–70 MB/s on fs/; zstd 3 is 2× level 6
+            // but sends 17% more; zstd 12 sends 2% less at about a third of our speed). A
+            // 6-byte minimum match is 0.6% better on C, neutral elsewhere, and faster. 2^5
+            // probes measured 1–1.5% fewer bytes for another 15–20% of the speed.
             enc.set_parameter(CParameter::Strategy(zstd::zstd_safe::Strategy::ZSTD_lazy2))?;
             enc.set_parameter(CParameter::ChainLog(20))?;
             enc.set_parameter(CParameter::HashLog(21))?;
