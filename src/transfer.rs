@@ -11,7 +11,7 @@
 //! Every file ends with the blake3 of the source content; the receiver checks what it
 //! built before the rename and, on a mismatch, fetches the file whole once.
 
-use crate::delta::{self, Applier, Op, Signature};
+use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signature};
 use crate::error::{Error, io_message, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
@@ -37,6 +37,9 @@ const SMALL: u64 = 1 << 20;
 /// Smallest fine block inside a coarse range: measured as the best trade between
 /// signature bytes and literal bytes for scattered 4 KiB edits.
 const RANGE_MIN_BLOCK: u32 = 4096;
+
+/// Longest piece of a copy applied before the verifier hears of the progress.
+const VERIFY_STEP: u64 = 32 << 20;
 
 fn stream_error(msg: impl Into<String>) -> Error {
     Error::new(
@@ -106,38 +109,56 @@ fn check_served(root: &Entry, path: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Sender: answers the coarse hashes of big bases with the source ranges that differ.
+/// The sender's coarse matches of big files, by request id, kept from the coarse answer
+/// until the file's delta request arrives: the source is read once for both (its coarse
+/// hashes give the file digest too).
+#[derive(Default)]
+pub struct CoarseCache(std::sync::Mutex<std::collections::HashMap<u32, (Vec<u8>, CoarseMatch)>>);
+
+impl CoarseCache {
+    fn take(&self, id: u32, path: &[u8]) -> Option<CoarseMatch> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.remove(&id) {
+            Some((p, m)) if p == path => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Sender: matches each big source against its basis's coarse hashes and anchors, keeps
+/// the match for the delta request, and answers with the parts to sign.
 pub fn answer_coarse<W: Write>(
     wr: &mut Writer<W>,
     root: &Entry,
     tops: &Tops,
     items: Vec<CoarseItem>,
+    cache: &CoarseCache,
 ) -> Result<(), Error> {
-    let answers: Vec<(u32, Vec<(u64, u64)>)> = items
-        .into_par_iter()
-        .map(|it| {
-            check_served(root, &it.path)?;
-            if it.block == 0 || it.block > 1 << 30 {
-                return Err(stream_error("coarse block size out of range"));
-            }
-            let ranges = open_source(tops, &it.path)
-                .and_then(|fd| {
-                    let f = std::fs::File::from(fd);
-                    let len = f.metadata()?.len();
-                    let mine = delta::coarse_hashes(&f, len, it.block)?;
-                    Ok(delta::differing_ranges(
-                        len,
-                        &mine,
-                        it.basis_len,
-                        &it.hashes,
-                        it.block,
-                    ))
-                })
-                // Unreadable now: the Delta request will report it; ask for everything.
-                .unwrap_or_else(|_| vec![(0, u64::MAX)]);
-            Ok((it.id, ranges))
-        })
-        .collect::<Result<_, Error>>()?;
+    // One file at a time: each match hashes on all cores already.
+    let mut answers = Vec::with_capacity(items.len());
+    for it in items {
+        check_served(root, &it.path)?;
+        if it.block == 0 || it.block > 1 << 30 {
+            return Err(stream_error("coarse block size out of range"));
+        }
+        let matched = open_source(tops, &it.path).and_then(|fd| {
+            let f = std::fs::File::from(fd);
+            let len = f.metadata()?.len();
+            delta::coarse_match(&f, len, it.block, it.basis_len, &it.hashes, &it.anchors)
+        });
+        // Unreadable now: the receiver falls back to a plain delta request, which will
+        // report the error.
+        let parts = matched.ok().map(|m| {
+            let parts = m.parts();
+            cache
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(it.id, (it.path.into_vec(), m));
+            parts
+        });
+        answers.push((it.id, parts));
+    }
     wr.send(&Msg::CoarseRanges { items: answers })?;
     wr.flush()
 }
@@ -203,6 +224,7 @@ pub fn send_loaded<W: Write>(
     loaded: Loaded,
     report: &Report<'_>,
     inplace: bool,
+    cache: &CoarseCache,
 ) -> Result<(), Error> {
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         match (req, data) {
@@ -228,15 +250,26 @@ pub fn send_loaded<W: Write>(
                 Request::Delta {
                     id,
                     path,
-                    basis_len,
+                    basis_len: _,
                     sig,
                     parts,
                 },
                 _,
-            ) => match open_source(tops, &path) {
-                Ok(fd) => send_delta(wr, id, &path, fd, basis_len, sig, parts, report, inplace)?,
-                Err(e) => skip(wr, id, &path, &e, report)?,
-            },
+            ) => {
+                let how = match sig {
+                    Some(sig) => How::Whole(sig),
+                    None => How::Coarse(cache.take(id, &path).ok_or_else(|| {
+                        stream_error(format!(
+                            "delta request for `{}` without a coarse answer",
+                            show(&path)
+                        ))
+                    })?),
+                };
+                match open_source(tops, &path) {
+                    Ok(fd) => send_delta(wr, id, &path, fd, how, parts, report, inplace)?,
+                    Err(e) => skip(wr, id, &path, &e, report)?,
+                }
+            }
         }
     }
     wr.flush()
@@ -296,6 +329,14 @@ fn digest_file(f: &std::fs::File, len: u64) -> std::io::Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// What a delta is computed against.
+enum How {
+    /// The signature of the whole basis.
+    Whole(Signature),
+    /// The coarse match: copies, and parts diffed against the request's part signatures.
+    Coarse(CoarseMatch),
+}
+
 /// Ops are batched into frames of about [`CHUNK`] literal bytes.
 struct OpBatch {
     ops: Vec<WireOp>,
@@ -308,16 +349,19 @@ fn send_delta<W: Write>(
     id: u32,
     p: &[u8],
     fd: OwnedFd,
-    basis_len: u64,
-    sig: Option<Signature>,
+    how: How,
     parts: Vec<Part>,
     report: &Report<'_>,
     inplace: bool,
 ) -> Result<(), Error> {
     let f = std::fs::File::from(fd);
+    // A coarse file's digest came with its coarse hashes: the source is not read again.
     let prepared = f.metadata().and_then(|m| {
         let len = m.len();
-        digest_file(&f, len).map(|h| (len, h))
+        match &how {
+            How::Coarse(m) => Ok((len, m.digest)),
+            How::Whole(_) => digest_file(&f, len).map(|h| (len, h)),
+        }
     });
     let (len, hash) = match prepared {
         Ok(x) => x,
@@ -374,25 +418,36 @@ fn send_delta<W: Write>(
         Ok(())
     };
     let res: std::io::Result<()> = (|| {
-        match sig {
-            Some(sig) if parts.is_empty() => {
+        let mismatch = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "delta parts do not match the coarse answer",
+            )
+        };
+        match how {
+            How::Whole(sig) => {
+                if !parts.is_empty() {
+                    return Err(mismatch());
+                }
                 delta::diff(&sig, &f, 0, len, &mut emit)?;
             }
-            _ => {
-                let mut pos = 0u64;
-                for part in &parts {
-                    if part.start < pos || part.start > len {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "delta parts out of order or beyond the file",
-                        ));
+            How::Coarse(m) => {
+                let mut parts = parts.iter();
+                for seg in &m.segments {
+                    match *seg {
+                        Segment::Copy { offset, len } => emit(Op::Copy { offset, len })?,
+                        Segment::Part(cp) => {
+                            let part = parts
+                                .next()
+                                .filter(|p| p.start == cp.start && p.len == cp.len)
+                                .ok_or_else(mismatch)?;
+                            delta::diff(&part.sig, &f, cp.start, cp.len, &mut emit)?;
+                        }
                     }
-                    copy_or_send(&f, pos, part.start - pos, basis_len, &mut emit)?;
-                    let plen = part.len.min(len - part.start);
-                    delta::diff(&part.sig, &f, part.start, plen, &mut emit)?;
-                    pos = part.start + plen;
                 }
-                copy_or_send(&f, pos, len - pos, basis_len, &mut emit)?;
+                if parts.next().is_some() {
+                    return Err(mismatch());
+                }
             }
         }
         Ok(())
@@ -418,43 +473,22 @@ fn send_delta<W: Write>(
     })
 }
 
-/// Between coarse ranges the source equals the basis at the same offset: copy it, except
-/// any part past the basis's end, which is sent as literal data.
-fn copy_or_send(
-    f: &std::fs::File,
-    start: u64,
-    len: u64,
-    basis_len: u64,
-    emit: &mut dyn FnMut(Op<'_>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let copy = len.min(basis_len.saturating_sub(start));
-    if copy > 0 {
-        emit(Op::Copy {
-            offset: start,
-            len: copy,
-        })?;
-    }
-    let mut at = start + copy;
-    let end = start + len;
-    let mut buf = vec![0u8; CHUNK];
-    while at < end {
-        let take = ((end - at) as usize).min(buf.len());
-        f.read_exact_at(&mut buf[..take], at)?;
-        emit(Op::Literal(&buf[..take]))?;
-        at += take as u64;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- receiver
 
 /// What the receiver decided for one pending file before requesting it.
 #[derive(Clone)]
 enum Plan {
     Whole,
-    /// Basis length, and for big files the coarse ranges (None: diff the whole file).
-    Delta(u64, Option<Vec<(u64, u64)>>),
+    /// For big files the coarse level's answer (None: diff the whole file).
+    Delta(Option<CoarsePlan>),
+}
+
+/// A big file after the coarse exchange: its coarse block (which also shapes its digest)
+/// and the parts to sign.
+#[derive(Clone)]
+struct CoarsePlan {
+    block: u64,
+    parts: Vec<CoarsePart>,
 }
 
 /// The basis for a file's delta: a partial file kept by an earlier run (`--partial-dir`)
@@ -507,16 +541,23 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             if !use_delta || p.item.src.meta.size == 0 {
                 return Plan::Whole;
             }
-            if let Some(len) = partial_len(p, partial_dir) {
-                return Plan::Delta(len, None);
+            if partial_len(p, partial_dir).is_some() {
+                return Plan::Delta(None);
             }
             match p.item.dst {
-                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(d.size, None),
+                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(None),
                 _ => Plan::Whole,
             }
         })
         .collect();
     coarse_phase(rd, wr, &pending, &mut plans, wire_path, partial_dir)?;
+    let coarse_blocks: Vec<Option<u64>> = plans
+        .iter()
+        .map(|pl| match pl {
+            Plan::Delta(Some(c)) => Some(c.block),
+            _ => None,
+        })
+        .collect();
     let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
     std::thread::scope(|scope| {
         let plans = &plans;
@@ -551,7 +592,15 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             }
             Ok(())
         });
-        let got = receive(rd, exec, &pending, wire_path, redo_tx, partial);
+        let got = receive(
+            rd,
+            exec,
+            &pending,
+            &coarse_blocks,
+            wire_path,
+            redo_tx,
+            partial,
+        );
         let sent = requester
             .join()
             .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
@@ -559,8 +608,8 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     })
 }
 
-/// One round trip for all big files: their bases' coarse hashes out, the differing source
-/// ranges back.
+/// One round trip for all big files: their bases' coarse hashes and anchors out, the
+/// parts the sender could not place back.
 fn coarse_phase<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -587,35 +636,41 @@ fn coarse_phase<R: Read, W: Write>(
             let block = delta::coarse_block(p.item.src.meta.size);
             let f = open_basis(p, partial_dir).ok()?;
             let basis_len = f.metadata().ok()?.len();
-            let hashes = delta::coarse_hashes(&f, basis_len, block).ok()?;
+            let scan = delta::coarse_scan(&f, basis_len, block, true).ok()?;
             Some(CoarseItem {
                 id: i as u32,
                 path: serde_bytes::ByteBuf::from(wire_path(p)),
                 block,
                 basis_len,
-                hashes,
+                hashes: scan
+                    .hashes
+                    .iter()
+                    .map(|h| h[..16].try_into().expect("16 of 32"))
+                    .collect(),
+                anchors: scan.anchors,
             })
         })
         .collect();
-    let asked = items.len();
+    let mut asked: std::collections::HashMap<u32, u64> =
+        items.iter().map(|it| (it.id, it.block)).collect();
     wr.send(&Msg::Coarse { items })?;
     wr.flush()?;
     let answers = match rd.recv()? {
         Msg::CoarseRanges { items } => items,
         other => return Err(unexpected(&other, "coarse ranges")),
     };
-    if answers.len() != asked {
+    if answers.len() != asked.len() {
         return Err(stream_error(
             "coarse answer count does not match the request",
         ));
     }
-    for (id, ranges) in answers {
-        let i = id as usize;
-        let Some(Plan::Delta(basis_len, r)) = plans.get_mut(i) else {
+    for (id, parts) in answers {
+        let (Some(block), Some(Plan::Delta(r))) = (asked.remove(&id), plans.get_mut(id as usize))
+        else {
             return Err(stream_error("coarse answer for a file not asked about"));
         };
-        *r = Some(ranges.into_iter().filter(|(_, l)| *l > 0).collect());
-        let _ = basis_len;
+        // None: the sender could not read the file; a plain delta request will tell.
+        *r = parts.map(|parts| CoarsePlan { block, parts });
     }
     Ok(())
 }
@@ -630,7 +685,7 @@ fn request_for(
     partial_dir: Option<&[u8]>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
-    let Plan::Delta(_, ranges) = plan else {
+    let Plan::Delta(ranges) = plan else {
         return Request::Whole { id, path };
     };
     let signed = open_basis(p, partial_dir).and_then(|f| {
@@ -640,15 +695,19 @@ fn request_for(
                 let sig = delta::sign(&f, 0, basis_len, delta::block_size(basis_len))?;
                 (Some(sig), Vec::new())
             }
-            Some(ranges) => {
-                let mut parts = Vec::with_capacity(ranges.len());
-                for &(start, len) in ranges {
-                    // The same offsets in the basis, clipped to it.
-                    let s = start.min(basis_len);
-                    let l = len.min(basis_len - s);
+            Some(coarse) => {
+                let mut parts = Vec::with_capacity(coarse.parts.len());
+                for cp in &coarse.parts {
+                    // The basis range the sender chose, clipped to the basis as it is now.
+                    let s = cp.basis_start.min(basis_len);
+                    let l = cp.basis_len.min(basis_len - s);
                     let block = delta::block_size(l).max(RANGE_MIN_BLOCK);
                     let sig = delta::sign(&f, s, l, block)?;
-                    parts.push(Part { start, len, sig });
+                    parts.push(Part {
+                        start: cp.start,
+                        len: cp.len,
+                        sig,
+                    });
                 }
                 (None, parts)
             }
@@ -694,14 +753,117 @@ struct Current<'d> {
     hasher: Option<blake3::Hasher>,
     /// The basis and its length when the file started (it may be the file being rewritten).
     basis: Option<(std::fs::File, u64)>,
+    /// A coarse file's digest, computed behind the writer.
+    verify: Option<Verifier>,
     literal: u64,
     matched: u64,
+}
+
+/// Hashes a big rebuilt file's coarse blocks on its own thread while the applier is still
+/// writing it, reading back (from the page cache) only blocks entirely below the write
+/// position; at the end the blocks left are hashed on all cores. Every byte of the
+/// temporary is read back and checked against the sender's [`delta::coarse_digest`],
+/// without a second pass over the file after it is built.
+struct Verifier {
+    block: u64,
+    tx: Option<mpsc::Sender<u64>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<(Vec<[u8; 32]>, std::fs::File)>>>,
+    /// Set when the thread could not start: the blocks are all hashed at the end.
+    file: Option<std::io::Result<std::fs::File>>,
+}
+
+impl Verifier {
+    fn start(fd: std::os::fd::BorrowedFd<'_>, block: u64) -> Verifier {
+        let file = fd.try_clone_to_owned().map(std::fs::File::from);
+        let (tx, rx) = mpsc::channel::<u64>();
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                return Verifier {
+                    block,
+                    tx: None,
+                    thread: None,
+                    file: Some(Err(e)),
+                };
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("xsync-verify".into())
+            .spawn(move || {
+                use std::os::unix::fs::FileExt;
+                let mut hashes = Vec::new();
+                let mut buf = vec![0u8; block.min(1 << 20) as usize];
+                let mut done = 0u64;
+                // The writer's position; the channel closes when it is done.
+                while let Ok(mut avail) = rx.recv() {
+                    while let Ok(n) = rx.try_recv() {
+                        avail = n;
+                    }
+                    while done + block <= avail {
+                        let mut h = blake3::Hasher::new();
+                        let mut at = done;
+                        while at < done + block {
+                            let take = ((done + block - at) as usize).min(buf.len());
+                            file.read_exact_at(&mut buf[..take], at)?;
+                            h.update(&buf[..take]);
+                            at += take as u64;
+                        }
+                        hashes.push(*h.finalize().as_bytes());
+                        done += block;
+                    }
+                }
+                Ok((hashes, file))
+            });
+        match thread {
+            Ok(t) => Verifier {
+                block,
+                tx: Some(tx),
+                thread: Some(t),
+                file: None,
+            },
+            Err(e) => Verifier {
+                block,
+                tx: None,
+                thread: None,
+                file: Some(Err(e)),
+            },
+        }
+    }
+
+    /// The writer has written `pos` bytes.
+    fn progress(&self, pos: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(pos);
+        }
+    }
+
+    /// The digest of the file's first `len` bytes (all of it).
+    fn finish(mut self, len: u64) -> Result<[u8; 32], StepError> {
+        let read_back = |e| StepError::new("read back", e);
+        drop(self.tx.take());
+        let (mut hashes, file) = match (self.thread.take(), self.file.take()) {
+            (Some(t), _) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("verify thread panicked")))
+                .map_err(read_back)?,
+            (None, Some(f)) => (Vec::new(), f.map_err(read_back)?),
+            (None, None) => return Err(read_back(std::io::Error::other("no file"))),
+        };
+        let done = hashes.len() as u64 * self.block;
+        if done < len {
+            let rest =
+                delta::coarse_hashes_from(&file, len, self.block, done).map_err(read_back)?;
+            hashes.extend(rest);
+        }
+        Ok(delta::coarse_digest(len, self.block, &hashes))
+    }
 }
 
 fn receive<R: Read + Send>(
     rd: &mut Reader<R>,
     exec: &Exec<'_, '_>,
     pending: &[Pending<'_>],
+    coarse_blocks: &[Option<u64>],
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
     partial: bool,
@@ -815,7 +977,11 @@ fn receive<R: Read + Send>(
                     }
                     let p = &pending[id];
                     if current.is_none() {
-                        current = Some(start_file(exec, p, id, true));
+                        let mut c = start_file(exec, p, id, true);
+                        if let (Some(block), Some(t)) = (coarse_blocks[id], c.temp.as_ref()) {
+                            c.verify = Some(Verifier::start(t.fd(), block));
+                        }
+                        current = Some(c);
                     }
                     let cur = current.as_mut().expect("set above");
                     if cur.index != id {
@@ -826,7 +992,12 @@ fn receive<R: Read + Send>(
                         let mut cur = current.take().expect("set above");
                         next += 1;
                         let Some(t) = cur.temp.take() else { continue };
-                        match t.digest() {
+                        let digest = match (cur.verify.take(), coarse_blocks[id]) {
+                            (Some(v), _) => v.finish(t.len()),
+                            (None, Some(block)) => Verifier::start(t.fd(), block).finish(t.len()),
+                            (None, None) => t.digest(),
+                        };
+                        match digest {
                             Ok(got) if got == hash => finish_file(
                                 exec,
                                 p,
@@ -937,6 +1108,7 @@ fn start_file<'d>(
         temp,
         hasher: (!delta).then(blake3::Hasher::new),
         basis,
+        verify: None,
         literal: 0,
         matched: 0,
     }
@@ -961,11 +1133,31 @@ fn apply_ops(
                     // In place, these bytes are already where they belong.
                     (Ok(()), *len)
                 } else {
-                    let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Copy {
-                        offset: *offset,
-                        len: *len,
-                    });
-                    (r, *len)
+                    // In pieces when a verifier follows the writer, so it can hash while a
+                    // long run is still being copied.
+                    let piece = if cur.verify.is_some() {
+                        VERIFY_STEP
+                    } else {
+                        u64::MAX
+                    };
+                    let (mut r, mut done) = (Ok(()), 0u64);
+                    while done < *len {
+                        let n = (*len - done).min(piece);
+                        r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos + done).apply(
+                            Op::Copy {
+                                offset: *offset + done,
+                                len: n,
+                            },
+                        );
+                        if r.is_err() {
+                            break;
+                        }
+                        done += n;
+                        if let Some(v) = &cur.verify {
+                            v.progress(pos + done);
+                        }
+                    }
+                    (r, done)
                 }
             }
             WireOp::Literal(d) => {
@@ -979,6 +1171,9 @@ fn apply_ops(
             break;
         }
         t.advance(n);
+        if let Some(v) = &cur.verify {
+            v.progress(t.len());
+        }
     }
     if let Err(e) = res {
         if e.kind() == std::io::ErrorKind::InvalidData {

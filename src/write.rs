@@ -113,7 +113,7 @@ pub struct StepError {
 }
 
 impl StepError {
-    fn new(op: &'static str, err: impl Into<io::Error>) -> StepError {
+    pub fn new(op: &'static str, err: impl Into<io::Error>) -> StepError {
         StepError {
             op,
             err: err.into(),
