@@ -1425,29 +1425,74 @@ mod tests {
     }
 
     #[test]
-    fn differing_ranges_edge_cases() {
-        let h = |n: u8| [n; 16];
-        // Tail of a different length differs; a missing hash differs; adjacent ones merge.
-        assert_eq!(
-            differing_ranges(2500, &[h(1), h(2), h(3)], 2600, &[h(1), h(2), h(3)], 1000),
-            vec![(2000, 500)]
-        );
-        assert_eq!(
-            differing_ranges(3000, &[h(1), h(9), h(8)], 2000, &[h(1), h(2)], 1000),
-            vec![(1000, 2000)]
-        );
-        assert_eq!(
-            differing_ranges(3000, &[h(1), h(2), h(3)], 3000, &[h(1)], 1000),
-            vec![(1000, 2000)]
-        );
-        assert!(differing_ranges(0, &[], 10, &[h(1)], 1000).is_empty());
+    fn coarse_block_sizes() {
         assert_eq!(coarse_block(1), 1 << 20);
         assert_eq!(coarse_block(64 << 30), 1 << 20);
         assert_eq!(coarse_block(1 << 40), 16 << 20);
     }
 
-    /// A 64 MiB file with 16 scattered 4 KiB edits: the coarse level finds exactly the
-    /// edited blocks, and sign/diff over those alone plus copies of the rest rebuilds it.
+    #[test]
+    fn anchors_roll() {
+        let data = random(3 * ANCHOR_LEN, 30);
+        let w = anchor_out_weight();
+        let mut h = anchor_of(&data[..ANCHOR_LEN]);
+        for k in 0..2 * ANCHOR_LEN {
+            h = h
+                .wrapping_sub((data[k] as u64 + 1).wrapping_mul(w))
+                .wrapping_mul(ROLL_MUL)
+                .wrapping_add(data[k + ANCHOR_LEN] as u64 + 1);
+            assert_eq!(h, anchor_of(&data[k + 1..k + 1 + ANCHOR_LEN]), "at {k}");
+        }
+    }
+
+    /// What the two ends do with a big file, in one process: the receiver scans its basis,
+    /// the sender matches, the receiver signs each part's basis range, the sender diffs the
+    /// parts, the receiver applies copies and ops; then the rebuilt file's coarse digest is
+    /// checked against the sender's. Returns (bytes in parts, literal bytes).
+    fn coarse_round_trip(basis: &[u8], new: &[u8]) -> (u64, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = file_with(&dir, "basis", basis);
+        let s = file_with(&dir, "new", new);
+        let (o, out_path) = out_file(&dir);
+        let (blen, slen) = (basis.len() as u64, new.len() as u64);
+        let block = coarse_block(slen);
+        let scan = coarse_scan(&b, blen, block, true).expect("scan basis");
+        let short: Vec<[u8; 16]> = scan
+            .hashes
+            .iter()
+            .map(|h| h[..16].try_into().unwrap())
+            .collect();
+        let m = coarse_match(&s, slen, block, blen, &short, &scan.anchors).expect("match");
+        let mut ap = Applier::new(b.as_fd(), blen, o.as_fd(), 0);
+        let (mut in_parts, mut literal) = (0, 0);
+        for seg in &m.segments {
+            match *seg {
+                Segment::Copy { offset, len } => ap.apply(Op::Copy { offset, len }).expect("copy"),
+                Segment::Part(p) => {
+                    let st = p.basis_start.min(blen);
+                    let l = p.basis_len.min(blen - st);
+                    let sig = sign(&b, st, l, block_size(l).max(4096)).expect("sign");
+                    let d = diff(&sig, &s, p.start, p.len, &mut |op| ap.apply(op)).expect("diff");
+                    in_parts += p.len;
+                    literal += d.literal;
+                }
+            }
+        }
+        assert_eq!(ap.written(), slen);
+        assert!(
+            std::fs::read(&out_path).expect("read") == new,
+            "rebuilt file differs"
+        );
+        let out = File::open(&out_path).expect("open out");
+        let mine = coarse_scan(&out, slen, block, false)
+            .expect("scan out")
+            .hashes;
+        assert_eq!(coarse_digest(slen, block, &mine), m.digest);
+        (in_parts, literal)
+    }
+
+    /// 16 scattered 4 KiB edits in 64 MiB: only the edited coarse blocks reach the fine
+    /// level, and each edit costs about its 4 KiB.
     #[test]
     fn coarse_level_narrows_to_edited_blocks() {
         let len = 64usize << 20;
@@ -1466,54 +1511,79 @@ mod tests {
             edited.insert(at as u64 / block);
             edited.insert((at as u64 + 4095) / block);
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let b = file_with(&dir, "basis", &basis);
-        let s = file_with(&dir, "new", &new);
-        let (o, out_path) = out_file(&dir);
-        let hs = coarse_hashes(&s, len as u64, block).expect("hash src");
-        let hb = coarse_hashes(&b, len as u64, block).expect("hash basis");
-        let ranges = differing_ranges(len as u64, &hs, len as u64, &hb, block);
-        let covered: std::collections::BTreeSet<u64> = ranges
-            .iter()
-            .flat_map(|&(s, l)| s / block..(s + l).div_ceil(block))
-            .collect();
-        assert_eq!(covered, edited);
-
-        let mut ap = Applier::new(b.as_fd(), len as u64, o.as_fd(), 0);
-        let (mut literal, mut sig_bytes, mut at) = (0u64, 0usize, 0u64);
-        for &(start, rlen) in &ranges {
-            if start > at {
-                ap.apply(Op::Copy {
-                    offset: at,
-                    len: start - at,
-                })
-                .expect("copy equal range");
-            }
-            let blen = rlen.min(len as u64 - start);
-            let sig = sign(&b, start, blen, block_size(blen)).expect("sign");
-            sig_bytes += postcard::to_stdvec(&sig).expect("encode").len();
-            let st = diff(&sig, &s, start, rlen, &mut |op| ap.apply(op)).expect("diff");
-            literal += st.literal;
-            at = start + rlen;
-        }
-        if at < len as u64 {
-            ap.apply(Op::Copy {
-                offset: at,
-                len: len as u64 - at,
-            })
-            .expect("copy tail");
-        }
-        assert!(std::fs::read(out_path).expect("read") == new);
+        let (in_parts, literal) = coarse_round_trip(&basis, &new);
         eprintln!(
-            "delta figures: coarse 64 MiB, 16×4 KiB edits: {} differing blocks of {}, \
-             literal {literal} bytes (edits {}), signatures {sig_bytes} bytes, coarse hashes {} bytes",
-            covered.len(),
-            hs.len(),
-            16 * 4096,
-            hs.len() * 16
+            "delta figures: coarse 64 MiB, 16×4 KiB edits: {in_parts} bytes in parts, \
+             literal {literal} bytes (edits {})",
+            16 * 4096
         );
-        // Each edit costs at most its 4 KiB plus about two fine blocks.
-        assert!(literal <= 16 * (4096 + 2 * block_size(block) as u64));
+        assert_eq!(in_parts, edited.len() as u64 * block);
+        assert!(literal <= 16 * (4096 + 2 * 4096));
+    }
+
+    /// An insertion shifts every later block: the anchors find them at their new offsets,
+    /// so one coarse block (plus the insertion) is searched and the literal is the insertion.
+    #[test]
+    fn coarse_level_finds_shifted_blocks() {
+        let len = 64usize << 20;
+        let basis = random(len, 31);
+        for (at, n) in [
+            (len / 2 + 12345, 1),
+            (len / 3, 100_000),
+            (0, 7),
+            (len - 5, 3),
+        ] {
+            let mut new = basis.clone();
+            new.splice(at..at, random(n, 32));
+            let (in_parts, literal) = coarse_round_trip(&basis, &new);
+            eprintln!(
+                "delta figures: coarse 64 MiB, {n} bytes inserted at {at}: {in_parts} bytes in \
+                 parts, literal {literal}"
+            );
+            assert!(
+                in_parts <= 2 * (1 << 20) + n as u64,
+                "{n} at {at}: {in_parts}"
+            );
+            assert!(
+                literal <= n as u64 + 2 * 4096,
+                "{n} at {at}: literal {literal}"
+            );
+        }
+        // A deletion shifts the other way; a file of unrelated data has nothing to find.
+        let mut new = basis.clone();
+        new.drain(len / 4..len / 4 + (3 << 20) + 17);
+        let (in_parts, literal) = coarse_round_trip(&basis, &new);
+        assert!(in_parts <= 2 << 20, "deletion: {in_parts}");
+        assert!(literal <= 1 << 20, "deletion: literal {literal}");
+        let other = random(len / 4, 33);
+        let (in_parts, _) = coarse_round_trip(&basis[..len / 4], &other);
+        assert_eq!(in_parts, other.len() as u64);
+    }
+
+    /// Hostile or odd coarse input from a peer: short lists, zero-length basis, a basis
+    /// longer than its hash list, anchors that all collide — no panic, and a round trip
+    /// still rebuilds the file.
+    #[test]
+    fn coarse_match_survives_odd_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = random(5 << 20, 34);
+        let s = file_with(&dir, "new", &data);
+        let len = data.len() as u64;
+        let block = 1 << 20;
+        for (basis_len, hashes, anchors) in [
+            (0u64, vec![], vec![]),
+            (len, vec![[0u8; 16]; 2], vec![7u64; 2]),
+            (u64::MAX / 2, vec![[1u8; 16]; 3], vec![0u64; 100]),
+            (
+                len,
+                vec![[2u8; 16]; 5],
+                vec![anchor_of(&data[..ANCHOR_LEN]); 5],
+            ),
+        ] {
+            let m = coarse_match(&s, len, block, basis_len, &hashes, &anchors).expect("match");
+            let covered: u64 = m.parts().iter().map(|p| p.len).sum();
+            assert_eq!(covered, len, "nothing can match");
+        }
     }
 
     /// Throughput of sign, diff and apply on 64 MiB with scattered edits (8 MiB unoptimised; run with
