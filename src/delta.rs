@@ -5,8 +5,11 @@
 //! through user space.
 //!
 //! For huge files a coarse level comes first: both ends hash aligned blocks of
-//! [`coarse_block`] bytes with blake3 ([`coarse_hashes`]) and only the
-//! [`differing_ranges`] go through sign/diff; the rest is copied from the basis as is.
+//! [`coarse_block`] bytes with blake3 ([`coarse_scan`]); the sender matches its blocks
+//! against the basis's in place, then finds moved ones by rolling each basis block's
+//! anchor ([`coarse_match`]), and only the [`CoarsePart`]s left go through sign/diff. The
+//! file's end-to-end digest is then [`coarse_digest`], a hash over the block hashes, so
+//! neither end reads the file a second time to check it.
 //!
 //! The rolling checksum and the strong hash are `fast_rsync`'s (librsync's rollsum, MD4
 //! with SIMD). Nothing of it leaks out of this module: the signature's wire form is our own
@@ -726,7 +729,7 @@ pub fn coarse_hashes_from(
     block: u64,
     from: u64,
 ) -> io::Result<Vec<[u8; 32]>> {
-    if block == 0 || from % block != 0 {
+    if block == 0 || !from.is_multiple_of(block) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "delta: coarse blocks misaligned",
@@ -844,8 +847,8 @@ impl<'a> Basis<'a> {
             filter: vec![0; (1 << 20) / 64],
             min_anchored: u64::MAX,
         };
-        for j in 0..n {
-            b.by_hash.entry(hashes[j]).or_insert(j);
+        for (j, h) in hashes.iter().enumerate().take(n) {
+            b.by_hash.entry(*h).or_insert(j);
             let l = b.block_len(j);
             if let Some(&a) = anchors.get(j)
                 && l >= ANCHOR_LEN as u64

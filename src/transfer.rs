@@ -5,11 +5,14 @@
 //! receiver is sent as a delta against it (unless `-W`): the receiver signs its basis, the
 //! sender answers with copy/literal instructions, and the receiver rebuilds the file in a
 //! temporary with matched runs copied in the kernel. Files of 64 MiB and more first go
-//! through one coarse exchange (strong hashes of 1 MiB blocks, all big files in one round
-//! trip) so only the ranges that differ are signed and searched.
+//! through one coarse exchange (strong hashes and anchors of 1 MiB blocks, all big files in
+//! one round trip): the sender places equal and moved blocks, keeps that match for the
+//! file's request, and only the parts it could not place are signed and searched.
 //!
-//! Every file ends with the blake3 of the source content; the receiver checks what it
-//! built before the rename and, on a mismatch, fetches the file whole once.
+//! Every file ends with its digest (the blake3 of the source content, or for a coarse file
+//! [`delta::coarse_digest`], which the sender gets from its one read of the source); the
+//! receiver checks what it built before the rename (a coarse file on a thread that hashes
+//! behind the writer) and, on a mismatch, fetches the file whole once.
 
 use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signature};
 use crate::error::{Error, io_message, show};
@@ -747,6 +750,9 @@ fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
 }
 
 /// The file being received piece by piece.
+/// What the verify thread hands back: the hashes of the blocks it did, and its file.
+type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
+
 struct Current<'d> {
     index: usize,
     temp: Option<TempFile<'d>>,
@@ -767,7 +773,7 @@ struct Current<'d> {
 struct Verifier {
     block: u64,
     tx: Option<mpsc::Sender<u64>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<(Vec<[u8; 32]>, std::fs::File)>>>,
+    thread: Option<std::thread::JoinHandle<VerifyResult>>,
     /// Set when the thread could not start: the blocks are all hashed at the end.
     file: Option<std::io::Result<std::fs::File>>,
 }
