@@ -722,6 +722,76 @@ pub fn coarse_scan(file: &File, len: u64, block: u64, anchors: bool) -> io::Resu
     })
 }
 
+/// A basis copied into the receiver's temporary while it is hashed ([`prefill_scan`]).
+pub struct Prefill {
+    /// Per block, the first 16 bytes of the blake3 of the basis block: what the sender
+    /// compares.
+    pub wire: Vec<[u8; 16]>,
+    /// Per block, the full blake3 of the bytes written to the temporary: what the
+    /// receiver's digest is made of for blocks that are not written again.
+    pub written: Vec<[u8; 32]>,
+    pub anchors: Vec<u64>,
+}
+
+/// Receiver: [`coarse_scan`] of the basis that also writes each block to `out` at the same
+/// offset, in parallel, from the buffer it hashes. A big update mostly keeps blocks in
+/// place, so the temporary is built while the basis is read for its hashes: the basis is
+/// read once, and the blocks the sender confirms are neither copied again nor read back
+/// (their hash is the hash of exactly the bytes written). `fault` (a test hook) flips the
+/// byte at that offset after its block's wire hash is taken and before it is written and
+/// hashed again: a difference the coarse hashes cannot see, which the digest must catch.
+pub fn prefill_scan(
+    basis: &File,
+    len: u64,
+    block: u64,
+    out: &File,
+    fault: Option<u64>,
+) -> io::Result<Prefill> {
+    if block == 0 || block > 1 << 30 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "delta: coarse block size out of range",
+        ));
+    }
+    let n = usize::try_from(len.div_ceil(block))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "delta: file too large"))?;
+    let per: Vec<([u8; 16], [u8; 32], u64)> = (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, i| {
+            let at = i as u64 * block;
+            let blen = (len - at).min(block) as usize;
+            buf.resize(blen, 0);
+            basis.read_exact_at(buf, at)?;
+            let anchor = if blen >= ANCHOR_LEN {
+                anchor_of(&buf[..ANCHOR_LEN])
+            } else {
+                0
+            };
+            let full = *blake3::hash(buf).as_bytes();
+            let mut wire = [0u8; 16];
+            wire.copy_from_slice(&full[..16]);
+            let mut written = full;
+            if let Some(f) = fault.filter(|&f| f >= at && f < at + blen as u64) {
+                buf[(f - at) as usize] ^= 0xff;
+                written = *blake3::hash(buf).as_bytes();
+            }
+            out.write_all_at(buf, at)?;
+            Ok((wire, written, anchor))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut p = Prefill {
+        wire: Vec::with_capacity(n),
+        written: Vec::with_capacity(n),
+        anchors: Vec::with_capacity(n),
+    };
+    for (w, h, a) in per {
+        p.wire.push(w);
+        p.written.push(h);
+        p.anchors.push(a);
+    }
+    Ok(p)
+}
+
 /// [`coarse_scan`]'s hashes of the blocks from `from` (a multiple of `block`) on.
 pub fn coarse_hashes_from(
     file: &File,

@@ -553,7 +553,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             }
         })
         .collect();
-    coarse_phase(rd, wr, &pending, &mut plans, wire_path, partial_dir)?;
+    let prefilled = coarse_phase(rd, wr, exec, &pending, &mut plans, wire_path, partial)?;
     let coarse_blocks: Vec<Option<u64>> = plans
         .iter()
         .map(|pl| match pl {
@@ -600,6 +600,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             exec,
             &pending,
             &coarse_blocks,
+            prefilled,
             wire_path,
             redo_tx,
             partial,
@@ -611,16 +612,36 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     })
 }
 
+/// Most bytes a run holds in prefilled temporaries at once (see [`Prefilled`]): each is a
+/// full copy of its basis made before the file is requested, so many big files at once
+/// would hold that much extra space for the whole transfer.
+const PREFILL_MAX: u64 = 8 << 30;
+
+/// A big file's temporary that already holds its basis at the same offsets, written by
+/// [`delta::prefill_scan`] while the basis was read for its coarse hashes.
+struct Prefilled<'d> {
+    temp: TempFile<'d>,
+    basis_len: u64,
+    block: u64,
+    /// blake3 of each block as written.
+    written: Vec<[u8; 32]>,
+}
+
 /// One round trip for all big files: their bases' coarse hashes and anchors out, the
-/// parts the sender could not place back.
-fn coarse_phase<R: Read, W: Write>(
+/// parts the sender could not place back. Unless the temporary is the target itself
+/// (`--inplace`), may be kept whole (`--partial`) or sparse (`-S`), each basis is copied
+/// into the file's temporary in the same pass that hashes it; those temporaries are
+/// returned by index.
+fn coarse_phase<'d, R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
-    pending: &[Pending<'_>],
+    exec: &Exec<'_, '_>,
+    pending: &'d [Pending<'d>],
     plans: &mut [Plan],
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
-    partial_dir: Option<&[u8]>,
-) -> Result<(), Error> {
+    partial: bool,
+) -> Result<Vec<Option<Prefilled<'d>>>, Error> {
+    let partial_dir = exec.partial_dir.as_deref();
     let big: Vec<usize> = plans
         .iter()
         .enumerate()
@@ -629,31 +650,78 @@ fn coarse_phase<R: Read, W: Write>(
         })
         .map(|(i, _)| i)
         .collect();
+    let mut prefilled: Vec<Option<Prefilled<'d>>> = pending.iter().map(|_| None).collect();
     if big.is_empty() {
-        return Ok(());
+        return Ok(prefilled);
     }
-    let items: Vec<CoarseItem> = big
+    let rules = &exec.rules;
+    let may_prefill = !partial && partial_dir.is_none() && !rules.inplace && !rules.sparse;
+    let mut budget = PREFILL_MAX;
+    let prefill: Vec<bool> = big
+        .iter()
+        .map(|&i| {
+            let size = pending[i].item.dst.map_or(u64::MAX, |d| d.size);
+            let ok = may_prefill && size <= budget;
+            if ok {
+                budget -= size;
+            }
+            ok
+        })
+        .collect();
+    let scanned: Vec<(CoarseItem, Option<Prefilled<'d>>)> = big
         .par_iter()
-        .filter_map(|&i| {
+        .zip(prefill)
+        .filter_map(|(&i, prefill)| {
             let p = &pending[i];
             let block = delta::coarse_block(p.item.src.meta.size);
             let f = open_basis(p, partial_dir).ok()?;
             let basis_len = f.metadata().ok()?.len();
-            let scan = delta::coarse_scan(&f, basis_len, block, true).ok()?;
-            Some(CoarseItem {
+            let item = |hashes: Vec<[u8; 16]>, anchors: Vec<u64>| CoarseItem {
                 id: i as u32,
                 path: serde_bytes::ByteBuf::from(wire_path(p)),
                 block,
                 basis_len,
-                hashes: scan
-                    .hashes
-                    .iter()
-                    .map(|h| h[..16].try_into().expect("16 of 32"))
-                    .collect(),
-                anchors: scan.anchors,
-            })
+                hashes,
+                anchors,
+            };
+            if prefill
+                && let Ok(t) = TempFile::start(
+                    p.dir.as_fd(),
+                    p.item.name,
+                    rules,
+                    rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
+                    false,
+                )
+                && !t.in_place()
+                && let Ok(out) = t.fd().try_clone_to_owned().map(std::fs::File::from)
+                && let Ok(pre) =
+                    delta::prefill_scan(&f, basis_len, block, &out, fault_offset(basis_len))
+            {
+                return Some((
+                    item(pre.wire, pre.anchors),
+                    Some(Prefilled {
+                        temp: t,
+                        basis_len,
+                        block,
+                        written: pre.written,
+                    }),
+                ));
+            }
+            // (A temporary that could not be filled was dropped, and removed, above.)
+            let scan = delta::coarse_scan(&f, basis_len, block, true).ok()?;
+            let hashes = scan
+                .hashes
+                .iter()
+                .map(|h| h[..16].try_into().expect("16 of 32"))
+                .collect();
+            Some((item(hashes, scan.anchors), None))
         })
         .collect();
+    let mut items = Vec::with_capacity(scanned.len());
+    for (item, pre) in scanned {
+        prefilled[item.id as usize] = pre;
+        items.push(item);
+    }
     let mut asked: std::collections::HashMap<u32, u64> =
         items.iter().map(|it| (it.id, it.block)).collect();
     wr.send(&Msg::Coarse { items })?;
@@ -673,9 +741,12 @@ fn coarse_phase<R: Read, W: Write>(
             return Err(stream_error("coarse answer for a file not asked about"));
         };
         // None: the sender could not read the file; a plain delta request will tell.
+        if parts.is_none() {
+            prefilled[id as usize] = None;
+        }
         *r = parts.map(|parts| CoarsePlan { block, parts });
     }
-    Ok(())
+    Ok(prefilled)
 }
 
 /// The request for one file, signing its basis if it has one. A basis that cannot be
@@ -734,10 +805,9 @@ fn request_for(
 /// was signed — a corruption the block hashes cannot see, which the whole-file digest
 /// must catch.
 fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
-    if len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1") {
+    if let Some(at) = fault_offset(len) {
         use std::os::unix::fs::FileExt;
         let mut b = [0u8; 1];
-        let at = len / 2;
         if f.read_exact_at(&mut b, at).is_ok()
             && let Ok(w) = std::fs::OpenOptions::new().write(true).open(format!(
                 "/proc/self/fd/{}",
@@ -749,7 +819,77 @@ fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
     }
 }
 
+/// Where the `XSYNC_FAULT_CORRUPT_BASIS=1` test hook strikes in a basis of `len` bytes.
+fn fault_offset(len: u64) -> Option<u64> {
+    (len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1"))
+        .then_some(len / 2)
+}
+
 /// The file being received piece by piece.
+/// What is known of a prefilled temporary while the delta is applied.
+struct PrefillState {
+    /// Basis bytes in the temporary (at the same offsets).
+    len: u64,
+    block: u64,
+    /// blake3 of each block as prefilled.
+    written: Vec<[u8; 32]>,
+    /// Blocks written again since (their prefill hash no longer holds).
+    touched: Vec<bool>,
+}
+
+impl PrefillState {
+    fn touch(&mut self, pos: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let (first, last) = (
+            (pos / self.block) as usize,
+            ((pos + n - 1) / self.block) as usize,
+        );
+        if self.touched.len() <= last {
+            self.touched.resize(last + 1, false);
+        }
+        self.touched[first..=last].fill(true);
+    }
+}
+
+/// The coarse digest of a prefilled temporary of `t.len()` bytes (cut to that length
+/// first: the basis may have been longer). A block keeps its prefill hash when nothing was
+/// written to it since and it spans the same bytes as then; every other block is read back
+/// and hashed, in parallel. Every byte is thus hashed as it was last written.
+fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], StepError> {
+    let len = t.len();
+    if pre.len > len {
+        t.truncate_to_len()?;
+    }
+    let block = pre.block;
+    let n = len.div_ceil(block) as usize;
+    let f = std::fs::File::from(
+        t.fd()
+            .try_clone_to_owned()
+            .map_err(|e| StepError::new("read back", e))?,
+    );
+    let hashes = (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, i| {
+            let at = i as u64 * block;
+            let end = (at + block).min(len);
+            let kept = !pre.touched.get(i).copied().unwrap_or(false)
+                && i < pre.written.len()
+                && end == (at + block).min(pre.len);
+            if kept {
+                return Ok(pre.written[i]);
+            }
+            use std::os::unix::fs::FileExt;
+            buf.resize((end - at) as usize, 0);
+            f.read_exact_at(buf, at)?;
+            Ok(*blake3::hash(buf).as_bytes())
+        })
+        .collect::<std::io::Result<Vec<[u8; 32]>>>()
+        .map_err(|e| StepError::new("read back", e))?;
+    Ok(delta::coarse_digest(len, block, &hashes))
+}
+
 /// What the verify thread hands back: the hashes of the blocks it did, and its file.
 type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
 
@@ -761,6 +901,8 @@ struct Current<'d> {
     basis: Option<(std::fs::File, u64)>,
     /// A coarse file's digest, computed behind the writer.
     verify: Option<Verifier>,
+    /// A coarse file whose temporary was prefilled with its basis.
+    prefill: Option<PrefillState>,
     literal: u64,
     matched: u64,
 }
@@ -865,17 +1007,20 @@ impl Verifier {
     }
 }
 
-fn receive<R: Read + Send>(
+#[allow(clippy::too_many_arguments)]
+fn receive<'d, R: Read + Send>(
     rd: &mut Reader<R>,
     exec: &Exec<'_, '_>,
-    pending: &[Pending<'_>],
+    pending: &'d [Pending<'d>],
     coarse_blocks: &[Option<u64>],
+    prefilled: Vec<Option<Prefilled<'d>>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
     partial: bool,
 ) -> Result<(), Error> {
     let rules = exec.rules;
     let mut redo_tx = Some(redo_tx);
+    let mut prefilled = prefilled;
     // ids past pending.len() are whole-file redos: index into `redo`.
     let mut redo: Vec<usize> = Vec::new();
     rayon::scope(|scope| -> Result<(), Error> {
@@ -951,7 +1096,7 @@ fn receive<R: Read + Send>(
                             });
                             continue;
                         }
-                        current = Some(start_file(exec, p, id, false));
+                        current = Some(start_file(exec, p, id, false, None));
                     }
                     let cur = current.as_mut().expect("set above");
                     if cur.index != id {
@@ -983,8 +1128,10 @@ fn receive<R: Read + Send>(
                     }
                     let p = &pending[id];
                     if current.is_none() {
-                        let mut c = start_file(exec, p, id, true);
-                        if let (Some(block), Some(t)) = (coarse_blocks[id], c.temp.as_ref()) {
+                        let mut c = start_file(exec, p, id, true, prefilled[id].take());
+                        if let (Some(block), Some(t), None) =
+                            (coarse_blocks[id], c.temp.as_ref(), c.prefill.as_ref())
+                        {
                             c.verify = Some(Verifier::start(t.fd(), block));
                         }
                         current = Some(c);
@@ -999,6 +1146,9 @@ fn receive<R: Read + Send>(
                         next += 1;
                         let Some(t) = cur.temp.take() else { continue };
                         let digest = match (cur.verify.take(), coarse_blocks[id]) {
+                            _ if cur.prefill.is_some() => {
+                                prefilled_digest(&t, cur.prefill.take().expect("checked"))
+                            }
                             (Some(v), _) => v.finish(t.len()),
                             (None, Some(block)) => Verifier::start(t.fd(), block).finish(t.len()),
                             (None, None) => t.digest(),
@@ -1069,6 +1219,7 @@ fn start_file<'d>(
     p: &'d Pending<'d>,
     index: usize,
     delta: bool,
+    prefilled: Option<Prefilled<'d>>,
 ) -> Current<'d> {
     let rules = &exec.rules;
     // The basis is opened (and measured) before anything is written: with --inplace it
@@ -1092,8 +1243,17 @@ fn start_file<'d>(
     } else {
         None
     };
+    let mut prefill = None;
     let temp = if delta && basis.is_none() {
         None
+    } else if let Some(pre) = prefilled {
+        prefill = Some(PrefillState {
+            len: pre.basis_len,
+            block: pre.block,
+            written: pre.written,
+            touched: Vec::new(),
+        });
+        Some(pre.temp)
     } else {
         match TempFile::start(
             p.dir.as_fd(),
@@ -1115,6 +1275,7 @@ fn start_file<'d>(
         hasher: (!delta).then(blake3::Hasher::new),
         basis,
         verify: None,
+        prefill,
         literal: 0,
         matched: 0,
     }
@@ -1135,10 +1296,16 @@ fn apply_ops(
         let (r, n) = match op {
             WireOp::Copy { offset, len } => {
                 cur.matched += len;
-                if t.in_place() && *offset == pos {
-                    // In place, these bytes are already where they belong.
+                let prefilled = cur.prefill.as_ref().is_some_and(|pre| {
+                    *offset == pos && pos.checked_add(*len).is_some_and(|e| e <= pre.len)
+                });
+                if (t.in_place() && *offset == pos) || prefilled {
+                    // In place or prefilled, these bytes are already where they belong.
                     (Ok(()), *len)
                 } else {
+                    if let Some(pre) = cur.prefill.as_mut() {
+                        pre.touch(pos, *len);
+                    }
                     // In pieces when a verifier follows the writer, so it can hash while a
                     // long run is still being copied.
                     let piece = if cur.verify.is_some() {
@@ -1168,6 +1335,9 @@ fn apply_ops(
             }
             WireOp::Literal(d) => {
                 cur.literal += d.len() as u64;
+                if let Some(pre) = cur.prefill.as_mut() {
+                    pre.touch(pos, d.len() as u64);
+                }
                 let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Literal(d));
                 (r, d.len() as u64)
             }

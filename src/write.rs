@@ -312,6 +312,11 @@ impl<'d> TempFile<'d> {
         self.len
     }
 
+    /// Cuts the file to the bytes written (a temporary prefilled with a longer basis).
+    pub fn truncate_to_len(&self) -> Step<()> {
+        rustix::fs::ftruncate(&self.fd, self.len).map_err(|e| StepError::new("set length of", e))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -267,9 +267,10 @@ fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
     assert!(xbytes <= rbytes, "xsync {xbytes} bytes, rsync {rbytes}");
 }
 
-/// On the coarse path the file digest is built from block hashes: a basis byte that
-/// changes after it was hashed and signed (the test hook) is still caught in the rebuilt
-/// file, which is then fetched whole.
+/// On the coarse path the file digest is built from block hashes: a byte that differs
+/// from what the coarse hashes said (the test hook flips one in the prefilled temporary
+/// after its wire hash was taken, and one in the basis after it was signed) is still caught
+/// in the rebuilt file, which is then fetched whole.
 #[test]
 fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
     let test = "corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole";
@@ -278,7 +279,12 @@ fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
     };
     let tmp = big_tempdir();
     let old = pseudo_random(81, 72 << 20);
-    let new = edited(&old);
+    // Edits in place only: the block the hook strikes (the middle) is one the receiver
+    // keeps from its prefilled temporary, never written again.
+    let mut new = old.clone();
+    for i in 1..=8 {
+        new[i * (8 << 20) + 1000] ^= 0x55;
+    }
     let (src, dx, _) = setup(tmp.path(), &old, &new);
     // Pull, so the receiver (which hashes and signs the basis) is this process.
     let mut x = xsync();
