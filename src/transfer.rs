@@ -11,8 +11,10 @@
 //!
 //! Every file ends with its digest (the blake3 of the source content, or for a coarse file
 //! [`delta::coarse_digest`], which the sender gets from its one read of the source); the
-//! receiver checks what it built before the rename (a coarse file on a thread that hashes
-//! behind the writer) and, on a mismatch, fetches the file whole once.
+//! receiver checks what it built before the rename and, on a mismatch, fetches the file
+//! whole once. A coarse file's temporary is prefilled with its basis in the pass that hashes
+//! the basis, so its check reads back only the blocks the delta wrote again (without a
+//! prefill, a thread hashes the temporary right behind the writer).
 
 use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signature};
 use crate::error::{Error, io_message, show};
