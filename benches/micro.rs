@@ -391,7 +391,8 @@ fn bench_zstd(c: &mut Criterion) {
 
 // ---- 5. protocol framing ------------------------------------------------------------------
 
-/// One directory's listing as the sender sends it: 1,000 files with typical names.
+/// One directory's listing as the sender sends it to a receiver that has none of it:
+/// 1,000 files with typical names.
 fn listing() -> Msg {
     let meta = Meta::from_stat(&rustix::fs::stat(env!("CARGO_MANIFEST_DIR")).expect("stat"));
     let entries = (0..1000u32)
@@ -410,7 +411,10 @@ fn listing() -> Msg {
         })
         .collect();
     Msg::Listing {
-        dirs: vec![entries],
+        dirs: vec![protocol::DirListing {
+            same: Default::default(),
+            new: entries,
+        }],
     }
 }
 

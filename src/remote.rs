@@ -168,8 +168,10 @@ impl RemoteJob {
         })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
+        crate::protocol::widen_pipe(&stdin);
+        crate::protocol::widen_pipe(&stdout);
         let mut wr = Writer::new(stdin);
-        let mut rd = Reader::new(stdout);
+        let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, stdout));
         let result = self.session(opts, report, &mut rd, &mut wr);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
@@ -201,7 +203,10 @@ impl RemoteJob {
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
     ) -> Result<[u64; 7], Error> {
-        crate::protocol::handshake(rd, wr)?;
+        // No waiting for the server: its greeting is checked before the first frame read,
+        // and a pushing client scans its tree while the remote shell logs in.
+        crate::protocol::greet(wr)?;
+        rd.expect_greeting();
         let filters = opts
             .filters
             .lines()
@@ -239,7 +244,7 @@ impl RemoteJob {
         }
         let none: session::Relay<'_> = &|| None;
         if self.push {
-            let out = session::send(rd, wr, opts, &self.local_paths, report, none)?;
+            let out = session::send(rd, wr, opts, &self.local_paths, report, none, true)?;
             report.record(out.peer_code);
             let s = &report.stats;
             let p = &out.peer_stats;
@@ -263,7 +268,20 @@ impl RemoteJob {
             Stats::add(&s.matched, p.matched);
             Ok(out.counts)
         } else {
-            let out = session::receive(rd, wr, opts, &self.local_paths[0], report, none)?;
+            // Sources that all name a directory's contents (`host:dir/`) make the root a
+            // transfer directory with no named tops, whatever the remote finds (a source
+            // that fails is reported there, and a differing description just means the
+            // early scan is not used).
+            let predicted = self
+                .remote_paths
+                .iter()
+                .all(|p| crate::source::names_contents(p.as_bytes()))
+                .then(|| crate::protocol::SourceInfo {
+                    root_is_transfer_dir: true,
+                    ..Default::default()
+                });
+            let out =
+                session::receive(rd, wr, opts, &self.local_paths[0], report, none, predicted)?;
             report.record(out.peer_code);
             Ok(out.counts)
         }

@@ -31,6 +31,19 @@ pub struct Scanner<'a, 'r> {
     pub stale_temps: Mutex<Vec<Vec<u8>>>,
 }
 
+/// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
+/// takes only the CPU that ssh's key exchange leaves idle. (Linux applies nice per
+/// thread.) `None` if the pool cannot be built; the caller scans at normal priority.
+pub fn background_pool() -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .start_handler(|_| {
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+        })
+        .build()
+        .ok()
+}
+
 /// Opens a directory for reading entries and for `*at()` calls below it, never through a
 /// symlink.
 pub fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {

@@ -44,6 +44,8 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
             return ExitCode::Ipc;
         }
     };
+    crate::protocol::widen_pipe(&input);
+    crate::protocol::widen_pipe(&output);
     let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, input));
     let mut wr = Writer::new(output);
     let buf = Arc::new(Mutex::new(Vec::new()));
@@ -128,13 +130,13 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         .collect();
     match role {
         Role::Sender => {
-            session::send(rd, wr, &opts, &paths, report, relay)?;
+            session::send(rd, wr, &opts, &paths, report, relay, false)?;
         }
         Role::Receiver => {
             let dst = paths
                 .first()
                 .ok_or_else(|| Error::new(ExitCode::Protocol, "no destination from the client"))?;
-            session::receive(rd, wr, &opts, dst, report, relay)?;
+            session::receive(rd, wr, &opts, dst, report, relay, None)?;
         }
     }
     Ok(())

@@ -14,13 +14,14 @@ use crate::job::prepare;
 use crate::pathsafe::join;
 use crate::plan::lookup;
 use crate::protocol::{
-    BATCH, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, check_entry, check_rel_path,
-    check_sorted, unexpected,
+    BATCH, ListDir, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, check_rel_path,
+    unexpected,
 };
 use crate::receive;
 use crate::report::{Report, Stats};
 use crate::scan::Scanner;
 use crate::source::Sources;
+use crate::summary::Compared;
 use crate::transfer;
 use crate::tree::{Entry, Kind};
 use std::ffi::OsString;
@@ -80,6 +81,9 @@ pub fn code_from(n: i32) -> ExitCode {
 }
 
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
+/// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
+/// at low priority — at full priority on two cores it slowed ssh's key exchange by more
+/// than the scan took.
 pub fn send<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -87,20 +91,30 @@ pub fn send<R: Read, W: Write>(
     paths: &[OsString],
     report: &Report<'_>,
     relay_out: Relay<'_>,
+    quiet_scan: bool,
 ) -> Result<SenderOutcome, Error> {
     let sources = Sources::open(opts, paths, report);
+    let info = sources.info();
+    // The receiver opens and scans its destination while this end scans.
+    wr.send(&Msg::Sources { info: info.clone() })?;
+    wr.flush()?;
     let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
-    let (mut root, tops) = sources
-        .scan(&scanner, None)
-        .map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
+    let scan = || sources.scan(&scanner, None);
+    let scanned = match quiet_scan.then(crate::scan::background_pool).flatten() {
+        Some(pool) => pool.install(scan),
+        None => scan(),
+    };
+    let (mut root, tops) =
+        scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
     prepare(&mut root, opts);
-    let mut info = sources.info();
-    info.io_error = report.code() != ExitCode::Ok;
-    if !opts.numeric_ids && (opts.owner || opts.group) {
-        info.names = crate::ids::Names::of_tree(&root);
-    }
+    let names = if !opts.numeric_ids && (opts.owner || opts.group) {
+        crate::ids::Names::of_tree(&root)
+    } else {
+        Default::default()
+    };
     wr.send(&Msg::SourceRoot {
-        info: info.clone(),
+        io_error: report.code() != ExitCode::Ok,
+        names,
         root: WireEntry::from_entry(&root),
     })?;
     wr.flush()?;
@@ -130,22 +144,20 @@ pub fn send<R: Read, W: Write>(
                 Msg::List { dirs } => {
                     let mut out = Vec::with_capacity(dirs.len());
                     for d in &dirs {
-                        check_rel_path(d)?;
-                        let e = if d.is_empty() {
+                        check_rel_path(&d.path)?;
+                        let e = if d.path.is_empty() {
                             Some(&root)
                         } else {
-                            lookup(&root, d)
+                            lookup(&root, &d.path)
                         };
                         match e {
-                            Some(e) if e.is_dir() => {
-                                out.push(e.children.iter().map(WireEntry::from_entry).collect())
-                            }
+                            Some(e) if e.is_dir() => out.push(d.answer(&e.children)?),
                             _ => {
                                 return Err(Error::new(
                                     ExitCode::StreamIo,
                                     format!(
                                         "protocol error: peer asked to list `{}`, which is not a directory here",
-                                        show(d)
+                                        show(&d.path)
                                     ),
                                 ));
                             }
@@ -204,11 +216,33 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     dst_arg: &OsString,
     report: &Report<'_>,
     relay_out: Relay<'_>,
+    predicted: Option<SourceInfo>,
 ) -> Result<ReceiverOutcome, Error> {
-    let (info, root) = match rd.recv()? {
-        Msg::SourceRoot { info, root } => (info, root),
+    let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
+    // A pulling client whose sources are all `dir/` knows what `Sources` will say, so it
+    // scans an existing destination while the remote shell logs in (at low priority, as a
+    // pushing client's scan), and keeps that scan if `Sources` agrees.
+    let dst_is_dir = std::fs::metadata(dst_arg).is_ok_and(|m| m.is_dir());
+    let (info, early) = std::thread::scope(|scope| {
+        let early = predicted.filter(|_| dst_is_dir).map(|p| {
+            let scanner = &scanner;
+            scope.spawn(move || {
+                let dest = Dest::open(opts, dst_arg, &p, report).ok()?;
+                let scan = || dest.scan(&p, scanner);
+                let root = match crate::scan::background_pool() {
+                    Some(pool) => pool.install(scan),
+                    None => scan(),
+                };
+                Some((p, dest, root))
+            })
+        });
+        let info = rd.recv();
+        (info, early.and_then(|h| h.join().ok().flatten()))
+    });
+    let mut info = match info? {
+        Msg::Sources { info } => info,
         Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
-        other => return Err(unexpected(&other, "the source summary")),
+        other => return Err(unexpected(&other, "the sources' description")),
     };
     for n in &info.named_tops {
         crate::pathsafe::check_name(n).map_err(|e| {
@@ -218,13 +252,38 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             )
         })?;
     }
-    let dest = Dest::open(opts, dst_arg, &info, report)?;
-    let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
-    let mut dst_root = dest.scan(&info, &scanner);
+    let (dest, mut dst_root) = match early {
+        Some((p, dest, root)) if same_rules(&p, &info) => (dest, root),
+        _ => {
+            // The destination is scanned while the sender scans its sources.
+            scanner
+                .stale_temps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            let dest = Dest::open(opts, dst_arg, &info, report)?;
+            let root = dest.scan(&info, &scanner);
+            (dest, root)
+        }
+    };
     if let Some(d) = dst_root.as_mut() {
         prepare(d, opts);
     }
-    let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info)?;
+    let root = match rd.recv()? {
+        Msg::SourceRoot {
+            io_error,
+            names,
+            root,
+        } => {
+            info.io_error = io_error;
+            info.names = names;
+            root
+        }
+        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        other => return Err(unexpected(&other, "the source summary")),
+    };
+    let cmp = Compared::from_options(opts);
+    let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the
     // difference and the planner sets the local id.
@@ -305,9 +364,17 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     }
 }
 
+/// Whether two descriptions of the sources give the destination the same shape.
+fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
+    a.root_is_transfer_dir == b.root_is_transfer_dir
+        && a.single_file == b.single_file
+        && a.named_tops == b.named_tops
+}
+
 /// The level-by-level Merkle exchange: starting from the root summary, asks for the
 /// listings of exactly the directories whose digests differ from (or are missing in) the
-/// destination, one batched request per tree level.
+/// destination, one batched request per tree level. Each request carries the keys of the
+/// children this end already has there, so the sender answers only with what changed.
 fn fetch_tree<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -315,26 +382,40 @@ fn fetch_tree<R: Read, W: Write>(
     dst_root: Option<&Entry>,
     dest: &Dest,
     info: &SourceInfo,
+    cmp: &Compared,
 ) -> Result<Entry, Error> {
-    let mut src = root.into_entry();
+    check_entry_root(&root)?;
+    let mut src = root.into_entry(cmp)?;
     src.name = Box::from(&b"."[..]);
-    if src.meta.kind != Kind::Dir {
-        return Err(Error::new(
-            ExitCode::StreamIo,
-            "protocol error: source root is not a directory",
-        ));
-    }
     if dst_root.is_some_and(|d| d.digest == src.digest) && dest.rename_to.is_none() {
         return Ok(src);
     }
+    // The destination's children of a listed directory: what this end offers as "have".
+    // (Under the copy-to-a-new-name rule the root's names differ between the sides, so
+    // nothing is offered there.)
+    let no_children: &[Entry] = &[];
+    let have_of = |path: &[u8]| -> &[Entry] {
+        if path.is_empty() && dest.rename_to.is_some() {
+            return no_children;
+        }
+        let d = match dst_root {
+            Some(d) if path.is_empty() => Some(d),
+            Some(d) => lookup(d, path),
+            None => None,
+        };
+        match d {
+            Some(d) if d.is_dir() => &d.children,
+            _ => no_children,
+        }
+    };
     let mut level: Vec<Vec<u8>> = vec![Vec::new()];
     while !level.is_empty() {
         let mut next = Vec::new();
-        for batch in level.chunks(BATCH) {
+        for batch in list_batches(&level, |p| have_of(p).len()) {
             wr.send(&Msg::List {
                 dirs: batch
                     .iter()
-                    .map(|p| serde_bytes::ByteBuf::from(p.clone()))
+                    .map(|p| ListDir::new(p.clone(), have_of(p)))
                     .collect(),
             })?;
             wr.flush()?;
@@ -349,13 +430,9 @@ fn fetch_tree<R: Read, W: Write>(
                     "protocol error: listing count does not match the request",
                 ));
             }
-            for (path, children) in batch.iter().zip(listing) {
-                let mut entries = Vec::with_capacity(children.len());
-                for c in children {
-                    check_entry(&c)?;
-                    entries.push(c.into_entry());
-                }
-                check_sorted(&entries)?;
+            for (path, answer) in batch.iter().zip(listing) {
+                let have = have_of(path);
+                let mut entries = answer.merge(have, cmp)?;
                 // The single file copied to a new name takes that name here.
                 if path.is_empty()
                     && let (Some(to), Some(from)) = (&dest.rename_to, info.named_tops.first())
@@ -367,18 +444,11 @@ fn fetch_tree<R: Read, W: Write>(
                     }
                     entries.sort_by(|a, b| a.name.cmp(&b.name));
                 }
-                let dst_dir = dst_root.and_then(|d| {
-                    if path.is_empty() {
-                        Some(d)
-                    } else {
-                        lookup(d, path)
-                    }
-                });
                 for e in &entries {
                     if e.is_dir() {
-                        let same = dst_dir
-                            .and_then(|d| d.child(&e.name))
-                            .is_some_and(|d| d.digest == e.digest);
+                        let same = have
+                            .binary_search_by(|c| c.name.cmp(&e.name))
+                            .is_ok_and(|i| have[i].is_dir() && have[i].digest == e.digest);
                         if !same {
                             next.push(join(path, &e.name));
                         }
@@ -403,6 +473,37 @@ fn fetch_tree<R: Read, W: Write>(
         level = next;
     }
     Ok(src)
+}
+
+/// The source root must be a directory whose name is safe to carry (it is renamed `.`).
+fn check_entry_root(root: &WireEntry) -> Result<(), Error> {
+    if root.meta.kind != Kind::Dir {
+        return Err(Error::new(
+            ExitCode::StreamIo,
+            "protocol error: source root is not a directory",
+        ));
+    }
+    Ok(())
+}
+
+/// Splits one level's directories into `List` frames: at most [`BATCH`] directories and
+/// about 1 M keys (8 MiB) each, well under the frame limit.
+fn list_batches(level: &[Vec<u8>], keys: impl Fn(&[u8]) -> usize) -> Vec<&[Vec<u8>]> {
+    const MAX_KEYS: usize = 1 << 20;
+    let mut out = Vec::new();
+    let (mut start, mut n) = (0, 0);
+    for (i, p) in level.iter().enumerate() {
+        let k = keys(p);
+        if i > start && (i - start == BATCH || n + k > MAX_KEYS) {
+            out.push(&level[start..i]);
+            (start, n) = (i, 0);
+        }
+        n += k;
+    }
+    if start < level.len() {
+        out.push(&level[start..]);
+    }
+    out
 }
 
 fn lookup_mut<'a>(root: &'a mut Entry, rel: &[u8]) -> Option<&'a mut Entry> {
@@ -441,7 +542,10 @@ mod tests {
         let mut frames = Vec::new();
         let mut w = Writer::new(&mut frames);
         w.send(&Msg::Listing {
-            dirs: vec![listing],
+            dirs: vec![crate::protocol::DirListing {
+                same: Default::default(),
+                new: listing,
+            }],
         })
         .unwrap();
         w.flush().unwrap();
@@ -454,7 +558,16 @@ mod tests {
             path: "/nonexistent".into(),
         };
         let root = entry(b".", Kind::Dir);
-        fetch_tree(&mut rd, &mut wr, root, None, &dest, &SourceInfo::default())
+        let cmp = Compared::from_options(&Options::default());
+        fetch_tree(
+            &mut rd,
+            &mut wr,
+            root,
+            None,
+            &dest,
+            &SourceInfo::default(),
+            &cmp,
+        )
     }
 
     #[test]
@@ -466,9 +579,12 @@ mod tests {
     }
 
     #[test]
-    fn unsorted_or_duplicate_listings_are_refused() {
-        let e = fetch_with(vec![entry(b"b", Kind::File), entry(b"a", Kind::File)]).unwrap_err();
-        assert_eq!(e.code, ExitCode::StreamIo);
+    fn duplicate_names_in_a_listing_are_refused() {
+        // The receiver merges what it kept with what was sent and sorts the result itself,
+        // so the peer's order does not matter; a name twice does.
+        let t = fetch_with(vec![entry(b"b", Kind::File), entry(b"a", Kind::File)]).unwrap();
+        let names: Vec<&[u8]> = t.children.iter().map(|c| &*c.name).collect();
+        assert_eq!(names, [&b"a"[..], b"b"]);
         let e = fetch_with(vec![entry(b"a", Kind::File), entry(b"a", Kind::File)]).unwrap_err();
         assert_eq!(e.code, ExitCode::StreamIo);
     }

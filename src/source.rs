@@ -74,6 +74,12 @@ pub fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     )?)
 }
 
+/// rsync's trailing-slash rule: `dir/` (or `dir/.`, or `.`) copies the directory's
+/// contents, `dir` the directory itself.
+pub fn names_contents(arg: &[u8]) -> bool {
+    arg.ends_with(b"/") || arg.ends_with(b"/.") || arg == b"."
+}
+
 /// Splits a path argument into its directory and last component, ignoring trailing
 /// slashes (`a/b/` → (`a`, `b`), `b` → (`.`, `b`)).
 pub fn parent_and_name(p: &[u8]) -> (PathBuf, Vec<u8>) {
@@ -98,7 +104,7 @@ impl Sources {
         let mut list = Vec::new();
         for s in args {
             let b = s.as_bytes();
-            let contents = b.ends_with(b"/") || b.ends_with(b"/.") || b == b".";
+            let contents = names_contents(b);
             let path = Path::new(s);
             let st = if contents {
                 rustix::fs::stat(path)

@@ -55,7 +55,8 @@ pub fn digest_tree(e: &mut Entry, cmp: &Compared) {
 
 /// Digest of one entry given its children's digests. Protected (receiver-excluded)
 /// children are left out: the sender never lists them, and they are never acted on.
-fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
+/// (The receiver of a listing computes a file's digest with this from its wire fields.)
+pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     let m = &e.meta;
     let mut h = Xxh3::new();
     h.update(&(e.name.len() as u64).to_le_bytes());

@@ -33,11 +33,17 @@ use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 /// Files up to this size are read whole (in parallel) by the sender and written whole (in
 /// parallel) by the receiver; larger ones stream in chunks.
 const SMALL: u64 = 1 << 20;
+/// A `Get` batch ends after about this many bytes of files, so the sender's read-ahead of
+/// one batch while it sends the previous one stays small (300 × 1 MB files were held whole).
+const GET_BYTES: u64 = 8 << 20;
+/// At most this many bytes of one batch's small files are read into memory ahead.
+const PRELOAD: u64 = 16 << 20;
 
 /// Smallest fine block inside a coarse range: measured as the best trade between
 /// signature bytes and literal bytes for scattered 4 KiB edits.
@@ -201,12 +207,31 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
             .map(|e| e.meta.size)
             .unwrap_or(0)
     };
-    let small = files
-        .par_iter()
+    // Whole small files are read ahead into memory up to PRELOAD bytes per batch (a
+    // receiver's batches are smaller, but a batch from the peer is not trusted to be); the
+    // rest are streamed from the file when their turn comes.
+    let mut budget = PRELOAD;
+    let preload: Vec<bool> = files
+        .iter()
         .map(|r| match r {
             Request::Whole { path, .. } => {
                 let size = size_of(path);
-                (size <= SMALL).then(|| {
+                let fits = size <= SMALL && size <= budget;
+                if fits {
+                    budget -= size;
+                }
+                fits
+            }
+            Request::Delta { .. } => false,
+        })
+        .collect();
+    let small = files
+        .par_iter()
+        .zip(preload)
+        .map(|(r, preload)| match r {
+            Request::Whole { path, .. } => {
+                let size = size_of(path);
+                preload.then(|| {
                     open_source(tops, path)
                         .and_then(|fd| read_all(&fd, size))
                         .map(|d| {
@@ -569,9 +594,15 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
         let pending_ref = &pending;
         let requester = scope.spawn(move || -> Result<(), Error> {
             let mut batch: Vec<Request> = Vec::new();
+            let mut bytes = 0u64;
             for (i, p) in pending_ref.iter().enumerate() {
                 batch.push(request_for(i as u32, p, &plans[i], wire_path, partial_dir));
-                if batch.len() >= BATCH / 4 || matches!(batch.last(), Some(Request::Delta { .. })) {
+                bytes += p.item.src.meta.size;
+                if batch.len() >= BATCH / 4
+                    || bytes >= GET_BYTES
+                    || matches!(batch.last(), Some(Request::Delta { .. }))
+                {
+                    bytes = 0;
                     wr.send(&Msg::Get {
                         files: std::mem::take(&mut batch),
                     })?;
@@ -1025,6 +1056,7 @@ fn receive<'d, R: Read + Send>(
     let mut prefilled = prefilled;
     // ids past pending.len() are whole-file redos: index into `redo`.
     let mut redo: Vec<usize> = Vec::new();
+    let behind = AtomicUsize::new(0);
     rayon::scope(|scope| -> Result<(), Error> {
         let mut next = 0usize;
         let mut current: Option<Current<'_>> = None;
@@ -1071,9 +1103,14 @@ fn receive<'d, R: Read + Send>(
                     let p = &pending[index_of(id)];
                     if current.is_none() {
                         if let Some(hash) = end {
-                            // A whole file in one piece: written on another thread.
+                            // A whole file in one piece: written on another thread, as
+                            // long as the writers are less than WRITE_BEHIND behind.
                             next += 1;
+                            let len = data.len();
+                            wait_for_writers(&behind, len);
+                            let behind = &behind;
                             scope.spawn(move |_| {
+                                let _done = Behind(behind, len);
                                 let res = (|| {
                                     if *blake3::hash(&data).as_bytes() != hash {
                                         return Err(StepError {
@@ -1195,6 +1232,39 @@ fn receive<'d, R: Read + Send>(
         }
         Ok(())
     })
+}
+
+/// How far (in bytes of file data held in memory) the receiver's writers may fall behind
+/// the wire before it stops reading: without a bound a fast sender and a slow disk fill
+/// memory with whole small files (a kernel push held 170 MiB on the server).
+const WRITE_BEHIND: usize = 16 << 20;
+
+/// Counts a spawned write's bytes out of [`WRITE_BEHIND`] when the write is done (or
+/// panics).
+struct Behind<'a>(&'a AtomicUsize, usize);
+
+impl Drop for Behind<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::AcqRel);
+    }
+}
+
+/// Waits until `len` more bytes fit in [`WRITE_BEHIND`], then counts them in. The reading
+/// loop runs on a rayon worker, so it helps with the queued writes while it waits instead
+/// of blocking (a blocked worker could be the one its writes were queued on). One file
+/// always fits when nothing else is in flight.
+fn wait_for_writers(behind: &AtomicUsize, len: usize) {
+    loop {
+        let now = behind.load(Ordering::Acquire);
+        if now == 0 || now + len <= WRITE_BEHIND {
+            behind.fetch_add(len, Ordering::AcqRel);
+            return;
+        }
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => {}
+            _ => std::thread::sleep(std::time::Duration::from_micros(200)),
+        }
+    }
 }
 
 /// `--partial`: what arrived of an interrupted file replaces its target.

@@ -100,7 +100,7 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 # What the remote transports start; transport_teardown_all undoes all of it.
 SSHD_PIDS=(); NETNS_MADE=(); SSH_DIR=""; SSHD_LOG=""; SSH_PORT=""; SSH_WORDS=()
-RSH_ARGS=(); XSYNC_ARGS=(); RSYNC_ARGS=(); RUN_PREFIX=(); REMOTE_HOST=""
+RSH_ARGS=(); RSH_COUNTED=(); RSH_PLAIN=(); XSYNC_ARGS=(); RSYNC_ARGS=(); RUN_PREFIX=(); REMOTE_HOST=""
 TRANSPORT_SKIP=""; TRANSPORT_DESC=""
 transport_teardown_all() {
     local pid ns
@@ -304,7 +304,12 @@ CONFIG
 
 remote_args() { # the -e and --xsync-path / --rsync-path both tools get, once SSH_PORT is set
     ssh_words "$REMOTE_HOST" "$SSH_PORT"
-    RSH_ARGS=(-e "$HERE/count-bytes ${SSH_WORDS[*]}")
+    # Timed runs go through plain ssh; one extra run per tool and workload goes through
+    # count-bytes for the bytes on the wire and the client's RSS (run_workload). The relay
+    # (a Python process on the same 2 cores) added ~0.15 s to every run of either tool.
+    RSH_COUNTED=(-e "$HERE/count-bytes ${SSH_WORDS[*]}")
+    RSH_PLAIN=(-e "${SSH_WORDS[*]}")
+    RSH_ARGS=("${RSH_PLAIN[@]}")
     XSYNC_ARGS=(--xsync-path "$HERE/remote-rss $SRV_FILE $XSYNC")
     RSYNC_ARGS=(--rsync-path "$HERE/remote-rss $SRV_FILE rsync")
 }
@@ -602,6 +607,17 @@ NOT_IMPL_RE='not (yet )?(implemented|supported)|unsupported|unknown option|unexp
 # ---------------------------------------------------------------------------------------------
 # One workload: interleaved timed runs of every applicable tool.
 
+# The state a run starts from: nothing for a copy, the tool's own result for a no-op, a
+# fresh copy of the basis for an update or a delta.
+reset_dst() { # reset_dst KIND DST BASIS
+    mkdir -p "$WORK/dst"
+    case $1 in
+        copy) rm -rf "$2" ;;
+        noop) ;;
+        update|delta) rm -rf "$2"; cp -a "$3" "$2" ;;
+    esac
+}
+
 run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
     local id=$1 kind=$2 desc=$3 src=$4 basis=$5 runs=$6; shift 6
     local extra=("$@") tools=() t r i n dst msg
@@ -639,6 +655,25 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
         done
     fi
 
+    # Over a remote shell: one untimed run per tool through count-bytes for the bytes on the
+    # wire and the client's peak RSS (the timed runs below use plain ssh). Same starting
+    # state as a timed run; a no-op re-syncs its own result.
+    declare -A csent crecv crss
+    if [[ $TRANSPORT != local ]]; then
+        for t in "${tools[@]}"; do
+            [[ ${state[$t]} == ok ]] || continue
+            dst=$WORK/dst/$id-$t
+            reset_dst "$kind" "$dst" "$basis"
+            RSH_ARGS=("${RSH_COUNTED[@]}")
+            set_cmd "$t" "$src" "$dst" "${extra[@]}"
+            measure
+            RSH_ARGS=("${RSH_PLAIN[@]}")
+            csent[$t]=$SENT; crecv[$t]=$RECV; crss[$t]=$RSS
+            log "  $t counted run: exit $RC, client ${RSS}KiB, sent $SENT received $RECV bytes"
+            [[ $kind == noop ]] || rm -rf "$dst"
+        done
+    fi
+
     n=${#tools[@]}
     for ((r = 1; r <= runs; r++)); do
         for ((i = 0; i < n; i++)); do
@@ -646,12 +681,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
             t=${tools[$(((i + r - 1) % n))]}
             [[ ${state[$t]} == ok ]] || continue
             dst=$WORK/dst/$id-$t
-            mkdir -p "$WORK/dst"
-            case $kind in
-                copy) rm -rf "$dst" ;;
-                noop) ;;
-                update|delta) rm -rf "$dst"; cp -a "$basis" "$dst" ;;
-            esac
+            reset_dst "$kind" "$dst" "$basis"
             sync
             set_cmd "$t" "$src" "$dst" "${extra[@]}"
             measure
@@ -678,6 +708,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
                 fi
                 if [[ $VERIFY == meta && $r == 1 ]]; then note "$id" "$t" "$VERIFY_MSG"; fi
             fi
+            if [[ $TRANSPORT != local ]]; then SENT=${csent[$t]:--}; RECV=${crecv[$t]:--}; RSS=${crss[$t]:-$RSS}; fi
             printf '%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TRANSPORT" "$id" "$t" "$r" "$WALL" "$RSS" "$SENT" "$RECV" "$SRV_RSS" >>"$RAW"
             if [[ $TRANSPORT == local ]]; then log "  $t run $r: ${WALL}s ${RSS}KiB"
             else log "  $t run $r: ${WALL}s, client ${RSS}KiB, server ${SRV_RSS}KiB, sent $SENT received $RECV bytes"; fi

@@ -11,7 +11,7 @@ fn count_bytes() -> PathBuf {
 }
 
 /// Runs `cmd` with `-e "count-bytes <rsh>"` and returns (exit code, stderr, bytes both ways).
-fn counted(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String, u64) {
+pub fn counted(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String, u64) {
     let out_file = dir.join(format!("bytes-{tag}"));
     let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
     cmd.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);

@@ -925,3 +925,52 @@ fn path_with_slash_before_colon_stays_local() {
         assert!(!trace.exists(), "{test}: rsync ran the remote shell");
     }
 }
+
+/// A listing carries keys of what the receiver has and answers with a bitmap plus the
+/// changed entries: one changed file in a directory of 3,000 costs a few bytes per
+/// sibling, not a full entry each (about 40 bytes, as before protocol 2, or rsync's file
+/// list). Push and pull.
+#[test]
+fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
+    let test = "a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    const N: usize = 3000;
+    for push in [true, false] {
+        let dir = test_dir();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        fs::create_dir_all(src.join("big")).unwrap();
+        for i in 0..N {
+            fs::write(src.join(format!("big/file-{i:05}.c")), format!("{i}\n")).unwrap();
+        }
+        let sync = |tag: &str| {
+            let mut cmd = xsync();
+            cmd.args(["-a", "--xsync-path", XSYNC_BIN]);
+            if push {
+                cmd.arg(slash(&src)).arg(sshd.remote(slash(&dst)));
+            } else {
+                cmd.arg(sshd.remote(slash(&src))).arg(slash(&dst));
+            }
+            crate::delta::counted(cmd, &sshd, dir.path(), tag)
+        };
+        let (rc, err, _) = sync("first");
+        assert_eq!(rc, 0, "{err}");
+        fs::write(src.join("big/file-01234.c"), "changed\n").unwrap();
+        set_mtime(&src.join("big/file-01234.c"), 1_500_000_000, 0);
+        let (rc, err, bytes) = sync("second");
+        assert_eq!(rc, 0, "{err}");
+        let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+        // 8-byte keys and a bit per sibling, plus the changed entry, its data and the
+        // fixed cost of a run (handshake, options, root summaries, totals).
+        let limit = (N as u64) * 10 + 2_000;
+        assert!(
+            bytes <= limit,
+            "push={push}: {bytes} bytes on the wire for one changed file among {N} (limit {limit})"
+        );
+        crate::util::note(&format!(
+            "{test}: push={push}: {bytes} bytes for one change among {N} siblings"
+        ));
+    }
+}
