@@ -868,6 +868,8 @@ struct PrefillState {
     written: Vec<[u8; 32]>,
     /// Blocks written again since (their prefill hash no longer holds).
     touched: Vec<bool>,
+    /// Blocks written again whole by [`copy_hashed`], with the hash of what was written.
+    fresh: Vec<Option<[u8; 32]>>,
 }
 
 impl PrefillState {
@@ -883,7 +885,64 @@ impl PrefillState {
             self.touched.resize(last + 1, false);
         }
         self.touched[first..=last].fill(true);
+        for f in self.fresh.iter_mut().take(last + 1).skip(first) {
+            *f = None;
+        }
     }
+}
+
+/// A long copy into a prefilled temporary (a run that moved, after an insertion), done
+/// block by block of the output on all cores: each piece is read from the basis, written,
+/// and when it is a whole block hashed from the buffer written, so the check does not read
+/// it back. Pieces that are not whole blocks are marked for reading back.
+fn copy_hashed(
+    basis: &std::fs::File,
+    basis_len: u64,
+    out: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    offset: u64,
+    len: u64,
+    pre: &mut PrefillState,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    match offset.checked_add(len) {
+        Some(e) if e <= basis_len => {}
+        _ => return Err(bad("delta: copy past the basis")),
+    }
+    let end = pos
+        .checked_add(len)
+        .ok_or_else(|| bad("delta: output offset overflows"))?;
+    let out = std::fs::File::from(out.try_clone_to_owned()?);
+    let b = pre.block;
+    let mut pieces = Vec::new();
+    let mut at = pos;
+    while at < end {
+        let next = (at / b + 1) * b;
+        let e = next.min(end);
+        pieces.push((at, e - at));
+        at = e;
+    }
+    let hashes = pieces
+        .par_iter()
+        .map_init(Vec::new, |buf, &(at, n)| {
+            buf.resize(n as usize, 0);
+            basis.read_exact_at(buf, offset + (at - pos))?;
+            out.write_all_at(buf, at)?;
+            Ok((n == b && at.is_multiple_of(b)).then(|| *blake3::hash(buf).as_bytes()))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for (&(at, n), h) in pieces.iter().zip(hashes) {
+        pre.touch(at, n);
+        if let Some(h) = h {
+            let i = (at / b) as usize;
+            if pre.fresh.len() <= i {
+                pre.fresh.resize(i + 1, None);
+            }
+            pre.fresh[i] = Some(h);
+        }
+    }
+    Ok(())
 }
 
 /// The coarse digest of a prefilled temporary of `t.len()` bytes (cut to that length
@@ -907,6 +966,11 @@ fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], Ste
         .map_init(Vec::new, |buf, i| {
             let at = i as u64 * block;
             let end = (at + block).min(len);
+            if let Some(Some(h)) = pre.fresh.get(i)
+                && end - at == block
+            {
+                return Ok(*h);
+            }
             let kept = !pre.touched.get(i).copied().unwrap_or(false)
                 && i < pre.written.len()
                 && end == (at + block).min(pre.len);
@@ -1324,6 +1388,7 @@ fn start_file<'d>(
             block: pre.block,
             written: pre.written,
             touched: Vec::new(),
+            fresh: Vec::new(),
         });
         Some(pre.temp)
     } else {
@@ -1374,6 +1439,11 @@ fn apply_ops(
                 if (t.in_place() && *offset == pos) || prefilled {
                     // In place or prefilled, these bytes are already where they belong.
                     (Ok(()), *len)
+                } else if let Some(pre) = cur.prefill.as_mut().filter(|pre| *len >= 2 * pre.block) {
+                    (
+                        copy_hashed(basis, *basis_len, t.fd(), pos, *offset, *len, pre),
+                        *len,
+                    )
                 } else {
                     if let Some(pre) = cur.prefill.as_mut() {
                         pre.touch(pos, *len);
