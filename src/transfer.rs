@@ -1121,7 +1121,12 @@ fn receive<'d, R: Read + Send>(
     // ids past pending.len() are whole-file redos: index into `redo`.
     let mut redo: Vec<usize> = Vec::new();
     let behind = AtomicUsize::new(0);
-    rayon::scope(|scope| -> Result<(), Error> {
+    // In place, on this thread, not injected into the pool: the loop blocks on the
+    // connection, and a worker that picked it up while waiting for its own half of a
+    // parallel job (the request thread's signing, say) would never get back to that job,
+    // while the sender waits for the request that job finishes — a deadlock seen in the
+    // ssh tests.
+    rayon::in_place_scope(|scope| -> Result<(), Error> {
         let mut next = 0usize;
         let mut current: Option<Current<'_>> = None;
         loop {
@@ -1313,10 +1318,11 @@ impl Drop for Behind<'_> {
     }
 }
 
-/// Waits until `len` more bytes fit in [`WRITE_BEHIND`], then counts them in. The reading
-/// loop runs on a rayon worker, so it helps with the queued writes while it waits instead
-/// of blocking (a blocked worker could be the one its writes were queued on). One file
-/// always fits when nothing else is in flight.
+/// Waits until `len` more bytes fit in [`WRITE_BEHIND`], then counts them in. Should the
+/// reading loop run on a rayon worker, it helps with the queued writes while it waits
+/// instead of blocking (a blocked worker could be the one its writes were queued on);
+/// otherwise the pool's workers drain them. One file always fits when nothing else is in
+/// flight.
 fn wait_for_writers(behind: &AtomicUsize, len: usize) {
     loop {
         let now = behind.load(Ordering::Acquire);
