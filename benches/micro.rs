@@ -338,13 +338,21 @@ fn source_text() -> Vec<u8> {
     out
 }
 
-/// Compresses as the protocol does: one stream, flushed every 256 KiB (its frame buffer).
+/// Compresses as the protocol does: one stream fed 256 KiB at a time (its write buffer),
+/// each piece sent as zstd produces it, one flush at the end.
 fn compress_stream(text: &[u8], level: i32) -> Vec<Vec<u8>> {
     let mut c = Compressor::new(level).expect("zstd encoder");
-    text.chunks(protocol::CHUNK)
-        .map(|piece| {
+    let pieces: Vec<&[u8]> = text.chunks(protocol::CHUNK).collect();
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, piece)| {
             let mut z = Vec::with_capacity(piece.len() / 2);
-            c.compress_flush(piece, &mut z).expect("compress");
+            if i + 1 == pieces.len() {
+                c.compress_flush(piece, &mut z).expect("compress");
+            } else {
+                c.compress_more(piece, &mut z).expect("compress");
+            }
             z
         })
         .collect()
@@ -354,6 +362,16 @@ fn bench_zstd(c: &mut Criterion) {
     let mut text: Option<Vec<u8>> = None;
     let mut g = group(c, "zstd", 4);
     g.throughput(Throughput::Bytes(TEXT_LEN as u64));
+    // The sender's per-file check for data with no telling suffix, on its 64 KiB sample.
+    g.bench_function("worth_compressing/16MiB-in-64KiB-samples", |b| {
+        let text = &*text.get_or_insert_with(source_text);
+        b.iter(|| {
+            black_box(text)
+                .chunks(64 << 10)
+                .filter(|s| xsync::compress::worth_compressing(s))
+                .count()
+        })
+    });
     for level in [1, 3, DEFAULT_LEVEL] {
         let mut segments: Option<Vec<Vec<u8>>> = None;
         g.bench_function(format!("compress_flush/level{level}/16MiB"), |b| {

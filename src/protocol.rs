@@ -440,11 +440,19 @@ pub struct Writer<W: Write> {
     /// `-z`: frames travel in segments (see [`crate::compress`]).
     comp: Option<Compressor>,
     segs: Vec<u8>,
+    /// Frames fed to the compressor since its last flush (zstd may hold some of them).
+    pending_block: bool,
 }
 
 /// Segment kinds of a compressed connection: `[kind u8][len u32 LE][bytes]`.
 const SEG_RAW: u8 = 0;
 const SEG_ZSTD: u8 = 1;
+/// Largest segment a writer produces; the reader accepts up to `MAX_FRAME + 4`.
+const SEG_MAX: usize = 1 << 20;
+/// Most decoded bytes the reader holds: the rest of one frame (≤ `MAX_FRAME`) plus what
+/// one segment may add (the rest of that frame, the next ≤ 256 KiB of frames and up to one
+/// 128 KiB block zstd held back). A stream that decodes to more is a bomb: refused.
+const PLAIN_MAX: usize = 2 * MAX_FRAME + (1 << 20);
 
 impl<W: Write> Writer<W> {
     pub fn new(inner: W) -> Self {
@@ -454,6 +462,7 @@ impl<W: Write> Writer<W> {
             sent: 0,
             comp: None,
             segs: Vec::new(),
+            pending_block: false,
         }
     }
 
@@ -470,18 +479,34 @@ impl<W: Write> Writer<W> {
         self.comp.is_some()
     }
 
-    /// Compresses the queued frames into one flushed segment.
-    fn seal(&mut self) -> Result<(), Error> {
-        if let Some(c) = self.comp.as_mut()
-            && !self.buf.is_empty()
-        {
-            let mut z = Vec::with_capacity(self.buf.len() / 2 + 64);
+    /// Feeds the queued frames to the zstd stream and queues what it produced as segments.
+    /// `end_block` is for a protocol flush (the peer must be able to decode every frame
+    /// sent so far); a buffer that merely filled up is fed without ending a block, so the
+    /// stream's blocks are cut only where the protocol needs them. (Each cut costs a block
+    /// end and fresh entropy tables: 0.3% of the bytes on 40 MB of crate sources, where the
+    /// buffer fills about 170 times.)
+    fn seal(&mut self, end_block: bool) -> Result<(), Error> {
+        let Some(c) = self.comp.as_mut() else {
+            return Ok(());
+        };
+        if self.buf.is_empty() && !(end_block && self.pending_block) {
+            return Ok(());
+        }
+        let mut z = Vec::with_capacity(self.buf.len() / 2 + 64);
+        let res = if end_block {
             c.compress_flush(&self.buf, &mut z)
-                .map_err(|e| Error::new(ExitCode::StreamIo, format!("compression failed: {e}")))?;
+        } else {
+            c.compress_more(&self.buf, &mut z)
+        };
+        res.map_err(|e| Error::new(ExitCode::StreamIo, format!("compression failed: {e}")))?;
+        self.pending_block = !end_block && (self.pending_block || !self.buf.is_empty());
+        self.buf.clear();
+        // A segment never exceeds what the reader accepts, however the output came out.
+        for piece in z.chunks(SEG_MAX) {
             self.segs.push(SEG_ZSTD);
-            self.segs.extend_from_slice(&(z.len() as u32).to_le_bytes());
-            self.segs.extend_from_slice(&z);
-            self.buf.clear();
+            self.segs
+                .extend_from_slice(&(piece.len() as u32).to_le_bytes());
+            self.segs.extend_from_slice(piece);
         }
         Ok(())
     }
@@ -492,7 +517,7 @@ impl<W: Write> Writer<W> {
         if self.comp.is_none() {
             return self.send(msg);
         }
-        self.seal()?;
+        self.seal(true)?;
         let frame = postcard::to_stdvec(msg)
             .map_err(|e| Error::new(ExitCode::StreamIo, format!("cannot encode frame: {e}")))?;
         self.segs.push(SEG_RAW);
@@ -512,8 +537,9 @@ impl<W: Write> Writer<W> {
         self.inner.write_all(&MAGIC).map_err(lost)
     }
 
-    /// Queues a frame; it reaches the peer at the next [`flush`](Self::flush) or when the
-    /// buffer fills.
+    /// Queues a frame; it reaches the peer at the next [`flush`](Self::flush). When the
+    /// buffer fills, what is queued is written out before that (under `-z`, as much of it as
+    /// the compressor has produced).
     pub fn send(&mut self, msg: &Msg) -> Result<(), Error> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; 4]);
@@ -529,19 +555,31 @@ impl<W: Write> Writer<W> {
         }
         self.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
         if self.buf.len() >= 256 * 1024 {
-            self.flush()?;
+            if self.comp.is_some() {
+                self.seal(false)?;
+                self.write_segs()?;
+            } else {
+                self.flush()?;
+            }
         }
         Ok(())
     }
 
+    fn write_segs(&mut self) -> Result<(), Error> {
+        if !self.segs.is_empty() {
+            self.sent += self.segs.len() as u64;
+            self.inner.write_all(&self.segs).map_err(lost)?;
+            self.segs.clear();
+        }
+        Ok(())
+    }
+
+    /// Hands everything queued to the peer: under `-z` this ends the current zstd block so
+    /// the peer can decode every frame sent so far.
     pub fn flush(&mut self) -> Result<(), Error> {
         if self.comp.is_some() {
-            self.seal()?;
-            if !self.segs.is_empty() {
-                self.sent += self.segs.len() as u64;
-                self.inner.write_all(&self.segs).map_err(lost)?;
-                self.segs.clear();
-            }
+            self.seal(true)?;
+            self.write_segs()?;
         } else if !self.buf.is_empty() {
             self.sent += self.buf.len() as u64;
             self.inner.write_all(&self.buf).map_err(lost)?;
@@ -677,7 +715,7 @@ impl<R: Read> Reader<R> {
                 SEG_RAW => self.plain.extend_from_slice(&seg),
                 SEG_ZSTD => {
                     let dec = self.comp.as_mut().expect("segmented only when compressing");
-                    dec.decompress(&seg, &mut self.plain, MAX_FRAME + 8)
+                    dec.decompress(&seg, &mut self.plain, PLAIN_MAX)
                         .map_err(|e| stream_error(format!("bad compressed data: {e}")))?;
                 }
                 k => return Err(stream_error(format!("unknown segment kind {k}"))),
@@ -847,6 +885,69 @@ mod tests {
         let e = Reader::new(&huge[..]).recv().unwrap_err();
         assert_eq!(e.code, ExitCode::StreamIo);
         assert!(e.message().contains("exceeds"), "{}", e.message());
+    }
+
+    /// Pseudo source text: varied enough that zstd's blocks matter, repetitive enough to
+    /// compress.
+    fn text_frames(n: u32) -> Vec<Vec<u8>> {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let words = [
+            "fn", "let", "mut", "self", "match", "impl", "return", "Ok(())", "&mut", "u64",
+        ];
+        (0..n)
+            .map(|i| {
+                let mut v = format!("// file {i}\n").into_bytes();
+                while v.len() < 20_000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    v.extend_from_slice(words[(x % 10) as usize].as_bytes());
+                    v.extend_from_slice(if x.is_multiple_of(7) {
+                        b";\n    "
+                    } else {
+                        b" "
+                    });
+                    v.extend_from_slice(format!("{}", x % 1000).as_bytes());
+                }
+                v
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_buffer_writes_out_without_ending_a_zstd_block() {
+        let frames = text_frames(100);
+        let send_all = || {
+            let mut out = Vec::new();
+            let mut w = Writer::new(&mut out);
+            w.enable_compression(3).unwrap();
+            for (i, d) in frames.iter().enumerate() {
+                w.send(&Msg::Data {
+                    id: i as u32,
+                    data: d.clone(),
+                    end: None,
+                })
+                .unwrap();
+            }
+            let written_before_flush = w.sent;
+            w.flush().unwrap();
+            (w.sent, written_before_flush, out)
+        };
+        let (whole, early, out) = send_all();
+        // 2 MB of frames: most of it went out as the buffer filled, before any flush, and
+        // the segments cut there decode in order once the flush ends the block.
+        assert!(
+            early > whole / 2,
+            "{early} of {whole} bytes before the flush"
+        );
+        let mut r = Reader::new(&out[..]);
+        r.enable_compression().unwrap();
+        for (i, d) in frames.iter().enumerate() {
+            match r.recv().unwrap() {
+                Msg::Data { id, data, .. } => assert_eq!((id, &data), (i as u32, d)),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

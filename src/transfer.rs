@@ -554,16 +554,26 @@ fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
         .then_some(st.st_size as u64)
 }
 
+/// The order files are requested in, which is the order their data goes through the
+/// sender's compressor. The plan collects them from parallel walks, in no fixed order; sorted
+/// by path, the bytes on the wire are the same from run to run, and files of one directory
+/// (which resemble each other) sit together in the stream. (Grouping by suffix first
+/// measured 0.1% worse than by path on 40 MB of crate sources.)
+fn sort_for_the_wire(pending: &mut [Pending<'_>]) {
+    pending.sort_unstable_by(|a, b| a.item.rel.cmp(&b.item.rel));
+}
+
 /// Receiver: fetches every pending file. `delta` says whether bases are used.
 pub fn fetch<R: Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
     exec: &Exec<'_, '_>,
-    pending: Vec<Pending<'_>>,
+    mut pending: Vec<Pending<'_>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     use_delta: bool,
     partial: bool,
 ) -> Result<(), Error> {
+    sort_for_the_wire(&mut pending);
     let partial_dir = exec.partial_dir.as_deref();
     let mut plans: Vec<Plan> = pending
         .iter()

@@ -33,7 +33,7 @@ fn wire_total(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn remote_dir(p: &Path) -> String {
+pub fn remote_dir(p: &Path) -> String {
     format!("{HOST}:{}/", p.display())
 }
 

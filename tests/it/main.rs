@@ -4,6 +4,7 @@
 mod util;
 
 mod bench_smoke;
+mod compress;
 mod delta;
 mod errors;
 mod filters;
