@@ -279,9 +279,9 @@ fn bench_delta(c: &mut Criterion) {
             assert_eq!(a.written(), len);
         })
     });
-    g.bench_function("coarse_hashes_1MiB/64MiB", |b| {
+    g.bench_function("coarse_scan_1MiB/64MiB", |b| {
         let fx = fx.get_or_insert_with(build_delta);
-        b.iter(|| delta::coarse_hashes(&fx.basis, len, delta::coarse_block(len)).expect("hash"))
+        b.iter(|| delta::coarse_scan(&fx.basis, len, delta::coarse_block(len), true).expect("scan"))
     });
     g.finish();
     drop(fx);

@@ -5,8 +5,11 @@
 //! through user space.
 //!
 //! For huge files a coarse level comes first: both ends hash aligned blocks of
-//! [`coarse_block`] bytes with blake3 ([`coarse_hashes`]) and only the
-//! [`differing_ranges`] go through sign/diff; the rest is copied from the basis as is.
+//! [`coarse_block`] bytes with blake3 ([`coarse_scan`]); the sender matches its blocks
+//! against the basis's in place, then finds moved ones by rolling each basis block's
+//! anchor ([`coarse_match`]), and only the [`CoarsePart`]s left go through sign/diff. The
+//! file's end-to-end digest is then [`coarse_digest`], a hash over the block hashes, so
+//! neither end reads the file a second time to check it.
 //!
 //! The rolling checksum and the strong hash are `fast_rsync`'s (librsync's rollsum, MD4
 //! with SIMD). Nothing of it leaks out of this module: the signature's wire form is our own
@@ -638,9 +641,47 @@ pub fn coarse_block(len: u64) -> u64 {
         .clamp(1 << 20, 1 << 30)
 }
 
-/// blake3, truncated to 16 bytes, of each aligned `block` of `file[..len)` (the last may be
-/// shorter). Blocks are hashed in parallel, each read in chunks of at most 1 MiB.
-pub fn coarse_hashes(file: &File, len: u64, block: u64) -> io::Result<Vec<[u8; 16]>> {
+/// Bytes at the start of each coarse block whose rolling hash is the block's anchor. The
+/// sender rolls this hash over the source ranges that did not match in place, so a basis
+/// block that moved (after an insertion or a deletion) is found at its new offset and an
+/// insertion costs about its own length instead of a search over the rest of the file.
+pub const ANCHOR_LEN: usize = 4096;
+
+/// Multiplier of the anchors' polynomial rolling hash (odd, so every byte counts).
+const ROLL_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Predicted blocks of a shifted run hashed at once (in parallel) by the sender.
+const CHAIN_BATCH: usize = 8;
+
+/// Source bytes read at a time while rolling anchors.
+const ROLL_WINDOW: usize = 4 << 20;
+
+/// The anchor of `window` (exactly [`ANCHOR_LEN`] bytes): `Σ (b + 1)·M^(n-1-i)` mod 2^64.
+fn anchor_of(window: &[u8]) -> u64 {
+    window.iter().fold(0u64, |h, &b| {
+        h.wrapping_mul(ROLL_MUL).wrapping_add(b as u64 + 1)
+    })
+}
+
+/// `M^(ANCHOR_LEN-1)`: the weight of the byte leaving the window.
+fn anchor_out_weight() -> u64 {
+    (1..ANCHOR_LEN).fold(1u64, |w, _| w.wrapping_mul(ROLL_MUL))
+}
+
+/// One pass over a file's aligned coarse blocks.
+pub struct CoarseScan {
+    /// blake3 of each block in full: the wire carries the first 16 bytes, the file digest
+    /// ([`coarse_digest`]) covers all 32.
+    pub hashes: Vec<[u8; 32]>,
+    /// Each block's anchor (meaningless, and ignored, for a block shorter than
+    /// [`ANCHOR_LEN`]); empty unless asked for.
+    pub anchors: Vec<u64>,
+}
+
+/// blake3 of each aligned `block` of `file[..len)` (the last may be shorter), and with
+/// `anchors` each block's anchor, in one read. Blocks are hashed in parallel, each read in
+/// chunks of at most 1 MiB.
+pub fn coarse_scan(file: &File, len: u64, block: u64, anchors: bool) -> io::Result<CoarseScan> {
     if block == 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -650,12 +691,129 @@ pub fn coarse_hashes(file: &File, len: u64, block: u64) -> io::Result<Vec<[u8; 1
     let n = usize::try_from(len.div_ceil(block))
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "delta: file too large"))?;
     let chunk = block.min(1 << 20) as usize;
-    (0..n)
+    let both: Vec<([u8; 32], u64)> = (0..n)
         .into_par_iter()
         .map_init(
             || vec![0u8; chunk],
             |buf, i| {
                 let mut at = i as u64 * block;
+                let end = (at + block).min(len);
+                let mut h = blake3::Hasher::new();
+                let mut anchor = 0;
+                let mut first = true;
+                while at < end {
+                    let take = (end - at).min(chunk as u64) as usize;
+                    file.read_exact_at(&mut buf[..take], at)?;
+                    if anchors && first && take >= ANCHOR_LEN {
+                        anchor = anchor_of(&buf[..ANCHOR_LEN]);
+                    }
+                    first = false;
+                    h.update(&buf[..take]);
+                    at += take as u64;
+                }
+                Ok((*h.finalize().as_bytes(), anchor))
+            },
+        )
+        .collect::<io::Result<_>>()?;
+    let (hashes, all_anchors): (Vec<_>, Vec<_>) = both.into_iter().unzip();
+    Ok(CoarseScan {
+        hashes,
+        anchors: if anchors { all_anchors } else { Vec::new() },
+    })
+}
+
+/// A basis copied into the receiver's temporary while it is hashed ([`prefill_scan`]).
+pub struct Prefill {
+    /// Per block, the first 16 bytes of the blake3 of the basis block: what the sender
+    /// compares.
+    pub wire: Vec<[u8; 16]>,
+    /// Per block, the full blake3 of the bytes written to the temporary: what the
+    /// receiver's digest is made of for blocks that are not written again.
+    pub written: Vec<[u8; 32]>,
+    pub anchors: Vec<u64>,
+}
+
+/// Receiver: [`coarse_scan`] of the basis that also writes each block to `out` at the same
+/// offset, in parallel, from the buffer it hashes. A big update mostly keeps blocks in
+/// place, so the temporary is built while the basis is read for its hashes: the basis is
+/// read once, and the blocks the sender confirms are neither copied again nor read back
+/// (their hash is the hash of exactly the bytes written). `fault` (a test hook) flips the
+/// byte at that offset after its block's wire hash is taken and before it is written and
+/// hashed again: a difference the coarse hashes cannot see, which the digest must catch.
+pub fn prefill_scan(
+    basis: &File,
+    len: u64,
+    block: u64,
+    out: &File,
+    fault: Option<u64>,
+) -> io::Result<Prefill> {
+    if block == 0 || block > 1 << 30 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "delta: coarse block size out of range",
+        ));
+    }
+    let n = usize::try_from(len.div_ceil(block))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "delta: file too large"))?;
+    let per: Vec<([u8; 16], [u8; 32], u64)> = (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, i| {
+            let at = i as u64 * block;
+            let blen = (len - at).min(block) as usize;
+            buf.resize(blen, 0);
+            basis.read_exact_at(buf, at)?;
+            let anchor = if blen >= ANCHOR_LEN {
+                anchor_of(&buf[..ANCHOR_LEN])
+            } else {
+                0
+            };
+            let full = *blake3::hash(buf).as_bytes();
+            let mut wire = [0u8; 16];
+            wire.copy_from_slice(&full[..16]);
+            let mut written = full;
+            if let Some(f) = fault.filter(|&f| f >= at && f < at + blen as u64) {
+                buf[(f - at) as usize] ^= 0xff;
+                written = *blake3::hash(buf).as_bytes();
+            }
+            out.write_all_at(buf, at)?;
+            Ok((wire, written, anchor))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut p = Prefill {
+        wire: Vec::with_capacity(n),
+        written: Vec::with_capacity(n),
+        anchors: Vec::with_capacity(n),
+    };
+    for (w, h, a) in per {
+        p.wire.push(w);
+        p.written.push(h);
+        p.anchors.push(a);
+    }
+    Ok(p)
+}
+
+/// [`coarse_scan`]'s hashes of the blocks from `from` (a multiple of `block`) on.
+pub fn coarse_hashes_from(
+    file: &File,
+    len: u64,
+    block: u64,
+    from: u64,
+) -> io::Result<Vec<[u8; 32]>> {
+    if block == 0 || !from.is_multiple_of(block) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "delta: coarse blocks misaligned",
+        ));
+    }
+    let first = from / block;
+    let n = len.div_ceil(block).saturating_sub(first);
+    let chunk = block.min(1 << 20) as usize;
+    (0..n)
+        .into_par_iter()
+        .map_init(
+            || vec![0u8; chunk],
+            |buf, i| {
+                let mut at = (first + i) * block;
                 let end = (at + block).min(len);
                 let mut h = blake3::Hasher::new();
                 while at < end {
@@ -664,49 +822,355 @@ pub fn coarse_hashes(file: &File, len: u64, block: u64) -> io::Result<Vec<[u8; 1
                     h.update(&buf[..take]);
                     at += take as u64;
                 }
-                let mut out = [0u8; 16];
-                out.copy_from_slice(&h.finalize().as_bytes()[..16]);
-                Ok(out)
+                Ok(*h.finalize().as_bytes())
             },
         )
         .collect()
 }
 
-/// The source ranges `(start, len)` whose coarse blocks differ from the basis's: a
-/// different hash, a block the basis lacks or has shorter, or a hash missing from either
-/// list (a short list from a peer means "differs", never a panic). Adjacent ones merge.
-/// Each range is then signed on the basis at the same offsets (clipped to the basis) and
-/// diffed; the bytes between ranges are copied from the basis unchanged.
-pub fn differing_ranges(
-    src_len: u64,
-    src: &[[u8; 16]],
-    basis_len: u64,
-    basis: &[[u8; 16]],
-    block: u64,
-) -> Vec<(u64, u64)> {
-    if block == 0 {
-        return if src_len > 0 {
-            vec![(0, src_len)]
-        } else {
-            Vec::new()
-        };
+/// The digest of a big file on the coarse path: blake3 (in derive-key mode, so it can
+/// never equal a plain content hash) over its length, the block size and the full blake3
+/// of each aligned block. Equal digests mean equal lengths and equal block hashes at every
+/// offset, hence equal content: as strong an end-to-end check as one blake3 over the file,
+/// but the sender gets it from the same read as its coarse hashes (no second pass over the
+/// source), and the receiver can hash a rebuilt file block by block, in parallel, behind
+/// the writer.
+pub fn coarse_digest(len: u64, block: u64, hashes: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key("xsync 2026-11 coarse file digest");
+    h.update(&len.to_le_bytes());
+    h.update(&block.to_le_bytes());
+    for x in hashes {
+        h.update(x);
     }
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    let mut at = 0u64;
-    let mut i = 0usize;
-    while at < src_len {
-        let len = block.min(src_len - at);
-        let basis_block = basis_len.saturating_sub(at).min(block);
-        let same = len == basis_block
-            && matches!((src.get(i), basis.get(i)), (Some(a), Some(b)) if a == b);
-        if !same {
-            match out.last_mut() {
-                Some((s, l)) if *s + *l == at => *l += len,
-                _ => out.push((at, len)),
+    *h.finalize().as_bytes()
+}
+
+/// A source range the coarse level could not place (`start`, `len`), and the basis range
+/// the receiver should sign for it (`basis_start`, `basis_len`): what lies in the basis
+/// between the copies on either side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CoarsePart {
+    pub start: u64,
+    pub len: u64,
+    pub basis_start: u64,
+    pub basis_len: u64,
+}
+
+/// One piece of a big source file, in source order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// Equal to `len` bytes of the basis at `offset` (verified by a coarse block hash).
+    Copy { offset: u64, len: u64 },
+    /// To be diffed against the receiver's signature of the part's basis range.
+    Part(CoarsePart),
+}
+
+/// The sender's view of a big file after the coarse level.
+#[derive(Clone, Debug)]
+pub struct CoarseMatch {
+    /// [`coarse_digest`] of the source as it was read.
+    pub digest: [u8; 32],
+    pub segments: Vec<Segment>,
+}
+
+impl CoarseMatch {
+    /// The ranges the receiver signs, in order.
+    pub fn parts(&self) -> Vec<CoarsePart> {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Part(p) => Some(*p),
+                Segment::Copy { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// What the sender knows of the basis: its length and, per aligned block, the first 16
+/// bytes of its blake3 and its anchor. All of it came from the peer: a short or odd list
+/// means fewer matches, never a panic.
+struct Basis<'a> {
+    len: u64,
+    block: u64,
+    hashes: &'a [[u8; 16]],
+    /// Blocks that have a hash (and lie inside `len`).
+    n: usize,
+    by_hash: std::collections::HashMap<[u8; 16], usize>,
+    /// Anchor → first block with it, behind a 2^20-bit filter so most rolled positions
+    /// cost one bit test.
+    by_anchor: std::collections::HashMap<u64, usize>,
+    filter: Vec<u64>,
+    /// Shortest block that has an anchor: no shorter source range can hold a moved block.
+    min_anchored: u64,
+}
+
+impl<'a> Basis<'a> {
+    fn new(len: u64, block: u64, hashes: &'a [[u8; 16]], anchors: &[u64]) -> Self {
+        let n = hashes.len().min(len.div_ceil(block) as usize);
+        let mut b = Basis {
+            len,
+            block,
+            hashes,
+            n,
+            by_hash: Default::default(),
+            by_anchor: Default::default(),
+            filter: vec![0; (1 << 20) / 64],
+            min_anchored: u64::MAX,
+        };
+        for (j, h) in hashes.iter().enumerate().take(n) {
+            b.by_hash.entry(*h).or_insert(j);
+            let l = b.block_len(j);
+            if let Some(&a) = anchors.get(j)
+                && l >= ANCHOR_LEN as u64
+            {
+                b.by_anchor.entry(a).or_insert(j);
+                let bit = (a >> 44) as usize;
+                b.filter[bit / 64] |= 1 << (bit % 64);
+                b.min_anchored = b.min_anchored.min(l);
             }
         }
-        at += len;
-        i += 1;
+        b
+    }
+
+    fn block_len(&self, j: usize) -> u64 {
+        (self.len - j as u64 * self.block).min(self.block)
+    }
+
+    fn anchored(&self, h: u64) -> Option<usize> {
+        let bit = (h >> 44) as usize;
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        self.by_anchor.get(&h).copied()
+    }
+}
+
+fn hash_range(src: &File, mut at: u64, len: u64, buf: &mut Vec<u8>) -> io::Result<[u8; 16]> {
+    let end = at + len;
+    buf.resize(1 << 20, 0);
+    let mut h = blake3::Hasher::new();
+    while at < end {
+        let take = ((end - at) as usize).min(buf.len());
+        src.read_exact_at(&mut buf[..take], at)?;
+        h.update(&buf[..take]);
+        at += take as u64;
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Ok(out)
+}
+
+/// Sender: matches a big source against the basis's coarse hashes and anchors, reading the
+/// source once for its own aligned hashes (and the file digest), then only the ranges that
+/// did not match in place: there it rolls anchors to find moved blocks, and follows each
+/// one found with its successors at the same shift. What remains becomes [`CoarsePart`]s
+/// for the fine level (rsync's rolling search over small ranges only).
+pub fn coarse_match(
+    src: &File,
+    src_len: u64,
+    block: u64,
+    basis_len: u64,
+    basis_hashes: &[[u8; 16]],
+    basis_anchors: &[u64],
+) -> io::Result<CoarseMatch> {
+    let mine = coarse_scan(src, src_len, block, false)?.hashes;
+    let digest = coarse_digest(src_len, block, &mine);
+    let basis = Basis::new(basis_len, block, basis_hashes, basis_anchors);
+    let short = |h: &[u8; 32]| -> [u8; 16] { h[..16].try_into().expect("16 of 32") };
+    // In place first: the same block at the same offset, else any basis block of that
+    // hash and length (a block copied from elsewhere in the file).
+    let aligned: Vec<Option<usize>> = mine
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let slen = (src_len - i as u64 * block).min(block);
+            let h = short(h);
+            if i < basis.n && basis.hashes[i] == h && basis.block_len(i) == slen {
+                return Some(i);
+            }
+            basis
+                .by_hash
+                .get(&h)
+                .copied()
+                .filter(|&j| basis.block_len(j) == slen)
+        })
+        .collect();
+    // (source offset, basis offset, length), in source order.
+    let mut copies: Vec<(u64, u64, u64)> = Vec::new();
+    let mut i = 0;
+    while i < aligned.len() {
+        let at = i as u64 * block;
+        if let Some(j) = aligned[i] {
+            copies.push((at, j as u64 * block, basis.block_len(j)));
+            i += 1;
+            continue;
+        }
+        let mut k = i;
+        while k < aligned.len() && aligned[k].is_none() {
+            k += 1;
+        }
+        let end = (k as u64 * block).min(src_len);
+        search_moved(src, at, end, &basis, &mut copies)?;
+        i = k;
+    }
+    Ok(CoarseMatch {
+        digest,
+        segments: segments(&copies, src_len, &basis),
+    })
+}
+
+/// Finds basis blocks inside the source range `[from, end)` at any offset: anchors rolled
+/// byte by byte until one verifies, then its successors checked at the same shift in
+/// parallel batches. Candidate checks are budgeted (a few per coarse block of the range) so
+/// data crafted to collide with anchors costs bounded time.
+fn search_moved(
+    src: &File,
+    from: u64,
+    end: u64,
+    basis: &Basis<'_>,
+    copies: &mut Vec<(u64, u64, u64)>,
+) -> io::Result<()> {
+    if basis.min_anchored == u64::MAX {
+        return Ok(());
+    }
+    let mut budget = 8 + 2 * (end - from) / basis.block;
+    let mut buf = Vec::new();
+    let mut p = from;
+    while p + basis.min_anchored <= end {
+        let Some((mut q, mut j)) = find_anchor(src, p, end, basis, &mut budget, &mut buf)? else {
+            break;
+        };
+        copies.push((q, j as u64 * basis.block, basis.block_len(j)));
+        q += basis.block_len(j);
+        j += 1;
+        'chain: loop {
+            let mut batch = Vec::with_capacity(CHAIN_BATCH);
+            let (mut bq, mut bj) = (q, j);
+            while batch.len() < CHAIN_BATCH && bj < basis.n && bq + basis.block_len(bj) <= end {
+                batch.push((bq, bj));
+                bq += basis.block_len(bj);
+                bj += 1;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let ok = batch
+                .par_iter()
+                .map_init(Vec::new, |buf, &(bq, bj)| {
+                    hash_range(src, bq, basis.block_len(bj), buf).map(|h| h == basis.hashes[bj])
+                })
+                .collect::<io::Result<Vec<bool>>>()?;
+            for (&(bq, bj), ok) in batch.iter().zip(ok) {
+                if !ok {
+                    break 'chain;
+                }
+                copies.push((bq, bj as u64 * basis.block, basis.block_len(bj)));
+                q = bq + basis.block_len(bj);
+                j = bj + 1;
+            }
+        }
+        p = q;
+    }
+    Ok(())
+}
+
+/// The first position at or after `from` where a basis block starts and fits before `end`.
+fn find_anchor(
+    src: &File,
+    from: u64,
+    end: u64,
+    basis: &Basis<'_>,
+    budget: &mut u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<Option<(u64, usize)>> {
+    let out_weight = anchor_out_weight();
+    let last = end - basis.min_anchored;
+    let mut window = Vec::new();
+    let mut wstart = from;
+    while wstart <= last {
+        let wend = (wstart + (ROLL_WINDOW + ANCHOR_LEN - 1) as u64).min(end);
+        window.resize((wend - wstart) as usize, 0);
+        src.read_exact_at(&mut window, wstart)?;
+        let positions = window.len() + 1 - ANCHOR_LEN;
+        let mut h = anchor_of(&window[..ANCHOR_LEN]);
+        for k in 0..positions {
+            let p = wstart + k as u64;
+            if p > last {
+                return Ok(None);
+            }
+            if let Some(j) = basis.anchored(h) {
+                let l = basis.block_len(j);
+                if p + l <= end {
+                    if *budget == 0 {
+                        return Ok(None);
+                    }
+                    *budget -= 1;
+                    if hash_range(src, p, l, buf)? == basis.hashes[j] {
+                        return Ok(Some((p, j)));
+                    }
+                }
+            }
+            if k + 1 < positions {
+                h = h
+                    .wrapping_sub((window[k] as u64 + 1).wrapping_mul(out_weight))
+                    .wrapping_mul(ROLL_MUL)
+                    .wrapping_add(window[k + ANCHOR_LEN] as u64 + 1);
+            }
+        }
+        wstart += positions as u64;
+    }
+    Ok(None)
+}
+
+/// Copies merged where they continue each other, and the gaps between them as parts.
+/// A part's basis range is what lies between the neighbouring copies' basis ends (an edit
+/// or insertion: about the part's own length); when that is much longer than the part (a
+/// deletion) only its head is signed, and when the copies run backwards, the basis at the
+/// part's own offsets.
+fn segments(copies: &[(u64, u64, u64)], src_len: u64, basis: &Basis<'_>) -> Vec<Segment> {
+    let mut merged: Vec<(u64, u64, u64)> = Vec::with_capacity(copies.len());
+    for &(s, b, l) in copies {
+        match merged.last_mut() {
+            Some((ps, pb, pl)) if *ps + *pl == s && *pb + *pl == b => *pl += l,
+            _ => merged.push((s, b, l)),
+        }
+    }
+    let part = |start: u64, len: u64, before: u64, after: u64| -> Segment {
+        let (pe, ns) = (before.min(basis.len), after.min(basis.len));
+        let (basis_start, basis_len) = if pe <= ns {
+            let span = ns - pe;
+            let cap = len.saturating_mul(2).saturating_add(2 * basis.block);
+            (
+                pe,
+                if span <= cap {
+                    span
+                } else {
+                    (len + basis.block).min(span)
+                },
+            )
+        } else {
+            let s = start.min(basis.len);
+            (s, len.min(basis.len - s))
+        };
+        Segment::Part(CoarsePart {
+            start,
+            len,
+            basis_start,
+            basis_len,
+        })
+    };
+    let mut out = Vec::with_capacity(2 * merged.len() + 1);
+    let (mut pos, mut basis_end) = (0u64, 0u64);
+    for &(s, b, l) in &merged {
+        if s > pos {
+            out.push(part(pos, s - pos, basis_end, b));
+        }
+        out.push(Segment::Copy { offset: b, len: l });
+        pos = s + l;
+        basis_end = b + l;
+    }
+    if pos < src_len {
+        out.push(part(pos, src_len - pos, basis_end, basis.len));
     }
     out
 }
@@ -1034,29 +1498,74 @@ mod tests {
     }
 
     #[test]
-    fn differing_ranges_edge_cases() {
-        let h = |n: u8| [n; 16];
-        // Tail of a different length differs; a missing hash differs; adjacent ones merge.
-        assert_eq!(
-            differing_ranges(2500, &[h(1), h(2), h(3)], 2600, &[h(1), h(2), h(3)], 1000),
-            vec![(2000, 500)]
-        );
-        assert_eq!(
-            differing_ranges(3000, &[h(1), h(9), h(8)], 2000, &[h(1), h(2)], 1000),
-            vec![(1000, 2000)]
-        );
-        assert_eq!(
-            differing_ranges(3000, &[h(1), h(2), h(3)], 3000, &[h(1)], 1000),
-            vec![(1000, 2000)]
-        );
-        assert!(differing_ranges(0, &[], 10, &[h(1)], 1000).is_empty());
+    fn coarse_block_sizes() {
         assert_eq!(coarse_block(1), 1 << 20);
         assert_eq!(coarse_block(64 << 30), 1 << 20);
         assert_eq!(coarse_block(1 << 40), 16 << 20);
     }
 
-    /// A 64 MiB file with 16 scattered 4 KiB edits: the coarse level finds exactly the
-    /// edited blocks, and sign/diff over those alone plus copies of the rest rebuilds it.
+    #[test]
+    fn anchors_roll() {
+        let data = random(3 * ANCHOR_LEN, 30);
+        let w = anchor_out_weight();
+        let mut h = anchor_of(&data[..ANCHOR_LEN]);
+        for k in 0..2 * ANCHOR_LEN {
+            h = h
+                .wrapping_sub((data[k] as u64 + 1).wrapping_mul(w))
+                .wrapping_mul(ROLL_MUL)
+                .wrapping_add(data[k + ANCHOR_LEN] as u64 + 1);
+            assert_eq!(h, anchor_of(&data[k + 1..k + 1 + ANCHOR_LEN]), "at {k}");
+        }
+    }
+
+    /// What the two ends do with a big file, in one process: the receiver scans its basis,
+    /// the sender matches, the receiver signs each part's basis range, the sender diffs the
+    /// parts, the receiver applies copies and ops; then the rebuilt file's coarse digest is
+    /// checked against the sender's. Returns (bytes in parts, literal bytes).
+    fn coarse_round_trip(basis: &[u8], new: &[u8]) -> (u64, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let b = file_with(&dir, "basis", basis);
+        let s = file_with(&dir, "new", new);
+        let (o, out_path) = out_file(&dir);
+        let (blen, slen) = (basis.len() as u64, new.len() as u64);
+        let block = coarse_block(slen);
+        let scan = coarse_scan(&b, blen, block, true).expect("scan basis");
+        let short: Vec<[u8; 16]> = scan
+            .hashes
+            .iter()
+            .map(|h| h[..16].try_into().unwrap())
+            .collect();
+        let m = coarse_match(&s, slen, block, blen, &short, &scan.anchors).expect("match");
+        let mut ap = Applier::new(b.as_fd(), blen, o.as_fd(), 0);
+        let (mut in_parts, mut literal) = (0, 0);
+        for seg in &m.segments {
+            match *seg {
+                Segment::Copy { offset, len } => ap.apply(Op::Copy { offset, len }).expect("copy"),
+                Segment::Part(p) => {
+                    let st = p.basis_start.min(blen);
+                    let l = p.basis_len.min(blen - st);
+                    let sig = sign(&b, st, l, block_size(l).max(4096)).expect("sign");
+                    let d = diff(&sig, &s, p.start, p.len, &mut |op| ap.apply(op)).expect("diff");
+                    in_parts += p.len;
+                    literal += d.literal;
+                }
+            }
+        }
+        assert_eq!(ap.written(), slen);
+        assert!(
+            std::fs::read(&out_path).expect("read") == new,
+            "rebuilt file differs"
+        );
+        let out = File::open(&out_path).expect("open out");
+        let mine = coarse_scan(&out, slen, block, false)
+            .expect("scan out")
+            .hashes;
+        assert_eq!(coarse_digest(slen, block, &mine), m.digest);
+        (in_parts, literal)
+    }
+
+    /// 16 scattered 4 KiB edits in 64 MiB: only the edited coarse blocks reach the fine
+    /// level, and each edit costs about its 4 KiB.
     #[test]
     fn coarse_level_narrows_to_edited_blocks() {
         let len = 64usize << 20;
@@ -1075,54 +1584,79 @@ mod tests {
             edited.insert(at as u64 / block);
             edited.insert((at as u64 + 4095) / block);
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let b = file_with(&dir, "basis", &basis);
-        let s = file_with(&dir, "new", &new);
-        let (o, out_path) = out_file(&dir);
-        let hs = coarse_hashes(&s, len as u64, block).expect("hash src");
-        let hb = coarse_hashes(&b, len as u64, block).expect("hash basis");
-        let ranges = differing_ranges(len as u64, &hs, len as u64, &hb, block);
-        let covered: std::collections::BTreeSet<u64> = ranges
-            .iter()
-            .flat_map(|&(s, l)| s / block..(s + l).div_ceil(block))
-            .collect();
-        assert_eq!(covered, edited);
-
-        let mut ap = Applier::new(b.as_fd(), len as u64, o.as_fd(), 0);
-        let (mut literal, mut sig_bytes, mut at) = (0u64, 0usize, 0u64);
-        for &(start, rlen) in &ranges {
-            if start > at {
-                ap.apply(Op::Copy {
-                    offset: at,
-                    len: start - at,
-                })
-                .expect("copy equal range");
-            }
-            let blen = rlen.min(len as u64 - start);
-            let sig = sign(&b, start, blen, block_size(blen)).expect("sign");
-            sig_bytes += postcard::to_stdvec(&sig).expect("encode").len();
-            let st = diff(&sig, &s, start, rlen, &mut |op| ap.apply(op)).expect("diff");
-            literal += st.literal;
-            at = start + rlen;
-        }
-        if at < len as u64 {
-            ap.apply(Op::Copy {
-                offset: at,
-                len: len as u64 - at,
-            })
-            .expect("copy tail");
-        }
-        assert!(std::fs::read(out_path).expect("read") == new);
+        let (in_parts, literal) = coarse_round_trip(&basis, &new);
         eprintln!(
-            "delta figures: coarse 64 MiB, 16×4 KiB edits: {} differing blocks of {}, \
-             literal {literal} bytes (edits {}), signatures {sig_bytes} bytes, coarse hashes {} bytes",
-            covered.len(),
-            hs.len(),
-            16 * 4096,
-            hs.len() * 16
+            "delta figures: coarse 64 MiB, 16×4 KiB edits: {in_parts} bytes in parts, \
+             literal {literal} bytes (edits {})",
+            16 * 4096
         );
-        // Each edit costs at most its 4 KiB plus about two fine blocks.
-        assert!(literal <= 16 * (4096 + 2 * block_size(block) as u64));
+        assert_eq!(in_parts, edited.len() as u64 * block);
+        assert!(literal <= 16 * (4096 + 2 * 4096));
+    }
+
+    /// An insertion shifts every later block: the anchors find them at their new offsets,
+    /// so one coarse block (plus the insertion) is searched and the literal is the insertion.
+    #[test]
+    fn coarse_level_finds_shifted_blocks() {
+        let len = 64usize << 20;
+        let basis = random(len, 31);
+        for (at, n) in [
+            (len / 2 + 12345, 1),
+            (len / 3, 100_000),
+            (0, 7),
+            (len - 5, 3),
+        ] {
+            let mut new = basis.clone();
+            new.splice(at..at, random(n, 32));
+            let (in_parts, literal) = coarse_round_trip(&basis, &new);
+            eprintln!(
+                "delta figures: coarse 64 MiB, {n} bytes inserted at {at}: {in_parts} bytes in \
+                 parts, literal {literal}"
+            );
+            assert!(
+                in_parts <= 2 * (1 << 20) + n as u64,
+                "{n} at {at}: {in_parts}"
+            );
+            assert!(
+                literal <= n as u64 + 2 * 4096,
+                "{n} at {at}: literal {literal}"
+            );
+        }
+        // A deletion shifts the other way; a file of unrelated data has nothing to find.
+        let mut new = basis.clone();
+        new.drain(len / 4..len / 4 + (3 << 20) + 17);
+        let (in_parts, literal) = coarse_round_trip(&basis, &new);
+        assert!(in_parts <= 2 << 20, "deletion: {in_parts}");
+        assert!(literal <= 1 << 20, "deletion: literal {literal}");
+        let other = random(len / 4, 33);
+        let (in_parts, _) = coarse_round_trip(&basis[..len / 4], &other);
+        assert_eq!(in_parts, other.len() as u64);
+    }
+
+    /// Hostile or odd coarse input from a peer: short lists, zero-length basis, a basis
+    /// longer than its hash list, anchors that all collide — no panic, and a round trip
+    /// still rebuilds the file.
+    #[test]
+    fn coarse_match_survives_odd_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = random(5 << 20, 34);
+        let s = file_with(&dir, "new", &data);
+        let len = data.len() as u64;
+        let block = 1 << 20;
+        for (basis_len, hashes, anchors) in [
+            (0u64, vec![], vec![]),
+            (len, vec![[0u8; 16]; 2], vec![7u64; 2]),
+            (u64::MAX / 2, vec![[1u8; 16]; 3], vec![0u64; 100]),
+            (
+                len,
+                vec![[2u8; 16]; 5],
+                vec![anchor_of(&data[..ANCHOR_LEN]); 5],
+            ),
+        ] {
+            let m = coarse_match(&s, len, block, basis_len, &hashes, &anchors).expect("match");
+            let covered: u64 = m.parts().iter().map(|p| p.len).sum();
+            assert_eq!(covered, len, "nothing can match");
+        }
     }
 
     /// Throughput of sign, diff and apply on 64 MiB with scattered edits (8 MiB unoptimised; run with

@@ -304,12 +304,15 @@ pub enum Msg {
     Coarse {
         items: Vec<CoarseItem>,
     },
-    /// Sender → receiver: for each big file, the source ranges that differ from the basis.
+    /// Sender → receiver: for each big file, the source ranges the coarse level could not
+    /// place and the basis range to sign for each; `None`: the sender could not read the
+    /// file then, so the receiver falls back to a plain delta.
     CoarseRanges {
-        items: Vec<(u32, Vec<(u64, u64)>)>,
+        items: Vec<(u32, Option<Vec<crate::delta::CoarsePart>>)>,
     },
-    /// Sender → receiver: delta instructions for file `id`; `end` carries the blake3 of
-    /// the whole source content on the last piece.
+    /// Sender → receiver: delta instructions for file `id`; `end` carries, on the last
+    /// piece, the blake3 of the whole source content, or for a file that went through the
+    /// coarse level its `delta::coarse_digest`.
     Delta {
         id: u32,
         ops: Vec<WireOp>,
@@ -360,8 +363,9 @@ pub enum Request {
         path: serde_bytes::ByteBuf,
     },
     /// Send a delta against the receiver's basis of `basis_len` bytes: against `sig` (the
-    /// whole basis), or, after a coarse exchange, against each part's signature for that
-    /// source range, with the bytes between parts copied from the basis at the same offset.
+    /// whole basis), or (`sig` is `None`) after a coarse exchange: one part per
+    /// `CoarsePart` the sender answered, in order, each with the signature of that part's
+    /// basis range; the sender copies the bytes between parts as its coarse match found.
     Delta {
         id: u32,
         path: serde_bytes::ByteBuf,
@@ -393,6 +397,8 @@ pub struct CoarseItem {
     pub block: u64,
     pub basis_len: u64,
     pub hashes: Vec<[u8; 16]>,
+    /// Per block, the rolling hash of its first `delta::ANCHOR_LEN` bytes.
+    pub anchors: Vec<u64>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -119,6 +119,8 @@ pub fn send<R: Read, W: Write>(
     })?;
     wr.flush()?;
     let counts = crate::report::tree_counts(&root, info.root_is_transfer_dir);
+    // Big files' coarse matches, kept from the coarse answer for their delta requests.
+    let coarse = transfer::CoarseCache::default();
     // One batch of file requests is read (on its own thread) while the one before it is
     // sent, so the disk and the wire work at the same time.
     std::thread::scope(|scope| {
@@ -133,7 +135,7 @@ pub fn send<R: Read, W: Write>(
                 let loaded = h
                     .join()
                     .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
-                transfer::send_loaded(wr, &tops, loaded, report, opts.inplace)?;
+                transfer::send_loaded(wr, &tops, loaded, report, opts.inplace, &coarse)?;
             }
             Ok(())
         };
@@ -177,7 +179,7 @@ pub fn send<R: Read, W: Write>(
                         flush_ahead(wr, &mut ahead)?;
                     }
                 }
-                Msg::Coarse { items } => transfer::answer_coarse(wr, &root, &tops, items)?,
+                Msg::Coarse { items } => transfer::answer_coarse(wr, &root, &tops, items, &coarse)?,
                 Msg::GetEnd => {
                     flush_ahead(wr, &mut ahead)?;
                     wr.flush()?

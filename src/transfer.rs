@@ -5,13 +5,18 @@
 //! receiver is sent as a delta against it (unless `-W`): the receiver signs its basis, the
 //! sender answers with copy/literal instructions, and the receiver rebuilds the file in a
 //! temporary with matched runs copied in the kernel. Files of 64 MiB and more first go
-//! through one coarse exchange (strong hashes of 1 MiB blocks, all big files in one round
-//! trip) so only the ranges that differ are signed and searched.
+//! through one coarse exchange (strong hashes and anchors of 1 MiB blocks, all big files in
+//! one round trip): the sender places equal and moved blocks, keeps that match for the
+//! file's request, and only the parts it could not place are signed and searched.
 //!
-//! Every file ends with the blake3 of the source content; the receiver checks what it
-//! built before the rename and, on a mismatch, fetches the file whole once.
+//! Every file ends with its digest (the blake3 of the source content, or for a coarse file
+//! [`delta::coarse_digest`], which the sender gets from its one read of the source); the
+//! receiver checks what it built before the rename and, on a mismatch, fetches the file
+//! whole once. A coarse file's temporary is prefilled with its basis in the pass that hashes
+//! the basis, so its check reads back only the blocks the delta wrote again (without a
+//! prefill, a thread hashes the temporary right behind the writer).
 
-use crate::delta::{self, Applier, Op, Signature};
+use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signature};
 use crate::error::{Error, io_message, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
@@ -43,6 +48,9 @@ const PRELOAD: u64 = 16 << 20;
 /// Smallest fine block inside a coarse range: measured as the best trade between
 /// signature bytes and literal bytes for scattered 4 KiB edits.
 const RANGE_MIN_BLOCK: u32 = 4096;
+
+/// Longest piece of a copy applied before the verifier hears of the progress.
+const VERIFY_STEP: u64 = 32 << 20;
 
 fn stream_error(msg: impl Into<String>) -> Error {
     Error::new(
@@ -112,38 +120,56 @@ fn check_served(root: &Entry, path: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Sender: answers the coarse hashes of big bases with the source ranges that differ.
+/// The sender's coarse matches of big files, by request id, kept from the coarse answer
+/// until the file's delta request arrives: the source is read once for both (its coarse
+/// hashes give the file digest too).
+#[derive(Default)]
+pub struct CoarseCache(std::sync::Mutex<std::collections::HashMap<u32, (Vec<u8>, CoarseMatch)>>);
+
+impl CoarseCache {
+    fn take(&self, id: u32, path: &[u8]) -> Option<CoarseMatch> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match map.remove(&id) {
+            Some((p, m)) if p == path => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Sender: matches each big source against its basis's coarse hashes and anchors, keeps
+/// the match for the delta request, and answers with the parts to sign.
 pub fn answer_coarse<W: Write>(
     wr: &mut Writer<W>,
     root: &Entry,
     tops: &Tops,
     items: Vec<CoarseItem>,
+    cache: &CoarseCache,
 ) -> Result<(), Error> {
-    let answers: Vec<(u32, Vec<(u64, u64)>)> = items
-        .into_par_iter()
-        .map(|it| {
-            check_served(root, &it.path)?;
-            if it.block == 0 || it.block > 1 << 30 {
-                return Err(stream_error("coarse block size out of range"));
-            }
-            let ranges = open_source(tops, &it.path)
-                .and_then(|fd| {
-                    let f = std::fs::File::from(fd);
-                    let len = f.metadata()?.len();
-                    let mine = delta::coarse_hashes(&f, len, it.block)?;
-                    Ok(delta::differing_ranges(
-                        len,
-                        &mine,
-                        it.basis_len,
-                        &it.hashes,
-                        it.block,
-                    ))
-                })
-                // Unreadable now: the Delta request will report it; ask for everything.
-                .unwrap_or_else(|_| vec![(0, u64::MAX)]);
-            Ok((it.id, ranges))
-        })
-        .collect::<Result<_, Error>>()?;
+    // One file at a time: each match hashes on all cores already.
+    let mut answers = Vec::with_capacity(items.len());
+    for it in items {
+        check_served(root, &it.path)?;
+        if it.block == 0 || it.block > 1 << 30 {
+            return Err(stream_error("coarse block size out of range"));
+        }
+        let matched = open_source(tops, &it.path).and_then(|fd| {
+            let f = std::fs::File::from(fd);
+            let len = f.metadata()?.len();
+            delta::coarse_match(&f, len, it.block, it.basis_len, &it.hashes, &it.anchors)
+        });
+        // Unreadable now: the receiver falls back to a plain delta request, which will
+        // report the error.
+        let parts = matched.ok().map(|m| {
+            let parts = m.parts();
+            cache
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(it.id, (it.path.into_vec(), m));
+            parts
+        });
+        answers.push((it.id, parts));
+    }
     wr.send(&Msg::CoarseRanges { items: answers })?;
     wr.flush()
 }
@@ -228,6 +254,7 @@ pub fn send_loaded<W: Write>(
     loaded: Loaded,
     report: &Report<'_>,
     inplace: bool,
+    cache: &CoarseCache,
 ) -> Result<(), Error> {
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         match (req, data) {
@@ -253,15 +280,26 @@ pub fn send_loaded<W: Write>(
                 Request::Delta {
                     id,
                     path,
-                    basis_len,
+                    basis_len: _,
                     sig,
                     parts,
                 },
                 _,
-            ) => match open_source(tops, &path) {
-                Ok(fd) => send_delta(wr, id, &path, fd, basis_len, sig, parts, report, inplace)?,
-                Err(e) => skip(wr, id, &path, &e, report)?,
-            },
+            ) => {
+                let how = match sig {
+                    Some(sig) => How::Whole(sig),
+                    None => How::Coarse(cache.take(id, &path).ok_or_else(|| {
+                        stream_error(format!(
+                            "delta request for `{}` without a coarse answer",
+                            show(&path)
+                        ))
+                    })?),
+                };
+                match open_source(tops, &path) {
+                    Ok(fd) => send_delta(wr, id, &path, fd, how, parts, report, inplace)?,
+                    Err(e) => skip(wr, id, &path, &e, report)?,
+                }
+            }
         }
     }
     wr.flush()
@@ -321,6 +359,14 @@ fn digest_file(f: &std::fs::File, len: u64) -> std::io::Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// What a delta is computed against.
+enum How {
+    /// The signature of the whole basis.
+    Whole(Signature),
+    /// The coarse match: copies, and parts diffed against the request's part signatures.
+    Coarse(CoarseMatch),
+}
+
 /// Ops are batched into frames of about [`CHUNK`] literal bytes.
 struct OpBatch {
     ops: Vec<WireOp>,
@@ -333,16 +379,19 @@ fn send_delta<W: Write>(
     id: u32,
     p: &[u8],
     fd: OwnedFd,
-    basis_len: u64,
-    sig: Option<Signature>,
+    how: How,
     parts: Vec<Part>,
     report: &Report<'_>,
     inplace: bool,
 ) -> Result<(), Error> {
     let f = std::fs::File::from(fd);
+    // A coarse file's digest came with its coarse hashes: the source is not read again.
     let prepared = f.metadata().and_then(|m| {
         let len = m.len();
-        digest_file(&f, len).map(|h| (len, h))
+        match &how {
+            How::Coarse(m) => Ok((len, m.digest)),
+            How::Whole(_) => digest_file(&f, len).map(|h| (len, h)),
+        }
     });
     let (len, hash) = match prepared {
         Ok(x) => x,
@@ -399,25 +448,36 @@ fn send_delta<W: Write>(
         Ok(())
     };
     let res: std::io::Result<()> = (|| {
-        match sig {
-            Some(sig) if parts.is_empty() => {
+        let mismatch = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "delta parts do not match the coarse answer",
+            )
+        };
+        match how {
+            How::Whole(sig) => {
+                if !parts.is_empty() {
+                    return Err(mismatch());
+                }
                 delta::diff(&sig, &f, 0, len, &mut emit)?;
             }
-            _ => {
-                let mut pos = 0u64;
-                for part in &parts {
-                    if part.start < pos || part.start > len {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            "delta parts out of order or beyond the file",
-                        ));
+            How::Coarse(m) => {
+                let mut parts = parts.iter();
+                for seg in &m.segments {
+                    match *seg {
+                        Segment::Copy { offset, len } => emit(Op::Copy { offset, len })?,
+                        Segment::Part(cp) => {
+                            let part = parts
+                                .next()
+                                .filter(|p| p.start == cp.start && p.len == cp.len)
+                                .ok_or_else(mismatch)?;
+                            delta::diff(&part.sig, &f, cp.start, cp.len, &mut emit)?;
+                        }
                     }
-                    copy_or_send(&f, pos, part.start - pos, basis_len, &mut emit)?;
-                    let plen = part.len.min(len - part.start);
-                    delta::diff(&part.sig, &f, part.start, plen, &mut emit)?;
-                    pos = part.start + plen;
                 }
-                copy_or_send(&f, pos, len - pos, basis_len, &mut emit)?;
+                if parts.next().is_some() {
+                    return Err(mismatch());
+                }
             }
         }
         Ok(())
@@ -443,43 +503,22 @@ fn send_delta<W: Write>(
     })
 }
 
-/// Between coarse ranges the source equals the basis at the same offset: copy it, except
-/// any part past the basis's end, which is sent as literal data.
-fn copy_or_send(
-    f: &std::fs::File,
-    start: u64,
-    len: u64,
-    basis_len: u64,
-    emit: &mut dyn FnMut(Op<'_>) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let copy = len.min(basis_len.saturating_sub(start));
-    if copy > 0 {
-        emit(Op::Copy {
-            offset: start,
-            len: copy,
-        })?;
-    }
-    let mut at = start + copy;
-    let end = start + len;
-    let mut buf = vec![0u8; CHUNK];
-    while at < end {
-        let take = ((end - at) as usize).min(buf.len());
-        f.read_exact_at(&mut buf[..take], at)?;
-        emit(Op::Literal(&buf[..take]))?;
-        at += take as u64;
-    }
-    Ok(())
-}
-
 // ---------------------------------------------------------------- receiver
 
 /// What the receiver decided for one pending file before requesting it.
 #[derive(Clone)]
 enum Plan {
     Whole,
-    /// Basis length, and for big files the coarse ranges (None: diff the whole file).
-    Delta(u64, Option<Vec<(u64, u64)>>),
+    /// For big files the coarse level's answer (None: diff the whole file).
+    Delta(Option<CoarsePlan>),
+}
+
+/// A big file after the coarse exchange: its coarse block (which also shapes its digest)
+/// and the parts to sign.
+#[derive(Clone)]
+struct CoarsePlan {
+    block: u64,
+    parts: Vec<CoarsePart>,
 }
 
 /// The basis for a file's delta: a partial file kept by an earlier run (`--partial-dir`)
@@ -542,16 +581,23 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             if !use_delta || p.item.src.meta.size == 0 {
                 return Plan::Whole;
             }
-            if let Some(len) = partial_len(p, partial_dir) {
-                return Plan::Delta(len, None);
+            if partial_len(p, partial_dir).is_some() {
+                return Plan::Delta(None);
             }
             match p.item.dst {
-                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(d.size, None),
+                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(None),
                 _ => Plan::Whole,
             }
         })
         .collect();
-    coarse_phase(rd, wr, &pending, &mut plans, wire_path, partial_dir)?;
+    let prefilled = coarse_phase(rd, wr, exec, &pending, &mut plans, wire_path, partial)?;
+    let coarse_blocks: Vec<Option<u64>> = plans
+        .iter()
+        .map(|pl| match pl {
+            Plan::Delta(Some(c)) => Some(c.block),
+            _ => None,
+        })
+        .collect();
     let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
     std::thread::scope(|scope| {
         let plans = &plans;
@@ -592,7 +638,16 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             }
             Ok(())
         });
-        let got = receive(rd, exec, &pending, wire_path, redo_tx, partial);
+        let got = receive(
+            rd,
+            exec,
+            &pending,
+            &coarse_blocks,
+            prefilled,
+            wire_path,
+            redo_tx,
+            partial,
+        );
         let sent = requester
             .join()
             .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
@@ -600,16 +655,36 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     })
 }
 
-/// One round trip for all big files: their bases' coarse hashes out, the differing source
-/// ranges back.
-fn coarse_phase<R: Read, W: Write>(
+/// Most bytes a run holds in prefilled temporaries at once (see [`Prefilled`]): each is a
+/// full copy of its basis made before the file is requested, so many big files at once
+/// would hold that much extra space for the whole transfer.
+const PREFILL_MAX: u64 = 8 << 30;
+
+/// A big file's temporary that already holds its basis at the same offsets, written by
+/// [`delta::prefill_scan`] while the basis was read for its coarse hashes.
+struct Prefilled<'d> {
+    temp: TempFile<'d>,
+    basis_len: u64,
+    block: u64,
+    /// blake3 of each block as written.
+    written: Vec<[u8; 32]>,
+}
+
+/// One round trip for all big files: their bases' coarse hashes and anchors out, the
+/// parts the sender could not place back. Unless the temporary is the target itself
+/// (`--inplace`), may be kept whole (`--partial`) or sparse (`-S`), each basis is copied
+/// into the file's temporary in the same pass that hashes it; those temporaries are
+/// returned by index.
+fn coarse_phase<'d, R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
-    pending: &[Pending<'_>],
+    exec: &Exec<'_, '_>,
+    pending: &'d [Pending<'d>],
     plans: &mut [Plan],
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
-    partial_dir: Option<&[u8]>,
-) -> Result<(), Error> {
+    partial: bool,
+) -> Result<Vec<Option<Prefilled<'d>>>, Error> {
+    let partial_dir = exec.partial_dir.as_deref();
     let big: Vec<usize> = plans
         .iter()
         .enumerate()
@@ -618,47 +693,103 @@ fn coarse_phase<R: Read, W: Write>(
         })
         .map(|(i, _)| i)
         .collect();
+    let mut prefilled: Vec<Option<Prefilled<'d>>> = pending.iter().map(|_| None).collect();
     if big.is_empty() {
-        return Ok(());
+        return Ok(prefilled);
     }
-    let items: Vec<CoarseItem> = big
+    let rules = &exec.rules;
+    let may_prefill = !partial && partial_dir.is_none() && !rules.inplace && !rules.sparse;
+    let mut budget = PREFILL_MAX;
+    let prefill: Vec<bool> = big
+        .iter()
+        .map(|&i| {
+            let size = pending[i].item.dst.map_or(u64::MAX, |d| d.size);
+            let ok = may_prefill && size <= budget;
+            if ok {
+                budget -= size;
+            }
+            ok
+        })
+        .collect();
+    let scanned: Vec<(CoarseItem, Option<Prefilled<'d>>)> = big
         .par_iter()
-        .filter_map(|&i| {
+        .zip(prefill)
+        .filter_map(|(&i, prefill)| {
             let p = &pending[i];
             let block = delta::coarse_block(p.item.src.meta.size);
             let f = open_basis(p, partial_dir).ok()?;
             let basis_len = f.metadata().ok()?.len();
-            let hashes = delta::coarse_hashes(&f, basis_len, block).ok()?;
-            Some(CoarseItem {
+            let item = |hashes: Vec<[u8; 16]>, anchors: Vec<u64>| CoarseItem {
                 id: i as u32,
                 path: serde_bytes::ByteBuf::from(wire_path(p)),
                 block,
                 basis_len,
                 hashes,
-            })
+                anchors,
+            };
+            if prefill
+                && let Ok(t) = TempFile::start(
+                    p.dir.as_fd(),
+                    p.item.name,
+                    rules,
+                    rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
+                    false,
+                )
+                && !t.in_place()
+                && let Ok(out) = t.fd().try_clone_to_owned().map(std::fs::File::from)
+                && let Ok(pre) =
+                    delta::prefill_scan(&f, basis_len, block, &out, fault_offset(basis_len))
+            {
+                return Some((
+                    item(pre.wire, pre.anchors),
+                    Some(Prefilled {
+                        temp: t,
+                        basis_len,
+                        block,
+                        written: pre.written,
+                    }),
+                ));
+            }
+            // (A temporary that could not be filled was dropped, and removed, above.)
+            let scan = delta::coarse_scan(&f, basis_len, block, true).ok()?;
+            let hashes = scan
+                .hashes
+                .iter()
+                .map(|h| h[..16].try_into().expect("16 of 32"))
+                .collect();
+            Some((item(hashes, scan.anchors), None))
         })
         .collect();
-    let asked = items.len();
+    let mut items = Vec::with_capacity(scanned.len());
+    for (item, pre) in scanned {
+        prefilled[item.id as usize] = pre;
+        items.push(item);
+    }
+    let mut asked: std::collections::HashMap<u32, u64> =
+        items.iter().map(|it| (it.id, it.block)).collect();
     wr.send(&Msg::Coarse { items })?;
     wr.flush()?;
     let answers = match rd.recv()? {
         Msg::CoarseRanges { items } => items,
         other => return Err(unexpected(&other, "coarse ranges")),
     };
-    if answers.len() != asked {
+    if answers.len() != asked.len() {
         return Err(stream_error(
             "coarse answer count does not match the request",
         ));
     }
-    for (id, ranges) in answers {
-        let i = id as usize;
-        let Some(Plan::Delta(basis_len, r)) = plans.get_mut(i) else {
+    for (id, parts) in answers {
+        let (Some(block), Some(Plan::Delta(r))) = (asked.remove(&id), plans.get_mut(id as usize))
+        else {
             return Err(stream_error("coarse answer for a file not asked about"));
         };
-        *r = Some(ranges.into_iter().filter(|(_, l)| *l > 0).collect());
-        let _ = basis_len;
+        // None: the sender could not read the file; a plain delta request will tell.
+        if parts.is_none() {
+            prefilled[id as usize] = None;
+        }
+        *r = parts.map(|parts| CoarsePlan { block, parts });
     }
-    Ok(())
+    Ok(prefilled)
 }
 
 /// The request for one file, signing its basis if it has one. A basis that cannot be
@@ -671,7 +802,7 @@ fn request_for(
     partial_dir: Option<&[u8]>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
-    let Plan::Delta(_, ranges) = plan else {
+    let Plan::Delta(ranges) = plan else {
         return Request::Whole { id, path };
     };
     let signed = open_basis(p, partial_dir).and_then(|f| {
@@ -681,15 +812,19 @@ fn request_for(
                 let sig = delta::sign(&f, 0, basis_len, delta::block_size(basis_len))?;
                 (Some(sig), Vec::new())
             }
-            Some(ranges) => {
-                let mut parts = Vec::with_capacity(ranges.len());
-                for &(start, len) in ranges {
-                    // The same offsets in the basis, clipped to it.
-                    let s = start.min(basis_len);
-                    let l = len.min(basis_len - s);
+            Some(coarse) => {
+                let mut parts = Vec::with_capacity(coarse.parts.len());
+                for cp in &coarse.parts {
+                    // The basis range the sender chose, clipped to the basis as it is now.
+                    let s = cp.basis_start.min(basis_len);
+                    let l = cp.basis_len.min(basis_len - s);
                     let block = delta::block_size(l).max(RANGE_MIN_BLOCK);
                     let sig = delta::sign(&f, s, l, block)?;
-                    parts.push(Part { start, len, sig });
+                    parts.push(Part {
+                        start: cp.start,
+                        len: cp.len,
+                        sig,
+                    });
                 }
                 (None, parts)
             }
@@ -713,10 +848,9 @@ fn request_for(
 /// was signed — a corruption the block hashes cannot see, which the whole-file digest
 /// must catch.
 fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
-    if len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1") {
+    if let Some(at) = fault_offset(len) {
         use std::os::unix::fs::FileExt;
         let mut b = [0u8; 1];
-        let at = len / 2;
         if f.read_exact_at(&mut b, at).is_ok()
             && let Ok(w) = std::fs::OpenOptions::new().write(true).open(format!(
                 "/proc/self/fd/{}",
@@ -728,31 +862,281 @@ fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
     }
 }
 
+/// Where the `XSYNC_FAULT_CORRUPT_BASIS=1` test hook strikes in a basis of `len` bytes.
+fn fault_offset(len: u64) -> Option<u64> {
+    (len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1"))
+        .then_some(len / 2)
+}
+
 /// The file being received piece by piece.
+/// What is known of a prefilled temporary while the delta is applied.
+struct PrefillState {
+    /// Basis bytes in the temporary (at the same offsets).
+    len: u64,
+    block: u64,
+    /// blake3 of each block as prefilled.
+    written: Vec<[u8; 32]>,
+    /// Blocks written again since (their prefill hash no longer holds).
+    touched: Vec<bool>,
+    /// Blocks written again whole by [`copy_hashed`], with the hash of what was written.
+    fresh: Vec<Option<[u8; 32]>>,
+}
+
+impl PrefillState {
+    fn touch(&mut self, pos: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let (first, last) = (
+            (pos / self.block) as usize,
+            ((pos + n - 1) / self.block) as usize,
+        );
+        if self.touched.len() <= last {
+            self.touched.resize(last + 1, false);
+        }
+        self.touched[first..=last].fill(true);
+        for f in self.fresh.iter_mut().take(last + 1).skip(first) {
+            *f = None;
+        }
+    }
+}
+
+/// A long copy into a prefilled temporary (a run that moved, after an insertion), done
+/// block by block of the output on all cores: each piece is read from the basis, written,
+/// and when it is a whole block hashed from the buffer written, so the check does not read
+/// it back. Pieces that are not whole blocks are marked for reading back.
+fn copy_hashed(
+    basis: &std::fs::File,
+    basis_len: u64,
+    out: std::os::fd::BorrowedFd<'_>,
+    pos: u64,
+    offset: u64,
+    len: u64,
+    pre: &mut PrefillState,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    match offset.checked_add(len) {
+        Some(e) if e <= basis_len => {}
+        _ => return Err(bad("delta: copy past the basis")),
+    }
+    let end = pos
+        .checked_add(len)
+        .ok_or_else(|| bad("delta: output offset overflows"))?;
+    let out = std::fs::File::from(out.try_clone_to_owned()?);
+    let b = pre.block;
+    let mut pieces = Vec::new();
+    let mut at = pos;
+    while at < end {
+        let next = (at / b + 1) * b;
+        let e = next.min(end);
+        pieces.push((at, e - at));
+        at = e;
+    }
+    let hashes = pieces
+        .par_iter()
+        .map_init(Vec::new, |buf, &(at, n)| {
+            buf.resize(n as usize, 0);
+            basis.read_exact_at(buf, offset + (at - pos))?;
+            out.write_all_at(buf, at)?;
+            Ok((n == b && at.is_multiple_of(b)).then(|| *blake3::hash(buf).as_bytes()))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for (&(at, n), h) in pieces.iter().zip(hashes) {
+        pre.touch(at, n);
+        if let Some(h) = h {
+            let i = (at / b) as usize;
+            if pre.fresh.len() <= i {
+                pre.fresh.resize(i + 1, None);
+            }
+            pre.fresh[i] = Some(h);
+        }
+    }
+    Ok(())
+}
+
+/// The coarse digest of a prefilled temporary of `t.len()` bytes (cut to that length
+/// first: the basis may have been longer). A block keeps its prefill hash when nothing was
+/// written to it since and it spans the same bytes as then; every other block is read back
+/// and hashed, in parallel. Every byte is thus hashed as it was last written.
+fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], StepError> {
+    let len = t.len();
+    if pre.len > len {
+        t.truncate_to_len()?;
+    }
+    let block = pre.block;
+    let n = len.div_ceil(block) as usize;
+    let f = std::fs::File::from(
+        t.fd()
+            .try_clone_to_owned()
+            .map_err(|e| StepError::new("read back", e))?,
+    );
+    let hashes = (0..n)
+        .into_par_iter()
+        .map_init(Vec::new, |buf, i| {
+            let at = i as u64 * block;
+            let end = (at + block).min(len);
+            if let Some(Some(h)) = pre.fresh.get(i)
+                && end - at == block
+            {
+                return Ok(*h);
+            }
+            let kept = !pre.touched.get(i).copied().unwrap_or(false)
+                && i < pre.written.len()
+                && end == (at + block).min(pre.len);
+            if kept {
+                return Ok(pre.written[i]);
+            }
+            use std::os::unix::fs::FileExt;
+            buf.resize((end - at) as usize, 0);
+            f.read_exact_at(buf, at)?;
+            Ok(*blake3::hash(buf).as_bytes())
+        })
+        .collect::<std::io::Result<Vec<[u8; 32]>>>()
+        .map_err(|e| StepError::new("read back", e))?;
+    Ok(delta::coarse_digest(len, block, &hashes))
+}
+
+/// What the verify thread hands back: the hashes of the blocks it did, and its file.
+type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
+
 struct Current<'d> {
     index: usize,
     temp: Option<TempFile<'d>>,
     hasher: Option<blake3::Hasher>,
     /// The basis and its length when the file started (it may be the file being rewritten).
     basis: Option<(std::fs::File, u64)>,
+    /// A coarse file's digest, computed behind the writer.
+    verify: Option<Verifier>,
+    /// A coarse file whose temporary was prefilled with its basis.
+    prefill: Option<PrefillState>,
     literal: u64,
     matched: u64,
 }
 
-fn receive<R: Read + Send>(
+/// Hashes a big rebuilt file's coarse blocks on its own thread while the applier is still
+/// writing it, reading back (from the page cache) only blocks entirely below the write
+/// position; at the end the blocks left are hashed on all cores. Every byte of the
+/// temporary is read back and checked against the sender's [`delta::coarse_digest`],
+/// without a second pass over the file after it is built.
+struct Verifier {
+    block: u64,
+    tx: Option<mpsc::Sender<u64>>,
+    thread: Option<std::thread::JoinHandle<VerifyResult>>,
+    /// Set when the thread could not start: the blocks are all hashed at the end.
+    file: Option<std::io::Result<std::fs::File>>,
+}
+
+impl Verifier {
+    fn start(fd: std::os::fd::BorrowedFd<'_>, block: u64) -> Verifier {
+        let file = fd.try_clone_to_owned().map(std::fs::File::from);
+        let (tx, rx) = mpsc::channel::<u64>();
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                return Verifier {
+                    block,
+                    tx: None,
+                    thread: None,
+                    file: Some(Err(e)),
+                };
+            }
+        };
+        let thread = std::thread::Builder::new()
+            .name("xsync-verify".into())
+            .spawn(move || {
+                use std::os::unix::fs::FileExt;
+                let mut hashes = Vec::new();
+                let mut buf = vec![0u8; block.min(1 << 20) as usize];
+                let mut done = 0u64;
+                // The writer's position; the channel closes when it is done.
+                while let Ok(mut avail) = rx.recv() {
+                    while let Ok(n) = rx.try_recv() {
+                        avail = n;
+                    }
+                    while done + block <= avail {
+                        let mut h = blake3::Hasher::new();
+                        let mut at = done;
+                        while at < done + block {
+                            let take = ((done + block - at) as usize).min(buf.len());
+                            file.read_exact_at(&mut buf[..take], at)?;
+                            h.update(&buf[..take]);
+                            at += take as u64;
+                        }
+                        hashes.push(*h.finalize().as_bytes());
+                        done += block;
+                    }
+                }
+                Ok((hashes, file))
+            });
+        match thread {
+            Ok(t) => Verifier {
+                block,
+                tx: Some(tx),
+                thread: Some(t),
+                file: None,
+            },
+            Err(e) => Verifier {
+                block,
+                tx: None,
+                thread: None,
+                file: Some(Err(e)),
+            },
+        }
+    }
+
+    /// The writer has written `pos` bytes.
+    fn progress(&self, pos: u64) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(pos);
+        }
+    }
+
+    /// The digest of the file's first `len` bytes (all of it).
+    fn finish(mut self, len: u64) -> Result<[u8; 32], StepError> {
+        let read_back = |e| StepError::new("read back", e);
+        drop(self.tx.take());
+        let (mut hashes, file) = match (self.thread.take(), self.file.take()) {
+            (Some(t), _) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("verify thread panicked")))
+                .map_err(read_back)?,
+            (None, Some(f)) => (Vec::new(), f.map_err(read_back)?),
+            (None, None) => return Err(read_back(std::io::Error::other("no file"))),
+        };
+        let done = hashes.len() as u64 * self.block;
+        if done < len {
+            let rest =
+                delta::coarse_hashes_from(&file, len, self.block, done).map_err(read_back)?;
+            hashes.extend(rest);
+        }
+        Ok(delta::coarse_digest(len, self.block, &hashes))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive<'d, R: Read + Send>(
     rd: &mut Reader<R>,
     exec: &Exec<'_, '_>,
-    pending: &[Pending<'_>],
+    pending: &'d [Pending<'d>],
+    coarse_blocks: &[Option<u64>],
+    prefilled: Vec<Option<Prefilled<'d>>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
     partial: bool,
 ) -> Result<(), Error> {
     let rules = exec.rules;
     let mut redo_tx = Some(redo_tx);
+    let mut prefilled = prefilled;
     // ids past pending.len() are whole-file redos: index into `redo`.
     let mut redo: Vec<usize> = Vec::new();
     let behind = AtomicUsize::new(0);
-    rayon::scope(|scope| -> Result<(), Error> {
+    // In place, on this thread, not injected into the pool: the loop blocks on the
+    // connection, and a worker that picked it up while waiting for its own half of a
+    // parallel job (the request thread's signing, say) would never get back to that job,
+    // while the sender waits for the request that job finishes — a deadlock seen in the
+    // ssh tests.
+    rayon::in_place_scope(|scope| -> Result<(), Error> {
         let mut next = 0usize;
         let mut current: Option<Current<'_>> = None;
         loop {
@@ -830,7 +1214,7 @@ fn receive<R: Read + Send>(
                             });
                             continue;
                         }
-                        current = Some(start_file(exec, p, id, false));
+                        current = Some(start_file(exec, p, id, false, None));
                     }
                     let cur = current.as_mut().expect("set above");
                     if cur.index != id {
@@ -862,7 +1246,13 @@ fn receive<R: Read + Send>(
                     }
                     let p = &pending[id];
                     if current.is_none() {
-                        current = Some(start_file(exec, p, id, true));
+                        let mut c = start_file(exec, p, id, true, prefilled[id].take());
+                        if let (Some(block), Some(t), None) =
+                            (coarse_blocks[id], c.temp.as_ref(), c.prefill.as_ref())
+                        {
+                            c.verify = Some(Verifier::start(t.fd(), block));
+                        }
+                        current = Some(c);
                     }
                     let cur = current.as_mut().expect("set above");
                     if cur.index != id {
@@ -873,7 +1263,15 @@ fn receive<R: Read + Send>(
                         let mut cur = current.take().expect("set above");
                         next += 1;
                         let Some(t) = cur.temp.take() else { continue };
-                        match t.digest() {
+                        let digest = match (cur.verify.take(), coarse_blocks[id]) {
+                            _ if cur.prefill.is_some() => {
+                                prefilled_digest(&t, cur.prefill.take().expect("checked"))
+                            }
+                            (Some(v), _) => v.finish(t.len()),
+                            (None, Some(block)) => Verifier::start(t.fd(), block).finish(t.len()),
+                            (None, None) => t.digest(),
+                        };
+                        match digest {
                             Ok(got) if got == hash => finish_file(
                                 exec,
                                 p,
@@ -930,10 +1328,11 @@ impl Drop for Behind<'_> {
     }
 }
 
-/// Waits until `len` more bytes fit in [`WRITE_BEHIND`], then counts them in. The reading
-/// loop runs on a rayon worker, so it helps with the queued writes while it waits instead
-/// of blocking (a blocked worker could be the one its writes were queued on). One file
-/// always fits when nothing else is in flight.
+/// Waits until `len` more bytes fit in [`WRITE_BEHIND`], then counts them in. Should the
+/// reading loop run on a rayon worker, it helps with the queued writes while it waits
+/// instead of blocking (a blocked worker could be the one its writes were queued on);
+/// otherwise the pool's workers drain them. One file always fits when nothing else is in
+/// flight.
 fn wait_for_writers(behind: &AtomicUsize, len: usize) {
     loop {
         let now = behind.load(Ordering::Acquire);
@@ -972,6 +1371,7 @@ fn start_file<'d>(
     p: &'d Pending<'d>,
     index: usize,
     delta: bool,
+    prefilled: Option<Prefilled<'d>>,
 ) -> Current<'d> {
     let rules = &exec.rules;
     // The basis is opened (and measured) before anything is written: with --inplace it
@@ -995,8 +1395,18 @@ fn start_file<'d>(
     } else {
         None
     };
+    let mut prefill = None;
     let temp = if delta && basis.is_none() {
         None
+    } else if let Some(pre) = prefilled {
+        prefill = Some(PrefillState {
+            len: pre.basis_len,
+            block: pre.block,
+            written: pre.written,
+            touched: Vec::new(),
+            fresh: Vec::new(),
+        });
+        Some(pre.temp)
     } else {
         match TempFile::start(
             p.dir.as_fd(),
@@ -1017,6 +1427,8 @@ fn start_file<'d>(
         temp,
         hasher: (!delta).then(blake3::Hasher::new),
         basis,
+        verify: None,
+        prefill,
         literal: 0,
         matched: 0,
     }
@@ -1037,19 +1449,53 @@ fn apply_ops(
         let (r, n) = match op {
             WireOp::Copy { offset, len } => {
                 cur.matched += len;
-                if t.in_place() && *offset == pos {
-                    // In place, these bytes are already where they belong.
+                let prefilled = cur.prefill.as_ref().is_some_and(|pre| {
+                    *offset == pos && pos.checked_add(*len).is_some_and(|e| e <= pre.len)
+                });
+                if (t.in_place() && *offset == pos) || prefilled {
+                    // In place or prefilled, these bytes are already where they belong.
                     (Ok(()), *len)
+                } else if let Some(pre) = cur.prefill.as_mut().filter(|pre| *len >= 2 * pre.block) {
+                    (
+                        copy_hashed(basis, *basis_len, t.fd(), pos, *offset, *len, pre),
+                        *len,
+                    )
                 } else {
-                    let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Copy {
-                        offset: *offset,
-                        len: *len,
-                    });
-                    (r, *len)
+                    if let Some(pre) = cur.prefill.as_mut() {
+                        pre.touch(pos, *len);
+                    }
+                    // In pieces when a verifier follows the writer, so it can hash while a
+                    // long run is still being copied.
+                    let piece = if cur.verify.is_some() {
+                        VERIFY_STEP
+                    } else {
+                        u64::MAX
+                    };
+                    let (mut r, mut done) = (Ok(()), 0u64);
+                    while done < *len {
+                        let n = (*len - done).min(piece);
+                        r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos + done).apply(
+                            Op::Copy {
+                                offset: *offset + done,
+                                len: n,
+                            },
+                        );
+                        if r.is_err() {
+                            break;
+                        }
+                        done += n;
+                        if let Some(v) = &cur.verify {
+                            v.progress(pos + done);
+                        }
+                    }
+                    (r, done)
                 }
             }
             WireOp::Literal(d) => {
                 cur.literal += d.len() as u64;
+                if let Some(pre) = cur.prefill.as_mut() {
+                    pre.touch(pos, d.len() as u64);
+                }
                 let r = Applier::new(basis.as_fd(), *basis_len, t.fd(), pos).apply(Op::Literal(d));
                 (r, d.len() as u64)
             }
@@ -1059,6 +1505,9 @@ fn apply_ops(
             break;
         }
         t.advance(n);
+        if let Some(v) = &cur.verify {
+            v.progress(t.len());
+        }
     }
     if let Err(e) = res {
         if e.kind() == std::io::ErrorKind::InvalidData {

@@ -113,7 +113,7 @@ pub struct StepError {
 }
 
 impl StepError {
-    fn new(op: &'static str, err: impl Into<io::Error>) -> StepError {
+    pub fn new(op: &'static str, err: impl Into<io::Error>) -> StepError {
         StepError {
             op,
             err: err.into(),
@@ -310,6 +310,11 @@ impl<'d> TempFile<'d> {
 
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// Cuts the file to the bytes written (a temporary prefilled with a longer basis).
+    pub fn truncate_to_len(&self) -> Step<()> {
+        rustix::fs::ftruncate(&self.fd, self.len).map_err(|e| StepError::new("set length of", e))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -199,6 +199,125 @@ fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
     );
 }
 
+/// A temporary directory in RAM when there is one: the big-file tests write ~0.5 GiB.
+fn big_tempdir() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tempfile::tempdir().unwrap()
+    }
+}
+
+/// A file past the coarse threshold (64 MiB) with 1000 bytes inserted mid-block in the
+/// middle: the coarse level finds the shifted blocks by their anchors, so the update costs
+/// about the inserted bytes (plus the coarse hashes and one block's signature), far below
+/// rsync's, and the result is the same as rsync's.
+#[test]
+fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
+    let test = "insertion_in_a_big_file_costs_about_the_inserted_bytes";
+    if !have_rsync(test) {
+        return;
+    }
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = big_tempdir();
+    let size = 80usize << 20;
+    let old = pseudo_random(71, size);
+    let mut new = old.clone();
+    let at = size / 2 + 123_457;
+    new.splice(at..at, pseudo_random(72, 1000));
+    let (src, dx, dr) = setup(tmp.path(), &old, &new);
+
+    let mut r = rsync().expect("checked");
+    r.arg("-a")
+        .arg(crate::util::slash(&src))
+        .arg(remote_dir(&dr));
+    let (rc, rerr, rbytes) = counted(r, &sshd, tmp.path(), "r");
+    assert_eq!(rc, 0, "rsync failed: {rerr}");
+
+    let mut x = xsync();
+    x.args(["-a", "--stats", "--xsync-path"])
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(crate::util::slash(&src))
+        .arg(remote_dir(&dx));
+    let out_file = tmp.path().join("bytes-x");
+    let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
+    x.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
+    let out = run(&mut x);
+    assert_eq!(code(&out), 0, "xsync failed: {}", stderr(&out));
+    let xbytes = wire_total(&std::fs::read_to_string(&out_file).unwrap_or_default());
+    let literal = literal_bytes(&String::from_utf8_lossy(&out.stdout));
+
+    assert!(std::fs::read(dx.join("f")).unwrap() == new, "xsync result");
+    assert!(std::fs::read(dr.join("f")).unwrap() == new, "rsync result");
+    note(&format!(
+        "NOTE: {test}: 80 MiB + 1000 bytes in the middle: xsync {literal} literal bytes, \
+         {xbytes} bytes on the wire; rsync {rbytes} bytes ({:.3}x)",
+        xbytes as f64 / rbytes as f64
+    ));
+    // The insertion, and at most a fine block (4 KiB) on either side of it.
+    assert!(
+        (1000..=1000 + 2 * 4096).contains(&literal),
+        "an insertion of 1000 bytes cost {literal} literal bytes"
+    );
+    // Coarse hashes and anchors (80 × 24 bytes), one 1 MiB range's signature (256 × 12
+    // bytes at most), the literal, framing and the handshake.
+    assert!(xbytes < 20_000, "{xbytes} bytes on the wire");
+    assert!(xbytes <= rbytes, "xsync {xbytes} bytes, rsync {rbytes}");
+}
+
+/// On the coarse path the file digest is built from block hashes: a byte that differs
+/// from what the coarse hashes said (the test hook flips one in the prefilled temporary
+/// after its wire hash was taken, and one in the basis after it was signed) is still caught
+/// in the rebuilt file, which is then fetched whole.
+#[test]
+fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
+    let test = "corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let tmp = big_tempdir();
+    let old = pseudo_random(81, 72 << 20);
+    // Edits in place only: the block the hook strikes (the middle) is one the receiver
+    // keeps from its prefilled temporary, never written again.
+    let mut new = old.clone();
+    for i in 1..=8 {
+        new[i * (8 << 20) + 1000] ^= 0x55;
+    }
+    let (src, dx, _) = setup(tmp.path(), &old, &new);
+    // Pull, so the receiver (which hashes and signs the basis) is this process.
+    let mut x = xsync();
+    x.args(["-a", "--stats", "-e"])
+        .arg(sshd.rsh())
+        .arg("--xsync-path")
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .arg(remote_dir(&src))
+        .arg(crate::util::slash(&dx))
+        .env("XSYNC_FAULT_CORRUPT_BASIS", "1");
+    let out = run(&mut x);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "xsync failed: {err}");
+    assert!(
+        err.contains("failed verification"),
+        "the corruption went unnoticed: {err}"
+    );
+    assert!(
+        std::fs::read(dx.join("f")).unwrap() == new,
+        "the redo did not produce the source content"
+    );
+    // And without the fault the same update is a delta that verifies.
+    std::fs::write(dx.join("f"), &old).unwrap();
+    crate::util::set_mtime(&dx.join("f"), 1_000_000_000, 0);
+    x.env_remove("XSYNC_FAULT_CORRUPT_BASIS");
+    let out = run(&mut x);
+    assert_eq!(code(&out), 0, "xsync failed: {}", stderr(&out));
+    assert!(!stderr(&out).contains("failed verification"));
+    assert!(std::fs::read(dx.join("f")).unwrap() == new);
+    let literal = literal_bytes(&String::from_utf8_lossy(&out.stdout));
+    assert!(literal < 1 << 20, "{literal} literal bytes: not a delta");
+}
+
 /// Children of `pid` named `comm`, from /proc.
 fn children_named(pid: u32, comm: &str) -> Vec<i32> {
     let mut out = Vec::new();
