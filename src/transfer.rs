@@ -21,8 +21,8 @@ use crate::error::{Error, io_message, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
 use crate::protocol::{
-    BATCH, CHUNK, CoarseItem, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
-    unexpected,
+    BATCH, CHUNK, CoarseItem, Digest, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
+    unexpected, wire_digest,
 };
 use crate::report::{Report, Stats};
 use crate::scan::cstr;
@@ -263,7 +263,7 @@ pub fn send_loaded<W: Write>(
                 let msg = Msg::Data {
                     id,
                     data,
-                    end: Some(hash),
+                    end: Some(wire_digest(&hash)),
                 };
                 if raw {
                     wr.send_raw(&msg)?;
@@ -326,7 +326,7 @@ fn stream_file<W: Write>(
             }
         };
         h.update(&buf[..n]);
-        let end = (n == 0).then(|| *h.finalize().as_bytes());
+        let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
         let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
         let msg = Msg::Data {
             id,
@@ -499,7 +499,7 @@ fn send_delta<W: Write>(
     wr.send(&Msg::Delta {
         id,
         ops: batch.ops,
-        end: Some(hash),
+        end: Some(wire_digest(&hash)),
     })
 }
 
@@ -1191,7 +1191,7 @@ fn receive<'d, R: Read + Send>(
                             scope.spawn(move |_| {
                                 let _done = Behind(behind, len);
                                 let res = (|| {
-                                    if *blake3::hash(&data).as_bytes() != hash {
+                                    if wire_digest(blake3::hash(&data).as_bytes()) != hash {
                                         return Err(StepError {
                                             op: "verify",
                                             err: std::io::Error::other("checksum mismatch"),
@@ -1272,7 +1272,7 @@ fn receive<'d, R: Read + Send>(
                             (None, None) => t.digest(),
                         };
                         match digest {
-                            Ok(got) if got == hash => finish_file(
+                            Ok(got) if wire_digest(&got) == hash => finish_file(
                                 exec,
                                 p,
                                 Some(t),
@@ -1533,12 +1533,12 @@ fn finish_file(
     p: &Pending<'_>,
     temp: Option<TempFile<'_>>,
     got: Option<[u8; 32]>,
-    want: [u8; 32],
+    want: Digest,
     literal: u64,
     matched: u64,
 ) {
     let Some(t) = temp else { return };
-    if got != Some(want) {
+    if got.map(|g| wire_digest(&g)) != Some(want) {
         exec.fail(
             &p.item.rel,
             StepError {
