@@ -76,6 +76,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         &src_root,
         info.root_is_transfer_dir,
     ));
+    crate::tree::drop_in_background((src_root, dst_root));
     if opts.stats || opts.verbose > 0 {
         print_summary(
             opts,

@@ -123,7 +123,7 @@ pub fn send<R: Read, W: Write>(
     let coarse = transfer::CoarseCache::default();
     // One batch of file requests is read (on its own thread) while the one before it is
     // sent, so the disk and the wire work at the same time.
-    std::thread::scope(|scope| {
+    let out = std::thread::scope(|scope| {
         let mut ahead: Option<std::thread::ScopedJoinHandle<'_, Result<transfer::Loaded, Error>>> =
             None;
         let flush_ahead = |wr: &mut Writer<W>,
@@ -204,7 +204,9 @@ pub fn send<R: Read, W: Write>(
                 other => return Err(unexpected(&other, "a request from the receiver")),
             }
         }
-    })
+    });
+    crate::tree::drop_in_background((root, tops));
+    out
 }
 
 /// Receiver: learns the source tree where it differs, then plans and applies it with the
@@ -326,6 +328,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         );
     }
     result?;
+    crate::tree::drop_in_background((src_root, dst_root));
     report.flush();
     relay(wr, relay_out)?;
     let s = &report.stats;
