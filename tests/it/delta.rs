@@ -176,15 +176,21 @@ fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
     let old = pseudo_random(21, 4 << 20);
     let new = edited(&old);
     let (src, dx, _) = setup(tmp.path(), &old, &new);
-    // Pull, so the receiver (which signs the basis) is this process and sees the hook.
+    pull_over_corrupted_basis(&sshd, &src, &dx, &new);
+}
+
+/// Pulls `src` into `dx` with the corrupt-basis hook on (pulling, so the receiver, which
+/// hashes and signs the basis, is this process and sees the hook), and checks that the
+/// digest caught it and the whole-file redo produced `new`. Returns the command, for a
+/// rerun without the hook.
+fn pull_over_corrupted_basis(sshd: &Sshd, src: &Path, dx: &Path, new: &[u8]) -> Command {
     let mut x = xsync();
-    x.arg("-a")
-        .arg("-e")
+    x.args(["-a", "--stats", "-e"])
         .arg(sshd.rsh())
         .arg("--xsync-path")
         .arg(env!("CARGO_BIN_EXE_xsync"))
-        .arg(remote_dir(&src))
-        .arg(crate::util::slash(&dx))
+        .arg(remote_dir(src))
+        .arg(crate::util::slash(dx))
         .env("XSYNC_FAULT_CORRUPT_BASIS", "1");
     let out = run(&mut x);
     let err = stderr(&out);
@@ -197,6 +203,7 @@ fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
         std::fs::read(dx.join("f")).unwrap() == new,
         "the redo did not produce the source content"
     );
+    x
 }
 
 /// A temporary directory in RAM when there is one: the big-file tests write ~0.5 GiB.
@@ -286,26 +293,7 @@ fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
         new[i * (8 << 20) + 1000] ^= 0x55;
     }
     let (src, dx, _) = setup(tmp.path(), &old, &new);
-    // Pull, so the receiver (which hashes and signs the basis) is this process.
-    let mut x = xsync();
-    x.args(["-a", "--stats", "-e"])
-        .arg(sshd.rsh())
-        .arg("--xsync-path")
-        .arg(env!("CARGO_BIN_EXE_xsync"))
-        .arg(remote_dir(&src))
-        .arg(crate::util::slash(&dx))
-        .env("XSYNC_FAULT_CORRUPT_BASIS", "1");
-    let out = run(&mut x);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "xsync failed: {err}");
-    assert!(
-        err.contains("failed verification"),
-        "the corruption went unnoticed: {err}"
-    );
-    assert!(
-        std::fs::read(dx.join("f")).unwrap() == new,
-        "the redo did not produce the source content"
-    );
+    let mut x = pull_over_corrupted_basis(&sshd, &src, &dx, &new);
     // And without the fault the same update is a delta that verifies.
     std::fs::write(dx.join("f"), &old).unwrap();
     crate::util::set_mtime(&dx.join("f"), 1_000_000_000, 0);
