@@ -4,20 +4,37 @@
 use crate::sshd::{HOST, Sshd};
 use crate::util::{code, have_rsync, note, pseudo_random, rsync, run, stderr, xsync};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 fn count_bytes() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/compare/count-bytes")
 }
 
 /// Runs `cmd` with `-e "count-bytes <rsh>"` and returns (exit code, stderr, bytes both ways).
-pub fn counted(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String, u64) {
+pub fn counted(cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (i32, String, u64) {
+    let (out, bytes) = counted_output(cmd, sshd, dir, tag);
+    (code(&out), stderr(&out), bytes)
+}
+
+/// [`counted`], keeping the whole output (for `--stats` on stdout).
+fn counted_output(mut cmd: Command, sshd: &Sshd, dir: &Path, tag: &str) -> (Output, u64) {
     let out_file = dir.join(format!("bytes-{tag}"));
     let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
     cmd.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
     let out = run(&mut cmd);
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-    (code(&out), stderr(&out), wire_total(&text))
+    (out, wire_total(&text))
+}
+
+/// `rsync -a src/ host:dst/` through count-bytes: the bytes rsync needs for the same update.
+fn rsync_push_bytes(sshd: &Sshd, src: &Path, dst: &Path, dir: &Path) -> u64 {
+    let mut r = rsync().expect("checked by the caller");
+    r.arg("-a")
+        .arg(crate::util::slash(src))
+        .arg(remote_dir(dst));
+    let (rc, rerr, rbytes) = counted(r, sshd, dir, "r");
+    assert_eq!(rc, 0, "rsync failed: {rerr}");
+    rbytes
 }
 
 /// Bytes both ways from count-bytes' last line (`<sent> <received> [more fields]`).
@@ -90,12 +107,7 @@ fn delta_update_sends_no_more_than_rsync() {
     let new = edited(&old);
     let (src, dx, dr) = setup(tmp.path(), &old, &new);
 
-    let mut r = rsync().expect("checked");
-    r.arg("-a")
-        .arg(crate::util::slash(&src))
-        .arg(remote_dir(&dr));
-    let (rc, rerr, rbytes) = counted(r, &sshd, tmp.path(), "r");
-    assert_eq!(rc, 0, "rsync failed: {rerr}");
+    let rbytes = rsync_push_bytes(&sshd, &src, &dr, tmp.path());
 
     let mut x = xsync();
     x.arg("-a")
@@ -145,10 +157,7 @@ fn insertion_at_the_start_costs_about_the_inserted_bytes() {
         .arg(env!("CARGO_BIN_EXE_xsync"))
         .arg(crate::util::slash(&src))
         .arg(remote_dir(&dx));
-    let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
-    let out_file = tmp.path().join("bytes");
-    x.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
-    let out = run(&mut x);
+    let (out, wire) = counted_output(x, &sshd, tmp.path(), "x");
     assert_eq!(code(&out), 0, "xsync failed: {}", stderr(&out));
     assert!(std::fs::read(dx.join("f")).unwrap() == new);
     let literal = literal_bytes(&String::from_utf8_lossy(&out.stdout));
@@ -157,7 +166,6 @@ fn insertion_at_the_start_costs_about_the_inserted_bytes() {
         literal <= 1000 + 2 * block,
         "an insertion of 1000 bytes cost {literal} literal bytes"
     );
-    let wire = wire_total(&std::fs::read_to_string(&out_file).unwrap_or_default());
     note(&format!(
         "NOTE: {test}: 16 MiB + 1000 bytes at the start: {literal} literal bytes, {wire} bytes on the wire"
     ));
@@ -236,24 +244,15 @@ fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
     new.splice(at..at, pseudo_random(72, 1000));
     let (src, dx, dr) = setup(tmp.path(), &old, &new);
 
-    let mut r = rsync().expect("checked");
-    r.arg("-a")
-        .arg(crate::util::slash(&src))
-        .arg(remote_dir(&dr));
-    let (rc, rerr, rbytes) = counted(r, &sshd, tmp.path(), "r");
-    assert_eq!(rc, 0, "rsync failed: {rerr}");
+    let rbytes = rsync_push_bytes(&sshd, &src, &dr, tmp.path());
 
     let mut x = xsync();
     x.args(["-a", "--stats", "--xsync-path"])
         .arg(env!("CARGO_BIN_EXE_xsync"))
         .arg(crate::util::slash(&src))
         .arg(remote_dir(&dx));
-    let out_file = tmp.path().join("bytes-x");
-    let rsh = format!("{} {}", count_bytes().display(), sshd.rsh());
-    x.arg("-e").arg(rsh).env("COUNT_BYTES_OUT", &out_file);
-    let out = run(&mut x);
+    let (out, xbytes) = counted_output(x, &sshd, tmp.path(), "x");
     assert_eq!(code(&out), 0, "xsync failed: {}", stderr(&out));
-    let xbytes = wire_total(&std::fs::read_to_string(&out_file).unwrap_or_default());
     let literal = literal_bytes(&String::from_utf8_lossy(&out.stdout));
 
     assert!(std::fs::read(dx.join("f")).unwrap() == new, "xsync result");
