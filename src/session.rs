@@ -387,7 +387,12 @@ fn fetch_tree<R: Read, W: Write>(
     info: &SourceInfo,
     cmp: &Compared,
 ) -> Result<Entry, Error> {
-    check_entry_root(&root)?;
+    if root.meta.kind != Kind::Dir {
+        return Err(Error::new(
+            ExitCode::StreamIo,
+            "protocol error: source root is not a directory",
+        ));
+    }
     let mut src = root.into_entry(cmp)?;
     src.name = Box::from(&b"."[..]);
     if dst_root.is_some_and(|d| d.digest == src.digest) && dest.rename_to.is_none() {
@@ -476,17 +481,6 @@ fn fetch_tree<R: Read, W: Write>(
         level = next;
     }
     Ok(src)
-}
-
-/// The source root must be a directory whose name is safe to carry (it is renamed `.`).
-fn check_entry_root(root: &WireEntry) -> Result<(), Error> {
-    if root.meta.kind != Kind::Dir {
-        return Err(Error::new(
-            ExitCode::StreamIo,
-            "protocol error: source root is not a directory",
-        ));
-    }
-    Ok(())
 }
 
 /// Splits one level's directories into `List` frames: at most [`BATCH`] directories and
