@@ -18,6 +18,9 @@ use std::path::Path;
     override_usage = "xsync [OPTION]... SRC [SRC]... DEST\n       xsync [OPTION]... SRC [SRC]... [USER@]HOST:DEST\n       xsync [OPTION]... [USER@]HOST:SRC [DEST]",
     disable_help_flag = true,
     disable_version_flag = true,
+    // rsync takes an option twice (`-a -avz`, a script's `$OPTS` repeating one): a flag stays
+    // on, a value's last spelling wins, lists keep appending.
+    args_override_self = true,
     max_term_width = 100
 )]
 struct Cli {
@@ -256,6 +259,11 @@ where
             .map_err(|e| Error::usage(e.to_string()))?;
     }
     let a = cli.archive;
+    if (cli.delete || cli.delete_excluded) && !((cli.recursive || a) && !cli.no_recursive) {
+        return Err(Error::usage(
+            "--delete does not work without --recursive (-r) or --dirs (-d).",
+        ));
+    }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let opts = Options {
         verbose: cli.verbose,
@@ -515,6 +523,56 @@ mod tests {
             o.filters
                 .excluded(crate::filter::Side::Receiver, b"sub/.p", true, false)
         );
+    }
+
+    #[test]
+    fn a_repeated_option_is_taken_as_rsync_takes_it() {
+        let o = opts(&[
+            "-a",
+            "-avz",
+            "-v",
+            "--delete",
+            "--delete",
+            "-e",
+            "ssh -p 1",
+            "-e",
+            "ssh -p 2",
+            "--exclude=a",
+            "--exclude=b",
+            "--max-delete=1",
+            "--max-delete=2",
+            "s",
+            "d",
+        ]);
+        assert!(o.recursive && o.compress && o.delete);
+        assert_eq!(o.verbose, 2);
+        assert_eq!(o.rsh.as_deref(), Some("ssh -p 2"));
+        assert_eq!(o.max_delete, Some(2));
+        assert!(
+            o.filters
+                .excluded(crate::filter::Side::Sender, b"a", false, false)
+        );
+        assert!(
+            o.filters
+                .excluded(crate::filter::Side::Sender, b"b", false, false)
+        );
+    }
+
+    #[test]
+    fn delete_without_recursion_is_refused_as_rsync_refuses_it() {
+        for args in [
+            &["--delete"][..],
+            &["--delete-excluded"],
+            &["-a", "--no-r", "--delete"],
+        ] {
+            let mut v = vec!["xsync"];
+            v.extend_from_slice(args);
+            v.extend(["s/", "d/"]);
+            let e = parse(v).err().expect("refused");
+            assert_eq!(e.code, ExitCode::Usage, "{args:?}");
+            assert!(e.message().contains("--recursive"), "{}", e.message());
+        }
+        assert!(opts(&["-r", "--delete", "s/", "d/"]).delete);
     }
 
     #[test]

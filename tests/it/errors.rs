@@ -29,6 +29,37 @@ fn unknown_option_is_a_usage_error() {
     }
 }
 
+/// rsync refuses `--delete` without `-r`: deleting needs a walk of the destination's
+/// directories, and a script that forgot `-r` must hear about it, not copy nothing quietly.
+#[test]
+fn delete_without_recursion_is_a_usage_error() {
+    let test = "delete_without_recursion_is_a_usage_error";
+    let dir = test_dir();
+    TestTree::at(&dir.path().join("src")).file("f", b"f\n");
+    let args = |cmd: &mut std::process::Command| {
+        cmd.arg("--delete")
+            .arg(slash(&dir.path().join("src")))
+            .arg(slash(&dir.path().join("dst")));
+    };
+    let mut x = xsync();
+    args(&mut x);
+    let out = run(&mut x);
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("--recursive"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("dst").exists(),
+        "a refused run created dst"
+    );
+    match rsync() {
+        Some(mut r) => {
+            args(&mut r);
+            let rout = run(&mut r);
+            assert_eq!(code(&rout), code(&out), "rsync: {}", stderr(&rout));
+        }
+        None => skip(test, "rsync not installed (not compared)"),
+    }
+}
+
 fn missing_source_case() -> Case<'static> {
     Case::new(&["-a"], &["no-such-source", "src/"], "dst/")
 }

@@ -311,6 +311,10 @@ differential_tests! {
     perms_only_over_older_copy: &["-rp"], Fixture::over_older_copy();
     /// --numeric-ids keeps numbers (the foreign owners have no names).
     numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
+    /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
+    repeated_options_act_once:
+        &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
+        Fixture::over_older_copy();
 }
 
 fn max_delete_case(trailing_slash: bool) -> Case<'static> {
