@@ -37,6 +37,24 @@ fn read_db(path: &str) -> HashMap<u32, String> {
         .unwrap_or_default()
 }
 
+/// The home directory `/etc/passwd` gives `user` (or, with `None`, this process's user):
+/// what a remote shell would put for a leading `~`/`~user` in rsync's remote paths.
+pub fn home_dir(user: Option<&str>) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    home_in(&text, user, rustix::process::getuid().as_raw())
+}
+
+fn home_in(passwd: &str, user: Option<&str>, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        let matches = match user {
+            Some(u) => f.first() == Some(&u),
+            None => f.get(2).and_then(|id| id.parse::<u32>().ok()) == Some(uid),
+        };
+        (matches && f.len() >= 6 && !f[5].is_empty()).then(|| f[5].to_string())
+    })
+}
+
 impl Names {
     /// The names of the (non-root) ids used in `root`, from this machine's databases.
     pub fn of_tree(root: &Entry) -> Names {
@@ -125,6 +143,17 @@ impl IdMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn homes_come_from_the_passwd_fields() {
+        let db =
+            "root:x:0:0:root:/root:/bin/bash\nann:x:1000:1000::/home/ann:/bin/sh\nnohome:x:5:5::\n";
+        assert_eq!(home_in(db, Some("ann"), 0).as_deref(), Some("/home/ann"));
+        assert_eq!(home_in(db, None, 1000).as_deref(), Some("/home/ann"));
+        assert_eq!(home_in(db, None, 0).as_deref(), Some("/root"));
+        assert_eq!(home_in(db, Some("bob"), 0), None);
+        assert_eq!(home_in(db, Some("nohome"), 0), None);
+    }
 
     #[test]
     fn ids_map_by_name_and_unknown_names_keep_their_number() {

@@ -76,6 +76,41 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
     code
 }
 
+/// The remote shell's `~` rule for a path argument, which rsync's remote paths get by passing
+/// through that shell (`host:~/backup/`, `host:~ann/www/`): xsync's paths travel inside the
+/// protocol instead, so the server expands a leading `~` or `~user` itself. As in a shell,
+/// an unknown user leaves the path as it is.
+fn expand_tilde(path: Vec<u8>, home: &dyn Fn(Option<&str>) -> Option<String>) -> Vec<u8> {
+    if path.first() != Some(&b'~') {
+        return path;
+    }
+    let end = path.iter().position(|&b| b == b'/').unwrap_or(path.len());
+    let user = match std::str::from_utf8(&path[1..end]) {
+        Ok("") => None,
+        Ok(u) => Some(u),
+        Err(_) => return path,
+    };
+    match home(user) {
+        Some(h) => {
+            let mut out = h.into_bytes();
+            out.extend_from_slice(&path[end..]);
+            out
+        }
+        None => path,
+    }
+}
+
+/// `$HOME` for the login's own `~` (what the shell uses), else the passwd entry.
+fn home_of(user: Option<&str>) -> Option<String> {
+    match user {
+        None => std::env::var("HOME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| crate::ids::home_dir(None)),
+        Some(u) => crate::ids::home_dir(Some(u)),
+    }
+}
+
 fn serve<R: std::io::Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -126,7 +161,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     }
     let paths: Vec<OsString> = paths
         .into_iter()
-        .map(|p| OsString::from_vec(p.into_vec()))
+        .map(|p| OsString::from_vec(expand_tilde(p.into_vec(), &|u| home_of(u))))
         .collect();
     match role {
         Role::Sender => {
@@ -140,4 +175,29 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_tilde;
+
+    #[test]
+    fn a_leading_tilde_is_the_home_as_a_shell_has_it() {
+        let home = |u: Option<&str>| match u {
+            None => Some("/home/me".to_string()),
+            Some("ann") => Some("/home/ann".to_string()),
+            Some(_) => None,
+        };
+        let x = |p: &str| String::from_utf8(expand_tilde(p.as_bytes().to_vec(), &home)).unwrap();
+        assert_eq!(x("~"), "/home/me");
+        assert_eq!(x("~/"), "/home/me/");
+        assert_eq!(x("~/b/c/"), "/home/me/b/c/");
+        assert_eq!(x("~ann"), "/home/ann");
+        assert_eq!(x("~ann/www"), "/home/ann/www");
+        // Unknown users, tildes elsewhere and plain paths are left alone.
+        assert_eq!(x("~bob/x"), "~bob/x");
+        assert_eq!(x("a/~/b"), "a/~/b");
+        assert_eq!(x("./~"), "./~");
+        assert_eq!(x("/abs"), "/abs");
+    }
 }

@@ -974,3 +974,83 @@ fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
         ));
     }
 }
+
+/// Removes a directory in the remote home when the test ends, however it ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `host:~/dir/`, the way rsync users name a place in their remote home: the remote shell
+/// expands rsync's `~`, and xsync's server must do the same (its paths do not pass through
+/// that shell). Pushed and pulled, against rsync doing the same into its own directory.
+#[test]
+fn a_leading_tilde_names_the_remote_home() {
+    let test = "a_leading_tilde_names_the_remote_home";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    if !have_rsync(test) {
+        return;
+    }
+    let home = run(&mut sshd.ssh("echo ~"));
+    assert_eq!(code(&home), 0, "{test}: ssh echo ~: {}", stderr(&home));
+    let home = PathBuf::from(String::from_utf8_lossy(&home.stdout).trim());
+    assert!(home.is_dir(), "{test}: remote home {home:?}");
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    let id = std::process::id();
+    for (tool, name) in [
+        ("xsync", format!("xsync-it-tilde-{id}")),
+        ("rsync", format!("rsync-it-tilde-{id}")),
+    ] {
+        let remote_dir = home.join(&name);
+        let _cleanup = RemoveOnDrop(remote_dir.clone());
+        let mut push = if tool == "xsync" {
+            xsync_over(&sshd)
+        } else {
+            rsync_over(&sshd)
+        };
+        let out = run(push
+            .arg("-a")
+            .arg(slash(&src))
+            .arg(format!("127.0.0.1:~/{name}/")));
+        assert_synced(
+            &format!("{test} ({tool} push)"),
+            &out,
+            &src,
+            &remote_dir,
+            &sshd,
+        );
+        let back = dir.path().join(format!("back-{tool}"));
+        let mut pull = if tool == "xsync" {
+            xsync_over(&sshd)
+        } else {
+            rsync_over(&sshd)
+        };
+        let out = run(pull
+            .arg("-a")
+            .arg(format!("127.0.0.1:~/{name}/"))
+            .arg(slash(&back)));
+        assert_synced(&format!("{test} ({tool} pull)"), &out, &src, &back, &sshd);
+        // `~root` is the same place for the root user the tests log in as.
+        if tool == "xsync" && crate::util::is_root() {
+            let again = dir.path().join("again");
+            let out = run(xsync_over(&sshd)
+                .arg("-a")
+                .arg(format!("127.0.0.1:~root/{name}/"))
+                .arg(slash(&again)));
+            assert_synced(
+                &format!("{test} (xsync pull from ~root)"),
+                &out,
+                &src,
+                &again,
+                &sshd,
+            );
+        }
+    }
+}
