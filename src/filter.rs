@@ -514,6 +514,12 @@ enum M {
     AbortToStarStar,
 }
 
+/// Whether one file name matches a shell-style pattern (`*`, `?`, `[...]`), with the same
+/// matcher as the filter rules: for the remote shell's wildcards in rsync's remote sources.
+pub fn name_matches(pattern: &[u8], name: &[u8]) -> bool {
+    wildmatch_at(pattern, &Joined([name, b"", b""]), Where::Start)
+}
+
 fn wildmatch_at(pattern: &[u8], text: &Joined, where_: Where) -> bool {
     let start = match where_ {
         Where::Trailing(n) => match trailing_components(text, n) {

@@ -159,9 +159,16 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
                 .unwrap_or(crate::compress::DEFAULT_LEVEL),
         )?;
     }
+    // What the remote shell would have done to rsync's path arguments: `~` for every path,
+    // wildcards for sources only (a destination is one place).
     let paths: Vec<OsString> = paths
         .into_iter()
-        .map(|p| OsString::from_vec(expand_tilde(p.into_vec(), &|u| home_of(u))))
+        .map(|p| expand_tilde(p.into_vec(), &|u| home_of(u)))
+        .flat_map(|p| match role {
+            Role::Sender => crate::source::expand_wildcards(&p),
+            Role::Receiver => vec![p],
+        })
+        .map(OsString::from_vec)
         .collect();
     match role {
         Role::Sender => {

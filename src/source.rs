@@ -15,7 +15,7 @@ use rustix::fs::{Mode, OFlags};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 /// One source argument after resolution.
@@ -72,6 +72,86 @@ pub fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?)
+}
+
+/// The remote shell's wildcard expansion of a source argument, which rsync's remote sources
+/// get on their way through that shell (`host:'logs/*.gz'`, `host:'src/*/'`): xsync's paths
+/// travel inside the protocol, so its server expands them itself. As in a shell: each
+/// component with `*`, `?` or `[` matches the names of its directory, sorted, not those
+/// starting with `.` unless the pattern does; a trailing `/` keeps only directories; and a
+/// pattern that matches nothing stays as it is (to fail as a missing source).
+pub fn expand_wildcards(arg: &[u8]) -> Vec<Vec<u8>> {
+    let is_glob = |c: &[u8]| c.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
+    let trailing = arg.ends_with(b"/");
+    let comps: Vec<&[u8]> = arg
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !comps.iter().any(|c| is_glob(c)) {
+        return vec![arg.to_vec()];
+    }
+    let mut found: Vec<Vec<u8>> = vec![if arg.starts_with(b"/") {
+        b"/".to_vec()
+    } else {
+        Vec::new()
+    }];
+    for comp in &comps {
+        let mut next = Vec::new();
+        for base in &found {
+            let join = |name: &[u8]| {
+                let mut p = base.clone();
+                if !p.is_empty() && !p.ends_with(b"/") {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(name);
+                p
+            };
+            if !is_glob(comp) {
+                next.push(join(comp));
+                continue;
+            }
+            let dir = if base.is_empty() {
+                Path::new(".")
+            } else {
+                Path::new(OsStr::from_bytes(base))
+            };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            let mut names: Vec<Vec<u8>> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().into_vec())
+                .filter(|n| {
+                    (comp.starts_with(b".") || !n.starts_with(b"."))
+                        && crate::filter::name_matches(comp, n)
+                })
+                .collect();
+            names.sort();
+            next.extend(names.iter().map(|n| join(n)));
+        }
+        found = next;
+    }
+    let mut out: Vec<Vec<u8>> = found
+        .into_iter()
+        .filter(|p| match std::fs::symlink_metadata(OsStr::from_bytes(p)) {
+            Ok(m) => {
+                !trailing
+                    || m.is_dir()
+                    || std::fs::metadata(OsStr::from_bytes(p)).is_ok_and(|m| m.is_dir())
+            }
+            Err(_) => false,
+        })
+        .map(|mut p| {
+            if trailing {
+                p.push(b'/');
+            }
+            p
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(arg.to_vec());
+    }
+    out
 }
 
 /// rsync's trailing-slash rule: `dir/` (or `dir/.`, or `.`) copies the directory's
@@ -251,5 +331,46 @@ pub fn virtual_dir_meta() -> Meta {
         dev: 0,
         ino: 0,
         nlink: 1,
+    }
+}
+
+#[cfg(test)]
+mod wildcard_tests {
+    use super::expand_wildcards;
+
+    #[test]
+    fn remote_wildcards_expand_as_a_shell_expands_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for f in [
+            "b.txt",
+            "a.txt",
+            ".hidden.txt",
+            "c.log",
+            "sub/d.txt",
+            "sub2/e.log",
+        ] {
+            let p = d.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, b"x").expect("write");
+        }
+        let base = d.to_str().expect("utf-8 temp path");
+        let x = |pat: &str| -> Vec<String> {
+            expand_wildcards(format!("{base}/{pat}").as_bytes())
+                .into_iter()
+                .map(|p| String::from_utf8(p).expect("utf-8")[base.len() + 1..].to_string())
+                .collect()
+        };
+        assert_eq!(x("*.txt"), ["a.txt", "b.txt"]);
+        assert_eq!(x(".*.txt"), [".hidden.txt"]);
+        assert_eq!(x("*/"), ["sub/", "sub2/"]);
+        assert_eq!(x("s[u]b"), ["sub"]);
+        assert_eq!(x("sub?"), ["sub2"]);
+        assert_eq!(x("*/d.txt"), ["sub/d.txt"]);
+        assert_eq!(x("*/*.log"), ["sub2/e.log"]);
+        // No match: the pattern itself, to fail as a missing source; no wildcard: as given.
+        assert_eq!(x("*.none"), ["*.none"]);
+        assert_eq!(x("sub/"), ["sub/"]);
+        assert_eq!(expand_wildcards(b"plain"), [b"plain".to_vec()]);
     }
 }

@@ -1054,3 +1054,66 @@ fn a_leading_tilde_names_the_remote_home() {
         }
     }
 }
+
+/// Wildcards in a remote source (`host:'dir/*.txt'`) are the remote shell's for rsync, and
+/// xsync's server expands them the same way: the same files land, directories through `*/`,
+/// and a pattern that matches nothing fails as a missing source (exit 23) in both.
+#[test]
+fn remote_source_wildcards_select_what_rsyncs_remote_shell_selects() {
+    let test = "remote_source_wildcards_select_what_rsyncs_remote_shell_selects";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    crate::util::TestTree::at(&src)
+        .file("a.txt", b"a\n")
+        .file("b.txt", b"b\n")
+        .file(".hidden.txt", b"h\n")
+        .file("c.log", b"c\n")
+        .file("sub/d.txt", b"d\n")
+        .file("sub2/e.log", b"e\n")
+        .stamp(false);
+    let src_s = src.to_str().expect("utf-8 temp path");
+    for (i, pattern) in ["*.txt", "*/", "s[u]b?", "*/*.log", "*.none"]
+        .iter()
+        .enumerate()
+    {
+        let arg = format!("127.0.0.1:{src_s}/{pattern}");
+        let (a, b) = (
+            dir.path().join(format!("r{i}")),
+            dir.path().join(format!("x{i}")),
+        );
+        let ra = run(rsync_over(&sshd).arg("-a").arg(&arg).arg(slash(&a)));
+        let xb = run(xsync_over(&sshd).arg("-a").arg(&arg).arg(slash(&b)));
+        assert_eq!(
+            code(&xb),
+            code(&ra),
+            "{test}: {pattern}: rsync: {}\nxsync: {}{}",
+            stderr(&ra),
+            stderr(&xb),
+            context(&sshd)
+        );
+        if code(&ra) == 0 {
+            let diffs = diff_trees(
+                &a,
+                &b,
+                &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
+            );
+            assert!(
+                diffs.is_empty(),
+                "{test}: {pattern}: rsync vs xsync:\n{}",
+                diffs.join("\n")
+            );
+        } else {
+            assert!(
+                stderr(&xb).contains("*.none"),
+                "{test}: the error names the pattern: {}",
+                stderr(&xb)
+            );
+        }
+    }
+}
