@@ -91,6 +91,18 @@ impl RemoteJob {
         for s in srcs {
             src_specs.push(parse_spec(s.as_bytes())?);
         }
+        // rsync's shorthand for more sources on the same host: `host:a :b`.
+        if let Some(first) = src_specs.iter().flatten().next().cloned() {
+            for (spec, s) in src_specs.iter_mut().zip(srcs) {
+                let b = s.as_bytes();
+                if spec.is_none() && b.len() > 1 && b[0] == b':' && b[1] != b':' {
+                    *spec = Some(Spec {
+                        path: b[1..].to_vec(),
+                        ..first.clone()
+                    });
+                }
+            }
+        }
         let remote_srcs = src_specs.iter().filter(|s| s.is_some()).count();
         match (dst_spec, remote_srcs) {
             (None, 0) => Ok(None),
@@ -373,5 +385,23 @@ mod tests {
         assert!(parse_spec(b"/abs/a:b").unwrap().is_none());
         assert!(parse_spec(b"plain").unwrap().is_none());
         assert!(parse_spec(b"host::module").is_err());
+    }
+
+    #[test]
+    fn a_source_after_a_remote_one_may_leave_out_the_host() {
+        let opts = match crate::cli::parse(["xsync", "-a", "u@h:a", ":b/", "dst"]) {
+            Ok(crate::cli::Parsed::Run(o)) => o,
+            _ => panic!("parses"),
+        };
+        let job = RemoteJob::from_options(&opts).expect("ok").expect("remote");
+        assert!(!job.push);
+        assert_eq!(
+            job.remote_paths,
+            [OsString::from("a"), OsString::from("b/")]
+        );
+        assert_eq!(
+            (job.spec.user.as_deref(), job.spec.host.as_str()),
+            (Some("u"), "h")
+        );
     }
 }

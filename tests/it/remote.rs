@@ -1117,3 +1117,54 @@ fn remote_source_wildcards_select_what_rsyncs_remote_shell_selects() {
         }
     }
 }
+
+/// `host:a :b dst/`: rsync's shorthand for a second source on the same host.
+#[test]
+fn a_second_remote_source_may_leave_out_the_host() {
+    let test = "a_second_remote_source_may_leave_out_the_host";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    let first = sshd.remote(src.join("a.txt"));
+    let mut second = OsString::from(":");
+    second.push(src.join("sub"));
+    let (a, b) = (dir.path().join("r"), dir.path().join("x"));
+    let ra = run(rsync_over(&sshd)
+        .arg("-a")
+        .arg(&first)
+        .arg(&second)
+        .arg(slash(&a)));
+    let xb = run(xsync_over(&sshd)
+        .arg("-a")
+        .arg(&first)
+        .arg(&second)
+        .arg(slash(&b)));
+    assert_eq!(code(&ra), 0, "{test}: rsync: {}", stderr(&ra));
+    assert_eq!(
+        code(&xb),
+        0,
+        "{test}: xsync: {}{}",
+        stderr(&xb),
+        context(&sshd)
+    );
+    assert!(
+        b.join("a.txt").is_file() && b.join("sub/b.bin").is_file(),
+        "{test}: both sources landed"
+    );
+    let diffs = diff_trees(
+        &a,
+        &b,
+        &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
+    );
+    assert!(
+        diffs.is_empty(),
+        "{test}: rsync vs xsync:\n{}",
+        diffs.join("\n")
+    );
+}
