@@ -168,8 +168,11 @@ struct Cli {
     #[arg(short = 'e', long = "rsh", value_name = "COMMAND")]
     rsh: Option<String>,
     /// specify the xsync to run on the remote machine
-    #[arg(long = "xsync-path", alias = "rsync-path", value_name = "PROGRAM")]
+    #[arg(long = "xsync-path", value_name = "PROGRAM")]
     xsync_path: Option<String>,
+    /// rsync's spelling: the same, with its `rsync` word run as `xsync` (`"sudo rsync"`)
+    #[arg(long = "rsync-path", value_name = "PROGRAM")]
+    rsync_path: Option<String>,
     /// print version number
     #[arg(long = "version", short = 'V')]
     version: bool,
@@ -312,10 +315,29 @@ where
         compress: cli.compress,
         compress_level: cli.compress_level,
         rsh: cli.rsh,
-        xsync_path: cli.xsync_path,
+        xsync_path: cli
+            .xsync_path
+            .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// A script's `--rsync-path="sudo rsync"` asks for the remote end under sudo: the program is
+/// xsync here, so a word that names rsync (`rsync`, `/usr/bin/rsync`) becomes `xsync`, looked
+/// up on the remote PATH (rsync's directory need not hold xsync). The other words stay.
+fn rsync_path_as_xsync(program: &str) -> String {
+    program
+        .split(' ')
+        .map(|w| {
+            if w == "rsync" || w.ends_with("/rsync") {
+                "xsync"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
@@ -573,6 +595,32 @@ mod tests {
             assert!(e.message().contains("--recursive"), "{}", e.message());
         }
         assert!(opts(&["-r", "--delete", "s/", "d/"]).delete);
+    }
+
+    #[test]
+    fn rsync_path_runs_xsync_where_it_named_rsync() {
+        let path = |args: &[&str]| opts(&[args, &["s", "h:d"]].concat()).xsync_path;
+        assert_eq!(
+            path(&["--rsync-path=sudo rsync"]).as_deref(),
+            Some("sudo xsync")
+        );
+        assert_eq!(
+            path(&["--rsync-path", "/usr/bin/rsync"]).as_deref(),
+            Some("xsync")
+        );
+        assert_eq!(
+            path(&["--rsync-path=nice -n 5 /opt/rsync"]).as_deref(),
+            Some("nice -n 5 xsync")
+        );
+        assert_eq!(
+            path(&["--rsync-path=/opt/xsync"]).as_deref(),
+            Some("/opt/xsync")
+        );
+        // --xsync-path is taken as given, and wins.
+        assert_eq!(
+            path(&["--rsync-path=sudo rsync", "--xsync-path=/opt/rsync"]).as_deref(),
+            Some("/opt/rsync")
+        );
     }
 
     #[test]

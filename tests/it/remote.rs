@@ -1168,3 +1168,29 @@ fn a_second_remote_source_may_leave_out_the_host() {
         diffs.join("\n")
     );
 }
+
+/// `--rsync-path="sudo rsync"`, rsync's idiom for running the far end under another command:
+/// xsync runs that command with `xsync` where it says `rsync` (found on the remote PATH, here
+/// one the command sets to a directory holding the binary under test).
+#[test]
+fn rsync_path_runs_the_remote_xsync_in_its_wrapper() {
+    let test = "rsync_path_runs_the_remote_xsync_in_its_wrapper";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir bin");
+    std::os::unix::fs::symlink(XSYNC_BIN, bin.join("xsync")).expect("symlink xsync");
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    small_tree(&src);
+    let wrapper = format!("env PATH={}:/usr/bin:/bin /usr/bin/rsync", bin.display());
+    let out = run(xsync()
+        .env_remove("XSYNC_RSH")
+        .args(["-a", "-e", &sshd.rsh()])
+        .arg(format!("--rsync-path={wrapper}"))
+        .arg(slash(&src))
+        .arg(sshd.remote(slash(&dst)))
+        .stdin(Stdio::null()));
+    assert_synced(test, &out, &src, &dst, &sshd);
+}
