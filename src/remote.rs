@@ -1,5 +1,5 @@
 //! The client side of a remote transfer: recognising `[user@]host:path`, spawning the
-//! remote shell (`-e`/`--rsh`, `XSYNC_RSH`, default `ssh`) to run `xsync --server` (or
+//! remote shell (`-e`/`--rsh`, `XSYNC_RSH`, rsync's `RSYNC_RSH`, default `ssh`) to run `xsync --server` (or
 //! `--xsync-path`), and driving the session as sender (push) or receiver (pull).
 //!
 //! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
@@ -148,6 +148,8 @@ impl RemoteJob {
             .rsh
             .clone()
             .or_else(|| std::env::var("XSYNC_RSH").ok())
+            // A script written for rsync may set only rsync's variable.
+            .or_else(|| std::env::var("RSYNC_RSH").ok())
             .unwrap_or_else(|| "ssh".to_string());
         let mut words = shlex::split(&rsh)
             .filter(|w| !w.is_empty())

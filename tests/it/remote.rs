@@ -836,6 +836,38 @@ fn assert_synced(test: &str, out: &Output, src: &Path, dst: &Path, sshd: &Sshd) 
     );
 }
 
+/// A script written for rsync sets `RSYNC_RSH`; xsync takes it when `XSYNC_RSH` is not set,
+/// and `XSYNC_RSH` wins when both are.
+#[test]
+fn rsync_rsh_env_is_used_when_xsync_rsh_is_not() {
+    let test = "rsync_rsh_env_is_used_when_xsync_rsh_is_not";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    for (i, xsync_rsh) in [None, Some(sshd.rsh())].into_iter().enumerate() {
+        let dst = dir.path().join(format!("dst{i}"));
+        let mut cmd = xsync();
+        cmd.env_remove("XSYNC_RSH");
+        match &xsync_rsh {
+            // Only rsync's variable, and it is the one that reaches the server.
+            None => cmd.env("RSYNC_RSH", sshd.rsh()),
+            // Both: a remote shell that cannot work in rsync's would fail the run.
+            Some(rsh) => cmd
+                .env("XSYNC_RSH", rsh)
+                .env("RSYNC_RSH", "/nonexistent/ssh"),
+        };
+        let out = run(cmd
+            .args(["-a", "--xsync-path", XSYNC_BIN])
+            .arg(slash(&src))
+            .arg(sshd.remote(slash(&dst)))
+            .stdin(Stdio::null()));
+        assert_synced(&format!("{test} ({i})"), &out, &src, &dst, &sshd);
+    }
+}
+
 /// `-e` wins over `XSYNC_RSH`.
 #[test]
 fn e_overrides_xsync_rsh() {
