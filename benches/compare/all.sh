@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# benches/compare/all.sh: the full table of BENCHMARKS.md in one command: seven invocations of
+# benches/compare/all.sh: the full table of BENCHMARKS.md in one command: eight invocations of
 # run.sh in a row (local, local delta, ssh, ssh delta, ssh 4 GiB, netns delta, netns 1 GiB),
 # each under about 10 minutes so a shared machine gets a breather between them, and their
 # tables concatenated into OUT (default: all-<date>.md in the current directory).
@@ -13,7 +13,7 @@ OUT=${OUT:-$PWD/all-$(date -u +%Y%m%dT%H%M%SZ).md}
 RUNS=${RUNS:-3}
 PAUSE=${PAUSE:-20}
 if [[ -z ${XSYNC_BIN:-} ]]; then
-    # One build for all seven, so they measure the same binary.
+    # One build for all eight, so they measure the same binary.
     (cd "$HERE/../.." && cargo build --release >&2)
     XSYNC_BIN=${CARGO_TARGET_DIR:-$HERE/../../target}/release/xsync
     export XSYNC_REV=${XSYNC_REV:-$(git -C "$HERE/../.." describe --always --dirty)}
@@ -34,6 +34,7 @@ step "local" RUNS="$RUNS" TRANSPORT=local "$HERE/run.sh"
 step "local, delta and -z" RUNS="$RUNS" TRANSPORT=local "$HERE/run.sh" --delta --only=e-delta-edit,f-delta-insert,g-text-z
 step "ssh" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh"
 step "ssh, delta and -z" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z
+step "pull" RUNS="$RUNS" TRANSPORT=pull "$HERE/run.sh"
 step "ssh, 4 GiB" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh" --only=h-big4g
 step "netns, delta and -z" RUNS="$RUNS" TRANSPORT=netns "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z
 step "netns, 1 GiB" RUNS="${NETNS_D_RUNS:-2}" TRANSPORT=netns "$HERE/run.sh" --only=d-bigfile

@@ -21,7 +21,8 @@ REMOTE_TOOLS = ["xsync", "rsync"]
 LABELS = {"xsync": "xsync -a", "rsync": "rsync -a", "cp": "cp -a", "tar": "tar \\| tar",
           "fcp": "fcp", "xcp": "xcp -r"}
 TITLES = {"local": "local (both paths on this machine)",
-          "ssh": "ssh (loopback)",
+          "ssh": "ssh (loopback), push",
+          "pull": "ssh (loopback), pull",
           "netns": "netns (100 Mbit/s veth between two network namespaces)"}
 
 

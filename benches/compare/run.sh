@@ -6,7 +6,7 @@
 # Usage: benches/compare/run.sh [--quick] [--delta] [--disk] [--big] [--only=ID,ID...] [--help]
 #
 #   --quick          SCALE=tiny and RUNS=1: tiny workloads, finishes in seconds (the smoke test).
-#                    Runs TRANSPORT="local ssh" unless TRANSPORT is set; the ssh rows say
+#                    Runs TRANSPORT="local ssh pull" unless TRANSPORT is set; the ssh rows say
 #                    `skipped` (and why) where no sshd can be started.
 #   --delta          also run the delta / -z workloads (e, f, g); same as DELTA=1.
 #   --disk           also run the kernel initial copy on ext4 (DISK_WORK); same as DISK=1.
@@ -26,9 +26,10 @@
 #                      local  both paths local; the copy floor (cp, tar, fcp, xcp) races too.
 #                      ssh    push to a private sshd on 127.0.0.1 (throwaway keys), through
 #                             count-bytes (bytes on the wire) and remote-rss (the server's RSS).
+#                      pull   the same sshd, the other way: HOST:src/ to a local dst/.
 #                      netns  the same, between two network namespaces (xsb-a -> xsb-b) joined
 #                             by a veth pair shaped to 100 Mbit/s by tbf on both ends.
-#                    Default sets: local and ssh run a b c d (+ e f g with --delta); netns runs d
+#                    Default sets: local, ssh and pull run a b c d (+ e f g with --delta); netns runs d
 #                    (+ e f g with --delta); --only picks any ids for every transport.
 #   INSTALL=0        never install missing tools (default 1: apt-get / cargo install as root).
 #   OUT=file         also write the markdown table to this file.
@@ -78,10 +79,10 @@ DELTA=${DELTA:-0}
 DISK=${DISK:-0}
 BIG=${BIG:-0}
 INSTALL=${INSTALL:-1}
-if [[ $QUICK == 1 ]]; then TRANSPORTS=${TRANSPORT:-"local ssh"}; else TRANSPORTS=${TRANSPORT:-local}; fi
+if [[ $QUICK == 1 ]]; then TRANSPORTS=${TRANSPORT:-"local ssh pull"}; else TRANSPORTS=${TRANSPORT:-local}; fi
 TRANSPORTS=$(tr ',' ' ' <<<"$TRANSPORTS")
 for t in $TRANSPORTS; do
-    case $t in local|ssh|netns) ;; *) die "unknown TRANSPORT \`$t\` (know: local ssh netns)" ;; esac
+    case $t in local|ssh|pull|netns) ;; *) die "unknown TRANSPORT \`$t\` (know: local ssh pull netns)" ;; esac
 done
 TRANSPORT=local
 TOOLS=${TOOLS:-"xsync rsync cp tar fcp xcp"}
@@ -227,7 +228,8 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # Transports: how xsync and rsync reach the destination. Each has transport_<name>_setup (may set
-# TRANSPORT_SKIP to why it cannot run), _dest (how a destination is spelled) and _floor_ok
+# TRANSPORT_SKIP to why it cannot run), _paths (sets PATHS to the source and destination
+# arguments: which of them is remote) and _floor_ok
 # (whether the local copy tools race too). The remote ones push through `count-bytes ssh …`
 # (COUNT_BYTES_OUT collects the bytes on the wire and the client's peak RSS) to a private sshd,
 # and start the server under `remote-rss` (its peak RSS). The destination is on this machine's
@@ -239,7 +241,8 @@ SRV_FILE=$RESDIR/server-rss.cur   # remote-rss' line for the current run
     die "\`$HERE\` or \`$RESDIR\` contains whitespace: a remote-shell command line would split it"
 
 transport_local_setup() { TRANSPORT_DESC="both paths local (no remote shell); the copy floor races too"; }
-transport_local_dest() { printf '%s/' "$1"; }
+PATHS=()
+transport_local_paths() { PATHS=("$1/" "$2/"); }
 transport_local_floor_ok() { return 0; }
 
 # Why sshd cannot run here (empty when it can).
@@ -329,8 +332,17 @@ transport_ssh_setup() {
     remote_args
     TRANSPORT_DESC="push over ssh to a private sshd on 127.0.0.1 (loopback, $(ssh -V 2>&1 | cut -d, -f1), default cipher, no ssh compression)"
 }
-transport_ssh_dest() { printf '%s:%s/' "$REMOTE_HOST" "$1"; }
+transport_ssh_paths() { PATHS=("$1/" "$REMOTE_HOST:$2/"); }
 transport_ssh_floor_ok() { return 1; }
+
+# The same private sshd, the other direction: the tools pull from it, so the client is the
+# receiver (it scans and writes the destination) and the server the sender.
+transport_pull_setup() {
+    transport_ssh_setup
+    [[ -n $TRANSPORT_SKIP ]] || TRANSPORT_DESC="pull over ssh from a private sshd on 127.0.0.1 (loopback, $(ssh -V 2>&1 | cut -d, -f1), default cipher, no ssh compression)"
+}
+transport_pull_paths() { PATHS=("$REMOTE_HOST:$1/" "$2/"); }
+transport_pull_floor_ok() { return 1; }
 
 NS_A=xsb-a; NS_B=xsb-b
 ns_step() { # run one setup command; on failure, TRANSPORT_SKIP says which and why
@@ -378,7 +390,7 @@ transport_netns_setup() {
     t1=$(date +%s%N)
     TRANSPORT_DESC="push over ssh from namespace $NS_A (10.213.0.1) to sshd in $NS_B (10.213.0.2), a veth pair with \`tbf rate 100mbit burst 32kbit latency 400ms\` on both ends; measured: $(python3 -c "print(f'{$(cat "$SSH_DIR/probe")*8/(($t1-$t0)/1e9)/1e6:.1f}')") Mbit/s for ${bytes} bytes of zeros through ssh, connection set-up included"
 }
-transport_netns_dest() { printf '%s:%s/' "$REMOTE_HOST" "$1"; }
+transport_netns_paths() { PATHS=("$1/" "$REMOTE_HOST:$2/"); }
 transport_netns_floor_ok() { return 1; }
 
 # ---------------------------------------------------------------------------------------------
@@ -534,9 +546,10 @@ TAR_PIPE='mkdir -p "$2" && tar -C "$1" -cf - . | tar -C "$2" -xf -'
 
 set_cmd() { # set_cmd TOOL SRC DST EXTRA...
     local tool=$1 src=$2 dst=$3; shift 3
+    "transport_${TRANSPORT}_paths" "$src" "$dst"
     case $tool in
-        xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "${XSYNC_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
-        rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "${RSYNC_ARGS[@]}" "$@" "$src/" "$(transport_"${TRANSPORT}"_dest "$dst")") ;;
+        xsync) CMD=("$XSYNC" -a "${RSH_ARGS[@]}" "${XSYNC_ARGS[@]}" "$@" "${PATHS[@]}") ;;
+        rsync) CMD=(rsync -a "${RSH_ARGS[@]}" "${RSYNC_ARGS[@]}" "$@" "${PATHS[@]}") ;;
         cp) CMD=(cp -a "$src/." "$dst") ;;
         tar) CMD=(sh -c "$TAR_PIPE" tar "$src" "$dst") ;;
         fcp) CMD=("${TOOL_BIN[fcp]}" "$src" "$dst") ;;
@@ -739,7 +752,7 @@ default_set() {
         local)
             [[ $DELTA == 1 ]] && set+=" $dfg"
             [[ $DISK == 1 ]] && set+=" a-kernel-disk" ;;
-        ssh)
+        ssh|pull)
             [[ $DELTA == 1 || $SCALE == tiny ]] && set+=" $dfg"
             [[ $BIG == 1 ]] && set+=" h-big4g" ;;
         netns)

@@ -1,8 +1,9 @@
 //! Smoke test of the benchmark comparison runner, `benches/compare/run.sh --quick`: it must
 //! finish, give every quick workload a row with a measured rsync time, and never print a number
 //! where a tool did not do the job (every cell is a checked timing or says why it is not).
-//! `--quick` runs the local table and, where an sshd can be started, the ssh table too (a
-//! private sshd on loopback), whose rows must also carry the bytes on the wire.
+//! `--quick` runs the local table and, where an sshd can be started, the push (`ssh`) and
+//! `pull` tables too (a private sshd on loopback), whose rows must also carry the bytes on the
+//! wire.
 
 use std::path::Path;
 use std::process::Command;
@@ -112,53 +113,62 @@ fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
         );
     }
 
-    // The ssh table: skipped only where this machine cannot run an sshd, and then loudly.
+    // The remote tables, pushing and pulling through the same kind of private sshd.
+    for transport in ["ssh", "pull"] {
+        check_remote_table(&stdout, &stderr, transport);
+    }
+}
+
+/// A remote table (`ssh`: push, `pull`): skipped only where this machine cannot run an sshd,
+/// and then loudly; otherwise every quick workload has a row with checked timings, the
+/// server's RSS and the bytes on the wire.
+fn check_remote_table(stdout: &str, stderr: &str, transport: &str) {
     let ssh_line = stdout
         .lines()
-        .find(|l| l.starts_with("**transport: ssh**"))
-        .unwrap_or_else(|| panic!("no ssh table in:\n{stdout}"));
+        .find(|l| l.starts_with(&format!("**transport: {transport}**")))
+        .unwrap_or_else(|| panic!("no {transport} table in:\n{stdout}"));
     match Sshd::prerequisites() {
         Err(why) => {
             util::skip(
-                "bench_runner_quick_mode (ssh rows)",
+                &format!("bench_runner_quick_mode ({transport} rows)"),
                 &format!("sshd not available: {why}"),
             );
             assert!(
                 ssh_line.contains("skipped"),
-                "no sshd here ({why}), yet the ssh rows ran: {ssh_line}"
+                "no sshd here ({why}), yet the {transport} rows ran: {ssh_line}"
             );
             return;
         }
         Ok(()) => assert!(
             !ssh_line.contains("skipped"),
-            "sshd is available but the runner skipped ssh: {ssh_line}\n{stderr}"
+            "sshd is available but the runner skipped {transport}: {ssh_line}\n{stderr}"
         ),
     }
-    let table = Table::parse(&stdout, "ssh");
+    let table = Table::parse(stdout, transport);
     for workload in QUICK_SSH_WORKLOADS {
         let row = table
             .row(workload)
-            .unwrap_or_else(|| panic!("no ssh row for `{workload}` in:\n{stdout}"));
+            .unwrap_or_else(|| panic!("no {transport} row for `{workload}` in:\n{stdout}"));
         for column in ["xsync -a", "rsync -a"] {
             let cell = table.cell(row, column);
             assert!(
                 honest_cell(cell),
-                "ssh `{workload}`/{column}: not a checked timing or a stated reason: {cell:?}\n{stdout}\n{stderr}"
+                "{transport} `{workload}`/{column}: not a checked timing or a stated reason: {cell:?}\n{stdout}\n{stderr}"
             );
         }
         let rsync = table.cell(row, "rsync -a");
         assert!(
             timing_cell(rsync),
-            "ssh `{workload}`: rsync cell is not a measured time: {rsync:?}\n{stdout}"
+            "{transport} `{workload}`: rsync cell is not a measured time: {rsync:?}\n{stdout}"
         );
         assert!(
             rsync.contains("(server ") && !rsync.contains("(server ?)"),
-            "ssh `{workload}`: no server RSS in {rsync:?}"
+            "{transport} `{workload}`: no server RSS in {rsync:?}"
         );
         let rsync_bytes = table.cell(row, "rsync bytes");
         assert!(
             size_cell(rsync_bytes),
-            "ssh `{workload}`: rsync bytes {rsync_bytes:?} is not a size"
+            "{transport} `{workload}`: rsync bytes {rsync_bytes:?} is not a size"
         );
         // Bytes and their ratio exist exactly when xsync's run does.
         let xsync_timed = timing_cell(table.cell(row, "xsync -a"));
@@ -166,7 +176,7 @@ fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
         assert_eq!(
             xsync_timed,
             size_cell(xsync_bytes),
-            "ssh `{workload}`: xsync bytes {xsync_bytes:?} does not match the xsync cell"
+            "{transport} `{workload}`: xsync bytes {xsync_bytes:?} does not match the xsync cell"
         );
         let ratio = table.cell(row, "bytes xsync/rsync");
         assert_eq!(
@@ -174,7 +184,7 @@ fn bench_runner_quick_mode_gives_every_workload_an_honest_row() {
             ratio
                 .strip_suffix('×')
                 .is_some_and(|r| r.parse::<f64>().is_ok()),
-            "ssh `{workload}`: bytes ratio {ratio:?} does not match the xsync cell"
+            "{transport} `{workload}`: bytes ratio {ratio:?} does not match the xsync cell"
         );
     }
 }
