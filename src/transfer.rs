@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 /// Files up to this size are read whole (in parallel) by the sender and written whole (in
@@ -573,6 +573,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     use_delta: bool,
     partial: bool,
 ) -> Result<(), Error> {
+    if exec.stopped() {
+        // Nothing more is written (a directory could not be made on a full disk).
+        pending.clear();
+    }
     sort_for_the_wire(&mut pending);
     let partial_dir = exec.partial_dir.as_deref();
     let mut plans: Vec<Plan> = pending
@@ -599,15 +603,36 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
         })
         .collect();
     let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
+    let cut = Cut::default();
     std::thread::scope(|scope| {
         let plans = &plans;
         let pending_ref = &pending;
+        let cut = &cut;
         let requester = scope.spawn(move || -> Result<(), Error> {
             let mut batch: Vec<Request> = Vec::new();
             let mut bytes = 0u64;
             for (i, p) in pending_ref.iter().enumerate() {
-                batch.push(request_for(i as u32, p, &plans[i], wire_path, partial_dir));
+                let stop = exec.stopped();
+                batch.push(if stop {
+                    // Not written anyway: no basis to sign.
+                    Request::Whole {
+                        id: i as u32,
+                        path: serde_bytes::ByteBuf::from(wire_path(p)),
+                    }
+                } else {
+                    request_for(i as u32, p, &plans[i], wire_path, partial_dir)
+                });
                 bytes += p.item.src.meta.size;
+                if stop {
+                    // This request is the last. Its data is still to come, so the reader,
+                    // even if it is already waiting for it, sees the cut before it next
+                    // waits.
+                    cut.asked.store(i + 1, Ordering::Release);
+                    cut.closed.store(true, Ordering::Release);
+                    wr.send(&Msg::Get { files: batch })?;
+                    wr.send(&Msg::GetEnd)?;
+                    return wr.flush();
+                }
                 if batch.len() >= BATCH / 4
                     || bytes >= GET_BYTES
                     || matches!(batch.last(), Some(Request::Delta { .. }))
@@ -646,6 +671,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             prefilled,
             wire_path,
             redo_tx,
+            cut,
             partial,
         );
         let sent = requester
@@ -653,6 +679,25 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
         got.and(sent)
     })
+}
+
+/// Where the requests ended when the transfer was stopped (see [`Exec::stop`]): a full
+/// destination would fail every later file, so the request thread stops asking, and the
+/// reader stops once the data of the last request has arrived, instead of taking (and
+/// dropping) the data of every file left.
+#[derive(Default)]
+struct Cut {
+    /// How many files were requested in all (ids `0..asked`).
+    asked: AtomicUsize,
+    /// Set after `asked`, once it is final.
+    closed: AtomicBool,
+}
+
+impl Cut {
+    /// Whether everything requested before the cut has arrived.
+    fn reached(&self, next: usize) -> bool {
+        self.closed.load(Ordering::Acquire) && next >= self.asked.load(Ordering::Acquire)
+    }
 }
 
 /// Most bytes a run holds in prefilled temporaries at once (see [`Prefilled`]): each is a
@@ -1123,6 +1168,7 @@ fn receive<'d, R: Read + Send>(
     prefilled: Vec<Option<Prefilled<'d>>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
+    cut: &Cut,
     partial: bool,
 ) -> Result<(), Error> {
     let rules = exec.rules;
@@ -1146,6 +1192,9 @@ fn receive<'d, R: Read + Send>(
                 if next >= pending.len() {
                     break;
                 }
+            }
+            if cut.reached(next) {
+                break;
             }
             let msg = match rd.recv() {
                 Ok(m) => m,
@@ -1185,11 +1234,18 @@ fn receive<'d, R: Read + Send>(
                             // A whole file in one piece: written on another thread, as
                             // long as the writers are less than WRITE_BEHIND behind.
                             next += 1;
+                            if exec.stopped() {
+                                continue;
+                            }
                             let len = data.len();
                             wait_for_writers(&behind, len);
                             let behind = &behind;
                             scope.spawn(move |_| {
                                 let _done = Behind(behind, len);
+                                // Queued before the transfer stopped.
+                                if exec.stopped() {
+                                    return;
+                                }
                                 let res = (|| {
                                     if wire_digest(blake3::hash(&data).as_bytes()) != hash {
                                         return Err(StepError {
@@ -1281,6 +1337,8 @@ fn receive<'d, R: Read + Send>(
                                 cur.literal,
                                 cur.matched,
                             ),
+                            // Stopped: the whole file would not be written either.
+                            Ok(_) if exec.stopped() => drop(t),
                             Ok(_) => {
                                 drop(t);
                                 exec.report.warn(format!(
@@ -1374,9 +1432,11 @@ fn start_file<'d>(
     prefilled: Option<Prefilled<'d>>,
 ) -> Current<'d> {
     let rules = &exec.rules;
+    // A stopped transfer writes nothing: the data that still arrives is dropped.
+    let stopped = exec.stopped();
     // The basis is opened (and measured) before anything is written: with --inplace it
     // is the very file being rewritten.
-    let basis = if delta {
+    let basis = if delta && !stopped {
         match open_basis(p, exec.partial_dir.as_deref())
             .and_then(|f| f.metadata().map(|m| (f, m.len())))
         {
@@ -1396,7 +1456,7 @@ fn start_file<'d>(
         None
     };
     let mut prefill = None;
-    let temp = if delta && basis.is_none() {
+    let temp = if stopped || (delta && basis.is_none()) {
         None
     } else if let Some(pre) = prefilled {
         prefill = Some(PrefillState {
