@@ -75,11 +75,16 @@ fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
     )?)
 }
 
-fn read_all(fd: &OwnedFd, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::from(fd.try_clone()?);
-    let mut v = Vec::with_capacity(cap as usize);
-    f.read_to_end(&mut v)?;
-    Ok(v)
+/// A small file's content, or None when it has grown past `size` (its size at the scan)
+/// since: then it is streamed like a big one. Reading to the end would hold a file of any
+/// size in memory and send it as one frame, which the receiver refuses past the frame
+/// limit, failing the whole run (a 1 KB file grown to 200 MB did). A file that shrank is
+/// simply shorter.
+fn read_small(fd: &OwnedFd, size: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let f = std::fs::File::from(fd.try_clone()?);
+    let mut v = Vec::with_capacity(size as usize);
+    f.take(size + 1).read_to_end(&mut v)?;
+    Ok((v.len() as u64 <= size).then_some(v))
 }
 
 /// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
@@ -174,8 +179,8 @@ pub fn answer_coarse<W: Write>(
     wr.flush()
 }
 
-/// A small file's content and blake3, or why it could not be read; None for a request
-/// that is not a small whole file.
+/// A small file read ahead, with its blake3, or why it could not be read; None for a file
+/// streamed when its turn comes (not a small whole file, or grown past its scanned size).
 type Preloaded = Option<std::io::Result<(Vec<u8>, [u8; 32])>>;
 
 /// A batch of requests with its small whole files already read and hashed.
@@ -231,14 +236,16 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
         .map(|(r, preload)| match r {
             Request::Whole { path, .. } => {
                 let size = size_of(path);
-                preload.then(|| {
-                    open_source(tops, path)
-                        .and_then(|fd| read_all(&fd, size))
-                        .map(|d| {
-                            let h = *blake3::hash(&d).as_bytes();
-                            (d, h)
-                        })
-                })
+                let read =
+                    preload.then(|| open_source(tops, path).and_then(|fd| read_small(&fd, size)));
+                match read? {
+                    Ok(Some(d)) => {
+                        let h = *blake3::hash(&d).as_bytes();
+                        Some(Ok((d, h)))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                }
             }
             Request::Delta { .. } => None,
         })
