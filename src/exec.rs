@@ -14,6 +14,7 @@ use crate::tree::{Kind, Meta};
 use crate::write::{self, MetaRules, StepError};
 use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where the root's children are read from: each top-level name has its own source
@@ -44,6 +45,10 @@ pub struct Exec<'a, 'r> {
     pub reuse_basis: bool,
     /// `--partial-dir`: where an interrupted file is kept, beside its target.
     pub partial_dir: Option<Vec<u8>>,
+    /// Set by the first failure that stops the transfer (a full destination, see
+    /// [`ExitCode::of_dest_error`]): from then on no file, link or directory is started,
+    /// and the same failure from writers already running is counted but not printed again.
+    pub stop: AtomicBool,
 }
 
 impl Exec<'_, '_> {
@@ -53,10 +58,20 @@ impl Exec<'_, '_> {
                 ExitCode::Vanished,
                 format!("file has vanished: `{}`", crate::error::show(rel)),
             );
-        } else {
-            self.report
-                .error(ExitCode::Partial, io_message(e.op, rel, &e.err));
+            return;
         }
+        let f = ExitCode::of_dest_error(&e.err, e.writes_data());
+        if f.stops && self.stop.swap(true, Ordering::AcqRel) {
+            // Parallel writers hit the full disk at once; one line says it.
+            self.report.record(f.code);
+            return;
+        }
+        self.report.error(f.code, io_message(e.op, rel, &e.err));
+    }
+
+    /// Whether a failure has stopped the transfer: nothing new is started.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
     }
 
     /// Deletions, directories, links, nodes, attribute updates and (locally) file copies.
@@ -80,8 +95,11 @@ impl Exec<'_, '_> {
         dst_root: &OwnedFd,
         root_meta: Option<(&Meta, Option<&Meta>)>,
     ) {
-        for l in &plan.links {
-            self.link(dst_root.as_fd(), l);
+        // Leaders may never have been written.
+        if !self.stopped() {
+            for l in &plan.links {
+                self.link(dst_root.as_fd(), l);
+            }
         }
         self.post(&plan.root, dst_root.as_fd());
         if let Some((want, have)) = root_meta
@@ -146,6 +164,9 @@ impl Exec<'_, '_> {
             },
             || {
                 d.subdirs.par_iter().for_each(|sub| {
+                    if self.stopped() {
+                        return;
+                    }
                     let sfd = match (content, src_of(sub.name)) {
                         (Content::Local(_), Some(parent)) => {
                             match write::open_dir(parent, sub.src_name) {
@@ -201,6 +222,9 @@ impl Exec<'_, '_> {
     }
 
     fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
+        if self.stopped() {
+            return;
+        }
         let m = &it.src.meta;
         let res = match (it.action, src_dir) {
             (Action::Transfer, Some(src_dir)) => write::copy_file(
@@ -263,6 +287,8 @@ impl Exec<'_, '_> {
                         self.fail(&s.rel, e);
                     }
                 }
+                // A directory the stopped transfer never made.
+                Err(e) if self.stopped() && e.err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => self.fail(&s.rel, e),
             });
     }

@@ -79,6 +79,29 @@ impl ExitCode {
         }
     }
 
+    /// What a failed change to the destination means for the run. `writing_data`: the step
+    /// was writing file content (or sizing the temporary that holds it), as opposed to
+    /// creating, renaming or setting metadata.
+    ///
+    /// rsync's receiver ends the run with 11 on any failed write of file data ("write failed
+    /// on …", receiver.c), so ENOSPC, EDQUOT, EIO and EFBIG there are 11, not the per-file
+    /// 23; a full file system or quota fails a mkdir, symlink or rename just the same, so
+    /// those two are 11 from any step. The transfer stops where the file system itself can
+    /// take no more (full, over quota, a failing device): every later file would fail the
+    /// same way, printing a line each and, over a wire, costing its whole data first.
+    /// EFBIG is one file's limit (the file system's largest file, or RLIMIT_FSIZE), so the
+    /// run goes on with the others and still ends 11, as rsync would.
+    pub fn of_dest_error(err: &std::io::Error, writing_data: bool) -> DestFailure {
+        use rustix::io::Errno;
+        let (code, stops) = match Errno::from_io_error(err) {
+            Some(Errno::NOSPC | Errno::DQUOT) => (ExitCode::FileIo, true),
+            Some(Errno::IO) if writing_data => (ExitCode::FileIo, true),
+            Some(Errno::FBIG) if writing_data => (ExitCode::FileIo, false),
+            _ => (ExitCode::Partial, false),
+        };
+        DestFailure { code, stops }
+    }
+
     /// rsync's wording for the closing `rsync error: … (code N)` line.
     pub fn describe(self) -> &'static str {
         match self {
@@ -106,9 +129,17 @@ impl ExitCode {
     }
 }
 
+/// See [`ExitCode::of_dest_error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DestFailure {
+    pub code: ExitCode,
+    /// No further files are started: the destination cannot take them.
+    pub stops: bool,
+}
+
 #[cfg(test)]
 mod tests {
-    use super::ExitCode;
+    use super::{DestFailure, ExitCode};
 
     #[test]
     fn partial_outranks_vanished_and_fatal_outranks_partial() {
@@ -122,5 +153,40 @@ mod tests {
         );
         assert_eq!(ExitCode::Partial.worst(ExitCode::FileIo), ExitCode::FileIo);
         assert_eq!(ExitCode::Ok.worst(ExitCode::MaxDelete), ExitCode::MaxDelete);
+    }
+
+    #[test]
+    fn failed_writes_are_rsyncs_file_io_error_and_a_full_disk_stops_the_run() {
+        let e = |n| std::io::Error::from_raw_os_error(n);
+        let f = |code, stops| DestFailure { code, stops };
+        let (nospc, dquot, eio, fbig, acces) = (28, 122, 5, 27, 13);
+        assert_eq!(
+            ExitCode::of_dest_error(&e(nospc), true),
+            f(ExitCode::FileIo, true)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(nospc), false),
+            f(ExitCode::FileIo, true)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(dquot), false),
+            f(ExitCode::FileIo, true)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(eio), true),
+            f(ExitCode::FileIo, true)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(eio), false),
+            f(ExitCode::Partial, false)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(fbig), true),
+            f(ExitCode::FileIo, false)
+        );
+        assert_eq!(
+            ExitCode::of_dest_error(&e(acces), true),
+            f(ExitCode::Partial, false)
+        );
     }
 }

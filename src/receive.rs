@@ -82,6 +82,7 @@ pub fn apply(
             report,
             reuse_basis: opts.whole_file == Some(false),
             partial_dir: opts.partial_dir.clone().map(String::into_bytes),
+            stop: Default::default(),
         };
         match source {
             Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),

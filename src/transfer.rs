@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 /// Files up to this size are read whole (in parallel) by the sender and written whole (in
@@ -75,11 +75,16 @@ fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
     )?)
 }
 
-fn read_all(fd: &OwnedFd, cap: u64) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::from(fd.try_clone()?);
-    let mut v = Vec::with_capacity(cap as usize);
-    f.read_to_end(&mut v)?;
-    Ok(v)
+/// A small file's content, or None when it has grown past `size` (its size at the scan)
+/// since: then it is streamed like a big one. Reading to the end would hold a file of any
+/// size in memory and send it as one frame, which the receiver refuses past the frame
+/// limit, failing the whole run (a 1 KB file grown to 200 MB did). A file that shrank is
+/// simply shorter.
+fn read_small(fd: &OwnedFd, size: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let f = std::fs::File::from(fd.try_clone()?);
+    let mut v = Vec::with_capacity(size as usize);
+    f.take(size + 1).read_to_end(&mut v)?;
+    Ok((v.len() as u64 <= size).then_some(v))
 }
 
 /// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
@@ -174,8 +179,8 @@ pub fn answer_coarse<W: Write>(
     wr.flush()
 }
 
-/// A small file's content and blake3, or why it could not be read; None for a request
-/// that is not a small whole file.
+/// A small file read ahead, with its blake3, or why it could not be read; None for a file
+/// streamed when its turn comes (not a small whole file, or grown past its scanned size).
 type Preloaded = Option<std::io::Result<(Vec<u8>, [u8; 32])>>;
 
 /// A batch of requests with its small whole files already read and hashed.
@@ -231,14 +236,16 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
         .map(|(r, preload)| match r {
             Request::Whole { path, .. } => {
                 let size = size_of(path);
-                preload.then(|| {
-                    open_source(tops, path)
-                        .and_then(|fd| read_all(&fd, size))
-                        .map(|d| {
-                            let h = *blake3::hash(&d).as_bytes();
-                            (d, h)
-                        })
-                })
+                let read =
+                    preload.then(|| open_source(tops, path).and_then(|fd| read_small(&fd, size)));
+                match read? {
+                    Ok(Some(d)) => {
+                        let h = *blake3::hash(&d).as_bytes();
+                        Some(Ok((d, h)))
+                    }
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                }
             }
             Request::Delta { .. } => None,
         })
@@ -573,6 +580,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     use_delta: bool,
     partial: bool,
 ) -> Result<(), Error> {
+    if exec.stopped() {
+        // Nothing more is written (a directory could not be made on a full disk).
+        pending.clear();
+    }
     sort_for_the_wire(&mut pending);
     let partial_dir = exec.partial_dir.as_deref();
     let mut plans: Vec<Plan> = pending
@@ -599,15 +610,36 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
         })
         .collect();
     let (redo_tx, redo_rx) = mpsc::channel::<(u32, Vec<u8>)>();
+    let cut = Cut::default();
     std::thread::scope(|scope| {
         let plans = &plans;
         let pending_ref = &pending;
+        let cut = &cut;
         let requester = scope.spawn(move || -> Result<(), Error> {
             let mut batch: Vec<Request> = Vec::new();
             let mut bytes = 0u64;
             for (i, p) in pending_ref.iter().enumerate() {
-                batch.push(request_for(i as u32, p, &plans[i], wire_path, partial_dir));
+                let stop = exec.stopped();
+                batch.push(if stop {
+                    // Not written anyway: no basis to sign.
+                    Request::Whole {
+                        id: i as u32,
+                        path: serde_bytes::ByteBuf::from(wire_path(p)),
+                    }
+                } else {
+                    request_for(i as u32, p, &plans[i], wire_path, partial_dir)
+                });
                 bytes += p.item.src.meta.size;
+                if stop {
+                    // This request is the last. Its data is still to come, so the reader,
+                    // even if it is already waiting for it, sees the cut before it next
+                    // waits.
+                    cut.asked.store(i + 1, Ordering::Release);
+                    cut.closed.store(true, Ordering::Release);
+                    wr.send(&Msg::Get { files: batch })?;
+                    wr.send(&Msg::GetEnd)?;
+                    return wr.flush();
+                }
                 if batch.len() >= BATCH / 4
                     || bytes >= GET_BYTES
                     || matches!(batch.last(), Some(Request::Delta { .. }))
@@ -646,6 +678,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             prefilled,
             wire_path,
             redo_tx,
+            cut,
             partial,
         );
         let sent = requester
@@ -653,6 +686,25 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "request thread panicked")));
         got.and(sent)
     })
+}
+
+/// Where the requests ended when the transfer was stopped (see [`Exec::stop`]): a full
+/// destination would fail every later file, so the request thread stops asking, and the
+/// reader stops once the data of the last request has arrived, instead of taking (and
+/// dropping) the data of every file left.
+#[derive(Default)]
+struct Cut {
+    /// How many files were requested in all (ids `0..asked`).
+    asked: AtomicUsize,
+    /// Set after `asked`, once it is final.
+    closed: AtomicBool,
+}
+
+impl Cut {
+    /// Whether everything requested before the cut has arrived.
+    fn reached(&self, next: usize) -> bool {
+        self.closed.load(Ordering::Acquire) && next >= self.asked.load(Ordering::Acquire)
+    }
 }
 
 /// Most bytes a run holds in prefilled temporaries at once (see [`Prefilled`]): each is a
@@ -1123,6 +1175,7 @@ fn receive<'d, R: Read + Send>(
     prefilled: Vec<Option<Prefilled<'d>>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
+    cut: &Cut,
     partial: bool,
 ) -> Result<(), Error> {
     let rules = exec.rules;
@@ -1146,6 +1199,9 @@ fn receive<'d, R: Read + Send>(
                 if next >= pending.len() {
                     break;
                 }
+            }
+            if cut.reached(next) {
+                break;
             }
             let msg = match rd.recv() {
                 Ok(m) => m,
@@ -1185,11 +1241,18 @@ fn receive<'d, R: Read + Send>(
                             // A whole file in one piece: written on another thread, as
                             // long as the writers are less than WRITE_BEHIND behind.
                             next += 1;
+                            if exec.stopped() {
+                                continue;
+                            }
                             let len = data.len();
                             wait_for_writers(&behind, len);
                             let behind = &behind;
                             scope.spawn(move |_| {
                                 let _done = Behind(behind, len);
+                                // Queued before the transfer stopped.
+                                if exec.stopped() {
+                                    return;
+                                }
                                 let res = (|| {
                                     if wire_digest(blake3::hash(&data).as_bytes()) != hash {
                                         return Err(StepError {
@@ -1281,6 +1344,8 @@ fn receive<'d, R: Read + Send>(
                                 cur.literal,
                                 cur.matched,
                             ),
+                            // Stopped: the whole file would not be written either.
+                            Ok(_) if exec.stopped() => drop(t),
                             Ok(_) => {
                                 drop(t);
                                 exec.report.warn(format!(
@@ -1374,9 +1439,11 @@ fn start_file<'d>(
     prefilled: Option<Prefilled<'d>>,
 ) -> Current<'d> {
     let rules = &exec.rules;
+    // A stopped transfer writes nothing: the data that still arrives is dropped.
+    let stopped = exec.stopped();
     // The basis is opened (and measured) before anything is written: with --inplace it
     // is the very file being rewritten.
-    let basis = if delta {
+    let basis = if delta && !stopped {
         match open_basis(p, exec.partial_dir.as_deref())
             .and_then(|f| f.metadata().map(|m| (f, m.len())))
         {
@@ -1396,7 +1463,7 @@ fn start_file<'d>(
         None
     };
     let mut prefill = None;
-    let temp = if delta && basis.is_none() {
+    let temp = if stopped || (delta && basis.is_none()) {
         None
     } else if let Some(pre) = prefilled {
         prefill = Some(PrefillState {

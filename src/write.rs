@@ -121,6 +121,15 @@ impl StepError {
     }
 }
 
+impl StepError {
+    /// Whether the step was putting file content into the destination (see
+    /// [`crate::exit::ExitCode::of_dest_error`]). `copy data to` may also fail reading the
+    /// source, in the kernel, where the two cannot be told apart.
+    pub fn writes_data(&self) -> bool {
+        matches!(self.op, "write" | "copy data to" | "set length of")
+    }
+}
+
 type Step<T> = Result<T, StepError>;
 
 /// A temporary name no other run or thread is using: prefix + 16 hex digits of a hash of

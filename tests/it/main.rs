@@ -10,4 +10,5 @@ mod errors;
 mod filters;
 mod local;
 mod remote;
+mod robust;
 mod sshd;

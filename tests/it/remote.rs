@@ -25,7 +25,7 @@ use crate::util::{
 const XSYNC_BIN: &str = env!("CARGO_BIN_EXE_xsync");
 
 /// The prefix of xsync's temporary files (`src/pathsafe.rs`).
-const TEMP_PREFIX: &str = ".xsync-tmp.";
+pub const TEMP_PREFIX: &str = ".xsync-tmp.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -36,7 +36,7 @@ enum Direction {
 }
 
 /// xsync with a clean environment, reaching `sshd` and running itself on the other end.
-fn xsync_over(sshd: &Sshd) -> Command {
+pub fn xsync_over(sshd: &Sshd) -> Command {
     let mut cmd = xsync();
     cmd.env_remove("XSYNC_RSH")
         .args(["-e", &sshd.rsh(), "--xsync-path", XSYNC_BIN])
@@ -45,7 +45,7 @@ fn xsync_over(sshd: &Sshd) -> Command {
 }
 
 /// rsync over the same ssh (the remote rsync is the installed one).
-fn rsync_over(sshd: &Sshd) -> Command {
+pub fn rsync_over(sshd: &Sshd) -> Command {
     let mut cmd = rsync().expect("rsync checked by caller");
     cmd.args(["-e", &sshd.rsh()]).stdin(Stdio::null());
     cmd
