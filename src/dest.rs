@@ -62,7 +62,12 @@ impl Dest {
                 };
                 made.map_err(|e| Error::io(ExitCode::FileIo, "create directory", &shown, &e))?;
                 if opts.verbose > 0 {
-                    report.info(format!("created directory {}", show(&shown)));
+                    // rsync names it without the trailing slash it was given with.
+                    let mut name: &[u8] = &shown;
+                    while name.len() > 1 && name.ends_with(b"/") {
+                        name = &name[..name.len() - 1];
+                    }
+                    report.info(format!("created directory {}", show(name)));
                 }
                 Some(
                     open_path(&path)

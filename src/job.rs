@@ -28,7 +28,15 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
         }));
     }
-    if let Some(remote) = crate::remote::RemoteJob::from_options(opts)? {
+    let remote = crate::remote::RemoteJob::from_options(opts)?;
+    // rsync's -v listing opens with the file list's direction, as seen from the client.
+    if opts.verbose > 0 {
+        report.info(match &remote {
+            Some(r) if !r.is_push() => "receiving incremental file list",
+            _ => "sending incremental file list",
+        });
+    }
+    if let Some(remote) = remote {
         return remote.run(opts, report, start);
     }
     // Locally both ends are this process: as rsync, `-o` counts only for the super-user,
@@ -189,11 +197,21 @@ pub fn print_summary(
     } else {
         0.0
     };
+    // rsync's rate has two decimals (unless -h gives it a unit).
+    let rate = if h > 0 && rate >= 1024.0 {
+        num(rate as u64, h)
+    } else {
+        let cents = (rate * 100.0).round() as u64;
+        format!("{}.{:02}", num(cents / 100, 0), cents % 100)
+    };
+    if !opts.stats {
+        // (--stats ends its block with the blank line.)
+        report.line("");
+    }
     report.line(format!(
-        "sent {} bytes  received {} bytes  {} bytes/sec",
+        "sent {} bytes  received {} bytes  {rate} bytes/sec",
         num(sent, h),
         num(received, h),
-        num(rate as u64, h)
     ));
     report.line(format!(
         "total size is {}  speedup is {speedup:.2}{}",

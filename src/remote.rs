@@ -143,6 +143,11 @@ impl RemoteJob {
     /// The remote shell command line: the `-e` words, `-l user` when given, the host, and
     /// the remote program with `--server` as one word for the remote shell to parse (so
     /// `--xsync-path "sudo xsync"` works, as with rsync's --rsync-path).
+    /// Local sources to a remote destination (else a pull).
+    pub fn is_push(&self) -> bool {
+        self.push
+    }
+
     pub fn command(&self, opts: &Options) -> Result<Command, Error> {
         let rsh = opts
             .rsh

@@ -930,3 +930,92 @@ fn itemize_reports_nothing_for_an_up_to_date_copy() {
         }
     }
 }
+
+/// The parts of `-v` output that scripts and log readers rely on, as rsync prints them: the
+/// header line, the names listed (in any order: xsync works in parallel), a blank line, then
+/// the `sent …` and `total size …` lines in rsync's number formats. (The numbers differ.)
+pub fn verbose_shape(test: &str, rsync: &std::process::Output, xsync: &std::process::Output) {
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
+    let (r, x) = (text(rsync), text(xsync));
+    let parts = |t: &str| {
+        let lines: Vec<String> = t.lines().map(str::to_owned).collect();
+        let blank = lines.iter().rposition(|l| l.is_empty());
+        let (names, tail) = match blank {
+            Some(b) => (lines[1..b].to_vec(), lines[b + 1..].to_vec()),
+            None => (Vec::new(), lines.clone()),
+        };
+        // (Each side's `created directory` names its own path: checked by the caller.)
+        let mut names: Vec<String> = names
+            .into_iter()
+            .filter(|l| !l.starts_with("created directory "))
+            .collect();
+        names.sort();
+        (lines.first().cloned().unwrap_or_default(), names, tail)
+    };
+    let ((rh, rn, rt), (xh, xn, xt)) = (parts(&r), parts(&x));
+    assert_eq!(xh, rh, "{test}: header line\nrsync:\n{r}\nxsync:\n{x}");
+    assert_eq!(xn, rn, "{test}: listed names\nrsync:\n{r}\nxsync:\n{x}");
+    assert_eq!(rt.len(), 2, "{test}: rsync's tail:\n{r}");
+    assert_eq!(
+        xt.len(),
+        2,
+        "{test}: xsync's tail after the blank line:\n{x}"
+    );
+    let sent = |l: &str| {
+        let w: Vec<&str> = l.split(' ').collect();
+        let n = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit() || c == ',');
+        w.len() == 9
+            && w[0] == "sent"
+            && n(w[1])
+            && w[2] == "bytes"
+            && w[3].is_empty()
+            && w[4] == "received"
+            && n(w[5])
+            && w[6] == "bytes"
+            && w[7].is_empty()
+            && w[8]
+                .split_once('.')
+                .is_some_and(|(i, d)| n(i) && d.len() == 2 && d.chars().all(|c| c.is_ascii_digit()))
+    };
+    // "sent N bytes  received N bytes  N.NN bytes/sec" has two double spaces.
+    let sent_line = |l: &str| l.strip_suffix(" bytes/sec").is_some_and(sent);
+    assert!(
+        sent_line(&rt[0]),
+        "{test}: rsync's sent line {:?} (the check itself is wrong)",
+        rt[0]
+    );
+    assert!(
+        sent_line(&xt[0]),
+        "{test}: xsync's sent line {:?} is not rsync's shape",
+        xt[0]
+    );
+    assert!(
+        xt[1].starts_with("total size is ") && xt[1].contains("  speedup is "),
+        "{test}: {:?}",
+        xt[1]
+    );
+}
+
+/// `-av` into a new directory: rsync's header, the same names, rsync's summary shape.
+#[test]
+fn verbose_listing_has_rsyncs_shape() {
+    let test = "verbose_listing_has_rsyncs_shape";
+    let case = Case {
+        fixture: Fixture {
+            dst_exists: false,
+            ..Fixture::awkward()
+        },
+        ..Case::new(&["-av"], &["src/"], "dst/")
+    };
+    let Some(out) = run_case(test, &case) else {
+        return;
+    };
+    verbose_shape(test, &out.a, &out.b);
+    assert!(
+        String::from_utf8_lossy(&out.b.stdout).lines().any(|l| l
+            == "created directory ".to_string()
+                + out.side_b().join("dst").to_str().expect("utf-8")),
+        "{test}: rsync's `created directory` line:\n{}",
+        String::from_utf8_lossy(&out.b.stdout)
+    );
+}

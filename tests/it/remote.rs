@@ -1226,3 +1226,45 @@ fn rsync_path_runs_the_remote_xsync_in_its_wrapper() {
         .stdin(Stdio::null()));
     assert_synced(test, &out, &src, &dst, &sshd);
 }
+
+/// `-av` over ssh prints rsync's shape too: `sending incremental file list` for a push,
+/// `receiving …` for a pull, the names the server's end listed, rsync's summary lines.
+#[test]
+fn verbose_listing_over_ssh_has_rsyncs_shape() {
+    let test = "verbose_listing_over_ssh_has_rsyncs_shape";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    for push in [true, false] {
+        let outs: Vec<Output> = [rsync_over(&sshd), xsync_over(&sshd)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut cmd)| {
+                let dst = dir.path().join(format!("dst-{push}-{i}"));
+                fs::create_dir(&dst).expect("mkdir dst");
+                cmd.arg("-av");
+                if push {
+                    cmd.arg(slash(&src)).arg(sshd.remote(slash(&dst)));
+                } else {
+                    cmd.arg(sshd.remote(slash(&src))).arg(slash(&dst));
+                }
+                run(&mut cmd)
+            })
+            .collect();
+        let name = format!("{test} ({})", if push { "push" } else { "pull" });
+        assert_eq!(
+            code(&outs[1]),
+            0,
+            "{name}: {}{}",
+            stderr(&outs[1]),
+            context(&sshd)
+        );
+        crate::local::verbose_shape(&name, &outs[0], &outs[1]);
+    }
+}
