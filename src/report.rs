@@ -130,7 +130,18 @@ impl<'a> Report<'a> {
         let code = self.code();
         if code != ExitCode::Ok {
             let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = writeln!(e, "xsync error: {} (code {})", code.describe(), code.code());
+            // As rsync: vanished files are only a warning, everything else an error.
+            let kind = if code == ExitCode::Vanished {
+                "warning"
+            } else {
+                "error"
+            };
+            let _ = writeln!(
+                e,
+                "xsync {kind}: {} (code {})",
+                code.describe(),
+                code.code()
+            );
         }
         self.flush();
         code

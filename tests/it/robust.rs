@@ -282,6 +282,15 @@ fn source_file_vanishing_before_its_read_exits_24_in_a_push() {
     assert_eq!(code(x), code(r), "{context}");
     assert!(stderr(r).contains("file has vanished: "), "{context}");
     assert!(stderr(x).contains("file has vanished: `f2`"), "{context}");
+    // rsync closes with a warning, not an error, for vanished files.
+    assert!(
+        stderr(r).contains("rsync warning: some files vanished"),
+        "{context}"
+    );
+    assert!(
+        stderr(x).contains("xsync warning: some files vanished"),
+        "{context}"
+    );
     assert_mirrors_source(src, dst, &context);
 }
 
