@@ -62,6 +62,10 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     let (src_root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
     let scan_done = start.elapsed();
+    let counts = crate::report::tree_counts(&src_root, info.root_is_transfer_dir);
+    if let Some(p) = &report.progress {
+        p.totals(&counts);
+    }
     receive::apply(
         opts,
         report,
@@ -72,10 +76,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         &dst_scanner,
         receive::Source::Local(&tops),
     );
-    report.stats.add_counts(crate::report::tree_counts(
-        &src_root,
-        info.root_is_transfer_dir,
-    ));
+    report.stats.add_counts(counts);
     crate::tree::drop_in_background((src_root, dst_root));
     if opts.stats || opts.verbose > 0 {
         print_summary(
@@ -125,6 +126,7 @@ pub fn print_summary(
     total_secs: f64,
     wire: Option<(u64, u64)>,
 ) {
+    report.progress_end();
     let s = &report.stats;
     let g = Stats::get;
     let h = opts.human_readable;
