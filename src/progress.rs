@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn fields_have_rsyncs_widths() {
-        assert_eq!(rate(3_000_000, 4), "715.26MB/s");
+        assert_eq!(rate(3_000_000, 4), " 715.26MB/s");
         assert_eq!(rate(6, 4), "   1.46kB/s");
         assert_eq!(rate(3 << 30, 1000), "   3.00GB/s");
         assert_eq!(hms(0), "   0:00:00");
