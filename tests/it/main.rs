@@ -9,5 +9,6 @@ mod delta;
 mod errors;
 mod filters;
 mod local;
+mod progress;
 mod remote;
 mod sshd;

@@ -36,7 +36,7 @@ enum Direction {
 }
 
 /// xsync with a clean environment, reaching `sshd` and running itself on the other end.
-fn xsync_over(sshd: &Sshd) -> Command {
+pub fn xsync_over(sshd: &Sshd) -> Command {
     let mut cmd = xsync();
     cmd.env_remove("XSYNC_RSH")
         .args(["-e", &sshd.rsh(), "--xsync-path", XSYNC_BIN])
@@ -45,7 +45,7 @@ fn xsync_over(sshd: &Sshd) -> Command {
 }
 
 /// rsync over the same ssh (the remote rsync is the installed one).
-fn rsync_over(sshd: &Sshd) -> Command {
+pub fn rsync_over(sshd: &Sshd) -> Command {
     let mut cmd = rsync().expect("rsync checked by caller");
     cmd.args(["-e", &sshd.rsh()]).stdin(Stdio::null());
     cmd
@@ -194,6 +194,8 @@ remote_differential_tests! {
     archive_copies_everything: &["-a"], Fixture::awkward();
     /// -a over an older copy: changed files updated (deltas on the wire), kinds replaced.
     archive_updates_an_older_copy: &["-a"], Fixture::over_older_copy();
+    /// -avP (--partial --progress -v): the same tree as rsync's, the progress lines aside.
+    archive_with_progress: &["-avP"], Fixture::awkward();
     /// -aH: hard-link groups are reproduced.
     archive_with_hard_links_keeps_link_groups: &["-aH"], Fixture::awkward();
     /// --delete removes what the source lacks.
