@@ -108,6 +108,17 @@ struct Cli {
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long)]
     partial: bool,
+    /// show progress during transfer
+    #[arg(long)]
+    progress: bool,
+    #[arg(long = "no-progress", hide = true)]
+    no_progress: bool,
+    /// same as --partial --progress
+    #[arg(short = 'P')]
+    partial_progress: bool,
+    /// fine-grained informational verbosity (xsync: progress0-2, name0-1)
+    #[arg(long, value_name = "FLAGS", action = ArgAction::Append)]
+    info: Vec<String>,
     /// put a partially transferred file into DIR (a name relative to its directory)
     #[arg(long = "partial-dir", value_name = "DIR")]
     partial_dir: Option<String>,
@@ -221,6 +232,12 @@ pub struct Options {
     pub human_readable: u8,
     pub itemize: bool,
     pub stats: bool,
+    /// rsync's `--info=progressN`: 0 none, 1 a line per transferred file (`--progress`),
+    /// 2 one line for the whole transfer. Always 0 under `-q`, as rsync prints none then.
+    pub progress: u8,
+    /// rsync's `--info=name1`: list the names of updated entries. `-v` and `--progress`
+    /// turn it on, `--info=name0` off (the `-v` summary stays).
+    pub names: bool,
     pub compress: bool,
     pub compress_level: Option<i32>,
     pub rsh: Option<String>,
@@ -268,6 +285,17 @@ where
         ));
     }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
+    let info = parse_info(&cli.info)?;
+    let dash_progress = (cli.progress || cli.partial_progress) && !cli.no_progress;
+    let progress = if cli.quiet {
+        0
+    } else {
+        info.progress.unwrap_or(u8::from(dash_progress))
+    };
+    let names = info
+        .name
+        .map(|n| n > 0)
+        .unwrap_or(!cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1)));
     let opts = Options {
         verbose: cli.verbose,
         quiet: cli.quiet,
@@ -293,7 +321,7 @@ where
         ignore_existing: cli.ignore_existing,
         existing: cli.existing,
         // rsync: --inplace and --partial-dir imply --partial.
-        partial: cli.partial || cli.inplace || cli.partial_dir.is_some(),
+        partial: cli.partial || cli.partial_progress || cli.inplace || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
         inplace: cli.inplace,
         whole_file: if cli.no_whole_file {
@@ -312,6 +340,8 @@ where
         human_readable: cli.human_readable,
         itemize: cli.itemize > 0,
         stats: cli.stats,
+        progress,
+        names,
         compress: cli.compress,
         compress_level: cli.compress_level,
         rsh: cli.rsh,
@@ -338,6 +368,50 @@ fn rsync_path_as_xsync(program: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The `--info` words xsync honours; `None` where the command line left the default.
+#[derive(Default)]
+struct Info {
+    progress: Option<u8>,
+    name: Option<u8>,
+}
+
+/// rsync's `--info=FLAGS`: comma-separated words, case-insensitive, each a flag name with
+/// an optional level (no digit means 1). Only PROGRESS and NAME are implemented; any
+/// other flag is refused rather than accepted and ignored.
+fn parse_info(words: &[String]) -> Result<Info, Error> {
+    let mut info = Info::default();
+    for word in words.iter().flat_map(|w| w.split(',')) {
+        if word.is_empty() {
+            continue;
+        }
+        let lower = word.to_ascii_lowercase();
+        let digits = lower.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+        let flag = &lower[..lower.len() - digits.len()];
+        let level: u8 = match digits {
+            "" => 1,
+            d => d.parse().map_err(|_| {
+                Error::usage(format!("--info=`{word}`: the level must be a number"))
+            })?,
+        };
+        match (flag, level) {
+            // rsync treats progress3 and up as progress2.
+            ("progress", n) => info.progress = Some(n.min(2)),
+            ("name", 0 | 1) => info.name = Some(level),
+            ("name", _) => {
+                return Err(Error::usage(format!(
+                    "--info=`{word}`: xsync does not list unchanged names (only name0 and name1 are supported)"
+                )));
+            }
+            _ => {
+                return Err(Error::usage(format!(
+                    "--info=`{word}`: xsync does not support this --info flag (supported: progress0-2, name0-1)"
+                )));
+            }
+        }
+    }
+    Ok(info)
 }
 
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
@@ -479,6 +553,13 @@ impl Options {
         if let Some(n) = self.compress_level {
             a.push(format!("--compress-level={n}"));
         }
+        // A receiving server under per-file progress leaves the names of transferred files
+        // to the client, which prints each with its progress line.
+        a.push(format!(
+            "--info=progress{},name{}",
+            self.progress,
+            u8::from(self.names)
+        ));
         a
     }
 }

@@ -61,8 +61,9 @@ impl Dest {
                     std::fs::create_dir(&path)
                 };
                 made.map_err(|e| Error::io(ExitCode::FileIo, "create directory", &shown, &e))?;
-                if opts.verbose > 0 {
-                    // rsync names it without the trailing slash it was given with.
+                // With the names listed (-v, --progress, --info=name1), as rsync, and
+                // without the trailing slash it was given with.
+                if opts.names {
                     let mut name: &[u8] = &shown;
                     while name.len() > 1 && name.ends_with(b"/") {
                         name = &name[..name.len() - 1];

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Where the root's children are read from: each top-level name has its own source
 /// directory (several sources, or `src` copied by name).
@@ -213,12 +214,22 @@ impl Exec<'_, '_> {
         }
     }
 
-    pub fn transferred(&self, it: &Item<'_>, literal: u64) {
+    /// Counts a transferred file, and shows it under `--progress`; `started` is from
+    /// [`Self::clock`].
+    pub fn transferred(&self, it: &Item<'_>, literal: u64, started: Option<Instant>) {
         let stats = &self.report.stats;
         Stats::add(&stats.transferred, 1);
         Stats::add(&stats.transferred_size, it.src.meta.size);
         Stats::add(&stats.literal, literal);
         self.created(it);
+        if let Some(p) = &self.report.progress {
+            p.done(it.line.clone(), it.src.meta.size, started);
+        }
+    }
+
+    /// When a file starts, for its progress line's rate (no clock read without progress).
+    pub fn clock(&self) -> Option<Instant> {
+        self.report.progress.as_ref().map(|_| Instant::now())
     }
 
     fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
@@ -226,6 +237,7 @@ impl Exec<'_, '_> {
             return;
         }
         let m = &it.src.meta;
+        let started = self.clock();
         let res = match (it.action, src_dir) {
             (Action::Transfer, Some(src_dir)) => write::copy_file(
                 src_dir,
@@ -238,7 +250,7 @@ impl Exec<'_, '_> {
                 self.reuse_basis,
             )
             .map(|(literal, matched)| {
-                self.transferred(it, literal);
+                self.transferred(it, literal, started);
                 Stats::add(&self.report.stats.matched, matched);
             }),
             (Action::Transfer, None) => Ok(()),

@@ -29,8 +29,9 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         }));
     }
     let remote = crate::remote::RemoteJob::from_options(opts)?;
-    // rsync's -v listing opens with the file list's direction, as seen from the client.
-    if opts.verbose > 0 {
+    // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
+    // the client.
+    if opts.verbose > 0 || opts.progress == 1 {
         report.info(match &remote {
             Some(r) if !r.is_push() => "receiving incremental file list",
             _ => "sending incremental file list",
@@ -70,6 +71,10 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     let (src_root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
     let scan_done = start.elapsed();
+    let counts = crate::report::tree_counts(&src_root, info.root_is_transfer_dir);
+    if let Some(p) = &report.progress {
+        p.totals(&counts);
+    }
     receive::apply(
         opts,
         report,
@@ -80,10 +85,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         &dst_scanner,
         receive::Source::Local(&tops),
     );
-    report.stats.add_counts(crate::report::tree_counts(
-        &src_root,
-        info.root_is_transfer_dir,
-    ));
+    report.stats.add_counts(counts);
     crate::tree::drop_in_background((src_root, dst_root));
     if opts.stats || opts.verbose > 0 {
         print_summary(
@@ -133,6 +135,11 @@ pub fn print_summary(
     total_secs: f64,
     wire: Option<(u64, u64)>,
 ) {
+    report.progress_end();
+    // rsync's -q silences the summary and --stats too.
+    if opts.quiet {
+        return;
+    }
     let s = &report.stats;
     let g = Stats::get;
     let h = opts.human_readable;

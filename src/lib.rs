@@ -16,6 +16,7 @@ pub mod ids;
 pub mod job;
 pub mod pathsafe;
 pub mod plan;
+pub mod progress;
 pub mod protocol;
 pub mod receive;
 pub mod remote;
@@ -34,7 +35,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.
@@ -73,10 +74,23 @@ where
         }
     };
     raise_fd_limit();
-    let report = report::Report::new(stdout, stderr, opts.quiet);
-    if let Err(e) = job::run(&mut opts, &report) {
-        report.error(e.code, e.message());
-    }
+    let progress = progress::Progress::new(opts.progress, opts.human_readable);
+    let report = report::Report::new(stdout, stderr, opts.quiet).with_progress(progress);
+    std::thread::scope(|scope| {
+        // The one printer of progress lines, besides the end of the run.
+        let ticker = report
+            .progress
+            .as_ref()
+            .map(|p| scope.spawn(|| p.tick(&report)));
+        if let Err(e) = job::run(&mut opts, &report) {
+            report.error(e.code, e.message());
+        }
+        if let (Some(p), Some(t)) = (&report.progress, ticker) {
+            p.stop();
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    });
     report.finish()
 }
 

@@ -33,6 +33,9 @@ pub struct Item<'a> {
     /// The destination entry it replaces or updates, if any (same kind).
     pub dst: Option<Meta>,
     pub action: Action,
+    /// Under per-file progress, a transferred file's `-v`/`-i` line, printed with its
+    /// progress line when it is done rather than in the listing before the transfer.
+    pub line: Option<String>,
 }
 
 impl<'a> Item<'a> {
@@ -50,6 +53,7 @@ impl<'a> Item<'a> {
             rel,
             dst: dst.map(|d| d.meta),
             action,
+            line: None,
         }
     }
 }
@@ -96,6 +100,18 @@ pub struct HardLink<'a> {
     pub rel: Vec<u8>,
     pub leader: &'a [u8],
     pub src: &'a Entry,
+}
+
+impl DirPlan<'_> {
+    /// Files this plan transfers (the total behind progress's `to-chk`).
+    pub fn transfers(&self) -> u64 {
+        let here = self
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Transfer)
+            .count() as u64;
+        here + self.subdirs.iter().map(|d| d.transfers()).sum::<u64>()
+    }
 }
 
 pub struct Plan<'a> {
@@ -188,12 +204,19 @@ impl<'o> Planner<'o> {
     }
 
     fn line(&self, st: &mut State<'_>, flags: &str, rel: &str, extra: Option<String>) {
+        if let Some(l) = self.line_text(flags, rel, extra) {
+            st.lines.push(l);
+        }
+    }
+
+    fn line_text(&self, flags: &str, rel: &str, extra: Option<String>) -> Option<String> {
         let o = self.opts;
         if o.itemize {
-            st.lines
-                .push(format!("{flags} {rel}{}", extra.unwrap_or_default()));
-        } else if o.verbose > 0 {
-            st.lines.push(format!("{rel}{}", extra.unwrap_or_default()));
+            Some(format!("{flags} {rel}{}", extra.unwrap_or_default()))
+        } else if o.names {
+            Some(format!("{rel}{}", extra.unwrap_or_default()))
+        } else {
+            None
         }
     }
 
@@ -438,8 +461,13 @@ impl<'o> Planner<'o> {
                         }
                     }
                 };
-                self.line(st, &flags, &shown, None);
-                dir.items.push(Item::new(e, src_name, rel, d, action));
+                let mut item = Item::new(e, src_name, rel, d, action);
+                if o.progress == 1 && action == Action::Transfer && !o.dry_run {
+                    item.line = self.line_text(&flags, &shown, None);
+                } else {
+                    self.line(st, &flags, &shown, None);
+                }
+                dir.items.push(item);
             }
             Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let letter = e.meta.kind.itemize_letter();

@@ -290,11 +290,13 @@ pub enum Msg {
     },
     /// Sender → receiver, after its scan: the root entry with its Merkle digest, whether
     /// everything could be read (`io_error`: the receiver must not delete), and the names
-    /// of the owners and groups the tree uses.
+    /// of the owners and groups the tree uses, and the tree's totals (as in `Done`), for
+    /// a pulling client's progress lines.
     SourceRoot {
         io_error: bool,
         names: crate::ids::Names,
         root: WireEntry,
+        counts: Box<[u64; 7]>,
     },
     /// Receiver → sender: list the children of these directories (root-relative),
     /// given the keys of the children the receiver has in each.
@@ -347,6 +349,11 @@ pub enum Msg {
     /// Lines for the client's stdout (the server's `-v`/`-i` listing).
     Log {
         text: String,
+    },
+    /// Receiver → sender, before its first request: how many files it will fetch, for a
+    /// pushing client's progress lines (`to-chk`).
+    Planned {
+        files: u64,
     },
     /// Receiver → sender: all done, with the receiver's outcome.
     Finish {

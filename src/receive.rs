@@ -72,6 +72,9 @@ pub fn apply(
     for l in &plan.lines {
         report.line(l);
     }
+    if let Some(p) = &report.progress {
+        p.planned(plan.root.transfers());
+    }
     report.flush();
     if !opts.dry_run
         && let Some(root_fd) = dest.root.as_ref()

@@ -109,6 +109,13 @@ impl RemoteJob {
             (Some(_), n) if n > 0 => Err(Error::usage(
                 "remote to remote transfers are not supported: the source and the destination cannot both be remote",
             )),
+            // The receiver decides a file's -i flags, and on a push that is the server,
+            // while each file's line is printed here with its progress.
+            (Some(_), _) if opts.itemize && opts.progress == 1 && !opts.dry_run => {
+                Err(Error::usage(
+                    "--itemize-changes (-i) with --progress is not supported when pushing to a remote destination (use -v, or --info=progress2)",
+                ))
+            }
             (Some(spec), _) => Ok(Some(RemoteJob {
                 remote_paths: vec![OsString::from_vec(spec.path.clone())],
                 spec,

@@ -8,7 +8,7 @@ use crate::exit::ExitCode;
 use crate::tree::{Entry, Kind};
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub type Sink<'a> = &'a mut (dyn Write + Send);
 
@@ -17,7 +17,11 @@ pub struct Report<'a> {
     err: Mutex<Sink<'a>>,
     code: Mutex<ExitCode>,
     quiet: bool,
+    /// stdout ends in a progress line updated with `\r`: the next line starts a new one.
+    mid_line: AtomicBool,
     pub stats: Stats,
+    /// `--progress`/`--info=progress2` on the side that shows it (never on a server).
+    pub progress: Option<crate::progress::Progress>,
 }
 
 /// Counters for `--stats` and the closing summary; updated from many threads.
@@ -75,21 +79,62 @@ impl<'a> Report<'a> {
             err: Mutex::new(err),
             code: Mutex::new(ExitCode::Ok),
             quiet,
+            mid_line: AtomicBool::new(false),
             stats: Stats::default(),
+            progress: None,
+        }
+    }
+
+    pub fn with_progress(mut self, progress: Option<crate::progress::Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Progress output: written and flushed at once (a terminal shows it as it happens);
+    /// `mid_line` when it ends in a line that a `\r` will overwrite.
+    pub fn progress_text(&self, text: &str, mid_line: bool) {
+        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = o.write_all(text.as_bytes());
+        let _ = o.flush();
+        self.mid_line.store(mid_line, Ordering::Relaxed);
+    }
+
+    /// Prints what progress has not shown yet, and progress2's last line; before the
+    /// closing summary.
+    pub fn progress_end(&self) {
+        if let Some(p) = &self.progress {
+            p.print(self, true);
+        }
+    }
+
+    /// Ends a progress line left open, before other output (rsync does the same).
+    fn end_line(&self, o: &mut Sink<'a>) {
+        if self.mid_line.swap(false, Ordering::Relaxed) {
+            let _ = o.write_all(b"\n");
+            let _ = o.flush();
         }
     }
 
     /// A per-file problem: printed now, the run goes on, `code` counts at the end.
     pub fn error(&self, code: ExitCode, msg: impl AsRef<str>) {
         self.record(code);
+        self.end_line_before_stderr();
         let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(e, "xsync: {}", msg.as_ref());
     }
 
     /// A warning that does not change the exit code.
     pub fn warn(&self, msg: impl AsRef<str>) {
+        self.end_line_before_stderr();
         let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(e, "xsync: {}", msg.as_ref());
+    }
+
+    fn end_line_before_stderr(&self) {
+        if self.mid_line.load(Ordering::Relaxed) {
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            self.end_line(&mut o);
+        }
     }
 
     pub fn record(&self, code: ExitCode) {
@@ -107,12 +152,14 @@ impl<'a> Report<'a> {
     /// A listing line on stdout (`-v`, `-i`), already filtered by the caller's verbosity.
     pub fn line(&self, msg: impl AsRef<str>) {
         let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        self.end_line(&mut o);
         let _ = writeln!(o, "{}", msg.as_ref());
     }
 
     /// Text relayed from the peer's listing, written as is.
     pub fn raw(&self, text: &str) {
         let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        self.end_line(&mut o);
         let _ = o.write_all(text.as_bytes());
     }
 
@@ -127,6 +174,11 @@ impl<'a> Report<'a> {
 
     /// The closing `xsync error: … (code N)` line rsync prints for a non-zero exit.
     pub fn finish(&self) -> ExitCode {
+        self.progress_end();
+        {
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            self.end_line(&mut o);
+        }
         let code = self.code();
         if code != ExitCode::Ok {
             let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,15 +226,17 @@ pub fn tree_counts(root: &Entry, with_root: bool) -> [u64; 7] {
     c
 }
 
-/// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h`.
+/// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h` (units
+/// of 1000, as rsync's), units of 1024 with `-hh`.
 pub fn num(n: u64, human: u8) -> String {
-    if human > 0 && n >= 1024 {
+    let mult = if human >= 2 { 1024.0 } else { 1000.0 };
+    if human > 0 && n as f64 >= mult {
         let units = ["K", "M", "G", "T", "P"];
         let mut v = n as f64;
         let mut u = 0;
-        v /= 1024.0;
-        while v >= 1024.0 && u + 1 < units.len() {
-            v /= 1024.0;
+        v /= mult;
+        while v >= mult && u + 1 < units.len() {
+            v /= mult;
             u += 1;
         }
         return format!("{v:.2}{}", units[u]);
@@ -207,6 +261,9 @@ mod tests {
         assert_eq!(num(0, 0), "0");
         assert_eq!(num(999, 0), "999");
         assert_eq!(num(1234567, 0), "1,234,567");
-        assert_eq!(num(1536, 1), "1.50K");
+        assert_eq!(num(1536, 1), "1.54K");
+        assert_eq!(num(32768, 1), "32.77K");
+        assert_eq!(num(3_000_000, 1), "3.00M");
+        assert_eq!(num(1536, 2), "1.50K");
     }
 }

@@ -112,13 +112,17 @@ pub fn send<R: Read, W: Write>(
     } else {
         Default::default()
     };
+    let counts = crate::report::tree_counts(&root, info.root_is_transfer_dir);
+    if let Some(p) = &report.progress {
+        p.totals(&counts);
+    }
     wr.send(&Msg::SourceRoot {
         io_error: report.code() != ExitCode::Ok,
         names,
         root: WireEntry::from_entry(&root),
+        counts: Box::new(counts),
     })?;
     wr.flush()?;
-    let counts = crate::report::tree_counts(&root, info.root_is_transfer_dir);
     // Big files' coarse matches, kept from the coarse answer for their delta requests.
     let coarse = transfer::CoarseCache::default();
     // One batch of file requests is read (on its own thread) while the one before it is
@@ -135,7 +139,15 @@ pub fn send<R: Read, W: Write>(
                 let loaded = h
                     .join()
                     .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
-                transfer::send_loaded(wr, &tops, loaded, report, opts.inplace, &coarse)?;
+                transfer::send_loaded(
+                    wr,
+                    &tops,
+                    loaded,
+                    report,
+                    opts.inplace,
+                    &coarse,
+                    opts.names,
+                )?;
             }
             Ok(())
         };
@@ -185,6 +197,11 @@ pub fn send<R: Read, W: Write>(
                     wr.flush()?
                 }
                 Msg::Log { text } => report.raw(&text),
+                Msg::Planned { files } => {
+                    if let Some(p) = &report.progress {
+                        p.planned(files);
+                    }
+                }
                 Msg::Finish { code, stats } => {
                     flush_ahead(wr, &mut ahead)?;
                     report.flush();
@@ -276,7 +293,11 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             io_error,
             names,
             root,
+            counts,
         } => {
+            if let Some(p) = &report.progress {
+                p.totals(&counts);
+            }
             info.io_error = io_error;
             info.names = names;
             root

@@ -262,11 +262,18 @@ pub fn send_loaded<W: Write>(
     report: &Report<'_>,
     inplace: bool,
     cache: &CoarseCache,
+    names: bool,
 ) -> Result<(), Error> {
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
-        match (req, data) {
+        // A pushing client shows the files it sends (bytes sent per file, as rsync).
+        let shown = report.progress.as_ref().map(|_| {
+            let (Request::Whole { path, .. } | Request::Delta { path, .. }) = &req;
+            (std::time::Instant::now(), names.then(|| show(path)))
+        });
+        let sent = match (req, data) {
             (Request::Whole { id, path }, Some(Ok((data, hash)))) => {
                 let raw = wr.compressing() && incompressible(&path, &data);
+                let len = data.len() as u64;
                 let msg = Msg::Data {
                     id,
                     data,
@@ -277,11 +284,18 @@ pub fn send_loaded<W: Write>(
                 } else {
                     wr.send(&msg)?;
                 }
+                Some(len)
             }
-            (Request::Whole { id, path }, Some(Err(e))) => skip(wr, id, &path, &e, report)?,
+            (Request::Whole { id, path }, Some(Err(e))) => {
+                skip(wr, id, &path, &e, report)?;
+                None
+            }
             (Request::Whole { id, path }, None) => match open_source(tops, &path) {
                 Ok(fd) => stream_file(wr, id, &path, &fd, report)?,
-                Err(e) => skip(wr, id, &path, &e, report)?,
+                Err(e) => {
+                    skip(wr, id, &path, &e, report)?;
+                    None
+                }
             },
             (
                 Request::Delta {
@@ -304,9 +318,15 @@ pub fn send_loaded<W: Write>(
                 };
                 match open_source(tops, &path) {
                     Ok(fd) => send_delta(wr, id, &path, fd, how, parts, report, inplace)?,
-                    Err(e) => skip(wr, id, &path, &e, report)?,
+                    Err(e) => {
+                        skip(wr, id, &path, &e, report)?;
+                        None
+                    }
                 }
             }
+        };
+        if let (Some(p), Some(size), Some((started, name))) = (&report.progress, sent, shown) {
+            p.done(name, size, Some(started));
         }
     }
     wr.flush()
@@ -318,8 +338,9 @@ fn stream_file<W: Write>(
     p: &[u8],
     fd: &OwnedFd,
     report: &Report<'_>,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     let mut h = blake3::Hasher::new();
+    let mut total = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let mut raw: Option<bool> = None;
     loop {
@@ -329,9 +350,10 @@ fn stream_file<W: Write>(
             Err(e) => {
                 // The receiver drops the part it has.
                 report.error(ExitCode::Partial, io_message("read", p, &e.into()));
-                return wr.send(&Msg::Skip { id });
+                return wr.send(&Msg::Skip { id }).map(|()| None);
             }
         };
+        total += n as u64;
         h.update(&buf[..n]);
         let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
         let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
@@ -346,7 +368,7 @@ fn stream_file<W: Write>(
             wr.send(&msg)?;
         }
         if n == 0 {
-            return Ok(());
+            return Ok(Some(total));
         }
     }
 }
@@ -390,7 +412,7 @@ fn send_delta<W: Write>(
     parts: Vec<Part>,
     report: &Report<'_>,
     inplace: bool,
-) -> Result<(), Error> {
+) -> Result<Option<u64>, Error> {
     let f = std::fs::File::from(fd);
     // A coarse file's digest came with its coarse hashes: the source is not read again.
     let prepared = f.metadata().and_then(|m| {
@@ -402,7 +424,7 @@ fn send_delta<W: Write>(
     });
     let (len, hash) = match prepared {
         Ok(x) => x,
-        Err(e) => return skip(wr, id, p, &e, report),
+        Err(e) => return skip(wr, id, p, &e, report).map(|()| None),
     };
     let mut batch = OpBatch {
         ops: Vec::new(),
@@ -501,13 +523,14 @@ fn send_delta<W: Write>(
         }
         report.error(ExitCode::Partial, io_message("read", p, &e));
         // The receiver drops what it built from the pieces already sent.
-        return wr.send(&Msg::Skip { id });
+        return wr.send(&Msg::Skip { id }).map(|()| None);
     }
     wr.send(&Msg::Delta {
         id,
         ops: batch.ops,
         end: Some(wire_digest(&hash)),
     })
+    .map(|()| Some(len))
 }
 
 // ---------------------------------------------------------------- receiver
@@ -585,6 +608,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
         pending.clear();
     }
     sort_for_the_wire(&mut pending);
+    // Goes out with the first flush; a pushing client shows `to-chk` from it.
+    wr.send(&Msg::Planned {
+        files: pending.len() as u64,
+    })?;
     let partial_dir = exec.partial_dir.as_deref();
     let mut plans: Vec<Plan> = pending
         .iter()
@@ -1064,6 +1091,8 @@ struct Current<'d> {
     prefill: Option<PrefillState>,
     literal: u64,
     matched: u64,
+    /// For the progress line's rate.
+    started: Option<std::time::Instant>,
 }
 
 /// Hashes a big rebuilt file's coarse blocks on its own thread while the applier is still
@@ -1245,6 +1274,7 @@ fn receive<'d, R: Read + Send>(
                                 continue;
                             }
                             let len = data.len();
+                            let started = exec.clock();
                             wait_for_writers(&behind, len);
                             let behind = &behind;
                             scope.spawn(move |_| {
@@ -1271,7 +1301,7 @@ fn receive<'d, R: Read + Send>(
                                     t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
                                 })();
                                 match res {
-                                    Ok(n) => exec.transferred(p.item, n),
+                                    Ok(n) => exec.transferred(p.item, n, started),
                                     Err(e) => exec.fail(&p.item.rel, e),
                                 }
                             });
@@ -1297,7 +1327,7 @@ fn receive<'d, R: Read + Send>(
                         let cur = current.take().expect("set above");
                         next += 1;
                         let got = cur.hasher.map(|h| *h.finalize().as_bytes());
-                        finish_file(exec, p, cur.temp, got, hash, cur.literal, 0);
+                        finish_file(exec, p, cur.temp, got, hash, (cur.literal, 0), cur.started);
                     }
                 }
                 Msg::Delta { id, ops, end } => {
@@ -1341,8 +1371,8 @@ fn receive<'d, R: Read + Send>(
                                 Some(t),
                                 Some(got),
                                 hash,
-                                cur.literal,
-                                cur.matched,
+                                (cur.literal, cur.matched),
+                                cur.started,
                             ),
                             // Stopped: the whole file would not be written either.
                             Ok(_) if exec.stopped() => drop(t),
@@ -1498,6 +1528,7 @@ fn start_file<'d>(
         prefill,
         literal: 0,
         matched: 0,
+        started: exec.clock(),
     }
 }
 
@@ -1601,8 +1632,8 @@ fn finish_file(
     temp: Option<TempFile<'_>>,
     got: Option<[u8; 32]>,
     want: Digest,
-    literal: u64,
-    matched: u64,
+    (literal, matched): (u64, u64),
+    started: Option<std::time::Instant>,
 ) {
     let Some(t) = temp else { return };
     if got.map(|g| wire_digest(&g)) != Some(want) {
@@ -1623,7 +1654,7 @@ fn finish_file(
     }
     match done {
         Ok(_) => {
-            exec.transferred(p.item, literal);
+            exec.transferred(p.item, literal, started);
             Stats::add(&exec.report.stats.matched, matched);
         }
         Err(e) => exec.fail(&p.item.rel, e),

@@ -1019,3 +1019,66 @@ fn verbose_listing_has_rsyncs_shape() {
         String::from_utf8_lossy(&out.b.stdout)
     );
 }
+
+/// `-q` wins over `-v` and `--stats`: rsync prints nothing at all on stdout, and so must xsync.
+#[test]
+fn quiet_silences_the_listing_and_the_summary() {
+    let test = "quiet_silences_the_listing_and_the_summary";
+    let Some(out) = run_case(
+        test,
+        &Case::new(&["-a", "-q", "-v", "--stats"], &["src/"], "dst/"),
+    ) else {
+        return;
+    };
+    assert!(
+        out.a.stdout.is_empty(),
+        "{test}: rsync printed (the check is wrong): {}",
+        String::from_utf8_lossy(&out.a.stdout)
+    );
+    assert!(
+        out.b.stdout.is_empty(),
+        "{test}: xsync printed under -q:\n{}",
+        String::from_utf8_lossy(&out.b.stdout)
+    );
+}
+
+/// Which header lines come with which output options, as rsync prints them: `-P` and `-v`
+/// open with the file-list line and `created directory`, `--info=name1` only names the
+/// directory, `--info=progress2` and `--info=name0 -v` do not name it.
+#[test]
+fn header_lines_follow_the_output_options_like_rsync() {
+    let test = "header_lines_follow_the_output_options_like_rsync";
+    for flags in [
+        &["-aP"][..],
+        &["-av"],
+        &["-a", "--info=name1"],
+        &["-a", "--info=progress2"],
+        &["-av", "--info=name0"],
+    ] {
+        let case = Case {
+            fixture: Fixture {
+                dst_exists: false,
+                ..Fixture::awkward()
+            },
+            ..Case::new(flags, &["src/"], "dst/")
+        };
+        let Some(out) = run_case(test, &case) else {
+            return;
+        };
+        let head = |o: &std::process::Output, side: &std::path::Path| -> Vec<String> {
+            let side = side.to_str().expect("utf-8").to_string();
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .take_while(|l| l.ends_with("file list") || l.starts_with("created directory"))
+                .map(|l| l.replace(&side, "SIDE"))
+                .collect()
+        };
+        assert_eq!(
+            head(&out.b, &out.side_b()),
+            head(&out.a, &out.side_a()),
+            "{test}: {flags:?}\nrsync:\n{}\nxsync:\n{}",
+            String::from_utf8_lossy(&out.a.stdout),
+            String::from_utf8_lossy(&out.b.stdout)
+        );
+    }
+}

@@ -9,6 +9,7 @@ mod delta;
 mod errors;
 mod filters;
 mod local;
+mod progress;
 mod remote;
 mod robust;
 mod sshd;

@@ -194,6 +194,8 @@ remote_differential_tests! {
     archive_copies_everything: &["-a"], Fixture::awkward();
     /// -a over an older copy: changed files updated (deltas on the wire), kinds replaced.
     archive_updates_an_older_copy: &["-a"], Fixture::over_older_copy();
+    /// -avP (--partial --progress -v): the same tree as rsync's, the progress lines aside.
+    archive_with_progress: &["-avP"], Fixture::awkward();
     /// -aH: hard-link groups are reproduced.
     archive_with_hard_links_keeps_link_groups: &["-aH"], Fixture::awkward();
     /// --delete removes what the source lacks.

@@ -1,0 +1,267 @@
+//! `-P`, `--progress` and `--info=progress2`: the trees match rsync's, and the progress lines
+//! have rsync's shape and totals (compared with rsync's output on the same tree).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::remote::{rsync_over, xsync_over};
+use crate::sshd::Sshd;
+use crate::util::{
+    Fixture, TestTree, code, differential, have_rsync, rsync, run, stderr, test_dir, xsync,
+};
+
+/// A tree with several transferred files (one of 3 MB), a subdirectory and no symlink, so
+/// that the file data is the whole total size.
+fn files_tree(root: &Path) {
+    TestTree::at(root)
+        .file("a", b"hello\n")
+        .random_file("big", 7, 3_000_000)
+        .dir("sub")
+        .file("sub/b", b"there\n")
+        .random_file("sub/c", 8, 70_000)
+        .file("sub/z", b"");
+}
+
+/// One progress segment (the text after a `\r`), split into rsync's fields: bytes, percent,
+/// rate, time and the `(xfr#N, to-chk=R/T)` trailer, or None if it has another shape.
+#[derive(Debug)]
+struct Line {
+    bytes: u64,
+    pct: u32,
+    xfr: u64,
+    left: u64,
+    total: u64,
+}
+
+fn parse_segment(seg: &str) -> Option<Line> {
+    let w: Vec<&str> = seg.split_whitespace().collect();
+    let [bytes, pct, rate, time, xfr, chk] = w[..] else {
+        return None;
+    };
+    if !bytes.chars().all(|c| c.is_ascii_digit() || c == ',') || bytes.starts_with(',') {
+        return None;
+    }
+    let groups: Vec<&str> = bytes.split(',').collect();
+    let grouped = (1..=3).contains(&groups[0].len()) && groups[1..].iter().all(|g| g.len() == 3);
+    let units = ["kB/s", "MB/s", "GB/s"];
+    let rate_ok = units.iter().any(|u| {
+        rate.strip_suffix(u)
+            .is_some_and(|n| n.parse::<f64>().is_ok())
+    });
+    let t: Vec<&str> = time.split(':').collect();
+    let time_ok = t.len() == 3
+        && t.iter().all(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && t[1].len() == 2
+        && t[2].len() == 2;
+    let xfr = xfr.strip_prefix("(xfr#")?.strip_suffix(',')?.parse().ok()?;
+    let (left, total) = chk
+        .strip_prefix("to-chk=")?
+        .strip_suffix(')')?
+        .split_once('/')?;
+    if !(grouped && rate_ok && time_ok) {
+        return None;
+    }
+    Some(Line {
+        bytes: bytes.replace(',', "").parse().ok()?,
+        pct: pct.strip_suffix('%')?.parse().ok()?,
+        xfr,
+        left: left.parse().ok()?,
+        total: total.parse().ok()?,
+    })
+}
+
+/// The completed-file lines of `--progress` output: segments with the trailer that end a
+/// line.
+fn completed_lines(stdout: &str) -> Vec<Line> {
+    stdout
+        .lines()
+        .filter_map(|l| l.rsplit('\r').next())
+        .filter(|seg| seg.contains("(xfr#"))
+        .map(|seg| parse_segment(seg).unwrap_or_else(|| panic!("not rsync's shape: {seg:?}")))
+        .collect()
+}
+
+fn run_into(
+    mut cmd: Command,
+    flags: &[&str],
+    src: &Path,
+    dst: impl AsRef<std::ffi::OsStr>,
+) -> String {
+    cmd.args(flags).arg(crate::util::slash(src)).arg(dst);
+    let out = run(&mut cmd);
+    assert_eq!(code(&out), 0, "{flags:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The checks shared by local and remote runs: one completed line per transferred file, in
+/// rsync's shape, at 100%, numbered 1..N, the last `to-chk=0/T` with rsync's T, and each
+/// file's name on the line before its progress line.
+fn check_against_rsync(ours: &str, theirs: &str) {
+    let (mine, rs) = (completed_lines(ours), completed_lines(theirs));
+    assert_eq!(mine.len(), rs.len(), "xsync:\n{ours}\nrsync:\n{theirs}");
+    assert_eq!(mine.len(), 5, "{ours}");
+    for (i, l) in mine.iter().enumerate() {
+        assert_eq!(l.pct, 100, "{l:?}");
+        assert_eq!(l.xfr, i as u64 + 1, "{ours}");
+    }
+    let (last, rlast) = (mine.last().expect("lines"), rs.last().expect("lines"));
+    assert_eq!(
+        (last.left, last.total),
+        (0, rlast.total),
+        "{ours}\nrsync:\n{theirs}"
+    );
+    let mut sizes: Vec<u64> = mine.iter().map(|l| l.bytes).collect();
+    let mut rsizes: Vec<u64> = rs.iter().map(|l| l.bytes).collect();
+    sizes.sort_unstable();
+    rsizes.sort_unstable();
+    assert_eq!(sizes, rsizes);
+    let lines: Vec<&str> = ours.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if l.contains("(xfr#") {
+            let name = lines[i - 1];
+            assert!(
+                ["a", "big", "sub/b", "sub/c", "sub/z"].contains(&name),
+                "name before a progress line: {name:?} in\n{ours}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dash_avp_gives_rsyncs_tree_and_exit_code() {
+    differential("dash_avp_local", &["-avP"], true, Fixture::awkward());
+    differential(
+        "dash_avp_local",
+        &["-avP"],
+        false,
+        Fixture::over_older_copy(),
+    );
+}
+
+#[test]
+fn progress_prints_one_rsync_line_per_transferred_file() {
+    let test = "progress_prints_one_rsync_line_per_transferred_file";
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    files_tree(&src);
+    let theirs = run_into(
+        rsync().expect("checked"),
+        &["-av", "--progress"],
+        &src,
+        dir.path().join("r"),
+    );
+    let ours = run_into(xsync(), &["-av", "--progress"], &src, dir.path().join("x"));
+    check_against_rsync(&ours, &theirs);
+    // Nothing to do: no progress lines, as rsync.
+    let again = run_into(xsync(), &["-a", "--progress"], &src, dir.path().join("x"));
+    assert!(completed_lines(&again).is_empty(), "{again}");
+}
+
+#[test]
+fn progress_over_ssh_matches_rsyncs_push_and_pull() {
+    let test = "progress_over_ssh_matches_rsyncs_push_and_pull";
+    if !have_rsync(test) {
+        return;
+    }
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    files_tree(&src);
+    let push = |cmd, to: &str| run_into(cmd, &["-avP"], &src, sshd.remote(dir.path().join(to)));
+    let theirs = push(rsync_over(&sshd), "r");
+    let ours = push(xsync_over(&sshd), "x");
+    check_against_rsync(&ours, &theirs);
+
+    let pull = |mut cmd: Command, to: &str| {
+        cmd.args(["-avP"])
+            .arg(sshd.remote(crate::util::slash(&src)))
+            .arg(dir.path().join(to));
+        let out = run(&mut cmd);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let theirs = pull(rsync_over(&sshd), "rp");
+    let ours = pull(xsync_over(&sshd), "xp");
+    check_against_rsync(&ours, &theirs);
+}
+
+#[test]
+fn progress2_ends_at_100_percent_of_the_total() {
+    let test = "progress2_ends_at_100_percent_of_the_total";
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    files_tree(&src);
+    let flags = ["-a", "--info=progress2"];
+    let theirs = run_into(
+        rsync().expect("checked"),
+        &flags,
+        &src,
+        dir.path().join("r"),
+    );
+    let ours = run_into(xsync(), &flags, &src, dir.path().join("x"));
+    let last = |text: &str| {
+        let seg = text
+            .trim_end()
+            .rsplit('\r')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        parse_segment(&seg).unwrap_or_else(|| panic!("not rsync's shape: {seg:?} in {text:?}"))
+    };
+    let (mine, rs) = (last(&ours), last(&theirs));
+    assert_eq!(mine.bytes, 3_000_000 + 6 + 6 + 70_000, "{ours:?}");
+    assert_eq!(mine.pct, 100, "{ours:?}");
+    assert_eq!(
+        (mine.bytes, mine.pct, mine.xfr, mine.left, mine.total),
+        (rs.bytes, rs.pct, rs.xfr, rs.left, rs.total),
+        "xsync {ours:?}\nrsync {theirs:?}"
+    );
+    // No per-file names without -v, and the line is ended before the run ends.
+    assert!(!ours.contains("big"), "{ours:?}");
+    assert!(ours.ends_with('\n'), "{ours:?}");
+}
+
+#[test]
+fn info_name0_silences_the_names() {
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    files_tree(&src);
+    let ours = run_into(
+        xsync(),
+        &["-av", "--progress", "--info=name0"],
+        &src,
+        dir.path().join("x"),
+    );
+    assert_eq!(completed_lines(&ours).len(), 5, "{ours}");
+    assert!(!ours.lines().any(|l| l == "big" || l == "sub/b"), "{ours}");
+}
+
+#[test]
+fn unsupported_info_flags_are_refused_by_name() {
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    files_tree(&src);
+    for (flag, named) in [
+        ("--info=stats2", "stats2"),
+        ("--info=progress2,flist", "flist"),
+        ("--info=name2", "name2"),
+    ] {
+        let mut cmd = xsync();
+        cmd.arg("-a")
+            .arg(flag)
+            .arg(crate::util::slash(&src))
+            .arg(dir.path().join("x"));
+        let out = run(&mut cmd);
+        assert_eq!(code(&out), 1, "{flag}");
+        assert!(stderr(&out).contains(named), "{flag}: {}", stderr(&out));
+        assert!(!dir.path().join("x").exists(), "{flag} ran anyway");
+    }
+}
