@@ -120,8 +120,20 @@ struct Cli {
     #[arg(long = "no-whole-file", alias = "no-W", hide = true)]
     no_whole_file: bool,
     /// delete extraneous files from dest dirs
-    #[arg(long, alias = "del", alias = "delete-during")]
+    #[arg(long)]
     delete: bool,
+    /// receiver deletes before xfer, not during
+    #[arg(long = "delete-before")]
+    delete_before: bool,
+    /// receiver deletes during the transfer
+    #[arg(long = "delete-during", alias = "del")]
+    delete_during: bool,
+    /// find deletions during, delete after
+    #[arg(long = "delete-delay")]
+    delete_delay: bool,
+    /// receiver deletes after transfer, not during
+    #[arg(long = "delete-after")]
+    delete_after: bool,
     /// also delete excluded files from dest dirs
     #[arg(long = "delete-excluded")]
     delete_excluded: bool,
@@ -210,6 +222,8 @@ pub struct Options {
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
     pub delete: bool,
+    /// When extraneous entries are deleted relative to the transfers (with `delete`).
+    pub delete_when: DeleteWhen,
     pub delete_excluded: bool,
     pub max_delete: Option<u64>,
     pub filters: Filters,
@@ -223,6 +237,32 @@ pub struct Options {
     pub rsh: Option<String>,
     pub xsync_path: Option<String>,
     pub paths: Vec<OsString>,
+}
+
+/// rsync's --delete-WHEN: deleting first frees space on a full disk; deleting last leaves
+/// the old files in place until every new one has landed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeleteWhen {
+    Before,
+    /// Each directory's extraneous entries as the directory is reached (rsync's default).
+    #[default]
+    During,
+    /// Found during, deleted after the transfers (for us the same deletions as `After`:
+    /// the plan is made before anything is written).
+    Delay,
+    After,
+}
+
+impl DeleteWhen {
+    /// rsync's spelling, as the server is told it.
+    fn word(self) -> Option<&'static str> {
+        match self {
+            DeleteWhen::Before => Some("--delete-before"),
+            DeleteWhen::During => None,
+            DeleteWhen::Delay => Some("--delete-delay"),
+            DeleteWhen::After => Some("--delete-after"),
+        }
+    }
 }
 
 /// What the command line asks for: a transfer, or just the version text.
@@ -258,8 +298,15 @@ where
             .add_rule(&format!("P {d}/"))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    let delete_when = delete_when(&matches, &cli)?;
+    let any_delete = cli.delete
+        || cli.delete_excluded
+        || cli.delete_before
+        || cli.delete_during
+        || cli.delete_delay
+        || cli.delete_after;
     let a = cli.archive;
-    if (cli.delete || cli.delete_excluded) && !((cli.recursive || a) && !cli.no_recursive) {
+    if any_delete && !((cli.recursive || a) && !cli.no_recursive) {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
@@ -300,7 +347,8 @@ where
         } else {
             None
         },
-        delete: cli.delete || cli.delete_excluded,
+        delete: any_delete,
+        delete_when,
         delete_excluded: cli.delete_excluded,
         max_delete,
         filters,
@@ -316,6 +364,35 @@ where
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// rsync keeps --delete-during and --delete-delay in one variable (the last one given
+/// wins) and refuses any two of before, during-or-delay and after.
+fn delete_when(m: &clap::ArgMatches, cli: &Cli) -> Result<DeleteWhen, Error> {
+    if cli.delete_before as u8
+        + (cli.delete_during || cli.delete_delay) as u8
+        + cli.delete_after as u8
+        > 1
+    {
+        return Err(Error::usage(
+            "You may not combine multiple --delete-WHEN options.",
+        ));
+    }
+    // (A flag that was not given has an index too, for its default.)
+    let last = |id: &str| {
+        (m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            .then(|| m.indices_of(id).and_then(|i| i.max()))
+            .flatten()
+    };
+    Ok(if cli.delete_before {
+        DeleteWhen::Before
+    } else if cli.delete_after {
+        DeleteWhen::After
+    } else if cli.delete_delay && last("delete_delay") > last("delete_during") {
+        DeleteWhen::Delay
+    } else {
+        DeleteWhen::During
+    })
 }
 
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
@@ -448,6 +525,11 @@ impl Options {
             Some(false) => a.push("--no-whole-file".into()),
             None => {}
         }
+        if self.delete
+            && let Some(w) = self.delete_when.word()
+        {
+            a.push(w.into());
+        }
         if let Some(n) = self.max_delete {
             a.push(format!("--max-delete={n}"));
         }
@@ -485,7 +567,7 @@ mod tests {
     fn server_args_reproduce_the_options() {
         let o = opts(&[
             "-avH",
-            "--delete",
+            "--delete-after",
             "--max-delete=3",
             "-c",
             "--no-W",
@@ -503,6 +585,7 @@ mod tests {
             format!("{:?}", back.server_args())
         );
         assert!(back.hard_links && back.delete && back.checksum);
+        assert_eq!(back.delete_when, DeleteWhen::After);
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
@@ -573,6 +656,45 @@ mod tests {
             assert!(e.message().contains("--recursive"), "{}", e.message());
         }
         assert!(opts(&["-r", "--delete", "s/", "d/"]).delete);
+    }
+
+    #[test]
+    fn delete_when_options_imply_delete_and_refuse_each_other_as_rsync_does() {
+        for (args, when) in [
+            (&["--delete-before"][..], DeleteWhen::Before),
+            (&["--delete-after", "--delete-after"], DeleteWhen::After),
+            (&["--del"], DeleteWhen::During),
+            (&["--delete", "--delete-during"], DeleteWhen::During),
+            (&["--del", "--delete-delay"], DeleteWhen::Delay),
+            (&["--delete-delay", "--delete-during"], DeleteWhen::During),
+            (
+                &["--delete-excluded", "--delete-before"],
+                DeleteWhen::Before,
+            ),
+        ] {
+            let mut v = vec!["-r"];
+            v.extend_from_slice(args);
+            v.extend(["s/", "d/"]);
+            let o = opts(&v);
+            assert!(o.delete, "{args:?}");
+            assert_eq!(o.delete_when, when, "{args:?}");
+        }
+        for args in [
+            &["--delete-before", "--delete-after"][..],
+            &["--delete-after", "--del"],
+            &["--delete-before", "--delete-delay"],
+        ] {
+            let mut v = vec!["xsync", "-r"];
+            v.extend_from_slice(args);
+            v.extend(["s/", "d/"]);
+            let e = parse(v).err().expect("refused");
+            assert_eq!(e.code, ExitCode::Usage, "{args:?}");
+            assert!(e.message().contains("--delete-WHEN"), "{}", e.message());
+        }
+        let e = parse(["xsync", "--delete-after", "s/", "d/"])
+            .err()
+            .expect("refused");
+        assert!(e.message().contains("--recursive"), "{}", e.message());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! lines (`-v`, `-i`) are produced here, in a deterministic order, so output does not depend
 //! on thread timing.
 
-use crate::cli::Options;
+use crate::cli::{DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
@@ -123,6 +123,9 @@ pub struct Planner<'o> {
 struct State<'a> {
     plan_links: Vec<HardLink<'a>>,
     lines: Vec<String>,
+    /// `*deleting` lines when deletions are not interleaved (--delete-before/-after/-delay):
+    /// they are listed where they happen, before or after everything else.
+    deletion_lines: Vec<String>,
     deletes: u64,
     delete_skipped: u64,
     dst_root: Option<&'a Entry>,
@@ -151,6 +154,7 @@ impl<'o> Planner<'o> {
         let mut st = State {
             plan_links: Vec::new(),
             lines: Vec::new(),
+            deletion_lines: Vec::new(),
             deletes: 0,
             delete_skipped: 0,
             dst_root: dst,
@@ -178,10 +182,15 @@ impl<'o> Planner<'o> {
             }
         }
         self.plan_children(&mut root, dst, &mut st, true);
+        let lines = match self.opts.delete_when {
+            DeleteWhen::During => st.lines,
+            DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),
+            DeleteWhen::Delay | DeleteWhen::After => [st.lines, st.deletion_lines].concat(),
+        };
         Plan {
             root,
             links: st.plan_links,
-            lines: st.lines,
+            lines,
             delete_count: st.deletes,
             delete_skipped: st.delete_skipped,
         }
@@ -320,10 +329,21 @@ impl<'o> Planner<'o> {
         } else {
             show(rel)
         };
-        if self.opts.itemize {
-            st.lines.push(format!("*deleting   {shown}"));
+        self.deletion_line(st, &shown);
+    }
+
+    fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
+        let line = if self.opts.itemize {
+            format!("*deleting   {shown}")
+        } else if self.opts.verbose > 0 {
+            format!("deleting {shown}")
         } else {
-            st.lines.push(format!("deleting {shown}"));
+            return;
+        };
+        if self.opts.delete_when == DeleteWhen::During {
+            st.lines.push(line);
+        } else {
+            st.deletion_lines.push(line);
         }
     }
 
@@ -354,11 +374,7 @@ impl<'o> Planner<'o> {
         } else {
             show(&rel)
         };
-        if self.opts.itemize {
-            st.lines.push(format!("*deleting   {shown}"));
-        } else if self.opts.verbose > 0 {
-            st.lines.push(format!("deleting {shown}"));
-        }
+        self.deletion_line(st, &shown);
         dir.deletes.push(Delete {
             entry: d,
             rel,

@@ -2,7 +2,7 @@
 //! parts whose digests differ from a peer): plan, list, execute, finish. The local copy
 //! and both remote directions go through here, so the destination rules cannot drift.
 
-use crate::cli::Options;
+use crate::cli::{DeleteWhen, Options};
 use crate::dest::{Dest, remove_stale_temps};
 use crate::exec::{Content, Exec, Pending};
 use crate::exit::ExitCode;
@@ -82,7 +82,11 @@ pub fn apply(
             report,
             reuse_basis: opts.whole_file == Some(false),
             partial_dir: opts.partial_dir.clone().map(String::into_bytes),
+            deletes_in_place: opts.delete_when == DeleteWhen::During,
         };
+        if opts.delete_when == DeleteWhen::Before {
+            exec.delete_pass(&plan, root_fd);
+        }
         match source {
             Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
             Source::Remote(fetch) => {
@@ -90,6 +94,10 @@ pub fn apply(
                 exec.run_tree(&plan, root_fd, &Content::Deferred(&pending));
                 fetch(&exec, pending.into_inner().unwrap_or_default());
             }
+        }
+        // (Before the directories' times are set: a deletion moves its directory's mtime.)
+        if matches!(opts.delete_when, DeleteWhen::After | DeleteWhen::Delay) {
+            exec.delete_pass(&plan, root_fd);
         }
         let root_meta = info
             .root_is_transfer_dir

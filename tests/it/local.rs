@@ -311,6 +311,19 @@ differential_tests! {
     perms_only_over_older_copy: &["-rp"], Fixture::over_older_copy();
     /// --numeric-ids keeps numbers (the foreign owners have no names).
     numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
+    /// --delete-before: the same deletions, all done before the first transfer.
+    delete_before_removes_extraneous_files: &["-a", "--delete-before"], Fixture::over_older_copy();
+    /// --delete-during (rsync's default for --delete) and its short --del.
+    delete_during_removes_extraneous_files: &["-a", "--del"], Fixture::over_older_copy();
+    /// --delete-delay: found during, deleted after the transfers.
+    delete_delay_removes_extraneous_files: &["-a", "--delete-delay"], Fixture::over_older_copy();
+    /// --delete-after with --max-delete: the same budget, spent after the transfers.
+    delete_after_respects_max_delete:
+        &["-a", "--delete-after", "--max-delete=100", "--exclude", "*.log"],
+        Fixture::over_older_copy();
+    /// Two --delete-WHEN options: refused (exit 1) before anything changes.
+    delete_when_options_do_not_combine:
+        &["-a", "--delete-before", "--delete-after"], Fixture::over_older_copy();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
@@ -891,6 +904,39 @@ fn itemize_case(test: &str, flags: &[&str], fixture: Fixture) {
         "{test}: itemized output differs for {flags:?}\nonly rsync printed:\n{only_r:#?}\n\
          only xsync printed:\n{only_x:#?}"
     );
+}
+
+/// --delete-before lists (and makes) every deletion before the first transfer; --delete-after
+/// and --delete-delay after the last; rsync's output and xsync's both show it.
+#[test]
+fn delete_when_orders_deletions_like_rsync() {
+    let test = "delete_when_orders_deletions_like_rsync";
+    for (when, first) in [
+        ("--delete-before", true),
+        ("--delete-after", false),
+        ("--delete-delay", false),
+    ] {
+        let flags = ["-ai", when];
+        let Some(out) = differential(test, &flags, true, Fixture::over_older_copy()) else {
+            return;
+        };
+        for (name, o) in [("rsync", &out.a), ("xsync", &out.b)] {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let is_del: Vec<bool> = text.lines().map(|l| l.starts_with("*deleting")).collect();
+            let n = is_del.iter().filter(|d| **d).count();
+            assert!(n > 0 && n < is_del.len(), "{test}: {name} {when}:\n{text}");
+            let grouped = if first {
+                is_del[..n].iter().all(|d| *d)
+            } else {
+                is_del[is_del.len() - n..].iter().all(|d| *d)
+            };
+            assert!(
+                grouped,
+                "{test}: {name} {when} did not list its deletions {}:\n{text}",
+                if first { "first" } else { "last" }
+            );
+        }
+    }
 }
 
 #[test]

@@ -198,6 +198,10 @@ remote_differential_tests! {
     archive_with_hard_links_keeps_link_groups: &["-aH"], Fixture::awkward();
     /// --delete removes what the source lacks.
     delete_removes_extraneous_files: &["-a", "--delete"], Fixture::over_older_copy();
+    /// --delete-before: the receiver deletes in a pass of its own before any file arrives.
+    delete_before_removes_extraneous_files: &["-a", "--delete-before"], Fixture::over_older_copy();
+    /// --delete-after: the receiver deletes once the file data has arrived.
+    delete_after_removes_extraneous_files: &["-a", "--delete-after"], Fixture::over_older_copy();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.
