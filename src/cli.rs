@@ -56,6 +56,16 @@ struct Cli {
     times: bool,
     #[arg(long = "no-times", alias = "no-t", hide = true)]
     no_times: bool,
+    /// omit directories from --times
+    #[arg(short = 'O', long = "omit-dir-times")]
+    omit_dir_times: bool,
+    #[arg(long = "no-omit-dir-times", alias = "no-O", hide = true)]
+    no_omit_dir_times: bool,
+    /// omit symlinks from --times
+    #[arg(short = 'J', long = "omit-link-times")]
+    omit_link_times: bool,
+    #[arg(long = "no-omit-link-times", alias = "no-J", hide = true)]
+    no_omit_link_times: bool,
     /// preserve group
     #[arg(short, long)]
     group: bool,
@@ -203,6 +213,8 @@ pub struct Options {
     pub links: bool,
     pub perms: bool,
     pub times: bool,
+    pub omit_dir_times: bool,
+    pub omit_link_times: bool,
     pub group: bool,
     pub owner: bool,
     pub devices: bool,
@@ -320,6 +332,8 @@ where
         links: (cli.links || a) && !cli.no_links,
         perms: (cli.perms || a) && !cli.no_perms,
         times: (cli.times || a) && !cli.no_times,
+        omit_dir_times: cli.omit_dir_times && !cli.no_omit_dir_times,
+        omit_link_times: cli.omit_link_times && !cli.no_omit_link_times,
         group: (cli.group || a) && !cli.no_group,
         owner: (cli.owner || a) && !cli.no_owner,
         devices: (cli.devices || cli.devices_specials || a)
@@ -486,6 +500,8 @@ impl Options {
             (self.links, "--links"),
             (self.perms, "--perms"),
             (self.times, "--times"),
+            (self.omit_dir_times, "--omit-dir-times"),
+            (self.omit_link_times, "--omit-link-times"),
             (self.group, "--group"),
             (self.owner, "--owner"),
             (self.devices, "--devices"),
@@ -566,7 +582,7 @@ mod tests {
     #[test]
     fn server_args_reproduce_the_options() {
         let o = opts(&[
-            "-avH",
+            "-avHOJ",
             "--delete-after",
             "--max-delete=3",
             "-c",
@@ -586,6 +602,7 @@ mod tests {
         );
         assert!(back.hard_links && back.delete && back.checksum);
         assert_eq!(back.delete_when, DeleteWhen::After);
+        assert!(back.omit_dir_times && back.omit_link_times);
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);

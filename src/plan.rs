@@ -507,8 +507,14 @@ impl<'o> Planner<'o> {
     fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
         let o = self.opts;
         let size = sized && s.size != d.size;
-        let time = !s.same_mtime(d) && (o.times || sized) && s.kind != Kind::Dir
-            || (s.kind == Kind::Dir && o.times && !s.same_mtime(d));
+        let time = !s.same_mtime(d)
+            && match s.kind {
+                // (A transferred file gets the source's time even without -t: rsync's 'T'.)
+                Kind::File => o.times || sized,
+                Kind::Dir => o.times && !o.omit_dir_times,
+                Kind::Symlink => o.times && !o.omit_link_times,
+                _ => o.times,
+            };
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);

@@ -22,6 +22,8 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
     MetaRules {
         perms: opts.perms,
         times: opts.times,
+        omit_dir_times: opts.omit_dir_times,
+        omit_link_times: opts.omit_link_times,
         // rsync silently preserves owners only as the super-user.
         owner: opts.owner && am_root,
         group: opts.group,

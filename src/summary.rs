@@ -17,6 +17,8 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Clone, Copy, Debug)]
 pub struct Compared {
     pub times: bool,
+    pub omit_dir_times: bool,
+    pub omit_link_times: bool,
     pub perms: bool,
     pub owner: bool,
     pub group: bool,
@@ -29,6 +31,8 @@ impl Compared {
     pub fn from_options(o: &Options) -> Compared {
         Compared {
             times: o.times,
+            omit_dir_times: o.omit_dir_times,
+            omit_link_times: o.omit_link_times,
             perms: o.perms,
             owner: o.owner,
             group: o.group,
@@ -74,6 +78,8 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     let time_matters = match m.kind {
         // The quick check uses the mtime even without -t (rsync re-sends then).
         Kind::File => cmp.times || !(cmp.size_only || cmp.checksum),
+        Kind::Dir => cmp.times && !cmp.omit_dir_times,
+        Kind::Symlink => cmp.times && !cmp.omit_link_times,
         _ => cmp.times,
     };
     if time_matters {

@@ -324,6 +324,12 @@ differential_tests! {
     /// Two --delete-WHEN options: refused (exit 1) before anything changes.
     delete_when_options_do_not_combine:
         &["-a", "--delete-before", "--delete-after"], Fixture::over_older_copy();
+    /// -O: directory times are neither compared nor set; symlinks' are.
+    omit_dir_times_keeps_directory_times: &["-aO"], Fixture::retimed_dirs_and_links();
+    /// -J: symlink times are neither compared nor set; directories' are.
+    omit_link_times_keeps_symlink_times: &["-aJ"], Fixture::retimed_dirs_and_links();
+    /// -O over the awkward older copy: everything else is updated as with -a.
+    omit_dir_times_updates_files: &["-aOJ", "--delete"], Fixture::retimed_dirs_and_links();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],

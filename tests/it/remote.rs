@@ -202,6 +202,8 @@ remote_differential_tests! {
     delete_before_removes_extraneous_files: &["-a", "--delete-before"], Fixture::over_older_copy();
     /// --delete-after: the receiver deletes once the file data has arrived.
     delete_after_removes_extraneous_files: &["-a", "--delete-after"], Fixture::over_older_copy();
+    /// -O -J: directory and symlink times are neither compared nor set on the receiver.
+    omit_dir_and_link_times_keep_their_times: &["-aOJ"], Fixture::retimed_dirs_and_links();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.
