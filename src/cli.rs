@@ -103,6 +103,9 @@ struct Cli {
     /// perform a trial run with no changes made
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
+    /// don't skip files that match size and time
+    #[arg(short = 'I', long = "ignore-times")]
+    ignore_times: bool,
     /// skip files based on size only, not mod-time
     #[arg(long = "size-only")]
     size_only: bool,
@@ -223,6 +226,7 @@ pub struct Options {
     pub sparse: bool,
     pub one_file_system: bool,
     pub dry_run: bool,
+    pub ignore_times: bool,
     pub size_only: bool,
     pub update: bool,
     pub ignore_existing: bool,
@@ -346,6 +350,7 @@ where
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
+        ignore_times: cli.ignore_times,
         size_only: cli.size_only,
         update: cli.update,
         ignore_existing: cli.ignore_existing,
@@ -512,6 +517,7 @@ impl Options {
             (self.dry_run, "--dry-run"),
             (self.quiet, "--quiet"),
             (self.checksum, "--checksum"),
+            (self.ignore_times, "--ignore-times"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
@@ -586,6 +592,7 @@ mod tests {
             "--delete-after",
             "--max-delete=3",
             "-c",
+            "-I",
             "--no-W",
             "s",
             "d",
@@ -602,7 +609,7 @@ mod tests {
         );
         assert!(back.hard_links && back.delete && back.checksum);
         assert_eq!(back.delete_when, DeleteWhen::After);
-        assert!(back.omit_dir_times && back.omit_link_times);
+        assert!(back.omit_dir_times && back.omit_link_times && back.ignore_times);
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);

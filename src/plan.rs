@@ -489,7 +489,7 @@ impl<'o> Planner<'o> {
         }
     }
 
-    /// rsync's quick check: size, then checksum (-c) or mtime (unless --size-only).
+    /// rsync's quick check: size, then checksum (-c), --size-only, -I (never equal), mtime.
     fn needs_transfer(&self, e: &Entry, d: &Entry) -> bool {
         let o = self.opts;
         if e.meta.size != d.meta.size {
@@ -498,7 +498,10 @@ impl<'o> Planner<'o> {
         if o.checksum {
             return e.hash != d.hash;
         }
-        !o.size_only && !e.meta.same_mtime(&d.meta)
+        if o.size_only {
+            return false;
+        }
+        o.ignore_times || !e.meta.same_mtime(&d.meta)
     }
 
     /// The itemize string for an existing entry whose attributes differ, or None when none

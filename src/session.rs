@@ -106,7 +106,7 @@ pub fn send<R: Read, W: Write>(
     };
     let (mut root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
-    prepare(&mut root, opts);
+    prepare(&mut root, opts, Side::Sender);
     let names = if !opts.numeric_ids && (opts.owner || opts.group) {
         crate::ids::Names::of_tree(&root)
     } else {
@@ -269,7 +269,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         }
     };
     if let Some(d) = dst_root.as_mut() {
-        prepare(d, opts);
+        prepare(d, opts, Side::Receiver);
     }
     let root = match rd.recv()? {
         Msg::SourceRoot {

@@ -25,6 +25,11 @@ pub struct Compared {
     pub size_only: bool,
     pub checksum: bool,
     pub hard_links: bool,
+    /// `-I` on the receiving side: no file is ever equal to the sender's, so every file's
+    /// digest here carries a mark the sender's never does, and every directory holding a
+    /// file is compared. (Only this side marks: the receiver computes the digests of the
+    /// sender's listed files itself, without it.)
+    pub never_equal_files: bool,
 }
 
 impl Compared {
@@ -39,6 +44,16 @@ impl Compared {
             size_only: o.size_only,
             checksum: o.checksum,
             hard_links: o.hard_links,
+            never_equal_files: false,
+        }
+    }
+
+    /// What the destination's own tree is digested with.
+    pub fn for_receiver(o: &Options) -> Compared {
+        Compared {
+            // rsync's quick check looks at -c and --size-only before -I.
+            never_equal_files: o.ignore_times && !o.checksum && !o.size_only,
+            ..Compared::from_options(o)
         }
     }
 }
@@ -88,6 +103,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     }
     match m.kind {
         Kind::File => {
+            if cmp.never_equal_files {
+                h.update(b"receiver under -I");
+            }
             h.update(&m.size.to_le_bytes());
             if let Some(hash) = &e.hash {
                 h.update(hash);

@@ -330,6 +330,10 @@ differential_tests! {
     omit_link_times_keeps_symlink_times: &["-aJ"], Fixture::retimed_dirs_and_links();
     /// -O over the awkward older copy: everything else is updated as with -a.
     omit_dir_times_updates_files: &["-aOJ", "--delete"], Fixture::retimed_dirs_and_links();
+    /// -I: files equal in size and time are sent all the same.
+    ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
+    /// --size-only decides before -I does (rsync's quick check order).
+    ignore_times_yields_to_size_only: &["-aI", "--size-only"], Fixture::over_older_copy();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
@@ -590,13 +594,15 @@ fn sparse_file_stays_sparse_src_without_trailing_slash() {
 // -c, -n, reruns
 // ---------------------------------------------------------------------------------------------
 
-/// A file with equal size and mtime but other bytes is sent with -c and left alone without.
+/// A file with equal size and mtime but other bytes is sent with -c or -I and left alone
+/// without.
 #[test]
 fn checksum_sends_same_size_same_mtime_file_with_other_content() {
     let test = "checksum_sends_same_size_same_mtime_file_with_other_content";
     for (flags, expect) in [
         (&["-a", "-c"][..], &b"AAAAAAAAAAAAAAAA"[..]),
         (&["-a"][..], &b"BBBBBBBBBBBBBBBB"[..]),
+        (&["-a", "-I"][..], &b"AAAAAAAAAAAAAAAA"[..]),
     ] {
         let Some(out) = differential(test, flags, true, Fixture::over_older_copy()) else {
             return;
@@ -959,6 +965,16 @@ fn itemize_reports_updates_and_deletions_like_rsync() {
     itemize_case(
         "itemize_reports_updates_and_deletions_like_rsync",
         &["-ai", "--delete"],
+        Fixture::over_older_copy(),
+    );
+}
+
+/// -I: every file is itemized as sent, unchanged ones too.
+#[test]
+fn itemize_reports_every_file_under_ignore_times() {
+    itemize_case(
+        "itemize_reports_every_file_under_ignore_times",
+        &["-aiI"],
         Fixture::over_older_copy(),
     );
 }

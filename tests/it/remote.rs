@@ -204,6 +204,8 @@ remote_differential_tests! {
     delete_after_removes_extraneous_files: &["-a", "--delete-after"], Fixture::over_older_copy();
     /// -O -J: directory and symlink times are neither compared nor set on the receiver.
     omit_dir_and_link_times_keep_their_times: &["-aOJ"], Fixture::retimed_dirs_and_links();
+    /// -I: every file is sent (by delta), even in directories whose digests would match.
+    ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.
