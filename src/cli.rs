@@ -106,6 +106,12 @@ struct Cli {
     /// don't skip files that match size and time
     #[arg(short = 'I', long = "ignore-times")]
     ignore_times: bool,
+    /// don't transfer any file larger than SIZE
+    #[arg(long = "max-size", value_name = "SIZE", allow_hyphen_values = true)]
+    max_size: Option<String>,
+    /// don't transfer any file smaller than SIZE
+    #[arg(long = "min-size", value_name = "SIZE", allow_hyphen_values = true)]
+    min_size: Option<String>,
     /// skip files based on size only, not mod-time
     #[arg(long = "size-only")]
     size_only: bool,
@@ -227,6 +233,8 @@ pub struct Options {
     pub one_file_system: bool,
     pub dry_run: bool,
     pub ignore_times: bool,
+    /// `--min-size`/`--max-size`: which regular files are transferred at all.
+    pub sizes: SizeRange,
     pub size_only: bool,
     pub update: bool,
     pub ignore_existing: bool,
@@ -315,6 +323,13 @@ where
             .map_err(|e| Error::usage(e.to_string()))?;
     }
     let delete_when = delete_when(&matches, &cli)?;
+    let size_of = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
+        v.as_deref().map(|v| parse_size(name, v)).transpose()
+    };
+    let sizes = SizeRange {
+        min: size_of("min-size", &cli.min_size)?,
+        max: size_of("max-size", &cli.max_size)?,
+    };
     let any_delete = cli.delete
         || cli.delete_excluded
         || cli.delete_before
@@ -351,6 +366,7 @@ where
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
+        sizes,
         size_only: cli.size_only,
         update: cli.update,
         ignore_existing: cli.ignore_existing,
@@ -383,6 +399,71 @@ where
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// rsync's --min-size/--max-size: a transfer rule, not a filter. A file outside the range
+/// is left alone (content and attributes) but still counts as present for --delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeRange {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl SizeRange {
+    pub fn contains(&self, size: u64) -> bool {
+        self.min.is_none_or(|m| size >= m) && self.max.is_none_or(|m| size <= m)
+    }
+}
+
+/// rsync's SIZE: digits with an optional fraction, an optional unit (b, k, m, g, t, p; alone
+/// or with "ib" in 1024s, with "b" in 1000s; any case), then an optional "+1" or "-1".
+/// `1.5mb-1` is 1499999 bytes.
+fn parse_size(name: &str, arg: &str) -> Result<u64, Error> {
+    let invalid = || Error::usage(format!("--{name}={arg} is invalid"));
+    let b = arg.as_bytes();
+    let mut i = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if b.get(i) == Some(&b'.') {
+        i += 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    }
+    let number = &arg[..i];
+    let mut rest = &b[i..];
+    let reps = match rest.first().map(u8::to_ascii_lowercase) {
+        None | Some(b'+' | b'-') => 0,
+        Some(c) => {
+            rest = &rest[1..];
+            b"bkmgtp".iter().position(|&u| u == c).ok_or_else(invalid)? as i32
+        }
+    };
+    let mult: f64 = match rest.first().map(u8::to_ascii_lowercase) {
+        Some(b'b') => {
+            rest = &rest[1..];
+            1000.0
+        }
+        None | Some(b'+' | b'-') => 1024.0,
+        Some(b'i') if rest.get(1).is_some_and(|c| c.eq_ignore_ascii_case(&b'b')) => {
+            rest = &rest[2..];
+            1024.0
+        }
+        _ => return Err(invalid()),
+    };
+    // rsync reads the number with atof: "" and "." are 0.
+    let value: f64 = if number.is_empty() || number == "." {
+        0.0
+    } else {
+        number.parse().map_err(|_| invalid())?
+    };
+    let mut size = (mult.powi(reps) * value) as i128;
+    match rest {
+        [] => {}
+        [b'+', b'1'] if i > 0 => size += 1,
+        [b'-', b'1'] if i > 0 => size -= 1,
+        _ => return Err(invalid()),
+    }
+    // rsync's largest size is 8192P-1 (a signed 64-bit count).
+    if !(0..=i64::MAX as i128).contains(&size) {
+        return Err(Error::usage(format!("--{name}={arg} is too large")));
+    }
+    Ok(size as u64)
 }
 
 /// rsync keeps --delete-during and --delete-delay in one variable (the last one given
@@ -552,6 +633,12 @@ impl Options {
         {
             a.push(w.into());
         }
+        if let Some(n) = self.sizes.min {
+            a.push(format!("--min-size={n}"));
+        }
+        if let Some(n) = self.sizes.max {
+            a.push(format!("--max-size={n}"));
+        }
         if let Some(n) = self.max_delete {
             a.push(format!("--max-delete={n}"));
         }
@@ -593,6 +680,8 @@ mod tests {
             "--max-delete=3",
             "-c",
             "-I",
+            "--min-size=1.5k",
+            "--max-size=2mb-1",
             "--no-W",
             "s",
             "d",
@@ -610,6 +699,8 @@ mod tests {
         assert!(back.hard_links && back.delete && back.checksum);
         assert_eq!(back.delete_when, DeleteWhen::After);
         assert!(back.omit_dir_times && back.omit_link_times && back.ignore_times);
+        assert_eq!(back.sizes.min, Some(1536));
+        assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
@@ -719,6 +810,35 @@ mod tests {
             .err()
             .expect("refused");
         assert!(e.message().contains("--recursive"), "{}", e.message());
+    }
+
+    #[test]
+    fn sizes_are_read_as_rsync_reads_them() {
+        for (arg, want) in [
+            ("10", 10),
+            ("10b", 10),
+            ("1k", 1024),
+            ("1K", 1024),
+            ("1kb", 1000),
+            ("1KiB", 1024),
+            ("1kB+1", 1001),
+            ("1.5k", 1536),
+            (".5k", 512),
+            ("1.5", 1),
+            ("1.5mb-1", 1_499_999),
+            ("2g+1", 2_147_483_649),
+            ("1bb", 1),
+            ("", 0),
+            ("0", 0),
+            ("1t", 1 << 40),
+            ("8191P", 8191 << 50),
+        ] {
+            assert_eq!(parse_size("max-size", arg).ok(), Some(want), "{arg}");
+        }
+        for bad in ["abc", "1x", "1e3", "1kx", "1k+2", "-1", "8193P", "1ki"] {
+            let e = parse_size("max-size", bad).expect_err(bad);
+            assert_eq!(e.code, ExitCode::Usage, "{bad}");
+        }
     }
 
     #[test]

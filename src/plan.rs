@@ -404,6 +404,10 @@ impl<'o> Planner<'o> {
         if o.ignore_existing && d.is_some_and(|d| !(d.is_dir() && e.is_dir())) {
             return;
         }
+        // (Before a different kind at the destination is replaced: rsync leaves that too.)
+        if e.meta.kind == Kind::File && !o.sizes.contains(e.meta.size) {
+            return;
+        }
         // A different kind at the destination is removed first (rsync does this even
         // without --delete).
         let d = match d {

@@ -23,6 +23,7 @@ pub struct Compared {
     pub owner: bool,
     pub group: bool,
     pub size_only: bool,
+    pub sizes: crate::cli::SizeRange,
     pub checksum: bool,
     pub hard_links: bool,
     /// `-I` on the receiving side: no file is ever equal to the sender's, so every file's
@@ -42,6 +43,7 @@ impl Compared {
             owner: o.owner,
             group: o.group,
             size_only: o.size_only,
+            sizes: o.sizes,
             checksum: o.checksum,
             hard_links: o.hard_links,
             never_equal_files: false,
@@ -81,6 +83,12 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     h.update(&(e.name.len() as u64).to_le_bytes());
     h.update(&e.name);
     h.update(&[e.meta.kind.itemize_letter() as u8, e.meta.kind as u8]);
+    // A file outside --min-size/--max-size is left alone whatever the other side has, so
+    // its digest is its name alone. (Each side decides by its own size: a sender's file in
+    // range never matches a receiver's out of range, and the planner sees the rest.)
+    if m.kind == Kind::File && !cmp.sizes.contains(m.size) {
+        return h.digest128();
+    }
     if cmp.perms && m.kind != Kind::Symlink {
         h.update(&m.mode.to_le_bytes());
     }

@@ -334,6 +334,15 @@ differential_tests! {
     ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
     /// --size-only decides before -I does (rsync's quick check order).
     ignore_times_yields_to_size_only: &["-aI", "--size-only"], Fixture::over_older_copy();
+    /// --min-size/--max-size: only files within the range (the fixture has sizes on either
+    /// side of 4096 and 65536) are transferred or updated.
+    min_max_size_select_files_around_the_limits:
+        &["-a", "--min-size=4k", "--max-size=64k"], Fixture::over_older_copy();
+    /// Files outside the range are not deleted either: a transfer rule, not an exclude.
+    max_size_keeps_larger_files_under_delete:
+        &["-a", "--delete", "--max-size=4kb"], Fixture::over_older_copy();
+    /// The +1/-1 forms, just past each limit.
+    min_size_with_offset: &["-a", "--min-size=4K+1", "--max-size=64KiB-1"], Fixture::awkward();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],

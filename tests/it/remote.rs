@@ -206,6 +206,9 @@ remote_differential_tests! {
     omit_dir_and_link_times_keep_their_times: &["-aOJ"], Fixture::retimed_dirs_and_links();
     /// -I: every file is sent (by delta), even in directories whose digests would match.
     ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
+    /// --min-size/--max-size: files out of range are neither sent, updated nor deleted.
+    min_max_size_select_files_around_the_limits:
+        &["-a", "--delete", "--min-size=4k", "--max-size=64k"], Fixture::over_older_copy();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.
