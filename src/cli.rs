@@ -56,6 +56,16 @@ struct Cli {
     times: bool,
     #[arg(long = "no-times", alias = "no-t", hide = true)]
     no_times: bool,
+    /// omit directories from --times
+    #[arg(short = 'O', long = "omit-dir-times")]
+    omit_dir_times: bool,
+    #[arg(long = "no-omit-dir-times", alias = "no-O", hide = true)]
+    no_omit_dir_times: bool,
+    /// omit symlinks from --times
+    #[arg(short = 'J', long = "omit-link-times")]
+    omit_link_times: bool,
+    #[arg(long = "no-omit-link-times", alias = "no-J", hide = true)]
+    no_omit_link_times: bool,
     /// preserve group
     #[arg(short, long)]
     group: bool,
@@ -93,6 +103,15 @@ struct Cli {
     /// perform a trial run with no changes made
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
+    /// don't skip files that match size and time
+    #[arg(short = 'I', long = "ignore-times")]
+    ignore_times: bool,
+    /// don't transfer any file larger than SIZE
+    #[arg(long = "max-size", value_name = "SIZE", allow_hyphen_values = true)]
+    max_size: Option<String>,
+    /// don't transfer any file smaller than SIZE
+    #[arg(long = "min-size", value_name = "SIZE", allow_hyphen_values = true)]
+    min_size: Option<String>,
     /// skip files based on size only, not mod-time
     #[arg(long = "size-only")]
     size_only: bool,
@@ -131,8 +150,20 @@ struct Cli {
     #[arg(long = "no-whole-file", alias = "no-W", hide = true)]
     no_whole_file: bool,
     /// delete extraneous files from dest dirs
-    #[arg(long, alias = "del", alias = "delete-during")]
+    #[arg(long)]
     delete: bool,
+    /// receiver deletes before xfer, not during
+    #[arg(long = "delete-before")]
+    delete_before: bool,
+    /// receiver deletes during the transfer
+    #[arg(long = "delete-during", alias = "del")]
+    delete_during: bool,
+    /// find deletions during, delete after
+    #[arg(long = "delete-delay")]
+    delete_delay: bool,
+    /// receiver deletes after transfer, not during
+    #[arg(long = "delete-after")]
+    delete_after: bool,
     /// also delete excluded files from dest dirs
     #[arg(long = "delete-excluded")]
     delete_excluded: bool,
@@ -205,6 +236,8 @@ pub struct Options {
     pub links: bool,
     pub perms: bool,
     pub times: bool,
+    pub omit_dir_times: bool,
+    pub omit_link_times: bool,
     pub group: bool,
     pub owner: bool,
     pub devices: bool,
@@ -213,6 +246,9 @@ pub struct Options {
     pub sparse: bool,
     pub one_file_system: bool,
     pub dry_run: bool,
+    pub ignore_times: bool,
+    /// `--min-size`/`--max-size`: which regular files are transferred at all.
+    pub sizes: SizeRange,
     pub size_only: bool,
     pub update: bool,
     pub ignore_existing: bool,
@@ -224,6 +260,8 @@ pub struct Options {
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
     pub delete: bool,
+    /// When extraneous entries are deleted relative to the transfers (with `delete`).
+    pub delete_when: DeleteWhen,
     pub delete_excluded: bool,
     pub max_delete: Option<u64>,
     pub filters: Filters,
@@ -243,6 +281,32 @@ pub struct Options {
     pub rsh: Option<String>,
     pub xsync_path: Option<String>,
     pub paths: Vec<OsString>,
+}
+
+/// rsync's --delete-WHEN: deleting first frees space on a full disk; deleting last leaves
+/// the old files in place until every new one has landed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DeleteWhen {
+    Before,
+    /// Each directory's extraneous entries as the directory is reached (rsync's default).
+    #[default]
+    During,
+    /// Found during, deleted after the transfers (for us the same deletions as `After`:
+    /// the plan is made before anything is written).
+    Delay,
+    After,
+}
+
+impl DeleteWhen {
+    /// rsync's spelling, as the server is told it.
+    fn word(self) -> Option<&'static str> {
+        match self {
+            DeleteWhen::Before => Some("--delete-before"),
+            DeleteWhen::During => None,
+            DeleteWhen::Delay => Some("--delete-delay"),
+            DeleteWhen::After => Some("--delete-after"),
+        }
+    }
 }
 
 /// What the command line asks for: a transfer, or just the version text.
@@ -278,8 +342,22 @@ where
             .add_rule(&format!("P {d}/"))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    let delete_when = delete_when(&matches, &cli)?;
+    let size_of = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
+        v.as_deref().map(|v| parse_size(name, v)).transpose()
+    };
+    let sizes = SizeRange {
+        min: size_of("min-size", &cli.min_size)?,
+        max: size_of("max-size", &cli.max_size)?,
+    };
+    let any_delete = cli.delete
+        || cli.delete_excluded
+        || cli.delete_before
+        || cli.delete_during
+        || cli.delete_delay
+        || cli.delete_after;
     let a = cli.archive;
-    if (cli.delete || cli.delete_excluded) && !((cli.recursive || a) && !cli.no_recursive) {
+    if any_delete && !((cli.recursive || a) && !cli.no_recursive) {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
@@ -304,6 +382,8 @@ where
         links: (cli.links || a) && !cli.no_links,
         perms: (cli.perms || a) && !cli.no_perms,
         times: (cli.times || a) && !cli.no_times,
+        omit_dir_times: cli.omit_dir_times && !cli.no_omit_dir_times,
+        omit_link_times: cli.omit_link_times && !cli.no_omit_link_times,
         group: (cli.group || a) && !cli.no_group,
         owner: (cli.owner || a) && !cli.no_owner,
         devices: (cli.devices || cli.devices_specials || a)
@@ -316,6 +396,8 @@ where
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
+        ignore_times: cli.ignore_times,
+        sizes,
         size_only: cli.size_only,
         update: cli.update,
         ignore_existing: cli.ignore_existing,
@@ -331,7 +413,8 @@ where
         } else {
             None
         },
-        delete: cli.delete || cli.delete_excluded,
+        delete: any_delete,
+        delete_when,
         delete_excluded: cli.delete_excluded,
         max_delete,
         filters,
@@ -412,6 +495,100 @@ fn parse_info(words: &[String]) -> Result<Info, Error> {
         }
     }
     Ok(info)
+}
+
+/// rsync's --min-size/--max-size: a transfer rule, not a filter. A file outside the range
+/// is left alone (content and attributes) but still counts as present for --delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeRange {
+    pub min: Option<u64>,
+    pub max: Option<u64>,
+}
+
+impl SizeRange {
+    pub fn contains(&self, size: u64) -> bool {
+        self.min.is_none_or(|m| size >= m) && self.max.is_none_or(|m| size <= m)
+    }
+}
+
+/// rsync's SIZE: digits with an optional fraction, an optional unit (b, k, m, g, t, p; alone
+/// or with "ib" in 1024s, with "b" in 1000s; any case), then an optional "+1" or "-1".
+/// `1.5mb-1` is 1499999 bytes.
+fn parse_size(name: &str, arg: &str) -> Result<u64, Error> {
+    let invalid = || Error::usage(format!("--{name}={arg} is invalid"));
+    let b = arg.as_bytes();
+    let mut i = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if b.get(i) == Some(&b'.') {
+        i += 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    }
+    let number = &arg[..i];
+    let mut rest = &b[i..];
+    let reps = match rest.first().map(u8::to_ascii_lowercase) {
+        None | Some(b'+' | b'-') => 0,
+        Some(c) => {
+            rest = &rest[1..];
+            b"bkmgtp".iter().position(|&u| u == c).ok_or_else(invalid)? as i32
+        }
+    };
+    let mult: f64 = match rest.first().map(u8::to_ascii_lowercase) {
+        Some(b'b') => {
+            rest = &rest[1..];
+            1000.0
+        }
+        None | Some(b'+' | b'-') => 1024.0,
+        Some(b'i') if rest.get(1).is_some_and(|c| c.eq_ignore_ascii_case(&b'b')) => {
+            rest = &rest[2..];
+            1024.0
+        }
+        _ => return Err(invalid()),
+    };
+    // rsync reads the number with atof: "" and "." are 0.
+    let value: f64 = if number.is_empty() || number == "." {
+        0.0
+    } else {
+        number.parse().map_err(|_| invalid())?
+    };
+    let mut size = (mult.powi(reps) * value) as i128;
+    match rest {
+        [] => {}
+        [b'+', b'1'] if i > 0 => size += 1,
+        [b'-', b'1'] if i > 0 => size -= 1,
+        _ => return Err(invalid()),
+    }
+    // rsync's largest size is 8192P-1 (a signed 64-bit count).
+    if !(0..=i64::MAX as i128).contains(&size) {
+        return Err(Error::usage(format!("--{name}={arg} is too large")));
+    }
+    Ok(size as u64)
+}
+
+/// rsync keeps --delete-during and --delete-delay in one variable (the last one given
+/// wins) and refuses any two of before, during-or-delay and after.
+fn delete_when(m: &clap::ArgMatches, cli: &Cli) -> Result<DeleteWhen, Error> {
+    if cli.delete_before as u8
+        + (cli.delete_during || cli.delete_delay) as u8
+        + cli.delete_after as u8
+        > 1
+    {
+        return Err(Error::usage(
+            "You may not combine multiple --delete-WHEN options.",
+        ));
+    }
+    // (A flag that was not given has an index too, for its default.)
+    let last = |id: &str| {
+        (m.value_source(id) == Some(clap::parser::ValueSource::CommandLine))
+            .then(|| m.indices_of(id).and_then(|i| i.max()))
+            .flatten()
+    };
+    Ok(if cli.delete_before {
+        DeleteWhen::Before
+    } else if cli.delete_after {
+        DeleteWhen::After
+    } else if cli.delete_delay && last("delete_delay") > last("delete_during") {
+        DeleteWhen::Delay
+    } else {
+        DeleteWhen::During
+    })
 }
 
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
@@ -505,6 +682,8 @@ impl Options {
             (self.links, "--links"),
             (self.perms, "--perms"),
             (self.times, "--times"),
+            (self.omit_dir_times, "--omit-dir-times"),
+            (self.omit_link_times, "--omit-link-times"),
             (self.group, "--group"),
             (self.owner, "--owner"),
             (self.devices, "--devices"),
@@ -515,6 +694,7 @@ impl Options {
             (self.dry_run, "--dry-run"),
             (self.quiet, "--quiet"),
             (self.checksum, "--checksum"),
+            (self.ignore_times, "--ignore-times"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
@@ -543,6 +723,17 @@ impl Options {
             Some(true) => a.push("--whole-file".into()),
             Some(false) => a.push("--no-whole-file".into()),
             None => {}
+        }
+        if self.delete
+            && let Some(w) = self.delete_when.word()
+        {
+            a.push(w.into());
+        }
+        if let Some(n) = self.sizes.min {
+            a.push(format!("--min-size={n}"));
+        }
+        if let Some(n) = self.sizes.max {
+            a.push(format!("--max-size={n}"));
         }
         if let Some(n) = self.max_delete {
             a.push(format!("--max-delete={n}"));
@@ -587,10 +778,13 @@ mod tests {
     #[test]
     fn server_args_reproduce_the_options() {
         let o = opts(&[
-            "-avH",
-            "--delete",
+            "-avHOJ",
+            "--delete-after",
             "--max-delete=3",
             "-c",
+            "-I",
+            "--min-size=1.5k",
+            "--max-size=2mb-1",
             "--no-W",
             "s",
             "d",
@@ -606,6 +800,10 @@ mod tests {
             format!("{:?}", back.server_args())
         );
         assert!(back.hard_links && back.delete && back.checksum);
+        assert_eq!(back.delete_when, DeleteWhen::After);
+        assert!(back.omit_dir_times && back.omit_link_times && back.ignore_times);
+        assert_eq!(back.sizes.min, Some(1536));
+        assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
@@ -702,6 +900,74 @@ mod tests {
             path(&["--rsync-path=sudo rsync", "--xsync-path=/opt/rsync"]).as_deref(),
             Some("/opt/rsync")
         );
+    }
+
+    #[test]
+    fn delete_when_options_imply_delete_and_refuse_each_other_as_rsync_does() {
+        for (args, when) in [
+            (&["--delete-before"][..], DeleteWhen::Before),
+            (&["--delete-after", "--delete-after"], DeleteWhen::After),
+            (&["--del"], DeleteWhen::During),
+            (&["--delete", "--delete-during"], DeleteWhen::During),
+            (&["--del", "--delete-delay"], DeleteWhen::Delay),
+            (&["--delete-delay", "--delete-during"], DeleteWhen::During),
+            (
+                &["--delete-excluded", "--delete-before"],
+                DeleteWhen::Before,
+            ),
+        ] {
+            let mut v = vec!["-r"];
+            v.extend_from_slice(args);
+            v.extend(["s/", "d/"]);
+            let o = opts(&v);
+            assert!(o.delete, "{args:?}");
+            assert_eq!(o.delete_when, when, "{args:?}");
+        }
+        for args in [
+            &["--delete-before", "--delete-after"][..],
+            &["--delete-after", "--del"],
+            &["--delete-before", "--delete-delay"],
+        ] {
+            let mut v = vec!["xsync", "-r"];
+            v.extend_from_slice(args);
+            v.extend(["s/", "d/"]);
+            let e = parse(v).err().expect("refused");
+            assert_eq!(e.code, ExitCode::Usage, "{args:?}");
+            assert!(e.message().contains("--delete-WHEN"), "{}", e.message());
+        }
+        let e = parse(["xsync", "--delete-after", "s/", "d/"])
+            .err()
+            .expect("refused");
+        assert!(e.message().contains("--recursive"), "{}", e.message());
+    }
+
+    #[test]
+    fn sizes_are_read_as_rsync_reads_them() {
+        for (arg, want) in [
+            ("10", 10),
+            ("10b", 10),
+            ("1k", 1024),
+            ("1K", 1024),
+            ("1kb", 1000),
+            ("1KiB", 1024),
+            ("1kB+1", 1001),
+            ("1.5k", 1536),
+            (".5k", 512),
+            ("1.5", 1),
+            ("1.5mb-1", 1_499_999),
+            ("2g+1", 2_147_483_649),
+            ("1bb", 1),
+            ("", 0),
+            ("0", 0),
+            ("1t", 1 << 40),
+            ("8191P", 8191 << 50),
+        ] {
+            assert_eq!(parse_size("max-size", arg).ok(), Some(want), "{arg}");
+        }
+        for bad in ["abc", "1x", "1e3", "1kx", "1k+2", "-1", "8193P", "1ki"] {
+            let e = parse_size("max-size", bad).expect_err(bad);
+            assert_eq!(e.code, ExitCode::Usage, "{bad}");
+        }
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Exec<'a, 'r> {
     /// [`ExitCode::of_dest_error`]): from then on no file, link or directory is started,
     /// and the same failure from writers already running is counted but not printed again.
     pub stop: AtomicBool,
+    /// Extraneous entries are deleted as their directory is reached (--delete-during);
+    /// otherwise [`Exec::delete_pass`] does them all at once, before or after the tree.
+    /// (Type replacements are always done in place: the new entry needs the name.)
+    pub deletes_in_place: bool,
 }
 
 impl Exec<'_, '_> {
@@ -120,28 +124,7 @@ impl Exec<'_, '_> {
         at_root: bool,
     ) {
         let dst_fd = dst.as_fd();
-        let delete = |del: &crate::plan::Delete<'_>| {
-            let res = if del.under.is_empty() {
-                write::remove_entry(dst_fd, del.entry, del.shallow)
-            } else {
-                open_rel(dst_fd, &del.under)
-                    .and_then(|fd| write::remove_entry(fd.as_fd(), del.entry, del.shallow))
-            };
-            match res {
-                Ok(n) => {
-                    if !del.replace {
-                        Stats::add(&self.report.stats.deleted, n);
-                    }
-                }
-                Err(e) => self.fail(&del.rel, e),
-            }
-        };
-        // One-by-one deletions (--max-delete) depend on their order; whole ones do not.
-        if d.deletes.iter().any(|x| x.shallow) {
-            d.deletes.iter().for_each(delete);
-        } else {
-            d.deletes.par_iter().for_each(delete);
-        }
+        self.deletes(d, dst_fd, |del| del.replace || self.deletes_in_place);
         let src_of = |name: &[u8]| -> Option<BorrowedFd<'_>> {
             match content {
                 Content::Local(tops) if at_root => tops.dir_for(name),
@@ -197,6 +180,62 @@ impl Exec<'_, '_> {
                 })
             },
         );
+    }
+
+    /// The deletions of `d` that `which` selects.
+    fn deletes(
+        &self,
+        d: &DirPlan<'_>,
+        dst_fd: BorrowedFd<'_>,
+        which: impl Fn(&crate::plan::Delete<'_>) -> bool + Sync,
+    ) {
+        let delete = |del: &crate::plan::Delete<'_>| {
+            if !which(del) {
+                return;
+            }
+            let res = if del.under.is_empty() {
+                write::remove_entry(dst_fd, del.entry, del.shallow)
+            } else {
+                open_rel(dst_fd, &del.under)
+                    .and_then(|fd| write::remove_entry(fd.as_fd(), del.entry, del.shallow))
+            };
+            match res {
+                Ok(n) => {
+                    if !del.replace {
+                        Stats::add(&self.report.stats.deleted, n);
+                    }
+                }
+                Err(e) => self.fail(&del.rel, e),
+            }
+        };
+        // One-by-one deletions (--max-delete) depend on their order; whole ones do not.
+        if d.deletes.iter().any(|x| x.shallow) {
+            d.deletes.iter().for_each(delete);
+        } else {
+            d.deletes.par_iter().for_each(delete);
+        }
+    }
+
+    /// --delete-before, -after and -delay: every extraneous entry of the plan, in one pass
+    /// over the directories that have any. Directories are only opened, never created:
+    /// one with deletions existed when the plan was made.
+    pub fn delete_pass(&self, plan: &Plan<'_>, dst_root: &OwnedFd) {
+        fn has_deletes(d: &DirPlan<'_>) -> bool {
+            d.deletes.iter().any(|x| !x.replace) || d.subdirs.iter().any(has_deletes)
+        }
+        fn walk(exec: &Exec<'_, '_>, d: &DirPlan<'_>, fd: BorrowedFd<'_>) {
+            exec.deletes(d, fd, |del| !del.replace);
+            d.subdirs
+                .par_iter()
+                .filter(|s| s.dst.is_some() && has_deletes(s))
+                .for_each(|s| match write::open_dir(fd, s.name) {
+                    Ok(sfd) => walk(exec, s, sfd.as_fd()),
+                    Err(e) => exec.fail(&s.rel, e),
+                });
+        }
+        if has_deletes(&plan.root) {
+            walk(self, &plan.root, dst_root.as_fd());
+        }
     }
 
     /// Counts a finished item for --stats.

@@ -56,14 +56,14 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         || {
             let mut s = sources.scan(&src_scanner, dest.rename_to.as_deref());
             if let Ok((root, _)) = s.as_mut() {
-                prepare(root, opts);
+                prepare(root, opts, Side::Sender);
             }
             s
         },
         || {
             let mut d = dest.scan(&info, &dst_scanner);
             if let Some(d) = d.as_mut() {
-                prepare(d, opts);
+                prepare(d, opts, Side::Receiver);
             }
             d
         },
@@ -101,11 +101,15 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
 
 /// What both sides do to a scanned tree before comparing: hard-link leaders (`-H`) and
 /// the Merkle digests.
-pub fn prepare(root: &mut Entry, opts: &Options) {
+pub fn prepare(root: &mut Entry, opts: &Options, side: Side) {
     if opts.hard_links {
         assign_link_leaders(root);
     }
-    digest_tree(root, &Compared::from_options(opts));
+    let cmp = match side {
+        Side::Sender => Compared::from_options(opts),
+        Side::Receiver => Compared::for_receiver(opts),
+    };
+    digest_tree(root, &cmp);
 }
 
 fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {

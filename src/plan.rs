@@ -6,7 +6,7 @@
 //! lines (`-v`, `-i`) are produced here, in a deterministic order, so output does not depend
 //! on thread timing.
 
-use crate::cli::Options;
+use crate::cli::{DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
@@ -139,6 +139,9 @@ pub struct Planner<'o> {
 struct State<'a> {
     plan_links: Vec<HardLink<'a>>,
     lines: Vec<String>,
+    /// `*deleting` lines when deletions are not interleaved (--delete-before/-after/-delay):
+    /// they are listed where they happen, before or after everything else.
+    deletion_lines: Vec<String>,
     deletes: u64,
     delete_skipped: u64,
     dst_root: Option<&'a Entry>,
@@ -167,6 +170,7 @@ impl<'o> Planner<'o> {
         let mut st = State {
             plan_links: Vec::new(),
             lines: Vec::new(),
+            deletion_lines: Vec::new(),
             deletes: 0,
             delete_skipped: 0,
             dst_root: dst,
@@ -194,10 +198,15 @@ impl<'o> Planner<'o> {
             }
         }
         self.plan_children(&mut root, dst, &mut st, true);
+        let lines = match self.opts.delete_when {
+            DeleteWhen::During => st.lines,
+            DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),
+            DeleteWhen::Delay | DeleteWhen::After => [st.lines, st.deletion_lines].concat(),
+        };
         Plan {
             root,
             links: st.plan_links,
-            lines: st.lines,
+            lines,
             delete_count: st.deletes,
             delete_skipped: st.delete_skipped,
         }
@@ -343,10 +352,21 @@ impl<'o> Planner<'o> {
         } else {
             show(rel)
         };
-        if self.opts.itemize {
-            st.lines.push(format!("*deleting   {shown}"));
+        self.deletion_line(st, &shown);
+    }
+
+    fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
+        let line = if self.opts.itemize {
+            format!("*deleting   {shown}")
+        } else if self.opts.verbose > 0 {
+            format!("deleting {shown}")
         } else {
-            st.lines.push(format!("deleting {shown}"));
+            return;
+        };
+        if self.opts.delete_when == DeleteWhen::During {
+            st.lines.push(line);
+        } else {
+            st.deletion_lines.push(line);
         }
     }
 
@@ -377,11 +397,7 @@ impl<'o> Planner<'o> {
         } else {
             show(&rel)
         };
-        if self.opts.itemize {
-            st.lines.push(format!("*deleting   {shown}"));
-        } else if self.opts.verbose > 0 {
-            st.lines.push(format!("deleting {shown}"));
-        }
+        self.deletion_line(st, &shown);
         dir.deletes.push(Delete {
             entry: d,
             rel,
@@ -409,6 +425,10 @@ impl<'o> Planner<'o> {
             return;
         }
         if o.ignore_existing && d.is_some_and(|d| !(d.is_dir() && e.is_dir())) {
+            return;
+        }
+        // (Before a different kind at the destination is replaced: rsync leaves that too.)
+        if e.meta.kind == Kind::File && !o.sizes.contains(e.meta.size) {
             return;
         }
         // A different kind at the destination is removed first (rsync does this even
@@ -501,7 +521,7 @@ impl<'o> Planner<'o> {
         }
     }
 
-    /// rsync's quick check: size, then checksum (-c) or mtime (unless --size-only).
+    /// rsync's quick check: size, then checksum (-c), --size-only, -I (never equal), mtime.
     fn needs_transfer(&self, e: &Entry, d: &Entry) -> bool {
         let o = self.opts;
         if e.meta.size != d.meta.size {
@@ -510,7 +530,10 @@ impl<'o> Planner<'o> {
         if o.checksum {
             return e.hash != d.hash;
         }
-        !o.size_only && !e.meta.same_mtime(&d.meta)
+        if o.size_only {
+            return false;
+        }
+        o.ignore_times || !e.meta.same_mtime(&d.meta)
     }
 
     /// The itemize string for an existing entry whose attributes differ, or None when none
@@ -519,8 +542,14 @@ impl<'o> Planner<'o> {
     fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
         let o = self.opts;
         let size = sized && s.size != d.size;
-        let time = !s.same_mtime(d) && (o.times || sized) && s.kind != Kind::Dir
-            || (s.kind == Kind::Dir && o.times && !s.same_mtime(d));
+        let time = !s.same_mtime(d)
+            && match s.kind {
+                // (A transferred file gets the source's time even without -t: rsync's 'T'.)
+                Kind::File => o.times || sized,
+                Kind::Dir => o.times && !o.omit_dir_times,
+                Kind::Symlink => o.times && !o.omit_link_times,
+                _ => o.times,
+            };
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);

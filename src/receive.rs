@@ -2,7 +2,7 @@
 //! parts whose digests differ from a peer): plan, list, execute, finish. The local copy
 //! and both remote directions go through here, so the destination rules cannot drift.
 
-use crate::cli::Options;
+use crate::cli::{DeleteWhen, Options};
 use crate::dest::{Dest, remove_stale_temps};
 use crate::exec::{Content, Exec, Pending};
 use crate::exit::ExitCode;
@@ -22,6 +22,8 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
     MetaRules {
         perms: opts.perms,
         times: opts.times,
+        omit_dir_times: opts.omit_dir_times,
+        omit_link_times: opts.omit_link_times,
         // rsync silently preserves owners only as the super-user.
         owner: opts.owner && am_root,
         group: opts.group,
@@ -86,7 +88,11 @@ pub fn apply(
             reuse_basis: opts.whole_file == Some(false),
             partial_dir: opts.partial_dir.clone().map(String::into_bytes),
             stop: Default::default(),
+            deletes_in_place: opts.delete_when == DeleteWhen::During,
         };
+        if opts.delete_when == DeleteWhen::Before {
+            exec.delete_pass(&plan, root_fd);
+        }
         match source {
             Source::Local(tops) => exec.run_tree(&plan, root_fd, &Content::Local(tops)),
             Source::Remote(fetch) => {
@@ -94,6 +100,12 @@ pub fn apply(
                 exec.run_tree(&plan, root_fd, &Content::Deferred(&pending));
                 fetch(&exec, pending.into_inner().unwrap_or_default());
             }
+        }
+        // (Before the directories' times are set: a deletion moves its directory's mtime.)
+        // A transfer that stopped (a full disk, a lost connection) deletes nothing after it,
+        // as rsync, whose receiver has exited by then.
+        if matches!(opts.delete_when, DeleteWhen::After | DeleteWhen::Delay) && !exec.stopped() {
+            exec.delete_pass(&plan, root_fd);
         }
         let root_meta = info
             .root_is_transfer_dir

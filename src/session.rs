@@ -106,7 +106,7 @@ pub fn send<R: Read, W: Write>(
     };
     let (mut root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
-    prepare(&mut root, opts);
+    prepare(&mut root, opts, Side::Sender);
     let names = if !opts.numeric_ids && (opts.owner || opts.group) {
         crate::ids::Names::of_tree(&root)
     } else {
@@ -286,7 +286,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         }
     };
     if let Some(d) = dst_root.as_mut() {
-        prepare(d, opts);
+        prepare(d, opts, Side::Receiver);
     }
     let root = match rd.recv()? {
         Msg::SourceRoot {
@@ -335,6 +335,10 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 }
             };
             result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta, opts.partial);
+            if result.is_err() {
+                // The data stopped coming: nothing is done after the transfer.
+                exec.stop.store(true, std::sync::atomic::Ordering::Release);
+            }
         };
         // (Under -n, apply plans and lists but never fetches.)
         receive::apply(

@@ -17,24 +17,45 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Clone, Copy, Debug)]
 pub struct Compared {
     pub times: bool,
+    pub omit_dir_times: bool,
+    pub omit_link_times: bool,
     pub perms: bool,
     pub owner: bool,
     pub group: bool,
     pub size_only: bool,
+    pub sizes: crate::cli::SizeRange,
     pub checksum: bool,
     pub hard_links: bool,
+    /// `-I` on the receiving side: no file is ever equal to the sender's, so every file's
+    /// digest here carries a mark the sender's never does, and every directory holding a
+    /// file is compared. (Only this side marks: the receiver computes the digests of the
+    /// sender's listed files itself, without it.)
+    pub never_equal_files: bool,
 }
 
 impl Compared {
     pub fn from_options(o: &Options) -> Compared {
         Compared {
             times: o.times,
+            omit_dir_times: o.omit_dir_times,
+            omit_link_times: o.omit_link_times,
             perms: o.perms,
             owner: o.owner,
             group: o.group,
             size_only: o.size_only,
+            sizes: o.sizes,
             checksum: o.checksum,
             hard_links: o.hard_links,
+            never_equal_files: false,
+        }
+    }
+
+    /// What the destination's own tree is digested with.
+    pub fn for_receiver(o: &Options) -> Compared {
+        Compared {
+            // rsync's quick check looks at -c and --size-only before -I.
+            never_equal_files: o.ignore_times && !o.checksum && !o.size_only,
+            ..Compared::from_options(o)
         }
     }
 }
@@ -62,6 +83,12 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     h.update(&(e.name.len() as u64).to_le_bytes());
     h.update(&e.name);
     h.update(&[e.meta.kind.itemize_letter() as u8, e.meta.kind as u8]);
+    // A file outside --min-size/--max-size is left alone whatever the other side has, so
+    // its digest is its name alone. (Each side decides by its own size: a sender's file in
+    // range never matches a receiver's out of range, and the planner sees the rest.)
+    if m.kind == Kind::File && !cmp.sizes.contains(m.size) {
+        return h.digest128();
+    }
     if cmp.perms && m.kind != Kind::Symlink {
         h.update(&m.mode.to_le_bytes());
     }
@@ -74,6 +101,8 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     let time_matters = match m.kind {
         // The quick check uses the mtime even without -t (rsync re-sends then).
         Kind::File => cmp.times || !(cmp.size_only || cmp.checksum),
+        Kind::Dir => cmp.times && !cmp.omit_dir_times,
+        Kind::Symlink => cmp.times && !cmp.omit_link_times,
         _ => cmp.times,
     };
     if time_matters {
@@ -82,6 +111,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     }
     match m.kind {
         Kind::File => {
+            if cmp.never_equal_files {
+                h.update(b"receiver under -I");
+            }
             h.update(&m.size.to_le_bytes());
             if let Some(hash) = &e.hash {
                 h.update(hash);

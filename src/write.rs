@@ -30,6 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct MetaRules {
     pub perms: bool,
     pub times: bool,
+    /// `-O`: directories keep the time their changes give them.
+    pub omit_dir_times: bool,
+    /// `-J`: symlinks keep the time of their creation.
+    pub omit_link_times: bool,
     pub owner: bool,
     pub group: bool,
     pub sparse: bool,
@@ -43,6 +47,17 @@ pub struct MetaRules {
 }
 
 impl MetaRules {
+    /// Whether `-t` applies to an entry of this kind (not to directories under `-O`, nor
+    /// to symlinks under `-J`).
+    pub fn times_for(&self, kind: Kind) -> bool {
+        self.times
+            && match kind {
+                Kind::Dir => !self.omit_dir_times,
+                Kind::Symlink => !self.omit_link_times,
+                _ => true,
+            }
+    }
+
     /// The mode a regular file (or node) gets: the source's with `-p`; without it, an
     /// existing target keeps its mode and a new one gets the source's masked by the umask
     /// with the special bits dropped.
@@ -764,7 +779,7 @@ fn path_meta(
         rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
             .map_err(|e| StepError::new("change mode of", e))?;
     }
-    if rules.times {
+    if rules.times_for(want.kind) {
         utimensat(
             dir,
             name,
@@ -873,7 +888,7 @@ pub fn set_dir_meta(
         want.mode & 0o777 & !rules.umask
     };
     fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
-    if rules.times {
+    if rules.times_for(Kind::Dir) {
         futimens(&fd, &MetaRules::timestamps(want))
             .map_err(|e| StepError::new("set times on", e))?;
     }

@@ -311,6 +311,38 @@ differential_tests! {
     perms_only_over_older_copy: &["-rp"], Fixture::over_older_copy();
     /// --numeric-ids keeps numbers (the foreign owners have no names).
     numeric_ids_keep_owner_numbers: &["-a", "--numeric-ids"], Fixture::awkward();
+    /// --delete-before: the same deletions, all done before the first transfer.
+    delete_before_removes_extraneous_files: &["-a", "--delete-before"], Fixture::over_older_copy();
+    /// --delete-during (rsync's default for --delete) and its short --del.
+    delete_during_removes_extraneous_files: &["-a", "--del"], Fixture::over_older_copy();
+    /// --delete-delay: found during, deleted after the transfers.
+    delete_delay_removes_extraneous_files: &["-a", "--delete-delay"], Fixture::over_older_copy();
+    /// --delete-after with --max-delete: the same budget, spent after the transfers.
+    delete_after_respects_max_delete:
+        &["-a", "--delete-after", "--max-delete=100", "--exclude", "*.log"],
+        Fixture::over_older_copy();
+    /// Two --delete-WHEN options: refused (exit 1) before anything changes.
+    delete_when_options_do_not_combine:
+        &["-a", "--delete-before", "--delete-after"], Fixture::over_older_copy();
+    /// -O: directory times are neither compared nor set; symlinks' are.
+    omit_dir_times_keeps_directory_times: &["-aO"], Fixture::retimed_dirs_and_links();
+    /// -J: symlink times are neither compared nor set; directories' are.
+    omit_link_times_keeps_symlink_times: &["-aJ"], Fixture::retimed_dirs_and_links();
+    /// -O over the awkward older copy: everything else is updated as with -a.
+    omit_dir_times_updates_files: &["-aOJ", "--delete"], Fixture::retimed_dirs_and_links();
+    /// -I: files equal in size and time are sent all the same.
+    ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
+    /// --size-only decides before -I does (rsync's quick check order).
+    ignore_times_yields_to_size_only: &["-aI", "--size-only"], Fixture::over_older_copy();
+    /// --min-size/--max-size: only files within the range (the fixture has sizes on either
+    /// side of 4096 and 65536) are transferred or updated.
+    min_max_size_select_files_around_the_limits:
+        &["-a", "--min-size=4k", "--max-size=64k"], Fixture::over_older_copy();
+    /// Files outside the range are not deleted either: a transfer rule, not an exclude.
+    max_size_keeps_larger_files_under_delete:
+        &["-a", "--delete", "--max-size=4kb"], Fixture::over_older_copy();
+    /// The +1/-1 forms, just past each limit.
+    min_size_with_offset: &["-a", "--min-size=4K+1", "--max-size=64KiB-1"], Fixture::awkward();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
@@ -571,13 +603,15 @@ fn sparse_file_stays_sparse_src_without_trailing_slash() {
 // -c, -n, reruns
 // ---------------------------------------------------------------------------------------------
 
-/// A file with equal size and mtime but other bytes is sent with -c and left alone without.
+/// A file with equal size and mtime but other bytes is sent with -c or -I and left alone
+/// without.
 #[test]
 fn checksum_sends_same_size_same_mtime_file_with_other_content() {
     let test = "checksum_sends_same_size_same_mtime_file_with_other_content";
     for (flags, expect) in [
         (&["-a", "-c"][..], &b"AAAAAAAAAAAAAAAA"[..]),
         (&["-a"][..], &b"BBBBBBBBBBBBBBBB"[..]),
+        (&["-a", "-I"][..], &b"AAAAAAAAAAAAAAAA"[..]),
     ] {
         let Some(out) = differential(test, flags, true, Fixture::over_older_copy()) else {
             return;
@@ -893,6 +927,39 @@ fn itemize_case(test: &str, flags: &[&str], fixture: Fixture) {
     );
 }
 
+/// --delete-before lists (and makes) every deletion before the first transfer; --delete-after
+/// and --delete-delay after the last; rsync's output and xsync's both show it.
+#[test]
+fn delete_when_orders_deletions_like_rsync() {
+    let test = "delete_when_orders_deletions_like_rsync";
+    for (when, first) in [
+        ("--delete-before", true),
+        ("--delete-after", false),
+        ("--delete-delay", false),
+    ] {
+        let flags = ["-ai", when];
+        let Some(out) = differential(test, &flags, true, Fixture::over_older_copy()) else {
+            return;
+        };
+        for (name, o) in [("rsync", &out.a), ("xsync", &out.b)] {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let is_del: Vec<bool> = text.lines().map(|l| l.starts_with("*deleting")).collect();
+            let n = is_del.iter().filter(|d| **d).count();
+            assert!(n > 0 && n < is_del.len(), "{test}: {name} {when}:\n{text}");
+            let grouped = if first {
+                is_del[..n].iter().all(|d| *d)
+            } else {
+                is_del[is_del.len() - n..].iter().all(|d| *d)
+            };
+            assert!(
+                grouped,
+                "{test}: {name} {when} did not list its deletions {}:\n{text}",
+                if first { "first" } else { "last" }
+            );
+        }
+    }
+}
+
 #[test]
 fn itemize_reports_a_fresh_copy_like_rsync() {
     itemize_case(
@@ -907,6 +974,16 @@ fn itemize_reports_updates_and_deletions_like_rsync() {
     itemize_case(
         "itemize_reports_updates_and_deletions_like_rsync",
         &["-ai", "--delete"],
+        Fixture::over_older_copy(),
+    );
+}
+
+/// -I: every file is itemized as sent, unchanged ones too.
+#[test]
+fn itemize_reports_every_file_under_ignore_times() {
+    itemize_case(
+        "itemize_reports_every_file_under_ignore_times",
+        &["-aiI"],
         Fixture::over_older_copy(),
     );
 }

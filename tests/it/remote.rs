@@ -200,6 +200,17 @@ remote_differential_tests! {
     archive_with_hard_links_keeps_link_groups: &["-aH"], Fixture::awkward();
     /// --delete removes what the source lacks.
     delete_removes_extraneous_files: &["-a", "--delete"], Fixture::over_older_copy();
+    /// --delete-before: the receiver deletes in a pass of its own before any file arrives.
+    delete_before_removes_extraneous_files: &["-a", "--delete-before"], Fixture::over_older_copy();
+    /// --delete-after: the receiver deletes once the file data has arrived.
+    delete_after_removes_extraneous_files: &["-a", "--delete-after"], Fixture::over_older_copy();
+    /// -O -J: directory and symlink times are neither compared nor set on the receiver.
+    omit_dir_and_link_times_keep_their_times: &["-aOJ"], Fixture::retimed_dirs_and_links();
+    /// -I: every file is sent (by delta), even in directories whose digests would match.
+    ignore_times_sends_every_file: &["-aI"], Fixture::over_older_copy();
+    /// --min-size/--max-size: files out of range are neither sent, updated nor deleted.
+    min_max_size_select_files_around_the_limits:
+        &["-a", "--delete", "--min-size=4k", "--max-size=64k"], Fixture::over_older_copy();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.

@@ -61,8 +61,9 @@ const FILES: [&str; 4] = ["f1", "f2", "f3", "f4"];
 
 /// Four 400 kB files to copy over four old 5-byte ones on a 1 MiB file system: two fit.
 /// For each of rsync and xsync: the exit code, stderr, and what each destination file
-/// holds afterwards ("new", "old", or what went wrong).
-fn full_destination(test: &str, mode: Mode) {
+/// holds afterwards ("new", "old", or what went wrong). `flags` go after `-a`; with
+/// `--delete-after` an extraneous file must outlive the failed transfer in both tools.
+fn full_destination(test: &str, mode: Mode, flags: &[&str]) {
     if !have_rsync(test) {
         return;
     }
@@ -92,13 +93,14 @@ fn full_destination(test: &str, mode: Mode) {
             fs::write(dst.join(f), format!("old {f}")).expect("write old file");
             set_mtime(&dst.join(f), 946_684_800, 0);
         }
+        fs::write(dst.join("extraneous"), b"x").expect("write extraneous file");
         let mut cmd = match (tool, &sshd) {
             ("rsync", None) => rsync().expect("checked"),
             ("rsync", Some(s)) => rsync_over(s),
             (_, None) => xsync(),
             (_, Some(s)) => xsync_over(s),
         };
-        cmd.arg("-a");
+        cmd.arg("-a").args(flags);
         match mode {
             Mode::Local => cmd.arg(slash(&src)).arg(slash(&dst)),
             Mode::Push => cmd.arg(slash(&src)).arg(remote(slash(&dst))),
@@ -114,12 +116,15 @@ fn full_destination(test: &str, mode: Mode) {
                 Err(e) => format!("unreadable: {e}"),
             })
             .collect();
-        let temps = find_named(&dst, TEMP_PREFIX);
+        let mut temps = find_named(&dst, TEMP_PREFIX);
+        if !dst.join("extraneous").exists() {
+            temps.push(PathBuf::from("(the extraneous file was deleted)"));
+        }
         results.push((out, states, temps));
         mounts.push(mnt);
     }
     let (x, x_states, x_temps) = results.pop().expect("xsync ran");
-    let (r, r_states, _) = results.pop().expect("rsync ran");
+    let (r, r_states, r_temps) = results.pop().expect("rsync ran");
     let context = format!(
         "{mode:?}: rsync exit {} {r_states:?}, stderr:\n{}\nxsync exit {} {x_states:?}, stderr:\n{}",
         code(&r),
@@ -128,6 +133,10 @@ fn full_destination(test: &str, mode: Mode) {
         stderr(&x)
     );
     assert_eq!(code(&r), 11, "rsync, the oracle: {context}");
+    assert!(
+        r_temps.is_empty(),
+        "rsync, the oracle: {r_temps:?}; {context}"
+    );
     assert_eq!(code(&x), code(&r), "exit code: {context}");
     for s in &x_states {
         assert!(s == "new" || s == "old", "a file is {s}: {context}");
@@ -152,7 +161,23 @@ fn full_destination(test: &str, mode: Mode) {
 
 #[test]
 fn full_destination_exits_11_and_keeps_old_files() {
-    full_destination("full_destination_exits_11_and_keeps_old_files", Mode::Local);
+    full_destination(
+        "full_destination_exits_11_and_keeps_old_files",
+        Mode::Local,
+        &[],
+    );
+}
+
+/// A transfer that stopped on a full disk deletes nothing after it, as rsync.
+#[test]
+fn full_destination_with_delete_after_deletes_nothing() {
+    for mode in [Mode::Local, Mode::Push] {
+        full_destination(
+            "full_destination_with_delete_after_deletes_nothing",
+            mode,
+            &["--delete-after"],
+        );
+    }
 }
 
 #[test]
@@ -160,6 +185,7 @@ fn full_destination_exits_11_and_keeps_old_files_in_a_push() {
     full_destination(
         "full_destination_exits_11_and_keeps_old_files_in_a_push",
         Mode::Push,
+        &[],
     );
 }
 
@@ -168,6 +194,7 @@ fn full_destination_exits_11_and_keeps_old_files_in_a_pull() {
     full_destination(
         "full_destination_exits_11_and_keeps_old_files_in_a_pull",
         Mode::Pull,
+        &[],
     );
 }
 

@@ -523,6 +523,38 @@ pub fn awkward_older_copy(root: &Path) {
     t.set_mtime("newer.txt", s + 86_400 * 365, ns);
 }
 
+/// A small tree of directories and symlinks, for the options that leave their times alone.
+pub fn dirs_and_links(root: &Path) {
+    TestTree::at(root)
+        .file("d1/f", b"f\n")
+        .file("d2/sub/g", b"g\n")
+        .symlink("d2/link", "sub/g")
+        .symlink("top_link", "d1")
+        .stamp(false);
+}
+
+/// `dirs_and_links` whose directories and symlinks carry other times; the contents are
+/// equal, so no directory is touched by a run that leaves those times alone.
+pub fn dirs_and_links_retimed(root: &Path) {
+    dirs_and_links(root);
+    TestTree::at(root)
+        .set_mtime("d2/link", 1_000_000_000, 7)
+        .set_mtime("top_link", 1_000_000_001, 0)
+        .set_mtime("d2/sub", 1_000_000_002, 3)
+        .set_mtime("d1", 1_000_000_003, 0);
+}
+
+impl Fixture {
+    /// `dirs_and_links` over `dirs_and_links_retimed`.
+    pub fn retimed_dirs_and_links() -> Fixture {
+        Fixture {
+            src: dirs_and_links,
+            older: Some(dirs_and_links_retimed),
+            ..Fixture::awkward()
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading and comparing trees
 // ---------------------------------------------------------------------------------------------
