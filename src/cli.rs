@@ -106,6 +106,14 @@ struct Cli {
     /// don't skip files that match size and time
     #[arg(short = 'I', long = "ignore-times")]
     ignore_times: bool,
+    /// set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)
+    #[arg(
+        short = '@',
+        long = "modify-window",
+        value_name = "NUM",
+        allow_negative_numbers = true
+    )]
+    modify_window: Option<i64>,
     /// don't transfer any file larger than SIZE
     #[arg(long = "max-size", value_name = "SIZE", allow_hyphen_values = true)]
     max_size: Option<String>,
@@ -247,6 +255,8 @@ pub struct Options {
     pub one_file_system: bool,
     pub dry_run: bool,
     pub ignore_times: bool,
+    /// `--modify-window`: when two mtimes count as equal (rsync's default: the same second).
+    pub modify_window: crate::tree::TimeWindow,
     /// `--min-size`/`--max-size`: which regular files are transferred at all.
     pub sizes: SizeRange,
     pub size_only: bool,
@@ -397,6 +407,7 @@ where
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
+        modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
         sizes,
         size_only: cli.size_only,
         update: cli.update,
@@ -729,6 +740,9 @@ impl Options {
         {
             a.push(w.into());
         }
+        if self.modify_window.0 != 0 {
+            a.push(format!("--modify-window={}", self.modify_window.0));
+        }
         if let Some(n) = self.sizes.min {
             a.push(format!("--min-size={n}"));
         }
@@ -785,6 +799,7 @@ mod tests {
             "-I",
             "--min-size=1.5k",
             "--max-size=2mb-1",
+            "--modify-window=-1",
             "--no-W",
             "s",
             "d",
@@ -804,6 +819,8 @@ mod tests {
         assert!(back.omit_dir_times && back.omit_link_times && back.ignore_times);
         assert_eq!(back.sizes.min, Some(1536));
         assert_eq!(back.sizes.max, Some(1_999_999));
+        assert_eq!(back.modify_window.0, -1);
+        assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);

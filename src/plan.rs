@@ -463,7 +463,7 @@ impl<'o> Planner<'o> {
                 let (action, flags) = match d {
                     None => (Action::Transfer, ">f+++++++++".to_string()),
                     Some(d) => {
-                        if o.update && d.meta.mtime > e.meta.mtime {
+                        if o.update && o.modify_window.newer(&d.meta, &e.meta) {
                             return;
                         }
                         if self.needs_transfer(e, d) {
@@ -533,7 +533,7 @@ impl<'o> Planner<'o> {
         if o.size_only {
             return false;
         }
-        o.ignore_times || !e.meta.same_mtime(&d.meta)
+        o.ignore_times || !o.modify_window.same(&e.meta, &d.meta)
     }
 
     /// The itemize string for an existing entry whose attributes differ, or None when none
@@ -542,7 +542,7 @@ impl<'o> Planner<'o> {
     fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
         let o = self.opts;
         let size = sized && s.size != d.size;
-        let time = !s.same_mtime(d)
+        let time = !o.modify_window.same(s, d)
             && match s.kind {
                 // (A transferred file gets the source's time even without -t: rsync's 'T'.)
                 Kind::File => o.times || sized,

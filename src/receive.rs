@@ -31,6 +31,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         umask: old.bits(),
         am_root,
         inplace: opts.inplace,
+        window: opts.modify_window,
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Compared {
     pub sizes: crate::cli::SizeRange,
     pub checksum: bool,
     pub hard_links: bool,
+    pub window: crate::tree::TimeWindow,
     /// `-I` on the receiving side: no file is ever equal to the sender's, so every file's
     /// digest here carries a mark the sender's never does, and every directory holding a
     /// file is compared. (Only this side marks: the receiver computes the digests of the
@@ -46,6 +47,7 @@ impl Compared {
             sizes: o.sizes,
             checksum: o.checksum,
             hard_links: o.hard_links,
+            window: o.modify_window,
             never_equal_files: false,
         }
     }
@@ -106,8 +108,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
         _ => cmp.times,
     };
     if time_matters {
-        h.update(&m.mtime.to_le_bytes());
-        h.update(&m.mtime_nsec.to_le_bytes());
+        let (secs, nsec) = cmp.window.digest_key(m);
+        h.update(&secs.to_le_bytes());
+        h.update(&nsec.to_le_bytes());
     }
     match m.kind {
         Kind::File => {

@@ -96,9 +96,77 @@ impl Meta {
             nlink: st.st_nlink,
         }
     }
+}
 
-    pub fn same_mtime(&self, other: &Meta) -> bool {
-        self.mtime == other.mtime && self.mtime_nsec == other.mtime_nsec
+/// rsync's `--modify-window`: when two mtimes count as the same. rsync's default, 0, compares
+/// whole seconds, so a copy on a file system that keeps coarser times (ext3, HFS+, many SMB
+/// and NFS mounts) is not sent again on every run; a negative window compares nanoseconds too;
+/// N > 0 lets times N seconds apart count as the same (FAT keeps 2-second times).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimeWindow(pub i64);
+
+impl TimeWindow {
+    pub fn same(self, a: &Meta, b: &Meta) -> bool {
+        match self.0 {
+            w if w < 0 => a.mtime == b.mtime && a.mtime_nsec == b.mtime_nsec,
+            w => a.mtime.abs_diff(b.mtime) <= w as u64,
+        }
+    }
+
+    /// `a` is newer than `b` by more than the window (`-u`).
+    pub fn newer(self, a: &Meta, b: &Meta) -> bool {
+        !self.same(a, b) && (a.mtime, a.mtime_nsec) > (b.mtime, b.mtime_nsec)
+    }
+
+    /// What a Merkle digest covers of an mtime, such that equal keys on the two sides imply
+    /// [`same`](Self::same): whole seconds, or seconds and nanoseconds for a negative window,
+    /// or the seconds' bucket of `N + 1` (two times in one bucket are at most N apart; times
+    /// in neighbouring buckets make the digests differ and the planner compares them).
+    pub fn digest_key(self, m: &Meta) -> (i64, u32) {
+        match self.0 {
+            w if w < 0 => (m.mtime, m.mtime_nsec),
+            0 => (m.mtime, 0),
+            w => (m.mtime.div_euclid(w.saturating_add(1)), 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::{Meta, TimeWindow};
+
+    fn at(secs: i64, nsec: u32) -> Meta {
+        Meta {
+            mtime: secs,
+            mtime_nsec: nsec,
+            ..crate::source::virtual_dir_meta()
+        }
+    }
+
+    #[test]
+    fn windows_compare_as_rsyncs_do_and_digest_keys_never_hide_a_difference() {
+        let (a, b) = (at(100, 100), at(100, 900));
+        assert!(TimeWindow(0).same(&a, &b), "rsync's default: whole seconds");
+        assert!(!TimeWindow(-1).same(&a, &b), "negative: nanoseconds count");
+        assert!(!TimeWindow(0).same(&a, &at(101, 100)));
+        assert!(TimeWindow(1).same(&a, &at(101, 999)));
+        assert!(!TimeWindow(1).same(&a, &at(102, 0)));
+        assert!(TimeWindow(0).newer(&at(101, 0), &a) && !TimeWindow(0).newer(&b, &a));
+        assert!(TimeWindow(-1).newer(&b, &a));
+        // Equal keys must mean "same" for every window and pair of times.
+        for w in [-1i64, 0, 1, 2, 5] {
+            for s1 in 95..110 {
+                for s2 in 95..110 {
+                    for (n1, n2) in [(0, 0), (1, 2), (999_999_999, 0)] {
+                        let (x, y) = (at(s1, n1), at(s2, n2));
+                        let win = TimeWindow(w);
+                        if win.digest_key(&x) == win.digest_key(&y) {
+                            assert!(win.same(&x, &y), "window {w}: {s1}.{n1} vs {s2}.{n2}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

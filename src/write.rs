@@ -44,6 +44,8 @@ pub struct MetaRules {
     pub am_root: bool,
     /// `--inplace`: write into the target itself, giving up atomicity (as rsync does).
     pub inplace: bool,
+    /// `--modify-window`: an existing entry's time within it is left as it is.
+    pub window: crate::tree::TimeWindow,
 }
 
 impl MetaRules {
@@ -820,7 +822,7 @@ pub fn update_meta(
     let mut r = *rules;
     r.owner &= want.uid != have.uid;
     r.group &= want.gid != have.gid;
-    r.times &= !want.same_mtime(have);
+    r.times &= !rules.window.same(want, have);
     let mode = rules.file_mode(want, Some(have));
     // chown may have cleared set-id bits, so the mode is re-applied after it.
     let chmod = mode != have.mode || r.owner || r.group;

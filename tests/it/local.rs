@@ -343,6 +343,18 @@ differential_tests! {
         &["-a", "--delete", "--max-size=4kb"], Fixture::over_older_copy();
     /// The +1/-1 forms, just past each limit.
     min_size_with_offset: &["-a", "--min-size=4K+1", "--max-size=64KiB-1"], Fixture::awkward();
+    /// rsync's default quick check counts whole seconds: a file of the same size and second
+    /// but other nanoseconds is left alone (a copy on a file system with coarser times is not
+    /// sent again on every run).
+    whole_seconds_decide_by_default: &["-a"], Fixture::close_times();
+    /// --modify-window=-1: nanoseconds count too.
+    negative_modify_window_compares_nanoseconds: &["-a", "--modify-window=-1"], Fixture::close_times();
+    /// --modify-window=1: times a second apart are the same, five seconds apart are not.
+    modify_window_allows_seconds_apart: &["-a", "--modify-window=1"], Fixture::close_times();
+    /// -u with a window: newer only by more than the window.
+    update_with_modify_window: &["-a", "-u", "-@", "1"], Fixture::close_times();
+    /// -u: a receiver's file newer by a second is kept.
+    update_by_whole_seconds: &["-a", "-u"], Fixture::close_times();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],

@@ -211,6 +211,10 @@ remote_differential_tests! {
     /// --min-size/--max-size: files out of range are neither sent, updated nor deleted.
     min_max_size_select_files_around_the_limits:
         &["-a", "--delete", "--min-size=4k", "--max-size=64k"], Fixture::over_older_copy();
+    /// rsync's default quick check counts whole seconds, on the sending end's digests too.
+    whole_seconds_decide_by_default: &["-a"], Fixture::close_times();
+    /// --modify-window travels to the server: a second apart is the same there too.
+    modify_window_allows_seconds_apart: &["-a", "--modify-window=1"], Fixture::close_times();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.

@@ -544,7 +544,50 @@ pub fn dirs_and_links_retimed(root: &Path) {
         .set_mtime("d1", 1_000_000_003, 0);
 }
 
+/// Files of equal size whose copies' times are close to the source's, for rsync's
+/// `--modify-window` rule (default: whole seconds count). Content differs, so a file that is
+/// sent shows. Directories keep stamped times on both sides.
+pub fn close_times(root: &Path) {
+    close_times_with(
+        root,
+        "source",
+        &[(0, 100), (0, 0), (0, 0), (0, 0), (0, 500)],
+    );
+}
+
+/// The older copy for [`close_times`]: the same second with other nanoseconds, one second
+/// later, five earlier, one later (for `-u`), and the same second deeper down.
+pub fn close_times_older(root: &Path) {
+    close_times_with(
+        root,
+        "older ",
+        &[(0, 900), (1, 0), (-5, 0), (1, 0), (0, 999)],
+    );
+}
+
+fn close_times_with(root: &Path, word: &str, times: &[(i64, i64); 5]) {
+    const T: i64 = 1_700_000_000;
+    let t = TestTree::at(root);
+    for (name, (ds, ns)) in ["ns.txt", "one.txt", "five.txt", "newer.txt", "sub/deep.txt"]
+        .iter()
+        .zip(times)
+    {
+        t.file(name, format!("{word} {name}\n").as_bytes())
+            .set_mtime(name, T + ds, *ns);
+    }
+    t.stamp(true);
+}
+
 impl Fixture {
+    /// [`close_times`] over [`close_times_older`].
+    pub fn close_times() -> Fixture {
+        Fixture {
+            src: close_times,
+            older: Some(close_times_older),
+            ..Fixture::awkward()
+        }
+    }
+
     /// `dirs_and_links` over `dirs_and_links_retimed`.
     pub fn retimed_dirs_and_links() -> Fixture {
         Fixture {
