@@ -114,6 +114,20 @@ struct Cli {
         allow_negative_numbers = true
     )]
     modify_window: Option<i64>,
+    /// prune empty directory chains from the file-list
+    #[arg(
+        short = 'm',
+        long = "prune-empty-dirs",
+        overrides_with = "no_prune_empty_dirs"
+    )]
+    prune_empty_dirs: bool,
+    #[arg(
+        long = "no-prune-empty-dirs",
+        alias = "no-m",
+        hide = true,
+        overrides_with = "prune_empty_dirs"
+    )]
+    no_prune_empty_dirs: bool,
     /// don't transfer any file larger than SIZE
     #[arg(long = "max-size", value_name = "SIZE", allow_hyphen_values = true)]
     max_size: Option<String>,
@@ -255,6 +269,8 @@ pub struct Options {
     pub one_file_system: bool,
     pub dry_run: bool,
     pub ignore_times: bool,
+    /// `-m`: the sender leaves out directories with no non-directory below them.
+    pub prune_empty_dirs: bool,
     /// `--modify-window`: when two mtimes count as equal (rsync's default: the same second).
     pub modify_window: crate::tree::TimeWindow,
     /// `--min-size`/`--max-size`: which regular files are transferred at all.
@@ -407,6 +423,7 @@ where
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
+        prune_empty_dirs: cli.prune_empty_dirs,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
         sizes,
         size_only: cli.size_only,
@@ -706,6 +723,7 @@ impl Options {
             (self.quiet, "--quiet"),
             (self.checksum, "--checksum"),
             (self.ignore_times, "--ignore-times"),
+            (self.prune_empty_dirs, "--prune-empty-dirs"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
@@ -800,6 +818,7 @@ mod tests {
             "--min-size=1.5k",
             "--max-size=2mb-1",
             "--modify-window=-1",
+            "-m",
             "--no-W",
             "s",
             "d",
@@ -820,6 +839,9 @@ mod tests {
         assert_eq!(back.sizes.min, Some(1536));
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
+        assert!(back.prune_empty_dirs);
+        assert!(!opts(&["-m", "--no-m", "s", "d"]).prune_empty_dirs);
+        assert!(opts(&["--no-m", "-m", "s", "d"]).prune_empty_dirs);
         assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));

@@ -312,8 +312,21 @@ impl Sources {
             }
         }
         root.children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if scanner.opts.prune_empty_dirs {
+            prune_empty_dirs(&mut root);
+        }
         Ok((root, tops))
     }
+}
+
+/// rsync's `-m`: a directory with nothing but directories below it (after the filters) is
+/// left out of the sender's tree, as if excluded, so it is neither created nor kept from
+/// `--delete`. The root stays, and so does a directory whose listing failed: what it holds
+/// is not known. Returns whether `dir` holds anything that keeps it.
+fn prune_empty_dirs(dir: &mut Entry) -> bool {
+    dir.children
+        .retain_mut(|c| !c.is_dir() || prune_empty_dirs(c) || !c.complete);
+    !dir.children.is_empty()
 }
 
 /// The metadata of a root that is not itself a transferred directory: only its children

@@ -355,10 +355,46 @@ differential_tests! {
     update_with_modify_window: &["-a", "-u", "-@", "1"], Fixture::close_times();
     /// -u: a receiver's file newer by a second is kept.
     update_by_whole_seconds: &["-a", "-u"], Fixture::close_times();
+    /// -m: directories with no file below them are not created.
+    prune_empty_dirs_alone: &["-am"], Fixture::awkward();
+    /// -m with rsync's "only these files" idiom: only directories on the way to a .txt.
+    prune_empty_dirs_with_include_patterns:
+        &["-am", "--include=*/", "--include=*.txt", "--exclude=*"], Fixture::awkward();
+    /// -m --delete-excluded: the pruned directories go from the receiver, whatever they hold.
+    prune_empty_dirs_with_delete_excluded:
+        &["-am", "--delete-excluded", "--include=*/", "--include=*.txt", "--exclude=*"],
+        Fixture::over_older_copy();
     /// Options given twice, as scripts that add to `$OPTS` do: the same run as given once.
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
         Fixture::over_older_copy();
+}
+
+/// -m --delete: a pruned directory is extraneous on the receiver; one that holds excluded
+/// (protected) files stays, with the time its deletions gave it in both tools.
+#[test]
+fn prune_empty_dirs_with_delete() {
+    const FLAGS: &[&str] = &[
+        "-am",
+        "--delete",
+        "--include=*/",
+        "--include=*.txt",
+        "--exclude=*",
+    ];
+    for slash in [true, false] {
+        let case = Case {
+            time_exempt: if slash {
+                &["dst/owners"]
+            } else {
+                &["dst", "dst/src/owners"]
+            },
+            ..simple_case(FLAGS, slash, Fixture::over_older_copy())
+        };
+        run_case(
+            &format!("prune_empty_dirs_with_delete (slash {slash})"),
+            &case,
+        );
+    }
 }
 
 fn max_delete_case(trailing_slash: bool) -> Case<'static> {

@@ -215,6 +215,10 @@ remote_differential_tests! {
     whole_seconds_decide_by_default: &["-a"], Fixture::close_times();
     /// --modify-window travels to the server: a second apart is the same there too.
     modify_window_allows_seconds_apart: &["-a", "--modify-window=1"], Fixture::close_times();
+    /// -m: the sending end (the server, in a pull) prunes the directories.
+    prune_empty_dirs_with_include_patterns:
+        &["-am", "--delete-excluded", "--include=*/", "--include=*.txt", "--exclude=*"],
+        Fixture::over_older_copy();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.
