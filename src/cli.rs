@@ -114,6 +114,9 @@ struct Cli {
         allow_negative_numbers = true
     )]
     modify_window: Option<i64>,
+    /// affect file and/or directory permissions
+    #[arg(long, value_name = "CHMOD", action = ArgAction::Append)]
+    chmod: Vec<String>,
     /// prune empty directory chains from the file-list
     #[arg(
         short = 'm',
@@ -269,6 +272,8 @@ pub struct Options {
     pub one_file_system: bool,
     pub dry_run: bool,
     pub ignore_times: bool,
+    /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
+    pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.
     pub prune_empty_dirs: bool,
     /// `--modify-window`: when two mtimes count as equal (rsync's default: the same second).
@@ -383,6 +388,10 @@ where
         || cli.delete_delay
         || cli.delete_after;
     let a = cli.archive;
+    let mut chmod = crate::chmod::Chmod::default();
+    for spec in &cli.chmod {
+        chmod.add(spec).map_err(Error::usage)?;
+    }
     if any_delete && !((cli.recursive || a) && !cli.no_recursive) {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -424,6 +433,7 @@ where
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
+        chmod,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
         sizes,
         size_only: cli.size_only,
@@ -758,6 +768,9 @@ impl Options {
         {
             a.push(w.into());
         }
+        for spec in self.chmod.specs() {
+            a.push(format!("--chmod={spec}"));
+        }
         if self.modify_window.0 != 0 {
             a.push(format!("--modify-window={}", self.modify_window.0));
         }
@@ -819,6 +832,8 @@ mod tests {
             "--max-size=2mb-1",
             "--modify-window=-1",
             "-m",
+            "--chmod=D755,F644",
+            "--chmod=o-w",
             "--no-W",
             "s",
             "d",
@@ -840,6 +855,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs);
+        assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert!(!opts(&["-m", "--no-m", "s", "d"]).prune_empty_dirs);
         assert!(opts(&["--no-m", "-m", "s", "d"]).prune_empty_dirs);
         assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);

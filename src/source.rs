@@ -315,6 +315,16 @@ impl Sources {
         if scanner.opts.prune_empty_dirs {
             prune_empty_dirs(&mut root);
         }
+        let chmod = &scanner.opts.chmod;
+        if !chmod.is_empty() {
+            // The root too when it is a transferred directory (`src/`), not the stand-in
+            // for several sources.
+            if self.list.iter().any(|s| s.name.is_none()) {
+                chmod.apply_tree(&mut root);
+            } else {
+                root.children.iter_mut().for_each(|c| chmod.apply_tree(c));
+            }
+        }
         Ok((root, tops))
     }
 }

@@ -60,6 +60,28 @@ fn delete_without_recursion_is_a_usage_error() {
     }
 }
 
+/// A `--chmod` rsync cannot parse: exit 1 and rsync's message, nothing copied.
+#[test]
+fn unparsable_chmod_is_a_usage_error() {
+    let out = run(xsync().args(["-a", "--chmod=u+rw-x", "a/", "b/"]));
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Invalid argument passed to --chmod (u+rw-x)"),
+        "{}",
+        stderr(&out)
+    );
+    match rsync() {
+        Some(mut r) => {
+            let rout = run(r.args(["-a", "--chmod=u+rw-x", "a/", "b/"]));
+            assert_eq!(code(&rout), code(&out), "rsync: {}", stderr(&rout));
+        }
+        None => skip(
+            "unparsable_chmod_is_a_usage_error",
+            "rsync not installed (not compared)",
+        ),
+    }
+}
+
 fn missing_source_case() -> Case<'static> {
     Case::new(&["-a"], &["no-such-source", "src/"], "dst/")
 }

@@ -355,6 +355,13 @@ differential_tests! {
     update_with_modify_window: &["-a", "-u", "-@", "1"], Fixture::close_times();
     /// -u: a receiver's file newer by a second is kept.
     update_by_whole_seconds: &["-a", "-u"], Fixture::close_times();
+    /// --chmod with octal modes per kind, as deploy scripts give it.
+    chmod_octal_per_kind: &["-a", "--chmod=D755,F644"], Fixture::awkward();
+    /// --chmod symbolic, several items and options, over an older copy.
+    chmod_symbolic_over_an_older_copy:
+        &["-a", "--chmod=Dg+s,ug+w,Fo-w,+X", "--chmod=o=u"], Fixture::over_older_copy();
+    /// --chmod without -p: only new files take the tweaked mode (less the umask).
+    chmod_without_perms_touches_only_new_files: &["-r", "--chmod=F777"], Fixture::over_older_copy();
     /// -m: directories with no file below them are not created.
     prune_empty_dirs_alone: &["-am"], Fixture::awkward();
     /// -m with rsync's "only these files" idiom: only directories on the way to a .txt.

@@ -215,6 +215,9 @@ remote_differential_tests! {
     whole_seconds_decide_by_default: &["-a"], Fixture::close_times();
     /// --modify-window travels to the server: a second apart is the same there too.
     modify_window_allows_seconds_apart: &["-a", "--modify-window=1"], Fixture::close_times();
+    /// --chmod: the sending end (the server, in a pull) tweaks the modes it sends.
+    chmod_symbolic_over_an_older_copy:
+        &["-a", "--chmod=u=rwX,go=rX"], Fixture::over_older_copy();
     /// -m: the sending end (the server, in a pull) prunes the directories.
     prune_empty_dirs_with_include_patterns:
         &["-am", "--delete-excluded", "--include=*/", "--include=*.txt", "--exclude=*"],
