@@ -114,6 +114,9 @@ struct Cli {
         allow_negative_numbers = true
     )]
     modify_window: Option<i64>,
+    /// simple username/groupname mapping
+    #[arg(long, value_name = "USER:GROUP")]
+    chown: Option<String>,
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD", action = ArgAction::Append)]
     chmod: Vec<String>,
@@ -272,6 +275,9 @@ pub struct Options {
     pub one_file_system: bool,
     pub dry_run: bool,
     pub ignore_times: bool,
+    /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each
+    /// implies `-o` or `-g` as in rsync (see `ids::Chown`).
+    pub chown: (Option<String>, Option<String>),
     /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
     pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.
@@ -388,6 +394,15 @@ where
         || cli.delete_delay
         || cli.delete_after;
     let a = cli.archive;
+    // rsync's USER:GROUP, USER, :GROUP or USER: (an empty part maps nothing).
+    let chown = match cli.chown.as_deref() {
+        Some(spec) => {
+            let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
+            let part = |p: &str| (!p.is_empty()).then(|| p.to_string());
+            (part(u), part(g))
+        }
+        None => (None, None),
+    };
     let mut chmod = crate::chmod::Chmod::default();
     for spec in &cli.chmod {
         chmod.add(spec).map_err(Error::usage)?;
@@ -419,8 +434,8 @@ where
         times: (cli.times || a) && !cli.no_times,
         omit_dir_times: cli.omit_dir_times && !cli.no_omit_dir_times,
         omit_link_times: cli.omit_link_times && !cli.no_omit_link_times,
-        group: (cli.group || a) && !cli.no_group,
-        owner: (cli.owner || a) && !cli.no_owner,
+        group: ((cli.group || a) && !cli.no_group) || chown.1.is_some(),
+        owner: ((cli.owner || a) && !cli.no_owner) || chown.0.is_some(),
         devices: (cli.devices || cli.devices_specials || a)
             && !cli.no_devices
             && !cli.no_devices_specials,
@@ -434,6 +449,7 @@ where
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
         chmod,
+        chown,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
         sizes,
         size_only: cli.size_only,
@@ -768,6 +784,13 @@ impl Options {
         {
             a.push(w.into());
         }
+        if self.chown.0.is_some() || self.chown.1.is_some() {
+            a.push(format!(
+                "--chown={}:{}",
+                self.chown.0.as_deref().unwrap_or(""),
+                self.chown.1.as_deref().unwrap_or("")
+            ));
+        }
         for spec in self.chmod.specs() {
             a.push(format!("--chmod={spec}"));
         }
@@ -834,6 +857,7 @@ mod tests {
             "-m",
             "--chmod=D755,F644",
             "--chmod=o-w",
+            "--chown=:staff",
             "--no-W",
             "s",
             "d",
@@ -856,6 +880,9 @@ mod tests {
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
+        assert_eq!(back.chown, (None, Some("staff".to_string())));
+        let c = opts(&["-r", "--chown=www:", "s", "d"]);
+        assert!(c.owner && !c.group && c.chown == (Some("www".into()), None));
         assert!(!opts(&["-m", "--no-m", "s", "d"]).prune_empty_dirs);
         assert!(opts(&["--no-m", "-m", "s", "d"]).prune_empty_dirs);
         assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);

@@ -55,6 +55,70 @@ fn home_in(passwd: &str, user: Option<&str>, uid: u32) -> Option<String> {
     })
 }
 
+/// An id by name or number, from `/etc/passwd` or `/etc/group` (as the name mapping).
+fn id_of(db: &str, name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Some(n);
+    }
+    let text = std::fs::read_to_string(db).ok()?;
+    text.lines().find_map(|line| {
+        let mut f = line.split(':');
+        (f.next() == Some(name))
+            .then(|| f.nth(1).and_then(|id| id.parse().ok()))
+            .flatten()
+    })
+}
+
+/// `--chown=USER:GROUP` where it takes effect, on the receiving side: the ids every entry
+/// gets, as this machine names them. An unknown name maps nothing (rsync warns and goes on).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Chown {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Chown {
+    /// Resolves the option's names; with a report, says which are unknown.
+    pub fn resolve(
+        opts: &crate::cli::Options,
+        report: Option<&crate::report::Report<'_>>,
+    ) -> Chown {
+        let look = |name: &Option<String>, db: &str, what: &str| {
+            let name = name.as_deref()?;
+            let id = id_of(db, name);
+            if id.is_none()
+                && let Some(r) = report
+            {
+                r.warn(format!(
+                    "unknown --chown {what} on the receiver: `{name}` (left as it is)"
+                ));
+            }
+            id
+        };
+        Chown {
+            uid: look(&opts.chown.0, "/etc/passwd", "user"),
+            gid: look(&opts.chown.1, "/etc/group", "group"),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.uid.is_none() && self.gid.is_none()
+    }
+
+    /// Gives every entry of the source tree the forced ids before it is planned.
+    pub fn apply_tree(&self, e: &mut Entry) {
+        if let Some(u) = self.uid {
+            e.meta.uid = u;
+        }
+        if let Some(g) = self.gid {
+            e.meta.gid = g;
+        }
+        for c in &mut e.children {
+            self.apply_tree(c);
+        }
+    }
+}
+
 impl Names {
     /// The names of the (non-root) ids used in `root`, from this machine's databases.
     pub fn of_tree(root: &Entry) -> Names {

@@ -68,8 +68,13 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             d
         },
     );
-    let (src_root, tops) =
+    let (mut src_root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
+    // --chown: every entry the forced ids (its digests already leave the ids out).
+    let chown = crate::ids::Chown::resolve(opts, Some(report));
+    if !chown.is_empty() {
+        chown.apply_tree(&mut src_root);
+    }
     let scan_done = start.elapsed();
     let counts = crate::report::tree_counts(&src_root, info.root_is_transfer_dir);
     if let Some(p) = &report.progress {

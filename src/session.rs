@@ -320,6 +320,11 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         }
         map_all(&mut src_root, &ids);
     }
+    // --chown: every entry the forced ids (this end resolves the names).
+    let chown = crate::ids::Chown::resolve(opts, Some(report));
+    if !chown.is_empty() {
+        chown.apply_tree(&mut src_root);
+    }
 
     let mut result: Result<(), Error> = Ok(());
     {

@@ -27,6 +27,9 @@ pub struct Compared {
     pub checksum: bool,
     pub hard_links: bool,
     pub window: crate::tree::TimeWindow,
+    /// `--chown`: how the owner and the group take part (see [`Forced`]).
+    pub chown_uid: Forced,
+    pub chown_gid: Forced,
     /// `-I` on the receiving side: no file is ever equal to the sender's, so every file's
     /// digest here carries a mark the sender's never does, and every directory holding a
     /// file is compared. (Only this side marks: the receiver computes the digests of the
@@ -48,16 +51,54 @@ impl Compared {
             checksum: o.checksum,
             hard_links: o.hard_links,
             window: o.modify_window,
+            chown_uid: Forced::when(o.chown.0.is_some()),
+            chown_gid: Forced::when(o.chown.1.is_some()),
             never_equal_files: false,
         }
     }
 
     /// What the destination's own tree is digested with.
     pub fn for_receiver(o: &Options) -> Compared {
+        let chown = crate::ids::Chown::resolve(o, None);
         Compared {
             // rsync's quick check looks at -c and --size-only before -I.
             never_equal_files: o.ignore_times && !o.checksum && !o.size_only,
+            chown_uid: chown.uid.map_or(Forced::No, Forced::IfEqual),
+            chown_gid: chown.gid.map_or(Forced::No, Forced::IfEqual),
             ..Compared::from_options(o)
+        }
+    }
+}
+
+/// How an owner or group enters a digest under `--chown`, which the receiver resolves: the
+/// sender's ids do not matter (every entry gets the forced one), so the sender hashes a mark
+/// in their place, and the receiver hashes the same mark where its entry already has the
+/// forced id and the id itself where it has not. Equal digests still mean nothing to do,
+/// and an unchanged tree still costs one exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forced {
+    /// No `--chown` for this id: the id itself.
+    No,
+    /// The sending side's entries: the mark.
+    Mark,
+    /// The receiver's own entries: the mark where the id is this one.
+    IfEqual(u32),
+}
+
+impl Forced {
+    fn when(chown: bool) -> Forced {
+        if chown { Forced::Mark } else { Forced::No }
+    }
+
+    fn hash(self, h: &mut Xxh3, id: u32) {
+        match self {
+            Forced::No => h.update(&id.to_le_bytes()),
+            Forced::Mark => h.update(&[1]),
+            Forced::IfEqual(f) if f == id => h.update(&[1]),
+            Forced::IfEqual(_) => {
+                h.update(&[0]);
+                h.update(&id.to_le_bytes());
+            }
         }
     }
 }
@@ -95,10 +136,10 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
         h.update(&m.mode.to_le_bytes());
     }
     if cmp.owner {
-        h.update(&m.uid.to_le_bytes());
+        cmp.chown_uid.hash(&mut h, m.uid);
     }
     if cmp.group {
-        h.update(&m.gid.to_le_bytes());
+        cmp.chown_gid.hash(&mut h, m.gid);
     }
     let time_matters = match m.kind {
         // The quick check uses the mtime even without -t (rsync re-sends then).

@@ -355,6 +355,14 @@ differential_tests! {
     update_with_modify_window: &["-a", "-u", "-@", "1"], Fixture::close_times();
     /// -u: a receiver's file newer by a second is kept.
     update_by_whole_seconds: &["-a", "-u"], Fixture::close_times();
+    /// --chown by name: every entry gets this machine's ids for the names.
+    chown_by_name: &["-a", "--chown=nobody:nogroup"], Fixture::awkward();
+    /// --chown by number, over an older copy; only the group given: -g is implied, -o kept.
+    chown_by_number_over_an_older_copy: &["-a", "--chown=65534:65534"], Fixture::over_older_copy();
+    /// --chown=:GROUP without -a: only the group is implied and mapped.
+    chown_group_only_without_archive: &["-rt", "--chown=:nogroup"], Fixture::over_older_copy();
+    /// --chown with an unknown user: rsync warns, maps nothing for it, and succeeds.
+    chown_unknown_user_maps_nothing: &["-a", "--chown=no-such-user-xsync:nogroup"], Fixture::awkward();
     /// --chmod with octal modes per kind, as deploy scripts give it.
     chmod_octal_per_kind: &["-a", "--chmod=D755,F644"], Fixture::awkward();
     /// --chmod symbolic, several items and options, over an older copy.

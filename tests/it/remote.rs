@@ -215,6 +215,8 @@ remote_differential_tests! {
     whole_seconds_decide_by_default: &["-a"], Fixture::close_times();
     /// --modify-window travels to the server: a second apart is the same there too.
     modify_window_allows_seconds_apart: &["-a", "--modify-window=1"], Fixture::close_times();
+    /// --chown: the receiving end (the server, in a push) resolves the names.
+    chown_by_name_over_an_older_copy: &["-a", "--chown=nobody:nogroup"], Fixture::over_older_copy();
     /// --chmod: the sending end (the server, in a pull) tweaks the modes it sends.
     chmod_symbolic_over_an_older_copy:
         &["-a", "--chmod=u=rwX,go=rX"], Fixture::over_older_copy();
@@ -1028,6 +1030,53 @@ fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
         crate::util::note(&format!(
             "{test}: push={push}: {bytes} bytes for one change among {N} siblings"
         ));
+    }
+}
+
+/// A re-run with `--chown` over an unchanged tree costs one exchange: the digests leave out
+/// the sender's ids (the receiver forces its own), instead of listing every directory
+/// because every owner looks different.
+#[test]
+fn chown_no_op_rerun_costs_one_exchange() {
+    let test = "chown_no_op_rerun_costs_one_exchange";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    for push in [true, false] {
+        let dir = test_dir();
+        let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+        for d in 0..20 {
+            fs::create_dir_all(src.join(format!("d{d:02}"))).unwrap();
+            for f in 0..25 {
+                fs::write(src.join(format!("d{d:02}/f{f:02}")), format!("{d} {f}\n")).unwrap();
+            }
+        }
+        let sync = |tag: &str| {
+            let mut cmd = xsync();
+            cmd.args(["-a", "--chown=nobody:nogroup", "--xsync-path", XSYNC_BIN]);
+            if push {
+                cmd.arg(slash(&src)).arg(sshd.remote(slash(&dst)));
+            } else {
+                cmd.arg(sshd.remote(slash(&src))).arg(slash(&dst));
+            }
+            crate::delta::counted(cmd, &sshd, dir.path(), tag)
+        };
+        let (rc, err, _) = sync("first");
+        assert_eq!(rc, 0, "{test}: {err}");
+        let meta = fs::metadata(dst.join("d07/f03")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (65534, 65534),
+            "{test}: push={push}: not chowned"
+        );
+        let (rc, err, bytes) = sync("second");
+        assert_eq!(rc, 0, "{test}: {err}");
+        // 520 entries listed in full would be over 10 kB; the root summary exchange is ~300 B.
+        assert!(
+            bytes <= 1_000,
+            "{test}: push={push}: {bytes} bytes for a no-op re-run"
+        );
     }
 }
 
