@@ -9,6 +9,7 @@ use crate::cli::Options;
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::job::print_summary;
+use crate::link::Link;
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
 use crate::report::{Report, Stats};
 use crate::session;
@@ -184,9 +185,15 @@ impl RemoteJob {
         let stdout = child.stdout.take().expect("piped");
         crate::protocol::widen_pipe(&stdin);
         crate::protocol::widen_pipe(&stdout);
-        let mut wr = Writer::new(stdin);
-        let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, stdout));
-        let result = self.session(opts, report, &mut rd, &mut wr);
+        let link = Link::new();
+        link.set_bwlimit(opts.bwlimit);
+        link.set_child(child.id());
+        let mut wr = Writer::new(link.writer(stdin));
+        let mut rd = Reader::new(std::io::BufReader::with_capacity(
+            256 * 1024,
+            link.reader(stdout),
+        ));
+        let result = self.session(opts, report, &mut rd, &mut wr, &link);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
         drop(rd);
@@ -216,6 +223,7 @@ impl RemoteJob {
         report: &Report<'_>,
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
+        link: &Link,
     ) -> Result<[u64; 7], Error> {
         // No waiting for the server: its greeting is checked before the first frame read,
         // and a pushing client scans its tree while the remote shell logs in.
@@ -255,6 +263,12 @@ impl RemoteJob {
                     .unwrap_or(crate::compress::DEFAULT_LEVEL),
             )?;
             rd.enable_compression()?;
+        }
+        // From here on the stream's form is fixed at both ends (the server starts its own
+        // watch at the same point), so keepalives may flow.
+        if let Some(t) = opts.timeout {
+            let who = if self.push { "sender" } else { "receiver" };
+            link.watch(t, who, crate::protocol::keepalive(opts.compress));
         }
         let none: session::Relay<'_> = &|| None;
         if self.push {

@@ -7,6 +7,7 @@ use crate::cli::{self, Parsed};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
+use crate::link::Link;
 use crate::protocol::{Msg, Reader, Role, Writer, unexpected};
 use crate::report::Report;
 use crate::session;
@@ -46,8 +47,12 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
     };
     crate::protocol::widen_pipe(&input);
     crate::protocol::widen_pipe(&output);
-    let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, input));
-    let mut wr = Writer::new(output);
+    let link = Link::new();
+    let mut rd = Reader::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        link.reader(input),
+    ));
+    let mut wr = Writer::new(link.writer(output));
     let buf = Arc::new(Mutex::new(Vec::new()));
     let mut sink = RelaySink(buf.clone());
     let report = Report::new(&mut sink, stderr, false);
@@ -55,7 +60,7 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         (!b.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
     };
-    let code = match serve(&mut rd, &mut wr, &report, &relay) {
+    let code = match serve(&mut rd, &mut wr, &report, &relay, &link) {
         Ok(()) => report.code(),
         Err(e) => {
             // Tell the client why (it prints the message); a broken stream can't be told.
@@ -116,6 +121,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     wr: &mut Writer<W>,
     report: &Report<'_>,
     relay: session::Relay<'_>,
+    link: &Link,
 ) -> Result<(), Error> {
     crate::protocol::handshake(rd, wr)?;
     let (role, args, paths, filter_lines) = match rd.recv()? {
@@ -158,6 +164,16 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
             opts.compress_level
                 .unwrap_or(crate::compress::DEFAULT_LEVEL),
         )?;
+    }
+    // rsync passes --timeout and --bwlimit to its server: a pull's data is paced here, and
+    // a client that hangs does not hold this end forever.
+    link.set_bwlimit(opts.bwlimit);
+    if let Some(t) = opts.timeout {
+        let who = match role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        };
+        link.watch(t, who, crate::protocol::keepalive(opts.compress));
     }
     // What the remote shell would have done to rsync's path arguments: `~` for every path,
     // wildcards for sources only (a destination is one place).

@@ -12,3 +12,4 @@ mod local;
 mod remote;
 mod robust;
 mod sshd;
+mod transport;
