@@ -105,6 +105,19 @@ fn expand_tilde(path: Vec<u8>, home: &dyn Fn(Option<&str>) -> Option<String>) ->
     }
 }
 
+/// `--old-args`: rsync before 3.2.4 handed remote paths to the remote shell unquoted, which
+/// split them at blanks (`host:'a b'` named `a` and `b`). The paths travel inside the
+/// protocol here, so the server splits them as that shell would (quotes and backslashes
+/// are not interpreted).
+fn split_words(paths: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    paths
+        .iter()
+        .flat_map(|p| p.split(|b| matches!(b, b' ' | b'\t' | b'\n')))
+        .filter(|w| !w.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// `$HOME` for the login's own `~` (what the shell uses), else the passwd entry.
 fn home_of(user: Option<&str>) -> Option<String> {
     match user {
@@ -177,9 +190,19 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     }
     // What the remote shell would have done to rsync's path arguments: `~` for every path,
     // wildcards for sources only (a destination is one place).
-    let paths: Vec<OsString> = paths
+    let mut words: Vec<Vec<u8>> = paths.into_iter().map(|p| p.into_vec()).collect();
+    if opts.old_args {
+        words = split_words(words);
+        if role == Role::Receiver && words.len() != 1 {
+            return Err(Error::usage(format!(
+                "--old-args: the remote destination splits into {} words at the remote shell; a destination is one path",
+                words.len()
+            )));
+        }
+    }
+    let paths: Vec<OsString> = words
         .into_iter()
-        .map(|p| expand_tilde(p.into_vec(), &|u| home_of(u)))
+        .map(|p| expand_tilde(p, &|u| home_of(u)))
         .flat_map(|p| match role {
             Role::Sender => crate::source::expand_wildcards(&p),
             Role::Receiver => vec![p],
@@ -202,7 +225,20 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::expand_tilde;
+    use super::{expand_tilde, split_words};
+
+    #[test]
+    fn old_args_split_remote_paths_at_blanks_as_a_shell_would() {
+        let w = |p: &[&str]| {
+            split_words(p.iter().map(|s| s.as_bytes().to_vec()).collect())
+                .into_iter()
+                .map(|v| String::from_utf8(v).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(w(&["a b/c"]), ["a", "b/c"]);
+        assert_eq!(w(&["  a\t\tb  ", "c"]), ["a", "b", "c"]);
+        assert_eq!(w(&["plain"]), ["plain"]);
+    }
 
     #[test]
     fn a_leading_tilde_is_the_home_as_a_shell_has_it() {

@@ -430,3 +430,91 @@ fn bad_bwlimit_values_are_refused_as_rsync_refuses_them() {
         }
     }
 }
+
+/// `--old-args`: rsync hands the remote paths to the remote shell unquoted, so
+/// `host:'DIR/a DIR/b'` names two sources; xsync's server splits them the same way. The
+/// trees and exit codes match rsync's.
+#[test]
+fn old_args_splits_remote_paths_as_rsyncs_remote_shell_does() {
+    let test = "old_args_splits_remote_paths_as_rsyncs_remote_shell_does";
+    if !have_rsync(test) {
+        return;
+    }
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    crate::util::TestTree::at(&src)
+        .file("a", b"a\n")
+        .file("b", b"b\n")
+        .file("c", b"c\n")
+        .stamp(false);
+    let spec = format!("{} {}", src.join("a").display(), src.join("b").display());
+    let mut results = Vec::new();
+    for (name, mut cmd) in [
+        ("rsync", rsync().expect("checked")),
+        ("xsync", xsync_over(&sshd)),
+    ] {
+        if name == "rsync" {
+            cmd.args(["-e", &sshd.rsh()]).stdin(Stdio::null());
+        }
+        let dst = dir.path().join(format!("dst-{name}"));
+        let out = run(cmd
+            .args(["-a", "--old-args"])
+            .arg(sshd.remote(&spec))
+            .arg(slash(&dst)));
+        assert_eq!(code(&out), 0, "{test}: {name}: {}", stderr(&out));
+        results.push(dst);
+    }
+    // The destination directory is made, not copied: its time is the clock's.
+    let cmp = Compare::for_flags(&["-a"]).ignoring_times_of([""]);
+    let diffs = diff_trees(&results[0], &results[1], &cmp);
+    assert!(
+        diffs.is_empty(),
+        "{test}: rsync vs xsync:\n{}",
+        diffs.join("\n")
+    );
+    assert!(results[1].join("a").is_file() && results[1].join("b").is_file());
+    assert!(!results[1].join("c").exists());
+}
+
+/// `-s`/`--secluded-args`/`--protect-args` is what xsync always does (names travel inside
+/// the protocol): accepted, and a name with blanks and shell characters arrives intact.
+/// With `--old-args` it is refused, in rsync's words.
+#[test]
+fn secluded_args_is_accepted_and_conflicts_with_old_args() {
+    let test = "secluded_args_is_accepted_and_conflicts_with_old_args";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    crate::util::TestTree::at(&src)
+        .file("it's a $file; `x`", b"x\n")
+        .stamp(false);
+    for flag in ["-s", "--protect-args", "--secluded-args"] {
+        let dst = dir.path().join(format!("dst {flag} $x"));
+        let out = run(xsync_over(&sshd)
+            .args(["-a", flag])
+            .arg(slash(&src))
+            .arg(sshd.remote(slash(&dst))));
+        assert_eq!(code(&out), 0, "{test}: {flag}: {}", stderr(&out));
+        let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
+        assert!(diffs.is_empty(), "{test}: {flag}: {}", diffs.join("\n"));
+    }
+    let mut cmds = vec![xsync()];
+    cmds.extend(rsync());
+    for mut cmd in cmds {
+        let out = run(cmd
+            .args(["-a", "-s", "--old-args"])
+            .arg(slash(&src))
+            .arg("h:dst/"));
+        assert_eq!(code(&out), 1, "{test}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--secluded-args conflicts with --old-args."),
+            "{test}: {}",
+            stderr(&out)
+        );
+    }
+}
