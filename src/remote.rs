@@ -5,7 +5,7 @@
 //! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
 //! -i key"` or any wrapper works exactly as it does for rsync.
 
-use crate::cli::Options;
+use crate::cli::{IpFamily, Options};
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::job::print_summary;
@@ -162,6 +162,18 @@ impl RemoteJob {
         cmd.args(&words);
         if let Some(u) = &self.spec.user {
             cmd.arg("-l").arg(u);
+        }
+        // rsync's -4/-6 reach ssh only (another remote shell may not take them), after the
+        // user's words and -l, as rsync places them.
+        let is_ssh = std::path::Path::new(&prog).file_name() == Some("ssh".as_ref());
+        match opts.ip_family {
+            Some(IpFamily::V4) if is_ssh => {
+                cmd.arg("-4");
+            }
+            Some(IpFamily::V6) if is_ssh => {
+                cmd.arg("-6");
+            }
+            _ => {}
         }
         cmd.arg(&self.spec.host);
         let program = opts.xsync_path.as_deref().unwrap_or("xsync");
@@ -401,6 +413,33 @@ mod tests {
         assert!(parse_spec(b"/abs/a:b").unwrap().is_none());
         assert!(parse_spec(b"plain").unwrap().is_none());
         assert!(parse_spec(b"host::module").is_err());
+    }
+
+    #[test]
+    fn ip_family_reaches_ssh_after_the_login_as_rsync_passes_it() {
+        let words = |args: &[&str]| {
+            let opts = match crate::cli::parse([&["xsync"], args, &["s", "u@h:d"]].concat()) {
+                Ok(crate::cli::Parsed::Run(o)) => o,
+                _ => panic!("parses"),
+            };
+            let job = RemoteJob::from_options(&opts).expect("ok").expect("remote");
+            let cmd = job.command(&opts).expect("command");
+            let mut w = vec![cmd.get_program().to_string_lossy().into_owned()];
+            w.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+            w.pop(); // the remote program
+            w
+        };
+        assert_eq!(
+            words(&["-4", "-e", "/usr/bin/ssh -p 22"]),
+            ["/usr/bin/ssh", "-p", "22", "-l", "u", "-4", "h"]
+        );
+        assert_eq!(words(&["-6", "-e", "ssh"]), ["ssh", "-l", "u", "-6", "h"]);
+        assert_eq!(
+            words(&["-4", "-6", "-e", "ssh"]),
+            ["ssh", "-l", "u", "-6", "h"]
+        );
+        // Another remote shell is not told.
+        assert_eq!(words(&["-4", "-e", "rsh"]), ["rsh", "-l", "u", "h"]);
     }
 
     #[test]

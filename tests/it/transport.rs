@@ -518,3 +518,113 @@ fn secluded_args_is_accepted_and_conflicts_with_old_args() {
         );
     }
 }
+
+/// `-4`/`-6` reach the remote shell as rsync passes them: to a program named `ssh` only,
+/// after the `-e` words and `-l user`, before the host. A stand-in `ssh` records its
+/// arguments for rsync and for xsync.
+#[test]
+fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
+    let test = "ip_family_is_passed_to_ssh_where_rsync_passes_it";
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).expect("mkdir");
+    let log = dir.path().join("args");
+    let fake = bin.join("ssh");
+    fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 1\n", log.display()),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).expect("chmod");
+    for flag in ["-4", "-6", "--ipv4", "--ipv6"] {
+        let mut logged = Vec::new();
+        for mut cmd in [rsync().expect("checked"), xsync()] {
+            let _ = fs::remove_file(&log);
+            let out = run(cmd
+                .env_remove("XSYNC_RSH")
+                .args(["-a", flag, "-e"])
+                .arg(format!("{} -p 22", fake.display()))
+                .arg(slash(&src))
+                .arg("u@h:dst/")
+                .stdin(Stdio::null()));
+            assert_ne!(code(&out), 0, "{test}");
+            let line = fs::read_to_string(&log).unwrap_or_default();
+            // Up to the host: the rest is each program's own server command.
+            let words: Vec<String> = line
+                .split_whitespace()
+                .take_while(|w| *w != "h")
+                .map(str::to_string)
+                .collect();
+            logged.push(words);
+        }
+        assert_eq!(logged[0], logged[1], "{test}: {flag}: rsync vs xsync");
+        let want = if flag.contains('4') { "-4" } else { "-6" };
+        assert!(
+            logged[1].iter().any(|w| w == want),
+            "{test}: {:?}",
+            logged[1]
+        );
+    }
+}
+
+/// `--contimeout` is for daemon connections, which xsync does not make: refused with
+/// rsync's message and exit 1, over a remote shell and locally alike.
+#[test]
+fn contimeout_is_refused_as_rsync_refuses_it_without_a_daemon() {
+    let test = "contimeout_is_refused_as_rsync_refuses_it_without_a_daemon";
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    for rsync_too in [false, true] {
+        for dst in ["h:dst/".into(), slash(&dir.path().join("dst"))] {
+            let Some(mut cmd) = (if rsync_too { rsync() } else { Some(xsync()) }) else {
+                continue;
+            };
+            let out = run(cmd
+                .args(["-a", "--contimeout=5", "-e", "sh -c 'exit 1'"])
+                .arg(slash(&src))
+                .arg(&dst));
+            assert_eq!(code(&out), 1, "{test}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains(
+                    "The --contimeout option may only be used when connecting to an rsync daemon."
+                ),
+                "{test}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
+/// `-4` and `--blocking-io` over a real ssh: the transfer works (the test's sshd listens
+/// on 127.0.0.1; xsync's pipes to the remote shell are blocking anyway).
+#[test]
+fn ipv4_and_blocking_io_work_over_ssh() {
+    let test = "ipv4_and_blocking_io_work_over_ssh";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    for (i, flags) in [&["-4", "--blocking-io"][..], &["--no-blocking-io"][..]]
+        .into_iter()
+        .enumerate()
+    {
+        let dst = dir.path().join(format!("dst{i}"));
+        let out = run(xsync_over(&sshd)
+            .arg("-a")
+            .args(flags)
+            .arg(slash(&src))
+            .arg(sshd.remote(slash(&dst))));
+        assert_eq!(code(&out), 0, "{test}: {flags:?}: {}", stderr(&out));
+        let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
+        assert!(diffs.is_empty(), "{test}: {}", diffs.join("\n"));
+    }
+}
