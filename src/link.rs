@@ -216,7 +216,11 @@ impl Write for Out {
     }
 
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        let shared = self.shared.clone();
+        let Out {
+            shared,
+            count,
+            pace,
+        } = self;
         let _w = Waiting::new(&shared.waiting);
         let mut out = lock(&shared.out);
         let out = out
@@ -237,10 +241,10 @@ impl Write for Out {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.count += 1;
-            shared.writes.store(self.count, Relaxed);
+            *count += 1;
+            shared.writes.store(*count, Relaxed);
             if rate > 0 {
-                self.pace.wrote(n as u64, rate);
+                pace.wrote(n as u64, rate);
             }
             buf = &buf[n..];
         }
