@@ -243,6 +243,41 @@ struct Cli {
     /// rsync's spelling: the same, with its `rsync` word run as `xsync` (`"sudo rsync"`)
     #[arg(long = "rsync-path", value_name = "PROGRAM")]
     rsync_path: Option<String>,
+    /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    timeout: Option<i64>,
+    /// limit socket I/O bandwidth (KiB/s; suffixes K, M, G, KB = 1000; 0: no limit)
+    #[arg(long, value_name = "RATE")]
+    bwlimit: Option<String>,
+    /// daemon connection timeout: refused, as rsync refuses it without a daemon
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    contimeout: Option<String>,
+    /// names travel inside the protocol, never through the remote shell (always on)
+    #[arg(short = 's', long = "secluded-args", alias = "protect-args")]
+    secluded_args: bool,
+    #[arg(
+        long = "no-secluded-args",
+        alias = "no-protect-args",
+        alias = "no-s",
+        hide = true
+    )]
+    no_secluded_args: bool,
+    /// the remote shell's word-splitting of remote paths, as rsync before 3.2.4
+    #[arg(long = "old-args", action = ArgAction::Count)]
+    old_args: u8,
+    #[arg(long = "no-old-args", hide = true)]
+    no_old_args: bool,
+    /// prefer IPv4 (passed to ssh as -4)
+    #[arg(short = '4', long = "ipv4", overrides_with = "ipv6")]
+    ipv4: bool,
+    /// prefer IPv6 (passed to ssh as -6)
+    #[arg(short = '6', long = "ipv6", overrides_with = "ipv4")]
+    ipv6: bool,
+    /// use blocking I/O for the remote shell (xsync's pipes always are)
+    #[arg(long = "blocking-io")]
+    blocking_io: bool,
+    #[arg(long = "no-blocking-io", hide = true)]
+    no_blocking_io: bool,
     /// print version number
     #[arg(long = "version", short = 'V')]
     version: bool,
@@ -317,6 +352,14 @@ pub struct Options {
     pub compress_level: Option<i32>,
     pub rsh: Option<String>,
     pub xsync_path: Option<String>,
+    /// `--timeout`: the longest the connection may stand still (None: forever).
+    pub timeout: Option<u32>,
+    /// `--bwlimit`, in rsync's unit: KiB per second (None: no limit).
+    pub bwlimit: Option<u64>,
+    /// `--old-args`: the server splits each remote path into words, as a remote shell would.
+    pub old_args: bool,
+    /// `-4`/`-6`: the address family ssh is told to use.
+    pub ip_family: Option<IpFamily>,
     pub paths: Vec<OsString>,
 }
 
@@ -344,6 +387,12 @@ impl DeleteWhen {
             DeleteWhen::After => Some("--delete-after"),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    V4,
+    V6,
 }
 
 /// What the command line asks for: a transfer, or just the version text.
@@ -424,6 +473,21 @@ where
         .name
         .map(|n| n > 0)
         .unwrap_or(!cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1)));
+    if cli.contimeout.is_some() {
+        // rsync's words: --contimeout only means something for a daemon connection, which
+        // xsync does not make.
+        return Err(Error::usage(
+            "The --contimeout option may only be used when connecting to an rsync daemon.",
+        ));
+    }
+    let old_args = cli.old_args > 0 && !cli.no_old_args;
+    if old_args && cli.secluded_args && !cli.no_secluded_args {
+        return Err(Error::usage("--secluded-args conflicts with --old-args."));
+    }
+    let bwlimit = match &cli.bwlimit {
+        Some(rate) => parse_bwlimit(rate).map_err(Error::usage)?,
+        None => None,
+    };
     let opts = Options {
         verbose: cli.verbose,
         quiet: cli.quiet,
@@ -485,9 +549,92 @@ where
         xsync_path: cli
             .xsync_path
             .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
+        // rsync takes any integer; a negative one, like 0, sets no limit.
+        timeout: cli
+            .timeout
+            .filter(|&t| t > 0)
+            .map(|t| t.min(u32::MAX as i64) as u32),
+        bwlimit,
+        old_args,
+        ip_family: if cli.ipv4 {
+            Some(IpFamily::V4)
+        } else if cli.ipv6 {
+            Some(IpFamily::V6)
+        } else {
+            None
+        },
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// rsync's `--bwlimit` value: a number, maybe fractional, with an optional unit (`K`
+/// when none: KiB; `B` bytes, `K`, `M`, `G`, `T`, `P`; `KB`… for powers of 1000,
+/// `KiB`… for powers of 1024) and an optional `+1`/`-1`. Like rsync, less than 512 bytes
+/// per second is refused unless it is 0 (no limit), and the rate is rounded to whole KiB.
+fn parse_bwlimit(arg: &str) -> Result<Option<u64>, String> {
+    let invalid = || format!("--bwlimit={arg} is invalid");
+    if arg.starts_with('-') {
+        // rsync reads the number with atof, so a negative one is a negative size.
+        return Err(format!("--bwlimit={arg} is too large"));
+    }
+    let b = arg.as_bytes();
+    let mut i = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if b.get(i) == Some(&b'.') {
+        i += 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    }
+    let number = &arg[..i];
+    let mut rest = &arg[i..];
+    let unit = match rest.bytes().next() {
+        Some(c) if c != b'+' && c != b'-' => {
+            rest = &rest[1..];
+            c.to_ascii_lowercase()
+        }
+        _ => b'k',
+    };
+    let reps = match unit {
+        b'b' => 0,
+        b'k' => 1,
+        b'm' => 2,
+        b'g' => 3,
+        b't' => 4,
+        b'p' => 5,
+        _ => return Err(invalid()),
+    };
+    let mult: f64 = if rest.starts_with(['b', 'B']) {
+        rest = &rest[1..];
+        1000.0
+    } else if rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("ib") {
+        rest = &rest[2..];
+        1024.0
+    } else {
+        1024.0
+    };
+    // atof: a missing number is 0 (`--bwlimit=K` is no limit, as in rsync).
+    let mut size = mult.powi(reps) * number.parse::<f64>().unwrap_or(0.0);
+    if let Some(adj) = rest.strip_prefix('+').or(rest.strip_prefix('-'))
+        && adj.starts_with('1')
+        && !number.is_empty()
+    {
+        size += if rest.starts_with('-') { -1.0 } else { 1.0 };
+        rest = &adj[1..];
+    }
+    if !rest.is_empty() {
+        return Err(invalid());
+    }
+    let size = size as i64;
+    if size < 0 {
+        return Err(format!("--bwlimit={arg} is too large"));
+    }
+    if size == 0 {
+        return Ok(None);
+    }
+    if size < 512 {
+        return Err(format!(
+            "--bwlimit={arg} is too small (min: 512 or 0 for unlimited)"
+        ));
+    }
+    Ok(Some((size as u64 + 512) / 1024))
 }
 
 /// A script's `--rsync-path="sudo rsync"` asks for the remote end under sudo: the program is
@@ -819,6 +966,17 @@ impl Options {
             self.progress,
             u8::from(self.names)
         ));
+        // As rsync: the server watches the connection too (a client that hangs must not
+        // hold it forever), and paces what it writes (the data of a pull).
+        if let Some(t) = self.timeout {
+            a.push(format!("--timeout={t}"));
+        }
+        if let Some(k) = self.bwlimit {
+            a.push(format!("--bwlimit={k}"));
+        }
+        if self.old_args {
+            a.push("--old-args".into());
+        }
         a
     }
 }
@@ -859,6 +1017,8 @@ mod tests {
             "--chmod=o-w",
             "--chown=:staff",
             "--no-W",
+            "--timeout=7",
+            "--bwlimit=1.5m",
             "s",
             "d",
         ]);
@@ -889,6 +1049,8 @@ mod tests {
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
+        assert_eq!(back.timeout, Some(7));
+        assert_eq!(back.bwlimit, Some(1536));
     }
 
     #[test]
@@ -1049,6 +1211,26 @@ mod tests {
         for bad in ["abc", "1x", "1e3", "1kx", "1k+2", "-1", "8193P", "1ki"] {
             let e = parse_size("max-size", bad).expect_err(bad);
             assert_eq!(e.code, ExitCode::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bwlimit_rates_are_read_as_rsync_reads_them() {
+        let kib = |v: &str| parse_bwlimit(v);
+        assert_eq!(kib("0"), Ok(None));
+        assert_eq!(kib("100"), Ok(Some(100)));
+        assert_eq!(kib("100k"), Ok(Some(100)));
+        assert_eq!(kib("1.5m"), Ok(Some(1536)));
+        assert_eq!(kib("1M"), Ok(Some(1024)));
+        assert_eq!(kib("1MB"), Ok(Some(977)));
+        assert_eq!(kib("1KB"), Ok(Some(1)));
+        assert_eq!(kib("1kib"), Ok(Some(1)));
+        assert_eq!(kib("1g"), Ok(Some(1 << 20)));
+        assert_eq!(kib("512b"), Ok(Some(1)));
+        assert_eq!(kib("2048b"), Ok(Some(2)));
+        assert_eq!(kib("1k+1"), Ok(Some(1)));
+        for bad in ["511b", "abc", "2x", "1.5q", "-1", "1kx"] {
+            assert!(kib(bad).is_err(), "{bad}");
         }
     }
 

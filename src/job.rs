@@ -40,6 +40,15 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     if let Some(remote) = remote {
         return remote.run(opts, report, start);
     }
+    // rsync's local --bwlimit slows the pipe between its two processes, and so the copy;
+    // xsync's local copy has no pipe and does not pace its disk I/O, so it refuses the
+    // limit rather than copy at full speed when asked not to. (--timeout is accepted: with
+    // no connection there is nothing that can stand still waiting on a peer.)
+    if opts.bwlimit.is_some() {
+        return Err(Error::usage(
+            "--bwlimit limits the connection to a remote host; a local copy has none and xsync does not pace local disk I/O (leave the option out, or use e.g. `ionice`)",
+        ));
+    }
     // Locally both ends are this process: as rsync, `-o` counts only for the super-user,
     // in the comparison too (an owner we cannot set is not a difference).
     opts.owner &= rustix::process::geteuid().is_root();

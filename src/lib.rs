@@ -15,6 +15,7 @@ pub mod exit;
 pub mod filter;
 pub mod ids;
 pub mod job;
+pub mod link;
 pub mod pathsafe;
 pub mod plan;
 pub mod progress;

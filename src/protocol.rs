@@ -371,6 +371,9 @@ pub enum Msg {
         code: i32,
         msg: String,
     },
+    /// Either way, only with `--timeout`: nothing, sent by an end that has been busy for
+    /// half the timeout so that its peer does not give up on it. [`Reader::recv`] skips it.
+    KeepAlive,
 }
 
 /// One file request.
@@ -465,6 +468,9 @@ pub struct Writer<W: Write> {
 /// Segment kinds of a compressed connection: `[kind u8][len u32 LE][bytes]`.
 const SEG_RAW: u8 = 0;
 const SEG_ZSTD: u8 = 1;
+/// An empty segment that only shows the peer is alive (`--timeout`): it carries no bytes of
+/// the frame stream, so it may come between any two segments, even inside a frame.
+const SEG_KEEPALIVE: u8 = 2;
 /// Largest segment a writer produces; the reader accepts up to `MAX_FRAME + 4`.
 const SEG_MAX: usize = 1 << 20;
 /// Most decoded bytes the reader holds: the rest of one frame (≤ `MAX_FRAME`) plus what
@@ -730,6 +736,7 @@ impl<R: Read> Reader<R> {
             let mut seg = vec![0u8; len];
             self.read_exact_counted(&mut seg)?;
             match head[0] {
+                SEG_KEEPALIVE if seg.is_empty() => {}
                 SEG_RAW => self.plain.extend_from_slice(&seg),
                 SEG_ZSTD => {
                     let dec = self.comp.as_mut().expect("segmented only when compressing");
@@ -776,10 +783,16 @@ impl<R: Read> Reader<R> {
         if self.greeting {
             self.read_greeting()?;
         }
-        if self.comp.is_some() {
-            return self.recv_segmented();
+        loop {
+            let msg = if self.comp.is_some() {
+                self.recv_segmented()?
+            } else {
+                self.recv_frame()?
+            };
+            if !matches!(msg, Msg::KeepAlive) {
+                return Ok(msg);
+            }
         }
-        self.recv_frame()
     }
 
     /// One bare (uncompressed) frame.
@@ -803,6 +816,18 @@ impl<R: Read> Reader<R> {
         self.received += len as u64;
         postcard::from_bytes(&self.buf).map_err(|e| stream_error(format!("bad frame: {e}")))
     }
+}
+
+/// The bytes of one keepalive as the peer reads them now: a frame, or under `-z` an empty
+/// segment (written between two of the writer's frames or segments, see [`crate::link`]).
+pub fn keepalive(compressed: bool) -> Vec<u8> {
+    if compressed {
+        return vec![SEG_KEEPALIVE, 0, 0, 0, 0];
+    }
+    let body = postcard::to_stdvec(&Msg::KeepAlive).unwrap_or_default();
+    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
 }
 
 /// This end's opening: magic and `Hello`, queued (they leave with the next flush).

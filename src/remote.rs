@@ -5,10 +5,11 @@
 //! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
 //! -i key"` or any wrapper works exactly as it does for rsync.
 
-use crate::cli::Options;
+use crate::cli::{IpFamily, Options};
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::job::print_summary;
+use crate::link::Link;
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
 use crate::report::{Report, Stats};
 use crate::session;
@@ -174,6 +175,18 @@ impl RemoteJob {
         if let Some(u) = &self.spec.user {
             cmd.arg("-l").arg(u);
         }
+        // rsync's -4/-6 reach ssh only (another remote shell may not take them), after the
+        // user's words and -l, as rsync places them.
+        let is_ssh = std::path::Path::new(&prog).file_name() == Some("ssh".as_ref());
+        match opts.ip_family {
+            Some(IpFamily::V4) if is_ssh => {
+                cmd.arg("-4");
+            }
+            Some(IpFamily::V6) if is_ssh => {
+                cmd.arg("-6");
+            }
+            _ => {}
+        }
         cmd.arg(&self.spec.host);
         let program = opts.xsync_path.as_deref().unwrap_or("xsync");
         cmd.arg(format!("{program} --server"));
@@ -196,9 +209,15 @@ impl RemoteJob {
         let stdout = child.stdout.take().expect("piped");
         crate::protocol::widen_pipe(&stdin);
         crate::protocol::widen_pipe(&stdout);
-        let mut wr = Writer::new(stdin);
-        let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, stdout));
-        let result = self.session(opts, report, &mut rd, &mut wr);
+        let link = Link::new();
+        link.set_bwlimit(opts.bwlimit);
+        link.set_child(child.id());
+        let mut wr = Writer::new(link.writer(stdin));
+        let mut rd = Reader::new(std::io::BufReader::with_capacity(
+            256 * 1024,
+            link.reader(stdout),
+        ));
+        let result = self.session(opts, report, &mut rd, &mut wr, &link);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
         drop(rd);
@@ -228,6 +247,7 @@ impl RemoteJob {
         report: &Report<'_>,
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
+        link: &Link,
     ) -> Result<[u64; 7], Error> {
         // No waiting for the server: its greeting is checked before the first frame read,
         // and a pushing client scans its tree while the remote shell logs in.
@@ -267,6 +287,12 @@ impl RemoteJob {
                     .unwrap_or(crate::compress::DEFAULT_LEVEL),
             )?;
             rd.enable_compression()?;
+        }
+        // From here on the stream's form is fixed at both ends (the server starts its own
+        // watch at the same point), so keepalives may flow.
+        if let Some(t) = opts.timeout {
+            let who = if self.push { "sender" } else { "receiver" };
+            link.watch(t, who, crate::protocol::keepalive(opts.compress));
         }
         let none: session::Relay<'_> = &|| None;
         if self.push {
@@ -399,6 +425,33 @@ mod tests {
         assert!(parse_spec(b"/abs/a:b").unwrap().is_none());
         assert!(parse_spec(b"plain").unwrap().is_none());
         assert!(parse_spec(b"host::module").is_err());
+    }
+
+    #[test]
+    fn ip_family_reaches_ssh_after_the_login_as_rsync_passes_it() {
+        let words = |args: &[&str]| {
+            let opts = match crate::cli::parse([&["xsync"], args, &["s", "u@h:d"]].concat()) {
+                Ok(crate::cli::Parsed::Run(o)) => o,
+                _ => panic!("parses"),
+            };
+            let job = RemoteJob::from_options(&opts).expect("ok").expect("remote");
+            let cmd = job.command(&opts).expect("command");
+            let mut w = vec![cmd.get_program().to_string_lossy().into_owned()];
+            w.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+            w.pop(); // the remote program
+            w
+        };
+        assert_eq!(
+            words(&["-4", "-e", "/usr/bin/ssh -p 22"]),
+            ["/usr/bin/ssh", "-p", "22", "-l", "u", "-4", "h"]
+        );
+        assert_eq!(words(&["-6", "-e", "ssh"]), ["ssh", "-l", "u", "-6", "h"]);
+        assert_eq!(
+            words(&["-4", "-6", "-e", "ssh"]),
+            ["ssh", "-l", "u", "-6", "h"]
+        );
+        // Another remote shell is not told.
+        assert_eq!(words(&["-4", "-e", "rsh"]), ["rsh", "-l", "u", "h"]);
     }
 
     #[test]

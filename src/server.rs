@@ -7,6 +7,7 @@ use crate::cli::{self, Parsed};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
+use crate::link::Link;
 use crate::protocol::{Msg, Reader, Role, Writer, unexpected};
 use crate::report::Report;
 use crate::session;
@@ -46,8 +47,12 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
     };
     crate::protocol::widen_pipe(&input);
     crate::protocol::widen_pipe(&output);
-    let mut rd = Reader::new(std::io::BufReader::with_capacity(256 * 1024, input));
-    let mut wr = Writer::new(output);
+    let link = Link::new();
+    let mut rd = Reader::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        link.reader(input),
+    ));
+    let mut wr = Writer::new(link.writer(output));
     let buf = Arc::new(Mutex::new(Vec::new()));
     let mut sink = RelaySink(buf.clone());
     let report = Report::new(&mut sink, stderr, false);
@@ -55,7 +60,7 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         (!b.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
     };
-    let code = match serve(&mut rd, &mut wr, &report, &relay) {
+    let code = match serve(&mut rd, &mut wr, &report, &relay, &link) {
         Ok(()) => report.code(),
         Err(e) => {
             // Tell the client why (it prints the message); a broken stream can't be told.
@@ -100,6 +105,19 @@ fn expand_tilde(path: Vec<u8>, home: &dyn Fn(Option<&str>) -> Option<String>) ->
     }
 }
 
+/// `--old-args`: rsync before 3.2.4 handed remote paths to the remote shell unquoted, which
+/// split them at blanks (`host:'a b'` named `a` and `b`). The paths travel inside the
+/// protocol here, so the server splits them as that shell would (quotes and backslashes
+/// are not interpreted).
+fn split_words(paths: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    paths
+        .iter()
+        .flat_map(|p| p.split(|b| matches!(b, b' ' | b'\t' | b'\n')))
+        .filter(|w| !w.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 /// `$HOME` for the login's own `~` (what the shell uses), else the passwd entry.
 fn home_of(user: Option<&str>) -> Option<String> {
     match user {
@@ -116,6 +134,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     wr: &mut Writer<W>,
     report: &Report<'_>,
     relay: session::Relay<'_>,
+    link: &Link,
 ) -> Result<(), Error> {
     crate::protocol::handshake(rd, wr)?;
     let (role, args, paths, filter_lines) = match rd.recv()? {
@@ -159,11 +178,31 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
                 .unwrap_or(crate::compress::DEFAULT_LEVEL),
         )?;
     }
+    // rsync passes --timeout and --bwlimit to its server: a pull's data is paced here, and
+    // a client that hangs does not hold this end forever.
+    link.set_bwlimit(opts.bwlimit);
+    if let Some(t) = opts.timeout {
+        let who = match role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        };
+        link.watch(t, who, crate::protocol::keepalive(opts.compress));
+    }
     // What the remote shell would have done to rsync's path arguments: `~` for every path,
     // wildcards for sources only (a destination is one place).
-    let paths: Vec<OsString> = paths
+    let mut words: Vec<Vec<u8>> = paths.into_iter().map(|p| p.into_vec()).collect();
+    if opts.old_args {
+        words = split_words(words);
+        if role == Role::Receiver && words.len() != 1 {
+            return Err(Error::usage(format!(
+                "--old-args: the remote destination splits into {} words at the remote shell; a destination is one path",
+                words.len()
+            )));
+        }
+    }
+    let paths: Vec<OsString> = words
         .into_iter()
-        .map(|p| expand_tilde(p.into_vec(), &|u| home_of(u)))
+        .map(|p| expand_tilde(p, &|u| home_of(u)))
         .flat_map(|p| match role {
             Role::Sender => crate::source::expand_wildcards(&p),
             Role::Receiver => vec![p],
@@ -186,7 +225,20 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::expand_tilde;
+    use super::{expand_tilde, split_words};
+
+    #[test]
+    fn old_args_split_remote_paths_at_blanks_as_a_shell_would() {
+        let w = |p: &[&str]| {
+            split_words(p.iter().map(|s| s.as_bytes().to_vec()).collect())
+                .into_iter()
+                .map(|v| String::from_utf8(v).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(w(&["a b/c"]), ["a", "b/c"]);
+        assert_eq!(w(&["  a\t\tb  ", "c"]), ["a", "b", "c"]);
+        assert_eq!(w(&["plain"]), ["plain"]);
+    }
 
     #[test]
     fn a_leading_tilde_is_the_home_as_a_shell_has_it() {

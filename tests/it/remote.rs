@@ -22,7 +22,7 @@ use crate::util::{
 };
 
 /// The program the remote shell runs: this very build of xsync.
-const XSYNC_BIN: &str = env!("CARGO_BIN_EXE_xsync");
+pub const XSYNC_BIN: &str = env!("CARGO_BIN_EXE_xsync");
 
 /// The prefix of xsync's temporary files (`src/pathsafe.rs`).
 pub const TEMP_PREFIX: &str = ".xsync-tmp.";
@@ -319,7 +319,7 @@ fn processes() -> Vec<(u32, String, char, u32)> {
 }
 
 /// Live (not zombie) descendants of `pid`, as (pid, comm).
-fn descendants(pid: u32) -> Vec<(u32, String)> {
+pub fn descendants(pid: u32) -> Vec<(u32, String)> {
     let procs = processes();
     let mut found = Vec::new();
     let mut frontier = vec![pid];
@@ -334,7 +334,7 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     found
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())
@@ -343,7 +343,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// Waits for `child` at most `limit`; kills it and returns `None` if it did not exit.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -817,7 +817,7 @@ fn dry_run_pull_changes_nothing() {
     dry_run_changes_nothing("dry_run_pull_changes_nothing", Direction::Pull);
 }
 
-fn small_tree(root: &Path) {
+pub fn small_tree(root: &Path) {
     crate::util::TestTree::at(root)
         .file("a.txt", b"alpha\n")
         .random_file("sub/b.bin", 5, 70_000)
