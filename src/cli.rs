@@ -117,6 +117,9 @@ struct Cli {
     /// simple username/groupname mapping
     #[arg(long, value_name = "USER:GROUP")]
     chown: Option<String>,
+    /// fsync every written file
+    #[arg(long)]
+    fsync: bool,
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD", action = ArgAction::Append)]
     chmod: Vec<String>,
@@ -313,6 +316,8 @@ pub struct Options {
     /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each
     /// implies `-o` or `-g` as in rsync (see `ids::Chown`).
     pub chown: (Option<String>, Option<String>),
+    /// `--fsync`: every written file is synced to disk before its rename.
+    pub fsync: bool,
     /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
     pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.
@@ -512,6 +517,7 @@ where
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
+        fsync: cli.fsync,
         chmod,
         chown,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
@@ -897,6 +903,7 @@ impl Options {
             (self.checksum, "--checksum"),
             (self.ignore_times, "--ignore-times"),
             (self.prune_empty_dirs, "--prune-empty-dirs"),
+            (self.fsync, "--fsync"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
@@ -1016,6 +1023,7 @@ mod tests {
             "--chmod=D755,F644",
             "--chmod=o-w",
             "--chown=:staff",
+            "--fsync",
             "--no-W",
             "--timeout=7",
             "--bwlimit=1.5m",
@@ -1038,7 +1046,7 @@ mod tests {
         assert_eq!(back.sizes.min, Some(1536));
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
-        assert!(back.prune_empty_dirs);
+        assert!(back.prune_empty_dirs && back.fsync);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

@@ -32,6 +32,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         am_root,
         inplace: opts.inplace,
         window: opts.modify_window,
+        fsync: opts.fsync,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct MetaRules {
     pub inplace: bool,
     /// `--modify-window`: an existing entry's time within it is left as it is.
     pub window: crate::tree::TimeWindow,
+    /// `--fsync`: each finished file reaches the disk before it is renamed into place, so
+    /// after a power cut the name holds the old file or the whole new one.
+    pub fsync: bool,
 }
 
 impl MetaRules {
@@ -415,6 +418,7 @@ impl<'d> TempFile<'d> {
                 .map_err(|e| StepError::new("set length of", e))?;
             let mode = rules.file_mode(want, existing);
             set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
+            self.sync(rules)?;
             self.committed = true;
             return Ok(self.len);
         }
@@ -425,10 +429,18 @@ impl<'d> TempFile<'d> {
         }
         let mode = rules.file_mode(want, existing);
         set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
+        self.sync(rules)?;
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
         Ok(self.len)
+    }
+
+    fn sync(&self, rules: &MetaRules) -> Step<()> {
+        if rules.fsync {
+            rustix::fs::fsync(&self.fd).map_err(|e| StepError::new("fsync", e))?;
+        }
+        Ok(())
     }
 }
 
