@@ -888,6 +888,42 @@ mod tests {
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
+        assert!(!back.relative && back.files_from.is_none());
+    }
+
+    #[test]
+    fn relative_and_files_from_reach_the_server_as_rsync_means_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list = dir.path().join("list");
+        std::fs::write(&list, b"a/b\n# c\n;d\n\n/../x/./y/../z\n").expect("write");
+        let from = format!("--files-from={}", list.display());
+        let o = opts(&["-a", "--delete", &from, "s", "h:d"]);
+        // -a's recursion is off with --files-from, which implies -R and allows --delete.
+        assert!(o.relative && !o.recursive && o.delete);
+        let names = o.files_from.clone().expect("names");
+        let want = |dir: &str, path: &str| crate::source::ListedName {
+            dir: dir.into(),
+            path: path.into(),
+        };
+        assert_eq!(names, [want("", "a/b"), want("x", "z")]);
+        let mut words = vec!["xsync".to_string()];
+        words.extend(o.server_args());
+        words.extend(["s".to_string(), "d".to_string()]);
+        let back = match parse(words).expect("server args parse") {
+            Parsed::Run(b) => b,
+            _ => panic!(),
+        };
+        // The names themselves travel in `Start`.
+        assert!(back.relative && !back.recursive && back.delete);
+        assert_eq!(back.files_from.as_deref(), Some(&[][..]));
+        assert_eq!(
+            format!("{:?}", o.server_args()),
+            format!("{:?}", back.server_args())
+        );
+        let r = opts(&["-aR", "s", "d"]);
+        assert!(r.relative && r.recursive && r.files_from.is_none());
+        assert!(opts(&["-ar", &from, "s", "d"]).recursive);
+        assert!(!opts(&["-aR", "--no-R", "s", "d"]).relative);
     }
 
     #[test]

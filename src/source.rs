@@ -760,3 +760,30 @@ mod wildcard_tests {
         assert_eq!(expand_wildcards(b"plain"), [b"plain".to_vec()]);
     }
 }
+
+#[cfg(test)]
+mod listed_name_tests {
+    use super::ListedName;
+
+    #[test]
+    fn listed_names_stay_inside_the_source_and_hostile_ones_are_refused() {
+        let p = |raw: &[u8]| ListedName::parse(raw).expect("a name");
+        let n = |dir: &str, path: &str| ListedName {
+            dir: dir.into(),
+            path: path.into(),
+        };
+        assert_eq!(p(b"../../x/h"), n("", "x/h"));
+        assert_eq!(p(b"a/../a/b/g"), n("", "a/b/g"));
+        assert_eq!(p(b"/a//b/"), n("", "a/b"));
+        assert_eq!(p(b"./x/./y/z"), n("x", "y/z"));
+        assert_eq!(p(b"x/./../../y"), n("x", "y"));
+        assert_eq!(p(b"."), n("", ""));
+        for ok in [p(b"../../x/h"), p(b"./x/./y/z")] {
+            assert!(ok.check().is_ok());
+        }
+        // What a hostile client could put in `Start` instead.
+        for (dir, path) in [("", "../x"), ("..", "x"), ("/etc", "passwd"), ("a", "b//c")] {
+            assert!(n(dir, path).check().is_err(), "{dir:?} {path:?}");
+        }
+    }
+}
