@@ -97,6 +97,20 @@ struct Cli {
     /// turn sequences of nulls into sparse blocks
     #[arg(short = 'S', long)]
     sparse: bool,
+    /// use relative path names
+    #[arg(short = 'R', long)]
+    relative: bool,
+    #[arg(long = "no-relative", alias = "no-R", hide = true)]
+    no_relative: bool,
+    /// read list of source-file names from FILE (`-` for stdin)
+    #[arg(long = "files-from", value_name = "FILE")]
+    files_from: Option<OsString>,
+    /// all *-from/filter files are delimited by 0s
+    #[arg(short = '0', long)]
+    from0: bool,
+    /// Server side of a --files-from pull: the names come in the protocol's `Start`.
+    #[arg(long = "files-from-wire", hide = true)]
+    files_from_wire: bool,
     /// don't cross filesystem boundaries
     #[arg(short = 'x', long = "one-file-system")]
     one_file_system: bool,
@@ -311,6 +325,10 @@ pub struct Options {
     pub hard_links: bool,
     pub sparse: bool,
     pub one_file_system: bool,
+    /// `-R`: each source's path (after a `/./`) is kept under the destination.
+    pub relative: bool,
+    /// `--files-from`: the listed names, as the sender reads them (implies `relative`).
+    pub files_from: Option<Vec<crate::source::ListedName>>,
     pub dry_run: bool,
     pub ignore_times: bool,
     /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each
@@ -421,7 +439,12 @@ where
     if cli.version {
         return Ok(Parsed::Version);
     }
-    let mut filters = ordered_filters(&matches)?;
+    let mut filters = ordered_filters(&matches, cli.from0)?;
+    let files_from = match (&cli.files_from, cli.files_from_wire) {
+        (Some(f), _) => Some(read_files_from(f, cli.from0)?),
+        (None, true) => Some(Vec::new()),
+        (None, false) => None,
+    };
     if let Some(d) = &cli.partial_dir {
         if d.is_empty() || d == "." || d == ".." || d.contains('/') {
             return Err(Error::usage(format!(
@@ -461,7 +484,10 @@ where
     for spec in &cli.chmod {
         chmod.add(spec).map_err(Error::usage)?;
     }
-    if any_delete && !((cli.recursive || a) && !cli.no_recursive) {
+    // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
+    // listed directory), and lists directories as -d would, which --delete accepts.
+    let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
+    if any_delete && !recursive && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
@@ -497,7 +523,7 @@ where
         verbose: cli.verbose,
         quiet: cli.quiet,
         checksum: cli.checksum,
-        recursive: (cli.recursive || a) && !cli.no_recursive,
+        recursive,
         links: (cli.links || a) && !cli.no_links,
         perms: (cli.perms || a) && !cli.no_perms,
         times: (cli.times || a) && !cli.no_times,
@@ -514,6 +540,8 @@ where
         hard_links: cli.hard_links,
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
+        relative: (cli.relative || files_from.is_some()) && !cli.no_relative,
+        files_from,
         dry_run: cli.dry_run,
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
@@ -800,7 +828,7 @@ fn delete_when(m: &clap::ArgMatches, cli: &Cli) -> Result<DeleteWhen, Error> {
 
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
 /// rules are rebuilt in command-line order from clap's argument indices.
-fn ordered_filters(m: &clap::ArgMatches) -> Result<Filters, Error> {
+fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> {
     #[derive(Clone, Copy)]
     enum Src {
         Pat(RuleKind),
@@ -835,11 +863,45 @@ fn ordered_filters(m: &clap::ArgMatches) -> Result<Filters, Error> {
         let res = match src {
             Src::Pat(kind) => filters.add_pattern(&val.to_string_lossy(), kind),
             Src::Rule => filters.add_rule(&val.to_string_lossy()),
-            Src::From(kind) => filters.add_from_file(Path::new(&val), kind),
+            Src::From(kind) => filters.add_from_file(Path::new(&val), kind, from0),
         };
         res.map_err(|e| Error::new(ExitCode::Usage, e.to_string()))?;
     }
     Ok(filters)
+}
+
+/// rsync's --files-from: the list is read on the client (a remote list, `host:FILE`, is
+/// refused), one name a line or NUL-separated with `--from0`; empty names and `#` or `;`
+/// comments are skipped. Each name is made safe here, so
+/// what travels to a pulling server is already a relative path inside the source.
+fn read_files_from(file: &OsString, from0: bool) -> Result<Vec<crate::source::ListedName>, Error> {
+    use std::io::Read;
+    use std::os::unix::ffi::OsStrExt;
+    let b = file.as_bytes();
+    if crate::remote::parse_spec(b).ok().flatten().is_some() {
+        return Err(Error::usage(format!(
+            "--files-from=`{}`: a remote list is not supported by xsync (copy the list here first)",
+            crate::error::show(b)
+        )));
+    }
+    let mut data = Vec::new();
+    let read = if b == b"-" {
+        std::io::stdin().lock().read_to_end(&mut data).map(|_| ())
+    } else {
+        std::fs::read(Path::new(file)).map(|d| data = d)
+    };
+    read.map_err(|e| Error::usage(crate::error::io_message("open files-from file", b, &e)))?;
+    let names: Vec<&[u8]> = if from0 {
+        data.split(|&c| c == 0).collect()
+    } else {
+        data.split(|&c| c == b'\n' || c == b'\r').collect()
+    };
+    // (rsync 3.5 skips `#` and `;` lines with --from0 too.)
+    Ok(names
+        .into_iter()
+        .filter(|n| !n.is_empty() && !n.starts_with(b"#") && !n.starts_with(b";"))
+        .filter_map(crate::source::ListedName::parse)
+        .collect())
 }
 
 /// clap exits 2 on usage errors; rsync's contract is 1. Help output is not an error.
@@ -898,6 +960,8 @@ impl Options {
             (self.hard_links, "--hard-links"),
             (self.sparse, "--sparse"),
             (self.one_file_system, "--one-file-system"),
+            (self.relative, "--relative"),
+            (self.files_from.is_some(), "--files-from-wire"),
             (self.dry_run, "--dry-run"),
             (self.quiet, "--quiet"),
             (self.checksum, "--checksum"),
@@ -1059,6 +1123,42 @@ mod tests {
         assert_eq!(back.verbose, 1);
         assert_eq!(back.timeout, Some(7));
         assert_eq!(back.bwlimit, Some(1536));
+        assert!(!back.relative && back.files_from.is_none());
+    }
+
+    #[test]
+    fn relative_and_files_from_reach_the_server_as_rsync_means_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let list = dir.path().join("list");
+        std::fs::write(&list, b"a/b\n# c\n;d\n\n/../x/./y/../z\n").expect("write");
+        let from = format!("--files-from={}", list.display());
+        let o = opts(&["-a", "--delete", &from, "s", "h:d"]);
+        // -a's recursion is off with --files-from, which implies -R and allows --delete.
+        assert!(o.relative && !o.recursive && o.delete);
+        let names = o.files_from.clone().expect("names");
+        let want = |dir: &str, path: &str| crate::source::ListedName {
+            dir: dir.into(),
+            path: path.into(),
+        };
+        assert_eq!(names, [want("", "a/b"), want("x", "z")]);
+        let mut words = vec!["xsync".to_string()];
+        words.extend(o.server_args());
+        words.extend(["s".to_string(), "d".to_string()]);
+        let back = match parse(words).expect("server args parse") {
+            Parsed::Run(b) => b,
+            _ => panic!(),
+        };
+        // The names themselves travel in `Start`.
+        assert!(back.relative && !back.recursive && back.delete);
+        assert_eq!(back.files_from.as_deref(), Some(&[][..]));
+        assert_eq!(
+            format!("{:?}", o.server_args()),
+            format!("{:?}", back.server_args())
+        );
+        let r = opts(&["-aR", "s", "d"]);
+        assert!(r.relative && r.recursive && r.files_from.is_none());
+        assert!(opts(&["-ar", &from, "s", "d"]).recursive);
+        assert!(!opts(&["-aR", "--no-R", "s", "d"]).relative);
     }
 
     #[test]

@@ -140,9 +140,7 @@ impl Dest {
             if root.children.iter().any(|c| *c.name == *name) {
                 continue;
             }
-            if let Some(e) =
-                scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.opts.recursive)
-            {
+            if let Some(e) = scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.recurse) {
                 root.children.push(e);
             }
         }

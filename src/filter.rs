@@ -130,7 +130,13 @@ impl Filters {
     /// `--include-from FILE` / `--exclude-from FILE` (`-` = stdin): one pattern per
     /// line (CR or LF ends a line); empty lines and lines starting with `;` or `#`
     /// are skipped. Lines are bytes, so patterns need not be UTF-8.
-    pub fn add_from_file(&mut self, path: &Path, kind: RuleKind) -> Result<(), FilterError> {
+    /// `from0` (rsync's `--from0`): rules are NUL-separated.
+    pub fn add_from_file(
+        &mut self,
+        path: &Path,
+        kind: RuleKind,
+        from0: bool,
+    ) -> Result<(), FilterError> {
         let io_err = |error| FilterError::Io {
             path: path.to_path_buf(),
             error,
@@ -141,7 +147,12 @@ impl Filters {
         } else {
             data = std::fs::read(path).map_err(io_err)?;
         }
-        for line in data.split(|&b| b == b'\n' || b == b'\r') {
+        let lines: Vec<&[u8]> = if from0 {
+            data.split(|&b| b == 0).collect()
+        } else {
+            data.split(|&b| b == b'\n' || b == b'\r').collect()
+        };
+        for line in lines {
             if line.is_empty() || line[0] == b';' || line[0] == b'#' {
                 continue;
             }
@@ -1029,7 +1040,7 @@ mod tests {
         let path = dir.path().join("rules");
         std::fs::write(&path, b"# comment\n; also\n\n*.o\r\n+ keep.o\n- \xff*\n").unwrap();
         let mut f = Filters::new();
-        f.add_from_file(&path, RuleKind::Exclude).unwrap();
+        f.add_from_file(&path, RuleKind::Exclude, false).unwrap();
         assert!(ex(&f, "a.o", false));
         assert!(ex(&f, "keep.o", false), "first match *.o wins");
         assert!(f.excluded(Side::Sender, b"\xffz", false, false));
@@ -1039,7 +1050,7 @@ mod tests {
     #[test]
     fn unreadable_file_error_names_the_path() {
         let err = Filters::new()
-            .add_from_file(Path::new("/nonexistent/rules"), RuleKind::Include)
+            .add_from_file(Path::new("/nonexistent/rules"), RuleKind::Include, false)
             .unwrap_err();
         let msg = err.to_string();
         assert!(

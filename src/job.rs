@@ -54,7 +54,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     opts.owner &= rustix::process::geteuid().is_root();
     let opts = &*opts;
     let (dst_arg, src_args) = opts.paths.split_last().expect("checked above");
-    let sources = Sources::open(opts, src_args, report);
+    let sources = Sources::open(opts, src_args, report)?;
     let info = sources.info();
     let dest = Dest::open(opts, dst_arg, &info, report)?;
 

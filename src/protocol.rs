@@ -282,6 +282,9 @@ pub enum Msg {
         args: Vec<serde_bytes::ByteBuf>,
         paths: Vec<serde_bytes::ByteBuf>,
         filters: Vec<FilterLine>,
+        /// A pulling client's `--files-from` names (read on the client, as rsync), made
+        /// relative and safe there and checked again by the server.
+        files: Vec<crate::source::ListedName>,
     },
     /// Sender → receiver, before the sender scans: what the receiver needs to open its
     /// destination (rsync's path rules), so both ends scan at the same time.

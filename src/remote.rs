@@ -279,6 +279,11 @@ impl RemoteJob {
                 .map(|p| serde_bytes::ByteBuf::from(p.as_bytes().to_vec()))
                 .collect(),
             filters,
+            files: if self.push {
+                Vec::new()
+            } else {
+                opts.files_from.clone().unwrap_or_default()
+            },
         })?;
         wr.flush()?;
         if opts.compress {

@@ -29,6 +29,10 @@ pub struct Scanner<'a, 'r> {
     /// Receiver side: xsync temp files left by a killed run, found while scanning; the job
     /// removes them (unless `-n`).
     pub stale_temps: Mutex<Vec<Vec<u8>>>,
+    /// Whether directories are walked into: `-r`; and on the receiving side of `-R` always,
+    /// since implied directories bring children without `-r` (only what the sender's
+    /// tree names is compared there; the rest is never deleted, as it is incomplete).
+    pub recurse: bool,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -72,6 +76,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             opts,
             report,
             stale_temps: Mutex::new(Vec::new()),
+            recurse: opts.recursive || (side == Side::Receiver && opts.relative),
         }
     }
 
@@ -259,7 +264,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             }
         }
         let dirfd = dir.fd()?;
-        let recurse = self.opts.recursive;
+        let recurse = self.recurse;
         let build = |c: &CString| -> Option<Entry> {
             let name = c.as_bytes();
             let child_rel = join(rel, name);

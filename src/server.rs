@@ -137,13 +137,14 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     link: &Link,
 ) -> Result<(), Error> {
     crate::protocol::handshake(rd, wr)?;
-    let (role, args, paths, filter_lines) = match rd.recv()? {
+    let (role, args, paths, filter_lines, files) = match rd.recv()? {
         Msg::Start {
             role,
             args,
             paths,
             filters,
-        } => (role, args, paths, filters),
+            files,
+        } => (role, args, paths, filters, files),
         other => return Err(unexpected(&other, "Start")),
     };
     let mut argv: Vec<OsString> = vec!["xsync".into()];
@@ -171,6 +172,12 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
             .map_err(|e| Error::new(ExitCode::Protocol, e.to_string()))?;
     }
     opts.filters = filters;
+    if opts.files_from.is_some() {
+        for n in &files {
+            n.check()?;
+        }
+        opts.files_from = Some(files);
+    }
     if opts.compress {
         rd.enable_compression()?;
         wr.enable_compression(

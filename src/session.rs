@@ -93,7 +93,7 @@ pub fn send<R: Read, W: Write>(
     relay_out: Relay<'_>,
     quiet_scan: bool,
 ) -> Result<SenderOutcome, Error> {
-    let sources = Sources::open(opts, paths, report);
+    let sources = Sources::open(opts, paths, report)?;
     let info = sources.info();
     // The receiver opens and scans its destination while this end scans.
     wr.send(&Msg::Sources { info: info.clone() })?;

@@ -18,29 +18,125 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-/// One source argument after resolution.
+/// One source argument (or one `--files-from` name) after resolution.
 pub struct Source {
-    /// The directory the entry is read from (its parent, or itself for `src/`).
-    pub base: OwnedFd,
+    /// Index into [`Sources::bases`]: the directory the entry's path starts from (its
+    /// parent, itself for `src/`, the part before `/./` under `-R`).
+    pub base: usize,
     /// `None` for `src/` (its contents become the root's children).
     pub name: Option<Vec<u8>>,
+    /// `-R`: the directories between the base and `name`, kept under the destination as
+    /// implied directories (with the source's attributes).
+    pub implied: Vec<Vec<u8>>,
     pub meta: Meta,
+    /// Whether a directory is descended into: `-r`, or not for a `--files-from` name
+    /// without `-r` (the directory itself is sent, its contents are not).
+    pub recurse: bool,
+}
+
+impl Source {
+    /// The root's child this source lands under.
+    fn top(&self) -> Option<&[u8]> {
+        self.implied
+            .first()
+            .or(self.name.as_ref())
+            .map(|n| n.as_slice())
+    }
 }
 
 pub struct Sources {
+    /// The distinct base directories, opened once (a `--files-from` list of 100,000 names
+    /// shares one).
+    pub bases: Vec<OwnedFd>,
     pub list: Vec<Source>,
     /// How many source arguments were given (some may have failed to resolve).
     pub args: usize,
+    /// `-R` (or `--files-from`): sources are merged by their kept paths.
+    relative: bool,
 }
 
-/// A top-level name's source: index of its base directory, and its name there.
-type TopOrigin = (usize, Box<[u8]>);
+/// A `--files-from` name made safe on the side that read the list: `dir` is the part
+/// before a `/./` (where the kept path starts; empty without one) and `path` the kept
+/// part, both relative and inside the source: a leading `/` is dropped, and `..` removes
+/// the component before it, or nothing at the start (rsync keeps such a name "as far as
+/// it stays inside the source"). Both travel to a pulling server and are checked there
+/// with `check_rel_path`.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListedName {
+    #[serde(with = "serde_bytes")]
+    pub dir: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+}
+
+impl ListedName {
+    pub fn parse(raw: &[u8]) -> Option<ListedName> {
+        let (dir, path) = match raw.windows(3).position(|w| w == b"/./") {
+            Some(i) => (&raw[..i], &raw[i + 3..]),
+            None => (&b""[..], raw),
+        };
+        let dir = sanitize(dir);
+        let path = sanitize(path);
+        // A name that was only slashes and dots still names the source itself (`.`).
+        (!raw.is_empty()).then_some(ListedName { dir, path })
+    }
+
+    /// What a peer sent must be what [`ListedName::parse`] could have made.
+    pub fn check(&self) -> Result<(), crate::error::Error> {
+        crate::protocol::check_rel_path(&self.dir)?;
+        crate::protocol::check_rel_path(&self.path)
+    }
+}
+
+/// rsync's sanitising of a listed name: components joined by `/`, no empty or `.` ones,
+/// and `..` taking back the previous component (or ignored at the start).
+fn sanitize(p: &[u8]) -> Vec<u8> {
+    let mut comps: Vec<&[u8]> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    comps.join(&b"/"[..])
+}
+
+/// Splits a `-R` source argument into the directory its path is read from and the kept
+/// components: after the first `/./`, else the whole path (without a leading `/`, from
+/// `/`). rsync refuses a `..` in the kept part (exit 1).
+fn split_relative(arg: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), crate::error::Error> {
+    let (base, kept) = match arg.windows(3).position(|w| w == b"/./") {
+        Some(i) => (arg[..i.max(1)].to_vec(), &arg[i + 3..]),
+        None if arg.starts_with(b"/") => (b"/".to_vec(), arg),
+        None => (b".".to_vec(), arg),
+    };
+    let mut comps = Vec::new();
+    for c in kept.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(crate::error::Error::usage(format!(
+                    "found \"..\" dir in relative path: `{}`",
+                    show(arg)
+                )));
+            }
+            c => comps.push(c.to_vec()),
+        }
+    }
+    Ok((base, comps))
+}
 
 /// Each top-level name's source directory and its name there.
 pub struct Tops {
     bases: Vec<OwnedFd>,
     map: HashMap<Box<[u8]>, TopOrigin>,
 }
+
+/// A top-level name's source: index of its base directory, and its name there.
+type TopOrigin = (usize, Box<[u8]>);
 
 impl TopSource for Tops {
     fn dir_for(&self, top_name: &[u8]) -> Option<BorrowedFd<'_>> {
@@ -177,71 +273,226 @@ pub fn parent_and_name(p: &[u8]) -> (PathBuf, Vec<u8>) {
     }
 }
 
+/// One path to resolve: the directory it starts from, and either the contents of that
+/// directory (`kept` empty) or the kept components below it.
+struct Spec {
+    base: Vec<u8>,
+    kept: Vec<Vec<u8>>,
+    /// The argument as given, for messages and the trailing-slash rule.
+    arg: Vec<u8>,
+    /// A `--files-from` name: a directory is sent even without `-r`.
+    listed: bool,
+}
+
 impl Sources {
-    /// Resolves the source arguments; one that cannot be read is reported (exit 23) and
-    /// left out, as rsync does.
-    pub fn open(opts: &Options, args: &[OsString], report: &Report<'_>) -> Sources {
-        let mut list = Vec::new();
-        for s in args {
-            let b = s.as_bytes();
-            let contents = names_contents(b);
-            let path = Path::new(s);
-            let st = if contents {
-                rustix::fs::stat(path)
-            } else {
-                rustix::fs::lstat(path)
+    /// Resolves the source arguments (or, with `--files-from`, the listed names under the
+    /// one source argument); one that cannot be read is reported (exit 23) and left out,
+    /// as rsync does. Usage errors (exit 1) are rsync's too.
+    pub fn open(
+        opts: &Options,
+        args: &[OsString],
+        report: &Report<'_>,
+    ) -> Result<Sources, crate::error::Error> {
+        let mut specs: Vec<Spec> = Vec::new();
+        if let Some(names) = &opts.files_from {
+            let [arg] = args else {
+                return Err(crate::error::Error::usage(
+                    "--files-from takes exactly one source directory (the listed names are relative to it)",
+                ));
             };
-            let meta = match st {
-                Ok(st) => Meta::from_stat(&st),
-                Err(e) => {
-                    report.error(
-                        ExitCode::Partial,
-                        io_message("stat source", b, &std::io::Error::from(e)),
-                    );
-                    continue;
+            let arg = arg.as_bytes();
+            for n in names {
+                let mut base = arg.to_vec();
+                if !n.dir.is_empty() {
+                    base.push(b'/');
+                    base.extend_from_slice(&n.dir);
                 }
+                let kept: Vec<Vec<u8>> = n
+                    .path
+                    .split(|&b| b == b'/')
+                    .filter(|c| !c.is_empty())
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                let mut shown = n.dir.clone();
+                if !n.path.is_empty() {
+                    shown = crate::pathsafe::join(&shown, &n.path);
+                }
+                specs.push(Spec {
+                    base,
+                    kept,
+                    arg: shown,
+                    listed: true,
+                });
+            }
+        } else {
+            for a in args {
+                let arg = a.as_bytes().to_vec();
+                let (base, kept) = if opts.relative {
+                    split_relative(&arg)?
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                specs.push(Spec {
+                    base,
+                    kept,
+                    arg,
+                    listed: false,
+                });
+            }
+        }
+        let mut sources = Sources {
+            bases: Vec::new(),
+            list: Vec::new(),
+            args: args.len(),
+            relative: opts.relative,
+        };
+        let mut base_paths: HashMap<Vec<u8>, usize> = HashMap::new();
+        // -R: every source bringing a top-level name must read it from the same base, so
+        // each name below the root has one place to be read from.
+        let mut top_base: HashMap<Vec<u8>, (usize, Vec<u8>)> = HashMap::new();
+        for spec in specs {
+            let Some((base_path, name, implied, meta, recurse)) =
+                Self::resolve(opts, &spec, report)
+            else {
+                continue;
             };
-            if meta.kind == Kind::Dir && !opts.recursive {
-                let n = if contents {
+            let base = match base_paths.get(&base_path) {
+                Some(&i) => i,
+                None => match open_path(Path::new(OsStr::from_bytes(&base_path))) {
+                    Ok(fd) => {
+                        sources.bases.push(fd);
+                        base_paths.insert(base_path.clone(), sources.bases.len() - 1);
+                        sources.bases.len() - 1
+                    }
+                    Err(e) => {
+                        report.error(
+                            ExitCode::Partial,
+                            io_message("open directory", &base_path, &e),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let src = Source {
+                base,
+                name,
+                implied,
+                meta,
+                recurse,
+            };
+            if opts.relative
+                && let Some(top) = src.top()
+            {
+                match top_base.get(top) {
+                    Some((b, first)) if *b != base => {
+                        return Err(crate::error::Error::usage(format!(
+                            "-R: `{}` and `{}` both bring `{}` but from different directories before `/./`; xsync does not support that",
+                            show(first),
+                            show(&spec.arg),
+                            show(top)
+                        )));
+                    }
+                    Some(_) => {}
+                    None => {
+                        top_base.insert(top.to_vec(), (base, spec.arg.clone()));
+                    }
+                }
+            }
+            sources.list.push(src);
+        }
+        Ok(sources)
+    }
+
+    /// Stats one spec: its base directory's path, its name there (None for contents), its
+    /// implied directories, its metadata and whether to descend. None when it is reported
+    /// and left out.
+    #[allow(clippy::type_complexity)]
+    fn resolve(
+        opts: &Options,
+        spec: &Spec,
+        report: &Report<'_>,
+    ) -> Option<(Vec<u8>, Option<Vec<u8>>, Vec<Vec<u8>>, Meta, bool)> {
+        let relative = opts.relative && !spec.kept.is_empty();
+        // The path to stat, and whether it names a directory's contents.
+        let (path, contents) = if relative {
+            let mut p = spec.base.clone();
+            for c in &spec.kept {
+                if !p.ends_with(b"/") {
+                    p.push(b'/');
+                }
+                p.extend_from_slice(c);
+            }
+            (p, !spec.listed && spec.arg.ends_with(b"/"))
+        } else if opts.relative {
+            // `src/./` or a listed `.`: the base directory's contents, as `src/`.
+            let mut p = spec.base.clone();
+            p.push(b'/');
+            (p, true)
+        } else {
+            (spec.arg.clone(), names_contents(&spec.arg))
+        };
+        let st = if contents {
+            rustix::fs::stat(OsStr::from_bytes(&path))
+        } else {
+            rustix::fs::lstat(OsStr::from_bytes(&path))
+        };
+        let meta = match st {
+            Ok(st) => Meta::from_stat(&st),
+            Err(e) => {
+                report.error(
+                    ExitCode::Partial,
+                    io_message("stat source", &path, &std::io::Error::from(e)),
+                );
+                return None;
+            }
+        };
+        if meta.kind == Kind::Dir && !opts.recursive {
+            if !spec.listed {
+                let n = if relative {
+                    spec.kept.join(&b"/"[..])
+                } else if contents {
                     b".".to_vec()
                 } else {
-                    parent_and_name(b).1
+                    parent_and_name(&spec.arg).1
                 };
                 report.info(format!("skipping directory {}", show(&n)));
-                continue;
+                return None;
             }
-            let (base_path, name) = if contents && meta.kind == Kind::Dir {
-                (path.to_path_buf(), None)
-            } else {
-                let (p, n) = parent_and_name(b);
-                (p, Some(n))
-            };
-            match open_path(&base_path) {
-                Ok(base) => list.push(Source { base, name, meta }),
-                Err(e) => report.error(
-                    ExitCode::Partial,
-                    io_message("open directory", base_path.as_os_str().as_bytes(), &e),
-                ),
+            if !relative {
+                // A listed `.` without -r: the root's own attributes are all it sends.
+                return None;
             }
         }
-        Sources {
-            list,
-            args: args.len(),
+        if relative {
+            let mut implied = spec.kept.clone();
+            let name = implied.pop();
+            return Some((spec.base.clone(), name, implied, meta, opts.recursive));
         }
+        let (base_path, name) = if contents && meta.kind == Kind::Dir {
+            (path, None)
+        } else {
+            let (p, n) = parent_and_name(&path);
+            (p.into_os_string().into_vec(), Some(n))
+        };
+        Some((base_path, name, Vec::new(), meta, opts.recursive))
     }
 
     pub fn info(&self) -> SourceInfo {
+        let mut named_tops: Vec<serde_bytes::ByteBuf> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for top in self.list.iter().filter_map(Source::top) {
+            if seen.insert(top) {
+                named_tops.push(serde_bytes::ByteBuf::from(top.to_vec()));
+            }
+        }
         SourceInfo {
             root_is_transfer_dir: self.list.iter().any(|s| s.name.is_none()),
-            single_file: self.args == 1
+            // (-R keeps a single file's path, so there is no new name to copy it to.)
+            single_file: !self.relative
+                && self.args == 1
                 && self.list.len() == 1
                 && self.list[0].meta.kind != Kind::Dir,
-            named_tops: self
-                .list
-                .iter()
-                .filter_map(|s| s.name.clone())
-                .map(serde_bytes::ByteBuf::from)
-                .collect(),
+            named_tops,
             io_error: false,
             names: Default::default(),
         }
@@ -252,7 +503,7 @@ impl Sources {
         self.list
             .iter()
             .find(|s| s.name.is_none())
-            .map(|s| s.base.as_fd())
+            .map(|s| self.bases[s.base].as_fd())
     }
 
     /// Reads every source into one root. `rename_to` renames the single top entry (a file
@@ -274,12 +525,29 @@ impl Sources {
             bases: Vec::new(),
             map: HashMap::new(),
         };
-        for (idx, s) in self.list.iter().enumerate() {
-            tops.bases.push(rustix::io::dup(&s.base)?);
-            let dev = dev_of(&s.base);
+        for b in &self.bases {
+            tops.bases.push(rustix::io::dup(b)?);
+        }
+        // -R: the kept paths already in the tree that are only implied directories (a
+        // later source naming one brings its contents; any other repeat loses to the first).
+        let mut implied_at: std::collections::HashSet<Vec<u8>> = Default::default();
+        for s in &self.list {
+            let base = self.bases[s.base].as_fd();
+            let dev = dev_of(base);
+            if self.relative
+                && let Some(n) = &s.name
+            {
+                self.scan_relative(scanner, s, n, dev, &mut root, &mut implied_at);
+                if let Some(top) = s.top() {
+                    tops.map
+                        .entry(top.into())
+                        .or_insert_with(|| (s.base, top.into()));
+                }
+                continue;
+            }
             let children: Vec<Entry> = match &s.name {
                 None => {
-                    let listed = rustix::io::dup(&s.base)
+                    let listed = rustix::io::dup(base)
                         .map_err(std::io::Error::from)
                         .and_then(|fd| scanner.read_children(fd, b"", dev));
                     match listed {
@@ -295,10 +563,11 @@ impl Sources {
                     }
                 }
                 Some(n) => scanner
-                    .scan_entry(s.base.as_fd(), n, n, dev, scanner.opts.recursive)
+                    .scan_entry(base, n, n, dev, s.recurse)
                     .into_iter()
                     .collect(),
             };
+            let mut fresh = Vec::new();
             for mut c in children {
                 let src_name = c.name.clone();
                 if let (Some(to), Some(_)) = (rename_to, &s.name) {
@@ -307,8 +576,20 @@ impl Sources {
                 if tops.map.contains_key(&c.name) {
                     continue;
                 }
-                tops.map.insert(c.name.clone(), (idx, src_name));
-                root.children.push(c);
+                tops.map.insert(c.name.clone(), (s.base, src_name));
+                fresh.push(c);
+            }
+            if self.relative {
+                // (`src/./` among -R sources: its children merge with the kept paths.)
+                for c in fresh {
+                    let rel = c.name.to_vec();
+                    match root.children.binary_search_by(|x| x.name.cmp(&c.name)) {
+                        Err(i) => root.children.insert(i, c),
+                        Ok(i) => merge_into(&mut root.children[i], c, &rel, &mut implied_at),
+                    }
+                }
+            } else {
+                root.children.extend(fresh);
             }
         }
         root.children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -326,6 +607,111 @@ impl Sources {
             }
         }
         Ok((root, tops))
+    }
+
+    /// Adds one `-R` source to the tree: its implied directories (created where missing,
+    /// with the source's attributes, and never complete, so `--delete` leaves their other
+    /// entries alone, as rsync), then the named entry itself.
+    fn scan_relative(
+        &self,
+        scanner: &Scanner<'_, '_>,
+        s: &Source,
+        name: &[u8],
+        dev: u64,
+        root: &mut Entry,
+        implied_at: &mut std::collections::HashSet<Vec<u8>>,
+    ) {
+        let report = scanner.report;
+        let base = self.bases[s.base].as_fd();
+        let mut rel: Vec<u8> = Vec::new();
+        let mut node = root;
+        for dir in &s.implied {
+            rel = crate::pathsafe::join(&rel, dir);
+            let pos = match node.children.binary_search_by(|c| (*c.name).cmp(dir)) {
+                Ok(i) => {
+                    if !node.children[i].is_dir() {
+                        // An earlier source brought a non-directory by this name.
+                        return;
+                    }
+                    i
+                }
+                Err(i) => {
+                    let st = crate::scan::cstr(&rel).and_then(|c| {
+                        rustix::fs::statat(base, &c, rustix::fs::AtFlags::empty())
+                            .map_err(std::io::Error::from)
+                    });
+                    let meta = match st {
+                        Ok(st) => Meta::from_stat(&st),
+                        Err(e) => {
+                            report.error(ExitCode::Partial, io_message("stat", &rel, &e));
+                            return;
+                        }
+                    };
+                    let mut e = Entry::new(dir.as_slice().into(), meta);
+                    e.complete = false;
+                    node.children.insert(i, e);
+                    implied_at.insert(rel.clone());
+                    i
+                }
+            };
+            node = &mut node.children[pos];
+        }
+        let rel = crate::pathsafe::join(&rel, name);
+        let parent = if s.implied.is_empty() {
+            rustix::io::dup(base).map_err(std::io::Error::from)
+        } else {
+            let dir = s.implied.join(&b"/"[..]);
+            crate::scan::cstr(&dir).and_then(|c| {
+                rustix::fs::openat(
+                    base,
+                    &c,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(std::io::Error::from)
+            })
+        };
+        let parent = match parent {
+            Ok(fd) => fd,
+            Err(e) => {
+                report.error(ExitCode::Partial, io_message("open directory", &rel, &e));
+                return;
+            }
+        };
+        let Some(mut entry) = scanner.scan_entry(parent.as_fd(), name, &rel, dev, s.recurse) else {
+            return;
+        };
+        if entry.is_dir() && !s.recurse {
+            // Sent without its contents: nothing in it may be deleted on the other side.
+            entry.complete = false;
+        }
+        match node.children.binary_search_by(|c| (*c.name).cmp(name)) {
+            Err(i) => node.children.insert(i, entry),
+            Ok(i) => merge_into(&mut node.children[i], entry, &rel, implied_at),
+        }
+    }
+}
+
+/// Adds `c` to `dir` (at `rel`): a new name is inserted in order; a name that is only an
+/// implied directory so far takes the scanned entry's attributes and contents (below it
+/// the same rule applies); any other repeat is left to the first source that brought it.
+fn merge_into(
+    have: &mut Entry,
+    new: Entry,
+    rel: &[u8],
+    implied_at: &mut std::collections::HashSet<Vec<u8>>,
+) {
+    if !(have.is_dir() && new.is_dir() && implied_at.remove(rel)) {
+        return;
+    }
+    have.meta = new.meta;
+    have.complete = new.complete;
+    for c in new.children {
+        let child_rel = crate::pathsafe::join(rel, &c.name);
+        match have.children.binary_search_by(|x| x.name.cmp(&c.name)) {
+            Err(i) => have.children.insert(i, c),
+            Ok(i) => merge_into(&mut have.children[i], c, &child_rel, implied_at),
+        }
     }
 }
 
@@ -395,5 +781,32 @@ mod wildcard_tests {
         assert_eq!(x("*.none"), ["*.none"]);
         assert_eq!(x("sub/"), ["sub/"]);
         assert_eq!(expand_wildcards(b"plain"), [b"plain".to_vec()]);
+    }
+}
+
+#[cfg(test)]
+mod listed_name_tests {
+    use super::ListedName;
+
+    #[test]
+    fn listed_names_stay_inside_the_source_and_hostile_ones_are_refused() {
+        let p = |raw: &[u8]| ListedName::parse(raw).expect("a name");
+        let n = |dir: &str, path: &str| ListedName {
+            dir: dir.into(),
+            path: path.into(),
+        };
+        assert_eq!(p(b"../../x/h"), n("", "x/h"));
+        assert_eq!(p(b"a/../a/b/g"), n("", "a/b/g"));
+        assert_eq!(p(b"/a//b/"), n("", "a/b"));
+        assert_eq!(p(b"./x/./y/z"), n("x", "y/z"));
+        assert_eq!(p(b"x/./../../y"), n("x", "y"));
+        assert_eq!(p(b"."), n("", ""));
+        for ok in [p(b"../../x/h"), p(b"./x/./y/z")] {
+            assert!(ok.check().is_ok());
+        }
+        // What a hostile client could put in `Start` instead.
+        for (dir, path) in [("", "../x"), ("..", "x"), ("/etc", "passwd"), ("a", "b//c")] {
+            assert!(n(dir, path).check().is_err(), "{dir:?} {path:?}");
+        }
     }
 }

@@ -217,8 +217,8 @@ fn filters_from_args(args: &[&str], rules_file: &Path) -> (Filters, bool) {
             "--exclude" => f.add_pattern(val, RuleKind::Exclude),
             "--include" => f.add_pattern(val, RuleKind::Include),
             "--filter" => f.add_rule(val),
-            "--exclude-from" => f.add_from_file(&file(), RuleKind::Exclude),
-            "--include-from" => f.add_from_file(&file(), RuleKind::Include),
+            "--exclude-from" => f.add_from_file(&file(), RuleKind::Exclude, false),
+            "--include-from" => f.add_from_file(&file(), RuleKind::Include, false),
             "--delete-excluded" => {
                 delete_excluded = true;
                 Ok(())

@@ -10,6 +10,7 @@ mod errors;
 mod filters;
 mod local;
 mod progress;
+mod relative;
 mod remote;
 mod robust;
 mod sshd;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::sshd::{Sshd, free_port, remote};
 use crate::util::{
-    Compare, Fixture, Outcome, XorShift, arg_path, awkward, code, diff_snapshots, diff_trees,
+    Case, Compare, Fixture, Outcome, XorShift, arg_path, awkward, code, diff_snapshots, diff_trees,
     find_named, have_rsync, report, rsync, run, set_mtime, simple_case, skip, slash, snapshot,
     stderr, test_dir, xsync,
 };
@@ -28,7 +28,7 @@ pub const XSYNC_BIN: &str = env!("CARGO_BIN_EXE_xsync");
 pub const TEMP_PREFIX: &str = ".xsync-tmp.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Direction {
+pub enum Direction {
     /// `src[/] 127.0.0.1:/abs/dst/`
     Push,
     /// `127.0.0.1:/abs/src[/] dst/`
@@ -74,13 +74,22 @@ fn remote_differential(
     fixture: Fixture,
     direction: Direction,
 ) {
+    remote_case(
+        test,
+        &simple_case(flags, trailing_slash, fixture),
+        direction,
+    );
+}
+
+/// [`remote_differential`] for any [`Case`]: its sources are pulled from the ssh host or
+/// pushed to it, its destination the other way.
+pub fn remote_case(test: &str, case: &Case, direction: Direction) {
     if !have_rsync(test) {
         return;
     }
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
-    let case = simple_case(flags, trailing_slash, fixture);
     let dir = test_dir();
     let root = dir.path().to_path_buf();
     (case.fixture.src)(&root.join("src"));
@@ -143,7 +152,7 @@ fn remote_differential(
     assert!(
         diffs.is_empty(),
         "{test} ({direction:?} over ssh): {}{}",
-        report(&case, &outcome, &diffs),
+        report(case, &outcome, &diffs),
         context(&sshd)
     );
 }
