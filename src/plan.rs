@@ -516,10 +516,18 @@ impl<'o> Planner<'o> {
                 if o.hard_links
                     && let Some(leader) = &e.link_leader
                 {
+                    // A follower with an exact match of its own in DIR is linked (or left
+                    // out) like its leader, which it then shares an inode with anyway; it
+                    // is not listed, as rsync does not list it.
+                    if self.alt.is_some_and(|a| a.kind != AltDest::Copy)
+                        && self.alt_file(dir, e, d, alts, src_name, &rel, st, true)
+                    {
+                        return;
+                    }
                     self.follower(e, d, leader, rel, st);
                     return;
                 }
-                if self.alt_file(dir, e, d, alts, src_name, &rel, st) {
+                if self.alt_file(dir, e, d, alts, src_name, &rel, st, false) {
                     return;
                 }
                 let (action, flags) = match d {
@@ -680,7 +688,8 @@ impl<'o> Planner<'o> {
     /// A regular file with alternate DIRs: plans what DIR's copy allows and returns true,
     /// or false when the file takes the usual path (nothing in DIR, or a destination file
     /// that exists and DIR holds no exact match for: rsync then updates the destination's).
-    /// `--copy-dest` looks in DIR only for a file missing from the destination.
+    /// `--copy-dest` looks in DIR only for a file missing from the destination. With
+    /// `exact_only` (a `-H` follower), only an exact match counts.
     #[allow(clippy::too_many_arguments)]
     fn alt_file<'a>(
         &self,
@@ -691,6 +700,7 @@ impl<'o> Planner<'o> {
         src_name: &'a [u8],
         rel: &[u8],
         st: &mut State<'a>,
+        exact_only: bool,
     ) -> bool {
         let Some(kind) = self.alt.map(|a| a.kind) else {
             return false;
@@ -701,6 +711,9 @@ impl<'o> Planner<'o> {
         let Some((j, a, level)) = self.alt_match(e, alts) else {
             return false;
         };
+        if exact_only && level != AltMatch::Exact {
+            return false;
+        }
         let alt = AltUse {
             dir: j,
             meta: a.meta,
