@@ -189,6 +189,15 @@ struct Cli {
     /// update destination files in-place (not atomic: an interrupted file is left part updated)
     #[arg(long)]
     inplace: bool,
+    /// also compare destination files relative to DIR
+    #[arg(long = "compare-dest", value_name = "DIR", action = ArgAction::Append)]
+    compare_dest: Vec<String>,
+    /// ... and include copies of unchanged files
+    #[arg(long = "copy-dest", value_name = "DIR", action = ArgAction::Append)]
+    copy_dest: Vec<String>,
+    /// hardlink to files in DIR when unchanged
+    #[arg(long = "link-dest", value_name = "DIR", action = ArgAction::Append)]
+    link_dest: Vec<String>,
     /// copy files whole (w/o delta-xfer algorithm)
     #[arg(short = 'W', long = "whole-file")]
     whole_file: bool,
@@ -352,6 +361,9 @@ pub struct Options {
     /// `--partial-dir`: one path component, created beside the file.
     pub partial_dir: Option<String>,
     pub inplace: bool,
+    /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
+    /// in order (relative ones to the destination directory, on the receiving side).
+    pub alt_dest: Option<(AltDest, Vec<String>)>,
     /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
     pub whole_file: Option<bool>,
     pub delete: bool,
@@ -418,6 +430,78 @@ pub enum IpFamily {
     V6,
 }
 
+/// rsync's alternate destination directories: what an exact match in DIR means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AltDest {
+    /// Not transferred at all.
+    Compare,
+    /// Copied locally from DIR.
+    Copy,
+    /// Hard-linked to DIR's copy.
+    Link,
+}
+
+impl AltDest {
+    pub fn word(self) -> &'static str {
+        match self {
+            AltDest::Compare => "--compare-dest",
+            AltDest::Copy => "--copy-dest",
+            AltDest::Link => "--link-dest",
+        }
+    }
+}
+
+/// rsync's limit on alternate destination directories.
+pub const MAX_ALT_DESTS: usize = 20;
+
+/// At most one kind of alternate destination, and at most 20 DIRs, as rsync insists.
+fn alt_dest(
+    matches: &clap::ArgMatches,
+    cli: &Cli,
+) -> Result<Option<(AltDest, Vec<String>)>, Error> {
+    let given: Vec<(AltDest, &Vec<String>)> = [
+        (AltDest::Compare, &cli.compare_dest),
+        (AltDest::Copy, &cli.copy_dest),
+        (AltDest::Link, &cli.link_dest),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .collect();
+    match given.as_slice() {
+        [] => Ok(None),
+        [(kind, dirs)] => {
+            if dirs.len() > MAX_ALT_DESTS {
+                return Err(Error::usage(format!(
+                    "at most {MAX_ALT_DESTS} {} args may be specified",
+                    kind.word()
+                )));
+            }
+            Ok(Some((*kind, dirs.to_vec())))
+        }
+        _ => {
+            // rsync names the one given last first.
+            let pos = |k: AltDest| {
+                let id = match k {
+                    AltDest::Compare => "compare_dest",
+                    AltDest::Copy => "copy_dest",
+                    AltDest::Link => "link_dest",
+                };
+                matches
+                    .indices_of(id)
+                    .and_then(|mut i| i.next_back())
+                    .unwrap_or(0)
+            };
+            let mut kinds: Vec<AltDest> = given.iter().map(|(k, _)| *k).collect();
+            kinds.sort_by_key(|k| std::cmp::Reverse(pos(*k)));
+            Err(Error::usage(format!(
+                "the {} option conflicts with the {} option",
+                kinds[0].word(),
+                kinds[1].word()
+            )))
+        }
+    }
+}
+
 /// What the command line asks for: a transfer, or just the version text.
 pub enum Parsed {
     Run(Box<Options>),
@@ -457,6 +541,7 @@ where
             .map_err(|e| Error::usage(e.to_string()))?;
     }
     let delete_when = delete_when(&matches, &cli)?;
+    let alt_dest = alt_dest(&matches, &cli)?;
     let size_of = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
         v.as_deref().map(|v| parse_size(name, v)).transpose()
     };
@@ -558,6 +643,7 @@ where
         partial: cli.partial || cli.partial_progress || cli.inplace || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
         inplace: cli.inplace,
+        alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
         } else if cli.whole_file {
@@ -1030,6 +1116,12 @@ impl Options {
         if let Some(n) = self.compress_level {
             a.push(format!("--compress-level={n}"));
         }
+        // DIR as the user typed it: the server resolves it against its destination.
+        if let Some((kind, dirs)) = &self.alt_dest {
+            for d in dirs {
+                a.push(format!("{}={d}", kind.word()));
+            }
+        }
         // A receiving server under per-file progress leaves the names of transferred files
         // to the client, which prints each with its progress line.
         a.push(format!(
@@ -1091,6 +1183,8 @@ mod tests {
             "--no-W",
             "--timeout=7",
             "--bwlimit=1.5m",
+            "--link-dest=../day1",
+            "--link-dest=/abs/day0",
             "s",
             "d",
         ]);
@@ -1124,6 +1218,13 @@ mod tests {
         assert_eq!(back.timeout, Some(7));
         assert_eq!(back.bwlimit, Some(1536));
         assert!(!back.relative && back.files_from.is_none());
+        assert_eq!(
+            back.alt_dest,
+            Some((
+                AltDest::Link,
+                vec!["../day1".to_string(), "/abs/day0".to_string()]
+            ))
+        );
     }
 
     #[test]

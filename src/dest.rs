@@ -22,6 +22,8 @@ pub struct Dest {
     /// The new name of a single file copied to a name that is not a directory.
     pub rename_to: Option<Vec<u8>>,
     pub path: PathBuf,
+    /// Created by this run: `-i` shows the root as new (`cd+++++++++ ./`), as rsync does.
+    pub created: bool,
 }
 
 impl Dest {
@@ -51,6 +53,7 @@ impl Dest {
             None => dst_path.to_path_buf(),
         };
         let shown = path.as_os_str().as_bytes().to_vec();
+        let mut created = false;
         let root = match open_path(&path) {
             Ok(fd) => Some(fd),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => None,
@@ -61,9 +64,10 @@ impl Dest {
                     std::fs::create_dir(&path)
                 };
                 made.map_err(|e| Error::io(ExitCode::FileIo, "create directory", &shown, &e))?;
-                // With the names listed (-v, --progress, --info=name1), as rsync, and
-                // without the trailing slash it was given with.
-                if opts.names {
+                created = true;
+                // With the names listed (-v, --progress, --info=name1) or itemized, as
+                // rsync, and without the trailing slash it was given with.
+                if opts.names || opts.itemize {
                     let mut name: &[u8] = &shown;
                     while name.len() > 1 && name.ends_with(b"/") {
                         name = &name[..name.len() - 1];
@@ -88,6 +92,7 @@ impl Dest {
             root,
             rename_to,
             path,
+            created,
         })
     }
 

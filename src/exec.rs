@@ -37,6 +37,19 @@ pub enum Content<'c, 'p> {
 pub struct Pending<'p> {
     pub dir: Arc<OwnedFd>,
     pub item: &'p Item<'p>,
+    /// The alternate DIR's directory holding this file's delta basis, for a file the
+    /// destination does not have yet (`Item::alt`).
+    pub basis_dir: Option<Arc<OwnedFd>>,
+}
+
+impl Pending<'_> {
+    /// What the delta basis was when planned: the destination's file, or DIR's.
+    pub fn basis_meta(&self) -> Option<Meta> {
+        match &self.basis_dir {
+            Some(_) => self.item.alt.map(|a| a.meta),
+            None => self.item.dst,
+        }
+    }
 }
 
 pub struct Exec<'a, 'r> {
@@ -54,6 +67,8 @@ pub struct Exec<'a, 'r> {
     /// otherwise [`Exec::delete_pass`] does them all at once, before or after the tree.
     /// (Type replacements are always done in place: the new entry needs the name.)
     pub deletes_in_place: bool,
+    /// The roots of the alternate destination DIRs (`AltUse::dir` indexes them).
+    pub alt_roots: Vec<BorrowedFd<'a>>,
 }
 
 impl Exec<'_, '_> {
@@ -125,6 +140,12 @@ impl Exec<'_, '_> {
     ) {
         let dst_fd = dst.as_fd();
         self.deletes(d, dst_fd, |del| del.replace || self.deletes_in_place);
+        let alt_dirs = self.alt_dirs(d);
+        let alt_of = |it: &Item<'_>| -> Option<&Arc<OwnedFd>> {
+            it.alt
+                .and_then(|a| alt_dirs.get(a.dir))
+                .and_then(Option::as_ref)
+        };
         let src_of = |name: &[u8]| -> Option<BorrowedFd<'_>> {
             match content {
                 Content::Local(tops) if at_root => tops.dir_for(name),
@@ -137,13 +158,19 @@ impl Exec<'_, '_> {
                     if it.action == Action::Transfer
                         && let Content::Deferred(pending) = content
                     {
-                        pending.lock().unwrap().push(Pending {
-                            dir: dst.clone(),
-                            item: it,
-                        });
+                        let basis_dir = alt_of(it).filter(|_| it.dst.is_none()).cloned();
+                        pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(Pending {
+                                dir: dst.clone(),
+                                item: it,
+                                basis_dir,
+                            });
                         return;
                     }
-                    self.item(it, src_of(it.name), dst_fd);
+                    let alt = alt_of(it).map(|f| f.as_fd());
+                    self.item(it, src_of(it.name), alt, dst_fd);
                 })
             },
             || {
@@ -180,6 +207,34 @@ impl Exec<'_, '_> {
                 })
             },
         );
+    }
+
+    /// The alternate DIRs' directories at `d`'s path, each opened once if an item of `d`
+    /// links, copies or takes its delta basis from it. Below the DIR every component is
+    /// opened without following symlinks, as in the destination.
+    fn alt_dirs(&self, d: &DirPlan<'_>) -> Vec<Option<Arc<OwnedFd>>> {
+        let mut fds: Vec<Option<Arc<OwnedFd>>> = Vec::new();
+        if self.alt_roots.is_empty() {
+            return fds;
+        }
+        fds.resize_with(self.alt_roots.len(), || None);
+        let mut failed = vec![false; self.alt_roots.len()];
+        for a in d.items.iter().filter_map(|it| it.alt) {
+            let (Some(root), Some(slot)) = (self.alt_roots.get(a.dir), fds.get_mut(a.dir)) else {
+                continue;
+            };
+            if slot.is_some() || failed[a.dir] {
+                continue;
+            }
+            match open_rel(*root, &d.rel) {
+                Ok(fd) => *slot = Some(Arc::new(fd)),
+                Err(e) => {
+                    failed[a.dir] = true;
+                    self.fail(&d.rel, e);
+                }
+            }
+        }
+        fds
     }
 
     /// The deletions of `d` that `which` selects.
@@ -271,7 +326,13 @@ impl Exec<'_, '_> {
         self.report.progress.as_ref().map(|_| Instant::now())
     }
 
-    fn item(&self, it: &Item<'_>, src_dir: Option<BorrowedFd<'_>>, dst_dir: BorrowedFd<'_>) {
+    fn item(
+        &self,
+        it: &Item<'_>,
+        src_dir: Option<BorrowedFd<'_>>,
+        alt_dir: Option<BorrowedFd<'_>>,
+        dst_dir: BorrowedFd<'_>,
+    ) {
         if self.stopped() {
             return;
         }
@@ -297,6 +358,12 @@ impl Exec<'_, '_> {
                 write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
                     .map(|()| self.created(it))
             }
+            (Action::AltLink | Action::AltCopy, _) => match alt_dir {
+                // (Its failure to open was reported for the directory.)
+                None => Ok(()),
+                Some(alt) if it.action == Action::AltLink => self.alt_link(it, alt, dst_dir),
+                Some(alt) => self.alt_copy(it, alt, dst_dir),
+            },
             (Action::Meta, _) => match &it.dst {
                 Some(have) => write::update_meta(dst_dir, it.name, m, have, &self.rules),
                 None => Ok(()),
@@ -305,6 +372,50 @@ impl Exec<'_, '_> {
         if let Err(e) = res {
             self.fail(&it.rel, e);
         }
+    }
+
+    /// `--link-dest`: DIR's file becomes this name. Where the link is refused (DIR on
+    /// another file system, a file at its link limit), the entry is copied from DIR
+    /// instead, as rsync does, and only that entry loses the space saving.
+    fn alt_link(
+        &self,
+        it: &Item<'_>,
+        alt: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+    ) -> Result<(), StepError> {
+        match write::hard_link(alt, it.name, dst_dir, it.name) {
+            Ok(()) => {
+                self.created(it);
+                Ok(())
+            }
+            Err(_) => self.alt_copy(it, alt, dst_dir),
+        }
+    }
+
+    /// A local copy of DIR's file (content known to be right) with the source's metadata.
+    fn alt_copy(
+        &self,
+        it: &Item<'_>,
+        alt: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+    ) -> Result<(), StepError> {
+        let m = &it.src.meta;
+        if m.kind != Kind::File {
+            // A symlink or node is made anew; it has no content to copy.
+            return write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
+                .map(|()| self.created(it));
+        }
+        write::copy_file(
+            alt,
+            it.name,
+            dst_dir,
+            it.name,
+            m,
+            it.dst.as_ref(),
+            &self.rules,
+            false,
+        )
+        .map(|_| self.created(it))
     }
 
     fn link(&self, root: BorrowedFd<'_>, l: &HardLink<'_>) {

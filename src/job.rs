@@ -5,6 +5,7 @@
 //! one missing destination level is created (all of them with `--mkpath`); a single file
 //! whose destination is not an existing directory is copied to that name.
 
+use crate::altdest::AltDirs;
 use crate::cli::Options;
 use crate::dest::Dest;
 use crate::error::Error;
@@ -61,21 +62,26 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     // Scan both sides at once.
     let src_scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
     let dst_scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
-    let (scanned, dst_root) = rayon::join(
+    let ((scanned, dst_root), alt) = rayon::join(
         || {
-            let mut s = sources.scan(&src_scanner, dest.rename_to.as_deref());
-            if let Ok((root, _)) = s.as_mut() {
-                prepare(root, opts, Side::Sender);
-            }
-            s
+            rayon::join(
+                || {
+                    let mut s = sources.scan(&src_scanner, dest.rename_to.as_deref());
+                    if let Ok((root, _)) = s.as_mut() {
+                        prepare(root, opts, Side::Sender);
+                    }
+                    s
+                },
+                || {
+                    let mut d = dest.scan(&info, &dst_scanner);
+                    if let Some(d) = d.as_mut() {
+                        prepare(d, opts, Side::Receiver);
+                    }
+                    d
+                },
+            )
         },
-        || {
-            let mut d = dest.scan(&info, &dst_scanner);
-            if let Some(d) = d.as_mut() {
-                prepare(d, opts, Side::Receiver);
-            }
-            d
-        },
+        || AltDirs::open(opts, &dest, &info, report),
     );
     let (mut src_root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
@@ -97,6 +103,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
         &dest,
         dst_root.as_ref(),
         &dst_scanner,
+        alt.as_ref(),
         receive::Source::Local(&tops),
     );
     report.stats.add_counts(counts);
@@ -124,6 +131,17 @@ pub fn prepare(root: &mut Entry, opts: &Options, side: Side) {
         Side::Receiver => Compared::for_receiver(opts),
     };
     digest_tree(root, &cmp);
+    // rsync looks in the alternate DIRs even for a destination file that is already right
+    // (`--compare-dest` removes it, `--link-dest` links DIR's copy in its place), so no
+    // part of the destination may be pruned as equal: digests the sender's can never match
+    // make every directory listed and compared.
+    if side == Side::Receiver && opts.alt_dest.is_some() {
+        fn never_equal(e: &mut Entry) {
+            e.digest = !e.digest;
+            e.children.iter_mut().for_each(never_equal);
+        }
+        never_equal(root);
+    }
 }
 
 fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {

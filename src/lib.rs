@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`run_with`], so the whole command line can be driven
 //! in-process (tests, benches) with its output captured.
 
+pub mod altdest;
 pub mod chmod;
 pub mod cli;
 pub mod compress;

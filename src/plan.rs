@@ -6,7 +6,8 @@
 //! lines (`-v`, `-i`) are produced here, in a deterministic order, so output does not depend
 //! on thread timing.
 
-use crate::cli::{DeleteWhen, Options};
+use crate::altdest::AltDirs;
+use crate::cli::{AltDest, DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
@@ -20,6 +21,31 @@ pub enum Action {
     Meta,
     /// Symlink, device, fifo or socket to (re)create.
     Special,
+    /// `--link-dest`: an exact match in DIR (`Item::alt`) becomes this name by a hard link.
+    AltLink,
+    /// A copy made locally from DIR's file (`Item::alt`), whose content is right: an exact
+    /// match under `--copy-dest`, or one that differs only in attributes (set afterwards).
+    AltCopy,
+}
+
+/// The file in an alternate destination DIR that an item uses: what it links or copies,
+/// or (for a transfer) the delta basis and what `-i` compares with.
+#[derive(Debug, Clone, Copy)]
+pub struct AltUse {
+    /// Index into [`AltDirs::dirs`].
+    pub dir: usize,
+    pub meta: Meta,
+}
+
+/// How well DIR's file matches the source's, in rsync's three levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AltMatch {
+    /// A regular file, but the quick check says its content differs: a delta basis.
+    Basis,
+    /// The quick check passes; preserved attributes differ.
+    Quick,
+    /// The quick check passes and every preserved attribute is equal.
+    Exact,
 }
 
 #[derive(Debug)]
@@ -33,6 +59,8 @@ pub struct Item<'a> {
     /// The destination entry it replaces or updates, if any (same kind).
     pub dst: Option<Meta>,
     pub action: Action,
+    /// What an alternate destination DIR gives this item (see [`Action::AltLink`]).
+    pub alt: Option<AltUse>,
     /// Under per-file progress, a transferred file's `-v`/`-i` line, printed with its
     /// progress line when it is done rather than in the listing before the transfer.
     pub line: Option<String>,
@@ -53,6 +81,7 @@ impl<'a> Item<'a> {
             rel,
             dst: dst.map(|d| d.meta),
             action,
+            alt: None,
             line: None,
         }
     }
@@ -134,6 +163,11 @@ pub struct Planner<'o> {
     /// drops `-o` otherwise), groups only where it may set them. Only those differences
     /// are changes.
     pub rules: crate::write::MetaRules,
+    /// `--compare-dest`/`--copy-dest`/`--link-dest`: the DIRs a missing file is looked for
+    /// in first.
+    pub alt: Option<&'o AltDirs>,
+    /// The destination root was created by this run (it is listed as new).
+    pub root_is_new: bool,
 }
 
 struct State<'a> {
@@ -187,17 +221,26 @@ impl<'o> Planner<'o> {
             items: Vec::new(),
             subdirs: Vec::new(),
         };
+        let alts: Vec<Option<&Entry>> = self
+            .alt
+            .map(|a| a.dirs.iter().map(|d| Some(&d.root)).collect())
+            .unwrap_or_default();
         if self.root_is_transfer_dir {
             let flags = match dst {
-                None => Some("cd+++++++++".to_string()),
+                None => self.new_dir_flags(&src.meta, alts.iter().flatten().next().copied()),
+                Some(_) if self.root_is_new => {
+                    self.new_dir_flags(&src.meta, alts.iter().flatten().next().copied())
+                }
                 Some(d) => self.attr_flags(&src.meta, &d.meta, 'd', '.', false),
             };
+            // (A new root matching an alternate DIR's is not listed, but still gets its
+            // metadata.)
+            root.set_meta = flags.is_some() || self.root_is_new;
             if let Some(f) = flags {
-                root.set_meta = true;
                 self.line(&mut st, &f, "./", None);
             }
         }
-        self.plan_children(&mut root, dst, &mut st, true);
+        self.plan_children(&mut root, dst, &alts, &mut st, true);
         let lines = match self.opts.delete_when {
             DeleteWhen::During => st.lines,
             DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),
@@ -229,10 +272,12 @@ impl<'o> Planner<'o> {
         }
     }
 
+    /// `alts` holds, for each alternate DIR, its directory at this path (if it has one).
     fn plan_children<'a>(
         &self,
         dir: &mut DirPlan<'a>,
         dst: Option<&'a Entry>,
+        alts: &[Option<&Entry>],
         st: &mut State<'a>,
         is_root: bool,
     ) {
@@ -269,7 +314,7 @@ impl<'o> Planner<'o> {
                 std::cmp::Ordering::Less => {
                     let e = &s[i];
                     i += 1;
-                    self.entry(dir, e, None, st, &mut pending_dirs, is_root);
+                    self.entry(dir, e, None, alts, st, &mut pending_dirs, is_root);
                 }
                 std::cmp::Ordering::Equal => {
                     let (e, d) = (&s[i], &dst_children[j]);
@@ -278,7 +323,7 @@ impl<'o> Planner<'o> {
                     if e.digest == d.digest && e.link_leader.is_none() {
                         continue;
                     }
-                    self.entry(dir, e, Some(d), st, &mut pending_dirs, is_root);
+                    self.entry(dir, e, Some(d), alts, st, &mut pending_dirs, is_root);
                 }
             }
         }
@@ -309,7 +354,11 @@ impl<'o> Planner<'o> {
                 None => true,
                 Some(d) => self.attr_flags(&e.meta, &d.meta, 'd', '.', false).is_some(),
             };
-            self.plan_children(&mut sub, d, st, false);
+            let sub_alts: Vec<Option<&Entry>> = alts
+                .iter()
+                .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
+                .collect();
+            self.plan_children(&mut sub, d, &sub_alts, st, false);
             sub.set_meta |= attrs_differ;
             if sub.set_meta {
                 dir.set_meta |= d.is_none();
@@ -407,11 +456,13 @@ impl<'o> Planner<'o> {
         });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn entry<'a>(
         &self,
         dir: &mut DirPlan<'a>,
         e: &'a Entry,
         d: Option<&'a Entry>,
+        alts: &[Option<&Entry>],
         st: &mut State<'a>,
         pending_dirs: &mut Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)>,
         is_root: bool,
@@ -444,7 +495,15 @@ impl<'o> Planner<'o> {
         match e.meta.kind {
             Kind::Dir => {
                 match d {
-                    None => self.line(st, "cd+++++++++", &format!("{shown}/"), None),
+                    None => {
+                        let alt = alts
+                            .iter()
+                            .flatten()
+                            .find_map(|a| a.child(&e.name).filter(|c| c.is_dir()));
+                        if let Some(f) = self.new_dir_flags(&e.meta, alt) {
+                            self.line(st, &f, &format!("{shown}/"), None);
+                        }
+                    }
                     Some(d) => {
                         if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'd', '.', false) {
                             self.line(st, &f, &format!("{shown}/"), None);
@@ -457,7 +516,18 @@ impl<'o> Planner<'o> {
                 if o.hard_links
                     && let Some(leader) = &e.link_leader
                 {
+                    // A follower with an exact match of its own in DIR is linked (or left
+                    // out) like its leader, which it then shares an inode with anyway; it
+                    // is not listed, as rsync does not list it.
+                    if self.alt.is_some_and(|a| a.kind != AltDest::Copy)
+                        && self.alt_file(dir, e, d, alts, src_name, &rel, st, true)
+                    {
+                        return;
+                    }
                     self.follower(e, d, leader, rel, st);
+                    return;
+                }
+                if self.alt_file(dir, e, d, alts, src_name, &rel, st, false) {
                     return;
                 }
                 let (action, flags) = match d {
@@ -493,13 +563,35 @@ impl<'o> Planner<'o> {
                 let letter = e.meta.kind.itemize_letter();
                 let extra = e.target.as_ref().map(|t| format!(" -> {}", show(t)));
                 let (action, flags) = match d {
+                    None if self.alt.is_some() => match self.alt_node(e, alts) {
+                        None => (Action::Special, format!("c{letter}+++++++++")),
+                        Some((j, a, AltMatch::Exact)) => {
+                            let action = match self.alt.map(|x| x.kind) {
+                                Some(AltDest::Link) => Action::AltLink,
+                                Some(AltDest::Copy) => Action::Special,
+                                _ => return,
+                            };
+                            let mut item = Item::new(e, src_name, rel, d, action);
+                            item.alt = Some(AltUse {
+                                dir: j,
+                                meta: a.meta,
+                            });
+                            dir.items.push(item);
+                            return;
+                        }
+                        Some((_, a, _)) => {
+                            let mut f = self
+                                .attr_flags(&e.meta, &a.meta, letter, 'c', false)
+                                .unwrap_or_else(|| format!("c{letter}........."));
+                            if !same_node(e, a) {
+                                f.replace_range(2..3, "c");
+                            }
+                            (Action::Special, f)
+                        }
+                    },
                     None => (Action::Special, format!("c{letter}+++++++++")),
                     Some(d) => {
-                        let changed = match e.meta.kind {
-                            Kind::Symlink => e.target != d.target,
-                            Kind::CharDev | Kind::BlockDev => e.meta.rdev != d.meta.rdev,
-                            _ => false,
-                        };
+                        let changed = !same_node(e, d);
                         if changed {
                             let mut f = self
                                 .attr_flags(&e.meta, &d.meta, letter, 'c', false)
@@ -519,6 +611,166 @@ impl<'o> Planner<'o> {
                 dir.items.push(Item::new(e, src_name, rel, d, action));
             }
         }
+    }
+
+    /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
+    /// alternate DIR holding it) what differs from DIR's copy, nothing when nothing does.
+    fn new_dir_flags(&self, src: &Meta, alt: Option<&Entry>) -> Option<String> {
+        match alt {
+            None => Some("cd+++++++++".to_string()),
+            Some(a) => self.attr_flags(src, &a.meta, 'd', 'c', false),
+        }
+    }
+
+    /// rsync's search of the alternate DIRs for a regular file, in order: the first exact
+    /// match wins; else the first that passes the quick check; else the first regular file
+    /// (a basis). The comparisons are the destination's own ([`Self::needs_transfer`],
+    /// [`Self::attr_flags`]): a hard link shares every attribute, so only a file equal in
+    /// all the preserved ones may be linked.
+    fn alt_match<'x>(
+        &self,
+        e: &Entry,
+        alts: &[Option<&'x Entry>],
+    ) -> Option<(usize, &'x Entry, AltMatch)> {
+        let mut best: Option<(usize, &'x Entry, AltMatch)> = None;
+        for (j, a) in alts.iter().enumerate() {
+            let Some(a) = a
+                .and_then(|a| a.child(&e.name))
+                .filter(|a| a.meta.kind == Kind::File && !a.protected)
+            else {
+                continue;
+            };
+            if self.needs_transfer(e, a) {
+                if best.is_none() {
+                    best = Some((j, a, AltMatch::Basis));
+                }
+                continue;
+            }
+            if self.attr_flags(&e.meta, &a.meta, 'f', '.', false).is_none() {
+                return Some((j, a, AltMatch::Exact));
+            }
+            if !matches!(best, Some((_, _, AltMatch::Quick))) {
+                best = Some((j, a, AltMatch::Quick));
+            }
+        }
+        best
+    }
+
+    /// The same search for a symlink, device or special file (rsync's try_dests_non): an
+    /// entry of the same kind, exact when its target (or device number) and attributes
+    /// are equal.
+    fn alt_node<'x>(
+        &self,
+        e: &Entry,
+        alts: &[Option<&'x Entry>],
+    ) -> Option<(usize, &'x Entry, AltMatch)> {
+        let letter = e.meta.kind.itemize_letter();
+        let mut best = None;
+        for (j, a) in alts.iter().enumerate() {
+            let Some(a) = a
+                .and_then(|a| a.child(&e.name))
+                .filter(|a| a.meta.kind == e.meta.kind && !a.protected)
+            else {
+                continue;
+            };
+            if same_node(e, a)
+                && self
+                    .attr_flags(&e.meta, &a.meta, letter, '.', false)
+                    .is_none()
+            {
+                return Some((j, a, AltMatch::Exact));
+            }
+            best = best.or(Some((j, a, AltMatch::Basis)));
+        }
+        best
+    }
+
+    /// A regular file with alternate DIRs: plans what DIR's copy allows and returns true,
+    /// or false when the file takes the usual path (nothing in DIR, or a destination file
+    /// that exists and DIR holds no exact match for: rsync then updates the destination's).
+    /// `--copy-dest` looks in DIR only for a file missing from the destination. With
+    /// `exact_only` (a `-H` follower), only an exact match counts.
+    #[allow(clippy::too_many_arguments)]
+    fn alt_file<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        alts: &[Option<&Entry>],
+        src_name: &'a [u8],
+        rel: &[u8],
+        st: &mut State<'a>,
+        exact_only: bool,
+    ) -> bool {
+        let Some(kind) = self.alt.map(|a| a.kind) else {
+            return false;
+        };
+        if d.is_some() && kind == AltDest::Copy {
+            return false;
+        }
+        let Some((j, a, level)) = self.alt_match(e, alts) else {
+            return false;
+        };
+        if exact_only && level != AltMatch::Exact {
+            return false;
+        }
+        let alt = AltUse {
+            dir: j,
+            meta: a.meta,
+        };
+        let shown = show(rel);
+        let (action, flags) = match (level, d) {
+            (AltMatch::Exact, _) => {
+                match (kind, d) {
+                    // Already DIR's file (linked by an earlier run).
+                    (AltDest::Link, Some(d))
+                        if d.meta.ino == a.meta.ino && d.meta.dev == a.meta.dev =>
+                    {
+                        return true;
+                    }
+                    // rsync removes a destination file that DIR's copy stands in for, so
+                    // the result is what a fresh run into an empty directory would give.
+                    (AltDest::Compare, Some(d)) => {
+                        self.delete(dir, d, true, st);
+                        return true;
+                    }
+                    (AltDest::Compare, None) => return true,
+                    _ => {}
+                }
+                // (Listed by rsync only at -ii, which xsync does not have.)
+                let action = if kind == AltDest::Link {
+                    Action::AltLink
+                } else {
+                    Action::AltCopy
+                };
+                (action, None)
+            }
+            (AltMatch::Quick, None) => (
+                Action::AltCopy,
+                self.attr_flags(&e.meta, &a.meta, 'f', 'c', false),
+            ),
+            (AltMatch::Basis, None) => {
+                let mut f = self
+                    .attr_flags(&e.meta, &a.meta, 'f', '>', true)
+                    .unwrap_or_else(|| ">f.........".into());
+                if self.opts.checksum && e.hash != a.hash {
+                    f.replace_range(2..3, "c");
+                }
+                (Action::Transfer, Some(f))
+            }
+            _ => return false,
+        };
+        let mut item = Item::new(e, src_name, rel.to_vec(), d, action);
+        item.alt = Some(alt);
+        if let Some(f) = flags {
+            if self.opts.progress == 1 && action == Action::Transfer && !self.opts.dry_run {
+                item.line = self.line_text(&f, &shown, None);
+            } else {
+                self.line(st, &f, &shown, None);
+            }
+        }
+        dir.items.push(item);
+        true
     }
 
     /// rsync's quick check: size, then checksum (-c), --size-only, -I (never equal), mtime.
@@ -609,6 +861,16 @@ impl<'o> Planner<'o> {
             leader,
             src: e,
         });
+    }
+}
+
+/// Whether two entries of one non-file kind say the same thing: the same target, or the
+/// same device number.
+fn same_node(a: &Entry, b: &Entry) -> bool {
+    match a.meta.kind {
+        Kind::Symlink => a.target == b.target,
+        Kind::CharDev | Kind::BlockDev => a.meta.rdev == b.meta.rdev,
+        _ => true,
     }
 }
 

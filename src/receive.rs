@@ -2,6 +2,7 @@
 //! parts whose digests differ from a peer): plan, list, execute, finish. The local copy
 //! and both remote directions go through here, so the destination rules cannot drift.
 
+use crate::altdest::AltDirs;
 use crate::cli::{DeleteWhen, Options};
 use crate::dest::{Dest, remove_stale_temps};
 use crate::exec::{Content, Exec, Pending};
@@ -12,6 +13,7 @@ use crate::report::{Report, Stats};
 use crate::scan::Scanner;
 use crate::tree::Entry;
 use crate::write::MetaRules;
+use std::os::fd::AsFd;
 use std::sync::Mutex;
 
 /// The metadata rules for this run and this process.
@@ -53,6 +55,7 @@ pub fn apply(
     dest: &Dest,
     dst_root: Option<&Entry>,
     dst_scanner: &Scanner<'_, '_>,
+    alt: Option<&AltDirs>,
     source: Source<'_>,
 ) {
     let rules = meta_rules(opts);
@@ -67,6 +70,8 @@ pub fn apply(
         root_is_transfer_dir: info.root_is_transfer_dir,
         no_deletes,
         rules,
+        alt,
+        root_is_new: dest.created,
     };
     let rename = match (&dest.rename_to, info.named_tops.first()) {
         (Some(to), Some(from)) => Some((to.as_slice(), from.as_slice())),
@@ -91,6 +96,9 @@ pub fn apply(
             partial_dir: opts.partial_dir.clone().map(String::into_bytes),
             stop: Default::default(),
             deletes_in_place: opts.delete_when == DeleteWhen::During,
+            alt_roots: alt
+                .map(|a| a.dirs.iter().map(|d| d.fd.as_fd()).collect())
+                .unwrap_or_default(),
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);

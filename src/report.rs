@@ -130,6 +130,14 @@ impl<'a> Report<'a> {
         let _ = writeln!(e, "xsync: {}", msg.as_ref());
     }
 
+    /// A warning in a shape rsync prints without its program-name prefix (the
+    /// `--link-dest arg does not exist: …` line); scripts that grep for it find it.
+    pub fn warn_bare(&self, msg: impl AsRef<str>) {
+        self.end_line_before_stderr();
+        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(e, "{}", msg.as_ref());
+    }
+
     fn end_line_before_stderr(&self) {
         if self.mid_line.load(Ordering::Relaxed) {
             let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());

@@ -305,6 +305,8 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
         other => return Err(unexpected(&other, "the source summary")),
     };
+    // (Scanned before the listings arrive, while the sender serves them.)
+    let alt = crate::altdest::AltDirs::open(opts, &dest, &info, report);
     let cmp = Compared::from_options(opts);
     let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
@@ -354,6 +356,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             &dest,
             dst_root.as_ref(),
             &scanner,
+            alt.as_ref(),
             receive::Source::Remote(&mut fetch),
         );
     }
@@ -583,6 +586,7 @@ mod tests {
             root: None,
             rename_to: None,
             path: "/nonexistent".into(),
+            created: false,
         };
         let root = entry(b".", Kind::Dir);
         let cmp = Compared::from_options(&Options::default());

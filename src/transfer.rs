@@ -552,7 +552,7 @@ struct CoarsePlan {
 }
 
 /// The basis for a file's delta: a partial file kept by an earlier run (`--partial-dir`)
-/// if there is one, else the current target.
+/// if there is one, else the current target, or for a new file the alternate DIR's copy.
 fn open_basis(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> std::io::Result<std::fs::File> {
     let open = |dir: std::os::fd::BorrowedFd<'_>| -> std::io::Result<std::fs::File> {
         let c = cstr(p.item.name)?;
@@ -571,7 +571,10 @@ fn open_basis(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> std::io::Result<st
     {
         return Ok(f);
     }
-    open(p.dir.as_fd())
+    match &p.basis_dir {
+        Some(alt) => open(alt.as_fd()),
+        None => open(p.dir.as_fd()),
+    }
 }
 
 /// Length of a kept partial file for `p`, if any.
@@ -622,7 +625,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             if partial_len(p, partial_dir).is_some() {
                 return Plan::Delta(None);
             }
-            match p.item.dst {
+            match p.basis_meta() {
                 Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(None),
                 _ => Plan::Whole,
             }
@@ -782,7 +785,7 @@ fn coarse_phase<'d, R: Read, W: Write>(
     let prefill: Vec<bool> = big
         .iter()
         .map(|&i| {
-            let size = pending[i].item.dst.map_or(u64::MAX, |d| d.size);
+            let size = pending[i].basis_meta().map_or(u64::MAX, |d| d.size);
             let ok = may_prefill && size <= budget;
             if ok {
                 budget -= size;

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod altdest;
 mod bench_smoke;
 mod compress;
 mod delta;
