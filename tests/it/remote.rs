@@ -993,6 +993,27 @@ fn path_with_slash_before_colon_stays_local() {
     }
 }
 
+/// xsync with `flags`, pushing `src` to the remote `dst` or pulling it back, through
+/// count-bytes: (exit code, stderr, bytes on the wire both ways).
+fn counted_sync(
+    sshd: &Sshd,
+    push: bool,
+    flags: &[&str],
+    src: &Path,
+    dst: &Path,
+    dir: &Path,
+    tag: &str,
+) -> (i32, String, u64) {
+    let mut cmd = xsync();
+    cmd.args(flags).args(["--xsync-path", XSYNC_BIN]);
+    if push {
+        cmd.arg(slash(src)).arg(sshd.remote(slash(dst)));
+    } else {
+        cmd.arg(sshd.remote(slash(src))).arg(slash(dst));
+    }
+    crate::delta::counted(cmd, sshd, dir, tag)
+}
+
 /// A listing carries keys of what the receiver has and answers with a bitmap plus the
 /// changed entries: one changed file in a directory of 3,000 costs a few bytes per
 /// sibling, not a full entry each (about 40 bytes, as before protocol 2, or rsync's file
@@ -1011,16 +1032,7 @@ fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
         for i in 0..N {
             fs::write(src.join(format!("big/file-{i:05}.c")), format!("{i}\n")).unwrap();
         }
-        let sync = |tag: &str| {
-            let mut cmd = xsync();
-            cmd.args(["-a", "--xsync-path", XSYNC_BIN]);
-            if push {
-                cmd.arg(slash(&src)).arg(sshd.remote(slash(&dst)));
-            } else {
-                cmd.arg(sshd.remote(slash(&src))).arg(slash(&dst));
-            }
-            crate::delta::counted(cmd, &sshd, dir.path(), tag)
-        };
+        let sync = |tag: &str| counted_sync(&sshd, push, &["-a"], &src, &dst, dir.path(), tag);
         let (rc, err, _) = sync("first");
         assert_eq!(rc, 0, "{err}");
         fs::write(src.join("big/file-01234.c"), "changed\n").unwrap();
@@ -1061,14 +1073,15 @@ fn chown_no_op_rerun_costs_one_exchange() {
             }
         }
         let sync = |tag: &str| {
-            let mut cmd = xsync();
-            cmd.args(["-a", "--chown=nobody:nogroup", "--xsync-path", XSYNC_BIN]);
-            if push {
-                cmd.arg(slash(&src)).arg(sshd.remote(slash(&dst)));
-            } else {
-                cmd.arg(sshd.remote(slash(&src))).arg(slash(&dst));
-            }
-            crate::delta::counted(cmd, &sshd, dir.path(), tag)
+            counted_sync(
+                &sshd,
+                push,
+                &["-a", "--chown=nobody:nogroup"],
+                &src,
+                &dst,
+                dir.path(),
+                tag,
+            )
         };
         let (rc, err, _) = sync("first");
         assert_eq!(rc, 0, "{test}: {err}");

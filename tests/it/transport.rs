@@ -4,7 +4,7 @@
 //! same situation: a remote shell that never answers, a remote end that stops mid-run.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -205,6 +205,22 @@ fn wait_for_temp(test: &str, dir: &Path, child: &mut std::process::Child, err: &
     }
 }
 
+/// New big files in `src`, and `dst` a copy of their old versions, which stay in `old` to
+/// check "old or new" against.
+fn old_and_new(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (src, old, dst) = (dir.join("src"), dir.join("old"), dir.join("dst"));
+    big_tree(&src, 1);
+    big_tree(&old, 100);
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(&old)
+        .arg(&dst)
+        .status()
+        .expect("cp");
+    assert!(st.success(), "cp -a {old:?} {dst:?}");
+    (src, old, dst)
+}
+
 /// A pull whose remote xsync stops answering mid-file (SIGSTOP): the client gives up after
 /// the timeout with exit 30 and rsync's message, removes the file it was writing, and every
 /// destination file is old or new. (rsync 3.5.0 is not compared here: in this situation it
@@ -217,19 +233,7 @@ fn timeout_when_the_remote_end_stops_mid_pull_exits_30_and_leaves_old_or_new() {
         return;
     };
     let dir = test_dir();
-    let (src, old, dst) = (
-        dir.path().join("src"),
-        dir.path().join("old"),
-        dir.path().join("dst"),
-    );
-    big_tree(&src, 1);
-    big_tree(&old, 100);
-    Command::new("cp")
-        .arg("-a")
-        .arg(&old)
-        .arg(&dst)
-        .status()
-        .expect("cp");
+    let (src, old, dst) = old_and_new(dir.path());
     let err = dir.path().join("stderr");
     let mut child = xsync_over(&sshd)
         .args(["-a", "--whole-file", "--timeout=2", "--bwlimit", RATE])
@@ -275,19 +279,7 @@ fn timeout_reaches_the_server_when_the_client_stops() {
         return;
     };
     let dir = test_dir();
-    let (src, old, dst) = (
-        dir.path().join("src"),
-        dir.path().join("old"),
-        dir.path().join("dst"),
-    );
-    big_tree(&src, 1);
-    big_tree(&old, 100);
-    Command::new("cp")
-        .arg("-a")
-        .arg(&old)
-        .arg(&dst)
-        .status()
-        .expect("cp");
+    let (src, old, dst) = old_and_new(dir.path());
     let err = dir.path().join("stderr");
     let mut child = xsync_over(&sshd)
         .args(["-a", "--whole-file", "--timeout=2", "--bwlimit", RATE])
