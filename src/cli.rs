@@ -100,6 +100,14 @@ struct Cli {
     /// don't cross filesystem boundaries
     #[arg(short = 'x', long = "one-file-system")]
     one_file_system: bool,
+    /// preserve extended attributes
+    #[arg(short = 'X', long = "xattrs")]
+    xattrs: bool,
+    #[arg(long = "no-xattrs", alias = "no-X", hide = true)]
+    no_xattrs: bool,
+    /// (sent to the server: the client is not the super-user, so only `user.*` names count)
+    #[arg(long = "xattrs-user-only", hide = true)]
+    xattrs_user_only: bool,
     /// perform a trial run with no changes made
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
@@ -271,6 +279,10 @@ pub struct Options {
     pub devices: bool,
     pub specials: bool,
     pub hard_links: bool,
+    /// `-X`: which attribute names count, as the client's rsync would read them (all but
+    /// `system.*` as the super-user, `user.*` otherwise). A receiver narrows it further to
+    /// what it may set ([`Options::receiver_xattrs`]).
+    pub xattrs: Option<crate::xattr::Scope>,
     pub sparse: bool,
     pub one_file_system: bool,
     pub dry_run: bool,
@@ -443,6 +455,9 @@ where
             && !cli.no_specials
             && !cli.no_devices_specials,
         hard_links: cli.hard_links,
+        xattrs: (cli.xattrs && !cli.no_xattrs).then(|| crate::xattr::Scope {
+            all: rustix::process::geteuid().is_root() && !cli.xattrs_user_only,
+        }),
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
         dry_run: cli.dry_run,
@@ -726,6 +741,14 @@ pub fn version_text() -> String {
 }
 
 impl Options {
+    /// The `-X` scope of the receiving side: a receiver that is not the super-user may set
+    /// and remove only `user.*` names, so only those count there (rsync's rule).
+    pub fn receiver_xattrs(&self) -> Option<crate::xattr::Scope> {
+        self.xattrs.map(|s| crate::xattr::Scope {
+            all: s.all && rustix::process::geteuid().is_root(),
+        })
+    }
+
     /// The option words that make the server side behave like this one (paths, the
     /// transport and filter rules travel separately). Parsed on the server by [`parse`],
     /// so the two ends cannot disagree about what an option means.
@@ -743,6 +766,8 @@ impl Options {
             (self.devices, "--devices"),
             (self.specials, "--specials"),
             (self.hard_links, "--hard-links"),
+            (self.xattrs.is_some(), "--xattrs"),
+            (self.xattrs.is_some_and(|s| !s.all), "--xattrs-user-only"),
             (self.sparse, "--sparse"),
             (self.one_file_system, "--one-file-system"),
             (self.dry_run, "--dry-run"),
@@ -846,7 +871,7 @@ mod tests {
     #[test]
     fn server_args_reproduce_the_options() {
         let o = opts(&[
-            "-avHOJ",
+            "-avHOJX",
             "--delete-after",
             "--max-delete=3",
             "-c",
@@ -887,6 +912,16 @@ mod tests {
         assert!(opts(&["--no-m", "-m", "s", "d"]).prune_empty_dirs);
         assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);
         assert_eq!(back.max_delete, Some(3));
+        assert_eq!(back.xattrs, o.xattrs);
+        assert!(back.xattrs.is_some());
+        assert!(opts(&["-X", "--no-X", "s", "d"]).xattrs.is_none());
+        // A client that is not the super-user has the server count `user.*` names only.
+        let user = opts(&["-X", "--xattrs-user-only", "s", "d"]);
+        assert_eq!(user.xattrs, Some(crate::xattr::Scope { all: false }));
+        assert!(
+            user.server_args()
+                .contains(&"--xattrs-user-only".to_string())
+        );
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
     }

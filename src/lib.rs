@@ -30,13 +30,14 @@ pub mod summary;
 pub mod transfer;
 pub mod tree;
 pub mod write;
+pub mod xattr;
 
 use exit::ExitCode;
 use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.

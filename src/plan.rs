@@ -190,7 +190,7 @@ impl<'o> Planner<'o> {
         if self.root_is_transfer_dir {
             let flags = match dst {
                 None => Some("cd+++++++++".to_string()),
-                Some(d) => self.attr_flags(&src.meta, &d.meta, 'd', '.', false),
+                Some(d) => self.attr_flags(src, d, 'd', '.', false),
             };
             if let Some(f) = flags {
                 root.set_meta = true;
@@ -307,7 +307,7 @@ impl<'o> Planner<'o> {
             };
             let attrs_differ = match d {
                 None => true,
-                Some(d) => self.attr_flags(&e.meta, &d.meta, 'd', '.', false).is_some(),
+                Some(d) => self.attr_flags(e, d, 'd', '.', false).is_some(),
             };
             self.plan_children(&mut sub, d, st, false);
             sub.set_meta |= attrs_differ;
@@ -446,7 +446,7 @@ impl<'o> Planner<'o> {
                 match d {
                     None => self.line(st, "cd+++++++++", &format!("{shown}/"), None),
                     Some(d) => {
-                        if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'd', '.', false) {
+                        if let Some(f) = self.attr_flags(e, d, 'd', '.', false) {
                             self.line(st, &f, &format!("{shown}/"), None);
                         }
                     }
@@ -468,13 +468,13 @@ impl<'o> Planner<'o> {
                         }
                         if self.needs_transfer(e, d) {
                             let mut f = self
-                                .attr_flags(&e.meta, &d.meta, 'f', '>', true)
+                                .attr_flags(e, d, 'f', '>', true)
                                 .unwrap_or_else(|| ">f.........".into());
                             if o.checksum && e.hash != d.hash {
                                 f.replace_range(2..3, "c");
                             }
                             (Action::Transfer, f)
-                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'f', '.', false) {
+                        } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
                             (Action::Meta, f)
                         } else {
                             return;
@@ -502,13 +502,11 @@ impl<'o> Planner<'o> {
                         };
                         if changed {
                             let mut f = self
-                                .attr_flags(&e.meta, &d.meta, letter, 'c', false)
+                                .attr_flags(e, d, letter, 'c', false)
                                 .unwrap_or_else(|| format!("c{letter}........."));
                             f.replace_range(2..3, "c");
                             (Action::Special, f)
-                        } else if let Some(f) =
-                            self.attr_flags(&e.meta, &d.meta, letter, '.', false)
-                        {
+                        } else if let Some(f) = self.attr_flags(e, d, letter, '.', false) {
                             (Action::Meta, f)
                         } else {
                             return;
@@ -539,8 +537,12 @@ impl<'o> Planner<'o> {
     /// The itemize string for an existing entry whose attributes differ, or None when none
     /// of the preserved attributes do. `y` is the update-type letter; `sized` shows the
     /// size column for transferred files.
-    fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
+    fn attr_flags(&self, se: &Entry, de: &Entry, x: char, y: char, sized: bool) -> Option<String> {
         let o = self.opts;
+        let (s, d) = (&se.meta, &de.meta);
+        let xattrs = o.receiver_xattrs().is_some_and(|scope| {
+            !crate::xattr::same(se.xattrs.as_deref(), de.xattrs.as_deref(), scope)
+        });
         let size = sized && s.size != d.size;
         let time = !o.modify_window.same(s, d)
             && match s.kind {
@@ -553,7 +555,7 @@ impl<'o> Planner<'o> {
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
-        if !(size || time || perms || owner || group || sized) {
+        if !(size || time || perms || owner || group || xattrs || sized) {
             return None;
         }
         let t = if time {
@@ -562,11 +564,12 @@ impl<'o> Planner<'o> {
             '.'
         };
         Some(format!(
-            "{y}{x}.{}{t}{}{}{}...",
+            "{y}{x}.{}{t}{}{}{}..{}",
             if size { 's' } else { '.' },
             if perms { 'p' } else { '.' },
             if owner { 'o' } else { '.' },
             if group { 'g' } else { '.' },
+            if xattrs { 'x' } else { '.' },
         ))
     }
 
@@ -586,7 +589,7 @@ impl<'o> Planner<'o> {
                 d.meta.ino == l.meta.ino
                     && d.meta.dev == l.meta.dev
                     && !self.needs_transfer(e, d)
-                    && self.attr_flags(&e.meta, &d.meta, 'f', '.', false).is_none()
+                    && self.attr_flags(e, d, 'f', '.', false).is_none()
             }
             _ => false,
         };

@@ -78,6 +78,8 @@ pub struct WireEntry {
     pub complete: bool,
     pub link_leader: Option<serde_bytes::ByteBuf>,
     pub digest: Option<u128>,
+    /// `-X`: (name, value) pairs, sorted by name; checked by [`check_xattrs`].
+    pub xattrs: Option<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>>,
 }
 
 /// [`Meta`] as it crosses the wire.
@@ -119,6 +121,16 @@ impl WireEntry {
                 .as_ref()
                 .map(|l| serde_bytes::ByteBuf::from(l.to_vec())),
             digest: e.is_dir().then_some(e.digest),
+            xattrs: e.xattrs.as_ref().map(|x| {
+                x.0.iter()
+                    .map(|(n, v)| {
+                        (
+                            serde_bytes::ByteBuf::from(n.to_vec()),
+                            serde_bytes::ByteBuf::from(v.to_vec()),
+                        )
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -145,6 +157,19 @@ impl WireEntry {
         e.hash = self.hash;
         e.complete = self.complete;
         e.link_leader = self.link_leader.map(|l| l.into_vec().into_boxed_slice());
+        if let Some(x) = self.xattrs {
+            check_xattrs(&x)?;
+            e.xattrs = Some(Box::new(crate::xattr::Xattrs(
+                x.into_iter()
+                    .map(|(n, v)| {
+                        (
+                            n.into_vec().into_boxed_slice(),
+                            v.into_vec().into_boxed_slice(),
+                        )
+                    })
+                    .collect(),
+            )));
+        }
         e.digest = match (e.is_dir(), self.digest) {
             (true, Some(d)) => d,
             (false, _) => crate::summary::digest_of(&e, cmp),
@@ -847,6 +872,33 @@ pub fn check_entry(e: &WireEntry) -> Result<(), Error> {
     }
     if e.meta.kind == crate::tree::Kind::Symlink && e.target.is_none() {
         return Err(stream_error("symlink without a target"));
+    }
+    Ok(())
+}
+
+/// A peer's attribute list: a bounded count, names in a namespace `-X` copies (never
+/// `system.*`, which is ACLs), strictly sorted and unique (the digests hash them in order),
+/// values within Linux's limit.
+pub fn check_xattrs(x: &[(serde_bytes::ByteBuf, serde_bytes::ByteBuf)]) -> Result<(), Error> {
+    use crate::xattr::{MAX_COUNT, MAX_VALUE, valid_name};
+    if x.len() > MAX_COUNT {
+        return Err(stream_error("too many extended attributes on one entry"));
+    }
+    for (i, (n, v)) in x.iter().enumerate() {
+        if !valid_name(n) {
+            return Err(stream_error(format!(
+                "peer sent an extended attribute name xsync does not copy: `{}`",
+                crate::error::show(n)
+            )));
+        }
+        if v.len() > MAX_VALUE {
+            return Err(stream_error("extended attribute value over 64 KiB"));
+        }
+        if i > 0 && x[i - 1].0 >= *n {
+            return Err(stream_error(
+                "extended attributes not sorted or have duplicates",
+            ));
+        }
     }
     Ok(())
 }

@@ -32,6 +32,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         am_root,
         inplace: opts.inplace,
         window: opts.modify_window,
+        xattrs: opts.receiver_xattrs(),
     }
 }
 
@@ -108,9 +109,13 @@ pub fn apply(
         if matches!(opts.delete_when, DeleteWhen::After | DeleteWhen::Delay) && !exec.stopped() {
             exec.delete_pass(&plan, root_fd);
         }
-        let root_meta = info
-            .root_is_transfer_dir
-            .then(|| (&src_root.meta, dst_root.map(|d| &d.meta)));
+        let root_meta = info.root_is_transfer_dir.then(|| {
+            (
+                &src_root.meta,
+                src_root.xattrs.as_deref(),
+                dst_root.map(|d| &d.meta),
+            )
+        });
         exec.finish(&plan, root_fd, root_meta);
     }
     if plan.delete_skipped > 0 {

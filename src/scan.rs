@@ -29,6 +29,8 @@ pub struct Scanner<'a, 'r> {
     /// Receiver side: xsync temp files left by a killed run, found while scanning; the job
     /// removes them (unless `-n`).
     pub stale_temps: Mutex<Vec<Vec<u8>>>,
+    /// `-X`: the names this side reads (a receiver only those it may set).
+    xattr_scope: Option<crate::xattr::Scope>,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -72,6 +74,10 @@ impl<'a, 'r> Scanner<'a, 'r> {
             opts,
             report,
             stale_temps: Mutex::new(Vec::new()),
+            xattr_scope: match side {
+                Side::Sender => opts.xattrs,
+                Side::Receiver => opts.receiver_xattrs(),
+            },
         }
     }
 
@@ -165,6 +171,22 @@ impl<'a, 'r> Scanner<'a, 'r> {
                     self.stat_failed(rel, &io::Error::from(e));
                     return None;
                 }
+            }
+        }
+        if let Some(scope) = self.xattr_scope
+            && !entry.protected
+        {
+            match crate::xattr::read(crate::xattr::At::Name(dirfd, c), scope) {
+                Ok(x) => entry.xattrs = x,
+                Err(e) if self.side == Side::Sender => {
+                    self.report.error(
+                        ExitCode::Partial,
+                        io_message("read extended attributes of", rel, &e),
+                    );
+                    return None;
+                }
+                // The receiver's attributes are then all set again.
+                Err(_) => {}
             }
         }
         if meta.kind == Kind::File && self.opts.checksum && !entry.protected {

@@ -305,7 +305,12 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
         other => return Err(unexpected(&other, "the source summary")),
     };
-    let cmp = Compared::from_options(opts);
+    // The sender's files are digested here, over the attribute names this end may set, so
+    // one that differs only in names it cannot set still matches its own.
+    let cmp = Compared {
+        xattrs: opts.receiver_xattrs(),
+        ..Compared::from_options(opts)
+    };
     let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the
