@@ -13,3 +13,4 @@ mod progress;
 mod remote;
 mod robust;
 mod sshd;
+mod xattrs;
