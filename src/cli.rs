@@ -101,8 +101,8 @@ struct Cli {
     #[arg(short = 'x', long = "one-file-system")]
     one_file_system: bool,
     /// preserve extended attributes
-    #[arg(short = 'X', long = "xattrs")]
-    xattrs: bool,
+    #[arg(short = 'X', long = "xattrs", action = ArgAction::Count)]
+    xattrs: u8,
     #[arg(long = "no-xattrs", alias = "no-X", hide = true)]
     no_xattrs: bool,
     /// (sent to the server: the client is not the super-user, so only `user.*` names count)
@@ -424,6 +424,11 @@ where
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
     }
+    if cli.xattrs > 1 && !cli.no_xattrs {
+        return Err(Error::usage(
+            "-XX: xsync does not copy rsync's own `user.rsync.%*` attributes (use one -X)",
+        ));
+    }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let info = parse_info(&cli.info)?;
     let dash_progress = (cli.progress || cli.partial_progress) && !cli.no_progress;
@@ -455,7 +460,7 @@ where
             && !cli.no_specials
             && !cli.no_devices_specials,
         hard_links: cli.hard_links,
-        xattrs: (cli.xattrs && !cli.no_xattrs).then(|| crate::xattr::Scope {
+        xattrs: (cli.xattrs > 0 && !cli.no_xattrs).then(|| crate::xattr::Scope {
             all: rustix::process::geteuid().is_root() && !cli.xattrs_user_only,
         }),
         sparse: cli.sparse,
@@ -915,6 +920,10 @@ mod tests {
         assert_eq!(back.xattrs, o.xattrs);
         assert!(back.xattrs.is_some());
         assert!(opts(&["-X", "--no-X", "s", "d"]).xattrs.is_none());
+        assert!(
+            parse(["xsync", "-aXX", "s", "d"]).is_err(),
+            "-XX is refused"
+        );
         // A client that is not the super-user has the server count `user.*` names only.
         let user = opts(&["-X", "--xattrs-user-only", "s", "d"]);
         assert_eq!(user.xattrs, Some(crate::xattr::Scope { all: false }));

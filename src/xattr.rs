@@ -38,7 +38,8 @@ pub struct Scope {
 
 impl Scope {
     pub fn covers(self, name: &[u8]) -> bool {
-        name.starts_with(b"user.")
+        // rsync keeps its own `--fake-super` names (`user.rsync.%stat`, …) to `-XX`.
+        (name.starts_with(b"user.") && !name.starts_with(b"user.rsync.%"))
             || (self.all && (name.starts_with(b"trusted.") || name.starts_with(b"security.")))
     }
 }
@@ -243,6 +244,7 @@ mod tests {
     fn scopes_and_peer_names_follow_rsyncs_namespaces() {
         let (user, root) = (Scope { all: false }, Scope { all: true });
         assert!(user.covers(b"user.a") && !user.covers(b"trusted.a"));
+        assert!(!root.covers(b"user.rsync.%stat") && root.covers(b"user.rsync.other"));
         assert!(!user.covers(b"security.selinux") && root.covers(b"security.selinux"));
         assert!(root.covers(b"trusted.a") && !root.covers(b"system.posix_acl_access"));
         for bad in [
