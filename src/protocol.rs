@@ -1233,6 +1233,38 @@ mod tests {
     }
 
     #[test]
+    fn hostile_extended_attributes_from_the_peer_are_refused() {
+        use serde_bytes::ByteBuf;
+        let x = |v: &[(&[u8], usize)]| -> Vec<(ByteBuf, ByteBuf)> {
+            v.iter()
+                .map(|(n, len)| (ByteBuf::from(n.to_vec()), ByteBuf::from(vec![7u8; *len])))
+                .collect()
+        };
+        assert!(check_xattrs(&x(&[(b"security.selinux", 3), (b"user.a", 0)])).is_ok());
+        for bad in [
+            x(&[(b"system.posix_acl_access", 4)]),
+            x(&[(b"user.b", 1), (b"user.a", 1)]),
+            x(&[(b"user.a", 1), (b"user.a", 1)]),
+            x(&[(b"user.a", 64 * 1024 + 1)]),
+            x(&[(b"user.", 1)]),
+            x(&[(b"../evil", 1)]),
+            (0..1025)
+                .map(|i| (ByteBuf::from(format!("user.{i:05}")), ByteBuf::new()))
+                .collect(),
+        ] {
+            assert!(check_xattrs(&bad).is_err(), "{:?}", bad.first());
+        }
+        // Every entry from the peer passes the check, the root too.
+        let mut w = WireEntry::from_entry(&Entry::new(
+            b"f".to_vec().into_boxed_slice(),
+            crate::source::virtual_dir_meta(),
+        ));
+        w.xattrs = Some(x(&[(b"system.posix_acl_default", 1)]));
+        let cmp = Compared::from_options(&crate::cli::Options::default());
+        assert!(w.into_entry(&cmp).is_err());
+    }
+
+    #[test]
     fn unsafe_paths_from_the_peer_are_refused() {
         for bad in [&b"/etc"[..], b"../x", b"a/../b", b"a//b", b"a/./b"] {
             assert!(check_rel_path(bad).is_err(), "{bad:?}");
