@@ -114,6 +114,14 @@ struct Cli {
     /// don't cross filesystem boundaries
     #[arg(short = 'x', long = "one-file-system")]
     one_file_system: bool,
+    /// preserve extended attributes
+    #[arg(short = 'X', long = "xattrs", action = ArgAction::Count)]
+    xattrs: u8,
+    #[arg(long = "no-xattrs", alias = "no-X", hide = true)]
+    no_xattrs: bool,
+    /// (sent to the server: the client is not the super-user, so only `user.*` names count)
+    #[arg(long = "xattrs-user-only", hide = true)]
+    xattrs_user_only: bool,
     /// perform a trial run with no changes made
     #[arg(short = 'n', long = "dry-run")]
     dry_run: bool,
@@ -332,6 +340,10 @@ pub struct Options {
     pub devices: bool,
     pub specials: bool,
     pub hard_links: bool,
+    /// `-X`: which attribute names count, as the client's rsync would read them (all but
+    /// `system.*` as the super-user, `user.*` otherwise). A receiver narrows it further to
+    /// what it may set ([`Options::receiver_xattrs`]).
+    pub xattrs: Option<crate::xattr::Scope>,
     pub sparse: bool,
     pub one_file_system: bool,
     /// `-R`: each source's path (after a `/./`) is kept under the destination.
@@ -577,6 +589,11 @@ where
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
     }
+    if cli.xattrs > 1 && !cli.no_xattrs {
+        return Err(Error::usage(
+            "-XX: xsync does not copy rsync's own `user.rsync.%*` attributes (use one -X)",
+        ));
+    }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let info = parse_info(&cli.info)?;
     let dash_progress = (cli.progress || cli.partial_progress) && !cli.no_progress;
@@ -623,6 +640,9 @@ where
             && !cli.no_specials
             && !cli.no_devices_specials,
         hard_links: cli.hard_links,
+        xattrs: (cli.xattrs > 0 && !cli.no_xattrs).then(|| crate::xattr::Scope {
+            all: rustix::process::geteuid().is_root() && !cli.xattrs_user_only,
+        }),
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
         relative: (cli.relative || files_from.is_some()) && !cli.no_relative,
@@ -1027,6 +1047,14 @@ pub fn version_text() -> String {
 }
 
 impl Options {
+    /// The `-X` scope of the receiving side: a receiver that is not the super-user may set
+    /// and remove only `user.*` names, so only those count there (rsync's rule).
+    pub fn receiver_xattrs(&self) -> Option<crate::xattr::Scope> {
+        self.xattrs.map(|s| crate::xattr::Scope {
+            all: s.all && rustix::process::geteuid().is_root(),
+        })
+    }
+
     /// The option words that make the server side behave like this one (paths, the
     /// transport and filter rules travel separately). Parsed on the server by [`parse`],
     /// so the two ends cannot disagree about what an option means.
@@ -1044,6 +1072,8 @@ impl Options {
             (self.devices, "--devices"),
             (self.specials, "--specials"),
             (self.hard_links, "--hard-links"),
+            (self.xattrs.is_some(), "--xattrs"),
+            (self.xattrs.is_some_and(|s| !s.all), "--xattrs-user-only"),
             (self.sparse, "--sparse"),
             (self.one_file_system, "--one-file-system"),
             (self.relative, "--relative"),
@@ -1167,7 +1197,7 @@ mod tests {
     #[test]
     fn server_args_reproduce_the_options() {
         let o = opts(&[
-            "-avHOJ",
+            "-avHOJX",
             "--delete-after",
             "--max-delete=3",
             "-c",
@@ -1213,6 +1243,20 @@ mod tests {
         assert!(opts(&["--no-m", "-m", "s", "d"]).prune_empty_dirs);
         assert_eq!(opts(&["-@", "2", "s", "d"]).modify_window.0, 2);
         assert_eq!(back.max_delete, Some(3));
+        assert_eq!(back.xattrs, o.xattrs);
+        assert!(back.xattrs.is_some());
+        assert!(opts(&["-X", "--no-X", "s", "d"]).xattrs.is_none());
+        assert!(
+            parse(["xsync", "-aXX", "s", "d"]).is_err(),
+            "-XX is refused"
+        );
+        // A client that is not the super-user has the server count `user.*` names only.
+        let user = opts(&["-X", "--xattrs-user-only", "s", "d"]);
+        assert_eq!(user.xattrs, Some(crate::xattr::Scope { all: false }));
+        assert!(
+            user.server_args()
+                .contains(&"--xattrs-user-only".to_string())
+        );
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
         assert_eq!(back.timeout, Some(7));

@@ -113,7 +113,7 @@ impl Exec<'_, '_> {
         &self,
         plan: &Plan<'_>,
         dst_root: &OwnedFd,
-        root_meta: Option<(&Meta, Option<&Meta>)>,
+        root_meta: Option<(&Meta, Option<&crate::xattr::Xattrs>, Option<&Meta>)>,
     ) {
         // Leaders may never have been written.
         if !self.stopped() {
@@ -122,9 +122,9 @@ impl Exec<'_, '_> {
             }
         }
         self.post(&plan.root, dst_root.as_fd());
-        if let Some((want, have)) = root_meta
+        if let Some((want, xattrs, have)) = root_meta
             && plan.root.set_meta
-            && let Err(e) = write::set_dir_meta(dst_root, want, have, &self.rules)
+            && let Err(e) = write::set_dir_meta(dst_root, want, xattrs, have, &self.rules)
         {
             self.fail(b".", e);
         }
@@ -345,6 +345,7 @@ impl Exec<'_, '_> {
                 dst_dir,
                 it.name,
                 m,
+                it.src.xattrs.as_deref(),
                 it.dst.as_ref(),
                 &self.rules,
                 self.reuse_basis,
@@ -354,10 +355,15 @@ impl Exec<'_, '_> {
                 Stats::add(&self.report.stats.matched, matched);
             }),
             (Action::Transfer, None) => Ok(()),
-            (Action::Special, _) => {
-                write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
-                    .map(|()| self.created(it))
-            }
+            (Action::Special, _) => write::make_special(
+                dst_dir,
+                it.name,
+                m,
+                it.src.xattrs.as_deref(),
+                it.src.target.as_deref(),
+                &self.rules,
+            )
+            .map(|()| self.created(it)),
             (Action::AltLink | Action::AltCopy, _) => match alt_dir {
                 // (Its failure to open was reported for the directory.)
                 None => Ok(()),
@@ -365,7 +371,14 @@ impl Exec<'_, '_> {
                 Some(alt) => self.alt_copy(it, alt, dst_dir),
             },
             (Action::Meta, _) => match &it.dst {
-                Some(have) => write::update_meta(dst_dir, it.name, m, have, &self.rules),
+                Some(have) => write::update_meta(
+                    dst_dir,
+                    it.name,
+                    m,
+                    it.src.xattrs.as_deref(),
+                    have,
+                    &self.rules,
+                ),
                 None => Ok(()),
             },
         };
@@ -402,8 +415,15 @@ impl Exec<'_, '_> {
         let m = &it.src.meta;
         if m.kind != Kind::File {
             // A symlink or node is made anew; it has no content to copy.
-            return write::make_special(dst_dir, it.name, m, it.src.target.as_deref(), &self.rules)
-                .map(|()| self.created(it));
+            return write::make_special(
+                dst_dir,
+                it.name,
+                m,
+                it.src.xattrs.as_deref(),
+                it.src.target.as_deref(),
+                &self.rules,
+            )
+            .map(|()| self.created(it));
         }
         write::copy_file(
             alt,
@@ -411,6 +431,7 @@ impl Exec<'_, '_> {
             dst_dir,
             it.name,
             m,
+            it.src.xattrs.as_deref(),
             it.dst.as_ref(),
             &self.rules,
             false,
@@ -443,8 +464,13 @@ impl Exec<'_, '_> {
                 Ok(sfd) => {
                     self.post(s, sfd.as_fd());
                     if s.set_meta
-                        && let Err(e) =
-                            write::set_dir_meta(&sfd, &s.src.meta, s.dst.as_ref(), &self.rules)
+                        && let Err(e) = write::set_dir_meta(
+                            &sfd,
+                            &s.src.meta,
+                            s.src.xattrs.as_deref(),
+                            s.dst.as_ref(),
+                            &self.rules,
+                        )
                     {
                         self.fail(&s.rel, e);
                     }

@@ -32,6 +32,7 @@ pub mod summary;
 pub mod transfer;
 pub mod tree;
 pub mod write;
+pub mod xattr;
 
 use exit::ExitCode;
 use std::ffi::OsString;

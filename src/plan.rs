@@ -227,11 +227,11 @@ impl<'o> Planner<'o> {
             .unwrap_or_default();
         if self.root_is_transfer_dir {
             let flags = match dst {
-                None => self.new_dir_flags(&src.meta, alts.iter().flatten().next().copied()),
+                None => self.new_dir_flags(src, alts.iter().flatten().next().copied()),
                 Some(_) if self.root_is_new => {
-                    self.new_dir_flags(&src.meta, alts.iter().flatten().next().copied())
+                    self.new_dir_flags(src, alts.iter().flatten().next().copied())
                 }
-                Some(d) => self.attr_flags(&src.meta, &d.meta, 'd', '.', false),
+                Some(d) => self.attr_flags(src, d, 'd', '.', false),
             };
             // (A new root matching an alternate DIR's is not listed, but still gets its
             // metadata.)
@@ -352,7 +352,7 @@ impl<'o> Planner<'o> {
             };
             let attrs_differ = match d {
                 None => true,
-                Some(d) => self.attr_flags(&e.meta, &d.meta, 'd', '.', false).is_some(),
+                Some(d) => self.attr_flags(e, d, 'd', '.', false).is_some(),
             };
             let sub_alts: Vec<Option<&Entry>> = alts
                 .iter()
@@ -500,12 +500,12 @@ impl<'o> Planner<'o> {
                             .iter()
                             .flatten()
                             .find_map(|a| a.child(&e.name).filter(|c| c.is_dir()));
-                        if let Some(f) = self.new_dir_flags(&e.meta, alt) {
+                        if let Some(f) = self.new_dir_flags(e, alt) {
                             self.line(st, &f, &format!("{shown}/"), None);
                         }
                     }
                     Some(d) => {
-                        if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'd', '.', false) {
+                        if let Some(f) = self.attr_flags(e, d, 'd', '.', false) {
                             self.line(st, &f, &format!("{shown}/"), None);
                         }
                     }
@@ -538,13 +538,13 @@ impl<'o> Planner<'o> {
                         }
                         if self.needs_transfer(e, d) {
                             let mut f = self
-                                .attr_flags(&e.meta, &d.meta, 'f', '>', true)
+                                .attr_flags(e, d, 'f', '>', true)
                                 .unwrap_or_else(|| ">f.........".into());
                             if o.checksum && e.hash != d.hash {
                                 f.replace_range(2..3, "c");
                             }
                             (Action::Transfer, f)
-                        } else if let Some(f) = self.attr_flags(&e.meta, &d.meta, 'f', '.', false) {
+                        } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
                             (Action::Meta, f)
                         } else {
                             return;
@@ -581,7 +581,7 @@ impl<'o> Planner<'o> {
                         }
                         Some((_, a, _)) => {
                             let mut f = self
-                                .attr_flags(&e.meta, &a.meta, letter, 'c', false)
+                                .attr_flags(e, a, letter, 'c', false)
                                 .unwrap_or_else(|| format!("c{letter}........."));
                             if !same_node(e, a) {
                                 f.replace_range(2..3, "c");
@@ -594,13 +594,11 @@ impl<'o> Planner<'o> {
                         let changed = !same_node(e, d);
                         if changed {
                             let mut f = self
-                                .attr_flags(&e.meta, &d.meta, letter, 'c', false)
+                                .attr_flags(e, d, letter, 'c', false)
                                 .unwrap_or_else(|| format!("c{letter}........."));
                             f.replace_range(2..3, "c");
                             (Action::Special, f)
-                        } else if let Some(f) =
-                            self.attr_flags(&e.meta, &d.meta, letter, '.', false)
-                        {
+                        } else if let Some(f) = self.attr_flags(e, d, letter, '.', false) {
                             (Action::Meta, f)
                         } else {
                             return;
@@ -615,10 +613,10 @@ impl<'o> Planner<'o> {
 
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
     /// alternate DIR holding it) what differs from DIR's copy, nothing when nothing does.
-    fn new_dir_flags(&self, src: &Meta, alt: Option<&Entry>) -> Option<String> {
+    fn new_dir_flags(&self, src: &Entry, alt: Option<&Entry>) -> Option<String> {
         match alt {
             None => Some("cd+++++++++".to_string()),
-            Some(a) => self.attr_flags(src, &a.meta, 'd', 'c', false),
+            Some(a) => self.attr_flags(src, a, 'd', 'c', false),
         }
     }
 
@@ -646,7 +644,7 @@ impl<'o> Planner<'o> {
                 }
                 continue;
             }
-            if self.attr_flags(&e.meta, &a.meta, 'f', '.', false).is_none() {
+            if self.attr_flags(e, a, 'f', '.', false).is_none() {
                 return Some((j, a, AltMatch::Exact));
             }
             if !matches!(best, Some((_, _, AltMatch::Quick))) {
@@ -673,11 +671,7 @@ impl<'o> Planner<'o> {
             else {
                 continue;
             };
-            if same_node(e, a)
-                && self
-                    .attr_flags(&e.meta, &a.meta, letter, '.', false)
-                    .is_none()
-            {
+            if same_node(e, a) && self.attr_flags(e, a, letter, '.', false).is_none() {
                 return Some((j, a, AltMatch::Exact));
             }
             best = best.or(Some((j, a, AltMatch::Basis)));
@@ -745,13 +739,10 @@ impl<'o> Planner<'o> {
                 };
                 (action, None)
             }
-            (AltMatch::Quick, None) => (
-                Action::AltCopy,
-                self.attr_flags(&e.meta, &a.meta, 'f', 'c', false),
-            ),
+            (AltMatch::Quick, None) => (Action::AltCopy, self.attr_flags(e, a, 'f', 'c', false)),
             (AltMatch::Basis, None) => {
                 let mut f = self
-                    .attr_flags(&e.meta, &a.meta, 'f', '>', true)
+                    .attr_flags(e, a, 'f', '>', true)
                     .unwrap_or_else(|| ">f.........".into());
                 if self.opts.checksum && e.hash != a.hash {
                     f.replace_range(2..3, "c");
@@ -791,8 +782,12 @@ impl<'o> Planner<'o> {
     /// The itemize string for an existing entry whose attributes differ, or None when none
     /// of the preserved attributes do. `y` is the update-type letter; `sized` shows the
     /// size column for transferred files.
-    fn attr_flags(&self, s: &Meta, d: &Meta, x: char, y: char, sized: bool) -> Option<String> {
+    fn attr_flags(&self, se: &Entry, de: &Entry, x: char, y: char, sized: bool) -> Option<String> {
         let o = self.opts;
+        let (s, d) = (&se.meta, &de.meta);
+        let xattrs = o.receiver_xattrs().is_some_and(|scope| {
+            !crate::xattr::same(se.xattrs.as_deref(), de.xattrs.as_deref(), scope)
+        });
         let size = sized && s.size != d.size;
         let time = !o.modify_window.same(s, d)
             && match s.kind {
@@ -805,7 +800,7 @@ impl<'o> Planner<'o> {
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
-        if !(size || time || perms || owner || group || sized) {
+        if !(size || time || perms || owner || group || xattrs || sized) {
             return None;
         }
         let t = if time {
@@ -814,11 +809,12 @@ impl<'o> Planner<'o> {
             '.'
         };
         Some(format!(
-            "{y}{x}.{}{t}{}{}{}...",
+            "{y}{x}.{}{t}{}{}{}..{}",
             if size { 's' } else { '.' },
             if perms { 'p' } else { '.' },
             if owner { 'o' } else { '.' },
             if group { 'g' } else { '.' },
+            if xattrs { 'x' } else { '.' },
         ))
     }
 
@@ -838,7 +834,7 @@ impl<'o> Planner<'o> {
                 d.meta.ino == l.meta.ino
                     && d.meta.dev == l.meta.dev
                     && !self.needs_transfer(e, d)
-                    && self.attr_flags(&e.meta, &d.meta, 'f', '.', false).is_none()
+                    && self.attr_flags(e, d, 'f', '.', false).is_none()
             }
             _ => false,
         };

@@ -78,6 +78,8 @@ pub struct WireEntry {
     pub complete: bool,
     pub link_leader: Option<serde_bytes::ByteBuf>,
     pub digest: Option<u128>,
+    /// `-X`: (name, value) pairs, sorted by name; checked by [`check_xattrs`].
+    pub xattrs: Option<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>>,
 }
 
 /// [`Meta`] as it crosses the wire.
@@ -119,6 +121,16 @@ impl WireEntry {
                 .as_ref()
                 .map(|l| serde_bytes::ByteBuf::from(l.to_vec())),
             digest: e.is_dir().then_some(e.digest),
+            xattrs: e.xattrs.as_ref().map(|x| {
+                x.0.iter()
+                    .map(|(n, v)| {
+                        (
+                            serde_bytes::ByteBuf::from(n.to_vec()),
+                            serde_bytes::ByteBuf::from(v.to_vec()),
+                        )
+                    })
+                    .collect()
+            }),
         }
     }
 
@@ -145,6 +157,19 @@ impl WireEntry {
         e.hash = self.hash;
         e.complete = self.complete;
         e.link_leader = self.link_leader.map(|l| l.into_vec().into_boxed_slice());
+        if let Some(x) = self.xattrs {
+            check_xattrs(&x)?;
+            e.xattrs = Some(Box::new(crate::xattr::Xattrs(
+                x.into_iter()
+                    .map(|(n, v)| {
+                        (
+                            n.into_vec().into_boxed_slice(),
+                            v.into_vec().into_boxed_slice(),
+                        )
+                    })
+                    .collect(),
+            )));
+        }
         e.digest = match (e.is_dir(), self.digest) {
             (true, Some(d)) => d,
             (false, _) => crate::summary::digest_of(&e, cmp),
@@ -879,6 +904,33 @@ pub fn check_entry(e: &WireEntry) -> Result<(), Error> {
     Ok(())
 }
 
+/// A peer's attribute list: a bounded count, names in a namespace `-X` copies (never
+/// `system.*`, which is ACLs), strictly sorted and unique (the digests hash them in order),
+/// values within Linux's limit.
+pub fn check_xattrs(x: &[(serde_bytes::ByteBuf, serde_bytes::ByteBuf)]) -> Result<(), Error> {
+    use crate::xattr::{MAX_COUNT, MAX_VALUE, valid_name};
+    if x.len() > MAX_COUNT {
+        return Err(stream_error("too many extended attributes on one entry"));
+    }
+    for (i, (n, v)) in x.iter().enumerate() {
+        if !valid_name(n) {
+            return Err(stream_error(format!(
+                "peer sent an extended attribute name xsync does not copy: `{}`",
+                crate::error::show(n)
+            )));
+        }
+        if v.len() > MAX_VALUE {
+            return Err(stream_error("extended attribute value over 64 KiB"));
+        }
+        if i > 0 && x[i - 1].0 >= *n {
+            return Err(stream_error(
+                "extended attributes not sorted or have duplicates",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Children must arrive strictly sorted (the engine binary-searches them) and unique.
 pub fn check_sorted(children: &[Entry]) -> Result<(), Error> {
     for w in children.windows(2) {
@@ -1206,6 +1258,38 @@ mod tests {
         bytes.extend_from_slice(&[0xff; 5]);
         let e = Reader::new(&bytes[..]).recv().unwrap_err();
         assert_eq!(e.code, ExitCode::StreamIo);
+    }
+
+    #[test]
+    fn hostile_extended_attributes_from_the_peer_are_refused() {
+        use serde_bytes::ByteBuf;
+        let x = |v: &[(&[u8], usize)]| -> Vec<(ByteBuf, ByteBuf)> {
+            v.iter()
+                .map(|(n, len)| (ByteBuf::from(n.to_vec()), ByteBuf::from(vec![7u8; *len])))
+                .collect()
+        };
+        assert!(check_xattrs(&x(&[(b"security.selinux", 3), (b"user.a", 0)])).is_ok());
+        for bad in [
+            x(&[(b"system.posix_acl_access", 4)]),
+            x(&[(b"user.b", 1), (b"user.a", 1)]),
+            x(&[(b"user.a", 1), (b"user.a", 1)]),
+            x(&[(b"user.a", 64 * 1024 + 1)]),
+            x(&[(b"user.", 1)]),
+            x(&[(b"../evil", 1)]),
+            (0..1025)
+                .map(|i| (ByteBuf::from(format!("user.{i:05}")), ByteBuf::new()))
+                .collect(),
+        ] {
+            assert!(check_xattrs(&bad).is_err(), "{:?}", bad.first());
+        }
+        // Every entry from the peer passes the check, the root too.
+        let mut w = WireEntry::from_entry(&Entry::new(
+            b"f".to_vec().into_boxed_slice(),
+            crate::source::virtual_dir_meta(),
+        ));
+        w.xattrs = Some(x(&[(b"system.posix_acl_default", 1)]));
+        let cmp = Compared::from_options(&crate::cli::Options::default());
+        assert!(w.into_entry(&cmp).is_err());
     }
 
     #[test]

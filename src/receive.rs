@@ -35,6 +35,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         inplace: opts.inplace,
         window: opts.modify_window,
         fsync: opts.fsync,
+        xattrs: opts.receiver_xattrs(),
     }
 }
 
@@ -117,9 +118,13 @@ pub fn apply(
         if matches!(opts.delete_when, DeleteWhen::After | DeleteWhen::Delay) && !exec.stopped() {
             exec.delete_pass(&plan, root_fd);
         }
-        let root_meta = info
-            .root_is_transfer_dir
-            .then(|| (&src_root.meta, dst_root.map(|d| &d.meta)));
+        let root_meta = info.root_is_transfer_dir.then(|| {
+            (
+                &src_root.meta,
+                src_root.xattrs.as_deref(),
+                dst_root.map(|d| &d.meta),
+            )
+        });
         exec.finish(&plan, root_fd, root_meta);
     }
     if plan.delete_skipped > 0 {

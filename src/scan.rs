@@ -33,6 +33,8 @@ pub struct Scanner<'a, 'r> {
     /// since implied directories bring children without `-r` (only what the sender's
     /// tree names is compared there; the rest is never deleted, as it is incomplete).
     pub recurse: bool,
+    /// `-X`: the names this side reads (a receiver only those it may set).
+    xattr_scope: Option<crate::xattr::Scope>,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -77,6 +79,10 @@ impl<'a, 'r> Scanner<'a, 'r> {
             report,
             stale_temps: Mutex::new(Vec::new()),
             recurse: opts.recursive || (side == Side::Receiver && opts.relative),
+            xattr_scope: match side {
+                Side::Sender => opts.xattrs,
+                Side::Receiver => opts.receiver_xattrs(),
+            },
         }
     }
 
@@ -170,6 +176,22 @@ impl<'a, 'r> Scanner<'a, 'r> {
                     self.stat_failed(rel, &io::Error::from(e));
                     return None;
                 }
+            }
+        }
+        if let Some(scope) = self.xattr_scope
+            && !entry.protected
+        {
+            match crate::xattr::read(crate::xattr::At::Name(dirfd, c), scope) {
+                Ok(x) => entry.xattrs = x,
+                Err(e) if self.side == Side::Sender => {
+                    self.report.error(
+                        ExitCode::Partial,
+                        io_message("read extended attributes of", rel, &e),
+                    );
+                    return None;
+                }
+                // The receiver's attributes are then all set again.
+                Err(_) => {}
             }
         }
         if meta.kind == Kind::File && self.opts.checksum && !entry.protected {

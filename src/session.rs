@@ -307,7 +307,12 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     };
     // (Scanned before the listings arrive, while the sender serves them.)
     let alt = crate::altdest::AltDirs::open(opts, &dest, &info, report);
-    let cmp = Compared::from_options(opts);
+    // The sender's files are digested here, over the attribute names this end may set, so
+    // one that differs only in names it cannot set still matches its own.
+    let cmp = Compared {
+        xattrs: opts.receiver_xattrs(),
+        ..Compared::from_options(opts)
+    };
     let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the

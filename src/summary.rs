@@ -27,6 +27,8 @@ pub struct Compared {
     pub checksum: bool,
     pub hard_links: bool,
     pub window: crate::tree::TimeWindow,
+    /// `-X`: the attribute names the digests cover (none without it).
+    pub xattrs: Option<crate::xattr::Scope>,
     /// `--chown`: how the owner and the group take part (see [`Forced`]).
     pub chown_uid: Forced,
     pub chown_gid: Forced,
@@ -51,6 +53,7 @@ impl Compared {
             checksum: o.checksum,
             hard_links: o.hard_links,
             window: o.modify_window,
+            xattrs: o.xattrs,
             chown_uid: Forced::when(o.chown.0.is_some()),
             chown_gid: Forced::when(o.chown.1.is_some()),
             never_equal_files: false,
@@ -63,6 +66,7 @@ impl Compared {
         Compared {
             // rsync's quick check looks at -c and --size-only before -I.
             never_equal_files: o.ignore_times && !o.checksum && !o.size_only,
+            xattrs: o.receiver_xattrs(),
             chown_uid: chown.uid.map_or(Forced::No, Forced::IfEqual),
             chown_gid: chown.gid.map_or(Forced::No, Forced::IfEqual),
             ..Compared::from_options(o)
@@ -152,6 +156,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
         let (secs, nsec) = cmp.window.digest_key(m);
         h.update(&secs.to_le_bytes());
         h.update(&nsec.to_le_bytes());
+    }
+    if let Some(scope) = cmp.xattrs {
+        crate::xattr::hash(&mut h, e.xattrs.as_deref(), scope);
     }
     match m.kind {
         Kind::File => {

@@ -1301,7 +1301,12 @@ fn receive<'d, R: Read + Send>(
                                         rules.sparse,
                                     )?;
                                     t.write(&data)?;
-                                    t.commit(&p.item.src.meta, p.item.dst.as_ref(), &rules)
+                                    t.commit(
+                                        &p.item.src.meta,
+                                        p.item.src.xattrs.as_deref(),
+                                        p.item.dst.as_ref(),
+                                        &rules,
+                                    )
                                 })();
                                 match res {
                                     Ok(n) => exec.transferred(p.item, n, started),
@@ -1649,7 +1654,12 @@ fn finish_file(
         );
         return;
     }
-    let done = t.commit(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules);
+    let done = t.commit(
+        &p.item.src.meta,
+        p.item.src.xattrs.as_deref(),
+        p.item.dst.as_ref(),
+        &exec.rules,
+    );
     if done.is_ok()
         && let Some(sub) = &exec.partial_dir
     {

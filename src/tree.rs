@@ -192,6 +192,8 @@ pub struct Entry {
     pub protected: bool,
     /// Merkle digest over the compared metadata and everything below (see summary.rs).
     pub digest: u128,
+    /// `-X` only: the extended attributes (boxed, so a run without them pays one word).
+    pub xattrs: Option<Box<crate::xattr::Xattrs>>,
 }
 
 impl Entry {
@@ -206,6 +208,7 @@ impl Entry {
             link_leader: None,
             protected: false,
             digest: 0,
+            xattrs: None,
         }
     }
 

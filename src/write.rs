@@ -15,6 +15,7 @@
 use crate::pathsafe::{TEMP_PREFIX, check_name};
 use crate::scan::{cstr, open_dir_at};
 use crate::tree::{Kind, Meta};
+use crate::xattr::Xattrs;
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod,
     fchown, futimens, linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat, utimensat,
@@ -49,6 +50,8 @@ pub struct MetaRules {
     /// `--fsync`: each finished file reaches the disk before it is renamed into place, so
     /// after a power cut the name holds the old file or the whole new one.
     pub fsync: bool,
+    /// `-X`: the attribute names this receiver sets and removes.
+    pub xattrs: Option<crate::xattr::Scope>,
 }
 
 impl MetaRules {
@@ -151,6 +154,17 @@ impl StepError {
 }
 
 type Step<T> = Result<T, StepError>;
+
+/// `-X`: brings the attributes at `at` to `want` (None: none). rsync still puts a file in
+/// place when its attributes cannot be set (a file system without them): so do we, and
+/// the caller reports this error after the rename (exit 23).
+fn set_xattrs(at: crate::xattr::At<'_>, want: Option<&Xattrs>, rules: &MetaRules) -> Step<()> {
+    match rules.xattrs {
+        None => Ok(()),
+        Some(scope) => crate::xattr::apply(at, want, scope)
+            .map_err(|e| StepError::new("set extended attributes on", e)),
+    }
+}
 
 /// A temporary name no other run or thread is using: prefix + 16 hex digits of a hash of
 /// pid, time and a process-wide counter.
@@ -411,7 +425,14 @@ impl<'d> TempFile<'d> {
     }
 
     /// Sets the metadata and renames the finished file over the target.
-    pub fn commit(mut self, want: &Meta, existing: Option<&Meta>, rules: &MetaRules) -> Step<u64> {
+    pub fn commit(
+        mut self,
+        want: &Meta,
+        xattrs: Option<&Xattrs>,
+        existing: Option<&Meta>,
+        rules: &MetaRules,
+    ) -> Step<u64> {
+        let xres = set_xattrs(crate::xattr::At::Fd(self.fd.as_fd()), xattrs, rules);
         if self.in_place {
             // The old content may have been longer.
             rustix::fs::ftruncate(&self.fd, self.len)
@@ -420,7 +441,7 @@ impl<'d> TempFile<'d> {
             set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
             self.sync(rules)?;
             self.committed = true;
-            return Ok(self.len);
+            return xres.map(|()| self.len);
         }
         if self.sparse {
             // Trailing holes are not written; the length is.
@@ -433,7 +454,7 @@ impl<'d> TempFile<'d> {
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
-        Ok(self.len)
+        xres.map(|()| self.len)
     }
 
     fn sync(&self, rules: &MetaRules) -> Step<()> {
@@ -504,22 +525,30 @@ pub fn copy_file(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     existing: Option<&Meta>,
     rules: &MetaRules,
     reuse_basis: bool,
 ) -> Step<(u64, u64)> {
     if reuse_basis && existing.is_some_and(|d| d.kind == Kind::File && d.size > 0) {
-        return copy_reusing(src_dir, src_name, dst_dir, name, want, existing, rules);
+        return copy_reusing(
+            src_dir, src_name, dst_dir, name, want, xattrs, existing, rules,
+        );
     }
-    copy_whole(src_dir, src_name, dst_dir, name, want, existing, rules).map(|n| (n, 0))
+    copy_whole(
+        src_dir, src_name, dst_dir, name, want, xattrs, existing, rules,
+    )
+    .map(|n| (n, 0))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn copy_whole(
     src_dir: BorrowedFd<'_>,
     src_name: &[u8],
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<u64> {
@@ -551,19 +580,21 @@ fn copy_whole(
     } else {
         out.len = copy_data(&src, &out.fd, want.size)?;
     }
-    out.commit(want, existing, rules)
+    out.commit(want, xattrs, existing, rules)
 }
 
 /// `--no-whole-file` on a local copy: rebuilds the target in a temporary from its current
 /// version (the basis) where aligned 1 MiB blocks are equal, and from the source where they
 /// differ — every byte moved by `copy_file_range`, so unchanged data never passes through
 /// user space and shares extents on file systems that reflink. Returns (literal, matched).
+#[allow(clippy::too_many_arguments)]
 fn copy_reusing(
     src_dir: BorrowedFd<'_>,
     src_name: &[u8],
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<(u64, u64)> {
@@ -615,7 +646,7 @@ fn copy_reusing(
         i = j;
     }
     out.advance(src_len);
-    out.commit(want, existing, rules)?;
+    out.commit(want, xattrs, existing, rules)?;
     Ok((literal, matched))
 }
 
@@ -734,6 +765,7 @@ pub fn make_special(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     target: Option<&[u8]>,
     rules: &MetaRules,
 ) -> Step<()> {
@@ -763,7 +795,12 @@ pub fn make_special(
         }
     };
     let res = set_path_meta(dst_dir, &tmp, want, None, rules);
-    finish(dst_dir, &tmp, &name_c, res)
+    let xres = match res {
+        Ok(()) => set_xattrs(crate::xattr::At::Name(dst_dir, &tmp), xattrs, rules),
+        Err(_) => Ok(()),
+    };
+    finish(dst_dir, &tmp, &name_c, res)?;
+    xres
 }
 
 /// Metadata on a name that is not open (a fresh node, or an attribute-only update), with
@@ -827,10 +864,13 @@ pub fn update_meta(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     have: &Meta,
     rules: &MetaRules,
 ) -> Step<()> {
     let name_c = checked(name)?;
+    // (Before the mode: a file made read-only may still take attributes, as root.)
+    let xres = set_xattrs(crate::xattr::At::Name(dst_dir, &name_c), xattrs, rules);
     let mut r = *rules;
     r.owner &= want.uid != have.uid;
     r.group &= want.gid != have.gid;
@@ -838,7 +878,8 @@ pub fn update_meta(
     let mode = rules.file_mode(want, Some(have));
     // chown may have cleared set-id bits, so the mode is re-applied after it.
     let chmod = mode != have.mode || r.owner || r.group;
-    path_meta(dst_dir, &name_c, want, mode, &r, chmod)
+    path_meta(dst_dir, &name_c, want, mode, &r, chmod)?;
+    xres
 }
 
 /// Makes `name` in `dst_dir` another name of `leader_name` in `leader_dir`, replacing
@@ -887,9 +928,11 @@ pub fn drop_partial(dir: BorrowedFd<'_>, sub: &[u8], name: &[u8]) {
 pub fn set_dir_meta(
     fd: impl AsFd,
     want: &Meta,
+    xattrs: Option<&Xattrs>,
     have: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<()> {
+    let xres = set_xattrs(crate::xattr::At::Fd(fd.as_fd()), xattrs, rules);
     if rules.owner || rules.group {
         let (u, g) = rules.owner_ids(want);
         rules.chown_result(fchown(&fd, u, g))?;
@@ -906,7 +949,7 @@ pub fn set_dir_meta(
         futimens(&fd, &MetaRules::timestamps(want))
             .map_err(|e| StepError::new("set times on", e))?;
     }
-    Ok(())
+    xres
 }
 
 /// Removes a destination entry as the scan saw it, without following symlinks. Entries the

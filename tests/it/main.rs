@@ -16,3 +16,4 @@ mod remote;
 mod robust;
 mod sshd;
 mod transport;
+mod xattrs;

@@ -233,6 +233,10 @@ remote_differential_tests! {
     prune_empty_dirs_with_include_patterns:
         &["-am", "--delete-excluded", "--include=*/", "--include=*.txt", "--exclude=*"],
         Fixture::over_older_copy();
+    /// -X: extended attributes (user.*, and trusted.*/security.* as root) into an empty tree.
+    xattrs_copy_to_an_empty_tree: &["-aX"], Fixture::xattrs();
+    /// -X over an older copy: attributes changed, added and removed on the remote end too.
+    xattrs_update_an_older_copy: &["-aX"], Fixture::xattrs_over_older();
     /// Excluded files are neither copied nor deleted (the rules travel to the other end).
     delete_keeps_excluded_files: &["-a", "--delete", "--exclude", "*.log"], Fixture::over_older_copy();
     /// First matching rule wins: all directories, *.txt, nothing else.

@@ -578,7 +578,76 @@ fn close_times_with(root: &Path, word: &str, times: &[(i64, i64); 5]) {
     t.stamp(true);
 }
 
+/// `-X`: files, a directory and a symlink with extended attributes (an empty value, a
+/// 3000-byte one, several per file); as root also `trusted.*` and `security.*` names,
+/// which rsync copies then.
+pub fn xattr_tree(root: &Path) {
+    let t = TestTree::at(root);
+    t.file("plain.txt", b"no attributes\n")
+        .file("one.txt", b"one attribute\n")
+        .file("many.txt", b"several\n")
+        .file("sub/deep.txt", b"deep\n")
+        .file("sub/changed.txt", b"new content\n")
+        .symlink("link", "one.txt");
+    set_xattr(&t.path("one.txt"), "user.comment", b"hello");
+    set_xattr(&t.path("many.txt"), "user.a", b"1");
+    set_xattr(&t.path("many.txt"), "user.empty", b"");
+    set_xattr(&t.path("many.txt"), "user.big", &pseudo_random(7, 3000));
+    set_xattr(&t.path("many.txt"), "user.kept", b"same");
+    set_xattr(&t.path("sub"), "user.dir", b"on a directory");
+    set_xattr(&t.path("sub/deep.txt"), "user.new", b"added");
+    set_xattr(&t.path("sub/changed.txt"), "user.v", b"2");
+    if is_root() {
+        set_xattr(&t.path("many.txt"), "trusted.t", b"root only");
+        set_xattr(&t.path("one.txt"), "security.s", b"root only");
+        set_xattr(&t.path("link"), "trusted.l", b"on the link itself");
+    }
+    t.stamp(false);
+}
+
+/// An older copy of [`xattr_tree`]: the same content and times, but attributes changed,
+/// missing or extra (an attribute-only update), and one file whose content changed too.
+pub fn xattr_tree_older(root: &Path) {
+    let t = TestTree::at(root);
+    t.file("plain.txt", b"no attributes\n")
+        .file("one.txt", b"one attribute\n")
+        .file("many.txt", b"several\n")
+        .file("sub/deep.txt", b"deep\n")
+        .file("sub/changed.txt", b"old\n")
+        .symlink("link", "one.txt");
+    set_xattr(&t.path("plain.txt"), "user.extra", b"to be removed");
+    set_xattr(&t.path("one.txt"), "user.comment", b"an older value");
+    set_xattr(&t.path("many.txt"), "user.a", b"0");
+    set_xattr(&t.path("many.txt"), "user.kept", b"same");
+    set_xattr(&t.path("many.txt"), "user.gone", b"x");
+    set_xattr(&t.path("sub"), "user.dir", b"older");
+    set_xattr(&t.path("sub"), "user.stale", b"x");
+    set_xattr(&t.path("sub/changed.txt"), "user.v", b"1");
+    set_xattr(&t.path("sub/changed.txt"), "user.stale", b"x");
+    if is_root() {
+        set_xattr(&t.path("plain.txt"), "trusted.extra", b"to be removed");
+    }
+    t.stamp(false);
+}
+
 impl Fixture {
+    /// [`xattr_tree`] into an empty destination.
+    pub fn xattrs() -> Fixture {
+        Fixture {
+            src: xattr_tree,
+            ..Fixture::awkward()
+        }
+    }
+
+    /// [`xattr_tree`] over [`xattr_tree_older`].
+    pub fn xattrs_over_older() -> Fixture {
+        Fixture {
+            src: xattr_tree,
+            older: Some(xattr_tree_older),
+            ..Fixture::awkward()
+        }
+    }
+
     /// [`close_times`] over [`close_times_older`].
     pub fn close_times() -> Fixture {
         Fixture {
@@ -628,6 +697,39 @@ pub struct Meta {
     pub target: Option<OsString>,
     /// blake3 of a regular file's bytes, or the error reading them.
     pub content: Option<Result<[u8; 32], String>>,
+    /// Extended attributes but `system.*` (ACLs), sorted by name, read without following
+    /// a symlink.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The extended attributes of `path` (not following a symlink) but `system.*`, sorted.
+pub fn xattrs_of(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(path, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::OPNOTSUPP) => 0,
+        Err(e) => panic!("llistxattr {path:?}: {e}"),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"system.") {
+            continue;
+        }
+        let mut value = vec![0u8; 64 * 1024];
+        let c = std::ffi::CString::new(name).expect("no NUL in a listed name");
+        let k = rustix::fs::lgetxattr(path, &c, &mut value[..])
+            .unwrap_or_else(|e| panic!("lgetxattr {path:?} {c:?}: {e}"));
+        value.truncate(k);
+        out.push((name.to_vec(), value));
+    }
+    out.sort();
+    out
+}
+
+/// Sets an extended attribute on `path` itself (a symlink is not followed).
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("lsetxattr {path:?} {name}: {e}"));
 }
 
 fn kind_of(mode: u32) -> Kind {
@@ -679,6 +781,7 @@ fn meta_of(path: &Path, with_content: bool) -> io::Result<Meta> {
             None
         },
         content: (with_content && kind == Kind::File).then(|| hash_file(path)),
+        xattrs: xattrs_of(path),
     })
 }
 
@@ -717,6 +820,8 @@ pub struct Compare {
     pub owners: bool,
     /// Paths whose mtime is not compared (e.g. directories that received new entries).
     pub ignore_times: BTreeSet<PathBuf>,
+    /// Compare extended attributes (rsync -X).
+    pub xattrs: bool,
 }
 
 impl Default for Compare {
@@ -726,6 +831,7 @@ impl Default for Compare {
             symlink_times: true,
             owners: true,
             ignore_times: BTreeSet::new(),
+            xattrs: false,
         }
     }
 }
@@ -741,9 +847,13 @@ impl Compare {
         let times = (short('a') || short('t') || flags.contains(&"--times"))
             && !flags.contains(&"--no-times")
             && !flags.contains(&"--no-t");
+        let xattrs = (short('X') || flags.contains(&"--xattrs"))
+            && !flags.contains(&"--no-xattrs")
+            && !flags.contains(&"--no-X");
         Compare {
             times,
             symlink_times: times,
+            xattrs,
             ..Compare::default()
         }
     }
@@ -828,6 +938,25 @@ pub fn diff_scans(
         }
         if ma.mode != mb.mode {
             diffs.push(format!("{p}: mode {:o} vs {:o}", ma.mode, mb.mode));
+        }
+        if opts.xattrs && ma.xattrs != mb.xattrs {
+            let names = |x: &[(Vec<u8>, Vec<u8>)]| {
+                x.iter()
+                    .map(|(n, v)| {
+                        format!(
+                            "{}={:?}",
+                            String::from_utf8_lossy(n),
+                            String::from_utf8_lossy(v)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            diffs.push(format!(
+                "{p}: xattrs [{}] vs [{}]",
+                names(&ma.xattrs),
+                names(&mb.xattrs)
+            ));
         }
         if opts.owners && (ma.uid, ma.gid) != (mb.uid, mb.gid) {
             diffs.push(format!(
