@@ -153,7 +153,12 @@ impl Exec<'_, '_> {
                     }
                     let sfd = match (content, src_of(sub.name)) {
                         (Content::Local(_), Some(parent)) => {
-                            match write::open_dir(parent, sub.src_name) {
+                            let opened = if sub.src.followed {
+                                write::open_dir_following(parent, sub.src_name)
+                            } else {
+                                write::open_dir(parent, sub.src_name)
+                            };
+                            match opened {
                                 Ok(fd) => Some(fd),
                                 Err(e) => return self.fail(&sub.rel, e),
                             }
@@ -279,8 +284,11 @@ impl Exec<'_, '_> {
         let started = self.clock();
         let res = match (it.action, src_dir) {
             (Action::Transfer, Some(src_dir)) => write::copy_file(
-                src_dir,
-                it.src_name,
+                write::SrcFile {
+                    dir: src_dir,
+                    name: it.src_name,
+                    followed: it.src.followed,
+                },
                 dst_dir,
                 it.name,
                 m,

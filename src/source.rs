@@ -9,7 +9,7 @@ use crate::exec::TopSource;
 use crate::exit::ExitCode;
 use crate::protocol::SourceInfo;
 use crate::report::Report;
-use crate::scan::{Scanner, dev_of};
+use crate::scan::{Scanner, Up, dev_of, follows};
 use crate::tree::{Entry, Kind, Meta};
 use rustix::fs::{Mode, OFlags};
 use std::collections::HashMap;
@@ -40,6 +40,10 @@ type TopOrigin = (usize, Box<[u8]>);
 pub struct Tops {
     bases: Vec<OwnedFd>,
     map: HashMap<Box<[u8]>, TopOrigin>,
+    /// Root-relative paths of the non-directories the scan reached by following a symlink
+    /// (a request names only the path; directories on the way are followed by `openat`
+    /// itself, as only the last component of a path is `O_NOFOLLOW`).
+    followed: std::collections::HashSet<Box<[u8]>>,
 }
 
 impl TopSource for Tops {
@@ -51,7 +55,7 @@ impl TopSource for Tops {
 impl Tops {
     /// The directory and name a root-relative path is read from (the sender's side of a
     /// file request).
-    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>)> {
+    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>, bool)> {
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
             None => (rel, None),
@@ -62,7 +66,7 @@ impl Tops {
             p.push(b'/');
             p.extend_from_slice(rest);
         }
-        Some((self.bases[*idx].as_fd(), p))
+        Some((self.bases[*idx].as_fd(), p, self.followed.contains(rel)))
     }
 }
 
@@ -189,7 +193,7 @@ impl Sources {
             let st = if contents {
                 rustix::fs::stat(path)
             } else {
-                rustix::fs::lstat(path)
+                rustix::fs::lstat(path).map(|st| follow_top(opts, path, b, st))
             };
             let meta = match st {
                 Ok(st) => Meta::from_stat(&st),
@@ -273,6 +277,7 @@ impl Sources {
         let mut tops = Tops {
             bases: Vec::new(),
             map: HashMap::new(),
+            followed: Default::default(),
         };
         for (idx, s) in self.list.iter().enumerate() {
             tops.bases.push(rustix::io::dup(&s.base)?);
@@ -281,7 +286,7 @@ impl Sources {
                 None => {
                     let listed = rustix::io::dup(&s.base)
                         .map_err(std::io::Error::from)
-                        .and_then(|fd| scanner.read_children(fd, b"", dev));
+                        .and_then(|fd| scanner.read_children(fd, b"", dev, &Up::base(&s.base)));
                     match listed {
                         Ok((c, complete)) => {
                             root.complete &= complete;
@@ -295,7 +300,14 @@ impl Sources {
                     }
                 }
                 Some(n) => scanner
-                    .scan_entry(s.base.as_fd(), n, n, dev, scanner.opts.recursive)
+                    .scan_entry(
+                        s.base.as_fd(),
+                        n,
+                        n,
+                        dev,
+                        scanner.opts.recursive,
+                        &Up::base(&s.base),
+                    )
                     .into_iter()
                     .collect(),
             };
@@ -312,7 +324,34 @@ impl Sources {
             }
         }
         root.children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        if scanner.opts.follows_links() {
+            root.walk(b"", &mut |p, e| {
+                if e.followed && !e.is_dir() {
+                    tops.followed.insert(p.into());
+                }
+            });
+        }
         Ok((root, tops))
+    }
+}
+
+/// A source argument that is itself a symlink (`xsync -L link dst/`) is replaced by its
+/// referent by the same rule as a link inside the tree (its path there is its name), so
+/// that a followed directory counts as a directory (not a single file) from the start.
+/// A dangling one stays a link, for the scan to report.
+fn follow_top(opts: &Options, path: &Path, arg: &[u8], st: rustix::fs::Stat) -> rustix::fs::Stat {
+    if !opts.follows_links() || Kind::from_mode(st.st_mode) != Kind::Symlink {
+        return st;
+    }
+    let (Ok(target), Ok(referent)) = (std::fs::read_link(path), rustix::fs::stat(path)) else {
+        return st;
+    };
+    let to_dir = Kind::from_mode(referent.st_mode) == Kind::Dir;
+    let name = parent_and_name(arg).1;
+    if follows(opts, target.as_os_str().as_bytes(), &name, to_dir) {
+        referent
+    } else {
+        st
     }
 }
 
