@@ -845,6 +845,9 @@ mod tests {
             "--max-size=2mb-1",
             "--modify-window=-1",
             "--no-W",
+            "-Lk",
+            "--copy-unsafe-links",
+            "--safe-links",
             "s",
             "d",
         ]);
@@ -868,6 +871,8 @@ mod tests {
         assert_eq!(back.max_delete, Some(3));
         assert_eq!(back.whole_file, Some(false));
         assert_eq!(back.verbose, 1);
+        assert!(back.copy_links && back.copy_dirlinks);
+        assert!(back.copy_unsafe_links && back.safe_links);
     }
 
     #[test]
