@@ -113,7 +113,8 @@ fn bench_scan(c: &mut Criterion) {
             let st = rustix::fs::fstat(&fd).expect("stat fixture root");
             let dev = dev_of(&fd);
             let mut entry = Entry::new(Box::from(&b"."[..]), Meta::from_stat(&st));
-            let (children, complete) = scanner.read_children(fd, b"", dev).expect("scan");
+            let up = xsync::scan::Up::base(&fd);
+            let (children, complete) = scanner.read_children(fd, b"", dev, &up).expect("scan");
             assert!(complete && children.len() == SCAN_DIRS);
             entry.children = children;
             digest_tree(&mut entry, &cmp);

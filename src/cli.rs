@@ -46,6 +46,21 @@ struct Cli {
     links: bool,
     #[arg(long = "no-links", alias = "no-l", hide = true)]
     no_links: bool,
+    /// transform symlink into referent file/dir
+    #[arg(short = 'L', long = "copy-links")]
+    copy_links: bool,
+    /// only "unsafe" symlinks are transformed
+    #[arg(long = "copy-unsafe-links")]
+    copy_unsafe_links: bool,
+    /// ignore symlinks that point outside the tree
+    #[arg(long = "safe-links")]
+    safe_links: bool,
+    /// transform symlink to dir into referent dir
+    #[arg(short = 'k', long = "copy-dirlinks")]
+    copy_dirlinks: bool,
+    /// refused: xsync's receiver never follows a symlink in the destination
+    #[arg(short = 'K', long = "keep-dirlinks", hide = true)]
+    keep_dirlinks: bool,
     /// preserve permissions
     #[arg(short, long)]
     perms: bool,
@@ -331,6 +346,14 @@ pub struct Options {
     pub checksum: bool,
     pub recursive: bool,
     pub links: bool,
+    /// `-L`: the sender replaces every symlink by its referent.
+    pub copy_links: bool,
+    /// The sender replaces a symlink that points out of the transfer by its referent.
+    pub copy_unsafe_links: bool,
+    /// Symlinks that point out of the transfer are left out (rsync's receiver skips them).
+    pub safe_links: bool,
+    /// `-k`: the sender walks a symlink to a directory as the directory.
+    pub copy_dirlinks: bool,
     pub perms: bool,
     pub times: bool,
     pub omit_dir_times: bool,
@@ -584,6 +607,14 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
+    if cli.keep_dirlinks {
+        // rsync's -K writes into whatever directory a destination symlink points at; xsync's
+        // receiver never follows a symlink it did not create (nothing escapes the destination).
+        return Err(Error::usage(
+            "--keep-dirlinks (-K) is not supported: xsync never follows a symlink in the \
+             destination, so a link there is replaced by the directory the source has",
+        ));
+    }
     if any_delete && !recursive && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -627,6 +658,10 @@ where
         checksum: cli.checksum,
         recursive,
         links: (cli.links || a) && !cli.no_links,
+        copy_links: cli.copy_links,
+        copy_unsafe_links: cli.copy_unsafe_links,
+        safe_links: cli.safe_links,
+        copy_dirlinks: cli.copy_dirlinks,
         perms: (cli.perms || a) && !cli.no_perms,
         times: (cli.times || a) && !cli.no_times,
         omit_dir_times: cli.omit_dir_times && !cli.no_omit_dir_times,
@@ -1055,6 +1090,11 @@ impl Options {
         })
     }
 
+    /// Whether the sender may replace a symlink by what it points to.
+    pub fn follows_links(&self) -> bool {
+        self.copy_links || self.copy_unsafe_links || self.copy_dirlinks
+    }
+
     /// The option words that make the server side behave like this one (paths, the
     /// transport and filter rules travel separately). Parsed on the server by [`parse`],
     /// so the two ends cannot disagree about what an option means.
@@ -1063,6 +1103,10 @@ impl Options {
         let flags = [
             (self.recursive, "--recursive"),
             (self.links, "--links"),
+            (self.copy_links, "--copy-links"),
+            (self.copy_unsafe_links, "--copy-unsafe-links"),
+            (self.safe_links, "--safe-links"),
+            (self.copy_dirlinks, "--copy-dirlinks"),
             (self.perms, "--perms"),
             (self.times, "--times"),
             (self.omit_dir_times, "--omit-dir-times"),
@@ -1215,6 +1259,9 @@ mod tests {
             "--bwlimit=1.5m",
             "--link-dest=../day1",
             "--link-dest=/abs/day0",
+            "-Lk",
+            "--copy-unsafe-links",
+            "--safe-links",
             "s",
             "d",
         ]);
@@ -1269,6 +1316,8 @@ mod tests {
                 vec!["../day1".to_string(), "/abs/day0".to_string()]
             ))
         );
+        assert!(back.copy_links && back.copy_dirlinks);
+        assert!(back.copy_unsafe_links && back.safe_links);
     }
 
     #[test]

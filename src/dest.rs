@@ -8,7 +8,7 @@ use crate::error::{Error, io_message, show};
 use crate::exit::ExitCode;
 use crate::protocol::SourceInfo;
 use crate::report::Report;
-use crate::scan::{Scanner, cstr, dev_of};
+use crate::scan::{Scanner, Up, cstr, dev_of};
 use crate::source::{open_path, parent_and_name, virtual_dir_meta};
 use crate::tree::{Entry, Kind, Meta};
 use std::ffi::OsStr;
@@ -116,7 +116,7 @@ impl Dest {
             let mut root = Entry::new(Box::from(&b"."[..]), meta);
             let listed = rustix::io::dup(fd)
                 .map_err(std::io::Error::from)
-                .and_then(|d| scanner.read_children(d, b"", dev));
+                .and_then(|d| scanner.read_children(d, b"", dev, &Up::base(fd)));
             match listed {
                 Ok((c, complete)) => {
                     root.children = c;
@@ -141,11 +141,13 @@ impl Dest {
                 }
             }
         }
+        let up = Up::base(fd);
         for name in self.tops(info) {
             if root.children.iter().any(|c| *c.name == *name) {
                 continue;
             }
-            if let Some(e) = scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.recurse) {
+            if let Some(e) = scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.recurse, &up)
+            {
                 root.children.push(e);
             }
         }

@@ -180,7 +180,12 @@ impl Exec<'_, '_> {
                     }
                     let sfd = match (content, src_of(sub.name)) {
                         (Content::Local(_), Some(parent)) => {
-                            match write::open_dir(parent, sub.src_name) {
+                            let opened = if sub.src.followed {
+                                write::open_dir_following(parent, sub.src_name)
+                            } else {
+                                write::open_dir(parent, sub.src_name)
+                            };
+                            match opened {
                                 Ok(fd) => Some(fd),
                                 Err(e) => return self.fail(&sub.rel, e),
                             }
@@ -340,8 +345,11 @@ impl Exec<'_, '_> {
         let started = self.clock();
         let res = match (it.action, src_dir) {
             (Action::Transfer, Some(src_dir)) => write::copy_file(
-                src_dir,
-                it.src_name,
+                write::SrcFile {
+                    dir: src_dir,
+                    name: it.src_name,
+                    followed: it.src.followed,
+                },
                 dst_dir,
                 it.name,
                 m,
@@ -426,8 +434,11 @@ impl Exec<'_, '_> {
             .map(|()| self.created(it));
         }
         write::copy_file(
-            alt,
-            it.name,
+            write::SrcFile {
+                dir: alt,
+                name: it.name,
+                followed: false,
+            },
             dst_dir,
             it.name,
             m,

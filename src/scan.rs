@@ -5,12 +5,19 @@
 //! entries of a directory are stat'ed in parallel and its subdirectories walked in parallel
 //! (rayon): on a 2-core machine the two walks of a no-op sync overlap instead of queueing.
 //! Filter rules are applied here, on the way down, so an excluded directory is never read.
+//!
+//! The one exception to "never through a symlink" is the sender's `-L`, `-k` and
+//! `--copy-unsafe-links`: a link they select is stat'ed and opened *with* following, on
+//! purpose, and marked [`Entry::followed`] so the later reads follow it too. A followed
+//! directory that is one of its own ancestors (`a/loop -> ..`) is a loop: rsync walks it
+//! until the kernel's 40-link limit (ELOOP, exit 23); the handle walk would never hit that
+//! limit, so [`Up`] catches the loop at its first turn with the same error and exit code.
 
 use crate::cli::Options;
 use crate::error::{io_message, show};
 use crate::exit::ExitCode;
 use crate::filter::{Filters, Side};
-use crate::pathsafe::{is_temp_name, join};
+use crate::pathsafe::{is_temp_name, join, unsafe_link};
 use crate::report::Report;
 use crate::tree::{Entry, Kind, Meta};
 use rayon::prelude::*;
@@ -61,6 +68,64 @@ pub fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Opens a followed directory link: the only directory open on purpose through a symlink.
+pub fn open_dir_following(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// The directories (by dev and inode) from the source's base down to the one being read.
+#[derive(Clone, Copy)]
+pub struct Up<'u> {
+    dev: u64,
+    ino: u64,
+    parent: Option<&'u Up<'u>>,
+}
+
+impl<'u> Up<'u> {
+    /// The chain's start: the directory a source is read from (`src` for `src/`, its
+    /// parent for `src`), which a link can point back at too.
+    pub fn base(fd: impl AsFd) -> Up<'static> {
+        let (dev, ino) = rustix::fs::fstat(fd).map_or((0, 0), |s| (s.st_dev, s.st_ino));
+        Up {
+            dev,
+            ino,
+            parent: None,
+        }
+    }
+
+    fn below(&'u self, m: &Meta) -> Up<'u> {
+        Up {
+            dev: m.dev,
+            ino: m.ino,
+            parent: Some(self),
+        }
+    }
+
+    fn contains(&self, m: &Meta) -> bool {
+        let mut cur = Some(self);
+        while let Some(u) = cur {
+            if (u.dev, u.ino) == (m.dev, m.ino) {
+                return true;
+            }
+            cur = u.parent;
+        }
+        false
+    }
+}
+
+/// Whether the sender replaces a symlink by its referent: every link with `-L`, one that
+/// points out of the transfer with `--copy-unsafe-links`, one to a directory with `-k`.
+pub fn follows(opts: &Options, target: &[u8], rel: &[u8], to_dir: bool) -> bool {
+    opts.copy_links
+        || (opts.copy_unsafe_links && unsafe_link(target, rel))
+        || (opts.copy_dirlinks && to_dir)
+}
+
 pub fn cstr(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
@@ -103,6 +168,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         rel: &[u8],
         root_dev: u64,
         recurse: bool,
+        up: &Up<'_>,
     ) -> Option<Entry> {
         let c = cstr(name).ok()?;
         let st = match statat(dirfd, &c, AtFlags::SYMLINK_NOFOLLOW) {
@@ -116,7 +182,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         let meta = Meta::from_stat(&st);
         let mut entry = self.entry_from(dirfd, &c, name, rel, meta)?;
         if entry.is_dir() && recurse {
-            self.fill_dir(dirfd, &c, rel, &mut entry, root_dev);
+            self.fill_dir(dirfd, &c, rel, &mut entry, root_dev, up);
         }
         Some(entry)
     }
@@ -142,8 +208,63 @@ impl<'a, 'r> Scanner<'a, 'r> {
         rel: &[u8],
         meta: Meta,
     ) -> Option<Entry> {
+        let mut meta = meta;
+        let mut target = None;
+        let mut followed = false;
+        if meta.kind == Kind::Symlink && self.side == Side::Sender {
+            let t = match readlinkat(dirfd, c, Vec::new()) {
+                Ok(t) => t.into_bytes(),
+                Err(e) => {
+                    self.stat_failed(rel, &io::Error::from(e));
+                    return None;
+                }
+            };
+            if self.opts.follows_links() {
+                let referent = statat(dirfd, c, AtFlags::empty());
+                let to_dir = referent
+                    .as_ref()
+                    .is_ok_and(|st| Kind::from_mode(st.st_mode) == Kind::Dir);
+                if follows(self.opts, &t, rel, to_dir) {
+                    match referent {
+                        Ok(st) => {
+                            if !self.opts.copy_links
+                                && self.opts.copy_unsafe_links
+                                && self.opts.verbose > 0
+                                && unsafe_link(&t, rel)
+                            {
+                                self.report.info(format!(
+                                    "copying unsafe symlink \"{}\" -> \"{}\"",
+                                    show(rel),
+                                    show(&t)
+                                ));
+                            }
+                            meta = Meta::from_stat(&st);
+                            followed = true;
+                        }
+                        Err(e) => {
+                            self.no_referent(rel, io::Error::from(e));
+                            return None;
+                        }
+                    }
+                }
+            }
+            if !followed {
+                if self.opts.links && self.opts.safe_links && unsafe_link(&t, rel) {
+                    if self.opts.verbose > 0 {
+                        self.report.info(format!(
+                            "ignoring unsafe symlink \"{}\" -> \"{}\"",
+                            show(rel),
+                            show(&t)
+                        ));
+                    }
+                    return None;
+                }
+                target = Some(t.into_boxed_slice());
+            }
+        }
         let is_dir = meta.kind == Kind::Dir;
         let mut entry = Entry::new(name.into(), meta);
+        entry.followed = followed;
         match self.side {
             Side::Sender => {
                 if self.excluded(rel, is_dir) {
@@ -169,7 +290,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 entry.protected = self.excluded(rel, is_dir);
             }
         }
-        if meta.kind == Kind::Symlink {
+        if meta.kind == Kind::Symlink && target.is_some() {
+            entry.target = target;
+        } else if meta.kind == Kind::Symlink {
             match readlinkat(dirfd, c, Vec::new()) {
                 Ok(t) => entry.target = Some(t.into_bytes().into_boxed_slice()),
                 Err(e) => {
@@ -195,7 +318,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             }
         }
         if meta.kind == Kind::File && self.opts.checksum && !entry.protected {
-            match hash_file(dirfd, c) {
+            match hash_file(dirfd, c, followed) {
                 Ok(h) => entry.hash = Some(h),
                 Err(e) => {
                     if self.side == Side::Sender {
@@ -210,6 +333,19 @@ impl<'a, 'r> Scanner<'a, 'r> {
         Some(entry)
     }
 
+    /// A followed link that leads nowhere (or round a chain of links): rsync's wording.
+    fn no_referent(&self, rel: &[u8], e: io::Error) {
+        if e.kind() == io::ErrorKind::NotFound {
+            self.report.error(
+                ExitCode::Partial,
+                format!("symlink has no referent: \"{}\"", show(rel)),
+            );
+        } else {
+            self.report
+                .error(ExitCode::Partial, io_message("stat", rel, &e));
+        }
+    }
+
     /// Reads a directory's children into `entry`, recursing in parallel.
     fn fill_dir(
         &self,
@@ -218,6 +354,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         rel: &[u8],
         entry: &mut Entry,
         root_dev: u64,
+        up: &Up<'_>,
     ) {
         if entry.protected {
             return;
@@ -226,14 +363,22 @@ impl<'a, 'r> Scanner<'a, 'r> {
             entry.complete = false;
             return;
         }
-        let fd = match open_dir_at(parent, c) {
+        let opened = if !entry.followed {
+            open_dir_at(parent, c)
+        } else if up.contains(&entry.meta) {
+            Err(io::Error::from_raw_os_error(eloop()))
+        } else {
+            open_dir_following(parent, c)
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(e) => {
                 self.dir_failed(rel, &e, entry);
                 return;
             }
         };
-        match self.read_children(fd, rel, root_dev) {
+        let here = up.below(&entry.meta);
+        match self.read_children(fd, rel, root_dev, &here) {
             Ok((children, complete)) => {
                 entry.children = children;
                 entry.complete &= complete;
@@ -262,6 +407,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         fd: OwnedFd,
         rel: &[u8],
         root_dev: u64,
+        up: &Up<'_>,
     ) -> io::Result<(Vec<Entry>, bool)> {
         let mut dir = Dir::new(fd)?;
         let mut names: Vec<CString> = Vec::new();
@@ -299,7 +445,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             };
             let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st))?;
             if e.is_dir() && recurse {
-                self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev);
+                self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev, up);
             }
             Some(e)
         };
@@ -314,15 +460,29 @@ impl<'a, 'r> Scanner<'a, 'r> {
     }
 }
 
-/// blake3 of a file's content, for `-c`. Opened without following a symlink swapped in
-/// since the scan.
-fn hash_file(dirfd: BorrowedFd<'_>, c: &CStr) -> io::Result<[u8; 32]> {
-    let fd = openat(
+fn eloop() -> i32 {
+    rustix::io::Errno::LOOP.raw_os_error()
+}
+
+/// Opens a source file for reading: through the link only when the scan followed it, so a
+/// symlink swapped in since the scan is not followed.
+pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Result<OwnedFd> {
+    let nofollow = if followed {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    Ok(openat(
         dirfd,
         c,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | nofollow | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    )?)
+}
+
+/// blake3 of a file's content, for `-c`.
+fn hash_file(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Result<[u8; 32]> {
+    let fd = open_file_at(dirfd, c, followed)?;
     let mut f = std::fs::File::from(fd);
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];

@@ -9,7 +9,7 @@ use crate::exec::TopSource;
 use crate::exit::ExitCode;
 use crate::protocol::SourceInfo;
 use crate::report::Report;
-use crate::scan::{Scanner, dev_of};
+use crate::scan::{Scanner, Up, dev_of, follows};
 use crate::tree::{Entry, Kind, Meta};
 use rustix::fs::{Mode, OFlags};
 use std::collections::HashMap;
@@ -133,6 +133,10 @@ fn split_relative(arg: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), crate::error::E
 pub struct Tops {
     bases: Vec<OwnedFd>,
     map: HashMap<Box<[u8]>, TopOrigin>,
+    /// Root-relative paths of the non-directories the scan reached by following a symlink
+    /// (a request names only the path; directories on the way are followed by `openat`
+    /// itself, as only the last component of a path is `O_NOFOLLOW`).
+    followed: std::collections::HashSet<Box<[u8]>>,
 }
 
 /// A top-level name's source: index of its base directory, and its name there.
@@ -147,7 +151,7 @@ impl TopSource for Tops {
 impl Tops {
     /// The directory and name a root-relative path is read from (the sender's side of a
     /// file request).
-    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>)> {
+    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>, bool)> {
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
             None => (rel, None),
@@ -158,7 +162,7 @@ impl Tops {
             p.push(b'/');
             p.extend_from_slice(rest);
         }
-        Some((self.bases[*idx].as_fd(), p))
+        Some((self.bases[*idx].as_fd(), p, self.followed.contains(rel)))
     }
 }
 
@@ -434,7 +438,8 @@ impl Sources {
         let st = if contents {
             rustix::fs::stat(OsStr::from_bytes(&path))
         } else {
-            rustix::fs::lstat(OsStr::from_bytes(&path))
+            let p = Path::new(OsStr::from_bytes(&path));
+            rustix::fs::lstat(p).map(|st| follow_top(opts, p, &path, st))
         };
         let meta = match st {
             Ok(st) => Meta::from_stat(&st),
@@ -524,6 +529,7 @@ impl Sources {
         let mut tops = Tops {
             bases: Vec::new(),
             map: HashMap::new(),
+            followed: Default::default(),
         };
         for b in &self.bases {
             tops.bases.push(rustix::io::dup(b)?);
@@ -549,7 +555,7 @@ impl Sources {
                 None => {
                     let listed = rustix::io::dup(base)
                         .map_err(std::io::Error::from)
-                        .and_then(|fd| scanner.read_children(fd, b"", dev));
+                        .and_then(|fd| scanner.read_children(fd, b"", dev, &Up::base(base)));
                     match listed {
                         Ok((c, complete)) => {
                             root.complete &= complete;
@@ -563,7 +569,7 @@ impl Sources {
                     }
                 }
                 Some(n) => scanner
-                    .scan_entry(base, n, n, dev, s.recurse)
+                    .scan_entry(base, n, n, dev, s.recurse, &Up::base(base))
                     .into_iter()
                     .collect(),
             };
@@ -605,6 +611,13 @@ impl Sources {
             } else {
                 root.children.iter_mut().for_each(|c| chmod.apply_tree(c));
             }
+        }
+        if scanner.opts.follows_links() {
+            root.walk(b"", &mut |p, e| {
+                if e.followed && !e.is_dir() {
+                    tops.followed.insert(p.into());
+                }
+            });
         }
         Ok((root, tops))
     }
@@ -678,7 +691,14 @@ impl Sources {
                 return;
             }
         };
-        let Some(mut entry) = scanner.scan_entry(parent.as_fd(), name, &rel, dev, s.recurse) else {
+        let Some(mut entry) = scanner.scan_entry(
+            parent.as_fd(),
+            name,
+            &rel,
+            dev,
+            s.recurse,
+            &Up::base(parent.as_fd()),
+        ) else {
             return;
         };
         if entry.is_dir() && !s.recurse {
@@ -723,6 +743,26 @@ fn prune_empty_dirs(dir: &mut Entry) -> bool {
     dir.children
         .retain_mut(|c| !c.is_dir() || prune_empty_dirs(c) || !c.complete);
     !dir.children.is_empty()
+}
+
+/// A source argument that is itself a symlink (`xsync -L link dst/`) is replaced by its
+/// referent by the same rule as a link inside the tree (its path there is its name), so
+/// that a followed directory counts as a directory (not a single file) from the start.
+/// A dangling one stays a link, for the scan to report.
+fn follow_top(opts: &Options, path: &Path, arg: &[u8], st: rustix::fs::Stat) -> rustix::fs::Stat {
+    if !opts.follows_links() || Kind::from_mode(st.st_mode) != Kind::Symlink {
+        return st;
+    }
+    let (Ok(target), Ok(referent)) = (std::fs::read_link(path), rustix::fs::stat(path)) else {
+        return st;
+    };
+    let to_dir = Kind::from_mode(referent.st_mode) == Kind::Dir;
+    let name = parent_and_name(arg).1;
+    if follows(opts, target.as_os_str().as_bytes(), &name, to_dir) {
+        referent
+    } else {
+        st
+    }
 }
 
 /// The metadata of a root that is not itself a transferred directory: only its children

@@ -61,18 +61,13 @@ fn stream_error(msg: impl Into<String>) -> Error {
 
 // ---------------------------------------------------------------- sender
 
-/// Opens a source file by its root-relative path for reading.
+/// Opens a source file by its root-relative path for reading (through the link only for a
+/// link the scan followed).
 fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
-    let (dir, path) = tops
+    let (dir, path, followed) = tops
         .locate(rel)
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    let c = cstr(&path)?;
-    Ok(rustix::fs::openat(
-        dir,
-        &c,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    crate::scan::open_file_at(dir, &cstr(&path)?, followed)
 }
 
 /// A small file's content, or None when it has grown past `size` (its size at the scan)

@@ -190,6 +190,10 @@ pub struct Entry {
     pub link_leader: Option<Box<[u8]>>,
     /// Receiver side: excluded by the filter rules, so `--delete` leaves it alone.
     pub protected: bool,
+    /// Sender side: a symlink replaced by its referent (`-L`, `-k`, `--copy-unsafe-links`).
+    /// The meta is the referent's; only this entry is opened through the link, every other
+    /// open on the sender stays `O_NOFOLLOW`.
+    pub followed: bool,
     /// Merkle digest over the compared metadata and everything below (see summary.rs).
     pub digest: u128,
     /// `-X` only: the extended attributes (boxed, so a run without them pays one word).
@@ -207,6 +211,7 @@ impl Entry {
             complete: true,
             link_leader: None,
             protected: false,
+            followed: false,
             digest: 0,
             xattrs: None,
         }

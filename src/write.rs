@@ -514,14 +514,30 @@ pub fn remove_live_temps()
     m
 }
 
-/// A local file copy: `src_name` in `src_dir` becomes `name` in `dst_dir` atomically,
+/// A local copy's source file: `name` in `dir`, opened through a symlink only when the
+/// sender's scan followed that link (`-L` and friends).
+#[derive(Clone, Copy)]
+pub struct SrcFile<'a> {
+    pub dir: BorrowedFd<'a>,
+    pub name: &'a [u8],
+    pub followed: bool,
+}
+
+impl SrcFile<'_> {
+    fn open(&self) -> Step<OwnedFd> {
+        let c = cstr(self.name).map_err(|e| StepError::new("open", e))?;
+        crate::scan::open_file_at(self.dir, &c, self.followed)
+            .map_err(|e| StepError::new("open", e))
+    }
+}
+
+/// A local file copy: `src` becomes `name` in `dst_dir` atomically,
 /// with `want`'s metadata per `rules`. With `reuse_basis` (`--no-whole-file`) and an
 /// existing target, unchanged blocks come from the target itself (see
 /// [`copy_reusing`]). Returns (bytes copied from the source, bytes reused).
 #[allow(clippy::too_many_arguments)]
 pub fn copy_file(
-    src_dir: BorrowedFd<'_>,
-    src_name: &[u8],
+    src: SrcFile<'_>,
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
@@ -531,20 +547,14 @@ pub fn copy_file(
     reuse_basis: bool,
 ) -> Step<(u64, u64)> {
     if reuse_basis && existing.is_some_and(|d| d.kind == Kind::File && d.size > 0) {
-        return copy_reusing(
-            src_dir, src_name, dst_dir, name, want, xattrs, existing, rules,
-        );
+        return copy_reusing(src, dst_dir, name, want, xattrs, existing, rules);
     }
-    copy_whole(
-        src_dir, src_name, dst_dir, name, want, xattrs, existing, rules,
-    )
-    .map(|n| (n, 0))
+    copy_whole(src, dst_dir, name, want, xattrs, existing, rules).map(|n| (n, 0))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn copy_whole(
-    src_dir: BorrowedFd<'_>,
-    src_name: &[u8],
+    src: SrcFile<'_>,
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
@@ -552,14 +562,7 @@ fn copy_whole(
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<u64> {
-    let src_c = cstr(src_name).map_err(|e| StepError::new("open", e))?;
-    let src = openat(
-        src_dir,
-        &src_c,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| StepError::new("open", e))?;
+    let src = src.open()?;
     let mut out = TempFile::start(
         dst_dir,
         name,
@@ -589,8 +592,7 @@ fn copy_whole(
 /// user space and shares extents on file systems that reflink. Returns (literal, matched).
 #[allow(clippy::too_many_arguments)]
 fn copy_reusing(
-    src_dir: BorrowedFd<'_>,
-    src_name: &[u8],
+    src: SrcFile<'_>,
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
@@ -610,7 +612,7 @@ fn copy_reusing(
         .map_err(|e| StepError::new(op, e))?;
         Ok(std::fs::File::from(fd))
     };
-    let src = open(src_dir, src_name, "open")?;
+    let src = std::fs::File::from(src.open()?);
     let basis = open(dst_dir, name, "open basis")?;
     let len_of = |f: &std::fs::File, op| {
         f.metadata()
@@ -910,6 +912,13 @@ pub fn make_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
 pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
     let c = checked(name)?;
     open_dir_at(parent, &c).map_err(|e| StepError::new("open directory", e))
+}
+
+/// A source directory the sender's scan reached through a followed symlink (`-L`, `-k`):
+/// opened through the link on purpose. Never used on the destination.
+pub fn open_dir_following(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
+    let c = checked(name)?;
+    crate::scan::open_dir_following(parent, &c).map_err(|e| StepError::new("open directory", e))
 }
 
 /// Removes `sub/name` (a kept partial file) and `sub` if that leaves it empty.

@@ -383,6 +383,28 @@ differential_tests! {
     repeated_options_act_once:
         &["-a", "-av", "--delete", "--delete", "--exclude", "*.log", "--exclude", "*.log"],
         Fixture::over_older_copy();
+    /// -L: every link becomes its referent, a directory link a walked directory.
+    copy_links_replaces_every_link_by_its_referent: &["-rtL"], Fixture::with_src(symlink_zoo);
+    /// -aL: with all metadata (the referents' modes and times).
+    archive_copy_links_keeps_the_referents_metadata: &["-aL"], Fixture::with_src(symlink_zoo);
+    /// -L on a link to nothing: `symlink has no referent`, the rest copied, exit 23.
+    copy_links_reports_a_dangling_link: &["-rtL"], Fixture::with_src(symlink_zoo_dangling);
+    /// --copy-unsafe-links alone: links out of the tree become files, safe ones are skipped.
+    copy_unsafe_links_follows_only_links_out_of_the_tree:
+        &["-rt", "--copy-unsafe-links"], Fixture::with_src(symlink_zoo);
+    /// -l --copy-unsafe-links: unsafe links followed, safe ones (dangling too) kept as links;
+    /// an unsafe one to nothing is an error.
+    links_with_copy_unsafe_links_keeps_safe_links:
+        &["-rtl", "--copy-unsafe-links"], Fixture::with_src(symlink_zoo_dangling);
+    /// -l --safe-links: links out of the tree are left out, the rest kept as links.
+    safe_links_skips_links_out_of_the_tree: &["-rtl", "--safe-links"], Fixture::with_src(symlink_zoo_dangling);
+    /// --copy-unsafe-links wins over --safe-links.
+    copy_unsafe_links_wins_over_safe_links:
+        &["-rtl", "--safe-links", "--copy-unsafe-links"], Fixture::with_src(symlink_zoo);
+    /// -k without -l: directory links walked, every other link skipped.
+    copy_dirlinks_walks_links_to_directories: &["-rtk"], Fixture::with_src(symlink_zoo_dangling);
+    /// -lk: directory links walked, the other links kept as links.
+    links_with_copy_dirlinks_keeps_file_links: &["-rtlk"], Fixture::with_src(symlink_zoo_dangling);
 }
 
 /// -m --delete: a pruned directory is extraneous on the receiver; one that holds excluded
@@ -1285,5 +1307,108 @@ fn fsync_syncs_every_written_file() {
                 "{test}: fsync without --fsync: {synced:?}"
             );
         }
+    }
+}
+
+/// -L on `a/loop -> ..`: rsync walks the loop until the kernel's 40-link limit and fails
+/// there (ELOOP, exit 23); xsync walks through handles, which never meet that limit, so it
+/// stops at the loop's first turn with the same error and exit code, and a finite tree.
+#[test]
+fn copy_links_stops_at_a_directory_loop() {
+    let test = "copy_links_stops_at_a_directory_loop";
+    if !have_rsync(test) {
+        return;
+    }
+    for flags in [&["-rL"][..], &["-rk"][..]] {
+        let case = Case {
+            fixture: Fixture::with_src(symlink_loop),
+            ..Case::new(flags, &["src/"], "dst/")
+        };
+        let (out, _) = run_pair(&case, Tool::Rsync, Tool::Xsync);
+        assert_eq!(
+            (code(&out.a), code(&out.b)),
+            (23, 23),
+            "{flags:?}: {}",
+            stderr(&out.b)
+        );
+        for o in [&out.a, &out.b] {
+            assert!(
+                stderr(o).contains("Too many levels of symbolic links"),
+                "{}",
+                stderr(o)
+            );
+        }
+        let dst = out.side_b().join("dst");
+        assert_eq!(fs::read(dst.join("a/f")).ok().as_deref(), Some(&b"f\n"[..]));
+        let under_loop: Vec<_> = fs::read_dir(dst.join("a/loop"))
+            .expect("a/loop is a directory")
+            .collect();
+        assert!(under_loop.is_empty(), "{flags:?}: the loop was walked");
+    }
+}
+
+/// -L on a dangling link names it as rsync does, and goes on with the rest.
+#[test]
+fn copy_links_names_a_dangling_link_as_rsync_does() {
+    let test = "copy_links_names_a_dangling_link_as_rsync_does";
+    let Some(out) = differential(
+        test,
+        &["-rL"],
+        true,
+        Fixture::with_src(symlink_zoo_dangling),
+    ) else {
+        return;
+    };
+    assert!(stderr(&out.a).contains("symlink has no referent: \""));
+    assert!(stderr(&out.a).contains("/src/dangling\""));
+    let e = stderr(&out.b);
+    assert!(e.contains("symlink has no referent: \"dangling\""), "{e}");
+    assert!(
+        e.contains("symlink has no referent: \"dir/dangling_out\""),
+        "{e}"
+    );
+}
+
+/// With -v, the followed and the skipped unsafe links are named as rsync names them.
+#[test]
+fn unsafe_links_are_named_with_verbose() {
+    for (flags, word) in [
+        (&["-rtv", "--copy-unsafe-links"][..], "copying"),
+        (&["-rtlv", "--safe-links"][..], "ignoring"),
+    ] {
+        let Some(out) = differential(word, flags, true, Fixture::with_src(symlink_zoo)) else {
+            return;
+        };
+        let lines = |o: &std::process::Output| -> std::collections::BTreeSet<String> {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("unsafe symlink"))
+                .map(str::to_string)
+                .collect()
+        };
+        let (a, b) = (lines(&out.a), lines(&out.b));
+        assert!(
+            a.iter()
+                .any(|l| l.starts_with(&format!("{word} unsafe symlink \"abs\" -> \"")))
+        );
+        assert_eq!(a, b, "{flags:?}");
+    }
+}
+
+/// -K would write through a destination symlink; xsync refuses it, with the reason.
+#[test]
+fn keep_dirlinks_is_refused_with_the_reason() {
+    let dir = test_dir();
+    for flag in ["-K", "--keep-dirlinks"] {
+        let out = run(xsync()
+            .args([flag, "-r"])
+            .arg(dir.path().join("s"))
+            .arg(dir.path().join("d")));
+        assert_eq!(code(&out), 1);
+        assert!(
+            stderr(&out).contains("never follows a symlink in the"),
+            "{}",
+            stderr(&out)
+        );
     }
 }

@@ -199,6 +199,15 @@ macro_rules! remote_differential_tests {
 }
 
 remote_differential_tests! {
+    /// -L: every link becomes its referent; pulled, the server's scan follows them.
+    copy_links_replaces_every_link_by_its_referent: &["-rtL"], Fixture::with_src(crate::util::symlink_zoo);
+    /// --copy-unsafe-links with -l: only links out of the tree become their referents.
+    copy_unsafe_links_follows_only_links_out_of_the_tree:
+        &["-rtl", "--copy-unsafe-links"], Fixture::with_src(crate::util::symlink_zoo);
+    /// -l --safe-links: links out of the tree are left out.
+    safe_links_skips_links_out_of_the_tree: &["-rtl", "--safe-links"], Fixture::with_src(crate::util::symlink_zoo);
+    /// -lk: directory links walked, file links kept.
+    links_with_copy_dirlinks_keeps_file_links: &["-rtlk"], Fixture::with_src(crate::util::symlink_zoo);
     /// -a: everything but hard links, with all metadata, into an empty destination.
     archive_copies_everything: &["-a"], Fixture::awkward();
     /// -a over an older copy: changed files updated (deltas on the wire), kinds replaced.

@@ -533,6 +533,51 @@ pub fn dirs_and_links(root: &Path) {
         .stamp(false);
 }
 
+/// Every kind of symlink rsync's -L, -k, --copy-unsafe-links and --safe-links tell apart:
+/// to a file, to a directory, absolute, climbing out of the tree (to a file and to a
+/// directory), climbing out only when the top is `src` itself, `..` embedded or trailing,
+/// and a safe climb from a subdirectory. What lies outside is built beside `src`.
+pub fn symlink_zoo(root: &Path) {
+    let outside = root
+        .parent()
+        .expect("fixture root has a parent")
+        .join("outside");
+    TestTree::at(&outside)
+        .file("o", b"outside file\n")
+        .file("od/x", b"outside dir\n")
+        .stamp(false);
+    TestTree::at(root)
+        .file("file", b"hello\n")
+        .file("dir/sub/f", b"inner\n")
+        .symlink("flink", "file")
+        .symlink("dlink", "dir")
+        .symlink("abs", outside.join("o"))
+        .symlink("climb", "../outside/o")
+        .symlink("climbdir", "../outside/od")
+        .symlink("selfclimb", "../src/file")
+        .symlink("trail", "dir/sub/..")
+        .symlink("dir/up", "../file")
+        .symlink("dir/embedded", "sub/../../file")
+        .stamp(false);
+}
+
+/// `symlink_zoo` with a link to nothing, and one out of the tree to nothing.
+pub fn symlink_zoo_dangling(root: &Path) {
+    symlink_zoo(root);
+    TestTree::at(root)
+        .symlink("dangling", "nothing")
+        .symlink("dir/dangling_out", "../../nothing")
+        .stamp(false);
+}
+
+/// A directory link back to its own parent: `a/loop -> ..`.
+pub fn symlink_loop(root: &Path) {
+    TestTree::at(root)
+        .file("a/f", b"f\n")
+        .symlink("a/loop", "..")
+        .stamp(false);
+}
+
 /// `dirs_and_links` whose directories and symlinks carry other times; the contents are
 /// equal, so no directory is touched by a run that leaves those times alone.
 pub fn dirs_and_links_retimed(root: &Path) {
