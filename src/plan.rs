@@ -482,6 +482,23 @@ impl<'o> Planner<'o> {
         if e.meta.kind == Kind::File && !o.sizes.contains(e.meta.size) {
             return;
         }
+        // --safe-links: an unsafe link is skipped here, on the receiving side as in rsync,
+        // so whatever the destination has at its name stays (the sender still lists it).
+        if e.meta.kind == Kind::Symlink
+            && o.links
+            && o.safe_links
+            && let Some(t) = e.target.as_deref()
+            && crate::pathsafe::unsafe_link(t, &rel)
+        {
+            if o.verbose > 0 && !o.quiet {
+                st.lines.push(format!(
+                    "ignoring unsafe symlink \"{}\" -> \"{}\"",
+                    show(&rel),
+                    show(t)
+                ));
+            }
+            return;
+        }
         // A different kind at the destination is removed first (rsync does this even
         // without --delete).
         let d = match d {

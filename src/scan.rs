@@ -249,16 +249,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 }
             }
             if !followed {
-                if self.opts.links && self.opts.safe_links && unsafe_link(&t, rel) {
-                    if self.opts.verbose > 0 {
-                        self.report.info(format!(
-                            "ignoring unsafe symlink \"{}\" -> \"{}\"",
-                            show(rel),
-                            show(&t)
-                        ));
-                    }
-                    return None;
-                }
+                // (--safe-links skips an unsafe one on the receiving side: see plan.rs.)
                 target = Some(t.into_boxed_slice());
             }
         }

@@ -370,6 +370,10 @@ differential_tests! {
         &["-a", "--chmod=Dg+s,ug+w,Fo-w,+X", "--chmod=o=u"], Fixture::over_older_copy();
     /// --chmod without -p: only new files take the tweaked mode (less the umask).
     chmod_without_perms_touches_only_new_files: &["-r", "--chmod=F777"], Fixture::over_older_copy();
+    /// --safe-links --delete: the receiver skips the unsafe links, so what the destination
+    /// has at their names is kept (the names are not extraneous), as rsync does.
+    safe_links_with_delete_keeps_what_is_at_a_skipped_name:
+        &["-a", "--delete", "--safe-links"], Fixture::unsafe_link_names();
     /// -m: directories with no file below them are not created.
     prune_empty_dirs_alone: &["-am"], Fixture::awkward();
     /// -m with rsync's "only these files" idiom: only directories on the way to a .txt.

@@ -238,6 +238,9 @@ remote_differential_tests! {
     /// --chmod: the sending end (the server, in a pull) tweaks the modes it sends.
     chmod_symbolic_over_an_older_copy:
         &["-a", "--chmod=u=rwX,go=rX"], Fixture::over_older_copy();
+    /// --safe-links --delete over ssh: the receiving end (the server, in a push) skips them.
+    safe_links_with_delete_keeps_what_is_at_a_skipped_name:
+        &["-a", "--delete", "--safe-links"], Fixture::unsafe_link_names();
     /// -m: the sending end (the server, in a pull) prunes the directories.
     prune_empty_dirs_with_include_patterns:
         &["-am", "--delete-excluded", "--include=*/", "--include=*.txt", "--exclude=*"],

@@ -589,6 +589,27 @@ pub fn dirs_and_links_retimed(root: &Path) {
         .set_mtime("d1", 1_000_000_003, 0);
 }
 
+/// An unsafe link (`abs`, `sub/up`) beside a safe one, for `--safe-links`.
+pub fn unsafe_link_names(root: &Path) {
+    TestTree::at(root)
+        .file("f", b"f\n")
+        .symlink("abs", "/etc/passwd")
+        .symlink("sub/up", "../../outside")
+        .symlink("ok", "f")
+        .stamp(false);
+}
+
+/// The older copy for [`unsafe_link_names`]: files where the source has its unsafe links
+/// (rsync's receiver skips those links and keeps these), and an extraneous one.
+pub fn unsafe_link_names_older(root: &Path) {
+    TestTree::at(root)
+        .file("f", b"f\n")
+        .file("abs", b"a file, not the link\n")
+        .file("sub/up", b"kept\n")
+        .file("extra", b"deleted under --delete\n")
+        .stamp(false);
+}
+
 /// Files of equal size whose copies' times are close to the source's, for rsync's
 /// `--modify-window` rule (default: whole seconds count). Content differs, so a file that is
 /// sent shows. Directories keep stamped times on both sides.
@@ -689,6 +710,15 @@ impl Fixture {
         Fixture {
             src: xattr_tree,
             older: Some(xattr_tree_older),
+            ..Fixture::awkward()
+        }
+    }
+
+    /// [`unsafe_link_names`] over [`unsafe_link_names_older`].
+    pub fn unsafe_link_names() -> Fixture {
+        Fixture {
+            src: unsafe_link_names,
+            older: Some(unsafe_link_names_older),
             ..Fixture::awkward()
         }
     }
