@@ -157,6 +157,9 @@ struct Cli {
     /// fsync every written file
     #[arg(long)]
     fsync: bool,
+    /// ignore missing source args without error
+    #[arg(long = "ignore-missing-args")]
+    ignore_missing_args: bool,
     /// affect file and/or directory permissions
     #[arg(long, value_name = "CHMOD", action = ArgAction::Append)]
     chmod: Vec<String>,
@@ -380,6 +383,9 @@ pub struct Options {
     pub chown: (Option<String>, Option<String>),
     /// `--fsync`: every written file is synced to disk before its rename.
     pub fsync: bool,
+    /// `--ignore-missing-args`: a source argument (or listed name) that does not exist is
+    /// left out without an error.
+    pub ignore_missing_args: bool,
     /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
     pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.
@@ -686,6 +692,7 @@ where
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
         fsync: cli.fsync,
+        ignore_missing_args: cli.ignore_missing_args,
         chmod,
         chown,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
@@ -1128,6 +1135,7 @@ impl Options {
             (self.ignore_times, "--ignore-times"),
             (self.prune_empty_dirs, "--prune-empty-dirs"),
             (self.fsync, "--fsync"),
+            (self.ignore_missing_args, "--ignore-missing-args"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
@@ -1254,6 +1262,7 @@ mod tests {
             "--chmod=o-w",
             "--chown=:staff",
             "--fsync",
+            "--ignore-missing-args",
             "--no-W",
             "--timeout=7",
             "--bwlimit=1.5m",
@@ -1281,7 +1290,7 @@ mod tests {
         assert_eq!(back.sizes.min, Some(1536));
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
-        assert!(back.prune_empty_dirs && back.fsync);
+        assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

@@ -443,6 +443,8 @@ impl Sources {
         };
         let meta = match st {
             Ok(st) => Meta::from_stat(&st),
+            // rsync's --ignore-missing-args: a named source that is not there is no error.
+            Err(rustix::io::Errno::NOENT) if opts.ignore_missing_args => return None,
             Err(e) => {
                 report.error(
                     ExitCode::Partial,

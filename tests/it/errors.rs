@@ -82,6 +82,25 @@ fn unparsable_chmod_is_a_usage_error() {
     }
 }
 
+/// --ignore-missing-args: a source argument that is not there is left out without an error,
+/// as rsync (exit 0); the others are copied.
+#[test]
+fn ignore_missing_args_skips_a_missing_source() {
+    let case = Case {
+        flags: &["-a", "--ignore-missing-args"],
+        ..missing_source_case()
+    };
+    let Some(out) = run_case("ignore_missing_args_skips_a_missing_source", &case) else {
+        return;
+    };
+    assert_eq!(code(&out.b), 0, "xsync stderr: {}", stderr(&out.b));
+    assert!(stderr(&out.b).is_empty(), "xsync said: {}", stderr(&out.b));
+    assert!(
+        out.side_b().join("dst/top.txt").is_file(),
+        "the good source was not copied"
+    );
+}
+
 fn missing_source_case() -> Case<'static> {
     Case::new(&["-a"], &["no-such-source", "src/"], "dst/")
 }

@@ -226,6 +226,27 @@ fn files_from_with_a_missing_name_sends_the_rest_and_exits_23() {
     }
 }
 
+/// --ignore-missing-args: the listed name that is not there is left out without an error
+/// (exit 0, as rsync), the rest is sent.
+#[test]
+fn files_from_with_ignore_missing_args_skips_the_missing_name() {
+    let out = run_case(
+        "files_from_with_ignore_missing_args_skips_the_missing_name",
+        &case(
+            &[
+                "-a",
+                "--ignore-missing-args",
+                "--files-from=src/lists/missing",
+            ],
+            &["src"],
+        ),
+    );
+    if let Some(out) = out {
+        assert_eq!(code(&out.b), 0, "{}", stderr(&out.b));
+        assert!(out.side_b().join("dst/a/b/g").is_file());
+    }
+}
+
 #[test]
 fn files_from_delete_as_rsync_deletes() {
     for flags in [

@@ -1261,6 +1261,54 @@ fn remote_source_wildcards_select_what_rsyncs_remote_shell_selects() {
     }
 }
 
+/// --ignore-missing-args in a pull: the server, which resolves the sources, leaves out the
+/// one that is not there, as rsync's does (exit 0).
+#[test]
+fn ignore_missing_args_in_a_pull_skips_the_missing_source() {
+    let test = "ignore_missing_args_in_a_pull_skips_the_missing_source";
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    let (a, b) = (dir.path().join("r"), dir.path().join("x"));
+    let args = |cmd: &mut Command, to: &Path| {
+        cmd.args(["-a", "--ignore-missing-args"])
+            .arg(sshd.remote(src.join("a.txt")))
+            .arg(sshd.remote(src.join("no-such-file")))
+            .arg(slash(to));
+    };
+    let mut r = rsync_over(&sshd);
+    args(&mut r, &a);
+    let ra = run(&mut r);
+    let mut x = xsync_over(&sshd);
+    args(&mut x, &b);
+    let xb = run(&mut x);
+    assert_eq!(code(&ra), 0, "{test}: rsync: {}", stderr(&ra));
+    assert_eq!(
+        code(&xb),
+        0,
+        "{test}: xsync: {}{}",
+        stderr(&xb),
+        context(&sshd)
+    );
+    assert!(b.join("a.txt").is_file(), "{test}: a.txt not copied");
+    let diffs = diff_trees(
+        &a,
+        &b,
+        &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
+    );
+    assert!(
+        diffs.is_empty(),
+        "{test}: rsync vs xsync:\n{}",
+        diffs.join("\n")
+    );
+}
+
 /// `host:a :b dst/`: rsync's shorthand for a second source on the same host.
 #[test]
 fn a_second_remote_source_may_leave_out_the_host() {
