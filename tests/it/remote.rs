@@ -1261,6 +1261,33 @@ fn remote_source_wildcards_select_what_rsyncs_remote_shell_selects() {
     }
 }
 
+/// Pulls `args` (flags and remote sources) into fresh directories with rsync and with xsync,
+/// demands that both succeed and that the trees are equal; returns xsync's destination.
+fn pull_beside_rsync(test: &str, sshd: &Sshd, dir: &Path, args: &[OsString]) -> PathBuf {
+    let (a, b) = (dir.join("r"), dir.join("x"));
+    let ra = run(rsync_over(sshd).args(args).arg(slash(&a)));
+    let xb = run(xsync_over(sshd).args(args).arg(slash(&b)));
+    assert_eq!(code(&ra), 0, "{test}: rsync: {}", stderr(&ra));
+    assert_eq!(
+        code(&xb),
+        0,
+        "{test}: xsync: {}{}",
+        stderr(&xb),
+        context(sshd)
+    );
+    let diffs = diff_trees(
+        &a,
+        &b,
+        &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
+    );
+    assert!(
+        diffs.is_empty(),
+        "{test}: rsync vs xsync:\n{}",
+        diffs.join("\n")
+    );
+    b
+}
+
 /// --ignore-missing-args in a pull: the server, which resolves the sources, leaves out the
 /// one that is not there, as rsync's does (exit 0).
 #[test]
@@ -1275,38 +1302,14 @@ fn ignore_missing_args_in_a_pull_skips_the_missing_source() {
     let dir = test_dir();
     let src = dir.path().join("src");
     small_tree(&src);
-    let (a, b) = (dir.path().join("r"), dir.path().join("x"));
-    let args = |cmd: &mut Command, to: &Path| {
-        cmd.args(["-a", "--ignore-missing-args"])
-            .arg(sshd.remote(src.join("a.txt")))
-            .arg(sshd.remote(src.join("no-such-file")))
-            .arg(slash(to));
-    };
-    let mut r = rsync_over(&sshd);
-    args(&mut r, &a);
-    let ra = run(&mut r);
-    let mut x = xsync_over(&sshd);
-    args(&mut x, &b);
-    let xb = run(&mut x);
-    assert_eq!(code(&ra), 0, "{test}: rsync: {}", stderr(&ra));
-    assert_eq!(
-        code(&xb),
-        0,
-        "{test}: xsync: {}{}",
-        stderr(&xb),
-        context(&sshd)
-    );
+    let args = [
+        "-a".into(),
+        "--ignore-missing-args".into(),
+        sshd.remote(src.join("a.txt")),
+        sshd.remote(src.join("no-such-file")),
+    ];
+    let b = pull_beside_rsync(test, &sshd, dir.path(), &args);
     assert!(b.join("a.txt").is_file(), "{test}: a.txt not copied");
-    let diffs = diff_trees(
-        &a,
-        &b,
-        &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
-    );
-    assert!(
-        diffs.is_empty(),
-        "{test}: rsync vs xsync:\n{}",
-        diffs.join("\n")
-    );
 }
 
 /// `host:a :b dst/`: rsync's shorthand for a second source on the same host.
@@ -1322,41 +1325,13 @@ fn a_second_remote_source_may_leave_out_the_host() {
     let dir = test_dir();
     let src = dir.path().join("src");
     small_tree(&src);
-    let first = sshd.remote(src.join("a.txt"));
     let mut second = OsString::from(":");
     second.push(src.join("sub"));
-    let (a, b) = (dir.path().join("r"), dir.path().join("x"));
-    let ra = run(rsync_over(&sshd)
-        .arg("-a")
-        .arg(&first)
-        .arg(&second)
-        .arg(slash(&a)));
-    let xb = run(xsync_over(&sshd)
-        .arg("-a")
-        .arg(&first)
-        .arg(&second)
-        .arg(slash(&b)));
-    assert_eq!(code(&ra), 0, "{test}: rsync: {}", stderr(&ra));
-    assert_eq!(
-        code(&xb),
-        0,
-        "{test}: xsync: {}{}",
-        stderr(&xb),
-        context(&sshd)
-    );
+    let args = ["-a".into(), sshd.remote(src.join("a.txt")), second];
+    let b = pull_beside_rsync(test, &sshd, dir.path(), &args);
     assert!(
         b.join("a.txt").is_file() && b.join("sub/b.bin").is_file(),
         "{test}: both sources landed"
-    );
-    let diffs = diff_trees(
-        &a,
-        &b,
-        &Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]),
-    );
-    assert!(
-        diffs.is_empty(),
-        "{test}: rsync vs xsync:\n{}",
-        diffs.join("\n")
     );
 }
 
