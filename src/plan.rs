@@ -240,7 +240,15 @@ impl<'o> Planner<'o> {
                 self.line(&mut st, &f, "./", None);
             }
         }
-        self.plan_children(&mut root, dst, &alts, &mut st, true);
+        // Equal digests mean nothing below differs, for the root as for any directory:
+        // over a wire the root then arrives without its children, which must not read as
+        // "the source is empty".
+        let unchanged = rename.is_none()
+            && src.link_leader.is_none()
+            && dst.is_some_and(|d| d.digest == src.digest);
+        if !unchanged {
+            self.plan_children(&mut root, dst, &alts, &mut st, true);
+        }
         let lines = match self.opts.delete_when {
             DeleteWhen::During => st.lines,
             DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),

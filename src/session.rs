@@ -434,6 +434,10 @@ fn fetch_tree<R: Read, W: Write>(
     let mut src = root.into_entry(cmp)?;
     src.name = Box::from(&b"."[..]);
     if dst_root.is_some_and(|d| d.digest == src.digest) && dest.rename_to.is_none() {
+        // Nothing below differs, so nothing is listed: the root arrives without its
+        // children. It is marked incomplete so that no step can read the empty list as
+        // "the source has nothing here" (and delete the destination against it).
+        src.complete = false;
         return Ok(src);
     }
     // The destination's children of a listed directory: what this end offers as "have".
