@@ -51,6 +51,23 @@ pub struct ReceiverOutcome {
     pub counts: [u64; 7],
 }
 
+/// The error a peer's `Abort` ends the run with. An abort is a failure whatever the peer
+/// says: a code of 0 (or one rsync does not have) is a protocol error, so a hostile or broken
+/// peer cannot end a run that transferred nothing with exit 0.
+pub fn aborted(code: i32, msg: String) -> Error {
+    let code = match code_from(code) {
+        ExitCode::Ok => ExitCode::StreamIo,
+        c => c,
+    };
+    // (The text reaches a terminal: no escape sequences from the peer.)
+    let msg: String = msg
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .take(4096)
+        .collect();
+    Error::new(code, msg)
+}
+
 pub fn code_from(n: i32) -> ExitCode {
     use ExitCode::*;
     [
@@ -217,7 +234,7 @@ pub fn send<R: Read, W: Write>(
                         counts,
                     });
                 }
-                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+                Msg::Abort { code, msg } => return Err(aborted(code, msg)),
                 other => return Err(unexpected(&other, "a request from the receiver")),
             }
         }
@@ -260,7 +277,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     });
     let mut info = match info? {
         Msg::Sources { info } => info,
-        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        Msg::Abort { code, msg } => return Err(aborted(code, msg)),
         other => return Err(unexpected(&other, "the sources' description")),
     };
     for n in &info.named_tops {
@@ -302,7 +319,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             info.names = names;
             root
         }
-        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        Msg::Abort { code, msg } => return Err(aborted(code, msg)),
         other => return Err(unexpected(&other, "the source summary")),
     };
     // (Scanned before the listings arrive, while the sender serves them.)
@@ -399,7 +416,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 });
             }
             Msg::Log { text } => report.raw(&text),
-            Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+            Msg::Abort { code, msg } => return Err(aborted(code, msg)),
             other => return Err(unexpected(&other, "the sender's Done")),
         }
     }
@@ -471,7 +488,7 @@ fn fetch_tree<R: Read, W: Write>(
             wr.flush()?;
             let listing = match rd.recv()? {
                 Msg::Listing { dirs } => dirs,
-                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+                Msg::Abort { code, msg } => return Err(aborted(code, msg)),
                 other => return Err(unexpected(&other, "a directory listing")),
             };
             if listing.len() != batch.len() {

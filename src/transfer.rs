@@ -1252,9 +1252,7 @@ fn receive<'d, R: Read + Send>(
                     next += 1;
                 }
                 Msg::Log { text } => exec.report.raw(&text),
-                Msg::Abort { code, msg } => {
-                    return Err(Error::new(crate::session::code_from(code), msg));
-                }
+                Msg::Abort { code, msg } => return Err(crate::session::aborted(code, msg)),
                 Msg::Data { id, data, end } => {
                     let id = id as usize;
                     if id != next {

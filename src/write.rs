@@ -827,10 +827,7 @@ fn path_meta(
         ))?;
     }
     if chmod && want.kind != Kind::Symlink {
-        // chmodat follows symlinks; the name was created or lstat'ed as a non-link by us
-        // in a directory we opened without following links.
-        rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
-            .map_err(|e| StepError::new("change mode of", e))?;
+        chmod_nofollow(dir, name, mode).map_err(|e| StepError::new("change mode of", e))?;
     }
     if rules.times_for(want.kind) {
         utimensat(
@@ -842,6 +839,37 @@ fn path_meta(
         .map_err(|e| StepError::new("set times on", e))?;
     }
     Ok(())
+}
+
+/// chmod through a handle on the object itself. `chmodat` follows a final symlink, so a
+/// name swapped for one between our lstat and the chmod (by a local user, or while a slow
+/// peer holds the run) would hand the mode to whatever the link points at, outside the
+/// tree. An `O_PATH | O_NOFOLLOW` handle pins the object the name holds now (a symlink
+/// is then the link itself, refused here), and `/proc/self/fd/N` reaches exactly that
+/// object. Without /proc, the kernel's own no-follow chmod (fchmodat2, Linux 6.6) is the
+/// only safe way; where neither exists the mode is not set (an error, never a follow).
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &CString, mode: u32) -> io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name.as_c_str(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if Kind::from_mode(st.st_mode) == Kind::Symlink {
+        return Err(Errno::LOOP.into());
+    }
+    let mode = Mode::from_raw_mode(mode);
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    match rustix::fs::chmod(proc_path.as_str(), mode) {
+        Err(Errno::NOENT) => Ok(rustix::fs::chmodat(
+            dir,
+            name.as_c_str(),
+            mode,
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?),
+        r => Ok(r?),
+    }
 }
 
 fn set_path_meta(
@@ -1026,4 +1054,78 @@ pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
     }
     unlinkat(dir, &c, AtFlags::REMOVEDIR).map_err(|e| StepError::new("delete directory", e))?;
     Ok(count + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn rules() -> MetaRules {
+        MetaRules {
+            perms: true,
+            times: false,
+            omit_dir_times: false,
+            omit_link_times: false,
+            owner: false,
+            group: false,
+            sparse: false,
+            umask: 0o022,
+            am_root: false,
+            inplace: false,
+            window: crate::tree::TimeWindow::default(),
+            fsync: false,
+            xattrs: None,
+        }
+    }
+
+    /// The race of an attribute-only update, made deterministic: the planner has lstat'ed
+    /// `dst/f` as a file, then `f` becomes a symlink to a file outside the tree before the
+    /// mode is set. The outside file keeps its mode, and the update fails (ELOOP).
+    #[test]
+    fn attribute_update_never_follows_a_name_swapped_for_a_symlink() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let (dst, outside) = (top.path().join("dst"), top.path().join("outside"));
+        std::fs::create_dir(&dst).expect("mkdir dst");
+        std::fs::write(dst.join("f"), b"f").expect("write f");
+        std::fs::write(&outside, b"secret").expect("write outside");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod outside");
+        let have = Meta::from_stat(&rustix::fs::lstat(&dst.join("f")).expect("lstat f"));
+        let want = Meta {
+            mode: 0o777,
+            ..have
+        };
+
+        std::fs::remove_file(dst.join("f")).expect("rm f");
+        std::os::unix::fs::symlink(&outside, dst.join("f")).expect("symlink");
+        let dir = std::fs::File::open(&dst).expect("open dst");
+        let r = update_meta(dir.as_fd(), b"f", &want, None, &have, &rules());
+
+        let mode = std::fs::metadata(&outside)
+            .expect("stat outside")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o7777,
+            0o600,
+            "the file outside the tree changed mode"
+        );
+        let err = r.expect_err("a swapped name must not take the update");
+        assert_eq!(err.err.raw_os_error(), Some(libc_eloop()), "{err:?}");
+
+        // The same update on the real file still works.
+        std::fs::remove_file(dst.join("f")).expect("rm link");
+        std::fs::write(dst.join("f"), b"f").expect("write f");
+        update_meta(dir.as_fd(), b"f", &want, None, &have, &rules()).expect("update f");
+        let mode = std::fs::metadata(dst.join("f"))
+            .expect("stat f")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o777);
+    }
+
+    fn libc_eloop() -> i32 {
+        Errno::LOOP.raw_os_error()
+    }
 }
