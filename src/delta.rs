@@ -118,7 +118,9 @@ impl Signature {
 
     /// Checks what a peer could have got wrong: sizes in range, one entry per block.
     pub fn validate(&self) -> io::Result<()> {
-        if self.block_size == 0 || self.block_size > MAX_BLOCK {
+        // (The floor bounds the engine's index: a peer's signature of 1-byte blocks would
+        // cost tens of bytes of memory per byte of the file.)
+        if self.block_size < MIN_BLOCK || self.block_size > MAX_BLOCK {
             return Err(invalid(format!(
                 "signature block size {} out of range",
                 self.block_size

@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod filter;
+pub mod fs;
 pub mod ids;
 pub mod job;
 pub mod link;

@@ -133,9 +133,9 @@ fn split_relative(arg: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), crate::error::E
 pub struct Tops {
     bases: Vec<OwnedFd>,
     map: HashMap<Box<[u8]>, TopOrigin>,
-    /// Root-relative paths of the non-directories the scan reached by following a symlink
-    /// (a request names only the path; directories on the way are followed by `openat`
-    /// itself, as only the last component of a path is `O_NOFOLLOW`).
+    /// Root-relative paths of the entries the scan reached by following a symlink
+    /// (`-L`, `-k`, `--copy-unsafe-links`): the only components a read may open through
+    /// a link (see [`crate::fs`]); every other one is opened without following.
     followed: std::collections::HashSet<Box<[u8]>>,
 }
 
@@ -149,20 +149,43 @@ impl TopSource for Tops {
 }
 
 impl Tops {
-    /// The directory and name a root-relative path is read from (the sender's side of a
-    /// file request).
-    pub fn locate(&self, rel: &[u8]) -> Option<(BorrowedFd<'_>, Vec<u8>, bool)> {
+    /// Opens a root-relative path for reading (the sender's side of a file request),
+    /// through the file-system layer: no symlink on the way is followed but those the
+    /// scan followed on purpose, so a directory swapped for a link since the scan (by a
+    /// local user, or while a slow peer held the run) cannot lead the read out of the tree.
+    pub fn open(&self, rel: &[u8]) -> std::io::Result<OwnedFd> {
+        let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
             None => (rel, None),
         };
-        let (idx, src_name) = self.map.get(top)?;
-        let mut p = src_name.to_vec();
-        if let Some(rest) = rest {
-            p.push(b'/');
-            p.extend_from_slice(rest);
+        let (idx, src_name) = self.map.get(top).ok_or_else(not_found)?;
+        let base = self.bases[*idx].as_fd();
+        let flags = OFlags::RDONLY;
+        if self.followed.is_empty() {
+            let mut p = src_name.to_vec();
+            if let Some(rest) = rest {
+                p.push(b'/');
+                p.extend_from_slice(rest);
+            }
+            return crate::fs::open_beneath(base, &p, flags);
         }
-        Some((self.bases[*idx].as_fd(), p, self.followed.contains(rel)))
+        // The top's own name in its base (followed when the scan followed the top), then
+        // each further component, followed only where the scan followed that path.
+        let mut comps: Vec<(&[u8], bool)> = crate::fs::components(src_name)
+            .map(|c| (c, false))
+            .collect();
+        if let Some(last) = comps.last_mut() {
+            last.1 = self.followed.contains(top);
+        }
+        if let Some(rest) = rest {
+            let mut end = top.len();
+            for c in rest.split(|&b| b == b'/') {
+                end += 1 + c.len();
+                comps.push((c, self.followed.contains(&rel[..end])));
+            }
+        }
+        crate::fs::open_walk(base, &comps, flags)
     }
 }
 
@@ -616,7 +639,7 @@ impl Sources {
         }
         if scanner.opts.follows_links() {
             root.walk(b"", &mut |p, e| {
-                if e.followed && !e.is_dir() {
+                if e.followed {
                     tops.followed.insert(p.into());
                 }
             });

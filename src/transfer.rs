@@ -61,13 +61,9 @@ fn stream_error(msg: impl Into<String>) -> Error {
 
 // ---------------------------------------------------------------- sender
 
-/// Opens a source file by its root-relative path for reading (through the link only for a
-/// link the scan followed).
+/// Opens a source file by its root-relative path for reading (see [`Tops::open`]).
 fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
-    let (dir, path, followed) = tops
-        .locate(rel)
-        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    crate::scan::open_file_at(dir, &cstr(&path)?, followed)
+    tops.open(rel)
 }
 
 /// A small file's content, or None when it has grown past `size` (its size at the scan)
@@ -149,9 +145,7 @@ pub fn answer_coarse<W: Write>(
     let mut answers = Vec::with_capacity(items.len());
     for it in items {
         check_served(root, &it.path)?;
-        if it.block == 0 || it.block > 1 << 30 {
-            return Err(stream_error("coarse block size out of range"));
-        }
+        check_coarse_item(&it)?;
         let matched = open_source(tops, &it.path).and_then(|fd| {
             let f = std::fs::File::from(fd);
             let len = f.metadata()?.len();
@@ -172,6 +166,32 @@ pub fn answer_coarse<W: Write>(
     }
     wr.send(&Msg::CoarseRanges { items: answers })?;
     wr.flush()
+}
+
+/// A coarse request is the peer's word on sizes this end then allocates by: its block must
+/// be one [`delta::coarse_block`] can give (a power of two from 1 MiB to 1 GiB; 1-byte
+/// blocks made the sender hold about 76 bytes per source byte), with exactly one hash per
+/// block of the basis and an anchor per block or none.
+fn check_coarse_item(it: &CoarseItem) -> Result<(), Error> {
+    let (lo, hi) = (delta::coarse_block(0), delta::coarse_block(u64::MAX));
+    if !(lo..=hi).contains(&it.block) || !it.block.is_power_of_two() {
+        return Err(stream_error(format!(
+            "coarse block size {} out of range",
+            it.block
+        )));
+    }
+    let blocks = it.basis_len.div_ceil(it.block);
+    if it.hashes.len() as u64 != blocks
+        || !(it.anchors.is_empty() || it.anchors.len() == it.hashes.len())
+    {
+        return Err(stream_error(format!(
+            "coarse request has {} hashes and {} anchors for {} blocks",
+            it.hashes.len(),
+            it.anchors.len(),
+            blocks
+        )));
+    }
+    Ok(())
 }
 
 /// A small file read ahead, with its blake3, or why it could not be read; None for a file

@@ -1,0 +1,124 @@
+//! The file-system layer's opening rule: a path below a root is opened so that no symlink
+//! on the way is followed and nothing above the root is reached, whatever a concurrent
+//! process does to the tree between our scan and our open.
+//!
+//! `openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` makes the kernel enforce it in
+//! one call; where the kernel lacks `openat2` (before 5.6, or a seccomp filter that
+//! refuses it) the same rule is a walk of `O_NOFOLLOW` opens, one component at a time.
+//! Only a component the caller names as followed (the sender's `-L`/`-k`/
+//! `--copy-unsafe-links` entries, which the scan resolved on purpose) is opened through a
+//! link, and then only that component.
+
+use rustix::fs::{Mode, OFlags, ResolveFlags, openat, openat2};
+use rustix::io::Errno;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Opens `path` (relative, `/`-separated, already checked) below `root` with `flags`,
+/// following no symlink anywhere on the way. A symlink met is ELOOP (or ENOTDIR), never
+/// followed.
+pub fn open_beneath(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    let c = CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match openat2(
+        root,
+        c.as_c_str(),
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        how,
+    ) {
+        // No openat2 here, or a rename elsewhere made the kernel unsure (it then asks to
+        // retry): the per-component walk gives the same guarantee.
+        Err(Errno::NOSYS | Errno::PERM | Errno::AGAIN | Errno::INVAL) => {
+            let comps: Vec<(&[u8], bool)> = components(path).map(|c| (c, false)).collect();
+            open_walk(root, &comps, flags)
+        }
+        r => Ok(r?),
+    }
+}
+
+/// The walk: each component opened from its parent's handle with `O_NOFOLLOW`, except
+/// those marked `true` (followed on purpose). Directories on the way are opened
+/// `O_DIRECTORY`; the last component takes `flags`.
+pub fn open_walk(
+    root: BorrowedFd<'_>,
+    comps: &[(&[u8], bool)],
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    let mut cur = rustix::io::dup(root)?;
+    for (i, (name, follow)) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let c = CString::new(*name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut f = if last {
+            flags
+        } else {
+            OFlags::RDONLY | OFlags::DIRECTORY
+        } | OFlags::CLOEXEC;
+        if !follow {
+            f |= OFlags::NOFOLLOW;
+        }
+        cur = openat(cur.as_fd(), c.as_c_str(), f, Mode::empty())?;
+    }
+    Ok(cur)
+}
+
+/// A relative path's components, without empty ones and `.`.
+pub fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory on the way swapped for a symlink to a directory outside the root is not
+    /// followed, by openat2 nor by the walk; a followed component named by the caller is.
+    #[test]
+    fn no_symlink_on_the_way_is_followed_unless_named() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let (root, outside) = (top.path().join("root"), top.path().join("outside"));
+        std::fs::create_dir_all(root.join("d")).expect("mkdir");
+        std::fs::create_dir(&outside).expect("mkdir outside");
+        std::fs::write(root.join("d/f"), b"inside").expect("write");
+        std::fs::write(outside.join("f"), b"secret").expect("write");
+        let rootfd = std::fs::File::open(&root).expect("open root");
+        let read = |fd: OwnedFd| {
+            std::fs::read_to_string(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&fd)
+            ))
+            .expect("read")
+        };
+
+        let fd = open_beneath(rootfd.as_fd(), b"d/f", OFlags::RDONLY).expect("open d/f");
+        assert_eq!(read(fd), "inside");
+
+        std::fs::rename(root.join("d"), root.join("d.old")).expect("rename");
+        std::os::unix::fs::symlink(&outside, root.join("d")).expect("symlink");
+        let e = open_beneath(rootfd.as_fd(), b"d/f", OFlags::RDONLY).expect_err("followed d");
+        assert_eq!(e.raw_os_error(), Some(Errno::LOOP.raw_os_error()), "{e}");
+        let e = open_walk(
+            rootfd.as_fd(),
+            &[(b"d", false), (b"f", false)],
+            OFlags::RDONLY,
+        )
+        .expect_err("walk followed d");
+        assert!(
+            [Errno::LOOP.raw_os_error(), Errno::NOTDIR.raw_os_error()]
+                .contains(&e.raw_os_error().unwrap_or(0)),
+            "{e}"
+        );
+        let e = open_beneath(rootfd.as_fd(), b"../outside/f", OFlags::RDONLY).expect_err("..");
+        assert_eq!(e.raw_os_error(), Some(Errno::XDEV.raw_os_error()), "{e}");
+        // -L/-k: the caller names the followed component.
+        let fd = open_walk(
+            rootfd.as_fd(),
+            &[(b"d", true), (b"f", false)],
+            OFlags::RDONLY,
+        )
+        .expect("named follow");
+        assert_eq!(read(fd), "secret");
+    }
+}
