@@ -1402,3 +1402,65 @@ fn verbose_listing_over_ssh_has_rsyncs_shape() {
         crate::local::verbose_shape(&name, &outs[0], &outs[1]);
     }
 }
+
+/// The run a cron job makes every day: `-a --delete` over ssh, again with nothing changed,
+/// then again after one change. A second run once deleted the whole destination (the root
+/// arrived without its listing when the digests matched). After each run the tree and the
+/// exit code must be rsync's, pushed and pulled.
+#[test]
+fn delete_rerun_over_ssh_keeps_the_destination() {
+    let test = "delete_rerun_over_ssh_keeps_the_destination";
+    if !have_rsync(test) {
+        return;
+    }
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    for dir in [Direction::Push, Direction::Pull] {
+        let t = test_dir();
+        let src = t.path().join("src");
+        awkward(&src);
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        let mut changed = false;
+        for round in 1..=3 {
+            if round == 3 {
+                fs::write(src.join("rerun-new.txt"), b"new on the third run")
+                    .unwrap_or_else(|e| panic!("write: {e}"));
+                changed = true;
+            }
+            let mut outs = Vec::new();
+            for (side, mut cmd) in [(&a, rsync_over(&sshd)), (&b, xsync_over(&sshd))] {
+                cmd.args(["-a", "--delete"]);
+                match dir {
+                    Direction::Push => cmd.arg(slash(&src)).arg(remote(slash(side))),
+                    Direction::Pull => cmd.arg(remote(slash(&src))).arg(slash(side)),
+                };
+                outs.push(run(&mut cmd));
+            }
+            assert_eq!(
+                code(&outs[0]),
+                code(&outs[1]),
+                "{dir:?} run {round}: rsync {}, xsync {}{}",
+                stderr(&outs[0]),
+                stderr(&outs[1]),
+                context(&sshd)
+            );
+            assert_eq!(
+                code(&outs[1]),
+                0,
+                "{dir:?} run {round}: {}",
+                stderr(&outs[1])
+            );
+            let opts = Compare::for_flags(&["-a"]).ignoring_times_of([PathBuf::new()]);
+            let diffs = diff_trees(&a, &b, &opts);
+            assert!(diffs.is_empty(), "{dir:?} run {round}: {diffs:#?}");
+            // (The comparison above is empty for two empty trees too.)
+            let kept = fs::read_dir(&b).map(|d| d.count()).unwrap_or(0);
+            assert!(
+                kept > 3,
+                "{dir:?} run {round}: the destination holds {kept} entries"
+            );
+        }
+        assert!(changed && b.join("rerun-new.txt").exists());
+    }
+}
