@@ -14,6 +14,8 @@ pub mod error;
 pub mod exec;
 pub mod exit;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod job;
 pub mod link;
