@@ -15,6 +15,8 @@ pub mod exec;
 pub mod exit;
 pub mod filter;
 pub mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ids;
 pub mod job;
 pub mod link;

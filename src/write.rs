@@ -1091,7 +1091,7 @@ mod tests {
         std::fs::write(&outside, b"secret").expect("write outside");
         std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600))
             .expect("chmod outside");
-        let have = Meta::from_stat(&rustix::fs::lstat(&dst.join("f")).expect("lstat f"));
+        let have = Meta::from_stat(&rustix::fs::lstat(dst.join("f")).expect("lstat f"));
         let want = Meta {
             mode: 0o777,
             ..have

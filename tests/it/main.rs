@@ -9,6 +9,7 @@ mod compress;
 mod delta;
 mod errors;
 mod filters;
+mod fuzz_corpora;
 mod local;
 mod progress;
 mod relative;
