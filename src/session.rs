@@ -80,6 +80,15 @@ pub fn code_from(n: i32) -> ExitCode {
     .unwrap_or(StreamIo)
 }
 
+/// The exit code an `Abort` from the peer ends this run with: an abort is a failure, so 0
+/// (or a code xsync does not know) is a protocol-stream error (12), never a success.
+pub fn abort_code(n: i32) -> ExitCode {
+    match code_from(n) {
+        ExitCode::Ok => ExitCode::StreamIo,
+        c => c,
+    }
+}
+
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
 /// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
 /// at low priority — at full priority on two cores it slowed ssh's key exchange by more
@@ -217,7 +226,7 @@ pub fn send<R: Read, W: Write>(
                         counts,
                     });
                 }
-                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+                Msg::Abort { code, msg } => return Err(Error::new(abort_code(code), msg)),
                 other => return Err(unexpected(&other, "a request from the receiver")),
             }
         }
@@ -260,7 +269,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     });
     let mut info = match info? {
         Msg::Sources { info } => info,
-        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        Msg::Abort { code, msg } => return Err(Error::new(abort_code(code), msg)),
         other => return Err(unexpected(&other, "the sources' description")),
     };
     for n in &info.named_tops {
@@ -302,7 +311,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             info.names = names;
             root
         }
-        Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+        Msg::Abort { code, msg } => return Err(Error::new(abort_code(code), msg)),
         other => return Err(unexpected(&other, "the source summary")),
     };
     // (Scanned before the listings arrive, while the sender serves them.)
@@ -399,7 +408,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 });
             }
             Msg::Log { text } => report.raw(&text),
-            Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+            Msg::Abort { code, msg } => return Err(Error::new(abort_code(code), msg)),
             other => return Err(unexpected(&other, "the sender's Done")),
         }
     }
@@ -471,7 +480,7 @@ fn fetch_tree<R: Read, W: Write>(
             wr.flush()?;
             let listing = match rd.recv()? {
                 Msg::Listing { dirs } => dirs,
-                Msg::Abort { code, msg } => return Err(Error::new(code_from(code), msg)),
+                Msg::Abort { code, msg } => return Err(Error::new(abort_code(code), msg)),
                 other => return Err(unexpected(&other, "a directory listing")),
             };
             if listing.len() != batch.len() {

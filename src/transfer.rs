@@ -1253,7 +1253,7 @@ fn receive<'d, R: Read + Send>(
                 }
                 Msg::Log { text } => exec.report.raw(&text),
                 Msg::Abort { code, msg } => {
-                    return Err(Error::new(crate::session::code_from(code), msg));
+                    return Err(Error::new(crate::session::abort_code(code), msg));
                 }
                 Msg::Data { id, data, end } => {
                     let id = id as usize;

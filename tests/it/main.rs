@@ -1,6 +1,7 @@
 //! The single integration-test binary: black-box tests of the `xsync` executable, mostly
 //! differential against rsync (see `util`).
 
+mod peer;
 mod util;
 
 mod altdest;
@@ -9,6 +10,7 @@ mod compress;
 mod delta;
 mod errors;
 mod filters;
+mod hostile;
 mod local;
 mod progress;
 mod relative;
