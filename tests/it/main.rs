@@ -1,6 +1,7 @@
 //! The single integration-test binary: black-box tests of the `xsync` executable, mostly
 //! differential against rsync (see `util`).
 
+mod peer;
 mod util;
 
 mod altdest;
@@ -10,6 +11,7 @@ mod delta;
 mod errors;
 mod filters;
 mod fuzz_corpora;
+mod hostile;
 mod local;
 mod progress;
 mod relative;

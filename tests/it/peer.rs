@@ -1,0 +1,251 @@
+//! A scripted, test-only peer that speaks the xsync protocol with the library's own types,
+//! wrongly on purpose when a test says so.
+//!
+//! * As a server: [`HostileServer::start`] listens on a Unix socket in the test directory and
+//!   writes a remote-shell script (`rsh()`, for `-e`) that ignores its arguments and bridges
+//!   the client's stdin/stdout to that socket (python3). The test's script runs on a thread
+//!   with a [`Peer`]; [`HostileServer::finish`] returns what it returned.
+//! * As a client: [`Peer::spawn_server`] starts `xsync --server` with piped stdin/stdout.
+//!
+//! Every message the peer sends first passes [`Peer::before_send`]'s hook, so a test can
+//! pause (or act on the file system) at a chosen point of the exchange.
+#![allow(dead_code)] // (a harness: not every test uses every step)
+
+use std::io::{BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+
+use xsync::error::Error;
+use xsync::protocol::{Msg, Reader, Role, SourceInfo, WireEntry, WireMeta, Writer};
+use xsync::tree::Kind;
+
+pub type Hook = Box<dyn FnMut(&Msg) + Send>;
+
+/// One end of a connection, driven by a test.
+pub struct Peer {
+    pub rd: Reader<Box<dyn Read + Send>>,
+    pub wr: Writer<Box<dyn Write + Send>>,
+    hook: Option<Hook>,
+}
+
+impl Peer {
+    pub fn new(rd: Box<dyn Read + Send>, wr: Box<dyn Write + Send>) -> Peer {
+        Peer {
+            rd: Reader::new(rd),
+            wr: Writer::new(wr),
+            hook: None,
+        }
+    }
+
+    /// Runs `hook` before each message this peer sends (e.g. to stall before `Listing`).
+    pub fn before_send(&mut self, hook: impl FnMut(&Msg) + Send + 'static) {
+        self.hook = Some(Box::new(hook));
+    }
+
+    /// Sends and flushes one message.
+    pub fn send(&mut self, msg: Msg) -> Result<(), Error> {
+        if let Some(h) = self.hook.as_mut() {
+            h(&msg);
+        }
+        self.wr.send(&msg)?;
+        self.wr.flush()
+    }
+
+    pub fn recv(&mut self) -> Result<Msg, Error> {
+        self.rd.recv()
+    }
+
+    /// Server side of the opening: the client's magic, `Hello` and `Start` in, this end's
+    /// greeting out. Returns the `Start` message.
+    pub fn accept(&mut self) -> Result<Msg, Error> {
+        xsync::protocol::handshake(&mut self.rd, &mut self.wr)?;
+        self.recv()
+    }
+
+    /// Client side of the opening: greeting and `Start` out, the server's greeting checked.
+    pub fn open(&mut self, role: Role, args: &[&str], paths: &[&[u8]]) -> Result<(), Error> {
+        xsync::protocol::greet(&mut self.wr)?;
+        self.rd.expect_greeting();
+        self.send(Msg::Start {
+            role,
+            args: args
+                .iter()
+                .map(|a| serde_bytes::ByteBuf::from(a.as_bytes().to_vec()))
+                .collect(),
+            paths: paths
+                .iter()
+                .map(|p| serde_bytes::ByteBuf::from(p.to_vec()))
+                .collect(),
+            filters: Vec::new(),
+            files: Vec::new(),
+        })
+    }
+
+    /// Sender's opening: `Sources { info }` then `SourceRoot` with `root`.
+    pub fn send_sources(&mut self, info: SourceInfo, root: WireEntry) -> Result<(), Error> {
+        self.send(Msg::Sources { info })?;
+        self.send(Msg::SourceRoot {
+            io_error: false,
+            names: Default::default(),
+            root,
+            counts: Box::new([0; 7]),
+        })
+    }
+
+    /// Answers each `List` with the next of `listings` (one `Vec<WireEntry>` per listed
+    /// directory, `same` empty: the receiver's children are all "changed"), each `Get` with
+    /// whole content from `content(path)`, and `Finish` with `Done`. Returns the receiver's
+    /// exit code, or the first message it did not expect as an error string.
+    pub fn serve(
+        &mut self,
+        mut listings: Vec<Vec<WireEntry>>,
+        content: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<i32, String> {
+        listings.reverse();
+        loop {
+            match self.recv().map_err(|e| e.message().to_string())? {
+                Msg::List { dirs } => {
+                    let dirs = dirs
+                        .iter()
+                        .map(|d| xsync::protocol::DirListing {
+                            same: serde_bytes::ByteBuf::from(vec![
+                                0u8;
+                                (d.have.len() / 8).div_ceil(8)
+                            ]),
+                            new: listings.pop().unwrap_or_default(),
+                        })
+                        .collect();
+                    self.send(Msg::Listing { dirs })
+                        .map_err(|e| e.message().to_string())?;
+                }
+                Msg::Get { files } => {
+                    for f in files {
+                        let (id, path) = match f {
+                            xsync::protocol::Request::Whole { id, path } => (id, path),
+                            xsync::protocol::Request::Delta { id, path, .. } => (id, path),
+                        };
+                        let data = content(&path);
+                        let end =
+                            Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
+                        self.send(Msg::Data { id, data, end })
+                            .map_err(|e| e.message().to_string())?;
+                    }
+                }
+                Msg::GetEnd | Msg::Planned { .. } | Msg::Log { .. } => {}
+                Msg::Finish { code, .. } => {
+                    self.send(Msg::Done {
+                        code: 0,
+                        counts: [0; 7],
+                    })
+                    .map_err(|e| e.message().to_string())?;
+                    return Ok(code);
+                }
+                other => return Err(format!("unexpected {other:?}")),
+            }
+        }
+    }
+
+    /// Starts `xsync --server` with piped stdin/stdout; the test is its client.
+    pub fn spawn_server() -> (Peer, Child) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_xsync"))
+            .arg("--server")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xsync --server");
+        let out = child.stdout.take().expect("stdout");
+        let inp = child.stdin.take().expect("stdin");
+        (
+            Peer::new(Box::new(BufReader::new(out)), Box::new(inp)),
+            child,
+        )
+    }
+}
+
+/// A wire entry with plain metadata (mode 0644/0755, mtime 1,000,000,000): directories get
+/// `digest` (anything not equal to the receiver's makes it list them).
+pub fn wire(name: &[u8], kind: Kind, size: u64) -> WireEntry {
+    WireEntry {
+        name: name.to_vec(),
+        meta: WireMeta {
+            kind,
+            mode: if kind == Kind::Dir { 0o755 } else { 0o644 },
+            size,
+            mtime: 1_000_000_000,
+            mtime_nsec: 0,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            rdev: 0,
+        },
+        target: (kind == Kind::Symlink)
+            .then(|| serde_bytes::ByteBuf::from(b"/etc/passwd".to_vec())),
+        hash: None,
+        complete: true,
+        link_leader: None,
+        digest: (kind == Kind::Dir).then_some(0x1234_5678),
+        xattrs: None,
+    }
+}
+
+/// A hostile server reached through `-e <rsh>`; the script runs on its own thread.
+pub struct HostileServer<T> {
+    dir: PathBuf,
+    thread: JoinHandle<T>,
+}
+
+impl<T: Send + 'static> HostileServer<T> {
+    /// Listens in `dir` and runs `script` on the first connection.
+    pub fn start(dir: &Path, script: impl FnOnce(&mut Peer) -> T + Send + 'static) -> Self {
+        let sock = dir.join("peer.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).expect("bind peer socket");
+        let rsh = dir.join("peer-rsh");
+        std::fs::write(
+            &rsh,
+            format!("#!/bin/sh\nexec python3 -c '{BRIDGE}' {}\n", sock.display()),
+        )
+        .expect("write rsh");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rsh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let thread = std::thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            let r = s.try_clone().expect("clone socket");
+            let mut peer = Peer::new(Box::new(BufReader::new(r)), Box::new(s));
+            script(&mut peer)
+        });
+        HostileServer {
+            dir: dir.to_path_buf(),
+            thread,
+        }
+    }
+
+    /// The `-e` value.
+    pub fn rsh(&self) -> String {
+        self.dir.join("peer-rsh").display().to_string()
+    }
+
+    /// What the script returned (after the client has exited).
+    pub fn finish(self) -> T {
+        self.thread.join().expect("peer script panicked")
+    }
+}
+
+/// stdin → socket on a thread, socket → stdout here; ends when the socket closes.
+const BRIDGE: &str = "import os,socket,sys,threading
+s=socket.socket(socket.AF_UNIX);s.connect(sys.argv[1])
+def up():
+  while True:
+    b=os.read(0,65536)
+    if not b:
+      s.shutdown(socket.SHUT_WR);return
+    s.sendall(b)
+threading.Thread(target=up,daemon=True).start()
+o=sys.stdout.buffer
+while True:
+  b=s.recv(65536)
+  if not b: break
+  o.write(b);o.flush()
+";
