@@ -37,46 +37,42 @@ fn pull(
     (out, diffs)
 }
 
-#[test]
-fn an_abort_with_code_zero_is_a_failure() {
+/// A server that aborts with `code`, after the sources' description when `after_sources`:
+/// the pull's exit code, with nothing outside the destination changed.
+fn pull_from_aborting_server(code_sent: i32, after_sources: bool) -> i32 {
     let t = tempfile::tempdir().unwrap();
     let outside = t.path().join("parent");
     std::fs::create_dir_all(outside.join("dst")).unwrap();
-    let server = HostileServer::start(t.path(), |p: &mut Peer| {
+    let server = HostileServer::start(t.path(), move |p: &mut Peer| {
         p.accept().expect("handshake");
+        if after_sources {
+            p.send(Msg::Sources {
+                info: SourceInfo::default(),
+            })
+            .expect("send");
+        }
         p.send(Msg::Abort {
-            code: 0,
+            code: code_sent,
             msg: "all is well".into(),
         })
         .expect("send");
     });
     let (out, diffs) = pull(&server, &["-a"], &outside.join("dst"), &outside);
     server.finish();
-    assert_eq!(code(&out), 12, "{}", stderr(&out));
     assert!(diffs.is_empty(), "{diffs:?}");
+    let c = code(&out);
+    assert_eq!(c, 12, "abort with {code_sent}: {}", stderr(&out));
+    c
+}
+
+#[test]
+fn an_abort_with_code_zero_is_a_failure() {
+    assert_eq!(pull_from_aborting_server(0, false), 12);
 }
 
 #[test]
 fn an_abort_with_an_unknown_code_is_a_protocol_error() {
-    let t = tempfile::tempdir().unwrap();
-    let outside = t.path().join("parent");
-    std::fs::create_dir_all(outside.join("dst")).unwrap();
-    let server = HostileServer::start(t.path(), |p: &mut Peer| {
-        p.accept().expect("handshake");
-        p.send(Msg::Sources {
-            info: SourceInfo::default(),
-        })
-        .expect("send");
-        p.send(Msg::Abort {
-            code: 4242,
-            msg: "odd".into(),
-        })
-        .expect("send");
-    });
-    let (out, diffs) = pull(&server, &["-a"], &outside.join("dst"), &outside);
-    server.finish();
-    assert_eq!(code(&out), 12, "{}", stderr(&out));
-    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(pull_from_aborting_server(4242, true), 12);
 }
 
 #[test]
