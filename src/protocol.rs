@@ -63,6 +63,63 @@ pub struct SourceInfo {
     pub names: crate::ids::Names,
 }
 
+impl SourceInfo {
+    /// A description from the peer is only believed where it is self-consistent: the
+    /// copy-to-a-new-name rule uses the destination's parent as the root, so a peer that
+    /// could claim "one file" beside a transfer-dir root, or beside several names, would
+    /// reach the siblings of the destination.
+    pub fn check(&self) -> Result<(), Error> {
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.named_tops {
+            check_name(n).map_err(|e| stream_error(format!("unsafe top-level name: {e}")))?;
+            if !seen.insert(n.as_slice()) {
+                return Err(stream_error(format!(
+                    "top-level name `{}` named twice",
+                    crate::error::show(n)
+                )));
+            }
+        }
+        if self.single_file && (self.root_is_transfer_dir || self.named_tops.len() != 1) {
+            return Err(stream_error(
+                "a single file was announced beside other sources",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The root's listing from the peer, checked against this description before anything
+    /// is planned: where the root is not a transfer directory its entries are exactly the
+    /// named tops (a name nobody asked for would land beside them), and the single file is
+    /// at most one entry (none when a filter excludes it), not a directory.
+    pub fn check_root_listing<'e>(
+        &self,
+        names: impl Iterator<Item = (&'e [u8], bool)>,
+    ) -> Result<(), Error> {
+        if self.root_is_transfer_dir {
+            return Ok(());
+        }
+        let mut n = 0;
+        for (name, is_dir) in names {
+            n += 1;
+            if !self.named_tops.iter().any(|t| t.as_slice() == name) {
+                return Err(stream_error(format!(
+                    "the root's listing holds `{}`, which no source names",
+                    crate::error::show(name)
+                )));
+            }
+            if self.single_file && is_dir {
+                return Err(stream_error("the single file announced is a directory"));
+            }
+        }
+        if self.single_file && n > 1 {
+            return Err(stream_error(format!(
+                "a single file was announced but the root lists {n} entries"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One entry as it crosses the wire: an [`Entry`] without its children, and without what
 /// only the sender's side needs (device, inode and link count: hard-link groups travel as
 /// `link_leader`). Only a directory carries its Merkle digest: the digest of anything else

@@ -337,8 +337,18 @@ impl RemoteJob {
                     root_is_transfer_dir: true,
                     ..Default::default()
                 });
-            let out =
-                session::receive(rd, wr, opts, &self.local_paths[0], report, none, predicted)?;
+            let out = session::receive(
+                rd,
+                wr,
+                opts,
+                &self.local_paths[0],
+                report,
+                none,
+                Some(session::Pull {
+                    sources: &self.remote_paths,
+                    predicted,
+                }),
+            )?;
             report.record(out.peer_code);
             Ok(out.counts)
         }

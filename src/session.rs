@@ -243,6 +243,14 @@ pub fn send<R: Read, W: Write>(
     out
 }
 
+/// What a pulling client asked the server for (a server receiving a push knows nothing).
+pub struct Pull<'a> {
+    /// The remote paths, to check the server's description against.
+    pub sources: &'a [OsString],
+    /// What `Sources` will say when it can be known beforehand (see [`receive`]).
+    pub predicted: Option<SourceInfo>,
+}
+
 /// Receiver: learns the source tree where it differs, then plans and applies it with the
 /// same code as a local copy, fetching file data over the connection.
 pub fn receive<R: Read + Send, W: Write + Send>(
@@ -252,8 +260,12 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     dst_arg: &OsString,
     report: &Report<'_>,
     relay_out: Relay<'_>,
-    predicted: Option<SourceInfo>,
+    pull: Option<Pull<'_>>,
 ) -> Result<ReceiverOutcome, Error> {
+    let (predicted, asked) = match pull {
+        Some(p) => (p.predicted, Some(p.sources)),
+        None => (None, None),
+    };
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
     // A pulling client whose sources are all `dir/` knows what `Sources` will say, so it
     // scans an existing destination while the remote shell logs in (at low priority, as a
@@ -280,13 +292,9 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         Msg::Abort { code, msg } => return Err(aborted(code, msg)),
         other => return Err(unexpected(&other, "the sources' description")),
     };
-    for n in &info.named_tops {
-        crate::pathsafe::check_name(n).map_err(|e| {
-            Error::new(
-                ExitCode::StreamIo,
-                format!("protocol error: unsafe top-level name: {e}"),
-            )
-        })?;
+    info.check()?;
+    if let Some(asked) = asked {
+        check_asked(&info, asked)?;
     }
     let (dest, mut dst_root) = match early {
         Some((p, dest, root)) if same_rules(&p, &info) => (dest, root),
@@ -422,6 +430,20 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     }
 }
 
+/// A pulling client knows what it asked for: "one file" needs one source that names no
+/// directory's contents.
+fn check_asked(info: &SourceInfo, asked: &[OsString]) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = |a: &OsString| a.as_bytes().to_vec();
+    if info.single_file && (asked.len() != 1 || crate::source::names_contents(&bytes(&asked[0]))) {
+        return Err(Error::new(
+            ExitCode::StreamIo,
+            "protocol error: the server announced a single file, which is not what was asked for",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether two descriptions of the sources give the destination the same shape.
 fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
     a.root_is_transfer_dir == b.root_is_transfer_dir
@@ -500,6 +522,9 @@ fn fetch_tree<R: Read, W: Write>(
             for (path, answer) in batch.iter().zip(listing) {
                 let have = have_of(path);
                 let mut entries = answer.merge(have, cmp)?;
+                if path.is_empty() {
+                    info.check_root_listing(entries.iter().map(|e| (&*e.name, e.is_dir())))?;
+                }
                 // The single file copied to a new name takes that name here.
                 if path.is_empty()
                     && let (Some(to), Some(from)) = (&dest.rename_to, info.named_tops.first())

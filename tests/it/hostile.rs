@@ -76,7 +76,6 @@ fn an_abort_with_an_unknown_code_is_a_protocol_error() {
 }
 
 #[test]
-#[ignore = "issue (2) not fixed yet: the receiver trusts single_file and uses the parent as the root"]
 fn a_hostile_single_file_flag_cannot_touch_the_destinations_parent() {
     // The server says "one file" but lists a directory's worth of entries under --delete:
     // the receiver would use dst's parent as the root and delete dst's siblings.
@@ -105,5 +104,167 @@ fn a_hostile_single_file_flag_cannot_touch_the_destinations_parent() {
     let (out, diffs) = pull(&server, &["-a", "--delete"], &outside.join("new"), &outside);
     let _ = server.finish();
     assert_eq!(code(&out), 12, "{}", stderr(&out));
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+/// A pull whose server announces `info` with `root` and lists `top` for the root, into
+/// `outside/dst_name` (`sources` the remote paths asked for): the exit code and what
+/// changed outside the destination (with `dst_name` existing as a directory, inside it too:
+/// an attack that is refused must not leave half a transfer there either).
+fn pull_attack(
+    info: SourceInfo,
+    root: xsync::protocol::WireEntry,
+    top: Vec<xsync::protocol::WireEntry>,
+    sources: &[&str],
+    dst_exists: bool,
+) -> (i32, String, Vec<String>) {
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("parent");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("sibling"), b"keep me").unwrap();
+    let dst = outside.join("dst");
+    if dst_exists {
+        std::fs::create_dir(&dst).unwrap();
+        std::fs::write(dst.join("old"), b"old").unwrap();
+    }
+    let server = HostileServer::start(t.path(), move |p: &mut Peer| {
+        p.accept().expect("handshake");
+        p.send_sources(info, root).expect("sources");
+        let _ = p.serve(vec![top], |_| b"bad".to_vec());
+    });
+    let before = snapshot(&outside);
+    let out = xsync()
+        .args([
+            "-a",
+            "--delete",
+            "-e",
+            &server.rsh(),
+            "--xsync-path",
+            "ignored",
+        ])
+        .args(sources.iter().map(|s| format!("host:{s}")))
+        .arg(&dst)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run xsync");
+    server.finish();
+    let after = snapshot(&outside);
+    (code(&out), stderr(&out), diff_snapshots(&before, &after))
+}
+
+fn one(name: &[u8]) -> Vec<serde_bytes::ByteBuf> {
+    vec![serde_bytes::ByteBuf::from(name.to_vec())]
+}
+
+#[test]
+fn a_single_file_beside_a_transfer_dir_root_is_refused() {
+    // "One file" and "the root is a transfer dir" together would apply the root's mode to
+    // the destination's parent.
+    let info = SourceInfo {
+        single_file: true,
+        root_is_transfer_dir: true,
+        named_tops: one(b"f"),
+        ..Default::default()
+    };
+    let mut root = wire(b".", Kind::Dir, 0);
+    root.meta.mode = 0o777;
+    let (c, err, diffs) = pull_attack(info, root, vec![wire(b"f", Kind::File, 3)], &["f"], false);
+    assert_eq!(c, 12, "{err}");
+    assert!(err.contains("single file"), "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn a_single_file_that_is_a_directory_is_refused() {
+    let info = SourceInfo {
+        single_file: true,
+        named_tops: one(b"f"),
+        ..Default::default()
+    };
+    let (c, err, diffs) = pull_attack(
+        info,
+        wire(b".", Kind::Dir, 0),
+        vec![wire(b"f", Kind::Dir, 0)],
+        &["f"],
+        false,
+    );
+    assert_eq!(c, 12, "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn a_single_file_when_two_sources_were_asked_for_is_refused() {
+    let info = SourceInfo {
+        single_file: true,
+        named_tops: one(b"a"),
+        ..Default::default()
+    };
+    let (c, err, diffs) = pull_attack(
+        info,
+        wire(b".", Kind::Dir, 0),
+        vec![wire(b"a", Kind::File, 3)],
+        &["a", "b"],
+        false,
+    );
+    assert_eq!(c, 12, "{err}");
+    assert!(err.contains("not what was asked for"), "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn a_root_listing_with_a_name_no_source_named_is_refused() {
+    // `host:src dst/` brings dst/src; an entry beside it in the root's listing is a name
+    // nobody asked for (rsync's CVE-2024-12087 is the same trust in a merged list).
+    let info = SourceInfo {
+        named_tops: one(b"src"),
+        ..Default::default()
+    };
+    let (c, err, diffs) = pull_attack(
+        info,
+        wire(b".", Kind::Dir, 0),
+        vec![wire(b"planted", Kind::File, 3), wire(b"src", Kind::Dir, 0)],
+        &["src"],
+        true,
+    );
+    assert_eq!(c, 12, "{err}");
+    assert!(err.contains("planted"), "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn a_hostile_client_cannot_make_a_pushs_server_touch_the_destinations_parent() {
+    // The same single-file attack from the other side: a client pushing to `xsync --server`.
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("parent");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("sibling"), b"keep me").unwrap();
+    let dst = outside.join("new");
+    let before = snapshot(&outside);
+    let (mut p, mut child) = Peer::spawn_server();
+    p.open(
+        xsync::protocol::Role::Receiver,
+        &["-a", "--delete"],
+        &[dst.as_os_str().as_encoded_bytes()],
+    )
+    .expect("open");
+    let info = SourceInfo {
+        single_file: true,
+        named_tops: one(b"f"),
+        ..Default::default()
+    };
+    let mut root = wire(b".", Kind::Dir, 0);
+    root.meta.mode = 0o777;
+    p.send_sources(info, root).expect("sources");
+    let _ = p.serve(
+        vec![vec![
+            wire(b"f", Kind::File, 3),
+            wire(b"planted", Kind::File, 3),
+        ]],
+        |_| b"bad".to_vec(),
+    );
+    drop(p);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(12));
+    let diffs = diff_snapshots(&before, &snapshot(&outside));
     assert!(diffs.is_empty(), "{diffs:?}");
 }
