@@ -261,13 +261,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 if self.excluded(rel, is_dir) {
                     return None;
                 }
-                let keep = match meta.kind {
-                    Kind::File | Kind::Dir => true,
-                    Kind::Symlink => self.opts.links,
-                    Kind::CharDev | Kind::BlockDev => self.opts.devices,
-                    Kind::Fifo | Kind::Socket => self.opts.specials,
-                };
-                if !keep {
+                if !carried(self.opts, meta.kind) {
                     self.report
                         .info(format!("skipping non-regular file \"{}\"", show(rel)));
                     return None;
@@ -515,4 +509,17 @@ pub fn assign_link_leaders(root: &mut Entry) {
 /// The dev of an open directory, for `-x`.
 pub fn dev_of(fd: impl AsFd) -> u64 {
     rustix::fs::fstat(fd).map(|s| s.st_dev).unwrap_or(0)
+}
+
+/// Whether a run with these options carries entries of this kind: symlinks with `-l`,
+/// devices with `-D`/`--devices`, fifos and sockets with `-D`/`--specials`. The sender
+/// leaves the others out, and the receiver drops them again from what a peer sends (as
+/// rsync's receiver does), so a server cannot plant a device node in a `-r` pull.
+pub fn carried(opts: &Options, kind: Kind) -> bool {
+    match kind {
+        Kind::File | Kind::Dir => true,
+        Kind::Symlink => opts.links,
+        Kind::CharDev | Kind::BlockDev => opts.devices,
+        Kind::Fifo | Kind::Socket => opts.specials,
+    }
 }

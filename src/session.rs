@@ -243,6 +243,25 @@ pub fn send<R: Read, W: Write>(
     out
 }
 
+/// Drops what this end's own options do not carry (`-l`, `-D`, `--specials`), whatever the
+/// peer sent, with the message the sender's scan gives.
+fn drop_uncarried(dir: &mut Entry, rel: &[u8], opts: &Options, report: &Report<'_>) {
+    dir.children.retain(|c| {
+        let keep = crate::scan::carried(opts, c.meta.kind);
+        if !keep {
+            report.info(format!(
+                "skipping non-regular file \"{}\"",
+                show(&join(rel, &c.name))
+            ));
+        }
+        keep
+    });
+    for c in dir.children.iter_mut().filter(|c| c.is_dir()) {
+        let sub = join(rel, &c.name);
+        drop_uncarried(c, &sub, opts, report);
+    }
+}
+
 /// What a pulling client asked the server for (a server receiving a push knows nothing).
 pub struct Pull<'a> {
     /// The remote paths, to check the server's description against.
@@ -339,6 +358,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         ..Compared::from_options(opts)
     };
     let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
+    drop_uncarried(&mut src_root, b"", opts, report);
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the
     // difference and the planner sets the local id.
@@ -647,7 +667,10 @@ mod tests {
             root,
             None,
             &dest,
-            &SourceInfo::default(),
+            &SourceInfo {
+                root_is_transfer_dir: true,
+                ..Default::default()
+            },
             &cmp,
         )
     }

@@ -268,3 +268,79 @@ fn a_hostile_client_cannot_make_a_pushs_server_touch_the_destinations_parent() {
     let diffs = diff_snapshots(&before, &snapshot(&outside));
     assert!(diffs.is_empty(), "{diffs:?}");
 }
+
+/// A `host:src/ dst` pull with `flags` from a server that lists a file, a symlink, a block
+/// device and a fifo at the root whatever the options: what landed in dst, by name.
+fn pull_kinds(flags: &[&str]) -> (i32, String, Vec<(String, Kind)>) {
+    let t = tempfile::tempdir().unwrap();
+    let dst = t.path().join("dst");
+    let server = HostileServer::start(t.path(), move |p: &mut Peer| {
+        p.accept().expect("handshake");
+        let info = SourceInfo {
+            root_is_transfer_dir: true,
+            ..Default::default()
+        };
+        p.send_sources(info, wire(b".", Kind::Dir, 0))
+            .expect("sources");
+        let mut dev = wire(b"dev", Kind::BlockDev, 0);
+        dev.meta.mode = 0o666;
+        dev.meta.rdev = rustix::fs::makedev(7, 0);
+        let _ = p.serve(
+            vec![vec![
+                dev,
+                wire(b"f", Kind::File, 3),
+                wire(b"l", Kind::Symlink, 11),
+                wire(b"p", Kind::Fifo, 0),
+            ]],
+            |_| b"abc".to_vec(),
+        );
+    });
+    let out = xsync()
+        .args(flags)
+        .args(["-e", &server.rsh(), "--xsync-path", "ignored", "host:src/"])
+        .arg(&dst)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run xsync");
+    server.finish();
+    let mut got = Vec::new();
+    for e in std::fs::read_dir(&dst).into_iter().flatten().flatten() {
+        let ft = e.file_type().unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        let kind = if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_block_device() {
+            Kind::BlockDev
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        got.push((e.file_name().to_string_lossy().into_owned(), kind));
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    (code(&out), stderr(&out), got)
+}
+
+#[test]
+fn a_pull_without_l_or_d_skips_the_servers_symlinks_and_devices() {
+    let (c, err, got) = pull_kinds(&["-r"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(got, vec![("f".to_string(), Kind::File)], "{err}");
+}
+
+#[test]
+fn a_pull_with_l_but_not_d_keeps_symlinks_and_skips_devices() {
+    let (c, err, got) = pull_kinds(&["-rlpt"]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        got,
+        vec![
+            ("f".to_string(), Kind::File),
+            ("l".to_string(), Kind::Symlink)
+        ],
+        "{err}"
+    );
+}
