@@ -134,8 +134,8 @@ impl Dest {
         {
             while let Some(Ok(ent)) = d.read() {
                 let n = ent.file_name().to_bytes();
-                if crate::pathsafe::is_temp_name(n)
-                    && ent.file_type() == rustix::fs::FileType::RegularFile
+                if ent.file_type() == rustix::fs::FileType::RegularFile
+                    && crate::temps::owner(n) == crate::temps::Owner::Dead
                 {
                     scanner.stale_temps.lock().unwrap().push(n.to_vec());
                 }
@@ -156,7 +156,8 @@ impl Dest {
     }
 }
 
-/// Removes `.xsync-tmp.*` leftovers of a killed run found by the destination scan.
+/// Removes the temporaries of runs that are gone ([`crate::temps`]) found by the
+/// destination scan.
 pub fn remove_stale_temps(root: &OwnedFd, scanner: &Scanner<'_, '_>, report: &Report<'_>) {
     let temps = std::mem::take(&mut *scanner.stale_temps.lock().unwrap());
     for rel in temps {

@@ -32,6 +32,7 @@ pub mod server;
 pub mod session;
 pub mod source;
 pub mod summary;
+pub mod temps;
 pub mod transfer;
 pub mod tree;
 pub mod write;

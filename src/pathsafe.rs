@@ -9,10 +9,6 @@
 
 use std::io;
 
-/// The prefix of every temporary file xsync creates. Anything in a destination directory
-/// with this prefix is xsync's own leftover from a killed run and is removed by the next.
-pub const TEMP_PREFIX: &[u8] = b".xsync-tmp.";
-
 /// A single path component that is safe to pass to an `*at()` call: non-empty, not `.` or
 /// `..`, no `/` and no NUL.
 pub fn check_name(name: &[u8]) -> io::Result<()> {
@@ -29,11 +25,6 @@ pub fn check_name(name: &[u8]) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Is `name` one of xsync's temporary files?
-pub fn is_temp_name(name: &[u8]) -> bool {
-    name.starts_with(TEMP_PREFIX)
 }
 
 /// Joins a relative path and a component with `/` (the transfer-root-relative form that

@@ -17,7 +17,7 @@ use crate::cli::Options;
 use crate::error::{io_message, show};
 use crate::exit::ExitCode;
 use crate::filter::{Filters, Side};
-use crate::pathsafe::{is_temp_name, join, unsafe_link};
+use crate::pathsafe::{join, unsafe_link};
 use crate::report::Report;
 use crate::tree::{Entry, Kind, Meta};
 use rayon::prelude::*;
@@ -268,9 +268,16 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 }
             }
             Side::Receiver => {
-                if meta.kind == Kind::File && is_temp_name(name) {
-                    self.stale_temps.lock().unwrap().push(rel.to_vec());
-                    return None;
+                if meta.kind == Kind::File {
+                    match crate::temps::owner(name) {
+                        crate::temps::Owner::NotOurs => {}
+                        // (Another run's file in flight is neither compared nor deleted.)
+                        crate::temps::Owner::Live => return None,
+                        crate::temps::Owner::Dead => {
+                            self.stale_temps.lock().unwrap().push(rel.to_vec());
+                            return None;
+                        }
+                    }
                 }
                 entry.protected = self.excluded(rel, is_dir);
             }

@@ -2,8 +2,8 @@
 //! that xsync puts in a destination is first made under a temporary name in the target's own
 //! directory, given its content and metadata there, and only then renamed over the target.
 //! A crash, `kill -9`, full disk or lost connection therefore leaves each target either as
-//! it was or as it should be; a leftover temporary carries [`TEMP_PREFIX`] and the next run
-//! removes it.
+//! it was or as it should be; a leftover temporary carries its run's name ([`crate::temps`]) and
+//! a later run removes it once that run is gone.
 //!
 //! All calls are relative to open directory handles and never follow a symlink in the
 //! destination; every name goes through [`check_name`] first.
@@ -12,7 +12,7 @@
 //! a read/write fallback where the kernel refuses (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP), and a
 //! hole-punching writer for `-S`.
 
-use crate::pathsafe::{TEMP_PREFIX, check_name};
+use crate::pathsafe::check_name;
 use crate::scan::{cstr, open_dir_at};
 use crate::tree::{Kind, Meta};
 use crate::xattr::Xattrs;
@@ -166,23 +166,10 @@ fn set_xattrs(at: crate::xattr::At<'_>, want: Option<&Xattrs>, rules: &MetaRules
     }
 }
 
-/// A temporary name no other run or thread is using: prefix + 16 hex digits of a hash of
-/// pid, time and a process-wide counter.
+/// A temporary name no other run or thread is using, owned by this run (see
+/// [`crate::temps`]).
 fn temp_name() -> CString {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let mut seed = [0u8; 32];
-    seed[..4].copy_from_slice(&std::process::id().to_le_bytes());
-    seed[4..20].copy_from_slice(&t.to_le_bytes());
-    seed[20..28].copy_from_slice(&n.to_le_bytes());
-    let h = xxhash_rust::xxh3::xxh3_64(&seed);
-    let mut name = TEMP_PREFIX.to_vec();
-    name.extend_from_slice(format!("{h:016x}").as_bytes());
-    CString::new(name).expect("temp names have no NUL")
+    CString::new(crate::temps::name()).expect("temp names have no NUL")
 }
 
 fn checked(name: &[u8]) -> Step<CString> {

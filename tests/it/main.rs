@@ -18,5 +18,6 @@ mod relative;
 mod remote;
 mod robust;
 mod sshd;
+mod temps;
 mod transport;
 mod xattrs;
