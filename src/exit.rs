@@ -32,6 +32,9 @@ pub enum ExitCode {
     Ipc = 14,
     /// Received SIGINT, SIGTERM or SIGHUP.
     Signal = 20,
+    /// More memory than this host can give: a peer announced a tree beyond the receiver's
+    /// budget (rsync's "error allocating core memory buffers").
+    Memory = 22,
     /// Partial transfer due to error: some files could not be read, written or deleted.
     Partial = 23,
     /// Partial transfer because source files vanished while the run was reading them.
@@ -116,6 +119,7 @@ impl ExitCode {
             ExitCode::StreamIo => "error in rsync protocol data stream",
             ExitCode::Ipc => "error in IPC code",
             ExitCode::Signal => "received SIGINT, SIGTERM, or SIGHUP",
+            ExitCode::Memory => "error allocating core memory buffers",
             ExitCode::Partial => "some files/attrs were not transferred (see previous errors)",
             ExitCode::Vanished => "some files vanished before they could be transferred",
             ExitCode::MaxDelete => "the --max-delete limit stopped deletions",

@@ -63,6 +63,27 @@ pub struct SourceInfo {
     pub names: crate::ids::Names,
 }
 
+/// What one entry of the source tree costs the receiver, name and all, as a round upper
+/// figure (an [`Entry`] is about 150 bytes before its name, target and attributes).
+pub const ENTRY_COST: u64 = 512;
+
+/// How many entries of a peer's tree this end will hold: half the memory available when
+/// the run starts, at [`ENTRY_COST`] each (at least a million). A peer that announces more
+/// is refused before anything is listed, and listings that add up to more than announced
+/// are a broken stream: the peer cannot make the receiver grow without bound.
+pub fn entry_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(8 << 30);
+    (available / 2 / ENTRY_COST).max(1 << 20)
+}
+
 impl SourceInfo {
     /// A description from the peer is only believed where it is self-consistent: the
     /// copy-to-a-new-name rule uses the destination's parent as the root, so a peer that

@@ -82,6 +82,7 @@ pub fn code_from(n: i32) -> ExitCode {
         StreamIo,
         Ipc,
         Signal,
+        Memory,
         Partial,
         Vanished,
         MaxDelete,
@@ -332,7 +333,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     if let Some(d) = dst_root.as_mut() {
         prepare(d, opts, Side::Receiver);
     }
-    let root = match rd.recv()? {
+    let (root, announced) = match rd.recv()? {
         Msg::SourceRoot {
             io_error,
             names,
@@ -344,7 +345,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             }
             info.io_error = io_error;
             info.names = names;
-            root
+            (root, counts[0])
         }
         Msg::Abort { code, msg } => return Err(aborted(code, msg)),
         other => return Err(unexpected(&other, "the source summary")),
@@ -357,7 +358,16 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         xattrs: opts.receiver_xattrs(),
         ..Compared::from_options(opts)
     };
-    let mut src_root = fetch_tree(rd, wr, root, dst_root.as_ref(), &dest, &info, &cmp)?;
+    let mut src_root = fetch_tree(
+        rd,
+        wr,
+        root,
+        announced,
+        dst_root.as_ref(),
+        &dest,
+        &info,
+        &cmp,
+    )?;
     drop_uncarried(&mut src_root, b"", opts, report);
     // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
     // over its own ids, so where a mapping changes one, the comparison sees the
@@ -475,10 +485,12 @@ fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
 /// listings of exactly the directories whose digests differ from (or are missing in) the
 /// destination, one batched request per tree level. Each request carries the keys of the
 /// children this end already has there, so the sender answers only with what changed.
+#[allow(clippy::too_many_arguments)]
 fn fetch_tree<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
     root: WireEntry,
+    announced: u64,
     dst_root: Option<&Entry>,
     dest: &Dest,
     info: &SourceInfo,
@@ -490,6 +502,18 @@ fn fetch_tree<R: Read, W: Write>(
             "protocol error: source root is not a directory",
         ));
     }
+    // What the peer's listings may add up to: the entries its summary announced, which
+    // must fit in what this host can hold ([`crate::protocol::entry_budget`]).
+    let budget = crate::protocol::entry_budget();
+    if announced > budget {
+        return Err(Error::new(
+            ExitCode::Memory,
+            format!(
+                "the source tree has {announced} entries, more than this host can hold in memory (about {budget})"
+            ),
+        ));
+    }
+    let mut received: u64 = 0;
     let mut src = root.into_entry(cmp)?;
     src.name = Box::from(&b"."[..]);
     if dst_root.is_some_and(|d| d.digest == src.digest) && dest.rename_to.is_none() {
@@ -542,6 +566,15 @@ fn fetch_tree<R: Read, W: Write>(
             for (path, answer) in batch.iter().zip(listing) {
                 let have = have_of(path);
                 let mut entries = answer.merge(have, cmp)?;
+                received += entries.len() as u64;
+                if received > announced {
+                    return Err(Error::new(
+                        ExitCode::StreamIo,
+                        format!(
+                            "protocol error: the listings hold more entries than the {announced} the source summary announced"
+                        ),
+                    ));
+                }
                 if path.is_empty() {
                     info.check_root_listing(entries.iter().map(|e| (&*e.name, e.is_dir())))?;
                 }
@@ -665,6 +698,7 @@ mod tests {
             &mut rd,
             &mut wr,
             root,
+            1000,
             None,
             &dest,
             &SourceInfo {

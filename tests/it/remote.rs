@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use crate::sshd::{Sshd, free_port, remote};
 use crate::util::{
     Case, Compare, Fixture, Outcome, XorShift, arg_path, awkward, code, diff_snapshots, diff_trees,
-    find_named, have_rsync, report, rsync, run, set_mtime, simple_case, skip, slash, snapshot,
-    stderr, test_dir, xsync,
+    find_named, have_rsync, prepare_side, report, rounds, rsync, run, set_mtime, simple_case, skip,
+    slash, snapshot, stderr, test_dir, xsync,
 };
 
 /// The program the remote shell runs: this very build of xsync.
@@ -93,20 +93,15 @@ pub fn remote_case(test: &str, case: &Case, direction: Direction) {
     let dir = test_dir();
     let root = dir.path().to_path_buf();
     (case.fixture.src)(&root.join("src"));
-
-    let mut outs = Vec::new();
-    for (side_name, mut cmd) in [("a", rsync_over(&sshd)), ("b", xsync_over(&sshd))] {
-        let side = root.join(side_name);
-        fs::create_dir(&side).unwrap_or_else(|e| panic!("mkdir {side:?}: {e}"));
-        if case.fixture.dst_exists {
-            fs::create_dir(side.join("dst")).unwrap_or_else(|e| panic!("mkdir dst: {e}"));
-        }
-        if let Some(older) = case.fixture.older {
-            older(&side.join(case.older_at));
-        }
-        if let Some(hook) = case.fixture.side {
-            hook(&side);
-        }
+    for side_name in ["a", "b"] {
+        prepare_side(&root.join(side_name), case);
+    }
+    let (a, b, diffs) = rounds(&root, case, ["rsync", "xsync"], true, |i, side| {
+        let mut cmd = if i == 0 {
+            rsync_over(&sshd)
+        } else {
+            xsync_over(&sshd)
+        };
         cmd.args(case.flags);
         for s in case.sources {
             cmd.arg(match direction {
@@ -115,33 +110,12 @@ pub fn remote_case(test: &str, case: &Case, direction: Direction) {
             });
         }
         cmd.arg(match direction {
-            Direction::Push => sshd.remote(arg_path(&side, case.dest)),
-            Direction::Pull => arg_path(&side, case.dest),
+            Direction::Push => sshd.remote(arg_path(side, case.dest)),
+            Direction::Pull => arg_path(side, case.dest),
         });
         cmd.current_dir(&root);
-        outs.push(run(&mut cmd));
-    }
-    let b = outs.pop().expect("two runs");
-    let a = outs.pop().expect("two runs");
-
-    let mut diffs = Vec::new();
-    if code(&a) != 0 {
-        diffs.push(format!(
-            "rsync itself failed (exit {}), the comparison would mean nothing",
-            code(&a)
-        ));
-    }
-    if code(&a) != code(&b) {
-        diffs.push(format!(
-            "exit code: rsync {} vs xsync {}",
-            code(&a),
-            code(&b)
-        ));
-    }
-    let opts = Compare::for_flags(case.flags)
-        .ignoring_times_of([PathBuf::new()])
-        .ignoring_times_of(case.time_exempt.iter().map(PathBuf::from));
-    diffs.extend(diff_trees(&root.join("a"), &root.join("b"), &opts));
+        run(&mut cmd)
+    });
     let outcome = Outcome {
         dir,
         a,

@@ -897,6 +897,8 @@ pub struct Compare {
     pub ignore_times: BTreeSet<PathBuf>,
     /// Compare extended attributes (rsync -X).
     pub xattrs: bool,
+    /// Compare directories' mtimes (with `times`).
+    pub dir_times: bool,
 }
 
 impl Default for Compare {
@@ -907,6 +909,7 @@ impl Default for Compare {
             owners: true,
             ignore_times: BTreeSet::new(),
             xattrs: false,
+            dir_times: true,
         }
     }
 }
@@ -1041,6 +1044,7 @@ pub fn diff_scans(
         }
         let check_time = opts.times
             && !opts.ignore_times.contains(rel)
+            && (ma.kind != Kind::Dir || opts.dir_times)
             && (ma.kind != Kind::Symlink || opts.symlink_times);
         if check_time && ma.mtime != mb.mtime {
             diffs.push(format!(
@@ -1273,7 +1277,7 @@ pub fn test_dir() -> TempDir {
     dir
 }
 
-fn prepare_side(side: &Path, case: &Case) {
+pub fn prepare_side(side: &Path, case: &Case) {
     fs::create_dir(side).unwrap_or_else(|e| panic!("mkdir {side:?}: {e}"));
     if case.fixture.dst_exists {
         fs::create_dir(side.join("dst")).unwrap_or_else(|e| panic!("mkdir dst: {e}"));
@@ -1286,42 +1290,207 @@ fn prepare_side(side: &Path, case: &Case) {
     }
 }
 
-/// Runs tool `a` and tool `b` on identical setups; returns the outcome and every difference
-/// (exit codes first, then the trees).
+/// The runs of every differential case (see [`rounds`]).
+pub const RUNS: [&str; 4] = [
+    "run 1 (into the prepared destination)",
+    "run 2 (again, nothing changed)",
+    "run 3 (again, after one change)",
+    "run 4 (again, nothing changed)",
+];
+
+/// The change the third run sees: the first regular file of the source tree (in sorted
+/// order) gets a line appended, and a new file appears in its directory. A re-run is the
+/// common case in production; a no-change re-run is where a digest shortcut can go wrong,
+/// and a small change is where the delta and the Merkle walk earn their keep.
+pub fn one_change(src: &Path) {
+    fn first_file(dir: &Path) -> Option<PathBuf> {
+        for c in sorted_children(dir) {
+            let m = fs::symlink_metadata(&c).ok()?;
+            if m.is_file() {
+                return Some(c);
+            }
+            if m.is_dir()
+                && let Some(f) = first_file(&c)
+            {
+                return Some(f);
+            }
+        }
+        None
+    }
+    if !fs::symlink_metadata(src).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let (dir, file) = match first_file(src) {
+        Some(f) => (
+            f.parent().expect("a file has a parent").to_path_buf(),
+            Some(f),
+        ),
+        None => (src.to_path_buf(), None),
+    };
+    if let Some(f) = file
+        && let Ok(mut h) = fs::OpenOptions::new().append(true).open(&f)
+    {
+        use std::io::Write;
+        h.write_all(b"one more line for the third run\n")
+            .unwrap_or_else(|e| panic!("append to {f:?}: {e}"));
+    }
+    fs::write(dir.join("rerun-added"), b"new before the third run\n")
+        .unwrap_or_else(|e| panic!("add a file in {dir:?}: {e}"));
+}
+
+/// The source directory a side's directory `rel` (relative to the side) is the copy of,
+/// by the trailing-slash rule: `src/` fills `dest`, `src` fills `dest/src`.
+fn source_of(root: &Path, case: &Case, rel: &Path) -> Vec<PathBuf> {
+    let dest = Path::new(case.dest.trim_end_matches('/'));
+    let mut out = Vec::new();
+    for s in case.sources {
+        let src = root.join(s.trim_end_matches('/'));
+        let base = if s.ends_with('/') || s.ends_with("/.") {
+            dest.to_path_buf()
+        } else {
+            match Path::new(s.trim_end_matches('/')).file_name() {
+                Some(n) => dest.join(n),
+                None => continue,
+            }
+        };
+        if let Ok(below) = rel.strip_prefix(&base) {
+            out.push(src.join(below));
+        }
+    }
+    out
+}
+
+/// The re-run rule for both differential harnesses: `run_side(i, side)` runs tool `i` into
+/// side `i` (`a`, `b` under `root`): into the prepared destination, again with nothing
+/// changed, again after [`one_change`], and once more with nothing changed ([`RUNS`]).
+/// After every run the exit codes and the trees must agree (with `a_must_succeed`, tool A
+/// must also exit 0: the comparison means nothing otherwise).
+///
+/// One rsync 3.5 behaviour is allowed for: a directory that gets new entries on a re-run
+/// has its time set before they are made, so it ends with the time of the run, and later
+/// runs do not see the sub-second difference (rsync leaves it so for good). So on re-runs,
+/// where a directory's mtime differs, B's must equal its source directory's (unless it has
+/// none, or `-O` leaves directory times alone).
+/// Returns the first run's outputs and every difference, each prefixed with its run.
+pub fn rounds(
+    root: &Path,
+    case: &Case,
+    names: [&str; 2],
+    a_must_succeed: bool,
+    mut run_side: impl FnMut(usize, &Path) -> Output,
+) -> (Output, Output, Vec<String>) {
+    let opts = Compare::for_flags(case.flags)
+        .ignoring_times_of([PathBuf::new()])
+        .ignoring_times_of(case.time_exempt.iter().map(PathBuf::from));
+    let (side_a, side_b) = (root.join("a"), root.join("b"));
+    let omit_dir_times = case.flags.iter().any(|f| {
+        *f == "--omit-dir-times" || (f.starts_with('-') && !f.starts_with("--") && f.contains('O'))
+    });
+    let mut first = None;
+    let mut diffs = Vec::new();
+    for (round, what) in RUNS.iter().enumerate() {
+        if round == 2 {
+            one_change(&root.join("src"));
+        }
+        let oa = run_side(0, &side_a);
+        let ob = run_side(1, &side_b);
+        let mut here = Vec::new();
+        if a_must_succeed && code(&oa) != 0 {
+            here.push(format!(
+                "{} itself failed (exit {}): {}",
+                names[0],
+                code(&oa),
+                stderr(&oa)
+            ));
+        }
+        if code(&oa) != code(&ob) {
+            here.push(format!(
+                "exit code: {} {} vs {} {}{}",
+                names[0],
+                code(&oa),
+                names[1],
+                code(&ob),
+                if round > 0 {
+                    format!(" ({} said: {})", names[1], stderr(&ob).trim())
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let (ta, tb) = (scan(&side_a, true), scan(&side_b, true));
+        let lax = round >= 1 && opts.times;
+        here.extend(diff_scans(
+            &ta,
+            &tb,
+            &Compare {
+                dir_times: !lax,
+                ..opts.clone()
+            },
+        ));
+        if lax {
+            for (rel, ma) in &ta {
+                let Some(mb) = tb.get(rel) else { continue };
+                if ma.kind != Kind::Dir
+                    || mb.kind != Kind::Dir
+                    || ma.mtime == mb.mtime
+                    || opts.ignore_times.contains(rel)
+                {
+                    continue;
+                }
+                // Without a source (an extraneous directory something was deleted from) the
+                // time is each run's own; with -O neither tool sets it; rsync against
+                // itself keeps its own behaviour on both sides.
+                let sources = source_of(root, case, rel);
+                let extraneous =
+                    !sources.is_empty() && sources.iter().all(|p| fs::symlink_metadata(p).is_err());
+                let from_source = sources.iter().any(|p| {
+                    fs::symlink_metadata(p).is_ok_and(|m| (m.mtime(), m.mtime_nsec()) == mb.mtime)
+                });
+                if !(from_source || extraneous || omit_dir_times || names[0] == names[1]) {
+                    here.push(format!(
+                        "{}: mtime {}.{:09} vs {}.{:09} (and B's is not its source's)",
+                        show(rel),
+                        ma.mtime.0,
+                        ma.mtime.1,
+                        mb.mtime.0,
+                        mb.mtime.1
+                    ));
+                }
+            }
+        }
+        diffs.extend(here.into_iter().map(|d| format!("{what}: {d}")));
+        if first.is_none() {
+            first = Some((oa, ob));
+        }
+        // (A case that already differs is not run on: later runs would only repeat it.)
+        if !diffs.is_empty() {
+            break;
+        }
+    }
+    let (oa, ob) = first.expect("four runs");
+    (oa, ob, diffs)
+}
+
+/// Runs tool `a` and tool `b` on identical setups, four times ([`rounds`]); returns the
+/// outcome (with the first run's outputs) and every difference.
 pub fn run_pair(case: &Case, a: Tool, b: Tool) -> (Outcome, Vec<String>) {
     let dir = test_dir();
     let root = dir.path().to_path_buf();
     (case.fixture.src)(&root.join("src"));
-    let mut outs = Vec::new();
-    for (tool, side_name) in [(a, "a"), (b, "b")] {
-        let side = root.join(side_name);
-        prepare_side(&side, case);
-        let mut cmd = tool.command(case.wrap, &root);
+    for side_name in ["a", "b"] {
+        prepare_side(&root.join(side_name), case);
+    }
+    let tools = [a, b];
+    let (oa, ob, diffs) = rounds(&root, case, [a.name(), b.name()], false, |i, side| {
+        let mut cmd = tools[i].command(case.wrap, &root);
         cmd.args(case.flags);
         for s in case.sources {
             cmd.arg(arg_path(&root, s));
         }
-        cmd.arg(arg_path(&side, case.dest));
+        cmd.arg(arg_path(side, case.dest));
         cmd.current_dir(&root);
-        outs.push(run(&mut cmd));
-    }
-    let ob = outs.pop().expect("two runs");
-    let oa = outs.pop().expect("two runs");
-
-    let mut diffs = Vec::new();
-    if code(&oa) != code(&ob) {
-        diffs.push(format!(
-            "exit code: {} {} vs {} {}",
-            a.name(),
-            code(&oa),
-            b.name(),
-            code(&ob)
-        ));
-    }
-    let opts = Compare::for_flags(case.flags)
-        .ignoring_times_of([PathBuf::new()])
-        .ignoring_times_of(case.time_exempt.iter().map(PathBuf::from));
-    diffs.extend(diff_trees(&root.join("a"), &root.join("b"), &opts));
+        run(&mut cmd)
+    });
     let outcome = Outcome {
         dir,
         a: oa,
