@@ -59,6 +59,10 @@ pub fn frames(data: &[u8]) {
     for _ in 0..64 {
         let Ok(msg) = r.recv() else { return };
         match msg {
+            Msg::Sources { info } if info.check().is_ok() => {
+                let names = have.iter().map(|e| (&*e.name, e.is_dir()));
+                let _ = info.check_root_listing(names);
+            }
             Msg::SourceRoot { root, .. } => check_wire_entry(root, &cmp),
             Msg::List { dirs } => {
                 for d in dirs {
@@ -155,6 +159,10 @@ pub fn delta_apply(data: &[u8]) {
 /// Target 4: the path checks' property: whatever is accepted is a safe relative path that
 /// stays under a root when joined.
 pub fn paths(data: &[u8]) {
+    // (A name found in a destination: never a panic, and only our own format is ours.)
+    if crate::temps::owner(data) != crate::temps::Owner::NotOurs {
+        assert!(data.starts_with(crate::temps::PREFIX));
+    }
     if crate::pathsafe::check_name(data).is_ok() {
         assert!(!data.is_empty() && data.len() <= 255);
         assert!(data != b"." && data != b"..");

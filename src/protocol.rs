@@ -839,8 +839,22 @@ impl<R: Read> Reader<R> {
                     "segment of {len} bytes exceeds the limit"
                 )));
             }
-            let mut seg = vec![0u8; len];
-            self.read_exact_counted(&mut seg)?;
+            // (Grown with the bytes that arrive, as in `recv_frame`.)
+            let mut seg = Vec::new();
+            let got = (&mut self.inner)
+                .take(len as u64)
+                .read_to_end(&mut seg)
+                .map_err(lost)?;
+            self.received += got as u64;
+            if got < len {
+                return Err(Error::new(
+                    ExitCode::StreamIo,
+                    format!(
+                        "connection unexpectedly closed ({} bytes received so far)",
+                        self.received
+                    ),
+                ));
+            }
             match head[0] {
                 SEG_KEEPALIVE if seg.is_empty() => {}
                 SEG_RAW => self.plain.extend_from_slice(&seg),
@@ -911,14 +925,16 @@ impl<R: Read> Reader<R> {
                 "frame of {len} bytes exceeds the limit"
             )));
         }
-        self.buf.resize(len, 0);
-        self.inner.read_exact(&mut self.buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                stream_error("stream ended inside a frame")
-            } else {
-                lost(e)
-            }
-        })?;
+        // The buffer grows with the bytes that arrive, not with the length the peer claims:
+        // four bytes saying "64 MiB" cost no more than four bytes.
+        self.buf.clear();
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)
+            .map_err(lost)?;
+        if got < len {
+            return Err(stream_error("stream ended inside a frame"));
+        }
         self.received += len as u64;
         postcard::from_bytes(&self.buf).map_err(|e| stream_error(format!("bad frame: {e}")))
     }

@@ -344,3 +344,99 @@ fn a_pull_with_l_but_not_d_keeps_symlinks_and_skips_devices() {
         "{err}"
     );
 }
+
+/// `xsync -a host:src/ dst` against `server` under `/usr/bin/time`: exit code, stderr and
+/// the client's peak resident memory in KiB.
+fn pull_measured(server: &HostileServer<impl Send + 'static>, dst: &Path) -> (i32, String, u64) {
+    let time = Path::new("/usr/bin/time");
+    assert!(
+        time.exists(),
+        "/usr/bin/time is needed (scripts/test installs it)"
+    );
+    let report = dst.with_extension("rss");
+    let out = std::process::Command::new(time)
+        .arg("-o")
+        .arg(&report)
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_xsync"))
+        .args([
+            "-a",
+            "-e",
+            &server.rsh(),
+            "--xsync-path",
+            "ignored",
+            "host:src/",
+        ])
+        .arg(dst)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run xsync");
+    let rss = std::fs::read_to_string(&report)
+        .expect("time's report")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("a number of KiB");
+    (code(&out), stderr(&out), rss)
+}
+
+#[test]
+fn listings_beyond_what_the_source_announced_are_refused_before_memory_grows() {
+    // A server that announces 1,000 entries, then answers every directory with 100,000
+    // files and one more directory, 30 levels deep: 3 million entries across frames,
+    // about a gigabyte if the receiver took them all.
+    let t = tempfile::tempdir().unwrap();
+    let server = HostileServer::start(t.path(), |p: &mut Peer| {
+        p.accept().expect("handshake");
+        let info = SourceInfo {
+            root_is_transfer_dir: true,
+            ..Default::default()
+        };
+        p.send_sources(info, wire(b".", Kind::Dir, 0))
+            .expect("sources");
+        for _level in 0..30 {
+            let Ok(Msg::List { dirs }) = p.recv() else {
+                return;
+            };
+            let mut new: Vec<_> = (0..100_000)
+                .map(|i| wire(format!("f{i:06}").as_bytes(), Kind::File, 1))
+                .collect();
+            new.push(wire(b"d", Kind::Dir, 0));
+            let dirs = dirs
+                .iter()
+                .map(|d| xsync::protocol::DirListing {
+                    same: serde_bytes::ByteBuf::from(vec![0u8; d.have.len().div_ceil(8)]),
+                    new: new.clone(),
+                })
+                .collect();
+            if p.send(Msg::Listing { dirs }).is_err() {
+                return;
+            }
+        }
+    });
+    let (c, err, rss_kib) = pull_measured(&server, &t.path().join("dst"));
+    server.finish();
+    assert_eq!(c, 12, "{err}");
+    assert!(err.contains("announced"), "{err}");
+    // One frame of 100,000 entries decoded, nothing accumulated.
+    assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
+}
+
+#[test]
+fn a_source_tree_beyond_the_memory_budget_is_refused_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let server = HostileServer::start(t.path(), |p: &mut Peer| {
+        p.accept().expect("handshake");
+        let info = SourceInfo {
+            root_is_transfer_dir: true,
+            ..Default::default()
+        };
+        p.send_sources_announcing(info, wire(b".", Kind::Dir, 0), u64::MAX / 2)
+            .expect("sources");
+        let _ = p.recv();
+    });
+    let (c, err, _) = pull_measured(&server, &t.path().join("dst"));
+    server.finish();
+    assert_eq!(c, 22, "{err}");
+    assert!(err.contains("more than this host can hold"), "{err}");
+}

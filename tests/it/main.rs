@@ -14,6 +14,7 @@ mod fuzz_corpora;
 mod hostile;
 mod local;
 mod progress;
+mod races;
 mod relative;
 mod remote;
 mod robust;

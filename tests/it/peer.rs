@@ -83,14 +83,27 @@ impl Peer {
         })
     }
 
-    /// Sender's opening: `Sources { info }` then `SourceRoot` with `root`.
+    /// Sender's opening: `Sources { info }` then `SourceRoot` with `root`, announcing 1,000
+    /// entries (more than any listing here holds: the receiver holds listings to it).
     pub fn send_sources(&mut self, info: SourceInfo, root: WireEntry) -> Result<(), Error> {
+        self.send_sources_announcing(info, root, 1000)
+    }
+
+    /// As [`Peer::send_sources`], announcing `entries` entries in the tree.
+    pub fn send_sources_announcing(
+        &mut self,
+        info: SourceInfo,
+        root: WireEntry,
+        entries: u64,
+    ) -> Result<(), Error> {
         self.send(Msg::Sources { info })?;
+        let mut counts = [0; 7];
+        counts[0] = entries;
         self.send(Msg::SourceRoot {
             io_error: false,
             names: Default::default(),
             root,
-            counts: Box::new([0; 7]),
+            counts: Box::new(counts),
         })
     }
 

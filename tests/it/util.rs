@@ -1338,8 +1338,9 @@ pub fn one_change(src: &Path) {
         .unwrap_or_else(|e| panic!("add a file in {dir:?}: {e}"));
 }
 
-/// The source directory a side's directory `rel` (relative to the side) is the copy of,
-/// by the trailing-slash rule: `src/` fills `dest`, `src` fills `dest/src`.
+/// The source directories a side's directory `rel` (relative to the side) may be the copy
+/// of: by the trailing-slash rule (`src/` fills `dest`, `src` fills `dest/src`), and by
+/// `-R`'s and `--files-from`'s kept paths.
 fn source_of(root: &Path, case: &Case, rel: &Path) -> Vec<PathBuf> {
     let dest = Path::new(case.dest.trim_end_matches('/'));
     let mut out = Vec::new();
@@ -1355,6 +1356,16 @@ fn source_of(root: &Path, case: &Case, rel: &Path) -> Vec<PathBuf> {
         };
         if let Ok(below) = rel.strip_prefix(&base) {
             out.push(src.join(below));
+        }
+        // -R keeps the path after `/./` (or all of it); --files-from names are below the
+        // source argument.
+        if let Ok(below) = rel.strip_prefix(dest) {
+            let kept_from = match s.find("/./") {
+                Some(i) => root.join(&s[..i]),
+                None => root.to_path_buf(),
+            };
+            out.push(kept_from.join(below));
+            out.push(root.join(s.trim_end_matches('/')).join(below));
         }
     }
     out
