@@ -133,6 +133,23 @@ impl ExitCode {
     }
 }
 
+static ENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A timeout or a signal ends the run from its own thread: it removes the files being
+/// written, says why and exits with its code (30, 20). Meanwhile the main thread may see the
+/// connection close under it and head for its own exit (12): the first to call this owns
+/// the ending, and [`wait_if_ending`] keeps everyone else from exiting first.
+pub fn begin_ending() -> bool {
+    !ENDING.swap(true, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Never returns while another thread owns the ending (it exits the process).
+pub fn wait_if_ending() {
+    while ENDING.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::park();
+    }
+}
+
 /// See [`ExitCode::of_dest_error`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DestFailure {

@@ -111,6 +111,9 @@ pub fn install_signal_handlers() {
     };
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
+            if !crate::exit::begin_ending() {
+                crate::exit::wait_if_ending();
+            }
             let _held = write::remove_live_temps();
             let code = ExitCode::Signal;
             eprintln!("xsync error: {} (code {})", code.describe(), code.code());

@@ -167,6 +167,10 @@ fn watchdog(shared: &Shared, limit: Duration, tick: Duration, who: &str) {
 /// rsync's ending on a timeout: the message, the files being written removed (as on a
 /// signal; the destination keeps each file old or new), exit 30.
 fn timed_out(shared: &Shared, idle: Duration, who: &str) -> ! {
+    if !crate::exit::begin_ending() {
+        // (A signal got there first and is ending the run.)
+        crate::exit::wait_if_ending();
+    }
     let code = ExitCode::Timeout;
     eprintln!(
         "[{who}] io timeout after {} seconds -- exiting",

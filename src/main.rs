@@ -9,5 +9,7 @@ fn main() {
     let code = xsync::run_with(std::env::args_os(), &mut out, &mut err);
     // process::exit skips destructors, so the buffered listing is flushed here.
     let _ = out.flush();
+    // (A timeout or a signal ending the run exits with its own code.)
+    xsync::exit::wait_if_ending();
     std::process::exit(code.code());
 }

@@ -585,6 +585,11 @@ const SEG_MAX: usize = 1 << 20;
 const PLAIN_MAX: usize = 2 * MAX_FRAME + (1 << 20);
 
 impl<W: Write> Writer<W> {
+    /// The stream beneath, for bytes that are not frames (a test's malformed prefix).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
     pub fn new(inner: W) -> Self {
         Writer {
             inner,

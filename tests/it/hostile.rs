@@ -405,7 +405,7 @@ fn listings_beyond_what_the_source_announced_are_refused_before_memory_grows() {
             let dirs = dirs
                 .iter()
                 .map(|d| xsync::protocol::DirListing {
-                    same: serde_bytes::ByteBuf::from(vec![0u8; d.have.len().div_ceil(8)]),
+                    same: serde_bytes::ByteBuf::from(vec![0u8; (d.have.len() / 8).div_ceil(8)]),
                     new: new.clone(),
                 })
                 .collect();
@@ -439,4 +439,204 @@ fn a_source_tree_beyond_the_memory_budget_is_refused_at_once() {
     server.finish();
     assert_eq!(c, 22, "{err}");
     assert!(err.contains("more than this host can hold"), "{err}");
+}
+
+/// What a server says in an attack that the receiver already refuses (kept so by these
+/// tests): the root's listing, and the answer to each requested file.
+type Answer = fn(&mut Peer, &xsync::protocol::Request) -> Result<(), xsync::error::Error>;
+
+fn id_of(r: &xsync::protocol::Request) -> u32 {
+    r.id()
+}
+
+/// A `-a --delete host:src/ parent/dst` pull from a server that lists `top` and answers
+/// with `answer`, over a dst holding `f` ("old content"): the exit code, stderr, what
+/// changed outside dst, and dst/f afterwards.
+fn attack(
+    top: Vec<xsync::protocol::WireEntry>,
+    answer: Answer,
+) -> (i32, String, Vec<String>, Option<Vec<u8>>) {
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("parent");
+    let dst = outside.join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(outside.join("sibling"), b"keep me").unwrap();
+    std::fs::write(dst.join("f"), b"old content").unwrap();
+    let server = HostileServer::start(t.path(), move |p: &mut Peer| {
+        p.accept().expect("handshake");
+        let info = SourceInfo {
+            root_is_transfer_dir: true,
+            ..Default::default()
+        };
+        p.send_sources(info, wire(b".", Kind::Dir, 0))
+            .expect("sources");
+        let _ = p.serve_by(vec![top], answer);
+    });
+    let (out, diffs) = pull_contents(&server, &["-a", "--delete"], &dst, &outside);
+    server.finish();
+    let temps: Vec<_> = crate::util::find_named(&dst, ".xsync-tmp.");
+    assert!(temps.is_empty(), "temporaries left: {temps:?}");
+    (
+        code(&out),
+        stderr(&out),
+        diffs,
+        std::fs::read(dst.join("f")).ok(),
+    )
+}
+
+/// As [`pull`], for `host:src/`.
+fn pull_contents(
+    server: &HostileServer<impl Send + 'static>,
+    flags: &[&str],
+    dst: &Path,
+    outside: &Path,
+) -> (std::process::Output, Vec<String>) {
+    let before = snapshot(outside);
+    let out = xsync()
+        .args(flags)
+        .args(["-e", &server.rsh(), "--xsync-path", "ignored", "host:src/"])
+        .arg(dst)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run xsync");
+    let after = snapshot(outside);
+    let dst_rel = dst.strip_prefix(outside).unwrap().display().to_string();
+    let diffs = diff_snapshots(&before, &after)
+        .into_iter()
+        .filter(|d| !d.starts_with(&format!("\"{dst_rel}")))
+        .collect();
+    (out, diffs)
+}
+
+fn whole_answer(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
+    let data = b"new content".to_vec();
+    let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
+    p.send(Msg::Data {
+        id: id_of(r),
+        data,
+        end,
+    })
+}
+
+#[test]
+fn unsafe_names_in_a_listing_are_refused_and_nothing_is_touched() {
+    for bad in [
+        &b".."[..],
+        b".",
+        b"",
+        b"../sibling",
+        b"/etc/passwd",
+        b"a\0b",
+        &[b'x'; 256],
+    ] {
+        let (c, err, diffs, f) = attack(vec![wire(bad, Kind::File, 3)], whole_answer);
+        let shown = String::from_utf8_lossy(bad);
+        assert_eq!(c, 12, "{shown}: {err}");
+        assert!(diffs.is_empty(), "{shown}: {diffs:?}");
+        assert_eq!(f.as_deref(), Some(&b"old content"[..]), "{shown}");
+    }
+}
+
+#[test]
+fn a_duplicate_name_in_a_listing_is_refused() {
+    let (c, err, diffs, f) = attack(
+        vec![wire(b"f", Kind::File, 3), wire(b"f", Kind::Dir, 0)],
+        whole_answer,
+    );
+    assert_eq!(c, 12, "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(f.as_deref(), Some(&b"old content"[..]));
+}
+
+#[test]
+fn a_hard_link_leader_outside_the_tree_is_refused() {
+    let mut e = wire(b"g", Kind::File, 3);
+    e.link_leader = Some(serde_bytes::ByteBuf::from(b"../sibling".to_vec()));
+    let (c, err, diffs, _) = attack(vec![wire(b"f", Kind::File, 11), e], whole_answer);
+    assert_eq!(c, 12, "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+}
+
+#[test]
+fn data_with_a_wrong_digest_never_replaces_the_file() {
+    fn bad_digest(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
+        p.send(Msg::Data {
+            id: id_of(r),
+            data: b"new content".to_vec(),
+            end: Some([7; 16]),
+        })
+    }
+    let (c, err, diffs, f) = attack(vec![wire(b"f", Kind::File, 11)], bad_digest);
+    assert!(c == 23 || c == 12, "exit {c}: {err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(f.as_deref(), Some(&b"old content"[..]), "{err}");
+}
+
+#[test]
+fn a_stream_cut_inside_a_file_leaves_the_old_file_and_no_temporary() {
+    fn cut(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
+        p.send(Msg::Data {
+            id: id_of(r),
+            data: b"new co".to_vec(),
+            end: None,
+        })?;
+        Err(xsync::error::Error::new(
+            xsync::exit::ExitCode::StreamIo,
+            "the server hangs up",
+        ))
+    }
+    let (c, err, diffs, f) = attack(vec![wire(b"f", Kind::File, 11)], cut);
+    assert_eq!(c, 12, "{err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(f.as_deref(), Some(&b"old content"[..]));
+}
+
+#[test]
+fn a_delta_copying_beyond_the_basis_is_refused() {
+    fn beyond(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
+        let ops = vec![
+            xsync::protocol::WireOp::Copy { offset: 0, len: 3 },
+            xsync::protocol::WireOp::Copy {
+                offset: 1 << 40,
+                len: 8,
+            },
+        ];
+        p.send(Msg::Delta {
+            id: id_of(r),
+            ops,
+            end: Some([0; 16]),
+        })
+    }
+    // Same size, other time: the receiver asks for a delta against its "old content".
+    let mut f = wire(b"f", Kind::File, 11);
+    f.meta.mtime += 1;
+    let (c, err, diffs, got) = attack(vec![f], beyond);
+    assert!(c == 12 || c == 23, "exit {c}: {err}");
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(got.as_deref(), Some(&b"old content"[..]), "{err}");
+}
+
+#[test]
+fn a_frame_longer_than_the_limit_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let outside = t.path().join("parent");
+    let dst = outside.join("dst");
+    std::fs::create_dir_all(&dst).unwrap();
+    let server = HostileServer::start(t.path(), |p: &mut Peer| {
+        p.accept().expect("handshake");
+        use std::io::Write;
+        // A length prefix of 4 GiB - 1, then nothing of it.
+        let _ = p.wr.get_mut().write_all(&u32::MAX.to_le_bytes());
+        let _ = p.wr.get_mut().flush();
+        let _ = p.recv();
+    });
+    let (out, diffs) = pull_contents(&server, &["-a"], &dst, &outside);
+    server.finish();
+    assert_eq!(code(&out), 12, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exceeds the limit"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(diffs.is_empty(), "{diffs:?}");
 }

@@ -113,8 +113,26 @@ impl Peer {
     /// exit code, or the first message it did not expect as an error string.
     pub fn serve(
         &mut self,
-        mut listings: Vec<Vec<WireEntry>>,
+        listings: Vec<Vec<WireEntry>>,
         content: impl Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<i32, String> {
+        self.serve_by(listings, |p, req| {
+            let (id, path) = match req {
+                xsync::protocol::Request::Whole { id, path } => (*id, path),
+                xsync::protocol::Request::Delta { id, path, .. } => (*id, path),
+            };
+            let data = content(path);
+            let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
+            p.send(Msg::Data { id, data, end })
+        })
+    }
+
+    /// As [`Peer::serve`], but each requested file is answered by `answer` (which may say
+    /// anything, or close the connection by returning an error).
+    pub fn serve_by(
+        &mut self,
+        mut listings: Vec<Vec<WireEntry>>,
+        mut answer: impl FnMut(&mut Peer, &xsync::protocol::Request) -> Result<(), Error>,
     ) -> Result<i32, String> {
         listings.reverse();
         loop {
@@ -134,16 +152,8 @@ impl Peer {
                         .map_err(|e| e.message().to_string())?;
                 }
                 Msg::Get { files } => {
-                    for f in files {
-                        let (id, path) = match f {
-                            xsync::protocol::Request::Whole { id, path } => (id, path),
-                            xsync::protocol::Request::Delta { id, path, .. } => (id, path),
-                        };
-                        let data = content(&path);
-                        let end =
-                            Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
-                        self.send(Msg::Data { id, data, end })
-                            .map_err(|e| e.message().to_string())?;
+                    for f in &files {
+                        answer(self, f).map_err(|e| e.message().to_string())?;
                     }
                 }
                 Msg::GetEnd | Msg::Planned { .. } | Msg::Log { .. } => {}

@@ -159,7 +159,10 @@ fn a_second_run_into_the_same_destination_does_not_break_the_first() {
                     let dirs = dirs
                         .iter()
                         .map(|d| xsync::protocol::DirListing {
-                            same: serde_bytes::ByteBuf::from(vec![0u8; d.have.len().div_ceil(8)]),
+                            same: serde_bytes::ByteBuf::from(vec![
+                                0u8;
+                                (d.have.len() / 8).div_ceil(8)
+                            ]),
                             new: vec![wire(b"big", Kind::File, whole.len() as u64)],
                         })
                         .collect();
