@@ -19,11 +19,15 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("paths", paths),
 ];
 
+/// `-a`'s comparison, parsed once (clap on every input cost most of each execution).
 fn compared() -> Compared {
-    match crate::cli::parse(["xsync", "-a", "a", "b"].map(std::ffi::OsString::from)) {
-        Ok(crate::cli::Parsed::Run(o)) => Compared::from_options(&o),
-        _ => unreachable!("fixed arguments parse"),
-    }
+    static CMP: std::sync::LazyLock<Compared> = std::sync::LazyLock::new(|| {
+        match crate::cli::parse(["xsync", "-a", "a", "b"].map(std::ffi::OsString::from)) {
+            Ok(crate::cli::Parsed::Run(o)) => Compared::from_options(&o),
+            _ => unreachable!("fixed arguments parse"),
+        }
+    });
+    *CMP
 }
 
 fn have_list(seed: &[u8]) -> Vec<Entry> {
