@@ -12,7 +12,7 @@
 //! symlinks, like the destination); every name below it comes from the tree and is opened
 //! one component at a time with `O_NOFOLLOW` by `write.rs`.
 
-use crate::cli::{AltDest, Options};
+use crate::config::{AltDest, Options};
 use crate::dest::Dest;
 use crate::filter::Side;
 use crate::protocol::SourceInfo;

@@ -4,6 +4,7 @@
 //! Anything rsync accepts that xsync does not is rejected by clap as an unknown option and
 //! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, not help.
 
+use crate::config::{AltDest, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
@@ -340,160 +341,6 @@ struct Cli {
     #[arg(value_name = "SRC... DEST")]
     paths: Vec<OsString>,
 }
-
-/// What a run was asked to do, with rsync's implications (`-a`, `--no-X`, `-D`) resolved.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    pub verbose: u8,
-    pub quiet: bool,
-    pub checksum: bool,
-    pub recursive: bool,
-    pub links: bool,
-    /// `-L`: the sender replaces every symlink by its referent.
-    pub copy_links: bool,
-    /// The sender replaces a symlink that points out of the transfer by its referent.
-    pub copy_unsafe_links: bool,
-    /// Symlinks that point out of the transfer are left out (rsync's receiver skips them).
-    pub safe_links: bool,
-    /// `-k`: the sender walks a symlink to a directory as the directory.
-    pub copy_dirlinks: bool,
-    pub perms: bool,
-    pub times: bool,
-    pub omit_dir_times: bool,
-    pub omit_link_times: bool,
-    pub group: bool,
-    pub owner: bool,
-    pub devices: bool,
-    pub specials: bool,
-    pub hard_links: bool,
-    /// `-X`: which attribute names count, as the client's rsync would read them (all but
-    /// `system.*` as the super-user, `user.*` otherwise). A receiver narrows it further to
-    /// what it may set ([`Options::receiver_xattrs`]).
-    pub xattrs: Option<crate::xattr::Scope>,
-    pub sparse: bool,
-    pub one_file_system: bool,
-    /// `-R`: each source's path (after a `/./`) is kept under the destination.
-    pub relative: bool,
-    /// `--files-from`: the listed names, as the sender reads them (implies `relative`).
-    pub files_from: Option<Vec<crate::source::ListedName>>,
-    pub dry_run: bool,
-    pub ignore_times: bool,
-    /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each
-    /// implies `-o` or `-g` as in rsync (see `ids::Chown`).
-    pub chown: (Option<String>, Option<String>),
-    /// `--fsync`: every written file is synced to disk before its rename.
-    pub fsync: bool,
-    /// `--ignore-missing-args`: a source argument (or listed name) that does not exist is
-    /// left out without an error.
-    pub ignore_missing_args: bool,
-    /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
-    pub chmod: crate::chmod::Chmod,
-    /// `-m`: the sender leaves out directories with no non-directory below them.
-    pub prune_empty_dirs: bool,
-    /// `--modify-window`: when two mtimes count as equal (rsync's default: the same second).
-    pub modify_window: crate::tree::TimeWindow,
-    /// `--min-size`/`--max-size`: which regular files are transferred at all.
-    pub sizes: SizeRange,
-    pub size_only: bool,
-    pub update: bool,
-    pub ignore_existing: bool,
-    pub existing: bool,
-    pub partial: bool,
-    /// `--partial-dir`: one path component, created beside the file.
-    pub partial_dir: Option<String>,
-    pub inplace: bool,
-    /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
-    /// in order (relative ones to the destination directory, on the receiving side).
-    pub alt_dest: Option<(AltDest, Vec<String>)>,
-    /// `Some(true)` for -W, `Some(false)` for --no-whole-file, `None` for the transport's default.
-    pub whole_file: Option<bool>,
-    pub delete: bool,
-    /// When extraneous entries are deleted relative to the transfers (with `delete`).
-    pub delete_when: DeleteWhen,
-    pub delete_excluded: bool,
-    pub max_delete: Option<u64>,
-    pub filters: Filters,
-    pub numeric_ids: bool,
-    pub mkpath: bool,
-    pub human_readable: u8,
-    pub itemize: bool,
-    pub stats: bool,
-    /// rsync's `--info=progressN`: 0 none, 1 a line per transferred file (`--progress`),
-    /// 2 one line for the whole transfer. Always 0 under `-q`, as rsync prints none then.
-    pub progress: u8,
-    /// rsync's `--info=name1`: list the names of updated entries. `-v` and `--progress`
-    /// turn it on, `--info=name0` off (the `-v` summary stays).
-    pub names: bool,
-    pub compress: bool,
-    pub compress_level: Option<i32>,
-    pub rsh: Option<String>,
-    pub xsync_path: Option<String>,
-    /// `--timeout`: the longest the connection may stand still (None: forever).
-    pub timeout: Option<u32>,
-    /// `--bwlimit`, in rsync's unit: KiB per second (None: no limit).
-    pub bwlimit: Option<u64>,
-    /// `--old-args`: the server splits each remote path into words, as a remote shell would.
-    pub old_args: bool,
-    /// `-4`/`-6`: the address family ssh is told to use.
-    pub ip_family: Option<IpFamily>,
-    pub paths: Vec<OsString>,
-}
-
-/// rsync's --delete-WHEN: deleting first frees space on a full disk; deleting last leaves
-/// the old files in place until every new one has landed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum DeleteWhen {
-    Before,
-    /// Each directory's extraneous entries as the directory is reached (rsync's default).
-    #[default]
-    During,
-    /// Found during, deleted after the transfers (for us the same deletions as `After`:
-    /// the plan is made before anything is written).
-    Delay,
-    After,
-}
-
-impl DeleteWhen {
-    /// rsync's spelling, as the server is told it.
-    fn word(self) -> Option<&'static str> {
-        match self {
-            DeleteWhen::Before => Some("--delete-before"),
-            DeleteWhen::During => None,
-            DeleteWhen::Delay => Some("--delete-delay"),
-            DeleteWhen::After => Some("--delete-after"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpFamily {
-    V4,
-    V6,
-}
-
-/// rsync's alternate destination directories: what an exact match in DIR means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AltDest {
-    /// Not transferred at all.
-    Compare,
-    /// Copied locally from DIR.
-    Copy,
-    /// Hard-linked to DIR's copy.
-    Link,
-}
-
-impl AltDest {
-    pub fn word(self) -> &'static str {
-        match self {
-            AltDest::Compare => "--compare-dest",
-            AltDest::Copy => "--copy-dest",
-            AltDest::Link => "--link-dest",
-        }
-    }
-}
-
-/// rsync's limit on alternate destination directories.
-pub const MAX_ALT_DESTS: usize = 20;
 
 /// At most one kind of alternate destination, and at most 20 DIRs, as rsync insists.
 fn alt_dest(
@@ -880,20 +727,6 @@ fn parse_info(words: &[String]) -> Result<Info, Error> {
     Ok(info)
 }
 
-/// rsync's --min-size/--max-size: a transfer rule, not a filter. A file outside the range
-/// is left alone (content and attributes) but still counts as present for --delete.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SizeRange {
-    pub min: Option<u64>,
-    pub max: Option<u64>,
-}
-
-impl SizeRange {
-    pub fn contains(&self, size: u64) -> bool {
-        self.min.is_none_or(|m| size >= m) && self.max.is_none_or(|m| size <= m)
-    }
-}
-
 /// rsync's SIZE: digits with an optional fraction, an optional unit (b, k, m, g, t, p; alone
 /// or with "ib" in 1024s, with "b" in 1000s; any case), then an optional "+1" or "-1".
 /// `1.5mb-1` is 1499999 bytes.
@@ -1080,6 +913,17 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
     }
 }
 
+/// The server's half of [`parse`]: the client's option words, which must describe a run.
+pub fn server_options(argv: Vec<OsString>) -> Result<Options, Error> {
+    match parse(argv)? {
+        Parsed::Run(o) => Ok(*o),
+        _ => Err(Error::new(
+            ExitCode::Protocol,
+            "bad options from the client",
+        )),
+    }
+}
+
 pub fn version_text() -> String {
     format!(
         "xsync version {}  protocol version {}\nCopyright the xsync authors. Licensed MIT OR Apache-2.0.\n",
@@ -1088,20 +932,8 @@ pub fn version_text() -> String {
     )
 }
 
+/// The face's half of [`Options`]: back into words.
 impl Options {
-    /// The `-X` scope of the receiving side: a receiver that is not the super-user may set
-    /// and remove only `user.*` names, so only those count there (rsync's rule).
-    pub fn receiver_xattrs(&self) -> Option<crate::xattr::Scope> {
-        self.xattrs.map(|s| crate::xattr::Scope {
-            all: s.all && rustix::process::geteuid().is_root(),
-        })
-    }
-
-    /// Whether the sender may replace a symlink by what it points to.
-    pub fn follows_links(&self) -> bool {
-        self.copy_links || self.copy_unsafe_links || self.copy_dirlinks
-    }
-
     /// The option words that make the server side behave like this one (paths, the
     /// transport and filter rules travel separately). Parsed on the server by [`parse`],
     /// so the two ends cannot disagree about what an option means.

@@ -3,7 +3,7 @@
 //! `--mkpath`), and a single file whose destination is not an existing directory is copied
 //! to that name.
 
-use crate::cli::Options;
+use crate::config::Options;
 use crate::error::{Error, io_message, show};
 use crate::exit::ExitCode;
 use crate::protocol::SourceInfo;

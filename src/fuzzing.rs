@@ -19,13 +19,21 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("paths", paths),
 ];
 
-/// `-a`'s comparison, parsed once (clap on every input cost most of each execution).
+/// `-a`'s comparison, made once (clap on every input cost most of each execution).
 fn compared() -> Compared {
     static CMP: std::sync::LazyLock<Compared> = std::sync::LazyLock::new(|| {
-        match crate::cli::parse(["xsync", "-a", "a", "b"].map(std::ffi::OsString::from)) {
-            Ok(crate::cli::Parsed::Run(o)) => Compared::from_options(&o),
-            _ => unreachable!("fixed arguments parse"),
-        }
+        // (-a's comparison: permissions, times, owners, links, devices.)
+        Compared::from_options(&crate::config::Options {
+            recursive: true,
+            links: true,
+            perms: true,
+            times: true,
+            group: true,
+            owner: true,
+            devices: true,
+            specials: true,
+            ..Default::default()
+        })
     });
     *CMP
 }

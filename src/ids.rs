@@ -80,7 +80,7 @@ pub struct Chown {
 impl Chown {
     /// Resolves the option's names; with a report, says which are unknown.
     pub fn resolve(
-        opts: &crate::cli::Options,
+        opts: &crate::config::Options,
         report: Option<&crate::report::Report<'_>>,
     ) -> Chown {
         let look = |name: &Option<String>, db: &str, what: &str| {

@@ -6,7 +6,7 @@
 //! whose destination is not an existing directory is copied to that name.
 
 use crate::altdest::AltDirs;
-use crate::cli::Options;
+use crate::config::Options;
 use crate::dest::Dest;
 use crate::error::Error;
 use crate::exit::ExitCode;

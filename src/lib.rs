@@ -8,6 +8,7 @@ pub mod altdest;
 pub mod chmod;
 pub mod cli;
 pub mod compress;
+pub mod config;
 pub mod delta;
 pub mod dest;
 pub mod error;
@@ -58,7 +59,7 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.get(1).is_some_and(|a| a == "--server") {
-        return server::run(stderr);
+        return server::run(stderr, cli::server_options);
     }
     let mut opts = match cli::parse(args) {
         Ok(cli::Parsed::Run(o)) => o,

@@ -7,7 +7,7 @@
 //! on thread timing.
 
 use crate::altdest::AltDirs;
-use crate::cli::{AltDest, DeleteWhen, Options};
+use crate::config::{AltDest, DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};

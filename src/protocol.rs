@@ -1240,7 +1240,7 @@ mod tests {
 
     /// A directory of files named `names`, each with `size`, digested under `-a`'s rules.
     fn dir(files: &[(&str, u64)]) -> (Entry, Compared) {
-        let cmp = Compared::from_options(&crate::cli::Options {
+        let cmp = Compared::from_options(&crate::config::Options {
             times: true,
             perms: true,
             ..Default::default()
@@ -1387,7 +1387,7 @@ mod tests {
             crate::source::virtual_dir_meta(),
         ));
         w.xattrs = Some(x(&[(b"system.posix_acl_default", 1)]));
-        let cmp = Compared::from_options(&crate::cli::Options::default());
+        let cmp = Compared::from_options(&crate::config::Options::default());
         assert!(w.into_entry(&cmp).is_err());
     }
 

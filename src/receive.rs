@@ -3,7 +3,7 @@
 //! and both remote directions go through here, so the destination rules cannot drift.
 
 use crate::altdest::AltDirs;
-use crate::cli::{DeleteWhen, Options};
+use crate::config::{DeleteWhen, Options};
 use crate::dest::{Dest, remove_stale_temps};
 use crate::exec::{Content, Exec, Pending};
 use crate::exit::ExitCode;

@@ -5,7 +5,7 @@
 //! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
 //! -i key"` or any wrapper works exactly as it does for rsync.
 
-use crate::cli::{IpFamily, Options};
+use crate::config::{IpFamily, Options};
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::job::print_summary;

@@ -13,7 +13,7 @@
 //! until the kernel's 40-link limit (ELOOP, exit 23); the handle walk would never hit that
 //! limit, so [`Up`] catches the loop at its first turn with the same error and exit code.
 
-use crate::cli::Options;
+use crate::config::Options;
 use crate::error::{io_message, show};
 use crate::exit::ExitCode;
 use crate::filter::{Filters, Side};

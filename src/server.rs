@@ -3,7 +3,7 @@
 //! user is relayed to the client as `Log` frames, and its errors go to stderr, which the
 //! remote shell forwards.
 
-use crate::cli::{self, Parsed};
+use crate::config::ParseWords;
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
@@ -33,7 +33,9 @@ impl Write for RelaySink {
     }
 }
 
-pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
+/// `parse` turns the client's option words into options (the face's parser: this end
+/// does not know clap).
+pub fn run(stderr: &mut (dyn Write + Send), parse: ParseWords) -> ExitCode {
     let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(std::fs::File::from);
     let (input, output) = match (
         dup(std::io::stdin().as_fd()),
@@ -60,7 +62,7 @@ pub fn run(stderr: &mut (dyn Write + Send)) -> ExitCode {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         (!b.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
     };
-    let code = match serve(&mut rd, &mut wr, &report, &relay, &link) {
+    let code = match serve(&mut rd, &mut wr, &report, &relay, &link, parse) {
         Ok(()) => report.code(),
         Err(e) => {
             // Tell the client why (it prints the message); a broken stream can't be told.
@@ -135,6 +137,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     report: &Report<'_>,
     relay: session::Relay<'_>,
     link: &Link,
+    parse: ParseWords,
 ) -> Result<(), Error> {
     crate::protocol::handshake(rd, wr)?;
     let (role, args, paths, filter_lines, files) = match rd.recv()? {
@@ -149,15 +152,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     };
     let mut argv: Vec<OsString> = vec!["xsync".into()];
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
-    let mut opts = match cli::parse(argv)? {
-        Parsed::Run(o) => o,
-        _ => {
-            return Err(Error::new(
-                ExitCode::Protocol,
-                "bad options from the client",
-            ));
-        }
-    };
+    let mut opts = parse(argv)?;
     let mut filters = Filters::new();
     for l in filter_lines {
         let kind = l.pattern_include.map(|inc| {

@@ -4,7 +4,7 @@
 //! file requests from one thread while it reads the data on another, and writes files in
 //! parallel.
 
-use crate::cli::Options;
+use crate::config::Options;
 use crate::dest::Dest;
 use crate::error::{Error, show};
 use crate::exec::{Exec, Pending};

@@ -3,7 +3,7 @@
 //! into one root, the first to bring a name wins it), and where each top-level name is
 //! read from.
 
-use crate::cli::Options;
+use crate::config::Options;
 use crate::error::{io_message, show};
 use crate::exec::TopSource;
 use crate::exit::ExitCode;

@@ -8,7 +8,7 @@
 //! options and nothing else (an attribute that is not preserved, like the owner without
 //! `-o`, would make unchanged trees look different forever).
 
-use crate::cli::Options;
+use crate::config::Options;
 use crate::tree::{Entry, Kind};
 use rayon::prelude::*;
 use xxhash_rust::xxh3::Xxh3;
@@ -23,7 +23,7 @@ pub struct Compared {
     pub owner: bool,
     pub group: bool,
     pub size_only: bool,
-    pub sizes: crate::cli::SizeRange,
+    pub sizes: crate::config::SizeRange,
     pub checksum: bool,
     pub hard_links: bool,
     pub window: crate::tree::TimeWindow,

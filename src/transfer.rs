@@ -959,10 +959,18 @@ fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
     }
 }
 
-/// Where the `XSYNC_FAULT_CORRUPT_BASIS=1` test hook strikes in a basis of `len` bytes.
+/// Where the `XSYNC_FAULT_CORRUPT_BASIS=1` test hook strikes in a basis of `len` bytes
+/// (only in a build with the test-only `fault-injection` feature).
+#[cfg(feature = "fault-injection")]
 fn fault_offset(len: u64) -> Option<u64> {
     (len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1"))
         .then_some(len / 2)
+}
+
+/// A build without the test hooks: a basis is never touched.
+#[cfg(not(feature = "fault-injection"))]
+fn fault_offset(_len: u64) -> Option<u64> {
+    None
 }
 
 /// The file being received piece by piece.

@@ -175,6 +175,10 @@ fn insertion_at_the_start_costs_about_the_inserted_bytes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the test-only hook: cargo test --features fault-injection (scripts/test does)"
+)]
 fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
     let test = "corrupted_basis_is_caught_by_the_digest_and_fetched_whole";
     let Some(sshd) = Sshd::start(test) else {
@@ -278,6 +282,10 @@ fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
 /// after its wire hash was taken, and one in the basis after it was signed) is still caught
 /// in the rebuilt file, which is then fetched whole.
 #[test]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    ignore = "needs the test-only hook: cargo test --features fault-injection (scripts/test does)"
+)]
 fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
     let test = "corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole";
     let Some(sshd) = Sshd::start(test) else {

@@ -12,6 +12,7 @@ mod errors;
 mod filters;
 mod fuzz_corpora;
 mod hostile;
+mod layout;
 mod local;
 mod progress;
 mod races;
