@@ -65,14 +65,16 @@ fn day2_changes(root: &Path) {
 
 /// One side of a run: `<side>/bk/day1` (made by rsync, the same on both sides), and the
 /// tool's run into `<side>/bk/day2/`.
-struct Run {
+struct Run<'s> {
     _dir: tempfile::TempDir,
     root: PathBuf,
     rsync: Output,
     xsync: Output,
+    flags: Vec<String>,
+    over: Option<&'s Sshd>,
 }
 
-impl Run {
+impl Run<'_> {
     fn side(&self, tool: &str) -> PathBuf {
         self.root
             .join(if tool == "rsync" { "a" } else { "b" })
@@ -90,12 +92,12 @@ impl Run {
 /// Builds the source and day 1 on both sides, applies day 2's changes (and `prefill` to
 /// each side's day 2, when given), then runs rsync and xsync with `flags` (where `@BK@`
 /// stands for the side's `bk` directory) from the test directory.
-fn alt_run(
+fn alt_run<'s>(
     test: &str,
     flags: &[&str],
     prefill: Option<fn(&Path)>,
-    over: Option<&Sshd>,
-) -> Option<Run> {
+    over: Option<&'s Sshd>,
+) -> Option<Run<'s>> {
     if !have_rsync(test) {
         return None;
     }
@@ -133,6 +135,20 @@ fn alt_run(
             f(&bk.join("day2"));
         }
     }
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    let (rsync_out, xsync_out) = both_tools(&root, &flags, over);
+    Some(Run {
+        _dir: dir,
+        root,
+        rsync: rsync_out,
+        xsync: xsync_out,
+        flags,
+        over,
+    })
+}
+
+/// rsync into `root/a/bk/day2/`, then xsync into `root/b/bk/day2/`, from `root`.
+fn both_tools(root: &Path, flags: &[String], over: Option<&Sshd>) -> (Output, Output) {
     let mut outs = Vec::new();
     for (tool, side) in [("rsync", "a"), ("xsync", "b")] {
         let bk = root.join(side).join("bk");
@@ -149,17 +165,12 @@ fn alt_run(
             None => cmd.arg(bk.join("day2/")),
             Some(_) => cmd.arg(remote_dir(&bk.join("day2"))),
         };
-        cmd.current_dir(&root);
+        cmd.current_dir(root);
         outs.push(run(&mut cmd));
     }
     let xsync_out = outs.pop().expect("two runs");
     let rsync_out = outs.pop().expect("two runs");
-    Some(Run {
-        _dir: dir,
-        root,
-        rsync: rsync_out,
-        xsync: xsync_out,
-    })
+    (rsync_out, xsync_out)
 }
 
 /// For each non-directory of `day2`, which sibling day (`day0`, `day1`) it shares its inode
@@ -199,9 +210,50 @@ fn sorted_lines(o: &Output) -> Vec<String> {
     v
 }
 
-/// Equal exit codes (0), equal day-2 trees, equal links into the DIRs, equal `-i` lines.
+/// Equal exit codes (0), equal day-2 trees, equal links into the DIRs, equal `-i` lines;
+/// then the same again for the re-runs ([`reruns_like_rsync`]). Returns the first run's
+/// links.
 fn assert_like_rsync(test: &str, r: &Run) -> BTreeMap<PathBuf, Option<String>> {
-    let (ra, xa) = (r.out("rsync"), r.out("xsync"));
+    let links = one_like_rsync(test, &r.root, r.out("rsync"), r.out("xsync"));
+    reruns_like_rsync(test, r);
+    links
+}
+
+/// The re-runs of the differential rule (util::rounds), in a copy of the test directory so
+/// the caller's checks still see the first run: again with nothing changed, again after
+/// one change in the source, and once more; after each, as [`one_like_rsync`].
+fn reruns_like_rsync(test: &str, r: &Run) {
+    let copy = test_dir();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(r.root.join("."))
+        .arg(copy.path())
+        .status()
+        .expect("cp -a");
+    assert!(status.success(), "{test}: cp -a of the test directory");
+    let root = copy.path();
+    // (The flags name each side's own directories.)
+    let flags: Vec<String> = r
+        .flags
+        .iter()
+        .map(|f| f.replace(&r.root.display().to_string(), &root.display().to_string()))
+        .collect();
+    for (round, what) in crate::util::RUNS.iter().enumerate().skip(1) {
+        if round == 2 {
+            crate::util::one_change(&root.join("src"));
+        }
+        let (ra, xa) = both_tools(root, &flags, r.over);
+        one_like_rsync(&format!("{test}, {what}"), root, &ra, &xa);
+    }
+}
+
+fn one_like_rsync(
+    test: &str,
+    root: &Path,
+    ra: &Output,
+    xa: &Output,
+) -> BTreeMap<PathBuf, Option<String>> {
+    let side = |tool: &str| root.join(if tool == "rsync" { "a" } else { "b" }).join("bk");
     assert_eq!(
         (code(ra), code(xa)),
         (0, 0),
@@ -212,17 +264,17 @@ fn assert_like_rsync(test: &str, r: &Run) -> BTreeMap<PathBuf, Option<String>> {
     // Directory (and a copied symlink's) times are not compared: rsync leaves a new one
     // that matches DIR's with the time of its creation (it compares the times with DIR's,
     // finds them equal, and never sets them); xsync gives it the source's, as -t asks.
-    let dirs = scan(&r.root.join("src"), false)
+    let dirs = scan(&root.join("src"), false)
         .into_iter()
         .filter(|(_, m)| matches!(m.kind, crate::util::Kind::Dir | crate::util::Kind::Symlink))
         .map(|(rel, _)| rel);
     let diffs = diff_trees(
-        &r.side("rsync").join("day2"),
-        &r.side("xsync").join("day2"),
+        &side("rsync").join("day2"),
+        &side("xsync").join("day2"),
         &Compare::for_flags(&["-a"]).ignoring_times_of(dirs),
     );
     assert!(diffs.is_empty(), "{test}: day 2 differs:\n{diffs:#?}");
-    let (la, lb) = (linked_to(&r.side("rsync")), linked_to(&r.side("xsync")));
+    let (la, lb) = (linked_to(&side("rsync")), linked_to(&side("xsync")));
     assert_eq!(
         la, lb,
         "{test}: which DIR each file is linked to (rsync, xsync)"
