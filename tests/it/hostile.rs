@@ -419,6 +419,9 @@ fn listings_beyond_what_the_source_announced_are_refused_before_memory_grows() {
     assert_eq!(c, 12, "{err}");
     assert!(err.contains("announced"), "{err}");
     // One frame of 100,000 entries decoded, nothing accumulated.
+    crate::util::note(&format!(
+        "listings_beyond_what_the_source_announced: peak RSS {rss_kib} KiB"
+    ));
     assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
 }
 
