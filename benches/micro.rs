@@ -22,9 +22,10 @@ use xsync::compress::{Compressor, DEFAULT_LEVEL, Decompressor};
 use xsync::config::Options;
 use xsync::delta::{self, Applier, Op};
 use xsync::filter::Side;
+use xsync::fs::open_dir_at;
 use xsync::protocol::{self, Msg, Reader, WireEntry, Writer};
 use xsync::report::Report;
-use xsync::scan::{Scanner, dev_of, open_dir_at};
+use xsync::scan::{Scanner, dev_of};
 use xsync::summary::{Compared, digest_tree};
 use xsync::tree::{Entry, Meta};
 

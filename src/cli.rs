@@ -855,7 +855,10 @@ fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> 
 /// refused), one name a line or NUL-separated with `--from0`; empty names and `#` or `;`
 /// comments are skipped. Each name is made safe here, so
 /// what travels to a pulling server is already a relative path inside the source.
-fn read_files_from(file: &OsString, from0: bool) -> Result<Vec<crate::source::ListedName>, Error> {
+fn read_files_from(
+    file: &OsString,
+    from0: bool,
+) -> Result<Vec<crate::pathsafe::ListedName>, Error> {
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
     let b = file.as_bytes();
@@ -881,7 +884,7 @@ fn read_files_from(file: &OsString, from0: bool) -> Result<Vec<crate::source::Li
     Ok(names
         .into_iter()
         .filter(|n| !n.is_empty() && !n.starts_with(b"#") && !n.starts_with(b";"))
-        .filter_map(crate::source::ListedName::parse)
+        .filter_map(crate::pathsafe::ListedName::parse)
         .collect())
 }
 
@@ -1171,7 +1174,7 @@ mod tests {
         // -a's recursion is off with --files-from, which implies -R and allows --delete.
         assert!(o.relative && !o.recursive && o.delete);
         let names = o.files_from.clone().expect("names");
-        let want = |dir: &str, path: &str| crate::source::ListedName {
+        let want = |dir: &str, path: &str| crate::pathsafe::ListedName {
             dir: dir.into(),
             path: path.into(),
         };

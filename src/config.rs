@@ -40,7 +40,7 @@ pub struct Options {
     /// `-R`: each source's path (after a `/./`) is kept under the destination.
     pub relative: bool,
     /// `--files-from`: the listed names, as the sender reads them (implies `relative`).
-    pub files_from: Option<Vec<crate::source::ListedName>>,
+    pub files_from: Option<Vec<crate::pathsafe::ListedName>>,
     pub dry_run: bool,
     pub ignore_times: bool,
     /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each

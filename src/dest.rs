@@ -6,10 +6,12 @@
 use crate::config::Options;
 use crate::error::{Error, io_message, show};
 use crate::exit::ExitCode;
+use crate::fs::cstr;
 use crate::protocol::SourceInfo;
 use crate::report::Report;
-use crate::scan::{Scanner, Up, cstr, dev_of};
-use crate::source::{open_path, parent_and_name, virtual_dir_meta};
+use crate::scan::{Scanner, Up, dev_of};
+use crate::source::{open_path, parent_and_name};
+use crate::tree::virtual_dir_meta;
 use crate::tree::{Entry, Kind, Meta};
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, OwnedFd};
@@ -165,7 +167,7 @@ pub fn remove_stale_temps(root: &OwnedFd, scanner: &Scanner<'_, '_>, report: &Re
             Some(i) => (&rel[..i], &rel[i + 1..]),
             None => (&b""[..], &rel[..]),
         };
-        let res = crate::exec::open_rel(root.as_fd(), dir).and_then(|fd| {
+        let res = crate::write::open_rel(root.as_fd(), dir).and_then(|fd| {
             let c = cstr(name).map_err(|e| crate::write::StepError {
                 op: "delete",
                 err: e,

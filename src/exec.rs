@@ -10,19 +10,14 @@ use crate::error::io_message;
 use crate::exit::ExitCode;
 use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
 use crate::report::{Report, Stats};
+use crate::source::TopSource;
 use crate::tree::{Kind, Meta};
-use crate::write::{self, MetaRules, StepError};
+use crate::write::{self, MetaRules, StepError, open_rel};
 use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Where the root's children are read from: each top-level name has its own source
-/// directory (several sources, or `src` copied by name).
-pub trait TopSource: Sync {
-    fn dir_for(&self, top_name: &[u8]) -> Option<BorrowedFd<'_>>;
-}
 
 /// Where file content comes from.
 pub enum Content<'c, 'p> {
@@ -498,19 +493,4 @@ fn split_parent(rel: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&rel[..i], &rel[i + 1..]),
         None => (&b""[..], rel),
     }
-}
-
-/// Opens a root-relative directory one component at a time, never following a symlink.
-pub fn open_rel(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, StepError> {
-    let mut cur = rustix::io::dup(root).map_err(|e| StepError {
-        op: "open directory",
-        err: e.into(),
-    })?;
-    if rel.is_empty() {
-        return Ok(cur);
-    }
-    for comp in rel.split(|&b| b == b'/') {
-        cur = write::open_dir(cur.as_fd(), comp)?;
-    }
-    Ok(cur)
 }

@@ -61,6 +61,37 @@ impl ExitCode {
         self as i32
     }
 
+    /// The code a peer sent as a number (an unknown one is a protocol-stream error).
+    pub fn from_code(n: i32) -> ExitCode {
+        use ExitCode::*;
+        [
+            Ok,
+            Usage,
+            Protocol,
+            FileSelect,
+            Unsupported,
+            StartClient,
+            SocketIo,
+            FileIo,
+            StreamIo,
+            Ipc,
+            Signal,
+            Memory,
+            Partial,
+            Vanished,
+            MaxDelete,
+            Timeout,
+            CmdFailed,
+            CmdKilled,
+            CmdRun,
+            CmdNotFound,
+            RemoteShell,
+        ]
+        .into_iter()
+        .find(|c| c.code() == n)
+        .unwrap_or(StreamIo)
+    }
+
     /// Which of two recorded outcomes wins the final exit status. A fatal code always wins
     /// over per-file trouble; among per-file codes rsync prefers 23 over 24 over 25.
     fn severity(self) -> u8 {

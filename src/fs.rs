@@ -11,6 +11,7 @@
 
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat, openat2};
 use rustix::io::Errno;
+use std::ffi::CStr;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -67,6 +68,48 @@ pub fn open_walk(
 pub fn components(path: &[u8]) -> impl Iterator<Item = &[u8]> {
     path.split(|&b| b == b'/')
         .filter(|c| !c.is_empty() && *c != b".")
+}
+
+/// Opens a directory for reading entries and for `*at()` calls below it, never through a
+/// symlink.
+pub fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens a followed directory link: the only directory open on purpose through a symlink.
+pub fn open_dir_following(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    Ok(openat(
+        dirfd,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// A name as the `*at()` calls take it (a NUL in it is refused).
+pub fn cstr(name: &[u8]) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+}
+
+/// Opens a source file for reading: through the link only when the scan followed it, so a
+/// symlink swapped in since the scan is not followed.
+pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Result<OwnedFd> {
+    let nofollow = if followed {
+        OFlags::empty()
+    } else {
+        OFlags::NOFOLLOW
+    };
+    Ok(openat(
+        dirfd,
+        c,
+        OFlags::RDONLY | nofollow | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn have_list(seed: &[u8]) -> Vec<Entry> {
                 kind: if i % 3 == 0 { Kind::Dir } else { Kind::File },
                 mode: 0o644,
                 size: i as u64,
-                ..crate::source::virtual_dir_meta()
+                ..crate::tree::virtual_dir_meta()
             };
             let mut e = Entry::new(format!("n{i:02}").into_bytes().into_boxed_slice(), meta);
             e.digest = crate::summary::digest_of(&e, &cmp);

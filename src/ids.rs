@@ -239,7 +239,7 @@ mod tests {
         let recv_gr = parse_db("staff:x:60:\n");
         let map = IdMap::from_dbs(&names, &recv_pw, &recv_gr);
         assert!(!map.is_identity());
-        let mut e = Entry::new(Box::from(&b"f"[..]), crate::source::virtual_dir_meta());
+        let mut e = Entry::new(Box::from(&b"f"[..]), crate::tree::virtual_dir_meta());
         for (uid, gid, want) in [
             (1000, 50, (2001, 60)),
             (1001, 1000, (2000, 1000)),

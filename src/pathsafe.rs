@@ -66,6 +66,74 @@ pub fn unsafe_link(target: &[u8], rel: &[u8]) -> bool {
     ups > depth
 }
 
+/// A path from the peer that names something below the root: relative, every component a
+/// safe name. The empty path is the root itself.
+pub fn check_rel_path(p: &[u8]) -> Result<(), crate::error::Error> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    for comp in p.split(|&b| b == b'/') {
+        check_name(comp).map_err(|e| {
+            crate::error::Error::new(
+                crate::exit::ExitCode::StreamIo,
+                format!(
+                    "protocol error: peer sent an unsafe path: {e} (the connection is broken or the peer is not xsync)"
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A `--files-from` name made safe on the side that read the list: `dir` is the part
+/// before a `/./` (where the kept path starts; empty without one) and `path` the kept
+/// part, both relative and inside the source: a leading `/` is dropped, and `..` removes
+/// the component before it, or nothing at the start (rsync keeps such a name "as far as
+/// it stays inside the source"). Both travel to a pulling server and are checked there
+/// with `check_rel_path`.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListedName {
+    #[serde(with = "serde_bytes")]
+    pub dir: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub path: Vec<u8>,
+}
+
+impl ListedName {
+    pub fn parse(raw: &[u8]) -> Option<ListedName> {
+        let (dir, path) = match raw.windows(3).position(|w| w == b"/./") {
+            Some(i) => (&raw[..i], &raw[i + 3..]),
+            None => (&b""[..], raw),
+        };
+        let dir = sanitize(dir);
+        let path = sanitize(path);
+        // A name that was only slashes and dots still names the source itself (`.`).
+        (!raw.is_empty()).then_some(ListedName { dir, path })
+    }
+
+    /// What a peer sent must be what [`ListedName::parse`] could have made.
+    pub fn check(&self) -> Result<(), crate::error::Error> {
+        check_rel_path(&self.dir)?;
+        check_rel_path(&self.path)
+    }
+}
+
+/// rsync's sanitising of a listed name: components joined by `/`, no empty or `.` ones,
+/// and `..` taking back the previous component (or ignored at the start).
+fn sanitize(p: &[u8]) -> Vec<u8> {
+    let mut comps: Vec<&[u8]> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    comps.join(&b"/"[..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

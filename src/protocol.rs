@@ -387,7 +387,7 @@ pub enum Msg {
         filters: Vec<FilterLine>,
         /// A pulling client's `--files-from` names (read on the client, as rsync), made
         /// relative and safe there and checked again by the server.
-        files: Vec<crate::source::ListedName>,
+        files: Vec<crate::pathsafe::ListedName>,
     },
     /// Sender → receiver, before the sender scans: what the receiver needs to open its
     /// destination (rsync's path rules), so both ends scan at the same time.
@@ -976,16 +976,23 @@ pub fn handshake<R: Read, W: Write>(rd: &mut Reader<R>, wr: &mut Writer<W>) -> R
     rd.read_greeting()
 }
 
-/// A path from the peer that names something below the root: relative, every component a
-/// safe name. The empty path is the root itself.
-pub fn check_rel_path(p: &[u8]) -> Result<(), Error> {
-    if p.is_empty() {
-        return Ok(());
-    }
-    for comp in p.split(|&b| b == b'/') {
-        check_name(comp).map_err(|e| stream_error(format!("peer sent an unsafe path: {e}")))?;
-    }
-    Ok(())
+pub use crate::pathsafe::check_rel_path;
+
+/// The error a peer's `Abort` ends the run with. An abort is a failure whatever the peer
+/// says: a code of 0 (or one rsync does not have) is a protocol error, so a hostile or broken
+/// peer cannot end a run that transferred nothing with exit 0.
+pub fn aborted(code: i32, msg: String) -> Error {
+    let code = match ExitCode::from_code(code) {
+        ExitCode::Ok => ExitCode::StreamIo,
+        c => c,
+    };
+    // (The text reaches a terminal: no escape sequences from the peer.)
+    let msg: String = msg
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .take(4096)
+        .collect();
+    Error::new(code, msg)
 }
 
 /// Validates an entry from the peer before it joins the tree.
@@ -1245,12 +1252,12 @@ mod tests {
             perms: true,
             ..Default::default()
         });
-        let mut d = Entry::new(Box::from(&b"d"[..]), crate::source::virtual_dir_meta());
+        let mut d = Entry::new(Box::from(&b"d"[..]), crate::tree::virtual_dir_meta());
         for (name, size) in files {
             let meta = Meta {
                 kind: crate::tree::Kind::File,
                 size: *size,
-                ..crate::source::virtual_dir_meta()
+                ..crate::tree::virtual_dir_meta()
             };
             d.children.push(Entry::new(name.as_bytes().into(), meta));
         }
@@ -1384,7 +1391,7 @@ mod tests {
         // Every entry from the peer passes the check, the root too.
         let mut w = WireEntry::from_entry(&Entry::new(
             b"f".to_vec().into_boxed_slice(),
-            crate::source::virtual_dir_meta(),
+            crate::tree::virtual_dir_meta(),
         ));
         w.xattrs = Some(x(&[(b"system.posix_acl_default", 1)]));
         let cmp = Compared::from_options(&crate::config::Options::default());

@@ -41,7 +41,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
 
 /// How file content reaches the destination.
 pub enum Source<'c> {
-    Local(&'c dyn crate::exec::TopSource),
+    Local(&'c dyn crate::source::TopSource),
     /// Called once with every file to fetch, after directories exist and before
     /// directory metadata is set.
     Remote(&'c mut dyn FnMut(&Exec<'_, '_>, Vec<Pending<'_>>)),

@@ -8,9 +8,9 @@
 use crate::config::{IpFamily, Options};
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
-use crate::job::print_summary;
 use crate::link::Link;
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
+use crate::report::print_summary;
 use crate::report::{Report, Stats};
 use crate::session;
 use std::ffi::OsString;

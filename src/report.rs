@@ -260,6 +260,125 @@ pub fn num(n: u64, human: u8) -> String {
     out
 }
 
+fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {
+    let mut parts = Vec::new();
+    for (n, label) in [
+        (reg, "reg"),
+        (dir, "dir"),
+        (link, "link"),
+        (dev, "dev"),
+        (special, "special"),
+    ] {
+        if n > 0 {
+            parts.push(format!("{label}: {}", num(n, 0)));
+        }
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+pub fn print_summary(
+    opts: &crate::config::Options,
+    report: &Report<'_>,
+    scan_secs: f64,
+    total_secs: f64,
+    wire: Option<(u64, u64)>,
+) {
+    report.progress_end();
+    // rsync's -q silences the summary and --stats too.
+    if opts.quiet {
+        return;
+    }
+    let s = &report.stats;
+    let g = Stats::get;
+    let h = opts.human_readable;
+    let literal = g(&s.literal);
+    let total = g(&s.total_size);
+    // Locally nothing crosses a wire; rsync reports the literal data as sent then.
+    let (sent, received) = wire.unwrap_or((literal, 0));
+    let speedup = if sent + received > 0 {
+        total as f64 / (sent + received) as f64
+    } else {
+        0.0
+    };
+    if opts.stats {
+        let lines = [
+            format!(
+                "Number of files: {}{}",
+                num(g(&s.files), 0),
+                kinds(
+                    g(&s.reg_files),
+                    g(&s.dirs),
+                    g(&s.links),
+                    g(&s.devices),
+                    g(&s.specials)
+                )
+            ),
+            format!(
+                "Number of created files: {}{}",
+                num(g(&s.created), 0),
+                kinds(
+                    g(&s.created_reg),
+                    g(&s.created_dir),
+                    g(&s.created_link),
+                    g(&s.created_dev),
+                    g(&s.created_special)
+                )
+            ),
+            format!("Number of deleted files: {}", num(g(&s.deleted), 0)),
+            format!(
+                "Number of regular files transferred: {}",
+                num(g(&s.transferred), 0)
+            ),
+            format!("Total file size: {} bytes", num(total, h)),
+            format!(
+                "Total transferred file size: {} bytes",
+                num(g(&s.transferred_size), h)
+            ),
+            format!("Literal data: {} bytes", num(literal, h)),
+            format!("Matched data: {} bytes", num(g(&s.matched), h)),
+            "File list size: 0".to_string(),
+            format!("File list generation time: {scan_secs:.3} seconds"),
+            "File list transfer time: 0.000 seconds".to_string(),
+            format!("Total bytes sent: {}", num(sent, h)),
+            format!("Total bytes received: {}", num(received, h)),
+            String::new(),
+        ];
+        for l in lines {
+            report.line(l);
+        }
+    }
+    let rate = if total_secs > 0.0 {
+        (sent + received) as f64 / total_secs
+    } else {
+        0.0
+    };
+    // rsync's rate has two decimals (unless -h gives it a unit).
+    let rate = if h > 0 && rate >= 1024.0 {
+        num(rate as u64, h)
+    } else {
+        let cents = (rate * 100.0).round() as u64;
+        format!("{}.{:02}", num(cents / 100, 0), cents % 100)
+    };
+    if !opts.stats {
+        // (--stats ends its block with the blank line.)
+        report.line("");
+    }
+    report.line(format!(
+        "sent {} bytes  received {} bytes  {rate} bytes/sec",
+        num(sent, h),
+        num(received, h),
+    ));
+    report.line(format!(
+        "total size is {}  speedup is {speedup:.2}{}",
+        num(total, h),
+        if opts.dry_run { " (DRY RUN)" } else { "" }
+    ));
+}
+
 #[cfg(test)]
 mod tests {
     use super::num;

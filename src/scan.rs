@@ -17,11 +17,12 @@ use crate::config::Options;
 use crate::error::{io_message, show};
 use crate::exit::ExitCode;
 use crate::filter::{Filters, Side};
+use crate::fs::{cstr, open_dir_at, open_dir_following, open_file_at};
 use crate::pathsafe::{join, unsafe_link};
 use crate::report::Report;
 use crate::tree::{Entry, Kind, Meta};
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, Dir, Mode, OFlags, openat, readlinkat, statat};
+use rustix::fs::{AtFlags, Dir, readlinkat, statat};
 use std::ffi::{CStr, CString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -55,27 +56,6 @@ pub fn background_pool() -> Option<rayon::ThreadPool> {
         })
         .build()
         .ok()
-}
-
-/// Opens a directory for reading entries and for `*at()` calls below it, never through a
-/// symlink.
-pub fn open_dir_at(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
-    Ok(openat(
-        dirfd,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
-/// Opens a followed directory link: the only directory open on purpose through a symlink.
-pub fn open_dir_following(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
-    Ok(openat(
-        dirfd,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 /// The directories (by dev and inode) from the source's base down to the one being read.
@@ -124,10 +104,6 @@ pub fn follows(opts: &Options, target: &[u8], rel: &[u8], to_dir: bool) -> bool 
     opts.copy_links
         || (opts.copy_unsafe_links && unsafe_link(target, rel))
         || (opts.copy_dirlinks && to_dir)
-}
-
-pub fn cstr(name: &[u8]) -> io::Result<CString> {
-    CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
 impl<'a, 'r> Scanner<'a, 'r> {
@@ -454,22 +430,6 @@ impl<'a, 'r> Scanner<'a, 'r> {
 
 fn eloop() -> i32 {
     rustix::io::Errno::LOOP.raw_os_error()
-}
-
-/// Opens a source file for reading: through the link only when the scan followed it, so a
-/// symlink swapped in since the scan is not followed.
-pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Result<OwnedFd> {
-    let nofollow = if followed {
-        OFlags::empty()
-    } else {
-        OFlags::NOFOLLOW
-    };
-    Ok(openat(
-        dirfd,
-        c,
-        OFlags::RDONLY | nofollow | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
 }
 
 /// blake3 of a file's content, for `-c`.

@@ -10,7 +10,6 @@ use crate::error::{Error, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
 use crate::filter::Side;
-use crate::job::prepare;
 use crate::pathsafe::join;
 use crate::plan::lookup;
 use crate::protocol::{
@@ -22,6 +21,7 @@ use crate::report::{Report, Stats};
 use crate::scan::Scanner;
 use crate::source::Sources;
 use crate::summary::Compared;
+use crate::summary::prepare;
 use crate::transfer;
 use crate::tree::{Entry, Kind};
 use std::ffi::OsString;
@@ -49,53 +49,6 @@ fn relay<W: Write>(wr: &mut Writer<W>, relay: Relay<'_>) -> Result<(), Error> {
 pub struct ReceiverOutcome {
     pub peer_code: ExitCode,
     pub counts: [u64; 7],
-}
-
-/// The error a peer's `Abort` ends the run with. An abort is a failure whatever the peer
-/// says: a code of 0 (or one rsync does not have) is a protocol error, so a hostile or broken
-/// peer cannot end a run that transferred nothing with exit 0.
-pub fn aborted(code: i32, msg: String) -> Error {
-    let code = match code_from(code) {
-        ExitCode::Ok => ExitCode::StreamIo,
-        c => c,
-    };
-    // (The text reaches a terminal: no escape sequences from the peer.)
-    let msg: String = msg
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .take(4096)
-        .collect();
-    Error::new(code, msg)
-}
-
-pub fn code_from(n: i32) -> ExitCode {
-    use ExitCode::*;
-    [
-        Ok,
-        Usage,
-        Protocol,
-        FileSelect,
-        Unsupported,
-        StartClient,
-        SocketIo,
-        FileIo,
-        StreamIo,
-        Ipc,
-        Signal,
-        Memory,
-        Partial,
-        Vanished,
-        MaxDelete,
-        Timeout,
-        CmdFailed,
-        CmdKilled,
-        CmdRun,
-        CmdNotFound,
-        RemoteShell,
-    ]
-    .into_iter()
-    .find(|c| c.code() == n)
-    .unwrap_or(StreamIo)
 }
 
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
@@ -230,12 +183,12 @@ pub fn send<R: Read, W: Write>(
                     })?;
                     wr.flush()?;
                     return Ok(SenderOutcome {
-                        peer_code: code_from(code),
+                        peer_code: ExitCode::from_code(code),
                         peer_stats: stats,
                         counts,
                     });
                 }
-                Msg::Abort { code, msg } => return Err(aborted(code, msg)),
+                Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
                 other => return Err(unexpected(&other, "a request from the receiver")),
             }
         }
@@ -309,7 +262,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     });
     let mut info = match info? {
         Msg::Sources { info } => info,
-        Msg::Abort { code, msg } => return Err(aborted(code, msg)),
+        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
         other => return Err(unexpected(&other, "the sources' description")),
     };
     info.check()?;
@@ -347,7 +300,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             info.names = names;
             (root, counts[0])
         }
-        Msg::Abort { code, msg } => return Err(aborted(code, msg)),
+        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
         other => return Err(unexpected(&other, "the source summary")),
     };
     // (Scanned before the listings arrive, while the sender serves them.)
@@ -449,12 +402,12 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         match rd.recv()? {
             Msg::Done { code, counts } => {
                 return Ok(ReceiverOutcome {
-                    peer_code: code_from(code),
+                    peer_code: ExitCode::from_code(code),
                     counts,
                 });
             }
             Msg::Log { text } => report.raw(&text),
-            Msg::Abort { code, msg } => return Err(aborted(code, msg)),
+            Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
             other => return Err(unexpected(&other, "the sender's Done")),
         }
     }
@@ -554,7 +507,7 @@ fn fetch_tree<R: Read, W: Write>(
             wr.flush()?;
             let listing = match rd.recv()? {
                 Msg::Listing { dirs } => dirs,
-                Msg::Abort { code, msg } => return Err(aborted(code, msg)),
+                Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
                 other => return Err(unexpected(&other, "a directory listing")),
             };
             if listing.len() != batch.len() {
@@ -655,8 +608,8 @@ fn lookup_mut<'a>(root: &'a mut Entry, rel: &[u8]) -> Option<&'a mut Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::virtual_dir_meta;
     use crate::tree::Meta;
+    use crate::tree::virtual_dir_meta;
 
     fn entry(name: &[u8], kind: Kind) -> WireEntry {
         let meta = Meta {

@@ -5,7 +5,6 @@
 
 use crate::config::Options;
 use crate::error::{io_message, show};
-use crate::exec::TopSource;
 use crate::exit::ExitCode;
 use crate::protocol::SourceInfo;
 use crate::report::Report;
@@ -44,6 +43,12 @@ impl Source {
     }
 }
 
+/// Where the root's children are read from: each top-level name has its own source
+/// directory (several sources, or `src` copied by name).
+pub trait TopSource: Sync {
+    fn dir_for(&self, top_name: &[u8]) -> Option<BorrowedFd<'_>>;
+}
+
 pub struct Sources {
     /// The distinct base directories, opened once (a `--files-from` list of 100,000 names
     /// shares one).
@@ -53,55 +58,6 @@ pub struct Sources {
     pub args: usize,
     /// `-R` (or `--files-from`): sources are merged by their kept paths.
     relative: bool,
-}
-
-/// A `--files-from` name made safe on the side that read the list: `dir` is the part
-/// before a `/./` (where the kept path starts; empty without one) and `path` the kept
-/// part, both relative and inside the source: a leading `/` is dropped, and `..` removes
-/// the component before it, or nothing at the start (rsync keeps such a name "as far as
-/// it stays inside the source"). Both travel to a pulling server and are checked there
-/// with `check_rel_path`.
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ListedName {
-    #[serde(with = "serde_bytes")]
-    pub dir: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub path: Vec<u8>,
-}
-
-impl ListedName {
-    pub fn parse(raw: &[u8]) -> Option<ListedName> {
-        let (dir, path) = match raw.windows(3).position(|w| w == b"/./") {
-            Some(i) => (&raw[..i], &raw[i + 3..]),
-            None => (&b""[..], raw),
-        };
-        let dir = sanitize(dir);
-        let path = sanitize(path);
-        // A name that was only slashes and dots still names the source itself (`.`).
-        (!raw.is_empty()).then_some(ListedName { dir, path })
-    }
-
-    /// What a peer sent must be what [`ListedName::parse`] could have made.
-    pub fn check(&self) -> Result<(), crate::error::Error> {
-        crate::protocol::check_rel_path(&self.dir)?;
-        crate::protocol::check_rel_path(&self.path)
-    }
-}
-
-/// rsync's sanitising of a listed name: components joined by `/`, no empty or `.` ones,
-/// and `..` taking back the previous component (or ignored at the start).
-fn sanitize(p: &[u8]) -> Vec<u8> {
-    let mut comps: Vec<&[u8]> = Vec::new();
-    for c in p.split(|&b| b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                comps.pop();
-            }
-            c => comps.push(c),
-        }
-    }
-    comps.join(&b"/"[..])
 }
 
 /// Splits a `-R` source argument into the directory its path is read from and the kept
@@ -549,7 +505,7 @@ impl Sources {
             .iter()
             .find(|s| s.name.is_none())
             .map(|s| s.meta)
-            .unwrap_or_else(virtual_dir_meta);
+            .unwrap_or_else(crate::tree::virtual_dir_meta);
         let mut root = Entry::new(Box::from(&b"."[..]), root_meta);
         let mut tops = Tops {
             bases: Vec::new(),
@@ -674,7 +630,7 @@ impl Sources {
                     i
                 }
                 Err(i) => {
-                    let st = crate::scan::cstr(&rel).and_then(|c| {
+                    let st = crate::fs::cstr(&rel).and_then(|c| {
                         rustix::fs::statat(base, &c, rustix::fs::AtFlags::empty())
                             .map_err(std::io::Error::from)
                     });
@@ -699,7 +655,7 @@ impl Sources {
             rustix::io::dup(base).map_err(std::io::Error::from)
         } else {
             let dir = s.implied.join(&b"/"[..]);
-            crate::scan::cstr(&dir).and_then(|c| {
+            crate::fs::cstr(&dir).and_then(|c| {
                 rustix::fs::openat(
                     base,
                     &c,
@@ -790,24 +746,6 @@ fn follow_top(opts: &Options, path: &Path, arg: &[u8], st: rustix::fs::Stat) -> 
     }
 }
 
-/// The metadata of a root that is not itself a transferred directory: only its children
-/// take part in the comparison, so both sides use this same stand-in.
-pub fn virtual_dir_meta() -> Meta {
-    Meta {
-        kind: Kind::Dir,
-        mode: 0o755,
-        size: 0,
-        mtime: 0,
-        mtime_nsec: 0,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        dev: 0,
-        ino: 0,
-        nlink: 1,
-    }
-}
-
 #[cfg(test)]
 mod wildcard_tests {
     use super::expand_wildcards;
@@ -851,7 +789,7 @@ mod wildcard_tests {
 
 #[cfg(test)]
 mod listed_name_tests {
-    use super::ListedName;
+    use crate::pathsafe::ListedName;
 
     #[test]
     fn listed_names_stay_inside_the_source_and_hostile_ones_are_refused() {

@@ -194,3 +194,27 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     }
     h.digest128()
 }
+
+/// What both sides do to a scanned tree before comparing: hard-link leaders (`-H`) and
+/// the Merkle digests.
+pub fn prepare(root: &mut Entry, opts: &Options, side: crate::filter::Side) {
+    if opts.hard_links {
+        crate::scan::assign_link_leaders(root);
+    }
+    let cmp = match side {
+        crate::filter::Side::Sender => Compared::from_options(opts),
+        crate::filter::Side::Receiver => Compared::for_receiver(opts),
+    };
+    digest_tree(root, &cmp);
+    // rsync looks in the alternate DIRs even for a destination file that is already right
+    // (`--compare-dest` removes it, `--link-dest` links DIR's copy in its place), so no
+    // part of the destination may be pruned as equal: digests the sender's can never match
+    // make every directory listed and compared.
+    if side == crate::filter::Side::Receiver && opts.alt_dest.is_some() {
+        fn never_equal(e: &mut Entry) {
+            e.digest = !e.digest;
+            e.children.iter_mut().for_each(never_equal);
+        }
+        never_equal(root);
+    }
+}

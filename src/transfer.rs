@@ -20,12 +20,12 @@ use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signatur
 use crate::error::{Error, io_message, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
+use crate::fs::cstr;
 use crate::protocol::{
     BATCH, CHUNK, CoarseItem, Digest, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
     unexpected, wire_digest,
 };
 use crate::report::{Report, Stats};
-use crate::scan::cstr;
 use crate::source::Tops;
 use crate::tree::{Entry, Kind};
 use crate::write::{StepError, TempFile};
@@ -1280,7 +1280,7 @@ fn receive<'d, R: Read + Send>(
                     next += 1;
                 }
                 Msg::Log { text } => exec.report.raw(&text),
-                Msg::Abort { code, msg } => return Err(crate::session::aborted(code, msg)),
+                Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
                 Msg::Data { id, data, end } => {
                     let id = id as usize;
                     if id != next {
@@ -1698,8 +1698,8 @@ fn finish_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::virtual_dir_meta;
     use crate::tree::Meta;
+    use crate::tree::virtual_dir_meta;
 
     #[test]
     fn the_sender_serves_only_regular_files_it_listed() {

@@ -139,7 +139,7 @@ mod window_tests {
         Meta {
             mtime: secs,
             mtime_nsec: nsec,
-            ..crate::source::virtual_dir_meta()
+            ..crate::tree::virtual_dir_meta()
         }
     }
 
@@ -247,4 +247,22 @@ impl Entry {
 pub fn drop_in_background<T: Send + 'static>(tree: T) {
     // (Without a thread to be had, the tree is freed here, as it would have been.)
     let _ = std::thread::Builder::new().spawn(move || drop(tree));
+}
+
+/// The metadata of a root that is not itself a transferred directory: only its children
+/// take part in the comparison, so both sides use this same stand-in.
+pub fn virtual_dir_meta() -> Meta {
+    Meta {
+        kind: Kind::Dir,
+        mode: 0o755,
+        size: 0,
+        mtime: 0,
+        mtime_nsec: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        dev: 0,
+        ino: 0,
+        nlink: 1,
+    }
 }

@@ -12,8 +12,8 @@
 //! a read/write fallback where the kernel refuses (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP), and a
 //! hole-punching writer for `-S`.
 
+use crate::fs::{cstr, open_dir_at};
 use crate::pathsafe::check_name;
-use crate::scan::{cstr, open_dir_at};
 use crate::tree::{Kind, Meta};
 use crate::xattr::Xattrs;
 use rustix::fs::{
@@ -513,8 +513,7 @@ pub struct SrcFile<'a> {
 impl SrcFile<'_> {
     fn open(&self) -> Step<OwnedFd> {
         let c = cstr(self.name).map_err(|e| StepError::new("open", e))?;
-        crate::scan::open_file_at(self.dir, &c, self.followed)
-            .map_err(|e| StepError::new("open", e))
+        crate::fs::open_file_at(self.dir, &c, self.followed).map_err(|e| StepError::new("open", e))
     }
 }
 
@@ -933,7 +932,7 @@ pub fn open_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
 /// opened through the link on purpose. Never used on the destination.
 pub fn open_dir_following(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
     let c = checked(name)?;
-    crate::scan::open_dir_following(parent, &c).map_err(|e| StepError::new("open directory", e))
+    crate::fs::open_dir_following(parent, &c).map_err(|e| StepError::new("open directory", e))
 }
 
 /// Removes `sub/name` (a kept partial file) and `sub` if that leaves it empty.
@@ -1041,6 +1040,21 @@ pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
     }
     unlinkat(dir, &c, AtFlags::REMOVEDIR).map_err(|e| StepError::new("delete directory", e))?;
     Ok(count + 1)
+}
+
+/// Opens a root-relative directory one component at a time, never following a symlink.
+pub fn open_rel(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, StepError> {
+    let mut cur = rustix::io::dup(root).map_err(|e| StepError {
+        op: "open directory",
+        err: e.into(),
+    })?;
+    if rel.is_empty() {
+        return Ok(cur);
+    }
+    for comp in rel.split(|&b| b == b'/') {
+        cur = open_dir(cur.as_fd(), comp)?;
+    }
+    Ok(cur)
 }
 
 #[cfg(test)]

@@ -253,7 +253,10 @@ fn one_like_rsync(
     ra: &Output,
     xa: &Output,
 ) -> BTreeMap<PathBuf, Option<String>> {
-    let side = |tool: &str| root.join(if tool == "rsync" { "a" } else { "b" }).join("bk");
+    let side = |tool: &str| {
+        root.join(if tool == "rsync" { "a" } else { "b" })
+            .join("bk")
+    };
     assert_eq!(
         (code(ra), code(xa)),
         (0, 0),

@@ -42,3 +42,89 @@ fn nothing_below_the_face_knows_the_command_line() {
         offenders.join("\n")
     );
 }
+
+/// Which modules each module of src/ names (`crate::NAME` in its non-test code, comments
+/// left out).
+fn module_graph() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut texts = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(m) = name.strip_suffix(".rs") {
+            texts.insert(m.to_string(), std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let mut graph = std::collections::BTreeMap::new();
+    for (m, text) in &texts {
+        let mut names = std::collections::BTreeSet::new();
+        let code: String = code_of(text)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // `crate::name`, and the names inside `use crate::{a, b::c}`.
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + 7..];
+            if let Some(group) = rest.strip_prefix('{') {
+                let end = group.find('}').unwrap_or(group.len());
+                for part in group[..end].split(',') {
+                    let n: String = part
+                        .trim()
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                        .collect();
+                    names.insert(n);
+                }
+            } else {
+                let n: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                names.insert(n);
+            }
+        }
+        names.retain(|n| n != m && texts.contains_key(n));
+        graph.insert(m.clone(), names);
+    }
+    graph
+}
+
+#[test]
+fn no_module_reaches_back_to_one_that_uses_it() {
+    // The one cycle allowed: report.rs holds the progress counters and progress.rs prints
+    // through the report (see docs/ARCHITECTURE.md).
+    let allowed: &[&[&str]] = &[&["progress", "report"]];
+    let graph = module_graph();
+    assert!(graph.len() > 20, "{} modules", graph.len());
+    let reach = |from: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![from.to_string()];
+        while let Some(m) = todo.pop() {
+            for n in &graph[&m] {
+                if seen.insert(n.clone()) {
+                    todo.push(n.clone());
+                }
+            }
+        }
+        seen
+    };
+    let mut cycles = std::collections::BTreeSet::new();
+    for m in graph.keys() {
+        let mine = reach(m);
+        let group: Vec<String> = graph
+            .keys()
+            .filter(|n| *n == m || (mine.contains(*n) && reach(n).contains(m)))
+            .cloned()
+            .collect();
+        if group.len() > 1 {
+            cycles.insert(group);
+        }
+    }
+    let unexpected: Vec<_> = cycles
+        .iter()
+        .filter(|c| !allowed.iter().any(|a| c.iter().map(String::as_str).eq(a.iter().copied())))
+        .collect();
+    assert!(unexpected.is_empty(), "import cycles: {unexpected:?}");
+}
