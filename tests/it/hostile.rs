@@ -16,11 +16,22 @@ fn pull(
     dst: &Path,
     outside: &Path,
 ) -> (std::process::Output, Vec<String>) {
+    pull_source(server, flags, "host:src", dst, outside)
+}
+
+/// As [`pull`], from `source` (`host:src`, `host:src/`).
+fn pull_source(
+    server: &HostileServer<impl Send + 'static>,
+    flags: &[&str],
+    source: &str,
+    dst: &Path,
+    outside: &Path,
+) -> (std::process::Output, Vec<String>) {
     let before = snapshot(outside);
     let out = xsync()
         .args(flags)
         .args(["-e", &server.rsh(), "--xsync-path", "ignored"])
-        .arg("host:src")
+        .arg(source)
         .arg(dst)
         .stdin(std::process::Stdio::null())
         .output()
@@ -32,7 +43,8 @@ fn pull(
         .to_path_buf();
     let diffs = diff_snapshots(&before, &after)
         .into_iter()
-        .filter(|d| !d.starts_with(&format!("{}", dst_rel.display())))
+        // (diff_snapshots quotes each path.)
+        .filter(|d| !d.starts_with(&format!("\"{}", dst_rel.display())))
         .collect();
     (out, diffs)
 }
@@ -276,12 +288,7 @@ fn pull_kinds(flags: &[&str]) -> (i32, String, Vec<(String, Kind)>) {
     let dst = t.path().join("dst");
     let server = HostileServer::start(t.path(), move |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources(info, wire(b".", Kind::Dir, 0))
-            .expect("sources");
+        p.send_dir_sources().expect("sources");
         let mut dev = wire(b"dev", Kind::BlockDev, 0);
         dev.meta.mode = 0o666;
         dev.meta.rdev = rustix::fs::makedev(7, 0);
@@ -388,12 +395,7 @@ fn listings_beyond_what_the_source_announced_are_refused_before_memory_grows() {
     let t = tempfile::tempdir().unwrap();
     let server = HostileServer::start(t.path(), |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources(info, wire(b".", Kind::Dir, 0))
-            .expect("sources");
+        p.send_dir_sources().expect("sources");
         for _level in 0..30 {
             let Ok(Msg::List { dirs }) = p.recv() else {
                 return;
@@ -430,11 +432,7 @@ fn a_source_tree_beyond_the_memory_budget_is_refused_at_once() {
     let t = tempfile::tempdir().unwrap();
     let server = HostileServer::start(t.path(), |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources_announcing(info, wire(b".", Kind::Dir, 0), u64::MAX / 2)
+        p.send_dir_sources_announcing(u64::MAX / 2)
             .expect("sources");
         let _ = p.recv();
     });
@@ -447,10 +445,6 @@ fn a_source_tree_beyond_the_memory_budget_is_refused_at_once() {
 /// What a server says in an attack that the receiver already refuses (kept so by these
 /// tests): the root's listing, and the answer to each requested file.
 type Answer = fn(&mut Peer, &xsync::protocol::Request) -> Result<(), xsync::error::Error>;
-
-fn id_of(r: &xsync::protocol::Request) -> u32 {
-    r.id()
-}
 
 /// A `-a --delete host:src/ parent/dst` pull from a server that lists `top` and answers
 /// with `answer`, over a dst holding `f` ("old content"): the exit code, stderr, what
@@ -467,15 +461,10 @@ fn attack(
     std::fs::write(dst.join("f"), b"old content").unwrap();
     let server = HostileServer::start(t.path(), move |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources(info, wire(b".", Kind::Dir, 0))
-            .expect("sources");
+        p.send_dir_sources().expect("sources");
         let _ = p.serve_by(vec![top], answer);
     });
-    let (out, diffs) = pull_contents(&server, &["-a", "--delete"], &dst, &outside);
+    let (out, diffs) = pull_source(&server, &["-a", "--delete"], "host:src/", &dst, &outside);
     server.finish();
     let temps: Vec<_> = crate::util::find_named(&dst, ".xsync-tmp.");
     assert!(temps.is_empty(), "temporaries left: {temps:?}");
@@ -487,35 +476,11 @@ fn attack(
     )
 }
 
-/// As [`pull`], for `host:src/`.
-fn pull_contents(
-    server: &HostileServer<impl Send + 'static>,
-    flags: &[&str],
-    dst: &Path,
-    outside: &Path,
-) -> (std::process::Output, Vec<String>) {
-    let before = snapshot(outside);
-    let out = xsync()
-        .args(flags)
-        .args(["-e", &server.rsh(), "--xsync-path", "ignored", "host:src/"])
-        .arg(dst)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run xsync");
-    let after = snapshot(outside);
-    let dst_rel = dst.strip_prefix(outside).unwrap().display().to_string();
-    let diffs = diff_snapshots(&before, &after)
-        .into_iter()
-        .filter(|d| !d.starts_with(&format!("\"{dst_rel}")))
-        .collect();
-    (out, diffs)
-}
-
 fn whole_answer(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
     let data = b"new content".to_vec();
     let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
     p.send(Msg::Data {
-        id: id_of(r),
+        id: r.id(),
         data,
         end,
     })
@@ -564,7 +529,7 @@ fn a_hard_link_leader_outside_the_tree_is_refused() {
 fn data_with_a_wrong_digest_never_replaces_the_file() {
     fn bad_digest(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
         p.send(Msg::Data {
-            id: id_of(r),
+            id: r.id(),
             data: b"new content".to_vec(),
             end: Some([7; 16]),
         })
@@ -579,7 +544,7 @@ fn data_with_a_wrong_digest_never_replaces_the_file() {
 fn a_stream_cut_inside_a_file_leaves_the_old_file_and_no_temporary() {
     fn cut(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
         p.send(Msg::Data {
-            id: id_of(r),
+            id: r.id(),
             data: b"new co".to_vec(),
             end: None,
         })?;
@@ -605,7 +570,7 @@ fn a_delta_copying_beyond_the_basis_is_refused() {
             },
         ];
         p.send(Msg::Delta {
-            id: id_of(r),
+            id: r.id(),
             ops,
             end: Some([0; 16]),
         })
@@ -633,7 +598,7 @@ fn a_frame_longer_than_the_limit_is_refused() {
         let _ = p.wr.get_mut().flush();
         let _ = p.recv();
     });
-    let (out, diffs) = pull_contents(&server, &["-a"], &dst, &outside);
+    let (out, diffs) = pull_source(&server, &["-a"], "host:src/", &dst, &outside);
     server.finish();
     assert_eq!(code(&out), 12, "{}", stderr(&out));
     assert!(

@@ -124,7 +124,11 @@ fn no_module_reaches_back_to_one_that_uses_it() {
     }
     let unexpected: Vec<_> = cycles
         .iter()
-        .filter(|c| !allowed.iter().any(|a| c.iter().map(String::as_str).eq(a.iter().copied())))
+        .filter(|c| {
+            !allowed
+                .iter()
+                .any(|a| c.iter().map(String::as_str).eq(a.iter().copied()))
+        })
         .collect();
     assert!(unexpected.is_empty(), "import cycles: {unexpected:?}");
 }

@@ -89,6 +89,20 @@ impl Peer {
         self.send_sources_announcing(info, root, 1000)
     }
 
+    /// Sender's opening for `host:src/`: the root is a transfer directory.
+    pub fn send_dir_sources(&mut self) -> Result<(), Error> {
+        self.send_dir_sources_announcing(1000)
+    }
+
+    /// As [`Peer::send_dir_sources`], announcing `entries` entries in the tree.
+    pub fn send_dir_sources_announcing(&mut self, entries: u64) -> Result<(), Error> {
+        let info = SourceInfo {
+            root_is_transfer_dir: true,
+            ..Default::default()
+        };
+        self.send_sources_announcing(info, wire(b".", Kind::Dir, 0), entries)
+    }
+
     /// As [`Peer::send_sources`], announcing `entries` entries in the tree.
     pub fn send_sources_announcing(
         &mut self,

@@ -6,7 +6,7 @@ use crate::peer::{HostileServer, Peer, wire};
 use crate::util::{code, diff_snapshots, snapshot, stderr, xsync};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use xsync::protocol::{Msg, Request, Role, SourceInfo};
+use xsync::protocol::{Msg, Request, Role};
 use xsync::tree::Kind;
 
 #[test]
@@ -87,12 +87,7 @@ fn a_destination_file_swapped_for_a_symlink_before_a_mode_update_is_not_followed
     let swap_to = outside.join("target");
     let server = HostileServer::start(t.path(), move |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources(info, wire(b".", Kind::Dir, 0))
-            .expect("sources");
+        p.send_dir_sources().expect("sources");
         let mut swapped = false;
         p.before_send(move |m| {
             if matches!(m, Msg::Listing { .. }) && !swapped {

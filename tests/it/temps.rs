@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use xsync::protocol::{Msg, SourceInfo};
+use xsync::protocol::Msg;
 use xsync::temps::{name_for, process_start, this_machine};
 use xsync::tree::Kind;
 
@@ -146,61 +146,24 @@ fn a_second_run_into_the_same_destination_does_not_break_the_first() {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let server = HostileServer::start(t.path(), move |p: &mut Peer| {
         p.accept().expect("handshake");
-        let info = SourceInfo {
-            root_is_transfer_dir: true,
-            ..Default::default()
-        };
-        p.send_sources(info, wire(b".", Kind::Dir, 0))
-            .expect("sources");
+        p.send_dir_sources().expect("sources");
         let whole = b"first half, second half".to_vec();
-        loop {
-            match p.recv().expect("recv") {
-                Msg::List { dirs } => {
-                    let dirs = dirs
-                        .iter()
-                        .map(|d| xsync::protocol::DirListing {
-                            same: serde_bytes::ByteBuf::from(vec![
-                                0u8;
-                                (d.have.len() / 8).div_ceil(8)
-                            ]),
-                            new: vec![wire(b"big", Kind::File, whole.len() as u64)],
-                        })
-                        .collect();
-                    p.send(Msg::Listing { dirs }).expect("listing");
-                }
-                Msg::Get { files } => {
-                    let id = match &files[0] {
-                        xsync::protocol::Request::Whole { id, .. } => *id,
-                        xsync::protocol::Request::Delta { id, .. } => *id,
-                    };
-                    p.send(Msg::Data {
-                        id,
-                        data: whole[..11].to_vec(),
-                        end: None,
-                    })
-                    .expect("data");
-                    go_rx.recv().expect("go");
-                    p.send(Msg::Data {
-                        id,
-                        data: whole[11..].to_vec(),
-                        end: Some(xsync::protocol::wire_digest(
-                            blake3::hash(&whole).as_bytes(),
-                        )),
-                    })
-                    .expect("data");
-                }
-                Msg::GetEnd | Msg::Planned { .. } | Msg::Log { .. } => {}
-                Msg::Finish { .. } => {
-                    p.send(Msg::Done {
-                        code: 0,
-                        counts: [0; 7],
-                    })
-                    .expect("done");
-                    return;
-                }
-                other => panic!("unexpected {other:?}"),
-            }
-        }
+        let listing = vec![wire(b"big", Kind::File, whole.len() as u64)];
+        let _ = p.serve_by(vec![listing], |p, req| {
+            p.send(Msg::Data {
+                id: req.id(),
+                data: whole[..11].to_vec(),
+                end: None,
+            })?;
+            go_rx.recv().expect("go");
+            p.send(Msg::Data {
+                id: req.id(),
+                data: whole[11..].to_vec(),
+                end: Some(xsync::protocol::wire_digest(
+                    blake3::hash(&whole).as_bytes(),
+                )),
+            })
+        });
     });
     let first = xsync()
         .args([
