@@ -608,3 +608,65 @@ fn a_frame_longer_than_the_limit_is_refused() {
     );
     assert!(diffs.is_empty(), "{diffs:?}");
 }
+
+#[test]
+fn a_coarse_request_for_tiny_blocks_is_refused_before_the_sender_hashes_anything() {
+    // A hostile client asks the sender of a 32 MB file for a coarse exchange at 1-byte
+    // blocks: each source byte would cost the sender a block hash and an index entry.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("big"), crate::util::pseudo_random(7, 32 << 20)).unwrap();
+    let report = t.path().join("rss");
+    let time = std::ffi::OsStr::new("/usr/bin/time");
+    assert!(
+        Path::new(time).exists(),
+        "/usr/bin/time is needed (scripts/test installs it)"
+    );
+    let (mut p, mut child) = Peer::spawn_server_under(&[
+        time,
+        std::ffi::OsStr::new("-o"),
+        report.as_os_str(),
+        std::ffi::OsStr::new("-f"),
+        std::ffi::OsStr::new("%M"),
+    ]);
+    let arg = format!("{}/", src.display());
+    p.open(xsync::protocol::Role::Sender, &["-a"], &[arg.as_bytes()])
+        .expect("open");
+    assert!(matches!(p.recv().expect("sources"), Msg::Sources { .. }));
+    assert!(matches!(p.recv().expect("root"), Msg::SourceRoot { .. }));
+    p.send(Msg::List {
+        dirs: vec![xsync::protocol::ListDir::new(Vec::new(), &[])],
+    })
+    .expect("list");
+    assert!(matches!(p.recv().expect("listing"), Msg::Listing { .. }));
+    p.send(Msg::Coarse {
+        items: vec![xsync::protocol::CoarseItem {
+            id: 0,
+            path: serde_bytes::ByteBuf::from(b"big".to_vec()),
+            block: 1,
+            basis_len: 4096,
+            hashes: vec![[0; 16]; 4096],
+            anchors: Vec::new(),
+        }],
+    })
+    .expect("coarse");
+    let answer = p.recv();
+    drop(p);
+    let status = child.wait().expect("wait");
+    assert!(
+        !matches!(answer, Ok(Msg::CoarseRanges { .. })),
+        "the sender answered a 1-byte coarse request"
+    );
+    assert_eq!(status.code(), Some(12));
+    let rss_kib: u64 = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("KiB");
+    crate::util::note(&format!(
+        "coarse 1-byte blocks: sender's peak RSS {rss_kib} KiB"
+    ));
+    assert!(rss_kib < 200 * 1024, "peak RSS {rss_kib} KiB");
+}

@@ -186,7 +186,18 @@ impl Peer {
 
     /// Starts `xsync --server` with piped stdin/stdout; the test is its client.
     pub fn spawn_server() -> (Peer, Child) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xsync"))
+        Peer::spawn_server_under(&[])
+    }
+
+    /// As [`Peer::spawn_server`], run by `wrapper` (e.g. `/usr/bin/time -o F -f %M`).
+    pub fn spawn_server_under(wrapper: &[&std::ffi::OsStr]) -> (Peer, Child) {
+        let xsync = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_xsync"));
+        let (program, args) = match wrapper.split_first() {
+            Some((w, rest)) => (*w, [rest, &[xsync]].concat()),
+            None => (xsync, Vec::new()),
+        };
+        let mut child = Command::new(program)
+            .args(args)
             .arg("--server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
