@@ -563,48 +563,22 @@ impl<'a> Applier<'a> {
             .ok_or_else(|| invalid("output offset overflows".into()))
     }
 
-    fn copy(&mut self, mut offset: u64, mut len: u64) -> io::Result<()> {
-        while len > 0 && self.in_kernel {
-            let (mut from, mut to) = (offset, self.out_pos()?);
-            let chunk = len.min(1 << 30) as usize;
-            match rustix::fs::copy_file_range(
-                self.basis,
-                Some(&mut from),
-                self.out,
-                Some(&mut to),
-                chunk,
-            ) {
-                Ok(0) => return Err(basis_shrank()),
-                Ok(n) => {
-                    offset += n as u64;
-                    len -= n as u64;
-                    self.written += n as u64;
-                }
-                Err(Errno::INTR) => {}
-                // Offsets are explicit, so the fallback can take over mid-range.
-                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
-                    self.in_kernel = false;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if len > 0 && self.buf.is_empty() {
-            self.buf = vec![0; 256 * 1024];
-        }
-        while len > 0 {
-            let want = len.min(self.buf.len() as u64) as usize;
-            let mut buf = std::mem::take(&mut self.buf);
-            let n = match rustix::io::pread(self.basis, &mut buf[..want], offset) {
-                Ok(0) => Err(basis_shrank()),
-                Ok(n) => self.write_at(&buf[..n]).map(|()| n),
-                Err(Errno::INTR) => Ok(0),
-                Err(e) => Err(e.into()),
-            };
-            self.buf = buf;
-            let n = n? as u64;
-            offset += n;
-            len -= n;
-            self.written += n;
+    fn copy(&mut self, offset: u64, len: u64) -> io::Result<()> {
+        let n = crate::fs::copy_range(
+            self.basis,
+            offset,
+            self.out,
+            self.out_pos()?,
+            len,
+            &mut self.in_kernel,
+            &mut self.buf,
+        )
+        .map_err(|e| match e {
+            crate::fs::CopyError::Read(e) | crate::fs::CopyError::Write(e) => e,
+        })?;
+        self.written += n;
+        if n < len {
+            return Err(basis_shrank());
         }
         Ok(())
     }

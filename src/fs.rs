@@ -112,6 +112,72 @@ pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Resu
     )?)
 }
 
+/// Which side of a copy failed: reading the source, or writing (an in-kernel copy's error
+/// counts as a write, as the destination is where it usually comes from).
+#[derive(Debug)]
+pub enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// The one copy with fallback, shared by the writer and the delta applier: up to `len`
+/// bytes of `src` at `from` go to `dst` at `to`, in the kernel with `copy_file_range`
+/// (which reflinks where the file system can) while `in_kernel` holds, else through `buf`
+/// with pread/pwrite. A refusal (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP) clears `in_kernel`, so
+/// the caller does not probe again; offsets are explicit, so the fallback takes over
+/// mid-range. Returns the bytes copied: fewer than `len` only where `src` ends.
+pub fn copy_range(
+    src: BorrowedFd<'_>,
+    mut from: u64,
+    dst: BorrowedFd<'_>,
+    mut to: u64,
+    len: u64,
+    in_kernel: &mut bool,
+    buf: &mut Vec<u8>,
+) -> Result<u64, CopyError> {
+    let mut done = 0u64;
+    while done < len && *in_kernel {
+        let chunk = (len - done).min(1 << 30) as usize;
+        let (mut f, mut t) = (from, to);
+        match rustix::fs::copy_file_range(src, Some(&mut f), dst, Some(&mut t), chunk) {
+            Ok(0) => return Ok(done),
+            Ok(n) => {
+                (from, to, done) = (from + n as u64, to + n as u64, done + n as u64);
+            }
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => *in_kernel = false,
+            Err(e) => return Err(CopyError::Write(e.into())),
+        }
+    }
+    if done < len && buf.is_empty() {
+        buf.resize(256 * 1024, 0);
+    }
+    while done < len {
+        let want = (len - done).min(buf.len() as u64) as usize;
+        let n = match rustix::io::pread(src, &mut buf[..want], from) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(CopyError::Read(e.into())),
+        };
+        let mut data = &buf[..n];
+        let mut at = to;
+        while !data.is_empty() {
+            match rustix::io::pwrite(dst, data, at) {
+                Ok(0) => return Err(CopyError::Write(io::ErrorKind::WriteZero.into())),
+                Ok(k) => {
+                    data = &data[k..];
+                    at += k as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(CopyError::Write(e.into())),
+            }
+        }
+        (from, to, done) = (from + n as u64, to + n as u64, done + n as u64);
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

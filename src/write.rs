@@ -17,8 +17,8 @@ use crate::pathsafe::check_name;
 use crate::tree::{Kind, Meta};
 use crate::xattr::Xattrs;
 use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod,
-    fchown, futimens, linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat, utimensat,
+    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, futimens,
+    linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat, utimensat,
 };
 use rustix::io::Errno;
 use std::ffi::CString;
@@ -663,41 +663,38 @@ fn set_fd_meta(
 
 static COPY_FILE_RANGE_WORKS: AtomicBool = AtomicBool::new(true);
 
+/// Copies all of `src` into `dst` from offset 0 ([`crate::fs::copy_range`]), asking for a
+/// little more than the `size_hint` left: a short count then means the end, which saves
+/// the extra zero-length call per small file.
 fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
+    let mut in_kernel = COPY_FILE_RANGE_WORKS.load(Ordering::Relaxed);
+    let mut buf = Vec::new();
     let mut total = 0u64;
-    if COPY_FILE_RANGE_WORKS.load(Ordering::Relaxed) {
-        loop {
-            // Ask for a little more than the rest we expect: a short count then means EOF,
-            // which saves the extra zero-length call per small file.
-            let want = (size_hint.saturating_sub(total) + 65536).min(1 << 30) as usize;
-            match copy_file_range(src, None, dst, None, want) {
-                Ok(0) => return Ok(total),
-                Ok(n) => {
-                    total += n as u64;
-                    if n < want {
-                        return Ok(total);
-                    }
+    let result = loop {
+        let want = (size_hint.saturating_sub(total) + 65536).min(1 << 30);
+        match crate::fs::copy_range(
+            src.as_fd(),
+            total,
+            dst.as_fd(),
+            total,
+            want,
+            &mut in_kernel,
+            &mut buf,
+        ) {
+            Ok(n) => {
+                total += n;
+                if n < want {
+                    break Ok(total);
                 }
-                Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) if total == 0 => {
-                    COPY_FILE_RANGE_WORKS.store(false, Ordering::Relaxed);
-                    break;
-                }
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(StepError::new("copy data to", e)),
             }
+            Err(crate::fs::CopyError::Read(e)) => break Err(StepError::new("read", e)),
+            Err(crate::fs::CopyError::Write(e)) => break Err(StepError::new("copy data to", e)),
         }
+    };
+    if !in_kernel {
+        COPY_FILE_RANGE_WORKS.store(false, Ordering::Relaxed);
     }
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match rustix::io::read(src, &mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(StepError::new("read", e)),
-        };
-        write_all(dst, &buf[..n])?;
-        total += n as u64;
-    }
+    result
 }
 
 fn write_all(fd: &OwnedFd, mut data: &[u8]) -> Step<()> {
