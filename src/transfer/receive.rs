@@ -1,558 +1,12 @@
-//! The file-data phase of a connection, both ends.
-//!
-//! The receiver streams requests from one thread while it reads data on another, so
-//! requests and data flow at once with no per-file round trip. A file that exists on the
-//! receiver is sent as a delta against it (unless `-W`): the receiver signs its basis, the
-//! sender answers with copy/literal instructions, and the receiver rebuilds the file in a
-//! temporary with matched runs copied in the kernel. Files of 64 MiB and more first go
-//! through one coarse exchange (strong hashes and anchors of 1 MiB blocks, all big files in
-//! one round trip): the sender places equal and moved blocks, keeps that match for the
-//! file's request, and only the parts it could not place are signed and searched.
-//!
-//! Every file ends with its digest (the blake3 of the source content, or for a coarse file
-//! [`delta::coarse_digest`], which the sender gets from its one read of the source); the
-//! receiver checks what it built before the rename and, on a mismatch, fetches the file
-//! whole once. A coarse file's temporary is prefilled with its basis in the pass that hashes
-//! the basis, so its check reads back only the blocks the delta wrote again (without a
-//! prefill, a thread hashes the temporary right behind the writer).
+//! The receiver's half of the file-data phase: requests streamed from one thread while
+//! data is read on another, bases signed (or hashed for the coarse level), files rebuilt in
+//! temporaries, checked against their digest and renamed, or fetched whole again.
 
-use crate::delta::{self, Applier, CoarseMatch, CoarsePart, Op, Segment, Signature};
-use crate::error::{Error, io_message, show};
-use crate::exec::{Exec, Pending};
-use crate::exit::ExitCode;
-use crate::fs::cstr;
-use crate::protocol::{
-    BATCH, CHUNK, CoarseItem, Digest, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
-    unexpected, wire_digest,
-};
-use crate::report::{Report, Stats};
-use crate::source::Tops;
-use crate::tree::{Entry, Kind};
-use crate::write::{StepError, TempFile};
-use rayon::prelude::*;
-use rustix::fs::{Mode, OFlags};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
-
-/// Files up to this size are read whole (in parallel) by the sender and written whole (in
-/// parallel) by the receiver; larger ones stream in chunks.
-const SMALL: u64 = 1 << 20;
-/// A `Get` batch ends after about this many bytes of files, so the sender's read-ahead of
-/// one batch while it sends the previous one stays small (300 × 1 MB files were held whole).
-const GET_BYTES: u64 = 8 << 20;
-/// At most this many bytes of one batch's small files are read into memory ahead.
-const PRELOAD: u64 = 16 << 20;
-
-/// Smallest fine block inside a coarse range: measured as the best trade between
-/// signature bytes and literal bytes for scattered 4 KiB edits.
-const RANGE_MIN_BLOCK: u32 = 4096;
-
-/// Longest piece of a copy applied before the verifier hears of the progress.
-const VERIFY_STEP: u64 = 32 << 20;
-
-fn stream_error(msg: impl Into<String>) -> Error {
-    Error::new(
-        ExitCode::StreamIo,
-        format!("protocol error: {}", msg.into()),
-    )
-}
-
-// ---------------------------------------------------------------- sender
-
-/// Opens a source file by its root-relative path for reading (see [`Tops::open`]).
-fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
-    tops.open(rel)
-}
-
-/// A small file's content, or None when it has grown past `size` (its size at the scan)
-/// since: then it is streamed like a big one. Reading to the end would hold a file of any
-/// size in memory and send it as one frame, which the receiver refuses past the frame
-/// limit, failing the whole run (a 1 KB file grown to 200 MB did). A file that shrank is
-/// simply shorter.
-fn read_small(fd: &OwnedFd, size: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let f = std::fs::File::from(fd.try_clone()?);
-    let mut v = Vec::with_capacity(size as usize);
-    f.take(size + 1).read_to_end(&mut v)?;
-    Ok((v.len() as u64 <= size).then_some(v))
-}
-
-/// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a
-/// sample that does not shrink.
-fn incompressible(path: &[u8], sample: &[u8]) -> bool {
-    crate::compress::skip_compress(path) || !crate::compress::worth_compressing(sample)
-}
-
-fn skip<W: Write>(
-    wr: &mut Writer<W>,
-    id: u32,
-    p: &[u8],
-    e: &std::io::Error,
-    report: &Report<'_>,
-) -> Result<(), Error> {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        report.error(
-            ExitCode::Vanished,
-            format!("file has vanished: `{}`", show(p)),
-        );
-    } else {
-        report.error(ExitCode::Partial, io_message("read", p, e));
-    }
-    wr.send(&Msg::Skip { id })
-}
-
-/// The sender serves only what it listed: a regular file of its own tree. A request for
-/// anything else — a path through a symlink, a directory, something never sent — is a
-/// protocol error, so a hostile receiver cannot read outside the source.
-fn check_served(root: &Entry, path: &[u8]) -> Result<(), Error> {
-    check_rel_path(path)?;
-    match crate::plan::lookup(root, path) {
-        Some(e) if e.meta.kind == Kind::File => Ok(()),
-        _ => Err(stream_error(format!(
-            "peer asked for `{}`, which is not a file this side listed",
-            show(path)
-        ))),
-    }
-}
-
-/// The sender's coarse matches of big files, by request id, kept from the coarse answer
-/// until the file's delta request arrives: the source is read once for both (its coarse
-/// hashes give the file digest too).
-#[derive(Default)]
-pub struct CoarseCache(std::sync::Mutex<std::collections::HashMap<u32, (Vec<u8>, CoarseMatch)>>);
-
-impl CoarseCache {
-    fn take(&self, id: u32, path: &[u8]) -> Option<CoarseMatch> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match map.remove(&id) {
-            Some((p, m)) if p == path => Some(m),
-            _ => None,
-        }
-    }
-}
-
-/// Sender: matches each big source against its basis's coarse hashes and anchors, keeps
-/// the match for the delta request, and answers with the parts to sign.
-pub fn answer_coarse<W: Write>(
-    wr: &mut Writer<W>,
-    root: &Entry,
-    tops: &Tops,
-    items: Vec<CoarseItem>,
-    cache: &CoarseCache,
-) -> Result<(), Error> {
-    // One file at a time: each match hashes on all cores already.
-    let mut answers = Vec::with_capacity(items.len());
-    for it in items {
-        check_served(root, &it.path)?;
-        check_coarse_item(&it)?;
-        let matched = open_source(tops, &it.path).and_then(|fd| {
-            let f = std::fs::File::from(fd);
-            let len = f.metadata()?.len();
-            delta::coarse_match(&f, len, it.block, it.basis_len, &it.hashes, &it.anchors)
-        });
-        // Unreadable now: the receiver falls back to a plain delta request, which will
-        // report the error.
-        let parts = matched.ok().map(|m| {
-            let parts = m.parts();
-            cache
-                .0
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(it.id, (it.path.into_vec(), m));
-            parts
-        });
-        answers.push((it.id, parts));
-    }
-    wr.send(&Msg::CoarseRanges { items: answers })?;
-    wr.flush()
-}
-
-/// A coarse request is the peer's word on sizes this end then allocates by: its block must
-/// be one [`delta::coarse_block`] can give (a power of two from 1 MiB to 1 GiB; 1-byte
-/// blocks made the sender hold about 76 bytes per source byte), with exactly one hash per
-/// block of the basis and an anchor per block or none.
-fn check_coarse_item(it: &CoarseItem) -> Result<(), Error> {
-    let (lo, hi) = (delta::coarse_block(0), delta::coarse_block(u64::MAX));
-    if !(lo..=hi).contains(&it.block) || !it.block.is_power_of_two() {
-        return Err(stream_error(format!(
-            "coarse block size {} out of range",
-            it.block
-        )));
-    }
-    let blocks = it.basis_len.div_ceil(it.block);
-    if it.hashes.len() as u64 != blocks
-        || !(it.anchors.is_empty() || it.anchors.len() == it.hashes.len())
-    {
-        return Err(stream_error(format!(
-            "coarse request has {} hashes and {} anchors for {} blocks",
-            it.hashes.len(),
-            it.anchors.len(),
-            blocks
-        )));
-    }
-    Ok(())
-}
-
-/// A small file read ahead, with its blake3, or why it could not be read; None for a file
-/// streamed when its turn comes (not a small whole file, or grown past its scanned size).
-type Preloaded = Option<std::io::Result<(Vec<u8>, [u8; 32])>>;
-
-/// A batch of requests with its small whole files already read and hashed.
-pub struct Loaded {
-    files: Vec<Request>,
-    small: Vec<Preloaded>,
-}
-
-/// Whether a batch holds only small whole files (read into memory by [`load`]).
-pub fn all_small(root: &Entry, files: &[Request]) -> bool {
-    files.iter().all(|r| match r {
-        Request::Whole { path, .. } => {
-            crate::plan::lookup(root, path).is_some_and(|e| e.meta.size <= SMALL)
-        }
-        Request::Delta { .. } => false,
-    })
-}
-
-/// Checks a batch of requests and reads (and hashes) its small whole files in parallel.
-/// Runs on its own thread while the previous batch is being sent.
-pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Error> {
-    for r in &files {
-        match r {
-            Request::Whole { path, .. } | Request::Delta { path, .. } => check_served(root, path)?,
-        }
-    }
-    let size_of = |p: &[u8]| {
-        crate::plan::lookup(root, p)
-            .map(|e| e.meta.size)
-            .unwrap_or(0)
-    };
-    // Whole small files are read ahead into memory up to PRELOAD bytes per batch (a
-    // receiver's batches are smaller, but a batch from the peer is not trusted to be); the
-    // rest are streamed from the file when their turn comes.
-    let mut budget = PRELOAD;
-    let preload: Vec<bool> = files
-        .iter()
-        .map(|r| match r {
-            Request::Whole { path, .. } => {
-                let size = size_of(path);
-                let fits = size <= SMALL && size <= budget;
-                if fits {
-                    budget -= size;
-                }
-                fits
-            }
-            Request::Delta { .. } => false,
-        })
-        .collect();
-    let small = files
-        .par_iter()
-        .zip(preload)
-        .map(|(r, preload)| match r {
-            Request::Whole { path, .. } => {
-                let size = size_of(path);
-                let read =
-                    preload.then(|| open_source(tops, path).and_then(|fd| read_small(&fd, size)));
-                match read? {
-                    Ok(Some(d)) => {
-                        let h = *blake3::hash(&d).as_bytes();
-                        Some(Ok((d, h)))
-                    }
-                    Ok(None) => None,
-                    Err(e) => Some(Err(e)),
-                }
-            }
-            Request::Delta { .. } => None,
-        })
-        .collect();
-    Ok(Loaded { files, small })
-}
-
-/// Sends a loaded batch in request order: small files from memory, big files streamed,
-/// deltas computed as they go.
-pub fn send_loaded<W: Write>(
-    wr: &mut Writer<W>,
-    tops: &Tops,
-    loaded: Loaded,
-    report: &Report<'_>,
-    inplace: bool,
-    cache: &CoarseCache,
-    names: bool,
-) -> Result<(), Error> {
-    for (req, data) in loaded.files.into_iter().zip(loaded.small) {
-        // A pushing client shows the files it sends (bytes sent per file, as rsync).
-        let shown = report.progress.as_ref().map(|_| {
-            let (Request::Whole { path, .. } | Request::Delta { path, .. }) = &req;
-            (std::time::Instant::now(), names.then(|| show(path)))
-        });
-        let sent = match (req, data) {
-            (Request::Whole { id, path }, Some(Ok((data, hash)))) => {
-                let raw = wr.compressing() && incompressible(&path, &data);
-                let len = data.len() as u64;
-                let msg = Msg::Data {
-                    id,
-                    data,
-                    end: Some(wire_digest(&hash)),
-                };
-                if raw {
-                    wr.send_raw(&msg)?;
-                } else {
-                    wr.send(&msg)?;
-                }
-                Some(len)
-            }
-            (Request::Whole { id, path }, Some(Err(e))) => {
-                skip(wr, id, &path, &e, report)?;
-                None
-            }
-            (Request::Whole { id, path }, None) => match open_source(tops, &path) {
-                Ok(fd) => stream_file(wr, id, &path, &fd, report)?,
-                Err(e) => {
-                    skip(wr, id, &path, &e, report)?;
-                    None
-                }
-            },
-            (
-                Request::Delta {
-                    id,
-                    path,
-                    basis_len: _,
-                    sig,
-                    parts,
-                },
-                _,
-            ) => {
-                let how = match sig {
-                    Some(sig) => How::Whole(sig),
-                    None => How::Coarse(cache.take(id, &path).ok_or_else(|| {
-                        stream_error(format!(
-                            "delta request for `{}` without a coarse answer",
-                            show(&path)
-                        ))
-                    })?),
-                };
-                match open_source(tops, &path) {
-                    Ok(fd) => send_delta(wr, id, &path, fd, how, parts, report, inplace)?,
-                    Err(e) => {
-                        skip(wr, id, &path, &e, report)?;
-                        None
-                    }
-                }
-            }
-        };
-        if let (Some(p), Some(size), Some((started, name))) = (&report.progress, sent, shown) {
-            p.done(name, size, Some(started));
-        }
-    }
-    wr.flush()
-}
-
-fn stream_file<W: Write>(
-    wr: &mut Writer<W>,
-    id: u32,
-    p: &[u8],
-    fd: &OwnedFd,
-    report: &Report<'_>,
-) -> Result<Option<u64>, Error> {
-    let mut h = blake3::Hasher::new();
-    let mut total = 0u64;
-    let mut buf = vec![0u8; CHUNK];
-    let mut raw: Option<bool> = None;
-    loop {
-        let n = match rustix::io::read(fd, &mut buf) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                // The receiver drops the part it has.
-                report.error(ExitCode::Partial, io_message("read", p, &e.into()));
-                return wr.send(&Msg::Skip { id }).map(|()| None);
-            }
-        };
-        total += n as u64;
-        h.update(&buf[..n]);
-        let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
-        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
-        let msg = Msg::Data {
-            id,
-            data: buf[..n].to_vec(),
-            end,
-        };
-        if raw {
-            wr.send_raw(&msg)?;
-        } else {
-            wr.send(&msg)?;
-        }
-        if n == 0 {
-            return Ok(Some(total));
-        }
-    }
-}
-
-/// blake3 of a whole file, hashing each 8 MiB window on all cores.
-fn digest_file(f: &std::fs::File, len: u64) -> std::io::Result<[u8; 32]> {
-    use std::os::unix::fs::FileExt;
-    let mut h = blake3::Hasher::new();
-    let mut buf = vec![0u8; (8 << 20).min(len as usize).max(1)];
-    let mut at = 0;
-    while at < len {
-        let take = ((len - at) as usize).min(buf.len());
-        f.read_exact_at(&mut buf[..take], at)?;
-        h.update_rayon(&buf[..take]);
-        at += take as u64;
-    }
-    Ok(*h.finalize().as_bytes())
-}
-
-/// What a delta is computed against.
-enum How {
-    /// The signature of the whole basis.
-    Whole(Signature),
-    /// The coarse match: copies, and parts diffed against the request's part signatures.
-    Coarse(CoarseMatch),
-}
-
-/// Ops are batched into frames of about [`CHUNK`] literal bytes.
-struct OpBatch {
-    ops: Vec<WireOp>,
-    bytes: usize,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn send_delta<W: Write>(
-    wr: &mut Writer<W>,
-    id: u32,
-    p: &[u8],
-    fd: OwnedFd,
-    how: How,
-    parts: Vec<Part>,
-    report: &Report<'_>,
-    inplace: bool,
-) -> Result<Option<u64>, Error> {
-    let f = std::fs::File::from(fd);
-    // A coarse file's digest came with its coarse hashes: the source is not read again.
-    let prepared = f.metadata().and_then(|m| {
-        let len = m.len();
-        match &how {
-            How::Coarse(m) => Ok((len, m.digest)),
-            How::Whole(_) => digest_file(&f, len).map(|h| (len, h)),
-        }
-    });
-    let (len, hash) = match prepared {
-        Ok(x) => x,
-        Err(e) => return skip(wr, id, p, &e, report).map(|()| None),
-    };
-    let mut batch = OpBatch {
-        ops: Vec::new(),
-        bytes: 0,
-    };
-    let mut failed: Option<Error> = None;
-    // The output position (equal to the source position: the output is the source).
-    let mut pos = 0u64;
-    let mut emit = |op: Op<'_>| -> std::io::Result<()> {
-        let mut push = |op: WireOp, weight: usize| -> std::io::Result<()> {
-            batch.ops.push(op);
-            batch.bytes += weight;
-            if batch.bytes >= CHUNK || batch.ops.len() >= 8192 {
-                let ops = std::mem::take(&mut batch.ops);
-                batch.bytes = 0;
-                if let Err(e) = wr.send(&Msg::Delta { id, ops, end: None }) {
-                    failed = Some(e);
-                    return Err(std::io::Error::other("connection lost"));
-                }
-            }
-            Ok(())
-        };
-        match op {
-            // --inplace: the receiver rewrites its basis as it goes, so a copy from below
-            // the write position would read bytes already replaced. Those are sent as
-            // literal data instead (rsync restricts its matches the same way).
-            Op::Copy { offset, len } if inplace && offset < pos => {
-                use std::os::unix::fs::FileExt;
-                let end = pos + len;
-                while pos < end {
-                    let take = ((end - pos) as usize).min(CHUNK);
-                    let mut buf = vec![0u8; take];
-                    f.read_exact_at(&mut buf, pos)?;
-                    push(WireOp::Literal(serde_bytes::ByteBuf::from(buf)), take)?;
-                    pos += take as u64;
-                }
-            }
-            Op::Copy { offset, len } => {
-                push(WireOp::Copy { offset, len }, 16)?;
-                pos += len;
-            }
-            Op::Literal(d) => {
-                push(
-                    WireOp::Literal(serde_bytes::ByteBuf::from(d.to_vec())),
-                    d.len(),
-                )?;
-                pos += d.len() as u64;
-            }
-        }
-        Ok(())
-    };
-    let res: std::io::Result<()> = (|| {
-        let mismatch = || {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "delta parts do not match the coarse answer",
-            )
-        };
-        match how {
-            How::Whole(sig) => {
-                if !parts.is_empty() {
-                    return Err(mismatch());
-                }
-                delta::diff(&sig, &f, 0, len, &mut emit)?;
-            }
-            How::Coarse(m) => {
-                let mut parts = parts.iter();
-                for seg in &m.segments {
-                    match *seg {
-                        Segment::Copy { offset, len } => emit(Op::Copy { offset, len })?,
-                        Segment::Part(cp) => {
-                            let part = parts
-                                .next()
-                                .filter(|p| p.start == cp.start && p.len == cp.len)
-                                .ok_or_else(mismatch)?;
-                            delta::diff(&part.sig, &f, cp.start, cp.len, &mut emit)?;
-                        }
-                    }
-                }
-                if parts.next().is_some() {
-                    return Err(mismatch());
-                }
-            }
-        }
-        Ok(())
-    })();
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if let Err(e) = res {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            return Err(stream_error(format!(
-                "bad delta request for `{}`: {e}",
-                show(p)
-            )));
-        }
-        report.error(ExitCode::Partial, io_message("read", p, &e));
-        // The receiver drops what it built from the pieces already sent.
-        return wr.send(&Msg::Skip { id }).map(|()| None);
-    }
-    wr.send(&Msg::Delta {
-        id,
-        ops: batch.ops,
-        end: Some(wire_digest(&hash)),
-    })
-    .map(|()| Some(len))
-}
-
-// ---------------------------------------------------------------- receiver
+use super::*;
 
 /// What the receiver decided for one pending file before requesting it.
 #[derive(Clone)]
-enum Plan {
+pub(super) enum Plan {
     Whole,
     /// For big files the coarse level's answer (None: diff the whole file).
     Delta(Option<CoarsePlan>),
@@ -561,14 +15,17 @@ enum Plan {
 /// A big file after the coarse exchange: its coarse block (which also shapes its digest)
 /// and the parts to sign.
 #[derive(Clone)]
-struct CoarsePlan {
+pub(super) struct CoarsePlan {
     block: u64,
     parts: Vec<CoarsePart>,
 }
 
 /// The basis for a file's delta: a partial file kept by an earlier run (`--partial-dir`)
 /// if there is one, else the current target, or for a new file the alternate DIR's copy.
-fn open_basis(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> std::io::Result<std::fs::File> {
+pub(super) fn open_basis(
+    p: &Pending<'_>,
+    partial_dir: Option<&[u8]>,
+) -> std::io::Result<std::fs::File> {
     let open = |dir: std::os::fd::BorrowedFd<'_>| -> std::io::Result<std::fs::File> {
         let c = cstr(p.item.name)?;
         let fd = rustix::fs::openat(
@@ -593,7 +50,7 @@ fn open_basis(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> std::io::Result<st
 }
 
 /// Length of a kept partial file for `p`, if any.
-fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
+pub(super) fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
     let sub = partial_dir?;
     let d = crate::write::open_dir(p.dir.as_fd(), sub).ok()?;
     let c = cstr(p.item.name).ok()?;
@@ -607,7 +64,7 @@ fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
 /// by path, the bytes on the wire are the same from run to run, and files of one directory
 /// (which resemble each other) sit together in the stream. (Grouping by suffix first
 /// measured 0.1% worse than by path on 40 MB of crate sources.)
-fn sort_for_the_wire(pending: &mut [Pending<'_>]) {
+pub(super) fn sort_for_the_wire(pending: &mut [Pending<'_>]) {
     pending.sort_unstable_by(|a, b| a.item.rel.cmp(&b.item.rel));
 }
 
@@ -715,7 +172,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
             }
             Ok(())
         });
-        let got = receive(
+        let got = receive_files(
             rd,
             exec,
             &pending,
@@ -738,7 +195,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
 /// reader stops once the data of the last request has arrived, instead of taking (and
 /// dropping) the data of every file left.
 #[derive(Default)]
-struct Cut {
+pub(super) struct Cut {
     /// How many files were requested in all (ids `0..asked`).
     asked: AtomicUsize,
     /// Set after `asked`, once it is final.
@@ -755,11 +212,11 @@ impl Cut {
 /// Most bytes a run holds in prefilled temporaries at once (see [`Prefilled`]): each is a
 /// full copy of its basis made before the file is requested, so many big files at once
 /// would hold that much extra space for the whole transfer.
-const PREFILL_MAX: u64 = 8 << 30;
+pub(super) const PREFILL_MAX: u64 = 8 << 30;
 
 /// A big file's temporary that already holds its basis at the same offsets, written by
 /// [`delta::prefill_scan`] while the basis was read for its coarse hashes.
-struct Prefilled<'d> {
+pub(super) struct Prefilled<'d> {
     temp: TempFile<'d>,
     basis_len: u64,
     block: u64,
@@ -772,7 +229,7 @@ struct Prefilled<'d> {
 /// (`--inplace`), may be kept whole (`--partial`) or sparse (`-S`), each basis is copied
 /// into the file's temporary in the same pass that hashes it; those temporaries are
 /// returned by index.
-fn coarse_phase<'d, R: Read, W: Write>(
+pub(super) fn coarse_phase<'d, R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
     exec: &Exec<'_, '_>,
@@ -891,7 +348,7 @@ fn coarse_phase<'d, R: Read, W: Write>(
 
 /// The request for one file, signing its basis if it has one. A basis that cannot be
 /// read (or signed) just means the file comes whole.
-fn request_for(
+pub(super) fn request_for(
     id: u32,
     p: &Pending<'_>,
     plan: &Plan,
@@ -944,7 +401,7 @@ fn request_for(
 /// Test hook: with `XSYNC_FAULT_CORRUPT_BASIS=1`, one byte of every basis changes after it
 /// was signed — a corruption the block hashes cannot see, which the whole-file digest
 /// must catch.
-fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
+pub(super) fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
     if let Some(at) = fault_offset(len) {
         use std::os::unix::fs::FileExt;
         let mut b = [0u8; 1];
@@ -962,20 +419,20 @@ fn fault_corrupt_basis(f: &std::fs::File, len: u64) {
 /// Where the `XSYNC_FAULT_CORRUPT_BASIS=1` test hook strikes in a basis of `len` bytes
 /// (only in a build with the test-only `fault-injection` feature).
 #[cfg(feature = "fault-injection")]
-fn fault_offset(len: u64) -> Option<u64> {
+pub(super) fn fault_offset(len: u64) -> Option<u64> {
     (len > 0 && std::env::var_os("XSYNC_FAULT_CORRUPT_BASIS").is_some_and(|v| v == "1"))
         .then_some(len / 2)
 }
 
 /// A build without the test hooks: a basis is never touched.
 #[cfg(not(feature = "fault-injection"))]
-fn fault_offset(_len: u64) -> Option<u64> {
+pub(super) fn fault_offset(_len: u64) -> Option<u64> {
     None
 }
 
 /// The file being received piece by piece.
 /// What is known of a prefilled temporary while the delta is applied.
-struct PrefillState {
+pub(super) struct PrefillState {
     /// Basis bytes in the temporary (at the same offsets).
     len: u64,
     block: u64,
@@ -1010,7 +467,7 @@ impl PrefillState {
 /// block by block of the output on all cores: each piece is read from the basis, written,
 /// and when it is a whole block hashed from the buffer written, so the check does not read
 /// it back. Pieces that are not whole blocks are marked for reading back.
-fn copy_hashed(
+pub(super) fn copy_hashed(
     basis: &std::fs::File,
     basis_len: u64,
     out: std::os::fd::BorrowedFd<'_>,
@@ -1064,7 +521,7 @@ fn copy_hashed(
 /// first: the basis may have been longer). A block keeps its prefill hash when nothing was
 /// written to it since and it spans the same bytes as then; every other block is read back
 /// and hashed, in parallel. Every byte is thus hashed as it was last written.
-fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], StepError> {
+pub(super) fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], StepError> {
     let len = t.len();
     if pre.len > len {
         t.truncate_to_len()?;
@@ -1103,9 +560,9 @@ fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u8; 32], Ste
 }
 
 /// What the verify thread hands back: the hashes of the blocks it did, and its file.
-type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
+pub(super) type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
 
-struct Current<'d> {
+pub(super) struct Current<'d> {
     index: usize,
     temp: Option<TempFile<'d>>,
     hasher: Option<blake3::Hasher>,
@@ -1126,7 +583,7 @@ struct Current<'d> {
 /// position; at the end the blocks left are hashed on all cores. Every byte of the
 /// temporary is read back and checked against the sender's [`delta::coarse_digest`],
 /// without a second pass over the file after it is built.
-struct Verifier {
+pub(super) struct Verifier {
     block: u64,
     tx: Option<mpsc::Sender<u64>>,
     thread: Option<std::thread::JoinHandle<VerifyResult>>,
@@ -1222,7 +679,7 @@ impl Verifier {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn receive<'d, R: Read + Send>(
+pub(super) fn receive_files<'d, R: Read + Send>(
     rd: &mut Reader<R>,
     exec: &Exec<'_, '_>,
     pending: &'d [Pending<'d>],
@@ -1440,11 +897,11 @@ fn receive<'d, R: Read + Send>(
 /// How far (in bytes of file data held in memory) the receiver's writers may fall behind
 /// the wire before it stops reading: without a bound a fast sender and a slow disk fill
 /// memory with whole small files (a kernel push held 170 MiB on the server).
-const WRITE_BEHIND: usize = 16 << 20;
+pub(super) const WRITE_BEHIND: usize = 16 << 20;
 
 /// Counts a spawned write's bytes out of [`WRITE_BEHIND`] when the write is done (or
 /// panics).
-struct Behind<'a>(&'a AtomicUsize, usize);
+pub(super) struct Behind<'a>(&'a AtomicUsize, usize);
 
 impl Drop for Behind<'_> {
     fn drop(&mut self) {
@@ -1457,7 +914,7 @@ impl Drop for Behind<'_> {
 /// instead of blocking (a blocked worker could be the one its writes were queued on);
 /// otherwise the pool's workers drain them. One file always fits when nothing else is in
 /// flight.
-fn wait_for_writers(behind: &AtomicUsize, len: usize) {
+pub(super) fn wait_for_writers(behind: &AtomicUsize, len: usize) {
     loop {
         let now = behind.load(Ordering::Acquire);
         if now == 0 || now + len <= WRITE_BEHIND {
@@ -1472,7 +929,7 @@ fn wait_for_writers(behind: &AtomicUsize, len: usize) {
 }
 
 /// `--partial`: what arrived of an interrupted file replaces its target.
-fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Option<Current<'_>>) {
+pub(super) fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Option<Current<'_>>) {
     let Some(cur) = cur else { return };
     let Some(t) = cur.temp else { return };
     let Some(p) = pending.get(cur.index) else {
@@ -1490,7 +947,7 @@ fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Option<Curren
     }
 }
 
-fn start_file<'d>(
+pub(super) fn start_file<'d>(
     exec: &Exec<'_, '_>,
     p: &'d Pending<'d>,
     index: usize,
@@ -1561,7 +1018,7 @@ fn start_file<'d>(
     }
 }
 
-fn apply_ops(
+pub(super) fn apply_ops(
     exec: &Exec<'_, '_>,
     p: &Pending<'_>,
     cur: &mut Current<'_>,
@@ -1655,7 +1112,7 @@ fn apply_ops(
     Ok(())
 }
 
-fn finish_file(
+pub(super) fn finish_file(
     exec: &Exec<'_, '_>,
     p: &Pending<'_>,
     temp: Option<TempFile<'_>>,
@@ -1692,43 +1149,5 @@ fn finish_file(
             Stats::add(&exec.report.stats.matched, matched);
         }
         Err(e) => exec.fail(&p.item.rel, e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tree::Meta;
-    use crate::tree::virtual_dir_meta;
-
-    #[test]
-    fn the_sender_serves_only_regular_files_it_listed() {
-        let node = |name: &[u8], kind: Kind| {
-            Entry::new(
-                name.into(),
-                Meta {
-                    kind,
-                    ..virtual_dir_meta()
-                },
-            )
-        };
-        let mut root = node(b".", Kind::Dir);
-        let mut dir = node(b"d", Kind::Dir);
-        dir.children.push(node(b"f", Kind::File));
-        root.children = vec![dir, node(b"file", Kind::File), node(b"link", Kind::Symlink)];
-        assert!(check_served(&root, b"file").is_ok());
-        assert!(check_served(&root, b"d/f").is_ok());
-        for bad in [
-            &b"link/passwd"[..],
-            b"link",
-            b"d",
-            b"missing",
-            b"../file",
-            b"/etc/passwd",
-            b"",
-        ] {
-            let e = check_served(&root, bad).expect_err("served");
-            assert_eq!(e.code, ExitCode::StreamIo, "{bad:?}");
-        }
     }
 }
