@@ -373,6 +373,51 @@ pub struct WireStats {
     pub matched: u64,
 }
 
+impl WireStats {
+    /// The receiver's counters as they travel.
+    pub fn of(s: &crate::report::Stats) -> WireStats {
+        let g = crate::report::Stats::get;
+        WireStats {
+            created: [
+                g(&s.created),
+                g(&s.created_reg),
+                g(&s.created_dir),
+                g(&s.created_link),
+                g(&s.created_dev),
+                g(&s.created_special),
+            ],
+            deleted: g(&s.deleted),
+            transferred: g(&s.transferred),
+            transferred_size: g(&s.transferred_size),
+            literal: g(&s.literal),
+            matched: g(&s.matched),
+        }
+    }
+
+    /// Adds the peer's counters to this end's (a pushing client reports what its server did).
+    pub fn add_to(&self, s: &crate::report::Stats) {
+        use crate::report::Stats;
+        for (c, v) in [
+            &s.created,
+            &s.created_reg,
+            &s.created_dir,
+            &s.created_link,
+            &s.created_dev,
+            &s.created_special,
+        ]
+        .into_iter()
+        .zip(self.created)
+        {
+            Stats::add(c, v);
+        }
+        Stats::add(&s.deleted, self.deleted);
+        Stats::add(&s.transferred, self.transferred);
+        Stats::add(&s.transferred_size, self.transferred_size);
+        Stats::add(&s.literal, self.literal);
+        Stats::add(&s.matched, self.matched);
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Msg {
     Hello {
@@ -541,6 +586,39 @@ pub struct FilterLine {
     pub pattern_include: Option<bool>,
     #[serde(with = "serde_bytes")]
     pub text: Vec<u8>,
+}
+
+impl FilterLine {
+    /// The rules as they travel to the server, in the order given.
+    pub fn from_filters(filters: &crate::filter::Filters) -> Vec<FilterLine> {
+        filters
+            .lines()
+            .iter()
+            .map(|(k, t)| FilterLine {
+                pattern_include: k.map(|k| k == crate::filter::RuleKind::Include),
+                text: t.clone(),
+            })
+            .collect()
+    }
+
+    /// The server's rules from the client's lines (a line that does not parse is exit 2).
+    pub fn to_filters(lines: &[FilterLine]) -> Result<crate::filter::Filters, Error> {
+        use crate::filter::RuleKind;
+        let mut filters = crate::filter::Filters::new();
+        for l in lines {
+            let kind = l.pattern_include.map(|inc| {
+                if inc {
+                    RuleKind::Include
+                } else {
+                    RuleKind::Exclude
+                }
+            });
+            filters
+                .add_line(kind, &l.text)
+                .map_err(|e| Error::new(ExitCode::Protocol, e.to_string()))?;
+        }
+        Ok(filters)
+    }
 }
 
 fn stream_error(what: impl std::fmt::Display) -> Error {

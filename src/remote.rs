@@ -10,8 +10,8 @@ use crate::error::{Error, show};
 use crate::exit::ExitCode;
 use crate::link::Link;
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
+use crate::report::Report;
 use crate::report::print_summary;
-use crate::report::{Report, Stats};
 use crate::session;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -253,15 +253,7 @@ impl RemoteJob {
         // and a pushing client scans its tree while the remote shell logs in.
         crate::protocol::greet(wr)?;
         rd.expect_greeting();
-        let filters = opts
-            .filters
-            .lines()
-            .iter()
-            .map(|(k, t)| FilterLine {
-                pattern_include: k.map(|k| k == crate::filter::RuleKind::Include),
-                text: t.clone(),
-            })
-            .collect();
+        let filters = FilterLine::from_filters(&opts.filters);
         wr.send(&Msg::Start {
             role: if self.push {
                 Role::Receiver
@@ -303,26 +295,7 @@ impl RemoteJob {
         if self.push {
             let out = session::send(rd, wr, opts, &self.local_paths, report, none, true)?;
             report.record(out.peer_code);
-            let s = &report.stats;
-            let p = &out.peer_stats;
-            for (c, v) in [
-                &s.created,
-                &s.created_reg,
-                &s.created_dir,
-                &s.created_link,
-                &s.created_dev,
-                &s.created_special,
-            ]
-            .into_iter()
-            .zip(p.created)
-            {
-                Stats::add(c, v);
-            }
-            Stats::add(&s.deleted, p.deleted);
-            Stats::add(&s.transferred, p.transferred);
-            Stats::add(&s.transferred_size, p.transferred_size);
-            Stats::add(&s.literal, p.literal);
-            Stats::add(&s.matched, p.matched);
+            out.peer_stats.add_to(&report.stats);
             Ok(out.counts)
         } else {
             // Sources that all name a directory's contents (`host:dir/`) make the root a

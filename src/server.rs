@@ -6,9 +6,9 @@
 use crate::config::ParseWords;
 use crate::error::Error;
 use crate::exit::ExitCode;
-use crate::filter::{Filters, RuleKind};
+
 use crate::link::Link;
-use crate::protocol::{Msg, Reader, Role, Writer, unexpected};
+use crate::protocol::{FilterLine, Msg, Reader, Role, Writer, unexpected};
 use crate::report::Report;
 use crate::session;
 use std::ffi::OsString;
@@ -153,20 +153,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     let mut argv: Vec<OsString> = vec!["xsync".into()];
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
     let mut opts = parse(argv)?;
-    let mut filters = Filters::new();
-    for l in filter_lines {
-        let kind = l.pattern_include.map(|inc| {
-            if inc {
-                RuleKind::Include
-            } else {
-                RuleKind::Exclude
-            }
-        });
-        filters
-            .add_line(kind, &l.text)
-            .map_err(|e| Error::new(ExitCode::Protocol, e.to_string()))?;
-    }
-    opts.filters = filters;
+    opts.filters = FilterLine::to_filters(&filter_lines)?;
     if opts.files_from.is_some() {
         for n in &files {
             n.check()?;

@@ -17,7 +17,7 @@ use crate::protocol::{
     unexpected,
 };
 use crate::receive;
-use crate::report::{Report, Stats};
+use crate::report::Report;
 use crate::scan::Scanner;
 use crate::source::Sources;
 use crate::summary::Compared;
@@ -377,25 +377,9 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     crate::tree::drop_in_background((src_root, dst_root));
     report.flush();
     relay(wr, relay_out)?;
-    let s = &report.stats;
-    let g = Stats::get;
     wr.send(&Msg::Finish {
         code: report.code().code(),
-        stats: WireStats {
-            created: [
-                g(&s.created),
-                g(&s.created_reg),
-                g(&s.created_dir),
-                g(&s.created_link),
-                g(&s.created_dev),
-                g(&s.created_special),
-            ],
-            deleted: g(&s.deleted),
-            transferred: g(&s.transferred),
-            transferred_size: g(&s.transferred_size),
-            literal: g(&s.literal),
-            matched: g(&s.matched),
-        },
+        stats: WireStats::of(&report.stats),
     })?;
     wr.flush()?;
     loop {
