@@ -210,7 +210,6 @@ impl RemoteJob {
         crate::protocol::widen_pipe(&stdin);
         crate::protocol::widen_pipe(&stdout);
         let link = Link::new();
-        link.set_bwlimit(opts.bwlimit);
         link.set_child(child.id());
         let mut wr = Writer::new(link.writer(stdin));
         let mut rd = Reader::new(std::io::BufReader::with_capacity(
@@ -278,19 +277,12 @@ impl RemoteJob {
             },
         })?;
         wr.flush()?;
-        if opts.compress {
-            wr.enable_compression(
-                opts.compress_level
-                    .unwrap_or(crate::compress::DEFAULT_LEVEL),
-            )?;
-            rd.enable_compression()?;
-        }
-        // From here on the stream's form is fixed at both ends (the server starts its own
-        // watch at the same point), so keepalives may flow.
-        if let Some(t) = opts.timeout {
-            let who = if self.push { "sender" } else { "receiver" };
-            link.watch(t, who, crate::protocol::keepalive(opts.compress));
-        }
+        let me = if self.push {
+            Role::Sender
+        } else {
+            Role::Receiver
+        };
+        session::settle_stream(rd, wr, link, opts, me)?;
         let none: session::Relay<'_> = &|| None;
         if self.push {
             let out = session::send(rd, wr, opts, &self.local_paths, report, none, true)?;

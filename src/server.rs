@@ -160,23 +160,9 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         }
         opts.files_from = Some(files);
     }
-    if opts.compress {
-        rd.enable_compression()?;
-        wr.enable_compression(
-            opts.compress_level
-                .unwrap_or(crate::compress::DEFAULT_LEVEL),
-        )?;
-    }
     // rsync passes --timeout and --bwlimit to its server: a pull's data is paced here, and
     // a client that hangs does not hold this end forever.
-    link.set_bwlimit(opts.bwlimit);
-    if let Some(t) = opts.timeout {
-        let who = match role {
-            Role::Sender => "sender",
-            Role::Receiver => "receiver",
-        };
-        link.watch(t, who, crate::protocol::keepalive(opts.compress));
-    }
+    session::settle_stream(rd, wr, link, &opts, role)?;
     // What the remote shell would have done to rsync's path arguments: `~` for every path,
     // wildcards for sources only (a destination is one place).
     let mut words: Vec<Vec<u8>> = paths.into_iter().map(|p| p.into_vec()).collect();

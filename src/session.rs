@@ -216,6 +216,34 @@ fn drop_uncarried(dir: &mut Entry, rel: &[u8], opts: &Options, report: &Report<'
     }
 }
 
+/// After `Start`, both ends fix the stream's form at the same point: `-z` turns compression
+/// on in both directions, `--bwlimit` paces this end's writes, and `--timeout` starts the
+/// watchdog (keepalives may flow from here on). `role` is this end's.
+pub fn settle_stream<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    link: &crate::link::Link,
+    opts: &Options,
+    role: crate::protocol::Role,
+) -> Result<(), Error> {
+    if opts.compress {
+        wr.enable_compression(
+            opts.compress_level
+                .unwrap_or(crate::compress::DEFAULT_LEVEL),
+        )?;
+        rd.enable_compression()?;
+    }
+    link.set_bwlimit(opts.bwlimit);
+    if let Some(t) = opts.timeout {
+        let who = match role {
+            crate::protocol::Role::Sender => "sender",
+            crate::protocol::Role::Receiver => "receiver",
+        };
+        link.watch(t, who, crate::protocol::keepalive(opts.compress));
+    }
+    Ok(())
+}
+
 /// What a pulling client asked the server for (a server receiving a push knows nothing).
 pub struct Pull<'a> {
     /// The remote paths, to check the server's description against.
