@@ -2,7 +2,7 @@
 //!
 //! Scripts test `$?` against rsync's table, so xsync keeps its numbers and meanings exactly;
 //! only the subset xsync can actually produce is listed. The run's final code is the most
-//! severe one recorded (see [`ExitCode::severity`]), as rsync reports e.g. 23 over 24.
+//! severe one recorded (see `ExitCode::severity`), as rsync reports e.g. 23 over 24.
 
 /// An rsync-compatible process exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -4,40 +4,40 @@
 //! The binary is a thin shell over [`run_with`], so the whole command line can be driven
 //! in-process (tests, benches) with its output captured.
 
-pub mod altdest;
-pub mod chmod;
+mod altdest;
+mod chmod;
 pub mod cli;
 pub mod compress;
 pub mod config;
 pub mod delta;
-pub mod dest;
+mod dest;
 pub mod error;
-pub mod exec;
+mod exec;
 pub mod exit;
 pub mod filter;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ids;
-pub mod job;
-pub mod link;
-pub mod pathsafe;
-pub mod plan;
-pub mod progress;
+mod ids;
+mod job;
+mod link;
+mod pathsafe;
+mod plan;
+mod progress;
 pub mod protocol;
-pub mod receive;
-pub mod remote;
+mod receive;
+mod remote;
 pub mod report;
 pub mod scan;
-pub mod server;
-pub mod session;
-pub mod source;
+mod server;
+mod session;
+mod source;
 pub mod summary;
 pub mod temps;
-pub mod transfer;
+mod transfer;
 pub mod tree;
-pub mod write;
-pub mod xattr;
+mod write;
+mod xattr;
 
 use exit::ExitCode;
 use std::ffi::OsString;

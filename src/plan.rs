@@ -128,7 +128,6 @@ impl DirPlan<'_> {
 pub struct HardLink<'a> {
     pub rel: Vec<u8>,
     pub leader: &'a [u8],
-    pub src: &'a Entry,
 }
 
 impl DirPlan<'_> {
@@ -877,11 +876,7 @@ impl<'o> Planner<'o> {
             &show(&rel),
             Some(format!(" => {}", show(leader))),
         );
-        st.plan_links.push(HardLink {
-            rel,
-            leader,
-            src: e,
-        });
+        st.plan_links.push(HardLink { rel, leader });
     }
 }
 

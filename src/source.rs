@@ -484,14 +484,6 @@ impl Sources {
         }
     }
 
-    /// The directory whose own metadata the root carries (the first `src/`).
-    pub fn root_dir(&self) -> Option<BorrowedFd<'_>> {
-        self.list
-            .iter()
-            .find(|s| s.name.is_none())
-            .map(|s| self.bases[s.base].as_fd())
-    }
-
     /// Reads every source into one root. `rename_to` renames the single top entry (a file
     /// copied to a new name).
     pub fn scan(

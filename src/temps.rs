@@ -1,7 +1,7 @@
 //! Temporaries owned by their run.
 //!
 //! Every file xsync writes first lands under a temporary name beside its target (see
-//! [`crate::write`]). A `kill -9` can leave one behind, and the next run into that
+//! `write.rs`). A `kill -9` can leave one behind, and the next run into that
 //! directory removes it; but two runs can share a destination (a cron job that overlaps
 //! the last one, two CI jobs), and a user may have files of their own that merely look
 //! like ours. So a temporary's name says who made it:
