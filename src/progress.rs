@@ -10,7 +10,6 @@
 //! this run: R is the number of planned transfers not yet shown, T (as rsync's) the number
 //! of entries in the transfer. The last file's line therefore ends with `to-chk=0/T`.
 
-use crate::report::{Report, num};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -106,7 +105,7 @@ impl Progress {
     }
 
     /// The ticker thread's body: prints what is new every [`TICK`] until [`Self::stop`].
-    pub fn tick(&self, report: &Report<'_>) {
+    pub fn tick(&self, report: &dyn Out) {
         while !self.stop.load(Ordering::Relaxed) {
             std::thread::park_timeout(TICK);
             self.print(report, false);
@@ -120,7 +119,7 @@ impl Progress {
 
     /// Prints everything that finished and, at the end, progress2's closing line. Once the
     /// end was printed nothing more is (the summary follows it).
-    pub fn print(&self, report: &Report<'_>, end: bool) {
+    pub fn print(&self, report: &dyn Out, end: bool) {
         let mut p = self.printer.lock().unwrap_or_else(|e| e.into_inner());
         if p.ended {
             return;
@@ -203,9 +202,43 @@ fn hms(ms: u64) -> String {
     format!("{:4}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// Where progress lines go: the report, which keeps them apart from the listing and the
+/// errors (a trait, so this module does not depend on the one that holds it).
+pub trait Out {
+    /// `mid_line` when the text ends in a line that a `\r` will overwrite.
+    fn progress_text(&self, text: &str, mid_line: bool);
+}
+
+/// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h` (units
+/// of 1000, as rsync's), units of 1024 with `-hh`.
+pub fn num(n: u64, human: u8) -> String {
+    let mult = if human >= 2 { 1024.0 } else { 1000.0 };
+    if human > 0 && n as f64 >= mult {
+        let units = ["K", "M", "G", "T", "P"];
+        let mut v = n as f64;
+        let mut u = 0;
+        v /= mult;
+        while v >= mult && u + 1 < units.len() {
+            v /= mult;
+            u += 1;
+        }
+        return format!("{v:.2}{}", units[u]);
+    }
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Report;
 
     #[test]
     fn fields_have_rsyncs_widths() {

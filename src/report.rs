@@ -234,31 +234,7 @@ pub fn tree_counts(root: &Entry, with_root: bool) -> [u64; 7] {
     c
 }
 
-/// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h` (units
-/// of 1000, as rsync's), units of 1024 with `-hh`.
-pub fn num(n: u64, human: u8) -> String {
-    let mult = if human >= 2 { 1024.0 } else { 1000.0 };
-    if human > 0 && n as f64 >= mult {
-        let units = ["K", "M", "G", "T", "P"];
-        let mut v = n as f64;
-        let mut u = 0;
-        v /= mult;
-        while v >= mult && u + 1 < units.len() {
-            v /= mult;
-            u += 1;
-        }
-        return format!("{v:.2}{}", units[u]);
-    }
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::progress::num;
 
 fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {
     let mut parts = Vec::new();
@@ -377,6 +353,12 @@ pub fn print_summary(
         num(total, h),
         if opts.dry_run { " (DRY RUN)" } else { "" }
     ));
+}
+
+impl crate::progress::Out for Report<'_> {
+    fn progress_text(&self, text: &str, mid_line: bool) {
+        Report::progress_text(self, text, mid_line);
+    }
 }
 
 #[cfg(test)]
