@@ -30,7 +30,7 @@ fn pull_source(
     let before = snapshot(outside);
     let out = xsync()
         .args(flags)
-        .args(["-e", &server.rsh(), "--xsync-path", "ignored"])
+        .args(server.via())
         .arg(source)
         .arg(dst)
         .stdin(std::process::Stdio::null())
@@ -146,14 +146,8 @@ fn pull_attack(
     });
     let before = snapshot(&outside);
     let out = xsync()
-        .args([
-            "-a",
-            "--delete",
-            "-e",
-            &server.rsh(),
-            "--xsync-path",
-            "ignored",
-        ])
+        .args(["-a", "--delete"])
+        .args(server.via())
         .args(sources.iter().map(|s| format!("host:{s}")))
         .arg(&dst)
         .stdin(std::process::Stdio::null())
@@ -304,7 +298,8 @@ fn pull_kinds(flags: &[&str]) -> (i32, String, Vec<(String, Kind)>) {
     });
     let out = xsync()
         .args(flags)
-        .args(["-e", &server.rsh(), "--xsync-path", "ignored", "host:src/"])
+        .args(server.via())
+        .arg("host:src/")
         .arg(&dst)
         .stdin(std::process::Stdio::null())
         .output()
@@ -366,14 +361,9 @@ fn pull_measured(server: &HostileServer<impl Send + 'static>, dst: &Path) -> (i3
         .arg(&report)
         .args(["-f", "%M"])
         .arg(env!("CARGO_BIN_EXE_xsync"))
-        .args([
-            "-a",
-            "-e",
-            &server.rsh(),
-            "--xsync-path",
-            "ignored",
-            "host:src/",
-        ])
+        .args(["-a"])
+        .args(server.via())
+        .arg("host:src/")
         .arg(dst)
         .stdin(std::process::Stdio::null())
         .output()

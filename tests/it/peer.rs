@@ -275,6 +275,17 @@ impl<T: Send + 'static> HostileServer<T> {
         self.dir.join("peer-rsh").display().to_string()
     }
 
+    /// The client's words that reach this server: `-e RSH --xsync-path ignored` (the
+    /// remote shell ignores the command it is given).
+    pub fn via(&self) -> [String; 4] {
+        [
+            "-e".into(),
+            self.rsh(),
+            "--xsync-path".into(),
+            "ignored".into(),
+        ]
+    }
+
     /// What the script returned (after the client has exited).
     pub fn finish(self) -> T {
         self.thread.join().expect("peer script panicked")

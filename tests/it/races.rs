@@ -104,14 +104,9 @@ fn a_destination_file_swapped_for_a_symlink_before_a_mode_update_is_not_followed
     });
     let before = snapshot(&outside);
     let out = xsync()
-        .args([
-            "-a",
-            "-e",
-            &server.rsh(),
-            "--xsync-path",
-            "ignored",
-            "host:src/",
-        ])
+        .args(["-a"])
+        .args(server.via())
+        .arg("host:src/")
         .arg(&dst)
         .stdin(std::process::Stdio::null())
         .output()

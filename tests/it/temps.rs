@@ -166,14 +166,9 @@ fn a_second_run_into_the_same_destination_does_not_break_the_first() {
         });
     });
     let first = xsync()
-        .args([
-            "-a",
-            "-e",
-            &server.rsh(),
-            "--xsync-path",
-            "ignored",
-            "host:src/",
-        ])
+        .args(["-a"])
+        .args(server.via())
+        .arg("host:src/")
         .arg(&dst)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
