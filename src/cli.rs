@@ -398,6 +398,10 @@ pub enum Parsed {
     Help(String),
 }
 
+/// The command line into [`Options`]. Long because it is the table of rsync's options,
+/// one assignment (or one implication, as `-a` or `--no-X`) per option in the order
+/// rsync's own parser applies them; there is no logic to split out, and one place keeps
+/// the implications' order visible.
 pub fn parse<I, T>(args: I) -> Result<Parsed, Error>
 where
     I: IntoIterator<Item = T>,
@@ -862,7 +866,11 @@ fn read_files_from(
     use std::io::Read;
     use std::os::unix::ffi::OsStrExt;
     let b = file.as_bytes();
-    if crate::remote::parse_spec(b).ok().flatten().is_some() {
+    if crate::endpoint::remote::parse_spec(b)
+        .ok()
+        .flatten()
+        .is_some()
+    {
         return Err(Error::usage(format!(
             "--files-from=`{}`: a remote list is not supported by xsync (copy the list here first)",
             crate::error::show(b)
@@ -939,7 +947,8 @@ pub fn version_text() -> String {
 impl Options {
     /// The option words that make the server side behave like this one (paths, the
     /// transport and filter rules travel separately). Parsed on the server by [`parse`],
-    /// so the two ends cannot disagree about what an option means.
+    /// so the two ends cannot disagree about what an option means. Long because it is
+    /// [`parse`]'s table read backwards: one line for each option the server must know.
     pub fn server_args(&self) -> Vec<String> {
         let mut a: Vec<String> = Vec::new();
         let flags = [

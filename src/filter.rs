@@ -568,7 +568,9 @@ fn trailing_components(text: &Joined, mut n: usize) -> Option<usize> {
     (n == 1).then_some(0)
 }
 
-/// rsync's `dowild`: match `p[pi..]` against `t[ti..]`.
+/// rsync's `dowild`: match `p[pi..]` against `t[ti..]`. Long because it is wildmatch's
+/// one loop over the pattern (`*`, `**`, `?`, `[...]` classes, escapes, the joined
+/// path's segments) and its backtracking needs all of it in one frame.
 fn dowild(p: &[u8], mut pi: usize, t: &Joined, mut ti: usize) -> M {
     let pat = |i: usize| p.get(i).copied().unwrap_or(0);
     let tlen = t.len();

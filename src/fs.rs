@@ -96,8 +96,8 @@ pub fn cstr(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
-/// Opens a source file for reading: through the link only when the scan followed it, so a
-/// symlink swapped in since the scan is not followed.
+/// Opens a file for reading (a source file, or a receiver's delta basis): through the link
+/// only when the scan followed it, so a symlink swapped in since the scan is not followed.
 pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Result<OwnedFd> {
     let nofollow = if followed {
         OFlags::empty()

@@ -11,6 +11,7 @@ pub mod compress;
 pub mod config;
 pub mod delta;
 mod dest;
+mod endpoint;
 pub mod error;
 mod exec;
 pub mod exit;
@@ -19,18 +20,12 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
-mod job;
-mod link;
 mod pathsafe;
 mod plan;
 mod progress;
 pub mod protocol;
-mod receive;
-mod remote;
 pub mod report;
 pub mod scan;
-mod server;
-mod session;
 mod source;
 pub mod summary;
 pub mod temps;
@@ -59,7 +54,7 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.get(1).is_some_and(|a| a == "--server") {
-        return server::run(stderr, cli::server_options);
+        return endpoint::serve(stderr, cli::server_options);
     }
     let mut opts = match cli::parse(args) {
         Ok(cli::Parsed::Run(o)) => o,
@@ -91,7 +86,7 @@ where
             .progress
             .as_ref()
             .map(|p| scope.spawn(|| p.tick(&report)));
-        if let Err(e) = job::run(&mut opts, &report) {
+        if let Err(e) = endpoint::run(&mut opts, &report) {
             report.error(e.code, e.message());
         }
         if let (Some(p), Some(t)) = (&report.progress, ticker) {

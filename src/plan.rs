@@ -463,6 +463,11 @@ impl<'o> Planner<'o> {
         });
     }
 
+    /// rsync's generator for one name: which action the source entry (or its absence)
+    /// calls for against the destination's and the alternate DIRs' entries. Long because it
+    /// is rsync's decision table in rsync's order (`--existing`/`--ignore-existing`, a
+    /// change of kind, new directories, the alternate DIRs, `-u`, the quick check,
+    /// attribute-only updates), each rule reading the previous ones' outcome.
     #[allow(clippy::too_many_arguments)]
     fn entry<'a>(
         &self,

@@ -628,14 +628,6 @@ fn stream_error(what: impl std::fmt::Display) -> Error {
     )
 }
 
-/// Widens a pipe of the connection to 1 MiB (the unprivileged maximum by default). With
-/// the kernel's 64 KiB the writer of a bulk stream waits for the reader 16 times per MiB,
-/// and on two cores every wait is a context switch through ssh: a 1 GiB push spent a
-/// quarter of its time there. Not a pipe, or a lower limit: nothing changes.
-pub fn widen_pipe(fd: impl std::os::fd::AsFd) {
-    let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
-}
-
 /// The sending half of a connection.
 pub struct Writer<W: Write> {
     inner: W,

@@ -175,7 +175,10 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
-    /// The entry for one stat'ed name, or None when the rules say to leave it out.
+    /// The entry for one stat'ed name, or None when the rules say to leave it out. Long
+    /// because the sender's symlink rules (`-L`, `-k`, `--copy-unsafe-links`: a link may
+    /// be replaced by what it points at) and the kinds each side carries are decided in
+    /// order on the one stat, each reading the previous one's outcome.
     fn entry_from(
         &self,
         dirfd: BorrowedFd<'_>,

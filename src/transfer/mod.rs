@@ -30,7 +30,6 @@ use crate::source::Tops;
 use crate::tree::{Entry, Kind};
 use crate::write::{StepError, TempFile};
 use rayon::prelude::*;
-use rustix::fs::{Mode, OFlags};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

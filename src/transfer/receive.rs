@@ -28,13 +28,9 @@ pub(super) fn open_basis(
 ) -> std::io::Result<std::fs::File> {
     let open = |dir: std::os::fd::BorrowedFd<'_>| -> std::io::Result<std::fs::File> {
         let c = cstr(p.item.name)?;
-        let fd = rustix::fs::openat(
-            dir,
-            &c,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        Ok(std::fs::File::from(fd))
+        Ok(std::fs::File::from(crate::fs::open_file_at(
+            dir, &c, false,
+        )?))
     };
     if let Some(sub) = partial_dir
         && let Ok(d) = crate::write::open_dir(p.dir.as_fd(), sub)
@@ -68,7 +64,10 @@ pub(super) fn sort_for_the_wire(pending: &mut [Pending<'_>]) {
     pending.sort_unstable_by(|a, b| a.item.rel.cmp(&b.item.rel));
 }
 
-/// Receiver: fetches every pending file. `delta` says whether bases are used.
+/// Receiver: fetches every pending file. `delta` says whether bases are used. Long because
+/// it is the data phase's set-up and join: the bases signed (coarse first), the request
+/// thread and the read loop started side by side, the redos and the write-behind joined,
+/// each needing the others' channels.
 pub fn fetch<R: Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -678,6 +677,11 @@ impl Verifier {
     }
 }
 
+/// The receiver's read loop: every frame of the data phase (whole files, delta ops, coarse
+/// answers, skips, redos) is taken here, on one thread, and handed to the writers in the
+/// pool. Long because it is one `match` over the data frames with the write-behind bound,
+/// the redo queue and `--partial` kept beside it: split apart, each arm would need the
+/// same dozen pieces of loop state passed in and out.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn receive_files<'d, R: Read + Send>(
     rd: &mut Reader<R>,

@@ -360,6 +360,11 @@ pub(super) struct OpBatch {
     bytes: usize,
 }
 
+/// One delta out: the source's digest (from the coarse answer, or read), then the fine
+/// search against the signature (over each coarse segment that differs, for a big file),
+/// with the ops going out in frames of about [`CHUNK`] as they are found. Long because the
+/// segment walk, the frame batching and the skip path for a source that cannot be read
+/// share the one batch and the file's id.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn send_delta<W: Write>(
     wr: &mut Writer<W>,

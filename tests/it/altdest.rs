@@ -296,7 +296,7 @@ fn day(s: &str) -> Option<String> {
 
 #[test]
 fn link_dest_snapshot_links_unchanged_files_to_the_previous_day_like_rsync() {
-    let test = "link_dest_snapshot_links_unchanged_files_to_the_previous_day_like_rsync";
+    let test = this_test!();
     let flags = ["-a", "-i", "--delete", "--link-dest=../day1"];
     let Some(r) = alt_run(test, &flags, None, None) else {
         return;
@@ -320,7 +320,7 @@ fn link_dest_snapshot_links_unchanged_files_to_the_previous_day_like_rsync() {
 
 #[test]
 fn link_dest_takes_the_first_exact_match_of_several_dirs_and_skips_a_missing_one() {
-    let test = "link_dest_takes_the_first_exact_match_of_several_dirs_and_skips_a_missing_one";
+    let test = this_test!();
     let flags = [
         "-a",
         "-i",
@@ -352,7 +352,7 @@ fn link_dest_takes_the_first_exact_match_of_several_dirs_and_skips_a_missing_one
 
 #[test]
 fn link_dest_with_hard_links_links_the_whole_group_to_the_previous_day() {
-    let test = "link_dest_with_hard_links_links_the_whole_group_to_the_previous_day";
+    let test = this_test!();
     let flags = ["-aH", "-i", "--link-dest=../day1"];
     let Some(r) = alt_run(test, &flags, None, None) else {
         return;
@@ -364,7 +364,7 @@ fn link_dest_with_hard_links_links_the_whole_group_to_the_previous_day() {
 
 #[test]
 fn a_missing_link_dest_warns_and_copies_everything_like_rsync() {
-    let test = "a_missing_link_dest_warns_and_copies_everything_like_rsync";
+    let test = this_test!();
     let Some(r) = alt_run(
         test,
         &["-a", "-i", "--link-dest=/nonexistent/day1"],
@@ -386,7 +386,7 @@ fn a_missing_link_dest_warns_and_copies_everything_like_rsync() {
 
 #[test]
 fn compare_dest_lands_only_the_files_that_differ_like_rsync() {
-    let test = "compare_dest_lands_only_the_files_that_differ_like_rsync";
+    let test = this_test!();
     let Some(r) = alt_run(test, &["-a", "-i", "--compare-dest=../day1"], None, None) else {
         return;
     };
@@ -405,7 +405,7 @@ fn compare_dest_lands_only_the_files_that_differ_like_rsync() {
 /// `--delete` still removes what the source does not have.
 #[test]
 fn compare_dest_over_an_existing_destination_with_delete_like_rsync() {
-    let test = "compare_dest_over_an_existing_destination_with_delete_like_rsync";
+    let test = this_test!();
     fn prefill(day2: &Path) {
         let t = TestTree::at(day2);
         t.file("a", b"a\n")
@@ -424,7 +424,7 @@ fn compare_dest_over_an_existing_destination_with_delete_like_rsync() {
 
 #[test]
 fn copy_dest_copies_unchanged_files_from_the_dir_like_rsync() {
-    let test = "copy_dest_copies_unchanged_files_from_the_dir_like_rsync";
+    let test = this_test!();
     let Some(r) = alt_run(test, &["-a", "-i", "--copy-dest=../day1"], None, None) else {
         return;
     };
@@ -455,7 +455,7 @@ fn mixing_alternate_dest_kinds_or_giving_21_dirs_is_refused_like_rsync() {
 
 #[test]
 fn link_dest_pushed_over_ssh_links_like_rsync() {
-    let test = "link_dest_pushed_over_ssh_links_like_rsync";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -476,7 +476,7 @@ fn link_dest_pushed_over_ssh_links_like_rsync() {
 /// one-byte edit, costs far less than one of them.
 #[test]
 fn link_dest_over_ssh_sends_no_data_for_linked_files_and_deltas_against_dir() {
-    let test = "link_dest_over_ssh_sends_no_data_for_linked_files_and_deltas_against_dir";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };

@@ -178,10 +178,10 @@ fn compare_with_rsync_z(test: &str, pull: bool) {
 
 #[test]
 fn compress_push_sends_at_most_0_8_of_rsync_z_bytes() {
-    compare_with_rsync_z("compress_push_sends_at_most_0_8_of_rsync_z_bytes", false);
+    compare_with_rsync_z(this_test!(), false);
 }
 
 #[test]
 fn compress_pull_sends_at_most_0_8_of_rsync_z_bytes() {
-    compare_with_rsync_z("compress_pull_sends_at_most_0_8_of_rsync_z_bytes", true);
+    compare_with_rsync_z(this_test!(), true);
 }

@@ -95,7 +95,7 @@ fn literal_bytes(stdout: &str) -> u64 {
 
 #[test]
 fn delta_update_sends_no_more_than_rsync() {
-    let test = "delta_update_sends_no_more_than_rsync";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -141,7 +141,7 @@ fn delta_update_sends_no_more_than_rsync() {
 
 #[test]
 fn insertion_at_the_start_costs_about_the_inserted_bytes() {
-    let test = "insertion_at_the_start_costs_about_the_inserted_bytes";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -180,7 +180,7 @@ fn insertion_at_the_start_costs_about_the_inserted_bytes() {
     ignore = "needs the test-only hook: cargo test --features fault-injection (scripts/test does)"
 )]
 fn corrupted_basis_is_caught_by_the_digest_and_fetched_whole() {
-    let test = "corrupted_basis_is_caught_by_the_digest_and_fetched_whole";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -233,7 +233,7 @@ fn big_tempdir() -> tempfile::TempDir {
 /// rsync's, and the result is the same as rsync's.
 #[test]
 fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
-    let test = "insertion_in_a_big_file_costs_about_the_inserted_bytes";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -287,7 +287,7 @@ fn insertion_in_a_big_file_costs_about_the_inserted_bytes() {
     ignore = "needs the test-only hook: cargo test --features fault-injection (scripts/test does)"
 )]
 fn corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole() {
-    let test = "corrupted_basis_on_the_coarse_path_is_caught_and_fetched_whole";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -340,18 +340,12 @@ fn children_named(pid: u32, comm: &str) -> Vec<i32> {
 
 #[test]
 fn partial_keeps_what_arrived_and_the_rerun_sends_the_rest() {
-    interrupted_then_rerun(
-        "partial_keeps_what_arrived_and_the_rerun_sends_the_rest",
-        None,
-    );
+    interrupted_then_rerun(this_test!(), None);
 }
 
 #[test]
 fn partial_dir_keeps_what_arrived_beside_the_target() {
-    interrupted_then_rerun(
-        "partial_dir_keeps_what_arrived_beside_the_target",
-        Some(".xsync-partial"),
-    );
+    interrupted_then_rerun(this_test!(), Some(".xsync-partial"));
 }
 
 /// A pull cut at ~40% with `--partial` (or `--partial-dir=DIR`), then a rerun: what
@@ -538,7 +532,7 @@ fn inplace_rewrites_the_target_itself_locally() {
 
 #[test]
 fn inplace_delta_over_ssh_survives_shifted_content() {
-    let test = "inplace_delta_over_ssh_survives_shifted_content";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };

@@ -22,10 +22,7 @@ fn unknown_option_is_a_usage_error() {
             let rout = run(r.args(["--no-such-option", "a", "b"]));
             assert_eq!(code(&rout), code(&out), "rsync: {}", stderr(&rout));
         }
-        None => skip(
-            "unknown_option_is_a_usage_error",
-            "rsync not installed (not compared)",
-        ),
+        None => skip(this_test!(), "rsync not installed (not compared)"),
     }
 }
 
@@ -33,7 +30,7 @@ fn unknown_option_is_a_usage_error() {
 /// directories, and a script that forgot `-r` must hear about it, not copy nothing quietly.
 #[test]
 fn delete_without_recursion_is_a_usage_error() {
-    let test = "delete_without_recursion_is_a_usage_error";
+    let test = this_test!();
     let dir = test_dir();
     TestTree::at(&dir.path().join("src")).file("f", b"f\n");
     let args = |cmd: &mut std::process::Command| {
@@ -75,10 +72,7 @@ fn unparsable_chmod_is_a_usage_error() {
             let rout = run(r.args(["-a", "--chmod=u+rw-x", "a/", "b/"]));
             assert_eq!(code(&rout), code(&out), "rsync: {}", stderr(&rout));
         }
-        None => skip(
-            "unparsable_chmod_is_a_usage_error",
-            "rsync not installed (not compared)",
-        ),
+        None => skip(this_test!(), "rsync not installed (not compared)"),
     }
 }
 
@@ -90,7 +84,7 @@ fn ignore_missing_args_skips_a_missing_source() {
         flags: &["-a", "--ignore-missing-args"],
         ..missing_source_case()
     };
-    let Some(out) = run_case("ignore_missing_args_skips_a_missing_source", &case) else {
+    let Some(out) = run_case(this_test!(), &case) else {
         return;
     };
     assert_eq!(code(&out.b), 0, "xsync stderr: {}", stderr(&out.b));
@@ -109,7 +103,7 @@ fn missing_source_case() -> Case<'static> {
 #[test]
 fn missing_source_is_a_partial_transfer() {
     let case = missing_source_case();
-    let Some(out) = run_case("missing_source_is_a_partial_transfer", &case) else {
+    let Some(out) = run_case(this_test!(), &case) else {
         return;
     };
     assert_eq!(code(&out.b), 23, "xsync stderr: {}", stderr(&out.b));
@@ -185,7 +179,7 @@ fn unreadable_case(test: &str) -> Option<Case<'static>> {
 /// An unreadable file among readable ones: exit 23, the file named, the others copied.
 #[test]
 fn unreadable_file_is_reported_and_others_copied() {
-    let test = "unreadable_file_is_reported_and_others_copied";
+    let test = this_test!();
     let Some(case) = unreadable_case(test) else {
         return;
     };
@@ -222,7 +216,7 @@ fn missing_parent_case() -> Case<'static> {
 #[test]
 fn missing_destination_parent_is_a_file_io_error() {
     let case = missing_parent_case();
-    let Some(out) = run_case("missing_destination_parent_is_a_file_io_error", &case) else {
+    let Some(out) = run_case(this_test!(), &case) else {
         return;
     };
     assert_eq!(code(&out.b), 11, "xsync stderr: {}", stderr(&out.b));
@@ -256,7 +250,7 @@ fn help_and_version_exit_zero() {
 /// (really unreadable: privileges dropped), 11 for a missing destination parent.
 #[test]
 fn harness_error_cases_make_rsync_fail_as_expected() {
-    let test = "harness_error_cases_make_rsync_fail_as_expected";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -313,7 +307,7 @@ fn sigint_exits_20_and_removes_the_temporary() {
         let _ = child.kill();
         let _ = child.wait();
         crate::util::skip(
-            "sigint_exits_20_and_removes_the_temporary",
+            this_test!(),
             "the copy finished before a temporary was seen",
         );
         return;
@@ -345,7 +339,7 @@ fn sigint_exits_20_and_removes_the_temporary() {
 /// next run, so a second `-a` run as a normal user lists and rewrites nothing.
 #[test]
 fn a_normal_users_second_archive_run_is_quiet() {
-    let test = "a_normal_users_second_archive_run_is_quiet";
+    let test = this_test!();
     if !is_root() {
         // Without root there is no file owned by someone else to copy.
         skip(test, "needs root to make files owned by another user");

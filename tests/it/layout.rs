@@ -144,3 +144,49 @@ fn no_module_reaches_back_to_one_that_uses_it() {
         .collect();
     assert!(unexpected.is_empty(), "import cycles: {unexpected:?}");
 }
+
+#[test]
+fn a_test_knows_its_own_name() {
+    assert_eq!(this_test!(), "a_test_knows_its_own_name");
+    // Inside a closure too (the differential helpers take some).
+    let from_closure = || this_test!();
+    assert_eq!(from_closure(), "a_test_knows_its_own_name");
+}
+
+#[test]
+fn the_arrows_that_must_never_exist_do_not() {
+    // (docs/ARCHITECTURE.md, "The arrows".)
+    let graph = module_graph();
+    let mut found = Vec::new();
+    for (m, names) in &graph {
+        if !["main", "lib", "cli", "endpoint"].contains(&m.as_str()) && names.contains("endpoint") {
+            found.push(format!("{m} -> endpoint"));
+        }
+    }
+    for (from, to) in [
+        ("delta", "write"),
+        ("delta", "exec"),
+        ("tree", "write"),
+        ("tree", "exec"),
+        ("tree", "fs"),
+        ("protocol", "write"),
+        ("protocol", "exec"),
+        ("protocol", "fs"),
+        ("summary", "write"),
+        ("summary", "exec"),
+        ("summary", "fs"),
+    ] {
+        assert!(
+            graph.contains_key(from) && graph.contains_key(to),
+            "{from}, {to}"
+        );
+        if graph[from].contains(to) {
+            found.push(format!("{from} -> {to}"));
+        }
+    }
+    assert!(
+        graph["cli"].contains("endpoint"),
+        "the check sees real arrows"
+    );
+    assert!(found.is_empty(), "forbidden arrows: {found:?}");
+}

@@ -18,7 +18,7 @@ use crate::util::*;
 /// fixture is what we think it is and the comparer has no false positives.
 #[test]
 fn harness_rsync_copy_equals_source() {
-    if !have_rsync("harness_rsync_copy_equals_source") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let dir = test_dir();
@@ -60,7 +60,7 @@ fn harness_rsync_copy_equals_source() {
 /// from time comparison (and only those) is one whose time legitimately varies.
 #[test]
 fn harness_rsync_agrees_with_itself() {
-    if !have_rsync("harness_rsync_agrees_with_itself") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let cases = [
@@ -99,7 +99,7 @@ fn harness_rsync_agrees_with_itself() {
 /// extended hard-link group, owner and device number.
 #[test]
 fn harness_comparer_detects_every_kind_of_difference() {
-    if !have_rsync("harness_comparer_detects_every_kind_of_difference") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let dir = test_dir();
@@ -169,10 +169,7 @@ fn harness_comparer_detects_every_kind_of_difference() {
             );
         }
     } else {
-        skip(
-            "harness_comparer_detects_every_kind_of_difference",
-            "owner and device checks need root",
-        );
+        skip(this_test!(), "owner and device checks need root");
     }
     for (i, (what, needle, mutate)) in mutations.into_iter().enumerate() {
         let copy = dir.path().join(format!("m{i}"));
@@ -203,7 +200,7 @@ fn harness_comparer_detects_every_kind_of_difference() {
 /// rsync itself passes the "second run rewrites nothing" check used on xsync below.
 #[test]
 fn harness_snapshot_detects_rewrites_and_rsync_rerun_is_clean() {
-    if !have_rsync("harness_snapshot_detects_rewrites_and_rsync_rerun_is_clean") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let dir = test_dir();
@@ -480,7 +477,7 @@ fn several_sources_case() -> Case<'static> {
 /// `rsync -a a b/ file dst/`: a directory, a directory's contents and a file.
 #[test]
 fn several_sources_land_side_by_side() {
-    run_case("several_sources_land_side_by_side", &several_sources_case());
+    run_case(this_test!(), &several_sources_case());
 }
 
 fn file_to_new_name_case(dest: &str) -> Case<'_> {
@@ -493,32 +490,26 @@ fn file_to_new_name_case(dest: &str) -> Case<'_> {
 /// `file dst/newname` copies the file under a new name inside `dst`.
 #[test]
 fn single_file_to_new_name_in_existing_dir() {
-    run_case(
-        "single_file_to_new_name_in_existing_dir",
-        &file_to_new_name_case("dst/newname"),
-    );
+    run_case(this_test!(), &file_to_new_name_case("dst/newname"));
 }
 
 /// `file newname`: the destination does not exist and has no trailing slash.
 #[test]
 fn single_file_to_new_name() {
-    run_case("single_file_to_new_name", &file_to_new_name_case("newname"));
+    run_case(this_test!(), &file_to_new_name_case("newname"));
 }
 
 /// `file dst/`: into an existing directory under its own name.
 #[test]
 fn single_file_into_existing_dir() {
-    run_case(
-        "single_file_into_existing_dir",
-        &file_to_new_name_case("dst/"),
-    );
+    run_case(this_test!(), &file_to_new_name_case("dst/"));
 }
 
 /// A single file whose name holds a newline.
 #[test]
 fn single_file_with_newline_in_name() {
     run_case(
-        "single_file_with_newline_in_name",
+        this_test!(),
         &Case {
             time_exempt: &["dst"],
             ..Case::new(&["-a"], &["src/names/new\nline"], "dst/")
@@ -569,7 +560,7 @@ fn missing_last_destination_level_is_created() {
         },
         ..Case::new(&["-a"], &["src/"], "dst")
     };
-    run_case("missing_last_destination_level_is_created", &case);
+    run_case(this_test!(), &case);
 }
 
 /// A directory in the receiver where the source has a file (and the reverse), with --delete.
@@ -593,12 +584,7 @@ fn delete_replaces_directory_with_file() {
             older: Some(older),
             ..Fixture::with_src(src)
         };
-        differential(
-            "delete_replaces_directory_with_file",
-            &["-a", "--delete"],
-            slash,
-            fixture,
-        );
+        differential(this_test!(), &["-a", "--delete"], slash, fixture);
     }
 }
 
@@ -696,7 +682,7 @@ fn sparse_file_stays_sparse_src_without_trailing_slash() {
 /// without.
 #[test]
 fn checksum_sends_same_size_same_mtime_file_with_other_content() {
-    let test = "checksum_sends_same_size_same_mtime_file_with_other_content";
+    let test = this_test!();
     for (flags, expect) in [
         (&["-a", "-c"][..], &b"AAAAAAAAAAAAAAAA"[..]),
         (&["-a"][..], &b"BBBBBBBBBBBBBBBB"[..]),
@@ -769,18 +755,13 @@ fn dry_run_case(test: &str, older: bool, flags: &[&str], listed: &str) {
 /// `-n` into a missing destination creates nothing.
 #[test]
 fn dry_run_creates_nothing() {
-    dry_run_case("dry_run_creates_nothing", false, &["-a"], "top.txt");
+    dry_run_case(this_test!(), false, &["-a"], "top.txt");
 }
 
 /// `-n` over an older copy, with --delete, changes nothing at all.
 #[test]
 fn dry_run_changes_nothing_over_older_copy() {
-    dry_run_case(
-        "dry_run_changes_nothing_over_older_copy",
-        true,
-        &["-aH", "--delete"],
-        "sizes/s4097",
-    );
+    dry_run_case(this_test!(), true, &["-aH", "--delete"], "sizes/s4097");
 }
 
 /// Runs `xsync FLAGS src/ dst/` twice: the first run must produce a faithful copy, the second
@@ -816,12 +797,12 @@ fn rerun_case(test: &str, flags: &str) {
 /// A second identical `xsync -a` run rewrites, renames, touches and chmods nothing.
 #[test]
 fn second_run_rewrites_nothing() {
-    rerun_case("second_run_rewrites_nothing", "-a");
+    rerun_case(this_test!(), "-a");
 }
 
 #[test]
 fn second_run_with_hard_links_rewrites_nothing() {
-    rerun_case("second_run_with_hard_links_rewrites_nothing", "-aH");
+    rerun_case(this_test!(), "-aH");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -902,7 +883,7 @@ fn big_scratch() -> Option<tempfile::TempDir> {
 fn kill_during_large_copy_leaves_old_or_new_file() {
     const NEW: u64 = 0x5eed_0001;
     const OLD: u64 = 0x5eed_0002;
-    let test = "kill_during_large_copy_leaves_old_or_new_file";
+    let test = this_test!();
     let Some(scratch) = big_scratch() else {
         skip(test, "no file system with 5 GiB free for the big files");
         return;
@@ -1020,7 +1001,7 @@ fn itemize_case(test: &str, flags: &[&str], fixture: Fixture) {
 /// and --delete-delay after the last; rsync's output and xsync's both show it.
 #[test]
 fn delete_when_orders_deletions_like_rsync() {
-    let test = "delete_when_orders_deletions_like_rsync";
+    let test = this_test!();
     for (when, first) in [
         ("--delete-before", true),
         ("--delete-after", false),
@@ -1051,17 +1032,13 @@ fn delete_when_orders_deletions_like_rsync() {
 
 #[test]
 fn itemize_reports_a_fresh_copy_like_rsync() {
-    itemize_case(
-        "itemize_reports_a_fresh_copy_like_rsync",
-        &["-ai"],
-        Fixture::awkward(),
-    );
+    itemize_case(this_test!(), &["-ai"], Fixture::awkward());
 }
 
 #[test]
 fn itemize_reports_updates_and_deletions_like_rsync() {
     itemize_case(
-        "itemize_reports_updates_and_deletions_like_rsync",
+        this_test!(),
         &["-ai", "--delete"],
         Fixture::over_older_copy(),
     );
@@ -1070,17 +1047,13 @@ fn itemize_reports_updates_and_deletions_like_rsync() {
 /// -I: every file is itemized as sent, unchanged ones too.
 #[test]
 fn itemize_reports_every_file_under_ignore_times() {
-    itemize_case(
-        "itemize_reports_every_file_under_ignore_times",
-        &["-aiI"],
-        Fixture::over_older_copy(),
-    );
+    itemize_case(this_test!(), &["-aiI"], Fixture::over_older_copy());
 }
 
 /// A second run has nothing to report.
 #[test]
 fn itemize_reports_nothing_for_an_up_to_date_copy() {
-    let test = "itemize_reports_nothing_for_an_up_to_date_copy";
+    let test = this_test!();
     let dir = test_dir();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     awkward(&src);
@@ -1165,7 +1138,7 @@ pub fn verbose_shape(test: &str, rsync: &std::process::Output, xsync: &std::proc
 /// `-av` into a new directory: rsync's header, the same names, rsync's summary shape.
 #[test]
 fn verbose_listing_has_rsyncs_shape() {
-    let test = "verbose_listing_has_rsyncs_shape";
+    let test = this_test!();
     let case = Case {
         fixture: Fixture {
             dst_exists: false,
@@ -1189,7 +1162,7 @@ fn verbose_listing_has_rsyncs_shape() {
 /// `-q` wins over `-v` and `--stats`: rsync prints nothing at all on stdout, and so must xsync.
 #[test]
 fn quiet_silences_the_listing_and_the_summary() {
-    let test = "quiet_silences_the_listing_and_the_summary";
+    let test = this_test!();
     let Some(out) = run_case(
         test,
         &Case::new(&["-a", "-q", "-v", "--stats"], &["src/"], "dst/"),
@@ -1213,7 +1186,7 @@ fn quiet_silences_the_listing_and_the_summary() {
 /// directory, `--info=progress2` and `--info=name0 -v` do not name it.
 #[test]
 fn header_lines_follow_the_output_options_like_rsync() {
-    let test = "header_lines_follow_the_output_options_like_rsync";
+    let test = this_test!();
     for flags in [
         &["-aP"][..],
         &["-av"],
@@ -1254,7 +1227,7 @@ fn header_lines_follow_the_output_options_like_rsync() {
 /// tree is rsync's either way.
 #[test]
 fn fsync_syncs_every_written_file() {
-    let test = "fsync_syncs_every_written_file";
+    let test = this_test!();
     let Some(out) = run_case(test, &Case::new(&["-a", "--fsync"], &["src/"], "dst/")) else {
         return;
     };
@@ -1319,7 +1292,7 @@ fn fsync_syncs_every_written_file() {
 /// stops at the loop's first turn with the same error and exit code, and a finite tree.
 #[test]
 fn copy_links_stops_at_a_directory_loop() {
-    let test = "copy_links_stops_at_a_directory_loop";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -1354,7 +1327,7 @@ fn copy_links_stops_at_a_directory_loop() {
 /// -L on a dangling link names it as rsync does, and goes on with the rest.
 #[test]
 fn copy_links_names_a_dangling_link_as_rsync_does() {
-    let test = "copy_links_names_a_dangling_link_as_rsync_does";
+    let test = this_test!();
     let Some(out) = differential(
         test,
         &["-rL"],

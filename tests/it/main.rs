@@ -1,6 +1,21 @@
 //! The single integration-test binary: black-box tests of the `xsync` executable, mostly
 //! differential against rsync (see `util`).
 
+/// The name of the test function it is written in, so that a test's notes (`SKIPPED: …`,
+/// `NOTE: …`) name it without a copy of its name that can drift — in the spirit of
+/// ripgrep's `rgtest!`, which names a test's scratch directory after the test.
+macro_rules! this_test {
+    () => {{
+        fn here() {}
+        let path = std::any::type_name_of_val(&here);
+        path.strip_suffix("::here")
+            .unwrap_or(path)
+            .rsplit("::")
+            .find(|s| !s.starts_with('{'))
+            .unwrap_or(path)
+    }};
+}
+
 mod peer;
 mod util;
 

@@ -140,7 +140,7 @@ fn dash_avp_gives_rsyncs_tree_and_exit_code() {
 
 #[test]
 fn progress_prints_one_rsync_line_per_transferred_file() {
-    let test = "progress_prints_one_rsync_line_per_transferred_file";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -162,7 +162,7 @@ fn progress_prints_one_rsync_line_per_transferred_file() {
 
 #[test]
 fn progress_over_ssh_matches_rsyncs_push_and_pull() {
-    let test = "progress_over_ssh_matches_rsyncs_push_and_pull";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -192,7 +192,7 @@ fn progress_over_ssh_matches_rsyncs_push_and_pull() {
 
 #[test]
 fn progress2_ends_at_100_percent_of_the_total() {
-    let test = "progress2_ends_at_100_percent_of_the_total";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }

@@ -72,10 +72,7 @@ fn with_older(c: Case<'_>) -> Case<'_> {
 
 #[test]
 fn relative_keeps_the_path_after_dot_slash() {
-    run_case(
-        "relative_keeps_the_path_after_dot_slash",
-        &case(&["-aR"], &["src/./a/b/c"]),
-    );
+    run_case(this_test!(), &case(&["-aR"], &["src/./a/b/c"]));
 }
 
 /// Both tools with `args` run in a fresh test directory holding the fixture in `src`, each
@@ -109,7 +106,7 @@ fn both_in_test_dir(test: &str, args: &[&str]) -> Option<tempfile::TempDir> {
 
 #[test]
 fn relative_without_dot_slash_keeps_the_whole_path() {
-    let test = "relative_without_dot_slash_keeps_the_whole_path";
+    let test = this_test!();
     if let Some(dir) = both_in_test_dir(test, &["-aR", "src/a/b/", "src/x/h"]) {
         let b = dir.path().join("b/dst/src");
         assert!(b.join("a/b/c/f").is_file() && b.join("x/h").is_file());
@@ -126,7 +123,7 @@ fn relative_without_dot_slash_keeps_the_whole_path() {
 #[test]
 fn relative_merges_several_sources_and_their_implied_dirs() {
     run_case(
-        "relative_merges_several_sources_and_their_implied_dirs",
+        this_test!(),
         &case(
             &["-aR"],
             &["src/./a/b/c", "src/./x/h", "src/./a/b/g", "src/./a"],
@@ -137,7 +134,7 @@ fn relative_merges_several_sources_and_their_implied_dirs() {
 #[test]
 fn relative_without_recursion_skips_directories_but_keeps_files() {
     let out = run_case(
-        "relative_without_recursion_skips_directories_but_keeps_files",
+        this_test!(),
         &case(&["-lptR"], &["src/./a/b", "src/./a/b/g"]),
     );
     if let Some(out) = out {
@@ -152,10 +149,7 @@ fn relative_without_recursion_skips_directories_but_keeps_files() {
 
 #[test]
 fn relative_refuses_dot_dot_in_the_kept_path() {
-    let out = run_case(
-        "relative_refuses_dot_dot_in_the_kept_path",
-        &case(&["-aR"], &["src/./a/../x"]),
-    );
+    let out = run_case(this_test!(), &case(&["-aR"], &["src/./a/../x"]));
     if let Some(out) = out {
         assert_eq!(code(&out.b), 1);
         assert!(
@@ -170,7 +164,7 @@ fn relative_refuses_dot_dot_in_the_kept_path() {
 fn relative_delete_only_in_the_directories_sent() {
     for sources in [&["src/./a/b/c"][..], &["src/./a/b/c", "src/./x"]] {
         run_case(
-            "relative_delete_only_in_the_directories_sent",
+            this_test!(),
             &with_older(case(&["-aR", "--delete"], sources)),
         );
     }
@@ -179,7 +173,7 @@ fn relative_delete_only_in_the_directories_sent() {
 #[test]
 fn files_from_sends_the_listed_names_without_descending() {
     run_case(
-        "files_from_sends_the_listed_names_without_descending",
+        this_test!(),
         &case(&["-a", "--files-from=src/lists/plain"], &["src"]),
     );
 }
@@ -187,7 +181,7 @@ fn files_from_sends_the_listed_names_without_descending() {
 #[test]
 fn files_from_descends_with_an_explicit_r() {
     run_case(
-        "files_from_descends_with_an_explicit_r",
+        this_test!(),
         &case(&["-ar", "--files-from=src/lists/plain"], &["src/"]),
     );
 }
@@ -198,17 +192,14 @@ fn files_from0_reads_nul_separated_names() {
         &["-a", "--from0", "--files-from=src/lists/nul"][..],
         &["-a0r", "--files-from=src/lists/nul"],
     ] {
-        run_case(
-            "files_from0_reads_nul_separated_names",
-            &case(flags, &["src"]),
-        );
+        run_case(this_test!(), &case(flags, &["src"]));
     }
 }
 
 #[test]
 fn files_from_keeps_dot_dot_names_inside_the_source() {
     run_case(
-        "files_from_keeps_dot_dot_names_inside_the_source",
+        this_test!(),
         &case(&["-a", "--files-from=src/lists/dots"], &["src"]),
     );
 }
@@ -216,7 +207,7 @@ fn files_from_keeps_dot_dot_names_inside_the_source() {
 #[test]
 fn files_from_with_a_missing_name_sends_the_rest_and_exits_23() {
     let out = run_case(
-        "files_from_with_a_missing_name_sends_the_rest_and_exits_23",
+        this_test!(),
         &case(&["-a", "--files-from=src/lists/missing"], &["src"]),
     );
     if let Some(out) = out {
@@ -231,7 +222,7 @@ fn files_from_with_a_missing_name_sends_the_rest_and_exits_23() {
 #[test]
 fn files_from_with_ignore_missing_args_skips_the_missing_name() {
     let out = run_case(
-        "files_from_with_ignore_missing_args_skips_the_missing_name",
+        this_test!(),
         &case(
             &[
                 "-a",
@@ -253,10 +244,7 @@ fn files_from_delete_as_rsync_deletes() {
         &["-a", "--delete", "--files-from=src/lists/plain"][..],
         &["-ar", "--delete", "--files-from=src/lists/plain"],
     ] {
-        run_case(
-            "files_from_delete_as_rsync_deletes",
-            &with_older(case(flags, &["src"])),
-        );
+        run_case(this_test!(), &with_older(case(flags, &["src"])));
     }
 }
 
@@ -289,7 +277,7 @@ fn files_from_usage_errors_exit_1() {
 /// `find … -print0 | rsync -a --from0 --files-from=- src/ dst/`: the list on stdin.
 #[test]
 fn files_from_stdin() {
-    if !have_rsync("files_from_stdin") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let dir = test_dir();
@@ -331,28 +319,18 @@ fn over_ssh(test: &str, flags: &[&str], sources: &[&str], older: bool) {
 
 #[test]
 fn relative_over_ssh() {
-    over_ssh(
-        "relative_over_ssh",
-        &["-aR"],
-        &["src/./a/b/c", "src/./x/h"],
-        false,
-    );
+    over_ssh(this_test!(), &["-aR"], &["src/./a/b/c", "src/./x/h"], false);
 }
 
 #[test]
 fn relative_delete_over_ssh() {
-    over_ssh(
-        "relative_delete_over_ssh",
-        &["-aR", "--delete"],
-        &["src/./a/b/c"],
-        true,
-    );
+    over_ssh(this_test!(), &["-aR", "--delete"], &["src/./a/b/c"], true);
 }
 
 #[test]
 fn files_from_over_ssh() {
     over_ssh(
-        "files_from_over_ssh",
+        this_test!(),
         // (Without comments: rsync 3.5 sends a pull's list to the server with them, which
         // then looks them up as names; xsync skips them everywhere.)
         &["-a", "--files-from=src/lists/wire"],

@@ -362,7 +362,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::
 /// temporaries.
 #[test]
 fn killing_ssh_mid_transfer_leaves_old_or_new_files() {
-    let test = "killing_ssh_mid_transfer_leaves_old_or_new_files";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -564,7 +564,7 @@ fn describe(a: &Output, b: &Output) -> String {
 /// rsync: "change_dir … failed: No such file or directory", exit 23.
 #[test]
 fn missing_remote_source_fails_with_23_naming_it() {
-    let test = "missing_remote_source_fails_with_23_naming_it";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -592,7 +592,7 @@ fn missing_remote_source_fails_with_23_naming_it() {
 /// `--xsync-path /nonexistent`: the failure names the program.
 #[test]
 fn missing_remote_program_fails_naming_it() {
-    let test = "missing_remote_program_fails_naming_it";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -624,7 +624,7 @@ fn missing_remote_program_fails_naming_it() {
 /// directions.
 #[test]
 fn missing_remote_program_exits_127() {
-    let test = "missing_remote_program_exits_127";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -669,7 +669,7 @@ fn rsync_code_is_one_of(out: &Output, intended: i32) -> bool {
 /// message passed on.
 #[test]
 fn refused_login_exits_255() {
-    let test = "refused_login_exits_255";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -731,7 +731,7 @@ fn with_rsh(rsh: &str, args: &[OsString]) -> (Output, Output) {
 /// Nobody listening on the port: exit 255 as from ssh, with ssh's message passed on.
 #[test]
 fn unreachable_host_exits_255() {
-    let test = "unreachable_host_exits_255";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -808,12 +808,12 @@ fn dry_run_changes_nothing(test: &str, direction: Direction) {
 
 #[test]
 fn dry_run_push_changes_nothing() {
-    dry_run_changes_nothing("dry_run_push_changes_nothing", Direction::Push);
+    dry_run_changes_nothing(this_test!(), Direction::Push);
 }
 
 #[test]
 fn dry_run_pull_changes_nothing() {
-    dry_run_changes_nothing("dry_run_pull_changes_nothing", Direction::Pull);
+    dry_run_changes_nothing(this_test!(), Direction::Pull);
 }
 
 pub fn small_tree(root: &Path) {
@@ -828,7 +828,7 @@ pub fn small_tree(root: &Path) {
 /// server is on a port plain `ssh` would not try.
 #[test]
 fn xsync_rsh_env_is_used_without_e() {
-    let test = "xsync_rsh_env_is_used_without_e";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -865,7 +865,7 @@ fn assert_synced(test: &str, out: &Output, src: &Path, dst: &Path, sshd: &Sshd) 
 /// and `XSYNC_RSH` wins when both are.
 #[test]
 fn rsync_rsh_env_is_used_when_xsync_rsh_is_not() {
-    let test = "rsync_rsh_env_is_used_when_xsync_rsh_is_not";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -896,7 +896,7 @@ fn rsync_rsh_env_is_used_when_xsync_rsh_is_not() {
 /// `-e` wins over `XSYNC_RSH`.
 #[test]
 fn e_overrides_xsync_rsh() {
-    let test = "e_overrides_xsync_rsh";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -916,7 +916,7 @@ fn e_overrides_xsync_rsh() {
 /// destination cannot both be remote."), without contacting anyone.
 #[test]
 fn remote_to_remote_is_refused() {
-    let test = "remote_to_remote_is_refused";
+    let test = this_test!();
     let dir = test_dir();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     small_tree(&a);
@@ -953,7 +953,7 @@ fn remote_to_remote_is_refused() {
 /// (rsync's rule), so no remote shell is run.
 #[test]
 fn path_with_slash_before_colon_stays_local() {
-    let test = "path_with_slash_before_colon_stays_local";
+    let test = this_test!();
     let dir = test_dir();
     let src = dir.path().join("a:b");
     small_tree(&src);
@@ -1010,7 +1010,7 @@ fn counted_sync(
 /// list). Push and pull.
 #[test]
 fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
-    let test = "a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1049,7 +1049,7 @@ fn a_change_in_a_big_directory_costs_bytes_per_sibling_not_entries() {
 /// because every owner looks different.
 #[test]
 fn chown_no_op_rerun_costs_one_exchange() {
-    let test = "chown_no_op_rerun_costs_one_exchange";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1106,7 +1106,7 @@ impl Drop for RemoveOnDrop {
 /// that shell). Pushed and pulled, against rsync doing the same into its own directory.
 #[test]
 fn a_leading_tilde_names_the_remote_home() {
-    let test = "a_leading_tilde_names_the_remote_home";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1177,7 +1177,7 @@ fn a_leading_tilde_names_the_remote_home() {
 /// and a pattern that matches nothing fails as a missing source (exit 23) in both.
 #[test]
 fn remote_source_wildcards_select_what_rsyncs_remote_shell_selects() {
-    let test = "remote_source_wildcards_select_what_rsyncs_remote_shell_selects";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1266,7 +1266,7 @@ fn pull_beside_rsync(test: &str, sshd: &Sshd, dir: &Path, args: &[OsString]) -> 
 /// one that is not there, as rsync's does (exit 0).
 #[test]
 fn ignore_missing_args_in_a_pull_skips_the_missing_source() {
-    let test = "ignore_missing_args_in_a_pull_skips_the_missing_source";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1289,7 +1289,7 @@ fn ignore_missing_args_in_a_pull_skips_the_missing_source() {
 /// `host:a :b dst/`: rsync's shorthand for a second source on the same host.
 #[test]
 fn a_second_remote_source_may_leave_out_the_host() {
-    let test = "a_second_remote_source_may_leave_out_the_host";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1314,7 +1314,7 @@ fn a_second_remote_source_may_leave_out_the_host() {
 /// one the command sets to a directory holding the binary under test).
 #[test]
 fn rsync_path_runs_the_remote_xsync_in_its_wrapper() {
-    let test = "rsync_path_runs_the_remote_xsync_in_its_wrapper";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1339,7 +1339,7 @@ fn rsync_path_runs_the_remote_xsync_in_its_wrapper() {
 /// `receiving …` for a pull, the names the server's end listed, rsync's summary lines.
 #[test]
 fn verbose_listing_over_ssh_has_rsyncs_shape() {
-    let test = "verbose_listing_over_ssh_has_rsyncs_shape";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -1383,7 +1383,7 @@ fn verbose_listing_over_ssh_has_rsyncs_shape() {
 /// exit code must be rsync's, pushed and pulled.
 #[test]
 fn delete_rerun_over_ssh_keeps_the_destination() {
-    let test = "delete_rerun_over_ssh_keeps_the_destination";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }

@@ -161,41 +161,25 @@ fn full_destination(test: &str, mode: Mode, flags: &[&str]) {
 
 #[test]
 fn full_destination_exits_11_and_keeps_old_files() {
-    full_destination(
-        "full_destination_exits_11_and_keeps_old_files",
-        Mode::Local,
-        &[],
-    );
+    full_destination(this_test!(), Mode::Local, &[]);
 }
 
 /// A transfer that stopped on a full disk deletes nothing after it, as rsync.
 #[test]
 fn full_destination_with_delete_after_deletes_nothing() {
     for mode in [Mode::Local, Mode::Push] {
-        full_destination(
-            "full_destination_with_delete_after_deletes_nothing",
-            mode,
-            &["--delete-after"],
-        );
+        full_destination(this_test!(), mode, &["--delete-after"]);
     }
 }
 
 #[test]
 fn full_destination_exits_11_and_keeps_old_files_in_a_push() {
-    full_destination(
-        "full_destination_exits_11_and_keeps_old_files_in_a_push",
-        Mode::Push,
-        &[],
-    );
+    full_destination(this_test!(), Mode::Push, &[]);
 }
 
 #[test]
 fn full_destination_exits_11_and_keeps_old_files_in_a_pull() {
-    full_destination(
-        "full_destination_exits_11_and_keeps_old_files_in_a_pull",
-        Mode::Pull,
-        &[],
-    );
+    full_destination(this_test!(), Mode::Pull, &[]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,7 +277,7 @@ fn assert_mirrors_source(src: &Path, dst: &Path, context: &str) {
 
 #[test]
 fn source_file_vanishing_before_its_read_exits_24_in_a_push() {
-    let test = "source_file_vanishing_before_its_read_exits_24_in_a_push";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -349,19 +333,11 @@ fn source_file_changing_size(test: &str, rsync_size: &str, xsync_size: &str) {
 
 #[test]
 fn source_file_shrinking_before_its_read_is_sent_as_read_in_a_push() {
-    source_file_changing_size(
-        "source_file_shrinking_before_its_read_is_sent_as_read_in_a_push",
-        "1000",
-        "1000",
-    );
+    source_file_changing_size(this_test!(), "1000", "1000");
 }
 
 #[test]
 fn source_file_growing_before_its_read_is_sent_as_read_in_a_push() {
     // For xsync past the 64 MiB frame limit: a small file is read ahead whole.
-    source_file_changing_size(
-        "source_file_growing_before_its_read_is_sent_as_read_in_a_push",
-        "400000",
-        "70M",
-    );
+    source_file_changing_size(this_test!(), "400000", "70M");
 }

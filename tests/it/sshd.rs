@@ -327,7 +327,7 @@ mod harness {
 
     #[test]
     fn sshd_harness_runs_a_command() {
-        let Some(sshd) = Sshd::start("sshd_harness_runs_a_command") else {
+        let Some(sshd) = Sshd::start(this_test!()) else {
             return;
         };
         let out = run(&mut sshd.ssh("echo ok"));
@@ -343,7 +343,7 @@ mod harness {
 
     #[test]
     fn sshd_harness_refuses_a_wrong_key() {
-        let Some(sshd) = Sshd::start("sshd_harness_refuses_a_wrong_key") else {
+        let Some(sshd) = Sshd::start(this_test!()) else {
             return;
         };
         let out = run(Command::new("ssh")
@@ -365,7 +365,7 @@ mod harness {
     /// fit to be the oracle's transport.
     #[test]
     fn rsync_over_sshd_harness_matches_local_rsync() {
-        let test = "rsync_over_sshd_harness_matches_local_rsync";
+        let test = this_test!();
         if !have_rsync(test) {
             return;
         }

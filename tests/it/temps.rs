@@ -23,7 +23,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_users_files_that_look_like_temporaries_are_copied_kept_and_not_resent() {
-    if !have_rsync("a_users_files_that_look_like_temporaries_are_copied_kept_and_not_resent") {
+    if !have_rsync(this_test!()) {
         return;
     }
     let t = tempfile::tempdir().unwrap();

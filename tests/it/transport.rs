@@ -39,7 +39,7 @@ fn has_timeout_line(text: &str, seconds: u64) -> bool {
 /// `--timeout=2` with exit 30 and rsync's message, pushing and pulling.
 #[test]
 fn timeout_on_a_remote_that_never_answers_exits_30_as_rsync() {
-    let test = "timeout_on_a_remote_that_never_answers_exits_30_as_rsync";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -96,7 +96,7 @@ fn timeout_on_a_remote_that_never_answers_exits_30_as_rsync() {
 /// not being xsync, is a protocol error, not a timeout).
 #[test]
 fn timeout_zero_waits_as_long_as_it_takes() {
-    let test = "timeout_zero_waits_as_long_as_it_takes";
+    let test = this_test!();
     let dir = test_dir();
     let src = dir.path().join("src");
     small_tree(&src);
@@ -115,7 +115,7 @@ fn timeout_zero_waits_as_long_as_it_takes() {
 /// the copy, and xsync's local copy has no pipe and does not pace its disk I/O.
 #[test]
 fn local_copy_accepts_timeout_and_refuses_bwlimit() {
-    let test = "local_copy_accepts_timeout_and_refuses_bwlimit";
+    let test = this_test!();
     let dir = test_dir();
     let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
     small_tree(&src);
@@ -228,7 +228,7 @@ fn old_and_new(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 /// as its own I/O. xsync does not count its keepalives, so it notices.)
 #[test]
 fn timeout_when_the_remote_end_stops_mid_pull_exits_30_and_leaves_old_or_new() {
-    let test = "timeout_when_the_remote_end_stops_mid_pull_exits_30_and_leaves_old_or_new";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -274,7 +274,7 @@ fn timeout_when_the_remote_end_stops_mid_pull_exits_30_and_leaves_old_or_new() {
 /// file old or new.
 #[test]
 fn timeout_reaches_the_server_when_the_client_stops() {
-    let test = "timeout_reaches_the_server_when_the_client_stops";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -320,7 +320,7 @@ fn timeout_reaches_the_server_when_the_client_stops() {
 /// disturb the stream, plain or compressed.
 #[test]
 fn timeout_does_not_cut_a_transfer_that_keeps_moving() {
-    let test = "timeout_does_not_cut_a_transfer_that_keeps_moving";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -356,7 +356,7 @@ fn timeout_does_not_cut_a_transfer_that_keeps_moving() {
 /// paces it, so the last tenth of a second may be early).
 #[test]
 fn bwlimit_holds_a_push_and_a_pull_to_the_rate() {
-    let test = "bwlimit_holds_a_push_and_a_pull_to_the_rate";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -392,7 +392,7 @@ fn bwlimit_holds_a_push_and_a_pull_to_the_rate() {
 /// it accepts are pinned by a unit test in `cli.rs`).
 #[test]
 fn bad_bwlimit_values_are_refused_as_rsync_refuses_them() {
-    let test = "bad_bwlimit_values_are_refused_as_rsync_refuses_them";
+    let test = this_test!();
     let dir = test_dir();
     let src = dir.path().join("src");
     small_tree(&src);
@@ -428,7 +428,7 @@ fn bad_bwlimit_values_are_refused_as_rsync_refuses_them() {
 /// trees and exit codes match rsync's.
 #[test]
 fn old_args_splits_remote_paths_as_rsyncs_remote_shell_does() {
-    let test = "old_args_splits_remote_paths_as_rsyncs_remote_shell_does";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -476,7 +476,7 @@ fn old_args_splits_remote_paths_as_rsyncs_remote_shell_does() {
 /// With `--old-args` it is refused, in rsync's words.
 #[test]
 fn secluded_args_is_accepted_and_conflicts_with_old_args() {
-    let test = "secluded_args_is_accepted_and_conflicts_with_old_args";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };
@@ -516,7 +516,7 @@ fn secluded_args_is_accepted_and_conflicts_with_old_args() {
 /// arguments for rsync and for xsync.
 #[test]
 fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
-    let test = "ip_family_is_passed_to_ssh_where_rsync_passes_it";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }
@@ -569,7 +569,7 @@ fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
 /// rsync's message and exit 1, over a remote shell and locally alike.
 #[test]
 fn contimeout_is_refused_as_rsync_refuses_it_without_a_daemon() {
-    let test = "contimeout_is_refused_as_rsync_refuses_it_without_a_daemon";
+    let test = this_test!();
     let dir = test_dir();
     let src = dir.path().join("src");
     small_tree(&src);
@@ -598,7 +598,7 @@ fn contimeout_is_refused_as_rsync_refuses_it_without_a_daemon() {
 /// on 127.0.0.1; xsync's pipes to the remote shell are blocking anyway).
 #[test]
 fn ipv4_and_blocking_io_work_over_ssh() {
-    let test = "ipv4_and_blocking_io_work_over_ssh";
+    let test = this_test!();
     let Some(sshd) = Sshd::start(test) else {
         return;
     };

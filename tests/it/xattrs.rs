@@ -26,18 +26,13 @@ fn items(o: &std::process::Output) -> Vec<String> {
 #[test]
 fn xattrs_fresh_copy_matches_rsync() {
     for slash in [true, false] {
-        differential(
-            "xattrs_fresh_copy_matches_rsync",
-            &["-aX"],
-            slash,
-            Fixture::xattrs(),
-        );
+        differential(this_test!(), &["-aX"], slash, Fixture::xattrs());
     }
 }
 
 #[test]
 fn xattrs_update_changes_adds_and_removes_as_rsync_and_itemizes_x() {
-    let test = "xattrs_update_changes_adds_and_removes_as_rsync_and_itemizes_x";
+    let test = this_test!();
     for slash in [true, false] {
         let Some(out) = differential(test, &["-aXi"], slash, Fixture::xattrs_over_older()) else {
             return;
@@ -53,7 +48,7 @@ fn xattrs_update_changes_adds_and_removes_as_rsync_and_itemizes_x() {
 
 #[test]
 fn xattrs_noop_rerun_prints_nothing_and_changes_nothing() {
-    let test = "xattrs_noop_rerun_prints_nothing_and_changes_nothing";
+    let test = this_test!();
     let Some(out) = differential(test, &["-aX"], true, Fixture::xattrs()) else {
         return;
     };
@@ -77,7 +72,7 @@ fn xattrs_noop_rerun_prints_nothing_and_changes_nothing() {
 
 #[test]
 fn without_x_attributes_are_neither_copied_nor_removed() {
-    let test = "without_x_attributes_are_neither_copied_nor_removed";
+    let test = this_test!();
     let Some(out) = differential(test, &["-a"], true, Fixture::xattrs_over_older()) else {
         return;
     };
@@ -91,7 +86,7 @@ fn without_x_attributes_are_neither_copied_nor_removed() {
 /// place, reports each attribute it cannot set, and exits 23.
 #[test]
 fn xattrs_on_a_receiver_without_them_still_copy_files_and_exit_23() {
-    let test = "xattrs_on_a_receiver_without_them_still_copy_files_and_exit_23";
+    let test = this_test!();
     if !have_rsync(test) {
         return;
     }

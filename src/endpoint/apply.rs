@@ -1,16 +1,19 @@
-//! The receiving end's work once it knows the source tree (all of it locally, or the
-//! parts whose digests differ from a peer): plan, list, execute, finish. The local copy
-//! and both remote directions go through here, so the destination rules cannot drift.
+//! The receiving end's work, shared by the local copy and the receiver role so the
+//! destination rules cannot drift: the destination's scan ([`scan_dest`]), and once the
+//! source tree is known (all of it locally, or the parts whose digests differ from a
+//! peer) `--chown`, plan, list, execute, finish ([`receive_tree`]).
 
 use crate::altdest::AltDirs;
 use crate::config::{DeleteWhen, Options};
 use crate::dest::{Dest, remove_stale_temps};
 use crate::exec::{Content, Exec, Pending};
 use crate::exit::ExitCode;
+use crate::filter::Side;
 use crate::plan::{Plan, Planner};
 use crate::protocol::SourceInfo;
 use crate::report::{Report, Stats};
 use crate::scan::Scanner;
+use crate::summary::prepare;
 use crate::tree::Entry;
 use crate::write::MetaRules;
 use std::os::fd::AsFd;
@@ -39,26 +42,69 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
     }
 }
 
+/// The destination's tree, scanned (under `quiet` at low priority, while the remote
+/// shell logs in) with its digests prepared; `None` when there is no destination yet.
+pub fn scan_dest(
+    dest: &Dest,
+    info: &SourceInfo,
+    scanner: &Scanner<'_, '_>,
+    opts: &Options,
+    quiet: bool,
+) -> Option<Entry> {
+    let scan = || dest.scan(info, scanner);
+    let mut root = match quiet.then(crate::scan::background_pool).flatten() {
+        Some(pool) => pool.install(scan),
+        None => scan(),
+    };
+    if let Some(d) = root.as_mut() {
+        prepare(d, opts, Side::Receiver);
+    }
+    root
+}
+
+/// Fills the files the plan transfers from a peer: called once with all of them, after
+/// directories exist and before directory metadata is set.
+pub type Fetch<'c> = &'c mut dyn FnMut(&Exec<'_, '_>, Vec<Pending<'_>>);
+
 /// How file content reaches the destination.
 pub enum Source<'c> {
     Local(&'c dyn crate::source::TopSource),
-    /// Called once with every file to fetch, after directories exist and before
-    /// directory metadata is set.
-    Remote(&'c mut dyn FnMut(&Exec<'_, '_>, Vec<Pending<'_>>)),
+    Remote(Fetch<'c>),
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn apply(
-    opts: &Options,
-    report: &Report<'_>,
-    info: &SourceInfo,
-    src_root: &Entry,
-    dest: &Dest,
-    dst_root: Option<&Entry>,
-    dst_scanner: &Scanner<'_, '_>,
-    alt: Option<&AltDirs>,
-    source: Source<'_>,
-) {
+/// The destination's side of the sequence once the source tree is known: the sides, and
+/// where content comes from.
+pub struct Receiving<'a, 'r> {
+    pub opts: &'a Options,
+    pub report: &'a Report<'r>,
+    pub info: &'a SourceInfo,
+    pub dest: &'a Dest,
+    pub dst_root: Option<&'a Entry>,
+    pub dst_scanner: &'a Scanner<'a, 'r>,
+    pub alt: Option<&'a AltDirs>,
+}
+
+/// `--chown` (every entry the forced ids; the receiving end resolves the names, and the
+/// digests already leave forced ids out), then [`apply`].
+pub fn receive_tree(r: &Receiving<'_, '_>, src_root: &mut Entry, source: Source<'_>) {
+    let chown = crate::ids::Chown::resolve(r.opts, Some(r.report));
+    if !chown.is_empty() {
+        chown.apply_tree(src_root);
+    }
+    apply(r, src_root, source);
+}
+
+/// Plan, list, execute, finish.
+fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
+    let Receiving {
+        opts,
+        report,
+        info,
+        dest,
+        dst_root,
+        dst_scanner,
+        alt,
+    } = *r;
     let rules = meta_rules(opts);
     // A sender that could not read everything must not cause deletions (rsync: "IO error
     // encountered -- skipping file deletion").

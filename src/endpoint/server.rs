@@ -7,10 +7,10 @@ use crate::config::ParseWords;
 use crate::error::Error;
 use crate::exit::ExitCode;
 
-use crate::link::Link;
+use super::conn::{Conn, Wire, settle_stream};
+use super::{receiver, sender};
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer, unexpected};
 use crate::report::Report;
-use crate::session;
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -47,14 +47,11 @@ pub fn run(stderr: &mut (dyn Write + Send), parse: ParseWords) -> ExitCode {
             return ExitCode::Ipc;
         }
     };
-    crate::protocol::widen_pipe(&input);
-    crate::protocol::widen_pipe(&output);
-    let link = Link::new();
-    let mut rd = Reader::new(std::io::BufReader::with_capacity(
-        256 * 1024,
-        link.reader(input),
-    ));
-    let mut wr = Writer::new(link.writer(output));
+    let Conn {
+        mut rd,
+        mut wr,
+        wire,
+    } = Conn::over(input, output);
     let buf = Arc::new(Mutex::new(Vec::new()));
     let mut sink = RelaySink(buf.clone());
     let report = Report::new(&mut sink, stderr, false);
@@ -62,7 +59,7 @@ pub fn run(stderr: &mut (dyn Write + Send), parse: ParseWords) -> ExitCode {
         let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
         (!b.is_empty()).then(|| String::from_utf8_lossy(&std::mem::take(&mut *b)).into_owned())
     };
-    let code = match serve(&mut rd, &mut wr, &report, &relay, &link, parse) {
+    let code = match serve(&mut rd, &mut wr, &report, &relay, &wire, parse) {
         Ok(()) => report.code(),
         Err(e) => {
             // Tell the client why (it prints the message); a broken stream can't be told.
@@ -135,8 +132,8 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
     report: &Report<'_>,
-    relay: session::Relay<'_>,
-    link: &Link,
+    relay: sender::Relay<'_>,
+    wire: &Wire,
     parse: ParseWords,
 ) -> Result<(), Error> {
     crate::protocol::handshake(rd, wr)?;
@@ -162,7 +159,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     }
     // rsync passes --timeout and --bwlimit to its server: a pull's data is paced here, and
     // a client that hangs does not hold this end forever.
-    session::settle_stream(rd, wr, link, &opts, role)?;
+    settle_stream(rd, wr, wire, &opts, role)?;
     // What the remote shell would have done to rsync's path arguments: `~` for every path,
     // wildcards for sources only (a destination is one place).
     let mut words: Vec<Vec<u8>> = paths.into_iter().map(|p| p.into_vec()).collect();
@@ -186,13 +183,13 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         .collect();
     match role {
         Role::Sender => {
-            session::send(rd, wr, &opts, &paths, report, relay, false)?;
+            sender::send(rd, wr, &opts, &paths, report, relay, false)?;
         }
         Role::Receiver => {
             let dst = paths
                 .first()
                 .ok_or_else(|| Error::new(ExitCode::Protocol, "no destination from the client"))?;
-            session::receive(rd, wr, &opts, dst, report, relay, None)?;
+            receiver::receive(rd, wr, &opts, dst, report, relay, None)?;
         }
     }
     Ok(())

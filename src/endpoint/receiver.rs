@@ -1,9 +1,10 @@
-//! The two roles of a connection, used by the client and by `xsync --server` alike: the
-//! sender serves its tree (summaries, listings, file data) and the receiver drives — it
-//! compares digests level by level, plans with the same code as a local copy, streams its
-//! file requests from one thread while it reads the data on another, and writes files in
-//! parallel.
+//! The receiving role: learn the source tree where it differs from the destination — the
+//! level-by-level Merkle exchange — then plan and apply it with the same step as a local
+//! copy ([`super::apply`]), fetching file data over the connection: requests streamed
+//! from one thread while the data is read on another, files written in parallel.
 
+use super::apply::{Fetch, Receiving, Source, receive_tree, scan_dest};
+use super::sender::{Relay, relay};
 use crate::config::Options;
 use crate::dest::Dest;
 use crate::error::{Error, show};
@@ -13,188 +14,20 @@ use crate::filter::Side;
 use crate::pathsafe::join;
 use crate::plan::lookup;
 use crate::protocol::{
-    BATCH, ListDir, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, check_rel_path,
-    unexpected,
+    BATCH, ListDir, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, unexpected,
 };
-use crate::receive;
 use crate::report::Report;
 use crate::scan::Scanner;
-use crate::source::Sources;
 use crate::summary::Compared;
-use crate::summary::prepare;
 use crate::transfer;
 use crate::tree::{Entry, Kind};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 
-/// What the sender learns at the end.
-pub struct SenderOutcome {
-    pub peer_code: ExitCode,
-    pub peer_stats: WireStats,
-    pub counts: [u64; 7],
-}
-
-/// Drains the server's buffered stdout (its listing) for relaying as `Log` frames; the
-/// client passes one that returns nothing.
-pub type Relay<'a> = &'a dyn Fn() -> Option<String>;
-
-fn relay<W: Write>(wr: &mut Writer<W>, relay: Relay<'_>) -> Result<(), Error> {
-    if let Some(text) = relay() {
-        wr.send(&Msg::Log { text })?;
-    }
-    Ok(())
-}
-
 /// What the receiver learns at the end.
 pub struct ReceiverOutcome {
     pub peer_code: ExitCode,
     pub counts: [u64; 7],
-}
-
-/// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
-/// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
-/// at low priority — at full priority on two cores it slowed ssh's key exchange by more
-/// than the scan took.
-pub fn send<R: Read, W: Write>(
-    rd: &mut Reader<R>,
-    wr: &mut Writer<W>,
-    opts: &Options,
-    paths: &[OsString],
-    report: &Report<'_>,
-    relay_out: Relay<'_>,
-    quiet_scan: bool,
-) -> Result<SenderOutcome, Error> {
-    let sources = Sources::open(opts, paths, report)?;
-    let info = sources.info();
-    // The receiver opens and scans its destination while this end scans.
-    wr.send(&Msg::Sources { info: info.clone() })?;
-    wr.flush()?;
-    let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
-    let scan = || sources.scan(&scanner, None);
-    let scanned = match quiet_scan.then(crate::scan::background_pool).flatten() {
-        Some(pool) => pool.install(scan),
-        None => scan(),
-    };
-    let (mut root, tops) =
-        scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
-    prepare(&mut root, opts, Side::Sender);
-    let names = if !opts.numeric_ids && (opts.owner || opts.group) {
-        crate::ids::Names::of_tree(&root)
-    } else {
-        Default::default()
-    };
-    let counts = crate::report::tree_counts(&root, info.root_is_transfer_dir);
-    if let Some(p) = &report.progress {
-        p.totals(&counts);
-    }
-    wr.send(&Msg::SourceRoot {
-        io_error: report.code() != ExitCode::Ok,
-        names,
-        root: WireEntry::from_entry(&root),
-        counts: Box::new(counts),
-    })?;
-    wr.flush()?;
-    // Big files' coarse matches, kept from the coarse answer for their delta requests.
-    let coarse = transfer::CoarseCache::default();
-    // One batch of file requests is read (on its own thread) while the one before it is
-    // sent, so the disk and the wire work at the same time.
-    let out = std::thread::scope(|scope| {
-        let mut ahead: Option<std::thread::ScopedJoinHandle<'_, Result<transfer::Loaded, Error>>> =
-            None;
-        let flush_ahead = |wr: &mut Writer<W>,
-                           ahead: &mut Option<
-            std::thread::ScopedJoinHandle<'_, Result<transfer::Loaded, Error>>,
-        >|
-         -> Result<(), Error> {
-            if let Some(h) = ahead.take() {
-                let loaded = h
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
-                transfer::send_loaded(
-                    wr,
-                    &tops,
-                    loaded,
-                    report,
-                    opts.inplace,
-                    &coarse,
-                    opts.names,
-                )?;
-            }
-            Ok(())
-        };
-        loop {
-            match rd.recv()? {
-                Msg::List { dirs } => {
-                    let mut out = Vec::with_capacity(dirs.len());
-                    for d in &dirs {
-                        check_rel_path(&d.path)?;
-                        let e = if d.path.is_empty() {
-                            Some(&root)
-                        } else {
-                            lookup(&root, &d.path)
-                        };
-                        match e {
-                            Some(e) if e.is_dir() => out.push(d.answer(&e.children)?),
-                            _ => {
-                                return Err(Error::new(
-                                    ExitCode::StreamIo,
-                                    format!(
-                                        "protocol error: peer asked to list `{}`, which is not a directory here",
-                                        show(&d.path)
-                                    ),
-                                ));
-                            }
-                        }
-                    }
-                    wr.send(&Msg::Listing { dirs: out })?;
-                    wr.flush()?;
-                }
-                Msg::Get { files } => {
-                    // Only batches of small whole files are held back to overlap with the
-                    // next one; a delta or a streamed file goes out at once (the receiver
-                    // may take a while to ask for more while it signs a big basis).
-                    let hold = transfer::all_small(&root, &files);
-                    let (root, tops) = (&root, &tops);
-                    let next = scope.spawn(move || transfer::load(root, tops, files));
-                    flush_ahead(wr, &mut ahead)?;
-                    ahead = Some(next);
-                    if !hold {
-                        flush_ahead(wr, &mut ahead)?;
-                    }
-                }
-                Msg::Coarse { items } => transfer::answer_coarse(wr, &root, &tops, items, &coarse)?,
-                Msg::GetEnd => {
-                    flush_ahead(wr, &mut ahead)?;
-                    wr.flush()?
-                }
-                Msg::Log { text } => report.raw(&text),
-                Msg::Planned { files } => {
-                    if let Some(p) = &report.progress {
-                        p.planned(files);
-                    }
-                }
-                Msg::Finish { code, stats } => {
-                    flush_ahead(wr, &mut ahead)?;
-                    report.flush();
-                    relay(wr, relay_out)?;
-                    wr.send(&Msg::Done {
-                        code: report.code().code(),
-                        counts,
-                    })?;
-                    wr.flush()?;
-                    return Ok(SenderOutcome {
-                        peer_code: ExitCode::from_code(code),
-                        peer_stats: stats,
-                        counts,
-                    });
-                }
-                Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
-                other => return Err(unexpected(&other, "a request from the receiver")),
-            }
-        }
-    });
-    crate::tree::drop_in_background((root, tops));
-    out
 }
 
 /// Drops what this end's own options do not carry (`-l`, `-D`, `--specials`), whatever the
@@ -216,34 +49,6 @@ fn drop_uncarried(dir: &mut Entry, rel: &[u8], opts: &Options, report: &Report<'
     }
 }
 
-/// After `Start`, both ends fix the stream's form at the same point: `-z` turns compression
-/// on in both directions, `--bwlimit` paces this end's writes, and `--timeout` starts the
-/// watchdog (keepalives may flow from here on). `role` is this end's.
-pub fn settle_stream<R: Read, W: Write>(
-    rd: &mut Reader<R>,
-    wr: &mut Writer<W>,
-    link: &crate::link::Link,
-    opts: &Options,
-    role: crate::protocol::Role,
-) -> Result<(), Error> {
-    if opts.compress {
-        wr.enable_compression(
-            opts.compress_level
-                .unwrap_or(crate::compress::DEFAULT_LEVEL),
-        )?;
-        rd.enable_compression()?;
-    }
-    link.set_bwlimit(opts.bwlimit);
-    if let Some(t) = opts.timeout {
-        let who = match role {
-            crate::protocol::Role::Sender => "sender",
-            crate::protocol::Role::Receiver => "receiver",
-        };
-        link.watch(t, who, crate::protocol::keepalive(opts.compress));
-    }
-    Ok(())
-}
-
 /// What a pulling client asked the server for (a server receiving a push knows nothing).
 pub struct Pull<'a> {
     /// The remote paths, to check the server's description against.
@@ -263,57 +68,8 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     relay_out: Relay<'_>,
     pull: Option<Pull<'_>>,
 ) -> Result<ReceiverOutcome, Error> {
-    let (predicted, asked) = match pull {
-        Some(p) => (p.predicted, Some(p.sources)),
-        None => (None, None),
-    };
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
-    // A pulling client whose sources are all `dir/` knows what `Sources` will say, so it
-    // scans an existing destination while the remote shell logs in (at low priority, as a
-    // pushing client's scan), and keeps that scan if `Sources` agrees.
-    let dst_is_dir = std::fs::metadata(dst_arg).is_ok_and(|m| m.is_dir());
-    let (info, early) = std::thread::scope(|scope| {
-        let early = predicted.filter(|_| dst_is_dir).map(|p| {
-            let scanner = &scanner;
-            scope.spawn(move || {
-                let dest = Dest::open(opts, dst_arg, &p, report).ok()?;
-                let scan = || dest.scan(&p, scanner);
-                let root = match crate::scan::background_pool() {
-                    Some(pool) => pool.install(scan),
-                    None => scan(),
-                };
-                Some((p, dest, root))
-            })
-        });
-        let info = rd.recv();
-        (info, early.and_then(|h| h.join().ok().flatten()))
-    });
-    let mut info = match info? {
-        Msg::Sources { info } => info,
-        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
-        other => return Err(unexpected(&other, "the sources' description")),
-    };
-    info.check()?;
-    if let Some(asked) = asked {
-        check_asked(&info, asked)?;
-    }
-    let (dest, mut dst_root) = match early {
-        Some((p, dest, root)) if same_rules(&p, &info) => (dest, root),
-        _ => {
-            // The destination is scanned while the sender scans its sources.
-            scanner
-                .stale_temps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clear();
-            let dest = Dest::open(opts, dst_arg, &info, report)?;
-            let root = dest.scan(&info, &scanner);
-            (dest, root)
-        }
-    };
-    if let Some(d) = dst_root.as_mut() {
-        prepare(d, opts, Side::Receiver);
-    }
+    let (mut info, dest, dst_root) = open_dest(rd, opts, dst_arg, report, &scanner, pull)?;
     let (root, announced) = match rd.recv()? {
         Msg::SourceRoot {
             io_error,
@@ -350,24 +106,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         &cmp,
     )?;
     drop_uncarried(&mut src_root, b"", opts, report);
-    // Owners and groups by name (unless --numeric-ids): the sender's digests were taken
-    // over its own ids, so where a mapping changes one, the comparison sees the
-    // difference and the planner sets the local id.
-    let ids = crate::ids::IdMap::new(&info.names);
-    if !ids.is_identity() {
-        fn map_all(e: &mut Entry, ids: &crate::ids::IdMap) {
-            ids.apply(e);
-            for c in &mut e.children {
-                map_all(c, ids);
-            }
-        }
-        map_all(&mut src_root, &ids);
-    }
-    // --chown: every entry the forced ids (this end resolves the names).
-    let chown = crate::ids::Chown::resolve(opts, Some(report));
-    if !chown.is_empty() {
-        chown.apply_tree(&mut src_root);
-    }
+    map_ids(&mut src_root, &info);
 
     let mut result: Result<(), Error> = Ok(());
     {
@@ -388,21 +127,104 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 exec.stop.store(true, std::sync::atomic::Ordering::Release);
             }
         };
-        // (Under -n, apply plans and lists but never fetches.)
-        receive::apply(
-            opts,
-            report,
-            &info,
-            &src_root,
-            &dest,
-            dst_root.as_ref(),
-            &scanner,
-            alt.as_ref(),
-            receive::Source::Remote(&mut fetch),
+        let fetch: Fetch<'_> = &mut fetch;
+        // (Under -n, this plans and lists but never fetches.)
+        receive_tree(
+            &Receiving {
+                opts,
+                report,
+                info: &info,
+                dest: &dest,
+                dst_root: dst_root.as_ref(),
+                dst_scanner: &scanner,
+                alt: alt.as_ref(),
+            },
+            &mut src_root,
+            Source::Remote(fetch),
         );
     }
     result?;
     crate::tree::drop_in_background((src_root, dst_root));
+    finish(rd, wr, report, relay_out)
+}
+
+/// Reads the sources' description and opens the destination by its rules, scanning it
+/// while the sender scans. A pulling client whose sources are all `dir/` knows what the
+/// description will say, so it scans an existing destination while the remote shell logs
+/// in (at low priority, as a pushing client's scan), and keeps that scan if the
+/// description agrees.
+fn open_dest<R: Read>(
+    rd: &mut Reader<R>,
+    opts: &Options,
+    dst_arg: &OsString,
+    report: &Report<'_>,
+    scanner: &Scanner<'_, '_>,
+    pull: Option<Pull<'_>>,
+) -> Result<(SourceInfo, Dest, Option<Entry>), Error> {
+    let (predicted, asked) = match pull {
+        Some(p) => (p.predicted, Some(p.sources)),
+        None => (None, None),
+    };
+    let dst_is_dir = std::fs::metadata(dst_arg).is_ok_and(|m| m.is_dir());
+    let (info, early) = std::thread::scope(|scope| {
+        let early = predicted.filter(|_| dst_is_dir).map(|p| {
+            scope.spawn(move || {
+                let dest = Dest::open(opts, dst_arg, &p, report).ok()?;
+                let root = scan_dest(&dest, &p, scanner, opts, true);
+                Some((p, dest, root))
+            })
+        });
+        let info = rd.recv();
+        (info, early.and_then(|h| h.join().ok().flatten()))
+    });
+    let info = match info? {
+        Msg::Sources { info } => info,
+        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
+        other => return Err(unexpected(&other, "the sources' description")),
+    };
+    info.check()?;
+    if let Some(asked) = asked {
+        check_asked(&info, asked)?;
+    }
+    match early {
+        Some((p, dest, root)) if same_rules(&p, &info) => Ok((info, dest, root)),
+        _ => {
+            // The destination is scanned while the sender scans its sources.
+            scanner
+                .stale_temps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            let dest = Dest::open(opts, dst_arg, &info, report)?;
+            let root = scan_dest(&dest, &info, scanner, opts, false);
+            Ok((info, dest, root))
+        }
+    }
+}
+
+/// Owners and groups by name (unless --numeric-ids): the sender's digests were taken over
+/// its own ids, so where a mapping changes one, the comparison sees the difference and the
+/// planner sets the local id.
+fn map_ids(src_root: &mut Entry, info: &SourceInfo) {
+    let ids = crate::ids::IdMap::new(&info.names);
+    if !ids.is_identity() {
+        fn map_all(e: &mut Entry, ids: &crate::ids::IdMap) {
+            ids.apply(e);
+            for c in &mut e.children {
+                map_all(c, ids);
+            }
+        }
+        map_all(src_root, &ids);
+    }
+}
+
+/// Tells the sender this end is done (its code, its stats) and waits for the sender's.
+fn finish<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    report: &Report<'_>,
+    relay_out: Relay<'_>,
+) -> Result<ReceiverOutcome, Error> {
     report.flush();
     relay(wr, relay_out)?;
     wr.send(&Msg::Finish {
@@ -450,6 +272,8 @@ fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
 /// listings of exactly the directories whose digests differ from (or are missing in) the
 /// destination, one batched request per tree level. Each request carries the keys of the
 /// children this end already has there, so the sender answers only with what changed.
+/// Long because each listing is checked as it is merged (the entry budget, the root's
+/// named tops, the renamed single file) before it can decide the next level's requests.
 #[allow(clippy::too_many_arguments)]
 fn fetch_tree<R: Read, W: Write>(
     rd: &mut Reader<R>,

@@ -5,14 +5,14 @@
 //! The remote shell is the system's, run with std::process, so a user's `-e "ssh -p 2222
 //! -i key"` or any wrapper works exactly as it does for rsync.
 
+use super::conn::{Conn, Wire, settle_stream};
+use super::{receiver, sender};
 use crate::config::{IpFamily, Options};
 use crate::error::{Error, show};
 use crate::exit::ExitCode;
-use crate::link::Link;
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer};
 use crate::report::Report;
 use crate::report::print_summary;
-use crate::session;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Child, Command, Stdio};
@@ -207,16 +207,13 @@ impl RemoteJob {
         })?;
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
-        crate::protocol::widen_pipe(&stdin);
-        crate::protocol::widen_pipe(&stdout);
-        let link = Link::new();
-        link.set_child(child.id());
-        let mut wr = Writer::new(link.writer(stdin));
-        let mut rd = Reader::new(std::io::BufReader::with_capacity(
-            256 * 1024,
-            link.reader(stdout),
-        ));
-        let result = self.session(opts, report, &mut rd, &mut wr, &link);
+        let Conn {
+            mut rd,
+            mut wr,
+            wire,
+        } = Conn::over(stdout, stdin);
+        wire.set_child(child.id());
+        let result = self.session(opts, report, &mut rd, &mut wr, &wire);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
         drop(rd);
@@ -246,7 +243,7 @@ impl RemoteJob {
         report: &Report<'_>,
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
-        link: &Link,
+        wire: &Wire,
     ) -> Result<[u64; 7], Error> {
         // No waiting for the server: its greeting is checked before the first frame read,
         // and a pushing client scans its tree while the remote shell logs in.
@@ -282,10 +279,10 @@ impl RemoteJob {
         } else {
             Role::Receiver
         };
-        session::settle_stream(rd, wr, link, opts, me)?;
-        let none: session::Relay<'_> = &|| None;
+        settle_stream(rd, wr, wire, opts, me)?;
+        let none: sender::Relay<'_> = &|| None;
         if self.push {
-            let out = session::send(rd, wr, opts, &self.local_paths, report, none, true)?;
+            let out = sender::send(rd, wr, opts, &self.local_paths, report, none, true)?;
             report.record(out.peer_code);
             out.peer_stats.add_to(&report.stats);
             Ok(out.counts)
@@ -302,14 +299,14 @@ impl RemoteJob {
                     root_is_transfer_dir: true,
                     ..Default::default()
                 });
-            let out = session::receive(
+            let out = receiver::receive(
                 rd,
                 wr,
                 opts,
                 &self.local_paths[0],
                 report,
                 none,
-                Some(session::Pull {
+                Some(receiver::Pull {
                     sources: &self.remote_paths,
                     predicted,
                 }),

@@ -16,11 +16,71 @@
 //! writer's frames: the writer hands [`Out`] only whole frames (or, under `-z`, whole
 //! segments) and holds the stream's lock for each, and the keepalive takes the same lock.
 
+use crate::config::Options;
+use crate::error::Error;
 use crate::exit::ExitCode;
+use crate::protocol::{Reader, Role, Writer};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// One connection as both ends set it up over the remote shell's two pipes (the client
+/// over its child's, the server over its stdin and stdout): wide pipes, the byte-level
+/// wrappers, the framing on top.
+pub struct Conn<R: Read> {
+    pub rd: Reader<io::BufReader<In<R>>>,
+    pub wr: Writer<Out>,
+    /// Lives as long as the run: dropping it stops the watchdog.
+    pub wire: Wire,
+}
+
+impl<R: Read + AsFd> Conn<R> {
+    pub fn over(input: R, output: impl Write + AsFd + Send + 'static) -> Conn<R> {
+        // 1 MiB pipes (the unprivileged maximum by default). With the kernel's 64 KiB the
+        // writer of a bulk stream waits for the reader 16 times per MiB, and on two cores
+        // every wait is a context switch through ssh: a 1 GiB push spent a quarter of its
+        // time there. Not a pipe, or a lower limit: nothing changes.
+        let widen = |fd: std::os::fd::BorrowedFd<'_>| {
+            let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
+        };
+        widen(input.as_fd());
+        widen(output.as_fd());
+        let wire = Wire::new();
+        let wr = Writer::new(wire.writer(output));
+        let rd = Reader::new(io::BufReader::with_capacity(256 * 1024, wire.reader(input)));
+        Conn { rd, wr, wire }
+    }
+}
+
+/// After `Start`, both ends fix the stream's form at the same point: `-z` turns compression
+/// on in both directions, `--bwlimit` paces this end's writes, and `--timeout` starts the
+/// watchdog (keepalives may flow from here on). `role` is this end's.
+pub fn settle_stream<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    wire: &Wire,
+    opts: &Options,
+    role: Role,
+) -> Result<(), Error> {
+    if opts.compress {
+        wr.enable_compression(
+            opts.compress_level
+                .unwrap_or(crate::compress::DEFAULT_LEVEL),
+        )?;
+        rd.enable_compression()?;
+    }
+    wire.set_bwlimit(opts.bwlimit);
+    if let Some(t) = opts.timeout {
+        let who = match role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        };
+        wire.watch(t, who, crate::protocol::keepalive(opts.compress));
+    }
+    Ok(())
+}
 
 /// One connection's shared state: what [`In`], [`Out`] and the watchdog threads see.
 #[derive(Default)]
@@ -61,17 +121,17 @@ impl Drop for Waiting<'_> {
 
 /// A connection's handle: makes the stream wrappers and starts the watchdog. Dropping it
 /// stops the watchdog threads.
-pub struct Link(Arc<Shared>);
+pub struct Wire(Arc<Shared>);
 
-impl Default for Link {
+impl Default for Wire {
     fn default() -> Self {
-        Link::new()
+        Wire::new()
     }
 }
 
-impl Link {
-    pub fn new() -> Link {
-        Link(Arc::new(Shared::default()))
+impl Wire {
+    pub fn new() -> Wire {
+        Wire(Arc::new(Shared::default()))
     }
 
     pub fn reader<R: Read>(&self, inner: R) -> In<R> {
@@ -117,7 +177,7 @@ impl Link {
     }
 }
 
-impl Drop for Link {
+impl Drop for Wire {
     fn drop(&mut self) {
         self.0.done.store(true, Relaxed);
     }
@@ -306,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_limited_writer_takes_at_least_size_over_rate() {
-        let link = Link::new();
+        let link = Wire::new();
         link.set_bwlimit(Some(1024));
         let mut out = link.writer(io::sink());
         let start = Instant::now();
@@ -323,7 +383,7 @@ mod tests {
 
     #[test]
     fn dropping_the_writer_closes_the_stream_for_the_keepalives_too() {
-        let link = Link::new();
+        let link = Wire::new();
         let out = link.writer(io::sink());
         assert!(lock(&link.0.out).is_some());
         drop(out);

@@ -1,0 +1,51 @@
+//! The ends of a run, by role. The client resolves the command line's sources and
+//! destination and runs either both ends here ([`local`]) or one of them against
+//! `xsync --server` through the remote shell ([`remote`], [`server`]). Either way the
+//! sender's scan is [`sender::scan_sources`] and the receiver's work is [`apply`]: one
+//! sequence, with a connection ([`conn`]) between the roles or without one.
+//!
+//! rsync's path rules are the sides' own (`source.rs`, `dest.rs`): `src/` copies the
+//! contents, `src` the directory itself; one missing destination level is created (all of
+//! them with `--mkpath`); a single file whose destination is not an existing directory is
+//! copied to that name.
+
+mod apply;
+mod conn;
+mod local;
+mod receiver;
+pub mod remote;
+mod sender;
+mod server;
+
+pub use server::run as serve;
+
+use crate::config::Options;
+use crate::error::Error;
+use crate::report::Report;
+use std::time::Instant;
+
+/// One run of the client.
+pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
+    let start = Instant::now();
+    if opts.paths.len() < 2 {
+        return Err(Error::usage(if opts.paths.is_empty() {
+            "no source or destination given (usage: xsync [OPTION]... SRC [SRC]... DEST)"
+                .to_string()
+        } else {
+            "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
+        }));
+    }
+    let remote = remote::RemoteJob::from_options(opts)?;
+    // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
+    // the client.
+    if opts.verbose > 0 || opts.progress == 1 {
+        report.info(match &remote {
+            Some(r) if !r.is_push() => "receiving incremental file list",
+            _ => "sending incremental file list",
+        });
+    }
+    if let Some(remote) = remote {
+        return remote.run(opts, report, start);
+    }
+    local::run(opts, report, start)
+}

@@ -1,0 +1,245 @@
+//! The sending role: resolve and scan the sources, then serve the receiver — summaries,
+//! the listings it asks for, file data — until it finishes. A local copy runs the same
+//! scan step ([`scan_sources`]) and hands the tree to its receiving half directly.
+
+use crate::config::Options;
+use crate::error::{Error, show};
+use crate::exit::ExitCode;
+use crate::filter::Side;
+use crate::plan::lookup;
+use crate::protocol::{ListDir, Msg, Reader, WireEntry, WireStats, Writer, check_rel_path};
+use crate::report::Report;
+use crate::scan::Scanner;
+use crate::source::{Sources, Tops};
+use crate::summary::prepare;
+use crate::transfer;
+use crate::tree::Entry;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::thread::{Scope, ScopedJoinHandle};
+
+/// What the sender learns at the end.
+pub struct SenderOutcome {
+    pub peer_code: ExitCode,
+    pub peer_stats: WireStats,
+    pub counts: [u64; 7],
+}
+
+/// Drains the server's buffered stdout (its listing) for relaying as `Log` frames; the
+/// client passes one that returns nothing.
+pub type Relay<'a> = &'a dyn Fn() -> Option<String>;
+
+pub fn relay<W: Write>(wr: &mut Writer<W>, relay: Relay<'_>) -> Result<(), Error> {
+    if let Some(text) = relay() {
+        wr.send(&Msg::Log { text })?;
+    }
+    Ok(())
+}
+
+/// The source tree as both a local copy and a sender start from it: scanned (under
+/// `quiet`, at low priority: see [`send`]), its digests prepared, its totals counted and
+/// given to the progress display.
+pub fn scan_sources(
+    sources: &Sources,
+    scanner: &Scanner<'_, '_>,
+    opts: &Options,
+    report: &Report<'_>,
+    rename_to: Option<&[u8]>,
+    quiet: bool,
+) -> Result<(Entry, Tops, [u64; 7]), Error> {
+    let scan = || sources.scan(scanner, rename_to);
+    let scanned = match quiet.then(crate::scan::background_pool).flatten() {
+        Some(pool) => pool.install(scan),
+        None => scan(),
+    };
+    let (mut root, tops) =
+        scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
+    prepare(&mut root, opts, Side::Sender);
+    let counts = crate::report::tree_counts(&root, sources.info().root_is_transfer_dir);
+    if let Some(p) = &report.progress {
+        p.totals(&counts);
+    }
+    Ok((root, tops, counts))
+}
+
+/// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
+/// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
+/// at low priority — at full priority on two cores it slowed ssh's key exchange by more
+/// than the scan took.
+pub fn send<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    opts: &Options,
+    paths: &[OsString],
+    report: &Report<'_>,
+    relay_out: Relay<'_>,
+    quiet_scan: bool,
+) -> Result<SenderOutcome, Error> {
+    let sources = Sources::open(opts, paths, report)?;
+    let info = sources.info();
+    // The receiver opens and scans its destination while this end scans.
+    wr.send(&Msg::Sources { info: info.clone() })?;
+    wr.flush()?;
+    let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
+    let (root, tops, counts) = scan_sources(&sources, &scanner, opts, report, None, quiet_scan)?;
+    let names = if !opts.numeric_ids && (opts.owner || opts.group) {
+        crate::ids::Names::of_tree(&root)
+    } else {
+        Default::default()
+    };
+    wr.send(&Msg::SourceRoot {
+        io_error: report.code() != ExitCode::Ok,
+        names,
+        root: WireEntry::from_entry(&root),
+        counts: Box::new(counts),
+    })?;
+    wr.flush()?;
+    let server = Server {
+        root: &root,
+        tops: &tops,
+        opts,
+        report,
+        coarse: transfer::CoarseCache::default(),
+    };
+    let out = std::thread::scope(|scope| server.serve(scope, rd, wr, relay_out, counts));
+    crate::tree::drop_in_background((root, tops));
+    out
+}
+
+/// The sender's side of the exchange once its tree is known.
+struct Server<'a, 'r> {
+    root: &'a Entry,
+    tops: &'a Tops,
+    opts: &'a Options,
+    report: &'a Report<'r>,
+    /// Big files' coarse matches, kept from the coarse answer for their delta requests.
+    coarse: transfer::CoarseCache,
+}
+
+type Ahead<'s> = Option<ScopedJoinHandle<'s, Result<transfer::Loaded, Error>>>;
+
+impl<'a> Server<'a, '_> {
+    /// Answers requests until the receiver's `Finish`. One batch of file requests is read
+    /// (on its own thread in `scope`) while the one before it is sent, so the disk and the
+    /// wire work at the same time.
+    fn serve<'s, R: Read, W: Write>(
+        &'s self,
+        scope: &'s Scope<'s, '_>,
+        rd: &mut Reader<R>,
+        wr: &mut Writer<W>,
+        relay_out: Relay<'_>,
+        counts: [u64; 7],
+    ) -> Result<SenderOutcome, Error>
+    where
+        'a: 's,
+    {
+        let mut ahead: Ahead<'s> = None;
+        loop {
+            match rd.recv()? {
+                Msg::List { dirs } => {
+                    wr.send(&Msg::Listing {
+                        dirs: self.listings(&dirs)?,
+                    })?;
+                    wr.flush()?;
+                }
+                Msg::Get { files } => {
+                    // Only batches of small whole files are held back to overlap with the
+                    // next one; a delta or a streamed file goes out at once (the receiver
+                    // may take a while to ask for more while it signs a big basis).
+                    let hold = transfer::all_small(self.root, &files);
+                    let (root, tops) = (self.root, self.tops);
+                    let next = scope.spawn(move || transfer::load(root, tops, files));
+                    self.flush_ahead(wr, &mut ahead)?;
+                    ahead = Some(next);
+                    if !hold {
+                        self.flush_ahead(wr, &mut ahead)?;
+                    }
+                }
+                Msg::Coarse { items } => {
+                    transfer::answer_coarse(wr, self.root, self.tops, items, &self.coarse)?
+                }
+                Msg::GetEnd => {
+                    self.flush_ahead(wr, &mut ahead)?;
+                    wr.flush()?
+                }
+                Msg::Log { text } => self.report.raw(&text),
+                Msg::Planned { files } => {
+                    if let Some(p) = &self.report.progress {
+                        p.planned(files);
+                    }
+                }
+                Msg::Finish { code, stats } => {
+                    self.flush_ahead(wr, &mut ahead)?;
+                    self.report.flush();
+                    relay(wr, relay_out)?;
+                    wr.send(&Msg::Done {
+                        code: self.report.code().code(),
+                        counts,
+                    })?;
+                    wr.flush()?;
+                    return Ok(SenderOutcome {
+                        peer_code: ExitCode::from_code(code),
+                        peer_stats: stats,
+                        counts,
+                    });
+                }
+                Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
+                other => {
+                    return Err(crate::protocol::unexpected(
+                        &other,
+                        "a request from the receiver",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The answers to one `List`: each asked-for path must be a directory of this tree.
+    fn listings(&self, dirs: &[ListDir]) -> Result<Vec<crate::protocol::DirListing>, Error> {
+        let mut out = Vec::with_capacity(dirs.len());
+        for d in dirs {
+            check_rel_path(&d.path)?;
+            let e = if d.path.is_empty() {
+                Some(self.root)
+            } else {
+                lookup(self.root, &d.path)
+            };
+            match e {
+                Some(e) if e.is_dir() => out.push(d.answer(&e.children)?),
+                _ => {
+                    return Err(Error::new(
+                        ExitCode::StreamIo,
+                        format!(
+                            "protocol error: peer asked to list `{}`, which is not a directory here",
+                            show(&d.path)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends the batch read ahead, if any.
+    fn flush_ahead<W: Write>(
+        &self,
+        wr: &mut Writer<W>,
+        ahead: &mut Ahead<'_>,
+    ) -> Result<(), Error> {
+        if let Some(h) = ahead.take() {
+            let loaded = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::new(ExitCode::Ipc, "reader thread panicked")))?;
+            transfer::send_loaded(
+                wr,
+                self.tops,
+                loaded,
+                self.report,
+                self.opts.inplace,
+                &self.coarse,
+                self.opts.names,
+            )?;
+        }
+        Ok(())
+    }
+}
