@@ -2,7 +2,8 @@
 //! into [`Options`].
 //!
 //! Anything rsync accepts that xsync does not is rejected by clap as an unknown option and
-//! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, not help.
+//! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, and help
+//! only when it is the only argument (as rsync has it).
 
 use crate::config::{AltDest, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange};
 use crate::error::Error;
@@ -407,6 +408,11 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // rsync's `-h` is --human-readable, except alone, where it is help.
+    if args.len() == 2 && args[1] == "-h" {
+        return Ok(Parsed::Help(Cli::command().render_help().to_string()));
+    }
     let matches = match Cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(e) => return clap_error(e),
@@ -908,9 +914,20 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .get(ContextKind::InvalidArg)
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            Err(Error::usage(format!(
-                "{arg}: unknown option (xsync does not support it; see `xsync --help`)"
-            )))
+            // clap's nearest long option, when one is close enough to be the one meant.
+            let near = match e.get(ContextKind::SuggestedArg) {
+                Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
+                Some(clap::error::ContextValue::Strings(v)) => v.first().cloned(),
+                _ => None,
+            };
+            Err(Error::usage(match near {
+                Some(near) => {
+                    format!("{arg}: unknown option; did you mean `{near}`? (see `xsync --help`)")
+                }
+                None => {
+                    format!("{arg}: unknown option (xsync does not support it; see `xsync --help`)")
+                }
+            }))
         }
         _ => {
             let text = e.render().to_string();

@@ -26,6 +26,60 @@ fn unknown_option_is_a_usage_error() {
     }
 }
 
+/// A long option one typo away from a real one is named back to the user: `--delet` is
+/// most likely `--delete`. (Still exit 1, as rsync's refusal of an unknown option.)
+#[test]
+fn a_mistyped_long_option_is_answered_with_the_nearest_one() {
+    let out = run(xsync().args(["--delet", "a", "b"]));
+    assert_eq!(code(&out), 1, "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--delet: unknown option; did you mean `--delete`?"),
+        "no suggestion: {}",
+        stderr(&out)
+    );
+    // Nothing near: no guess.
+    let out = run(xsync().args(["--zzzzqqq", "a", "b"]));
+    assert_eq!(code(&out), 1);
+    assert!(!stderr(&out).contains("did you mean"), "{}", stderr(&out));
+    match rsync() {
+        Some(mut r) => assert_eq!(code(&run(r.args(["--delet", "a", "b"]))), 1),
+        None => skip(this_test!(), "rsync not installed (not compared)"),
+    }
+}
+
+/// rsync's `-h` is `--human-readable`, but alone it prints the help (exit 0).
+#[test]
+fn dash_h_alone_prints_help_and_with_other_arguments_is_human_readable() {
+    let out = run(xsync().arg("-h"));
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Usage:"),
+        "not help: {}",
+        stdout(&out)
+    );
+    match rsync() {
+        Some(mut r) => assert_eq!(code(&run(r.arg("-h"))), 0),
+        None => skip(this_test!(), "rsync not installed (not compared)"),
+    }
+    let dir = test_dir();
+    TestTree::at(&dir.path().join("src")).file("f", &[7u8; 3000]);
+    let out = run(xsync()
+        .args(["-h", "-a", "--stats"])
+        .arg(slash(&dir.path().join("src")))
+        .arg(slash(&dir.path().join("dst"))));
+    assert_eq!(code(&out), 0, "stderr: {}", stderr(&out));
+    assert!(!stdout(&out).contains("Usage:"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Total file size: 3.00K bytes"),
+        "-h did not make the sizes human-readable: {}",
+        stdout(&out)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("dst/f")).unwrap(),
+        [7u8; 3000]
+    );
+}
+
 /// rsync refuses `--delete` without `-r`: deleting needs a walk of the destination's
 /// directories, and a script that forgot `-r` must hear about it, not copy nothing quietly.
 #[test]

@@ -109,6 +109,10 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Joins `base` and a relative argument while keeping a trailing slash, which carries meaning
 /// on an rsync command line.
 pub fn arg_path(base: &Path, rel: &str) -> OsString {
