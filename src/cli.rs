@@ -338,8 +338,9 @@ struct Cli {
     /// show this help
     #[arg(long = "help", action = ArgAction::Help)]
     help: Option<bool>,
-    /// SRC... DEST
-    #[arg(value_name = "SRC... DEST")]
+    /// the sources, then the destination; a remote one is [USER@]HOST:PATH (SRC/ copies
+    /// the directory's contents, SRC the directory itself)
+    #[arg(value_name = "PATH")]
     paths: Vec<OsString>,
 }
 

@@ -57,6 +57,12 @@ fn dash_h_alone_prints_help_and_with_other_arguments_is_human_readable() {
         "not help: {}",
         stdout(&out)
     );
+    // The paths are explained, not shown as clap's `[SRC... DEST]...  SRC... DEST`.
+    assert!(
+        stdout(&out).contains("[PATH]...  the sources, then the destination"),
+        "{}",
+        stdout(&out)
+    );
     match rsync() {
         Some(mut r) => assert_eq!(code(&run(r.arg("-h"))), 0),
         None => skip(this_test!(), "rsync not installed (not compared)"),
