@@ -1016,7 +1016,7 @@ impl<R: Read> Reader<R> {
 }
 
 /// The bytes of one keepalive as the peer reads them now: a frame, or under `-z` an empty
-/// segment (written between two of the writer's frames or segments, see link.rs).
+/// segment (written between two of the writer's frames or segments, see endpoint/conn.rs).
 pub fn keepalive(compressed: bool) -> Vec<u8> {
     if compressed {
         return vec![SEG_KEEPALIVE, 0, 0, 0, 0];

@@ -53,7 +53,7 @@ fn drop_uncarried(dir: &mut Entry, rel: &[u8], opts: &Options, report: &Report<'
 pub struct Pull<'a> {
     /// The remote paths, to check the server's description against.
     pub sources: &'a [OsString],
-    /// What `Sources` will say when it can be known beforehand (see [`receive`]).
+    /// What `Sources` will say when it can be known beforehand (see [`open_dest`]).
     pub predicted: Option<SourceInfo>,
 }
 
