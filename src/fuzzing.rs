@@ -11,7 +11,7 @@ use crate::tree::{Entry, Kind, Meta};
 /// One target's body.
 pub type Body = fn(&[u8]);
 
-/// The targets by name (the fuzz/corpus/<name>/ directories).
+/// The targets by name (the `fuzz/corpus/<name>/` directories).
 pub const TARGETS: &[(&str, Body)] = &[
     ("frames", frames),
     ("listing", listing),
