@@ -297,6 +297,9 @@ struct Cli {
     /// rsync's spelling: the same, with its `rsync` word run as `xsync` (`"sudo rsync"`)
     #[arg(long = "rsync-path", value_name = "PROGRAM")]
     rsync_path: Option<String>,
+    /// never install xsync on a remote that lacks it (also: XSYNC_NO_DEPLOY=1)
+    #[arg(long = "no-deploy")]
+    no_deploy: bool,
     /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     timeout: Option<i64>,
@@ -589,6 +592,9 @@ where
         xsync_path: cli
             .xsync_path
             .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
+        deploy: !cli.no_deploy
+            && std::env::var_os(crate::endpoint::deploy::NO_DEPLOY_ENV)
+                .is_none_or(|v| v.is_empty() || v == "0"),
         // rsync takes any integer; a negative one, like 0, sets no limit.
         timeout: cli
             .timeout

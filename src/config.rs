@@ -93,6 +93,9 @@ pub struct Options {
     pub compress_level: Option<i32>,
     pub rsh: Option<String>,
     pub xsync_path: Option<String>,
+    /// Install this build on a remote that has no usable xsync (endpoint::deploy); off
+    /// with `--no-deploy`, `XSYNC_NO_DEPLOY`, or a named `--xsync-path`.
+    pub deploy: bool,
     /// `--timeout`: the longest the connection may stand still (None: forever).
     pub timeout: Option<u32>,
     /// `--bwlimit`, in rsync's unit: KiB per second (None: no limit).

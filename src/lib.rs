@@ -54,6 +54,14 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.get(1).is_some_and(|a| a == "--server") {
+        // `--server --install …`: this binary was just uploaded and must check itself and
+        // take its cache name before it serves (endpoint::deploy).
+        if args.len() > 2
+            && let Err(e) = endpoint::deploy::settle_install(&args[2..])
+        {
+            let _ = writeln!(stderr, "xsync: {e}");
+            return e.code;
+        }
         return endpoint::serve(stderr, cli::server_options);
     }
     let mut opts = match cli::parse(args) {

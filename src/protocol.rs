@@ -813,6 +813,8 @@ pub struct Reader<R: Read> {
     pos: usize,
     /// The peer's magic and `Hello` have not been read yet.
     greeting: bool,
+    /// The protocol version the peer's `Hello` named, once read.
+    peer_version: Option<u32>,
 }
 
 impl<R: Read> Reader<R> {
@@ -825,7 +827,20 @@ impl<R: Read> Reader<R> {
             plain: Vec::new(),
             pos: 0,
             greeting: false,
+            peer_version: None,
         }
+    }
+
+    /// The protocol version the peer greeted with (None before its `Hello`): a client
+    /// that met another version may install its own build there.
+    pub fn peer_version(&self) -> Option<u32> {
+        self.peer_version
+    }
+
+    /// Reads and checks the peer's greeting now, where the next frame must wait for it
+    /// (after installing, nothing may be sent before the installed binary runs).
+    pub fn await_greeting(&mut self) -> Result<(), Error> {
+        self.read_greeting()
     }
 
     /// The peer's greeting is still to come: the next [`recv`](Self::recv) reads and checks
@@ -838,7 +853,11 @@ impl<R: Read> Reader<R> {
     fn read_greeting(&mut self) -> Result<(), Error> {
         self.greeting = false;
         self.magic()?;
-        match self.recv_frame()? {
+        let hello = self.recv_frame()?;
+        if let Msg::Hello { version } = hello {
+            self.peer_version = Some(version);
+        }
+        match hello {
             Msg::Hello { version } if version == crate::PROTOCOL_VERSION => Ok(()),
             Msg::Hello { version } => Err(Error::new(
                 ExitCode::Protocol,

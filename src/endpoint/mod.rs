@@ -11,6 +11,7 @@
 
 mod apply;
 mod conn;
+pub mod deploy;
 mod local;
 mod receiver;
 pub mod remote;

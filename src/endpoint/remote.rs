@@ -6,6 +6,7 @@
 //! -i key"` or any wrapper works exactly as it does for rsync.
 
 use super::conn::{Conn, Wire, settle_stream};
+use super::deploy;
 use super::{receiver, sender};
 use crate::config::{IpFamily, Options};
 use crate::error::{Error, show};
@@ -156,7 +157,9 @@ impl RemoteJob {
         self.push
     }
 
-    pub fn command(&self, opts: &Options) -> Result<Command, Error> {
+    /// The remote shell command line for `remote_command` (None: the plain `xsync
+    /// --server`, or `--xsync-path`'s program).
+    pub fn command(&self, opts: &Options, remote_command: Option<&str>) -> Result<Command, Error> {
         let rsh = opts
             .rsh
             .clone()
@@ -188,8 +191,13 @@ impl RemoteJob {
             _ => {}
         }
         cmd.arg(&self.spec.host);
-        let program = opts.xsync_path.as_deref().unwrap_or("xsync");
-        cmd.arg(format!("{program} --server"));
+        match remote_command {
+            Some(c) => cmd.arg(c),
+            None => {
+                let program = opts.xsync_path.as_deref().unwrap_or("xsync");
+                cmd.arg(format!("{program} --server"))
+            }
+        };
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -197,7 +205,51 @@ impl RemoteJob {
     }
 
     pub fn run(self, opts: &Options, report: &Report<'_>, start: Instant) -> Result<(), Error> {
-        let mut cmd = self.command(opts)?;
+        // A build that cannot read its own executable just runs without installing.
+        let binary = (opts.deploy && opts.xsync_path.is_none())
+            .then(deploy::Binary::own)
+            .and_then(Result::ok);
+        let run_command = binary.as_ref().map(deploy::Binary::run_command);
+        let mut cmd = self.command(opts, run_command.as_deref())?;
+        let first = self.attempt(&mut cmd, opts, report, None)?;
+        let done = match (first, &binary) {
+            (a, Some(bin)) if a.wants_install() => {
+                let mut cmd = self.command(opts, Some(&bin.install_command()))?;
+                self.attempt(&mut cmd, opts, report, Some(bin))?
+            }
+            (a, _) => a,
+        };
+        let Attempt {
+            result,
+            status,
+            sent,
+            received,
+            ..
+        } = done;
+        let counts = explain(result, status, opts, &self.spec, binary.is_some())?;
+        report.stats.add_counts(counts);
+        if opts.stats || opts.verbose > 0 {
+            print_summary(
+                opts,
+                report,
+                0.0,
+                start.elapsed().as_secs_f64(),
+                Some((sent, received)),
+            );
+        }
+        Ok(())
+    }
+
+    /// One remote-shell session: spawn `cmd`, install `install` first when given (the
+    /// session then starts once the installed binary has greeted), run the transfer, wait
+    /// for the shell.
+    fn attempt(
+        &self,
+        cmd: &mut Command,
+        opts: &Options,
+        report: &Report<'_>,
+        install: Option<&deploy::Binary>,
+    ) -> Result<Attempt, Error> {
         let prog = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd.spawn().map_err(|e| {
             Error::new(
@@ -205,35 +257,76 @@ impl RemoteJob {
                 format!("cannot run the remote shell `{prog}`: {e}"),
             )
         })?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        if let Some(bin) = install {
+            let ready = deploy::read_platform(&mut stdout).and_then(|p| {
+                deploy::fits(&p, bin).map_err(|why| {
+                    Error::new(
+                        ExitCode::CmdNotFound,
+                        format!(
+                            "remote command not found: `xsync` on `{}`, and this xsync cannot be installed there: {why}; install xsync {} there or point --xsync-path at it",
+                            self.spec.host,
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                    )
+                })
+            });
+            let sent = ready.and_then(|()| {
+                if !opts.quiet {
+                    report.warn(format!(
+                        "installing xsync {} on `{}` in ~/.cache/xsync ({:.1} MB): it has none that speaks this protocol (--no-deploy turns this off)",
+                        env!("CARGO_PKG_VERSION"),
+                        self.spec.host,
+                        bin.size() as f64 / 1e6
+                    ));
+                }
+                bin.upload(&mut stdin)
+            });
+            if let Err(e) = sent {
+                drop(stdin);
+                drop(stdout);
+                let status = wait_child(&mut child, true);
+                // The remote's own refusal is the message; a lost connection is explained
+                // by the shell's status as for any session.
+                let result = Err(e);
+                return Ok(Attempt {
+                    result,
+                    status,
+                    sent: 0,
+                    received: 0,
+                    mismatch: false,
+                });
+            }
+        }
         let Conn {
             mut rd,
             mut wr,
             wire,
         } = Conn::over(stdout, stdin);
         wire.set_child(child.id());
-        let result = self.session(opts, report, &mut rd, &mut wr, &wire);
+        // After an upload nothing may follow the executable until it runs (the remote's
+        // `head -c` must not see the protocol), so the server's greeting comes first.
+        let greeted = match install {
+            Some(_) => rd.await_greeting(),
+            None => Ok(()),
+        };
+        let result = greeted
+            .and_then(|()| self.session(opts, report, &mut rd, &mut wr, &wire, install.is_some()));
+        let mismatch = rd
+            .peer_version()
+            .is_some_and(|v| v != crate::PROTOCOL_VERSION);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
         drop(rd);
-        let outcome = finish_child(&mut child, result, opts, &self.spec);
-        match outcome {
-            Ok(counts) => {
-                report.stats.add_counts(counts);
-                if opts.stats || opts.verbose > 0 {
-                    print_summary(
-                        opts,
-                        report,
-                        0.0,
-                        start.elapsed().as_secs_f64(),
-                        Some((sent, received)),
-                    );
-                }
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        let status = wait_child(&mut child, result.is_err());
+        Ok(Attempt {
+            result,
+            status,
+            sent,
+            received,
+            mismatch,
+        })
     }
 
     /// Handshake, then this end's role. Returns the source totals for --stats.
@@ -244,11 +337,14 @@ impl RemoteJob {
         rd: &mut Reader<R>,
         wr: &mut Writer<W>,
         wire: &Wire,
+        greeted: bool,
     ) -> Result<[u64; 7], Error> {
         // No waiting for the server: its greeting is checked before the first frame read,
         // and a pushing client scans its tree while the remote shell logs in.
         crate::protocol::greet(wr)?;
-        rd.expect_greeting();
+        if !greeted {
+            rd.expect_greeting();
+        }
         let filters = FilterLine::from_filters(&opts.filters);
         wr.send(&Msg::Start {
             role: if self.push {
@@ -317,20 +413,36 @@ impl RemoteJob {
     }
 }
 
-/// Waits for the remote shell and explains a failed session by its status: 255 is ssh's
-/// own failure (passed on, as rsync does); 127/126 mean the remote program is missing or
-/// not executable (rsync's 127/126; rsync itself sometimes reports 12 there, depending on
-/// whether it notices the closed stream or the shell's status first — xsync always waits
-/// for the status, so scripts get the specific code).
-fn finish_child(
-    child: &mut Child,
+/// How one remote-shell session ended.
+struct Attempt {
     result: Result<[u64; 7], Error>,
-    opts: &Options,
-    spec: &Spec,
-) -> Result<[u64; 7], Error> {
-    let status = if result.is_err() {
-        // The stream is gone; the shell normally exits at once. Give it a moment to say
-        // why before ending it.
+    /// The remote shell's exit status.
+    status: Option<i32>,
+    sent: u64,
+    received: u64,
+    /// The remote xsync greeted with another protocol version.
+    mismatch: bool,
+}
+
+impl Attempt {
+    /// The remote has no xsync that can serve this client: the shell found none (127),
+    /// or the one it ran speaks another protocol.
+    fn wants_install(&self) -> bool {
+        match &self.result {
+            Ok(_) => false,
+            Err(e) => {
+                self.mismatch
+                    || (self.status == Some(127)
+                        && matches!(e.code, ExitCode::StreamIo | ExitCode::Protocol))
+            }
+        }
+    }
+}
+
+/// Waits for the remote shell. After a failed session the stream is gone and the shell
+/// normally exits at once: it gets a moment to say why before it is ended.
+fn wait_child(child: &mut Child, failed: bool) -> Option<i32> {
+    let status = if failed {
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
         loop {
             match child.try_wait() {
@@ -347,7 +459,22 @@ fn finish_child(
     } else {
         child.wait().ok()
     };
-    let code = status.and_then(|s| s.code());
+    status.and_then(|s| s.code())
+}
+
+/// Explains a failed session by the remote shell's status: 255 is ssh's own failure
+/// (passed on, as rsync does); 127/126 mean the remote program is missing or not
+/// executable (rsync's 127/126; rsync itself sometimes reports 12 there, depending on
+/// whether it notices the closed stream or the shell's status first — xsync always waits
+/// for the status, so scripts get the specific code). `installing`: the remote command was
+/// the install-aware script, so 127 means the install did not happen either.
+fn explain(
+    result: Result<[u64; 7], Error>,
+    code: Option<i32>,
+    opts: &Options,
+    spec: &Spec,
+    installing: bool,
+) -> Result<[u64; 7], Error> {
     let e = match result {
         Ok(c) => return Ok(c),
         Err(e) => e,
@@ -369,6 +496,14 @@ fn finish_child(
             ExitCode::CmdNotFound,
             format!(
                 "{}: remote command not found: `{program}` on `{}` (install xsync there or point --xsync-path at it)",
+                e.message(),
+                spec.host
+            ),
+        ),
+        Some(126) if installing => Error::new(
+            ExitCode::CmdRun,
+            format!(
+                "{}: the xsync installed in ~/.cache/xsync on `{}` could not be run (is the home directory mounted noexec?)",
                 e.message(),
                 spec.host
             ),
@@ -412,7 +547,7 @@ mod tests {
                 _ => panic!("parses"),
             };
             let job = RemoteJob::from_options(&opts).expect("ok").expect("remote");
-            let cmd = job.command(&opts).expect("command");
+            let cmd = job.command(&opts, None).expect("command");
             let mut w = vec![cmd.get_program().to_string_lossy().into_owned()];
             w.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
             w.pop(); // the remote program

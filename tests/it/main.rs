@@ -23,6 +23,7 @@ mod altdest;
 mod bench_smoke;
 mod compress;
 mod delta;
+mod deploy;
 mod errors;
 mod filters;
 mod fuzz_corpora;

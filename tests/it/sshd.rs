@@ -42,8 +42,14 @@ impl Sshd {
     /// returns `None` when this machine cannot run one (no sshd, no ssh client, not root).
     /// Panics when the prerequisites are there but the server does not come up.
     pub fn start(test: &str) -> Option<Sshd> {
+        Sshd::start_with(test, "")
+    }
+
+    /// [`start`](Self::start) with more `sshd_config` lines (e.g. `PermitUserEnvironment
+    /// yes`, so that a test account's `~/.ssh/environment` sets its PATH).
+    pub fn start_with(test: &str, extra_config: &str) -> Option<Sshd> {
         match Sshd::prerequisites() {
-            Ok(()) => Some(Sshd::try_start().unwrap_or_else(|e| panic!("{test}: {e}"))),
+            Ok(()) => Some(Sshd::try_start(extra_config).unwrap_or_else(|e| panic!("{test}: {e}"))),
             Err(why) => {
                 skip(test, &format!("sshd not available: {why}"));
                 None
@@ -69,7 +75,7 @@ impl Sshd {
 
     /// Generates keys and a config and starts sshd, retrying on another port if the chosen one
     /// was taken between picking and binding.
-    pub fn try_start() -> Result<Sshd, String> {
+    pub fn try_start(extra_config: &str) -> Result<Sshd, String> {
         // sshd refuses to start without its privilege-separation directory.
         fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
         let dir = tempfile::Builder::new()
@@ -85,15 +91,22 @@ impl Sshd {
         keygen(&d.join("user_key"))?;
         fs::copy(d.join("user_key.pub"), d.join("authorized_keys"))
             .map_err(|e| format!("authorized_keys: {e}"))?;
+        // sshd reads authorized_keys as the account logging in: other accounts than root
+        // (the install tests' fresh ones) must be able to reach it. Keys stay private.
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(d.clone(), 0o711), (d.join("authorized_keys"), 0o644)] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {path:?}: {e}"))?;
+        }
 
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port()?;
             let config = d.join("sshd_config");
-            write_config(&config, &d, port, true)?;
+            write_config(&config, &d, port, true, extra_config)?;
             if !config_accepted(&config) {
                 // An older sshd without PerSourcePenalties.
-                write_config(&config, &d, port, false)?;
+                write_config(&config, &d, port, false, extra_config)?;
             }
             let log = d.join(format!("sshd-{port}.log"));
             let mut child = spawn_sshd(&config, &log)?;
@@ -220,7 +233,13 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("local_addr: {e}"))
 }
 
-fn write_config(config: &Path, d: &Path, port: u16, penalties_option: bool) -> Result<(), String> {
+fn write_config(
+    config: &Path,
+    d: &Path,
+    port: u16,
+    penalties_option: bool,
+    extra: &str,
+) -> Result<(), String> {
     let p = |name: &str| d.join(name).display().to_string();
     let mut text = format!(
         "Port {port}\n\
@@ -246,6 +265,7 @@ fn write_config(config: &Path, d: &Path, port: u16, penalties_option: bool) -> R
         // OpenSSH 9.8+ would otherwise lock 127.0.0.1 out after the refused-login tests.
         text.push_str("PerSourcePenalties no\n");
     }
+    text.push_str(extra);
     fs::write(config, text).map_err(|e| format!("write {config:?}: {e}"))
 }
 
