@@ -265,3 +265,255 @@ fn unsupported_info_flags_are_refused_by_name() {
         assert!(!dir.path().join("x").exists(), "{flag} ran anyway");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live progress, seen through a pseudo-terminal as a person sees it: `script` (util-linux)
+// runs xsync on a pty and copies what it writes to a pipe, read here chunk by chunk.
+// ---------------------------------------------------------------------------------------------
+
+/// The size of the file whose progress must move while it is sent.
+const LIVE_SIZE: usize = 3_000_000;
+
+/// A remote shell that runs the command here (no sshd needed: the pacing comes from
+/// `--bwlimit`, which both ends apply).
+fn local_rsh(dir: &Path) -> String {
+    let rsh = dir.join("rsh");
+    std::fs::write(&rsh, "#!/bin/sh\nshift\nexec sh -c \"$*\"\n").expect("write rsh");
+    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod rsh");
+    rsh.display().to_string()
+}
+
+/// Runs xsync with `args` on a pty; returns what it wrote, as the reads that got it (so a
+/// test can tell what was on the screen before what), with the pty's `\r\n` turned back
+/// into `\n`. None (a loud skip) without `script`.
+fn on_pty(test: &str, args: &[std::ffi::OsString]) -> Option<Vec<String>> {
+    use std::io::Read;
+    if crate::sshd::which("script").is_none() {
+        crate::util::skip(test, "`script` (util-linux) is not installed");
+        return None;
+    }
+    let mut words = vec![env!("CARGO_BIN_EXE_xsync").to_string()];
+    words.extend(
+        args.iter()
+            .map(|a| a.to_str().expect("UTF-8 test paths").to_string()),
+    );
+    let line = shlex::try_join(words.iter().map(String::as_str)).expect("quotable");
+    let mut child = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut out = child.stdout.take().expect("piped");
+    let mut reads = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reads.push(String::from_utf8_lossy(&buf[..n]).replace("\r\n", "\n")),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read from script: {e}"),
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "xsync on a pty exited {status}: {}",
+        reads.concat()
+    );
+    Some(reads)
+}
+
+/// Every `\r`- or `\n`-separated segment, with the index of the read it ended in.
+fn segments(reads: &[String]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (i, r) in reads.iter().enumerate() {
+        for c in r.chars() {
+            if c == '\r' || c == '\n' {
+                if !cur.trim().is_empty() {
+                    out.push((i, std::mem::take(&mut cur)));
+                }
+                cur.clear();
+            } else {
+                cur.push(c);
+            }
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push((reads.len(), cur));
+    }
+    out
+}
+
+/// A live (in-flight) per-file segment: bytes, percent, rate, time left.
+fn live_segment(seg: &str) -> Option<(u64, u32)> {
+    let w: Vec<&str> = seg.split_whitespace().collect();
+    let [bytes, pct, rate, time] = w[..] else {
+        return None;
+    };
+    let ok = ["kB/s", "MB/s", "GB/s"].iter().any(|u| rate.ends_with(u)) && time.contains(':');
+    ok.then_some(())?;
+    Some((
+        bytes.replace(',', "").parse().ok()?,
+        pct.strip_suffix('%')?.parse().ok()?,
+    ))
+}
+
+fn live_tree(root: &Path) {
+    TestTree::at(root)
+        .file("a", b"hello\n")
+        .random_file("big", 21, LIVE_SIZE)
+        .dir("sub")
+        .file("sub/b", b"there\n");
+}
+
+/// `-P` on a push and on a pull at 1 MiB/s: the big file's line is shown live — its name,
+/// then at least three growing positions below its size, read before the line that ends
+/// it — and every file still gets rsync's closing line, numbered in order.
+#[test]
+fn progress_moves_while_one_big_file_is_in_flight() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    live_tree(&src);
+    let rsh = local_rsh(dir.path());
+    let common = |v: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = ["-a", "-P", "--bwlimit=1024", "-e", &rsh]
+            .iter()
+            .map(Into::into)
+            .collect();
+        a.extend(["--xsync-path".into(), env!("CARGO_BIN_EXE_xsync").into()]);
+        a.extend(v.iter().map(Into::into));
+        a
+    };
+    let src_arg = format!("{}/", src.display());
+    let pull_src = format!("h:{}/", src.display());
+    let push_dst = format!("h:{}/", dir.path().join("pushed").display());
+    let pull_dst = format!("{}/", dir.path().join("pulled").display());
+    for (way, args) in [
+        ("push", common(&[&src_arg, &push_dst])),
+        ("pull", common(&[&pull_src, &pull_dst])),
+    ] {
+        let Some(reads) = on_pty(test, &args) else {
+            return;
+        };
+        let segs = segments(&reads);
+        let name = segs
+            .iter()
+            .position(|(_, s)| s == "big")
+            .unwrap_or_else(|| panic!("{way}: no `big` line in {:?}", reads.concat()));
+        let end = segs[name..]
+            .iter()
+            .position(|(_, s)| s.contains("(xfr#"))
+            .map(|i| i + name)
+            .unwrap_or_else(|| panic!("{way}: no closing line for big: {:?}", reads.concat()));
+        let live: Vec<(usize, (u64, u32))> = segs[name + 1..end]
+            .iter()
+            .map(|(i, s)| {
+                (
+                    *i,
+                    live_segment(s).unwrap_or_else(|| panic!("{way}: not a live line: {s:?}")),
+                )
+            })
+            .collect();
+        let positions: Vec<u64> = live.iter().map(|(_, (b, _))| *b).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] <= w[1]),
+            "{way}: positions go back: {positions:?}"
+        );
+        let mut distinct = positions.clone();
+        distinct.dedup();
+        distinct.retain(|&b| b > 0 && b < LIVE_SIZE as u64);
+        assert!(
+            distinct.len() >= 3,
+            "{way}: the line did not move during the file: {positions:?} in {:?}",
+            reads.concat()
+        );
+        assert!(
+            live.iter().all(|(_, (_, pct))| *pct < 100),
+            "{way}: {live:?}"
+        );
+        assert!(
+            live[0].0 < segs[end].0,
+            "{way}: the live lines arrived with the closing one, not before it"
+        );
+        let closing = completed_lines(&reads.concat());
+        assert_eq!(
+            closing.iter().map(|l| l.xfr).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{way}: {:?}",
+            reads.concat()
+        );
+        assert_eq!(closing.last().map(|l| l.left), Some(0));
+    }
+}
+
+/// `--info=progress2` over many files and one big one, pushed at 2 MiB/s: the bytes move
+/// during the big file, and no figure ever goes back — bytes, percent, files — up to 100%.
+#[test]
+fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    let tree = TestTree::at(&src);
+    tree.random_file("big", 5, LIVE_SIZE).dir("many");
+    for i in 0..300 {
+        tree.random_file(format!("many/f{i:03}"), 100 + i, 2_000);
+    }
+    let rsh = local_rsh(dir.path());
+    let args: Vec<std::ffi::OsString> = [
+        "-a",
+        "--info=progress2",
+        "--bwlimit=2048",
+        "-e",
+        &rsh,
+        "--xsync-path",
+        env!("CARGO_BIN_EXE_xsync"),
+        &format!("{}/", src.display()),
+        &format!("h:{}/", dir.path().join("dst").display()),
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let Some(reads) = on_pty(test, &args) else {
+        return;
+    };
+    let lines: Vec<Line> = segments(&reads)
+        .iter()
+        .filter(|(_, s)| s.contains("(xfr#"))
+        .map(|(_, s)| parse_segment(s).unwrap_or_else(|| panic!("not rsync's shape: {s:?}")))
+        .collect();
+    let total = LIVE_SIZE as u64 + 300 * 2_000;
+    for w in lines.windows(2) {
+        assert!(
+            w[0].bytes <= w[1].bytes && w[0].pct <= w[1].pct && w[0].xfr <= w[1].xfr,
+            "went back: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    let last = lines.last().expect("lines");
+    assert_eq!(
+        (last.bytes, last.pct, last.xfr),
+        (total, 100, 301),
+        "{last:?}"
+    );
+    // Bytes that moved while no file finished: the big file's, counted as they went.
+    let most_moves_between_two_files = lines
+        .chunk_by(|a, b| a.xfr == b.xfr)
+        .map(|run| {
+            let mut b: Vec<u64> = run.iter().map(|l| l.bytes).collect();
+            b.dedup();
+            b.len()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_moves_between_two_files >= 3,
+        "progress2 did not move during the big file: {:?}",
+        reads.concat()
+    );
+}
