@@ -200,9 +200,10 @@ struct Cli {
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long)]
     partial: bool,
-    /// show progress during transfer
-    #[arg(long)]
-    progress: bool,
+    /// show progress during transfer (`--progress=bar`: one bar for the whole run, as
+    /// --info=progress2, drawn where stdout is a terminal)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "bar")]
+    progress: Option<String>,
     #[arg(long = "no-progress", hide = true)]
     no_progress: bool,
     /// same as --partial --progress
@@ -494,9 +495,20 @@ where
     }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let info = parse_info(&cli.info)?;
-    let dash_progress = (cli.progress || cli.partial_progress) && !cli.no_progress;
+    let bar = match cli.progress.as_deref() {
+        None | Some("") => false,
+        Some("bar") => true,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "--progress=`{other}`: the only value --progress takes is `bar`"
+            )));
+        }
+    };
+    let dash_progress = (cli.progress.is_some() || cli.partial_progress) && !cli.no_progress;
     let progress = if cli.quiet {
         0
+    } else if bar && !cli.no_progress {
+        info.progress.unwrap_or(2)
     } else {
         info.progress.unwrap_or(u8::from(dash_progress))
     };

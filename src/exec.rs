@@ -323,10 +323,13 @@ impl Exec<'_, '_> {
 
     /// A file starts: under progress, its ticket (nothing at all without progress).
     pub fn begin(&self, it: &Item<'_>) -> Option<Ticket> {
-        self.report
-            .progress
-            .as_ref()
-            .map(|p| p.begin(it.line.clone(), it.src.meta.size))
+        self.report.progress.as_ref().map(|p| {
+            p.begin(
+                it.line.clone(),
+                || crate::error::show(&it.rel),
+                it.src.meta.size,
+            )
+        })
     }
 
     fn item(

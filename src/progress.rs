@@ -41,6 +41,8 @@ struct Done {
 struct Flight {
     id: u64,
     line: Option<String>,
+    /// The file's name, for the bar (empty without one).
+    name: String,
     /// The file's size, where known when it starts (else set by [`Ticket::sized`]).
     size: AtomicU64,
     started: Instant,
@@ -122,6 +124,9 @@ pub struct Progress {
     flights: Mutex<Vec<Arc<Flight>>>,
     next_id: AtomicU64,
     printer: Mutex<Printer>,
+    /// progress2 on a terminal: an indicatif bar in place of rsync's line.
+    bar: Option<indicatif::ProgressBar>,
+    bar_done: AtomicBool,
 }
 
 /// What only the printer touches.
@@ -140,10 +145,12 @@ struct Printer {
 }
 
 impl Progress {
-    pub fn new(level: u8, human: u8) -> Option<Progress> {
+    /// `bar`: draw progress2 as a bar, where stdout is a terminal (elsewhere rsync's line).
+    pub fn new(level: u8, human: u8, bar: bool) -> Option<Progress> {
         if level == 0 {
             return None;
         }
+        let bar = (bar && level == 2).then(new_bar).flatten();
         let (tx, rx) = mpsc::channel();
         Some(Progress {
             level,
@@ -167,6 +174,8 @@ impl Progress {
                 showing: None,
                 held: Vec::new(),
             }),
+            bar,
+            bar_done: AtomicBool::new(false),
         })
     }
 
@@ -182,11 +191,17 @@ impl Progress {
         self.planned.fetch_add(files, Ordering::Relaxed);
     }
 
-    /// A file of `size` bytes, listed as `line`, starts moving.
-    pub fn begin(&self, line: Option<String>, size: u64) -> Ticket {
+    /// A file of `size` bytes, listed as `line`, starts moving; `name` is asked for only
+    /// when a bar shows it.
+    pub fn begin(&self, line: Option<String>, name: impl FnOnce() -> String, size: u64) -> Ticket {
         let f = Arc::new(Flight {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             line,
+            name: if self.bar.is_some() {
+                name()
+            } else {
+                String::new()
+            },
             size: AtomicU64::new(size),
             started: Instant::now(),
             pos: AtomicU64::new(0),
@@ -223,6 +238,19 @@ impl Progress {
         }
     }
 
+    /// Runs `f` (which writes other output) with the bar, if any, off the screen.
+    pub fn hold<T>(&self, f: impl FnOnce() -> T) -> T {
+        match &self.bar {
+            Some(b) => b.suspend(f),
+            None => f(),
+        }
+    }
+
+    /// Whether a bar is drawn (other output must then go through [`Self::hold`]).
+    pub fn has_bar(&self) -> bool {
+        self.bar.is_some() && !self.bar_done.load(Ordering::Relaxed)
+    }
+
     /// Ends the ticker's loop (the caller unparks it).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
@@ -239,7 +267,10 @@ impl Progress {
         let entries = self.entries.load(Ordering::Relaxed);
         let mut text = String::new();
         if self.level == 1 {
-            self.print_files(&mut p, entries, end, &mut text);
+            // Other output ended the showing file's live line: its name is shown again, so
+            // that the line before its closing line still names it.
+            let interrupted = p.showing.is_some() && !report.mid_line();
+            self.print_files(&mut p, entries, end, interrupted, &mut text);
             if !text.is_empty() {
                 let open = p.showing.is_some();
                 report.progress_text(&text, open);
@@ -248,17 +279,22 @@ impl Progress {
         }
         let (last_files, last_bytes) = p.last.unwrap_or((0, 0));
         let files = self.files.load(Ordering::Relaxed).max(last_files);
-        let moving: u64 = {
+        let (moving, oldest) = {
             let mut flights = lock(&self.flights);
             flights.retain(|f| !f.gone.load(Ordering::Relaxed));
-            flights
+            let moving: u64 = flights
                 .iter()
                 .map(|f| {
                     f.pos
                         .load(Ordering::Relaxed)
                         .min(f.size.load(Ordering::Relaxed))
                 })
-                .sum()
+                .sum();
+            let oldest = flights
+                .iter()
+                .min_by_key(|f| f.started)
+                .map(|f| f.name.clone());
+            (moving, oldest)
         };
         let total = self.total_size.load(Ordering::Relaxed);
         let mut bytes = self.bytes.load(Ordering::Relaxed) + if end { 0 } else { moving };
@@ -267,6 +303,24 @@ impl Progress {
             bytes = bytes.min(total);
         }
         let bytes = bytes.max(last_bytes);
+        if let Some(b) = &self.bar {
+            p.last = Some((files, bytes));
+            let planned = self.planned.load(Ordering::Relaxed);
+            b.set_length(total.max(bytes));
+            b.set_position(bytes);
+            b.set_prefix(format!("{files}/{planned} files"));
+            b.set_message(match oldest {
+                Some(name) if !end => name,
+                _ => String::new(),
+            });
+            if end {
+                // Left on the screen as rsync leaves its last line; what follows (the
+                // summary) starts below it and no longer moves it.
+                b.finish();
+                self.bar_done.store(true, Ordering::Relaxed);
+            }
+            return;
+        }
         // The end repeats the last line only if nothing was shown yet (a no-op run).
         if p.last == Some((files, bytes)) {
             return;
@@ -303,9 +357,23 @@ impl Progress {
     /// Per-file progress: the showing file's live line or its end, then the files that
     /// ended meanwhile, then the next file that has been in flight for a tick. At the
     /// end of the run everything left is listed.
-    fn print_files(&self, p: &mut Printer, entries: u64, end: bool, text: &mut String) {
+    fn print_files(
+        &self,
+        p: &mut Printer,
+        entries: u64,
+        end: bool,
+        interrupted: bool,
+        text: &mut String,
+    ) {
         while let Ok(d) = p.rx.try_recv() {
             p.held.push(d);
+        }
+        if let (true, Some(l)) = (
+            interrupted,
+            p.showing.as_ref().and_then(|f| f.line.as_ref()),
+        ) {
+            text.push_str(l);
+            text.push('\n');
         }
         loop {
             if let Some(f) = p.showing.clone() {
@@ -377,6 +445,22 @@ impl Progress {
     }
 }
 
+/// The bar, or None where stdout is not a terminal (indicatif hides it there).
+fn new_bar() -> Option<indicatif::ProgressBar> {
+    let target = indicatif::ProgressDrawTarget::stdout_with_hz(10);
+    if target.is_hidden() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::with_draw_target(Some(0), target);
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:20}] {bytes}/{total_bytes} {prefix} {bytes_per_sec} ETA {eta} {wide_msg}",
+    )
+    .ok()?
+    .progress_chars("=> ");
+    bar.set_style(style);
+    Some(bar)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -416,6 +500,8 @@ fn hms(ms: u64) -> String {
 pub trait Out {
     /// `mid_line` when the text ends in a line that a `\r` will overwrite.
     fn progress_text(&self, text: &str, mid_line: bool);
+    /// Whether the last progress text's open line is still the last thing on the screen.
+    fn mid_line(&self) -> bool;
 }
 
 /// Formats a byte count as rsync does: `1,234,567` by default, `1.23M` with `-h` (units
@@ -462,13 +548,13 @@ mod tests {
     fn a_finished_file_prints_its_name_then_rsyncs_line() {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         {
-            let p = Progress::new(1, 0).expect("on");
+            let p = Progress::new(1, 0, false).expect("on");
             p.totals(&[6, 0, 0, 0, 0, 0, 3_000_010]);
             p.planned(2);
             let report = Report::new(&mut out, &mut err, false).with_progress(Some(p));
             let p = report.progress.as_ref().expect("on");
-            let big = p.begin(Some("big".into()), 3_000_000);
-            let b = p.begin(Some("sub/b".into()), 6);
+            let big = p.begin(Some("big".into()), String::new, 3_000_000);
+            let b = p.begin(Some("sub/b".into()), String::new, 6);
             p.done(big, 3_000_000);
             p.done(b, 6);
             p.print(&report, true);

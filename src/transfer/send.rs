@@ -228,7 +228,7 @@ pub fn send_loaded<W: Write>(
             let (Request::Whole { path, .. } | Request::Delta { path, .. }) = &req;
             // The size from the sender's tree is not at hand here: the file's own, once
             // open, is what the live line measures against.
-            p.begin(names.then(|| show(path)), 0)
+            p.begin(names.then(|| show(path)), || show(path), 0)
         });
         let sent = match (req, data) {
             (Request::Whole { id, path }, Some(Ok((data, hash)))) => {

@@ -288,7 +288,6 @@ fn local_rsh(dir: &Path) -> String {
 /// test can tell what was on the screen before what), with the pty's `\r\n` turned back
 /// into `\n`. None (a loud skip) without `script`.
 fn on_pty(test: &str, args: &[std::ffi::OsString]) -> Option<Vec<String>> {
-    use std::io::Read;
     if crate::sshd::which("script").is_none() {
         crate::util::skip(test, "`script` (util-linux) is not installed");
         return None;
@@ -299,13 +298,26 @@ fn on_pty(test: &str, args: &[std::ffi::OsString]) -> Option<Vec<String>> {
             .map(|a| a.to_str().expect("UTF-8 test paths").to_string()),
     );
     let line = shlex::try_join(words.iter().map(String::as_str)).expect("quotable");
-    let mut child = Command::new("script")
-        .args(["-qefc", &line, "/dev/null"])
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &line, "/dev/null"]);
+    Some(reads_of(cmd))
+}
+
+/// xsync with `args`, its stdout a pipe, read as it comes.
+fn piped(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xsync"));
+    cmd.args(args);
+    reads_of(cmd)
+}
+
+fn reads_of(mut cmd: Command) -> Vec<String> {
+    use std::io::Read;
+    let mut child = cmd
         .env("LC_ALL", "C")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn script");
+        .expect("spawn");
     let mut out = child.stdout.take().expect("piped");
     let mut reads = Vec::new();
     let mut buf = [0u8; 65536];
@@ -314,16 +326,16 @@ fn on_pty(test: &str, args: &[std::ffi::OsString]) -> Option<Vec<String>> {
             Ok(0) => break,
             Ok(n) => reads.push(String::from_utf8_lossy(&buf[..n]).replace("\r\n", "\n")),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => panic!("read from script: {e}"),
+            Err(e) => panic!("read: {e}"),
         }
     }
     let status = child.wait().expect("wait");
     assert!(
         status.success(),
-        "xsync on a pty exited {status}: {}",
+        "xsync exited {status}: {}",
         reads.concat()
     );
-    Some(reads)
+    reads
 }
 
 /// Every `\r`- or `\n`-separated segment, with the index of the read it ended in.
@@ -451,8 +463,9 @@ fn progress_moves_while_one_big_file_is_in_flight() {
     }
 }
 
-/// `--info=progress2` over many files and one big one, pushed at 2 MiB/s: the bytes move
-/// during the big file, and no figure ever goes back — bytes, percent, files — up to 100%.
+/// `--info=progress2` over many files and one big one, pushed at 2 MiB/s, piped (rsync's
+/// line) and on a terminal (the bar): the bytes move during the big file, and no figure
+/// ever goes back — bytes, percent, files — up to the whole.
 #[test]
 fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
     let test = this_test!();
@@ -478,9 +491,7 @@ fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
     .iter()
     .map(Into::into)
     .collect();
-    let Some(reads) = on_pty(test, &args) else {
-        return;
-    };
+    let reads = piped(&args);
     let lines: Vec<Line> = segments(&reads)
         .iter()
         .filter(|(_, s)| s.contains("(xfr#"))
@@ -516,4 +527,108 @@ fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
         "progress2 did not move during the big file: {:?}",
         reads.concat()
     );
+
+    // On a terminal: the bar's bytes and its `N/M files` never go back either.
+    let _ = std::fs::remove_dir_all(dir.path().join("dst"));
+    let Some(reads) = on_pty(test, &args) else {
+        return;
+    };
+    let text = reads.concat();
+    let frames: Vec<(f64, u64)> = text
+        .split(['\r', '\n'])
+        .filter(|f| f.contains("] "))
+        .filter_map(|f| {
+            // `… 2.86 MiB/2.86 MiB 72/301 files 1.16 MiB/s …`
+            let (before, _) = f.split_once(" files ")?;
+            let files = before.rsplit(' ').next()?.split('/').next()?;
+            Some((bar_done(f)?, files.parse().ok()?))
+        })
+        .collect();
+    assert!(frames.len() >= 3, "bar frames: {text:?}");
+    for w in frames.windows(2) {
+        assert!(
+            w[0].0 <= w[1].0 && w[0].1 <= w[1].1,
+            "the bar went back: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    assert_eq!(frames.last().map(|f| f.1), Some(301), "{text:?}");
+}
+
+/// The bytes a bar frame shows done (`1.25 MiB/2.86 MiB …` → 1.25 MiB), in bytes.
+fn bar_done(frame: &str) -> Option<f64> {
+    let after = frame.split_once("] ")?.1;
+    let (done, _) = after.split_once('/')?;
+    let (n, unit) = done.trim().split_once(' ')?;
+    let mult = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n.parse::<f64>().ok()? * mult)
+}
+
+/// `--info=progress2` on a terminal draws a bar (indicatif) instead of rsync's line: its
+/// frames show the bytes done growing during one big file, never going back, ending at the
+/// whole size; `--progress=bar` is the same. Piped, progress2 stays rsync's line (the tests
+/// above).
+#[test]
+fn progress2_on_a_terminal_is_a_bar_that_moves_during_one_big_file() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    live_tree(&src);
+    let rsh = local_rsh(dir.path());
+    for (i, flag) in ["--info=progress2", "--progress=bar"].iter().enumerate() {
+        let args: Vec<std::ffi::OsString> = [
+            "-a",
+            flag,
+            "--bwlimit=1024",
+            "-e",
+            &rsh,
+            "--xsync-path",
+            env!("CARGO_BIN_EXE_xsync"),
+            &format!("{}/", src.display()),
+            &format!("h:{}/", dir.path().join(format!("dst{i}")).display()),
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let Some(reads) = on_pty(test, &args) else {
+            return;
+        };
+        let text = reads.concat();
+        assert!(
+            !text.contains("(xfr#"),
+            "{flag}: rsync's line on a terminal: {text:?}"
+        );
+        let done: Vec<f64> = text
+            .split(['\r', '\n'])
+            .filter(|f| f.contains("] "))
+            .filter_map(bar_done)
+            .collect();
+        assert!(
+            done.windows(2).all(|w| w[0] <= w[1]),
+            "{flag}: the bar went back: {done:?}"
+        );
+        let total = (LIVE_SIZE + 12) as f64;
+        let mut during: Vec<f64> = done
+            .iter()
+            .copied()
+            .filter(|&d| d > 0.0 && d < total * 0.99)
+            .collect();
+        during.dedup();
+        assert!(
+            during.len() >= 3,
+            "{flag}: the bar did not move during the file: {done:?} in {text:?}"
+        );
+        let last = *done.last().expect("frames");
+        assert!(
+            (last - total).abs() < total * 0.01,
+            "{flag}: ends at the whole size: {last} of {total}"
+        );
+    }
 }
