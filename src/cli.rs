@@ -301,6 +301,10 @@ struct Cli {
     /// never install xsync on a remote that lacks it (also: XSYNC_NO_DEPLOY=1)
     #[arg(long = "no-deploy")]
     no_deploy: bool,
+    /// print the run as NDJSON records on stdout: one per file transferred, deleted or
+    /// failed, and a final summary (schema in docs/JSON.md)
+    #[arg(long)]
+    json: bool,
     /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
     #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     timeout: Option<i64>,
@@ -505,7 +509,8 @@ where
         }
     };
     let dash_progress = (cli.progress.is_some() || cli.partial_progress) && !cli.no_progress;
-    let progress = if cli.quiet {
+    // --json replaces the listing and progress on stdout.
+    let progress = if cli.quiet || cli.json {
         0
     } else if bar && !cli.no_progress {
         info.progress.unwrap_or(2)
@@ -594,7 +599,8 @@ where
         numeric_ids: cli.numeric_ids,
         mkpath: cli.mkpath,
         human_readable: cli.human_readable,
-        itemize: cli.itemize > 0,
+        // The records carry each file's itemize code (the listing itself is not shown).
+        itemize: cli.itemize > 0 || cli.json,
         stats: cli.stats,
         progress,
         names,
@@ -604,6 +610,7 @@ where
         xsync_path: cli
             .xsync_path
             .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
+        json: cli.json,
         deploy: !cli.no_deploy
             && std::env::var_os(crate::endpoint::deploy::NO_DEPLOY_ENV)
                 .is_none_or(|v| v.is_empty() || v == "0"),
@@ -1025,6 +1032,7 @@ impl Options {
             (self.numeric_ids, "--numeric-ids"),
             (self.mkpath, "--mkpath"),
             (self.itemize, "--itemize-changes"),
+            (self.json, "--json"),
             (self.compress, "--compress"),
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),

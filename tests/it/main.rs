@@ -28,6 +28,7 @@ mod errors;
 mod filters;
 mod fuzz_corpora;
 mod hostile;
+mod json;
 mod layout;
 mod local;
 mod progress;
