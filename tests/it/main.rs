@@ -30,6 +30,8 @@ mod fuzz_corpora;
 mod hostile;
 mod layout;
 mod local;
+mod names;
+mod nss;
 mod progress;
 mod races;
 mod relative;
