@@ -7,6 +7,7 @@
 //! session sends are counted: an install sends the whole executable, a later run a few
 //! kilobytes.
 
+use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -173,7 +174,30 @@ fn transfer(sshd: &Sshd, count: &Path, args: &[&std::ffi::OsStr]) -> (Output, Ve
 
 const NO_DEPLOY: &str = "XSYNC_NO_DEPLOY";
 
-fn setup(test: &str, extra_config: &str) -> Option<(Sshd, Account, TempDir)> {
+/// What every test starts from: its sshd, a fresh account, a local tree `src` (as the
+/// source argument, with its slash), the account's `dst` and the remote argument `dest`
+/// naming it, and the file `count-bytes` writes to.
+struct Scene {
+    sshd: Sshd,
+    /// Holds the local tree (removed when the scene is dropped).
+    account: Account,
+    dir: TempDir,
+    src: OsString,
+    dst: PathBuf,
+    dest: OsString,
+    count: PathBuf,
+}
+
+impl Scene {
+    /// Pushes `src` to `dest` with `extra` options first (see [`transfer`]).
+    fn push(&self, extra: &[&std::ffi::OsStr]) -> (Output, Vec<u64>) {
+        let mut args = extra.to_vec();
+        args.extend([self.src.as_os_str(), self.dest.as_os_str()]);
+        transfer(&self.sshd, &self.count, &args)
+    }
+}
+
+fn setup(test: &str, extra_config: &str) -> Option<Scene> {
     let sshd = Sshd::start_with(test, extra_config)?;
     if crate::sshd::which("python3").is_none() {
         skip(test, "python3 (for count-bytes) is not installed");
@@ -199,7 +223,16 @@ fn setup(test: &str, extra_config: &str) -> Option<(Sshd, Account, TempDir)> {
         .dir("sub")
         .file("sub/b.bin", &crate::util::pseudo_random(7, 300_000))
         .symlink("sub/link", "../a.txt");
-    Some((sshd, account, dir))
+    let dst = account.home.join("dst");
+    Some(Scene {
+        src: crate::util::slash(&dir.path().join("src")),
+        dest: OsString::from(account.remote(&dst) + "/"),
+        count: dir.path().join("bytes"),
+        dst,
+        sshd,
+        account,
+        dir,
+    })
 }
 
 fn ok(out: &Output, what: &str) {
@@ -243,17 +276,13 @@ fn blake3_hex(bytes: &[u8]) -> String {
 #[test]
 fn a_push_installs_xsync_once_and_the_next_runs_reuse_it() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "") else {
+    let Some(s) = setup(test, "") else {
         return;
     };
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dst = account.home.join("dst");
-    let count = dir.path().join("bytes");
     let size = fs::metadata(XSYNC_BIN).expect("stat").len();
-    let dest = std::ffi::OsString::from(account.remote(&dst) + "/");
 
     // First contact: one session finds no xsync, a second installs it and runs.
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "first push");
     assert!(installed_note(&out), "says it installs: {}", stderr(&out));
     assert_eq!(sent.len(), 2, "two sessions: {sent:?}");
@@ -270,10 +299,10 @@ fn a_push_installs_xsync_once_and_the_next_runs_reuse_it() {
             "zstd is not installed: the compressed upload is not checked",
         );
     }
-    assert_installed(&account);
+    assert_installed(&s.account);
     let same = diff_trees(
-        &dir.path().join("src"),
-        &dst,
+        &s.dir.path().join("src"),
+        &s.dst,
         &Compare {
             owners: false,
             ..Compare::for_flags(&["-rlpt"])
@@ -282,53 +311,52 @@ fn a_push_installs_xsync_once_and_the_next_runs_reuse_it() {
     assert!(same.is_empty(), "{}", same.join("\n"));
 
     // Nothing changed: one session, nothing uploaded.
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "second push");
     assert!(!installed_note(&out), "{}", stderr(&out));
     assert_eq!(sent.len(), 1, "one session: {sent:?}");
     assert!(sent[0] < 64 * 1024, "no upload: {sent:?}");
 
     // One change, and still no upload.
-    fs::write(dir.path().join("src/a.txt"), b"alpha, changed\n").expect("write");
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    fs::write(s.dir.path().join("src/a.txt"), b"alpha, changed\n").expect("write");
+    let (out, sent) = s.push(&[]);
     ok(&out, "third push");
     assert!(
         sent.len() == 1 && sent[0] < 64 * 1024,
         "no upload: {sent:?}"
     );
     assert_eq!(
-        fs::read(dst.join("a.txt")).expect("read"),
+        fs::read(s.dst.join("a.txt")).expect("read"),
         b"alpha, changed\n"
     );
-    assert_installed(&account);
+    assert_installed(&s.account);
 }
 
 #[test]
 fn a_pull_installs_xsync_and_the_next_pull_reuses_it() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "") else {
+    let Some(s) = setup(test, "") else {
         return;
     };
-    // The remote tree belongs to the account.
-    let remote_src = account.home.join("data");
-    account.mkdir(&remote_src);
-    account.file(&remote_src.join("one"), b"1\n", 0o644);
-    account.mkdir(&remote_src.join("d"));
-    account.file(
+    // The remote tree belongs to the s.account.
+    let remote_src = s.account.home.join("data");
+    s.account.mkdir(&remote_src);
+    s.account.file(&remote_src.join("one"), b"1\n", 0o644);
+    s.account.mkdir(&remote_src.join("d"));
+    s.account.file(
         &remote_src.join("d/two"),
         &crate::util::pseudo_random(9, 100_000),
         0o640,
     );
-    let from = std::ffi::OsString::from(account.remote(&remote_src) + "/");
-    let local = dir.path().join("pulled");
-    let count = dir.path().join("bytes");
+    let from = std::ffi::OsString::from(s.account.remote(&remote_src) + "/");
+    let local = s.dir.path().join("pulled");
     let size = fs::metadata(XSYNC_BIN).expect("stat").len();
 
-    let (out, sent) = transfer(&sshd, &count, &[&from, local.as_os_str()]);
+    let (out, sent) = transfer(&s.sshd, &s.count, &[&from, local.as_os_str()]);
     ok(&out, "first pull");
     assert!(installed_note(&out), "{}", stderr(&out));
     assert!(sent.len() == 2 && sent[1] > size / 10, "{sent:?}");
-    assert_installed(&account);
+    assert_installed(&s.account);
     let same = diff_trees(
         &remote_src,
         &local,
@@ -339,7 +367,7 @@ fn a_pull_installs_xsync_and_the_next_pull_reuses_it() {
     );
     assert!(same.is_empty(), "{}", same.join("\n"));
 
-    let (out, sent) = transfer(&sshd, &count, &[&from, local.as_os_str()]);
+    let (out, sent) = transfer(&s.sshd, &s.count, &[&from, local.as_os_str()]);
     ok(&out, "second pull");
     assert!(!installed_note(&out));
     assert!(
@@ -347,8 +375,9 @@ fn a_pull_installs_xsync_and_the_next_pull_reuses_it() {
         "no upload: {sent:?}"
     );
 
-    account.file(&remote_src.join("one"), b"1, changed\n", 0o644);
-    let (out, sent) = transfer(&sshd, &count, &[&from, local.as_os_str()]);
+    s.account
+        .file(&remote_src.join("one"), b"1, changed\n", 0o644);
+    let (out, sent) = transfer(&s.sshd, &s.count, &[&from, local.as_os_str()]);
     ok(&out, "third pull");
     assert!(
         sent.len() == 1 && sent[0] < 64 * 1024,
@@ -362,13 +391,14 @@ fn a_pull_installs_xsync_and_the_next_pull_reuses_it() {
 #[test]
 fn no_deploy_keeps_the_missing_program_error() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "") else {
+    let Some(s) = setup(test, "") else {
         return;
     };
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dest = std::ffi::OsString::from(account.remote(&account.home.join("dst")) + "/");
-    let count = dir.path().join("bytes");
-    let (out, sent) = transfer(&sshd, &count, &["--no-deploy".as_ref(), &src, &dest]);
+    let (out, sent) = transfer(
+        &s.sshd,
+        &s.count,
+        &["--no-deploy".as_ref(), &s.src, &s.dest],
+    );
     assert_eq!(code(&out), 127, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("remote command not found: `xsync`"),
@@ -380,9 +410,9 @@ fn no_deploy_keeps_the_missing_program_error() {
 
     let out = run(xsync()
         .env(NO_DEPLOY, "1")
-        .args(["-rlpt", "-e", &sshd.rsh()])
-        .arg(&src)
-        .arg(&dest));
+        .args(["-rlpt", "-e", &s.sshd.rsh()])
+        .arg(&s.src)
+        .arg(&s.dest));
     assert_eq!(code(&out), 127, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("remote command not found: `xsync`"),
@@ -390,7 +420,7 @@ fn no_deploy_keeps_the_missing_program_error() {
         stderr(&out)
     );
     assert!(
-        !account.home.join(".cache").exists(),
+        !s.account.home.join(".cache").exists(),
         "nothing was put on the remote"
     );
 }
@@ -400,25 +430,22 @@ fn no_deploy_keeps_the_missing_program_error() {
 #[test]
 fn a_damaged_cached_binary_is_replaced() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "") else {
+    let Some(s) = setup(test, "") else {
         return;
     };
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dest = std::ffi::OsString::from(account.remote(&account.home.join("dst")) + "/");
-    let count = dir.path().join("bytes");
-    let (out, _) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, _) = s.push(&[]);
     ok(&out, "first push");
-    let cached = account.cached().pop().expect("installed");
+    let cached = s.account.cached().pop().expect("installed");
     let mut bytes = fs::read(&cached).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     fs::write(&cached, &bytes).expect("damage");
 
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "push over the damaged cache");
     assert!(installed_note(&out), "installs again: {}", stderr(&out));
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_installed(&account);
+    assert_installed(&s.account);
 }
 
 /// A remote of another architecture (a fake `uname` first on its PATH) gets a message
@@ -426,21 +453,18 @@ fn a_damaged_cached_binary_is_replaced() {
 #[test]
 fn a_remote_of_another_architecture_gets_the_message() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "PermitUserEnvironment yes\n") else {
+    let Some(s) = setup(test, "PermitUserEnvironment yes\n") else {
         return;
     };
-    let fake = account.home.join("fakebin");
-    account.mkdir(&fake);
-    account.file(
+    let fake = s.account.home.join("fakebin");
+    s.account.mkdir(&fake);
+    s.account.file(
         &fake.join("uname"),
         b"#!/bin/sh\ncase \"$1\" in -m) echo sparc64;; *) exec /bin/uname \"$@\";; esac\n",
         0o755,
     );
-    account.path_first(&fake);
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dest = std::ffi::OsString::from(account.remote(&account.home.join("dst")) + "/");
-    let count = dir.path().join("bytes");
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    s.account.path_first(&fake);
+    let (out, sent) = s.push(&[]);
     assert_eq!(code(&out), 127, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -457,25 +481,22 @@ fn a_remote_of_another_architecture_gets_the_message() {
         sent.iter().all(|&n| n < 64 * 1024),
         "nothing uploaded: {sent:?}"
     );
-    assert!(account.cached().is_empty(), "{:?}", account.cached());
+    assert!(s.account.cached().is_empty(), "{:?}", s.account.cached());
 }
 
 /// A cache directory that others can write is neither run from nor installed into.
 #[test]
 fn a_cache_others_can_write_is_refused() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "") else {
+    let Some(s) = setup(test, "") else {
         return;
     };
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dest = std::ffi::OsString::from(account.remote(&account.home.join("dst")) + "/");
-    let count = dir.path().join("bytes");
-    let (out, _) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, _) = s.push(&[]);
     ok(&out, "first push");
-    fs::set_permissions(account.cache(), fs::Permissions::from_mode(0o777)).expect("chmod");
-    let before = account.cached();
+    fs::set_permissions(s.account.cache(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let before = s.account.cached();
 
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     assert_eq!(code(&out), 127, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("writable by others"), "{err}");
@@ -484,7 +505,7 @@ fn a_cache_others_can_write_is_refused() {
         sent.iter().all(|&n| n < 64 * 1024),
         "nothing uploaded: {sent:?}"
     );
-    assert_eq!(account.cached(), before);
+    assert_eq!(s.account.cached(), before);
 }
 
 /// A remote xsync that speaks another protocol version is passed over: this build is
@@ -492,11 +513,11 @@ fn a_cache_others_can_write_is_refused() {
 #[test]
 fn a_remote_xsync_of_another_protocol_is_replaced_by_this_build() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "PermitUserEnvironment yes\n") else {
+    let Some(s) = setup(test, "PermitUserEnvironment yes\n") else {
         return;
     };
-    let fake = account.home.join("oldbin");
-    account.mkdir(&fake);
+    let fake = s.account.home.join("oldbin");
+    s.account.mkdir(&fake);
     let mut hello = Vec::new();
     {
         let mut w = xsync::protocol::Writer::new(&mut hello);
@@ -507,8 +528,8 @@ fn a_remote_xsync_of_another_protocol_is_replaced_by_this_build() {
         .expect("hello");
         w.flush().expect("flush");
     }
-    account.file(&fake.join("hello"), &hello, 0o644);
-    account.file(
+    s.account.file(&fake.join("hello"), &hello, 0o644);
+    s.account.file(
         &fake.join("xsync"),
         format!(
             "#!/bin/sh\ncat {}\nexec cat >/dev/null\n",
@@ -517,13 +538,13 @@ fn a_remote_xsync_of_another_protocol_is_replaced_by_this_build() {
         .as_bytes(),
         0o755,
     );
-    account.path_first(&fake);
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dst = account.home.join("dst");
-    let dest = std::ffi::OsString::from(account.remote(&dst) + "/");
-    let count = dir.path().join("bytes");
+    s.account.path_first(&fake);
 
-    let (out, sent) = transfer(&sshd, &count, &["--no-deploy".as_ref(), &src, &dest]);
+    let (out, sent) = transfer(
+        &s.sshd,
+        &s.count,
+        &["--no-deploy".as_ref(), &s.src, &s.dest],
+    );
     assert_eq!(
         code(&out),
         2,
@@ -537,14 +558,14 @@ fn a_remote_xsync_of_another_protocol_is_replaced_by_this_build() {
     );
     assert_eq!(sent.len(), 1);
 
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "push past the old xsync");
     assert!(installed_note(&out), "{}", stderr(&out));
     assert_eq!(sent.len(), 2, "{sent:?}");
-    assert_installed(&account);
-    assert_eq!(fs::read(dst.join("a.txt")).expect("read"), b"alpha\n");
+    assert_installed(&s.account);
+    assert_eq!(fs::read(s.dst.join("a.txt")).expect("read"), b"alpha\n");
 
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "second push");
     assert!(
         sent.len() == 1 && sent[0] < 64 * 1024,
@@ -556,24 +577,21 @@ fn a_remote_xsync_of_another_protocol_is_replaced_by_this_build() {
 #[test]
 fn without_zstd_on_the_remote_the_binary_travels_uncompressed() {
     let test = this_test!();
-    let Some((sshd, account, dir)) = setup(test, "PermitUserEnvironment yes\n") else {
+    let Some(s) = setup(test, "PermitUserEnvironment yes\n") else {
         return;
     };
-    let fake = account.home.join("nozstd");
-    account.mkdir(&fake);
-    account.file(&fake.join("zstd"), b"#!/bin/sh\nexit 1\n", 0o755);
-    account.path_first(&fake);
-    let src = crate::util::slash(&dir.path().join("src"));
-    let dst = account.home.join("dst");
-    let dest = std::ffi::OsString::from(account.remote(&dst) + "/");
-    let count = dir.path().join("bytes");
+    let fake = s.account.home.join("nozstd");
+    s.account.mkdir(&fake);
+    s.account
+        .file(&fake.join("zstd"), b"#!/bin/sh\nexit 1\n", 0o755);
+    s.account.path_first(&fake);
     let size = fs::metadata(XSYNC_BIN).expect("stat").len();
-    let (out, sent) = transfer(&sshd, &count, &[&src, &dest]);
+    let (out, sent) = s.push(&[]);
     ok(&out, "push");
     assert!(
         sent.len() == 2 && sent[1] > size,
         "the whole binary: {sent:?} vs {size}"
     );
-    assert_installed(&account);
-    assert_eq!(fs::read(dst.join("a.txt")).expect("read"), b"alpha\n");
+    assert_installed(&s.account);
+    assert_eq!(fs::read(s.dst.join("a.txt")).expect("read"), b"alpha\n");
 }

@@ -103,15 +103,6 @@ fn tree(root: &Path) {
         .symlink("sub/link", "../a");
 }
 
-/// A remote shell that runs the command here.
-fn local_rsh(dir: &Path, body: &str) -> String {
-    let rsh = dir.join("rsh");
-    std::fs::write(&rsh, format!("#!/bin/sh\nshift\n{body}\n")).expect("write rsh");
-    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod rsh");
-    rsh.display().to_string()
-}
-
 /// Local, push and pull, each three times (into an empty destination, again unchanged,
 /// again after one change and one deletion under --delete): the records say what happened.
 #[test]
@@ -121,7 +112,7 @@ fn a_clean_run_is_valid_json_and_counts_what_it_did() {
         return;
     };
     let dir = test_dir();
-    let rsh = local_rsh(dir.path(), "exec sh -c \"$*\"");
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
     for way in ["local", "push", "pull"] {
         let src = dir.path().join(format!("src-{way}"));
         tree(&src);
@@ -293,7 +284,7 @@ fn a_run_cut_short_still_ends_with_its_summary() {
     TestTree::at(&src)
         .file("a", b"first\n")
         .random_file("slow", 9, 4_000_000);
-    let rsh = local_rsh(dir.path(), "exec sh -c \"$*\"");
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
     let child = xsync()
         .args([
             "-a",
@@ -328,7 +319,7 @@ fn a_run_cut_short_still_ends_with_its_summary() {
     );
 
     // The remote shell dies after a second: the connection is lost.
-    let dying = local_rsh(dir.path(), "exec timeout -s KILL 1 sh -c \"$*\"");
+    let dying = crate::util::local_rsh(dir.path(), "exec timeout -s KILL 1 sh -c \"$*\"");
     let out = run(xsync()
         .args([
             "-a",

@@ -274,16 +274,6 @@ fn unsupported_info_flags_are_refused_by_name() {
 /// The size of the file whose progress must move while it is sent.
 const LIVE_SIZE: usize = 3_000_000;
 
-/// A remote shell that runs the command here (no sshd needed: the pacing comes from
-/// `--bwlimit`, which both ends apply).
-fn local_rsh(dir: &Path) -> String {
-    let rsh = dir.join("rsh");
-    std::fs::write(&rsh, "#!/bin/sh\nshift\nexec sh -c \"$*\"\n").expect("write rsh");
-    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod rsh");
-    rsh.display().to_string()
-}
-
 /// Runs xsync with `args` on a pty; returns what it wrote, as the reads that got it (so a
 /// test can tell what was on the screen before what), with the pty's `\r\n` turned back
 /// into `\n`. None (a loud skip) without `script`.
@@ -391,7 +381,7 @@ fn progress_moves_while_one_big_file_is_in_flight() {
     let dir = test_dir();
     let src = dir.path().join("src");
     live_tree(&src);
-    let rsh = local_rsh(dir.path());
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
     let common = |v: &[&str]| -> Vec<std::ffi::OsString> {
         let mut a: Vec<std::ffi::OsString> = ["-a", "-P", "--bwlimit=1024", "-e", &rsh]
             .iter()
@@ -476,7 +466,7 @@ fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
     for i in 0..300 {
         tree.random_file(format!("many/f{i:03}"), 100 + i, 2_000);
     }
-    let rsh = local_rsh(dir.path());
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
     let args: Vec<std::ffi::OsString> = [
         "-a",
         "--info=progress2",
@@ -581,7 +571,7 @@ fn progress2_on_a_terminal_is_a_bar_that_moves_during_one_big_file() {
     let dir = test_dir();
     let src = dir.path().join("src");
     live_tree(&src);
-    let rsh = local_rsh(dir.path());
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
     for (i, flag) in ["--info=progress2", "--progress=bar"].iter().enumerate() {
         let args: Vec<std::ffi::OsString> = [
             "-a",

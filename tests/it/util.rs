@@ -1578,3 +1578,16 @@ pub fn simple_case<'a>(flags: &'a [&'a str], trailing_slash: bool, fixture: Fixt
         )
     }
 }
+
+/// The body of a remote shell that runs the command here (see [`local_rsh`]).
+pub const RUN_HERE: &str = "exec sh -c \"$*\"";
+
+/// A remote shell (`-e`) that ignores the host and runs the command through `body` (a sh
+/// script line; `$*` is the command): [`RUN_HERE`], or a wrapper such as `timeout`. For
+/// tests that need no sshd.
+pub fn local_rsh(dir: &Path, body: &str) -> String {
+    let rsh = dir.join("rsh");
+    fs::write(&rsh, format!("#!/bin/sh\nshift\n{body}\n")).expect("write rsh");
+    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    rsh.display().to_string()
+}
