@@ -1,4 +1,5 @@
 complete -c xsync -l info -d 'fine-grained informational verbosity (xsync: progress0-2, name0-1)' -r -f
+complete -c xsync -l progress -d 'show progress during transfer (--progress=bar: one bar for the whole run, as --info=progress2, drawn where stdout is a terminal)' -r -f
 complete -c xsync -l max-size -d 'don\'t transfer any file larger than SIZE' -r -f
 complete -c xsync -l min-size -d 'don\'t transfer any file smaller than SIZE' -r -f
 complete -c xsync -s @ -l modify-window -d 'set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)' -r -f
@@ -26,7 +27,6 @@ complete -c xsync -s v -l verbose -d 'increase verbosity'
 complete -c xsync -s q -l quiet -d 'suppress non-error messages'
 complete -c xsync -l stats -d 'give some file-transfer stats'
 complete -c xsync -s h -l human-readable -d 'output numbers in a human-readable format'
-complete -c xsync -l progress -d 'show progress during transfer'
 complete -c xsync -s P -d 'same as --partial --progress'
 complete -c xsync -s i -l itemize-changes -d 'output a change-summary for all updates'
 complete -c xsync -s c -l checksum -d 'skip based on checksum, not mod-time & size'

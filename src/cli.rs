@@ -58,11 +58,14 @@ struct Cli {
     /// fine-grained informational verbosity (xsync: progress0-2, name0-1)
     ///
     /// Comma-separated, case-insensitive words: progress0, progress1 (--progress), progress2
-    /// (one line for the whole transfer, rewritten with \r at most ten times a second: bytes
-    /// of finished files, percent of the total size (which, as rsync's, counts symlink
-    /// targets), rate, elapsed time, (xfr#N, to-chk=R/T)); name0 (no names of transferred
-    /// entries, even with -v) and name1 (names without -v). Any other flag (and name2) is
-    /// refused with exit status 1.
+    /// (the whole transfer, against the total size from the scan (which, as rsync's, counts
+    /// symlink targets), never going back: where stdout is a terminal, a bar with the bytes
+    /// and files done, rate, time left and the file in flight, left drawn at the end;
+    /// elsewhere rsync's one line, rewritten with \r at most ten times a second: bytes of
+    /// finished files and of those in flight, percent, rate, time left (the time taken at
+    /// the end), (xfr#N, to-chk=R/T)); name0 (no names of transferred entries, even with
+    /// -v) and name1 (names without -v). Any other flag (and name2) is refused with exit
+    /// status 1.
     #[arg(long, value_name = "FLAGS", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = OUTPUT)]
     info: Vec<String>,
     /// suppress non-error messages
@@ -79,17 +82,31 @@ struct Cli {
     /// help, as rsync's does.
     #[arg(short = 'h', long = "human-readable", action = ArgAction::Count, help_heading = OUTPUT)]
     human_readable: u8,
-    /// show progress during transfer
+    /// show progress during transfer (--progress=bar: one bar for the whole run, as
+    /// --info=progress2, drawn where stdout is a terminal)
     ///
-    /// rsync's --info=progress1: after each transferred file, its name (unless --info=name0)
-    /// and rsync's completed line, "3,000,000 100%  715.26MB/s    0:00:00 (xfr#2,
-    /// to-chk=3/6)". Files are transferred in parallel, so lines come as files finish, not in
-    /// list order, and no line is shown while a file is in flight. In to-chk=R/T, T is
-    /// rsync's (the entries of the transfer) and R the files still to transfer, so the last
-    /// line ends to-chk=0/T. Nothing is shown under -q. With -i, not supported on a push (the
-    /// remote receiver decides the flags).
-    #[arg(long, help_heading = OUTPUT)]
-    progress: bool,
+    /// rsync's --info=progress1: each transferred file's name (unless --info=name0) and
+    /// rsync's closing line, "3,000,000 100%  715.26MB/s    0:00:00 (xfr#2, to-chk=3/6)". A
+    /// file still in flight after a tenth of a second has a live line before that (bytes,
+    /// percent, rate, time left, rewritten with \r at most ten times a second). As in rsync,
+    /// one file in flight is shown at a time; files are transferred in parallel, so those
+    /// that end meanwhile are listed after it, each with its name and closing line, not in
+    /// list order. In to-chk=R/T, T is rsync's (the entries of the transfer) and R the files
+    /// still to transfer, so the last line ends to-chk=0/T. Nothing is shown under -q. With
+    /// -i, not supported on a push (the remote receiver decides the flags).
+    ///
+    /// --progress=bar is --info=progress2 instead (unless --info names a progress level):
+    /// on a terminal, one bar for the whole run.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        value_name = "bar",
+        value_hint = ValueHint::Other,
+        help_heading = OUTPUT
+    )]
+    progress: Option<String>,
     #[arg(long = "no-progress", hide = true)]
     no_progress: bool,
     /// same as --partial --progress
@@ -878,9 +895,20 @@ where
     }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
     let info = parse_info(&cli.info)?;
-    let dash_progress = (cli.progress || cli.partial_progress) && !cli.no_progress;
+    let bar = match cli.progress.as_deref() {
+        None | Some("") => false,
+        Some("bar") => true,
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "--progress=`{other}`: the only value --progress takes is `bar`"
+            )));
+        }
+    };
+    let dash_progress = (cli.progress.is_some() || cli.partial_progress) && !cli.no_progress;
     let progress = if cli.quiet {
         0
+    } else if bar && !cli.no_progress {
+        info.progress.unwrap_or(2)
     } else {
         info.progress.unwrap_or(u8::from(dash_progress))
     };

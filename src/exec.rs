@@ -9,6 +9,7 @@
 use crate::error::io_message;
 use crate::exit::ExitCode;
 use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
+use crate::progress::Ticket;
 use crate::report::{Report, Stats};
 use crate::source::TopSource;
 use crate::tree::{Kind, Meta};
@@ -17,7 +18,6 @@ use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 /// Where file content comes from.
 pub enum Content<'c, 'p> {
@@ -308,22 +308,28 @@ impl Exec<'_, '_> {
         }
     }
 
-    /// Counts a transferred file, and shows it under `--progress`; `started` is from
-    /// [`Self::clock`].
-    pub fn transferred(&self, it: &Item<'_>, literal: u64, started: Option<Instant>) {
+    /// Counts a transferred file, and shows it under `--progress`; `ticket` is from
+    /// [`Self::begin`].
+    pub fn transferred(&self, it: &Item<'_>, literal: u64, ticket: Option<Ticket>) {
         let stats = &self.report.stats;
         Stats::add(&stats.transferred, 1);
         Stats::add(&stats.transferred_size, it.src.meta.size);
         Stats::add(&stats.literal, literal);
         self.created(it);
-        if let Some(p) = &self.report.progress {
-            p.done(it.line.clone(), it.src.meta.size, started);
+        if let (Some(p), Some(t)) = (&self.report.progress, ticket) {
+            p.done(t, it.src.meta.size);
         }
     }
 
-    /// When a file starts, for its progress line's rate (no clock read without progress).
-    pub fn clock(&self) -> Option<Instant> {
-        self.report.progress.as_ref().map(|_| Instant::now())
+    /// A file starts: under progress, its ticket (nothing at all without progress).
+    pub fn begin(&self, it: &Item<'_>) -> Option<Ticket> {
+        self.report.progress.as_ref().map(|p| {
+            p.begin(
+                it.line.clone(),
+                || crate::error::show(&it.rel),
+                it.src.meta.size,
+            )
+        })
     }
 
     fn item(
@@ -337,26 +343,30 @@ impl Exec<'_, '_> {
             return;
         }
         let m = &it.src.meta;
-        let started = self.clock();
         let res = match (it.action, src_dir) {
-            (Action::Transfer, Some(src_dir)) => write::copy_file(
-                write::SrcFile {
-                    dir: src_dir,
-                    name: it.src_name,
-                    followed: it.src.followed,
-                },
-                dst_dir,
-                it.name,
-                m,
-                it.src.xattrs.as_deref(),
-                it.dst.as_ref(),
-                &self.rules,
-                self.reuse_basis,
-            )
-            .map(|(literal, matched)| {
-                self.transferred(it, literal, started);
-                Stats::add(&self.report.stats.matched, matched);
-            }),
+            (Action::Transfer, Some(src_dir)) => {
+                let ticket = self.begin(it);
+                crate::progress::copying(ticket.as_ref(), || {
+                    write::copy_file(
+                        write::SrcFile {
+                            dir: src_dir,
+                            name: it.src_name,
+                            followed: it.src.followed,
+                        },
+                        dst_dir,
+                        it.name,
+                        m,
+                        it.src.xattrs.as_deref(),
+                        it.dst.as_ref(),
+                        &self.rules,
+                        self.reuse_basis,
+                    )
+                })
+                .map(|(literal, matched)| {
+                    self.transferred(it, literal, ticket);
+                    Stats::add(&self.report.stats.matched, matched);
+                })
+            }
             (Action::Transfer, None) => Ok(()),
             (Action::Special, _) => write::make_special(
                 dst_dir,

@@ -86,7 +86,9 @@ where
         }
     };
     raise_fd_limit();
-    let progress = progress::Progress::new(opts.progress, opts.human_readable);
+    // progress2 is a bar where stdout is a terminal (Progress::new looks), rsync's line
+    // elsewhere.
+    let progress = progress::Progress::new(opts.progress, opts.human_readable, true);
     let report = report::Report::new(stdout, stderr, opts.quiet).with_progress(progress);
     std::thread::scope(|scope| {
         // The one printer of progress lines, besides the end of the run.

@@ -115,27 +115,38 @@ impl<'a> Report<'a> {
         }
     }
 
+    /// Writes other output than progress: with a progress bar on the terminal, the bar
+    /// is taken off the screen for it and the output flushed at once (a line left in the
+    /// buffer would be drawn over).
+    fn around_bar(&self, write: impl FnOnce()) {
+        match self.progress.as_ref().filter(|p| p.has_bar()) {
+            Some(p) => p.hold(|| {
+                write();
+                self.flush();
+            }),
+            None => write(),
+        }
+    }
+
     /// A per-file problem: printed now, the run goes on, `code` counts at the end.
     pub fn error(&self, code: ExitCode, msg: impl AsRef<str>) {
         self.record(code);
-        self.end_line_before_stderr();
-        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(e, "xsync: {}", msg.as_ref());
+        self.warn(msg);
     }
 
     /// A warning that does not change the exit code.
     pub fn warn(&self, msg: impl AsRef<str>) {
-        self.end_line_before_stderr();
-        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(e, "xsync: {}", msg.as_ref());
+        self.warn_bare(format!("xsync: {}", msg.as_ref()));
     }
 
     /// A warning in a shape rsync prints without its program-name prefix (the
     /// `--link-dest arg does not exist: …` line); scripts that grep for it find it.
     pub fn warn_bare(&self, msg: impl AsRef<str>) {
-        self.end_line_before_stderr();
-        let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(e, "{}", msg.as_ref());
+        self.around_bar(|| {
+            self.end_line_before_stderr();
+            let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(e, "{}", msg.as_ref());
+        });
     }
 
     fn end_line_before_stderr(&self) {
@@ -159,16 +170,20 @@ impl<'a> Report<'a> {
 
     /// A listing line on stdout (`-v`, `-i`), already filtered by the caller's verbosity.
     pub fn line(&self, msg: impl AsRef<str>) {
-        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        self.end_line(&mut o);
-        let _ = writeln!(o, "{}", msg.as_ref());
+        self.around_bar(|| {
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            self.end_line(&mut o);
+            let _ = writeln!(o, "{}", msg.as_ref());
+        });
     }
 
     /// Text relayed from the peer's listing, written as is.
     pub fn raw(&self, text: &str) {
-        let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
-        self.end_line(&mut o);
-        let _ = o.write_all(text.as_bytes());
+        self.around_bar(|| {
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            self.end_line(&mut o);
+            let _ = o.write_all(text.as_bytes());
+        });
     }
 
     pub fn code(&self) -> ExitCode {
@@ -358,6 +373,9 @@ pub fn print_summary(
 impl crate::progress::Out for Report<'_> {
     fn progress_text(&self, text: &str, mid_line: bool) {
         Report::progress_text(self, text, mid_line);
+    }
+    fn mid_line(&self) -> bool {
+        self.mid_line.load(Ordering::Relaxed)
     }
 }
 

@@ -670,8 +670,14 @@ fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
     let mut in_kernel = COPY_FILE_RANGE_WORKS.load(Ordering::Relaxed);
     let mut buf = Vec::new();
     let mut total = 0u64;
+    // Watched by --progress: in steps it can show (see progress::copying).
+    let step = if crate::progress::moved_here(0) {
+        crate::progress::STEP
+    } else {
+        1 << 30
+    };
     let result = loop {
-        let want = (size_hint.saturating_sub(total) + 65536).min(1 << 30);
+        let want = (size_hint.saturating_sub(total) + 65536).min(step);
         match crate::fs::copy_range(
             src.as_fd(),
             total,
@@ -683,6 +689,7 @@ fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
         ) {
             Ok(n) => {
                 total += n;
+                crate::progress::moved_here(total);
                 if n < want {
                     break Ok(total);
                 }

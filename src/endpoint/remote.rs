@@ -261,7 +261,7 @@ impl RemoteJob {
         let mut stdout = child.stdout.take().expect("piped");
         if let Some(bin) = install {
             let ready = deploy::read_platform(&mut stdout).and_then(|p| {
-                deploy::fits(&p, bin).map_err(|why| {
+                deploy::fits(&p, bin).map(|()| p.zstd).map_err(|why| {
                     Error::new(
                         ExitCode::CmdNotFound,
                         format!(
@@ -272,7 +272,7 @@ impl RemoteJob {
                     )
                 })
             });
-            let sent = ready.and_then(|()| {
+            let sent = ready.and_then(|zstd| {
                 if !opts.quiet {
                     report.warn(format!(
                         "installing xsync {} on `{}` in ~/.cache/xsync ({:.1} MB): it has none that speaks this protocol (--no-deploy turns this off)",
@@ -281,7 +281,7 @@ impl RemoteJob {
                         bin.size() as f64 / 1e6
                     ));
                 }
-                bin.upload(&mut stdin)
+                bin.upload(&mut stdin, zstd)
             });
             if let Err(e) = sent {
                 drop(stdin);

@@ -21,6 +21,7 @@ use crate::error::{Error, io_message, show};
 use crate::exec::{Exec, Pending};
 use crate::exit::ExitCode;
 use crate::fs::cstr;
+use crate::progress::Ticket;
 use crate::protocol::{
     BATCH, CHUNK, CoarseItem, Digest, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
     unexpected, wire_digest,

@@ -573,8 +573,8 @@ pub(super) struct Current<'d> {
     prefill: Option<PrefillState>,
     literal: u64,
     matched: u64,
-    /// For the progress line's rate.
-    started: Option<std::time::Instant>,
+    /// Under progress, the file's ticket: its position moves as data is written.
+    started: Option<crate::progress::Ticket>,
 }
 
 /// Hashes a big rebuilt file's coarse blocks on its own thread while the applier is still
@@ -759,7 +759,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                 continue;
                             }
                             let len = data.len();
-                            let started = exec.clock();
+                            let started = exec.begin(p.item);
                             wait_for_writers(&behind, len);
                             let behind = &behind;
                             scope.spawn(move |_| {
@@ -813,6 +813,9 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                         cur.temp = None;
                     }
                     cur.literal += data.len() as u64;
+                    if let Some(t) = &cur.started {
+                        t.at(cur.literal);
+                    }
                     if let Some(hash) = end {
                         let cur = current.take().expect("set above");
                         next += 1;
@@ -842,6 +845,9 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                         return Err(stream_error("mixed file data"));
                     }
                     apply_ops(exec, p, cur, ops)?;
+                    if let Some(t) = &cur.started {
+                        t.at(cur.literal + cur.matched);
+                    }
                     if let Some(hash) = end {
                         let mut cur = current.take().expect("set above");
                         next += 1;
@@ -1018,7 +1024,7 @@ pub(super) fn start_file<'d>(
         prefill,
         literal: 0,
         matched: 0,
-        started: exec.clock(),
+        started: exec.begin(p.item),
     }
 }
 
@@ -1123,7 +1129,7 @@ pub(super) fn finish_file(
     got: Option<[u8; 32]>,
     want: Digest,
     (literal, matched): (u64, u64),
-    started: Option<std::time::Instant>,
+    started: Option<crate::progress::Ticket>,
 ) {
     let Some(t) = temp else { return };
     if got.map(|g| wire_digest(&g)) != Some(want) {

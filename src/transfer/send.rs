@@ -224,9 +224,11 @@ pub fn send_loaded<W: Write>(
 ) -> Result<(), Error> {
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         // A pushing client shows the files it sends (bytes sent per file, as rsync).
-        let shown = report.progress.as_ref().map(|_| {
+        let ticket = report.progress.as_ref().map(|p| {
             let (Request::Whole { path, .. } | Request::Delta { path, .. }) = &req;
-            (std::time::Instant::now(), names.then(|| show(path)))
+            // The size from the sender's tree is not at hand here: the file's own, once
+            // open, is what the live line measures against.
+            p.begin(names.then(|| show(path)), || show(path), 0)
         });
         let sent = match (req, data) {
             (Request::Whole { id, path }, Some(Ok((data, hash)))) => {
@@ -249,7 +251,7 @@ pub fn send_loaded<W: Write>(
                 None
             }
             (Request::Whole { id, path }, None) => match open_source(tops, &path) {
-                Ok(fd) => stream_file(wr, id, &path, &fd, report)?,
+                Ok(fd) => stream_file(wr, id, &path, &fd, report, ticket.as_ref())?,
                 Err(e) => {
                     skip(wr, id, &path, &e, report)?;
                     None
@@ -275,7 +277,16 @@ pub fn send_loaded<W: Write>(
                     })?),
                 };
                 match open_source(tops, &path) {
-                    Ok(fd) => send_delta(wr, id, &path, fd, how, parts, report, inplace)?,
+                    Ok(fd) => send_delta(
+                        wr,
+                        id,
+                        &path,
+                        fd,
+                        (how, parts),
+                        report,
+                        inplace,
+                        ticket.as_ref(),
+                    )?,
                     Err(e) => {
                         skip(wr, id, &path, &e, report)?;
                         None
@@ -283,8 +294,8 @@ pub fn send_loaded<W: Write>(
                 }
             }
         };
-        if let (Some(p), Some(size), Some((started, name))) = (&report.progress, sent, shown) {
-            p.done(name, size, Some(started));
+        if let (Some(p), Some(size), Some(t)) = (&report.progress, sent, ticket) {
+            p.done(t, size);
         }
     }
     wr.flush()
@@ -296,7 +307,11 @@ pub(super) fn stream_file<W: Write>(
     p: &[u8],
     fd: &OwnedFd,
     report: &Report<'_>,
+    ticket: Option<&Ticket>,
 ) -> Result<Option<u64>, Error> {
+    if let (Some(t), Ok(st)) = (ticket, rustix::fs::fstat(fd)) {
+        t.sized(st.st_size as u64);
+    }
     let mut h = blake3::Hasher::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; CHUNK];
@@ -312,6 +327,9 @@ pub(super) fn stream_file<W: Write>(
             }
         };
         total += n as u64;
+        if let Some(t) = ticket {
+            t.at(total);
+        }
         h.update(&buf[..n]);
         let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
         let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
@@ -371,10 +389,10 @@ pub(super) fn send_delta<W: Write>(
     id: u32,
     p: &[u8],
     fd: OwnedFd,
-    how: How,
-    parts: Vec<Part>,
+    (how, parts): (How, Vec<Part>),
     report: &Report<'_>,
     inplace: bool,
+    ticket: Option<&Ticket>,
 ) -> Result<Option<u64>, Error> {
     let f = std::fs::File::from(fd);
     // A coarse file's digest came with its coarse hashes: the source is not read again.
@@ -389,6 +407,9 @@ pub(super) fn send_delta<W: Write>(
         Ok(x) => x,
         Err(e) => return skip(wr, id, p, &e, report).map(|()| None),
     };
+    if let Some(t) = ticket {
+        t.sized(len);
+    }
     let mut batch = OpBatch {
         ops: Vec::new(),
         bytes: 0,
@@ -436,6 +457,9 @@ pub(super) fn send_delta<W: Write>(
                 )?;
                 pos += d.len() as u64;
             }
+        }
+        if let Some(t) = ticket {
+            t.at(pos);
         }
         Ok(())
     };

@@ -265,3 +265,370 @@ fn unsupported_info_flags_are_refused_by_name() {
         assert!(!dir.path().join("x").exists(), "{flag} ran anyway");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Live progress, seen through a pseudo-terminal as a person sees it: `script` (util-linux)
+// runs xsync on a pty and copies what it writes to a pipe, read here chunk by chunk.
+// ---------------------------------------------------------------------------------------------
+
+/// The size of the file whose progress must move while it is sent.
+const LIVE_SIZE: usize = 3_000_000;
+
+/// A remote shell that runs the command here (no sshd needed: the pacing comes from
+/// `--bwlimit`, which both ends apply).
+fn local_rsh(dir: &Path) -> String {
+    let rsh = dir.join("rsh");
+    std::fs::write(&rsh, "#!/bin/sh\nshift\nexec sh -c \"$*\"\n").expect("write rsh");
+    std::fs::set_permissions(&rsh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod rsh");
+    rsh.display().to_string()
+}
+
+/// Runs xsync with `args` on a pty; returns what it wrote, as the reads that got it (so a
+/// test can tell what was on the screen before what), with the pty's `\r\n` turned back
+/// into `\n`. None (a loud skip) without `script`.
+fn on_pty(test: &str, args: &[std::ffi::OsString]) -> Option<Vec<String>> {
+    if crate::sshd::which("script").is_none() {
+        crate::util::skip(test, "`script` (util-linux) is not installed");
+        return None;
+    }
+    let mut words = vec![env!("CARGO_BIN_EXE_xsync").to_string()];
+    words.extend(
+        args.iter()
+            .map(|a| a.to_str().expect("UTF-8 test paths").to_string()),
+    );
+    let line = shlex::try_join(words.iter().map(String::as_str)).expect("quotable");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &line, "/dev/null"]);
+    Some(reads_of(cmd))
+}
+
+/// xsync with `args`, its stdout a pipe, read as it comes.
+fn piped(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xsync"));
+    cmd.args(args);
+    reads_of(cmd)
+}
+
+fn reads_of(mut cmd: Command) -> Vec<String> {
+    use std::io::Read;
+    let mut child = cmd
+        .env("LC_ALL", "C")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = child.stdout.take().expect("piped");
+    let mut reads = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match out.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reads.push(String::from_utf8_lossy(&buf[..n]).replace("\r\n", "\n")),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "xsync exited {status}: {}",
+        reads.concat()
+    );
+    reads
+}
+
+/// Every `\r`- or `\n`-separated segment, with the index of the read it ended in.
+fn segments(reads: &[String]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for (i, r) in reads.iter().enumerate() {
+        for c in r.chars() {
+            if c == '\r' || c == '\n' {
+                if !cur.trim().is_empty() {
+                    out.push((i, std::mem::take(&mut cur)));
+                }
+                cur.clear();
+            } else {
+                cur.push(c);
+            }
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push((reads.len(), cur));
+    }
+    out
+}
+
+/// A live (in-flight) per-file segment: bytes, percent, rate, time left.
+fn live_segment(seg: &str) -> Option<(u64, u32)> {
+    let w: Vec<&str> = seg.split_whitespace().collect();
+    let [bytes, pct, rate, time] = w[..] else {
+        return None;
+    };
+    let ok = ["kB/s", "MB/s", "GB/s"].iter().any(|u| rate.ends_with(u)) && time.contains(':');
+    ok.then_some(())?;
+    Some((
+        bytes.replace(',', "").parse().ok()?,
+        pct.strip_suffix('%')?.parse().ok()?,
+    ))
+}
+
+fn live_tree(root: &Path) {
+    TestTree::at(root)
+        .file("a", b"hello\n")
+        .random_file("big", 21, LIVE_SIZE)
+        .dir("sub")
+        .file("sub/b", b"there\n");
+}
+
+/// `-P` on a push and on a pull at 1 MiB/s: the big file's line is shown live — its name,
+/// then at least three growing positions below its size, read before the line that ends
+/// it — and every file still gets rsync's closing line, numbered in order.
+#[test]
+fn progress_moves_while_one_big_file_is_in_flight() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    live_tree(&src);
+    let rsh = local_rsh(dir.path());
+    let common = |v: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = ["-a", "-P", "--bwlimit=1024", "-e", &rsh]
+            .iter()
+            .map(Into::into)
+            .collect();
+        a.extend(["--xsync-path".into(), env!("CARGO_BIN_EXE_xsync").into()]);
+        a.extend(v.iter().map(Into::into));
+        a
+    };
+    let src_arg = format!("{}/", src.display());
+    let pull_src = format!("h:{}/", src.display());
+    let push_dst = format!("h:{}/", dir.path().join("pushed").display());
+    let pull_dst = format!("{}/", dir.path().join("pulled").display());
+    for (way, args) in [
+        ("push", common(&[&src_arg, &push_dst])),
+        ("pull", common(&[&pull_src, &pull_dst])),
+    ] {
+        let Some(reads) = on_pty(test, &args) else {
+            return;
+        };
+        let segs = segments(&reads);
+        let name = segs
+            .iter()
+            .position(|(_, s)| s == "big")
+            .unwrap_or_else(|| panic!("{way}: no `big` line in {:?}", reads.concat()));
+        let end = segs[name..]
+            .iter()
+            .position(|(_, s)| s.contains("(xfr#"))
+            .map(|i| i + name)
+            .unwrap_or_else(|| panic!("{way}: no closing line for big: {:?}", reads.concat()));
+        let live: Vec<(usize, (u64, u32))> = segs[name + 1..end]
+            .iter()
+            .map(|(i, s)| {
+                (
+                    *i,
+                    live_segment(s).unwrap_or_else(|| panic!("{way}: not a live line: {s:?}")),
+                )
+            })
+            .collect();
+        let positions: Vec<u64> = live.iter().map(|(_, (b, _))| *b).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] <= w[1]),
+            "{way}: positions go back: {positions:?}"
+        );
+        let mut distinct = positions.clone();
+        distinct.dedup();
+        distinct.retain(|&b| b > 0 && b < LIVE_SIZE as u64);
+        assert!(
+            distinct.len() >= 3,
+            "{way}: the line did not move during the file: {positions:?} in {:?}",
+            reads.concat()
+        );
+        assert!(
+            live.iter().all(|(_, (_, pct))| *pct < 100),
+            "{way}: {live:?}"
+        );
+        assert!(
+            live[0].0 < segs[end].0,
+            "{way}: the live lines arrived with the closing one, not before it"
+        );
+        let closing = completed_lines(&reads.concat());
+        assert_eq!(
+            closing.iter().map(|l| l.xfr).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{way}: {:?}",
+            reads.concat()
+        );
+        assert_eq!(closing.last().map(|l| l.left), Some(0));
+    }
+}
+
+/// `--info=progress2` over many files and one big one, pushed at 2 MiB/s, piped (rsync's
+/// line) and on a terminal (the bar): the bytes move during the big file, and no figure
+/// ever goes back — bytes, percent, files — up to the whole.
+#[test]
+fn progress2_counts_bytes_as_they_move_and_never_goes_back() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    let tree = TestTree::at(&src);
+    tree.random_file("big", 5, LIVE_SIZE).dir("many");
+    for i in 0..300 {
+        tree.random_file(format!("many/f{i:03}"), 100 + i, 2_000);
+    }
+    let rsh = local_rsh(dir.path());
+    let args: Vec<std::ffi::OsString> = [
+        "-a",
+        "--info=progress2",
+        "--bwlimit=2048",
+        "-e",
+        &rsh,
+        "--xsync-path",
+        env!("CARGO_BIN_EXE_xsync"),
+        &format!("{}/", src.display()),
+        &format!("h:{}/", dir.path().join("dst").display()),
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    let reads = piped(&args);
+    let lines: Vec<Line> = segments(&reads)
+        .iter()
+        .filter(|(_, s)| s.contains("(xfr#"))
+        .map(|(_, s)| parse_segment(s).unwrap_or_else(|| panic!("not rsync's shape: {s:?}")))
+        .collect();
+    let total = LIVE_SIZE as u64 + 300 * 2_000;
+    for w in lines.windows(2) {
+        assert!(
+            w[0].bytes <= w[1].bytes && w[0].pct <= w[1].pct && w[0].xfr <= w[1].xfr,
+            "went back: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    let last = lines.last().expect("lines");
+    assert_eq!(
+        (last.bytes, last.pct, last.xfr),
+        (total, 100, 301),
+        "{last:?}"
+    );
+    // Bytes that moved while no file finished: the big file's, counted as they went.
+    let most_moves_between_two_files = lines
+        .chunk_by(|a, b| a.xfr == b.xfr)
+        .map(|run| {
+            let mut b: Vec<u64> = run.iter().map(|l| l.bytes).collect();
+            b.dedup();
+            b.len()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_moves_between_two_files >= 3,
+        "progress2 did not move during the big file: {:?}",
+        reads.concat()
+    );
+
+    // On a terminal: the bar's bytes and its `N/M files` never go back either.
+    let _ = std::fs::remove_dir_all(dir.path().join("dst"));
+    let Some(reads) = on_pty(test, &args) else {
+        return;
+    };
+    let text = reads.concat();
+    let frames: Vec<(f64, u64)> = text
+        .split(['\r', '\n'])
+        .filter(|f| f.contains("] "))
+        .filter_map(|f| {
+            // `… 2.86 MiB/2.86 MiB 72/301 files 1.16 MiB/s …`
+            let (before, _) = f.split_once(" files ")?;
+            let files = before.rsplit(' ').next()?.split('/').next()?;
+            Some((bar_done(f)?, files.parse().ok()?))
+        })
+        .collect();
+    assert!(frames.len() >= 3, "bar frames: {text:?}");
+    for w in frames.windows(2) {
+        assert!(
+            w[0].0 <= w[1].0 && w[0].1 <= w[1].1,
+            "the bar went back: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+    }
+    assert_eq!(frames.last().map(|f| f.1), Some(301), "{text:?}");
+}
+
+/// The bytes a bar frame shows done (`1.25 MiB/2.86 MiB …` → 1.25 MiB), in bytes.
+fn bar_done(frame: &str) -> Option<f64> {
+    let after = frame.split_once("] ")?.1;
+    let (done, _) = after.split_once('/')?;
+    let (n, unit) = done.trim().split_once(' ')?;
+    let mult = match unit {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(n.parse::<f64>().ok()? * mult)
+}
+
+/// `--info=progress2` on a terminal draws a bar (indicatif) instead of rsync's line: its
+/// frames show the bytes done growing during one big file, never going back, ending at the
+/// whole size; `--progress=bar` is the same. Piped, progress2 stays rsync's line (the tests
+/// above).
+#[test]
+fn progress2_on_a_terminal_is_a_bar_that_moves_during_one_big_file() {
+    let test = this_test!();
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    live_tree(&src);
+    let rsh = local_rsh(dir.path());
+    for (i, flag) in ["--info=progress2", "--progress=bar"].iter().enumerate() {
+        let args: Vec<std::ffi::OsString> = [
+            "-a",
+            flag,
+            "--bwlimit=1024",
+            "-e",
+            &rsh,
+            "--xsync-path",
+            env!("CARGO_BIN_EXE_xsync"),
+            &format!("{}/", src.display()),
+            &format!("h:{}/", dir.path().join(format!("dst{i}")).display()),
+        ]
+        .iter()
+        .map(Into::into)
+        .collect();
+        let Some(reads) = on_pty(test, &args) else {
+            return;
+        };
+        let text = reads.concat();
+        assert!(
+            !text.contains("(xfr#"),
+            "{flag}: rsync's line on a terminal: {text:?}"
+        );
+        let done: Vec<f64> = text
+            .split(['\r', '\n'])
+            .filter(|f| f.contains("] "))
+            .filter_map(bar_done)
+            .collect();
+        assert!(
+            done.windows(2).all(|w| w[0] <= w[1]),
+            "{flag}: the bar went back: {done:?}"
+        );
+        let total = (LIVE_SIZE + 12) as f64;
+        let mut during: Vec<f64> = done
+            .iter()
+            .copied()
+            .filter(|&d| d > 0.0 && d < total * 0.99)
+            .collect();
+        during.dedup();
+        assert!(
+            during.len() >= 3,
+            "{flag}: the bar did not move during the file: {done:?} in {text:?}"
+        );
+        let last = *done.last().expect("frames");
+        assert!(
+            (last - total).abs() < total * 0.01,
+            "{flag}: ends at the whole size: {last} of {total}"
+        );
+    }
+}
