@@ -58,14 +58,15 @@ struct Cli {
     /// fine-grained informational verbosity (xsync: progress0-2, name0-1)
     ///
     /// Comma-separated, case-insensitive words: progress0, progress1 (--progress), progress2
-    /// (the whole transfer, against the total size from the scan (which, as rsync's, counts
-    /// symlink targets), never going back: where stdout is a terminal, a bar with the bytes
-    /// and files done, rate, time left and the file in flight, left drawn at the end;
-    /// elsewhere rsync's one line, rewritten with \r at most ten times a second: bytes of
-    /// finished files and of those in flight, percent, rate, time left (the time taken at
-    /// the end), (xfr#N, to-chk=R/T)); name0 (no names of transferred entries, even with
-    /// -v) and name1 (names without -v). Any other flag (and name2) is refused with exit
-    /// status 1.
+    /// (one line for the whole transfer, rewritten with \r at most ten times a second: bytes
+    /// moved so far, of finished files and of those in flight, percent of the total size
+    /// from the scan (which, as rsync's, counts symlink targets), rate, time left (elapsed
+    /// time at the end), (xfr#N, to-chk=R/T); no figure ever goes back. Where stdout is a
+    /// terminal it is drawn as a bar instead: elapsed time, the bar, bytes done of the total,
+    /// files done of those to transfer, rate, ETA and the file in flight; piped or
+    /// redirected it is rsync's line); name0 (no names of transferred entries, even with -v)
+    /// and name1 (names without -v). Any other flag (and name2) is refused with exit status
+    /// 1.
     #[arg(long, value_name = "FLAGS", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = OUTPUT)]
     info: Vec<String>,
     /// suppress non-error messages
@@ -85,18 +86,18 @@ struct Cli {
     /// show progress during transfer (--progress=bar: one bar for the whole run, as
     /// --info=progress2, drawn where stdout is a terminal)
     ///
-    /// rsync's --info=progress1: each transferred file's name (unless --info=name0) and
-    /// rsync's closing line, "3,000,000 100%  715.26MB/s    0:00:00 (xfr#2, to-chk=3/6)". A
-    /// file still in flight after a tenth of a second has a live line before that (bytes,
-    /// percent, rate, time left, rewritten with \r at most ten times a second). As in rsync,
-    /// one file in flight is shown at a time; files are transferred in parallel, so those
-    /// that end meanwhile are listed after it, each with its name and closing line, not in
-    /// list order. In to-chk=R/T, T is rsync's (the entries of the transfer) and R the files
-    /// still to transfer, so the last line ends to-chk=0/T. Nothing is shown under -q. With
-    /// -i, not supported on a push (the remote receiver decides the flags).
+    /// rsync's --info=progress1: the file in flight shown live, as rsync shows it: its name
+    /// (unless --info=name0), then a line rewritten at most ten times a second with the
+    /// bytes done, percent, rate and time left, and when it is done rsync's completed line,
+    /// "3,000,000 100%  715.26MB/s    0:00:00 (xfr#2, to-chk=3/6)". Files are transferred in
+    /// parallel: one file is shown live at a time (one that has been in flight for a tenth
+    /// of a second), and files that finish meanwhile are listed after it. In to-chk=R/T, T
+    /// is rsync's (the entries of the transfer) and R the files still to transfer, so the
+    /// last line ends to-chk=0/T. Nothing is shown under -q. With -i, not supported on a
+    /// push (the remote receiver decides the flags).
     ///
-    /// --progress=bar is --info=progress2 instead (unless --info names a progress level):
-    /// on a terminal, one bar for the whole run.
+    /// --progress=bar: progress for the whole run as a bar (as --info=progress2 on a
+    /// terminal, which it is unless --info names a progress level).
     #[arg(
         long,
         num_args = 0..=1,
@@ -117,6 +118,17 @@ struct Cli {
     /// List changes in rsync's YXcstpoguax format.
     #[arg(short = 'i', long = "itemize-changes", action = ArgAction::Count, help_heading = OUTPUT)]
     itemize: u8,
+    /// print the run as NDJSON records on stdout: one per file transferred, deleted or
+    /// failed, and a final summary (schema in docs/JSON.md)
+    ///
+    /// Print the run as NDJSON on stdout in place of the listing, progress and summaries: a
+    /// record for each file created, updated, deleted or failed (path, itemize code, bytes,
+    /// literal and matched bytes, the error), and always a last summary record (counts,
+    /// bytes, durations, exit code, every error), also when a signal or a lost connection
+    /// ends the run. Errors still go to stderr. The schema (version 1) is docs/JSON.md and
+    /// docs/json-schema.json.
+    #[arg(long, help_heading = OUTPUT)]
+    json: bool,
 
     /// skip based on checksum, not mod-time & size
     ///
@@ -905,7 +917,8 @@ where
         }
     };
     let dash_progress = (cli.progress.is_some() || cli.partial_progress) && !cli.no_progress;
-    let progress = if cli.quiet {
+    // --json replaces the listing and progress on stdout.
+    let progress = if cli.quiet || cli.json {
         0
     } else if bar && !cli.no_progress {
         info.progress.unwrap_or(2)
@@ -994,7 +1007,8 @@ where
         numeric_ids: cli.numeric_ids,
         mkpath: cli.mkpath,
         human_readable: cli.human_readable,
-        itemize: cli.itemize > 0,
+        // The records carry each file's itemize code (the listing itself is not shown).
+        itemize: cli.itemize > 0 || cli.json,
         stats: cli.stats,
         progress,
         names,
@@ -1004,6 +1018,7 @@ where
         xsync_path: cli
             .xsync_path
             .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
+        json: cli.json,
         deploy: !cli.no_deploy
             && std::env::var_os(crate::endpoint::deploy::NO_DEPLOY_ENV)
                 .is_none_or(|v| v.is_empty() || v == "0"),
@@ -1425,6 +1440,7 @@ impl Options {
             (self.numeric_ids, "--numeric-ids"),
             (self.mkpath, "--mkpath"),
             (self.itemize, "--itemize-changes"),
+            (self.json, "--json"),
             (self.compress, "--compress"),
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),

@@ -96,6 +96,8 @@ pub struct Options {
     /// Install this build on a remote that has no usable xsync (endpoint::deploy); off
     /// with `--no-deploy`, `XSYNC_NO_DEPLOY`, or a named `--xsync-path`.
     pub deploy: bool,
+    /// `--json`: NDJSON records on stdout in place of the listing (crate::json).
+    pub json: bool,
     /// `--timeout`: the longest the connection may stand still (None: forever).
     pub timeout: Option<u32>,
     /// `--bwlimit`, in rsync's unit: KiB per second (None: no limit).

@@ -69,8 +69,9 @@ pub struct Exec<'a, 'r> {
 impl Exec<'_, '_> {
     pub fn fail(&self, rel: &[u8], e: StepError) {
         if e.err.kind() == std::io::ErrorKind::NotFound && e.op == "open" {
-            self.report.error(
+            self.report.file_error(
                 ExitCode::Vanished,
+                rel,
                 format!("file has vanished: `{}`", crate::error::show(rel)),
             );
             return;
@@ -81,7 +82,8 @@ impl Exec<'_, '_> {
             self.report.record(f.code);
             return;
         }
-        self.report.error(f.code, io_message(e.op, rel, &e.err));
+        self.report
+            .file_error(f.code, rel, io_message(e.op, rel, &e.err));
     }
 
     /// Whether a failure has stopped the transfer: nothing new is started.
@@ -258,6 +260,12 @@ impl Exec<'_, '_> {
                 Ok(n) => {
                     if !del.replace {
                         Stats::add(&self.report.stats.deleted, n);
+                        self.report.file_event(|| {
+                            crate::json::FileEvent::new(
+                                "deleted",
+                                String::from_utf8_lossy(&del.rel).into(),
+                            )
+                        });
                     }
                 }
                 Err(e) => self.fail(&del.rel, e),
@@ -310,12 +318,31 @@ impl Exec<'_, '_> {
 
     /// Counts a transferred file, and shows it under `--progress`; `ticket` is from
     /// [`Self::begin`].
-    pub fn transferred(&self, it: &Item<'_>, literal: u64, ticket: Option<Ticket>) {
+    pub fn transferred(&self, it: &Item<'_>, literal: u64, matched: u64, ticket: Option<Ticket>) {
         let stats = &self.report.stats;
         Stats::add(&stats.transferred, 1);
         Stats::add(&stats.transferred_size, it.src.meta.size);
         Stats::add(&stats.literal, literal);
+        Stats::add(&stats.matched, matched);
         self.created(it);
+        self.report.file_event(|| {
+            let action = if it.dst.is_none() {
+                "created"
+            } else {
+                "updated"
+            };
+            let mut e =
+                crate::json::FileEvent::new(action, String::from_utf8_lossy(&it.rel).into());
+            e.itemize = it
+                .line
+                .as_deref()
+                .and_then(|l| l.split_once(' '))
+                .map(|(flags, _)| flags.to_string());
+            e.bytes = Some(it.src.meta.size);
+            e.literal = Some(literal);
+            e.matched = Some(matched);
+            e
+        });
         if let (Some(p), Some(t)) = (&self.report.progress, ticket) {
             p.done(t, it.src.meta.size);
         }
@@ -362,10 +389,7 @@ impl Exec<'_, '_> {
                         self.reuse_basis,
                     )
                 })
-                .map(|(literal, matched)| {
-                    self.transferred(it, literal, ticket);
-                    Stats::add(&self.report.stats.matched, matched);
-                })
+                .map(|(literal, matched)| self.transferred(it, literal, matched, ticket))
             }
             (Action::Transfer, None) => Ok(()),
             (Action::Special, _) => write::make_special(

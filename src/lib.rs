@@ -20,6 +20,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+pub mod json;
 mod pathsafe;
 mod plan;
 mod progress;
@@ -89,7 +90,12 @@ where
     // progress2 is a bar where stdout is a terminal (Progress::new looks), rsync's line
     // elsewhere.
     let progress = progress::Progress::new(opts.progress, opts.human_readable, true);
-    let report = report::Report::new(stdout, stderr, opts.quiet).with_progress(progress);
+    // --json writes its records straight to stdout, unbuffered by the listing's writer, so
+    // that the signal thread can end them with the summary (json::interrupted).
+    let log = opts.json.then(|| json::start(Box::new(std::io::stdout())));
+    let report = report::Report::new(stdout, stderr, opts.quiet)
+        .with_progress(progress)
+        .with_json(log);
     std::thread::scope(|scope| {
         // The one printer of progress lines, besides the end of the run.
         let ticker = report
@@ -122,6 +128,7 @@ pub fn install_signal_handlers() {
             }
             let _held = write::remove_live_temps();
             let code = ExitCode::Signal;
+            json::interrupted(code.code());
             eprintln!("xsync error: {} (code {})", code.describe(), code.code());
             std::process::exit(code.code());
         }

@@ -62,7 +62,8 @@ pub struct Item<'a> {
     /// What an alternate destination DIR gives this item (see [`Action::AltLink`]).
     pub alt: Option<AltUse>,
     /// Under per-file progress, a transferred file's `-v`/`-i` line, printed with its
-    /// progress line when it is done rather than in the listing before the transfer.
+    /// progress line when it is done rather than in the listing before the transfer
+    /// (under --json, its itemize code for the file's record).
     pub line: Option<String>,
 }
 
@@ -581,7 +582,7 @@ impl<'o> Planner<'o> {
                     }
                 };
                 let mut item = Item::new(e, src_name, rel, d, action);
-                if o.progress == 1 && action == Action::Transfer && !o.dry_run {
+                if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
                     item.line = self.line_text(&flags, &shown, None);
                 } else {
                     self.line(st, &flags, &shown, None);
@@ -783,7 +784,10 @@ impl<'o> Planner<'o> {
         let mut item = Item::new(e, src_name, rel.to_vec(), d, action);
         item.alt = Some(alt);
         if let Some(f) = flags {
-            if self.opts.progress == 1 && action == Action::Transfer && !self.opts.dry_run {
+            if (self.opts.progress == 1 || self.opts.json)
+                && action == Action::Transfer
+                && !self.opts.dry_run
+            {
                 item.line = self.line_text(&f, &shown, None);
             } else {
                 self.line(st, &f, &shown, None);

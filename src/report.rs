@@ -22,6 +22,10 @@ pub struct Report<'a> {
     pub stats: Stats,
     /// `--progress`/`--info=progress2` on the side that shows it (never on a server).
     pub progress: Option<crate::progress::Progress>,
+    /// `--json` on the client: the records go to the log, the listing nowhere.
+    json: Option<&'static crate::json::Log>,
+    /// `--json` on a server: the records go into the relayed listing, in its place.
+    json_relay: AtomicBool,
 }
 
 /// Counters for `--stats` and the closing summary; updated from many threads.
@@ -82,6 +86,50 @@ impl<'a> Report<'a> {
             mid_line: AtomicBool::new(false),
             stats: Stats::default(),
             progress: None,
+            json: None,
+            json_relay: AtomicBool::new(false),
+        }
+    }
+
+    /// The client's `--json` log.
+    pub fn with_json(mut self, log: Option<&'static crate::json::Log>) -> Self {
+        self.json = log;
+        self
+    }
+
+    /// A server under `--json`: its records replace its listing (set once the client's
+    /// options are known).
+    pub fn relay_json(&self) {
+        self.json_relay.store(true, Ordering::Relaxed);
+    }
+
+    fn json_mode(&self) -> bool {
+        self.json.is_some() || self.json_relay.load(Ordering::Relaxed)
+    }
+
+    /// A file's record under `--json` (nothing otherwise).
+    pub fn file_event(&self, e: impl FnOnce() -> crate::json::FileEvent) {
+        if let Some(log) = self.json {
+            log.event(&e());
+        } else if self.json_relay.load(Ordering::Relaxed) {
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(o, "{}", e().to_line());
+        }
+    }
+
+    /// The tree's totals and the connection's bytes, for `--json`'s summary.
+    pub fn note_totals(&self, scan_secs: f64, wire: Option<(u64, u64)>) {
+        if let Some(log) = self.json {
+            let s = &self.stats;
+            log.scanned(
+                Stats::get(&s.files),
+                Stats::get(&s.reg_files),
+                Stats::get(&s.total_size),
+                scan_secs,
+            );
+            if let Some((sent, received)) = wire {
+                log.wire(sent, received);
+            }
         }
     }
 
@@ -130,7 +178,23 @@ impl<'a> Report<'a> {
 
     /// A per-file problem: printed now, the run goes on, `code` counts at the end.
     pub fn error(&self, code: ExitCode, msg: impl AsRef<str>) {
+        if let Some(log) = self.json {
+            log.error(None, msg.as_ref(), code.code());
+        }
         self.record(code);
+        self.warn(msg);
+    }
+
+    /// One file's failure: the error line, and under `--json` the file's `failed` record
+    /// (which the summary's error list takes its entry from).
+    pub fn file_error(&self, code: ExitCode, rel: &[u8], msg: impl AsRef<str>) {
+        self.record(code);
+        self.file_event(|| {
+            let mut e = crate::json::FileEvent::new("failed", String::from_utf8_lossy(rel).into());
+            e.error = Some(msg.as_ref().to_string());
+            e.code = Some(code.code());
+            e
+        });
         self.warn(msg);
     }
 
@@ -163,13 +227,16 @@ impl<'a> Report<'a> {
 
     /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages.
     pub fn info(&self, msg: impl AsRef<str>) {
-        if !self.quiet {
+        if !self.quiet && !self.json_mode() {
             self.line(msg);
         }
     }
 
     /// A listing line on stdout (`-v`, `-i`), already filtered by the caller's verbosity.
     pub fn line(&self, msg: impl AsRef<str>) {
+        if self.json_mode() {
+            return;
+        }
         self.around_bar(|| {
             let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
             self.end_line(&mut o);
@@ -179,6 +246,11 @@ impl<'a> Report<'a> {
 
     /// Text relayed from the peer's listing, written as is.
     pub fn raw(&self, text: &str) {
+        if let Some(log) = self.json {
+            // The far end's records (it was given --json).
+            log.relayed(text);
+            return;
+        }
         self.around_bar(|| {
             let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
             self.end_line(&mut o);
@@ -203,6 +275,9 @@ impl<'a> Report<'a> {
             self.end_line(&mut o);
         }
         let code = self.code();
+        if let Some(log) = self.json {
+            log.finish(code.code(), false);
+        }
         if code != ExitCode::Ok {
             let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
             // As rsync: vanished files are only a warning, everything else an error.

@@ -228,6 +228,7 @@ impl RemoteJob {
         } = done;
         let counts = explain(result, status, opts, &self.spec, binary.is_some())?;
         report.stats.add_counts(counts);
+        report.note_totals(0.0, Some((sent, received)));
         if opts.stats || opts.verbose > 0 {
             print_summary(
                 opts,

@@ -150,6 +150,9 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     let mut argv: Vec<OsString> = vec!["xsync".into()];
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
     let mut opts = parse(argv)?;
+    if opts.json {
+        report.relay_json();
+    }
     opts.filters = FilterLine::to_filters(&filter_lines)?;
     if opts.files_from.is_some() {
         for n in &files {

@@ -26,7 +26,7 @@ use crate::protocol::{
     BATCH, CHUNK, CoarseItem, Digest, Msg, Part, Reader, Request, WireOp, Writer, check_rel_path,
     unexpected, wire_digest,
 };
-use crate::report::{Report, Stats};
+use crate::report::Report;
 use crate::source::Tops;
 use crate::tree::{Entry, Kind};
 use crate::write::{StepError, TempFile};

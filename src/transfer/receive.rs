@@ -791,7 +791,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                     )
                                 })();
                                 match res {
-                                    Ok(n) => exec.transferred(p.item, n, started),
+                                    Ok(n) => exec.transferred(p.item, n, 0, started),
                                     Err(e) => exec.fail(&p.item.rel, e),
                                 }
                             });
@@ -1155,8 +1155,7 @@ pub(super) fn finish_file(
     }
     match done {
         Ok(_) => {
-            exec.transferred(p.item, literal, started);
-            Stats::add(&exec.report.stats.matched, matched);
+            exec.transferred(p.item, literal, matched, started);
         }
         Err(e) => exec.fail(&p.item.rel, e),
     }

@@ -29,6 +29,7 @@ mod filters;
 mod fuzz_corpora;
 mod generated;
 mod hostile;
+mod json;
 mod layout;
 mod local;
 mod progress;
