@@ -3,12 +3,19 @@
 //! when the name is unknown there). `--numeric-ids` turns this off. Root (id 0) is never
 //! mapped, as in rsync.
 //!
-//! Names are read from `/etc/passwd` and `/etc/group` (the files, not NSS: no libc binding
-//! is needed, and a user known only to LDAP keeps its number).
+//! Names come from NSS, as rsync's do (`getpwuid`, `getgrnam`, …): `/etc/passwd` and
+//! `/etc/group`, and whatever else `/etc/nsswitch.conf` lists (LDAP, SSSD, systemd,
+//! extrausers). The lookups are glibc's reentrant `*_r` calls (through `nix`), so any thread
+//! may make them. An NSS source may be a server across the network, so each distinct id and
+//! name is asked once per process ([`Cached`]), and a process is one run: the client, and
+//! `xsync --server` at the other end.
 
 use crate::tree::Entry;
+use nix::unistd::{Gid, Group, Uid, User};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 /// The id → name tables the sender sends.
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
@@ -17,56 +24,134 @@ pub struct Names {
     pub groups: Vec<(u32, String)>,
 }
 
-/// `name:x:id:...` lines → id → name.
-fn parse_db(text: &str) -> HashMap<u32, String> {
-    let mut m = HashMap::new();
-    for line in text.lines() {
-        let mut f = line.split(':');
-        if let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next())
-            && let Ok(id) = id.parse::<u32>()
-        {
-            m.entry(id).or_insert_with(|| name.to_string());
+/// The account databases, as the mapping asks them: NSS in a run, a table in the unit tests.
+trait Db: Sync {
+    fn user_name(&self, uid: u32) -> Option<String>;
+    fn group_name(&self, gid: u32) -> Option<String>;
+    fn user_id(&self, name: &str) -> Option<u32>;
+    fn group_id(&self, name: &str) -> Option<u32>;
+    /// The home directory of `user`, or with `None` of this process's user.
+    fn home(&self, user: Option<&str>) -> Option<String>;
+}
+
+/// NSS through glibc. A failed lookup (an unreachable LDAP server) counts as an unknown
+/// name, as it does for rsync: the id keeps its number.
+struct Nss;
+
+/// `nix` turns a name that is not UTF-8 into one with U+FFFD in it; that name would map to
+/// nothing (or to the wrong account), so it is no name at all.
+fn real_name(name: String) -> Option<String> {
+    (!name.contains(char::REPLACEMENT_CHARACTER)).then_some(name)
+}
+
+impl Db for Nss {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+        real_name(user.name)
+    }
+
+    fn group_name(&self, gid: u32) -> Option<String> {
+        let group = Group::from_gid(Gid::from_raw(gid)).ok()??;
+        real_name(group.name)
+    }
+
+    fn user_id(&self, name: &str) -> Option<u32> {
+        Some(User::from_name(name).ok()??.uid.as_raw())
+    }
+
+    fn group_id(&self, name: &str) -> Option<u32> {
+        Some(Group::from_name(name).ok()??.gid.as_raw())
+    }
+
+    fn home(&self, user: Option<&str>) -> Option<String> {
+        let account = match user {
+            Some(name) => User::from_name(name),
+            None => User::from_uid(Uid::from_raw(rustix::process::getuid().as_raw())),
+        };
+        account.ok()??.dir.into_os_string().into_string().ok()
+    }
+}
+
+/// Answers remembered by question: each is asked of the database once.
+struct Memo<K, V>(Mutex<HashMap<K, V>>);
+
+impl<K: Eq + Hash, V: Clone> Memo<K, V> {
+    fn new() -> Memo<K, V> {
+        Memo(Mutex::new(HashMap::new()))
+    }
+
+    /// The lock is held while the database answers, so two threads that ask at once still
+    /// make one lookup (and an LDAP server sees one query per id, as rsync's one thread makes).
+    fn get(&self, key: K, look: impl FnOnce(&K) -> V) -> V {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = m.get(&key) {
+            return v.clone();
+        }
+        let v = look(&key);
+        m.insert(key, v.clone());
+        v
+    }
+}
+
+/// A database whose id and name answers (found or not) are remembered. Homes are not: each
+/// `~user` in a path is asked once anyway.
+struct Cached<D> {
+    db: D,
+    user_names: Memo<u32, Option<String>>,
+    group_names: Memo<u32, Option<String>>,
+    user_ids: Memo<String, Option<u32>>,
+    group_ids: Memo<String, Option<u32>>,
+}
+
+impl<D: Db> Cached<D> {
+    fn new(db: D) -> Cached<D> {
+        Cached {
+            db,
+            user_names: Memo::new(),
+            group_names: Memo::new(),
+            user_ids: Memo::new(),
+            group_ids: Memo::new(),
         }
     }
-    m
 }
 
-fn read_db(path: &str) -> HashMap<u32, String> {
-    std::fs::read_to_string(path)
-        .map(|t| parse_db(&t))
-        .unwrap_or_default()
-}
-
-/// The home directory `/etc/passwd` gives `user` (or, with `None`, this process's user):
-/// what a remote shell would put for a leading `~`/`~user` in rsync's remote paths.
-pub fn home_dir(user: Option<&str>) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    home_in(&text, user, rustix::process::getuid().as_raw())
-}
-
-fn home_in(passwd: &str, user: Option<&str>, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        let matches = match user {
-            Some(u) => f.first() == Some(&u),
-            None => f.get(2).and_then(|id| id.parse::<u32>().ok()) == Some(uid),
-        };
-        (matches && f.len() >= 6 && !f[5].is_empty()).then(|| f[5].to_string())
-    })
-}
-
-/// An id by name or number, from `/etc/passwd` or `/etc/group` (as the name mapping).
-fn id_of(db: &str, name: &str) -> Option<u32> {
-    if let Ok(n) = name.parse::<u32>() {
-        return Some(n);
+impl<D: Db> Db for Cached<D> {
+    fn user_name(&self, uid: u32) -> Option<String> {
+        self.user_names.get(uid, |&id| self.db.user_name(id))
     }
-    let text = std::fs::read_to_string(db).ok()?;
-    text.lines().find_map(|line| {
-        let mut f = line.split(':');
-        (f.next() == Some(name))
-            .then(|| f.nth(1).and_then(|id| id.parse().ok()))
-            .flatten()
-    })
+    fn group_name(&self, gid: u32) -> Option<String> {
+        self.group_names.get(gid, |&id| self.db.group_name(id))
+    }
+    fn user_id(&self, name: &str) -> Option<u32> {
+        self.user_ids.get(name.to_owned(), |n| self.db.user_id(n))
+    }
+    fn group_id(&self, name: &str) -> Option<u32> {
+        self.group_ids.get(name.to_owned(), |n| self.db.group_id(n))
+    }
+    fn home(&self, user: Option<&str>) -> Option<String> {
+        self.db.home(user)
+    }
+}
+
+/// This machine's accounts, for the whole run.
+static SYSTEM: LazyLock<Cached<Nss>> = LazyLock::new(|| Cached::new(Nss));
+
+/// The home directory NSS gives `user` (or, with `None`, this process's user): what a remote
+/// shell would put for a leading `~`/`~user` in rsync's remote paths. An empty one is none.
+pub fn home_dir(user: Option<&str>) -> Option<String> {
+    home_in(&*SYSTEM, user)
+}
+
+fn home_in(db: &impl Db, user: Option<&str>) -> Option<String> {
+    db.home(user).filter(|h| !h.is_empty())
+}
+
+/// An id by number or name, as rsync reads `--chown`'s: all digits is the number itself.
+fn id_of(name: &str, by_name: impl FnOnce(&str) -> Option<u32>) -> Option<u32> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        return name.parse().ok();
+    }
+    by_name(name)
 }
 
 /// `--chown=USER:GROUP` where it takes effect, on the receiving side: the ids every entry
@@ -83,21 +168,31 @@ impl Chown {
         opts: &crate::config::Options,
         report: Option<&crate::report::Report<'_>>,
     ) -> Chown {
-        let look = |name: &Option<String>, db: &str, what: &str| {
-            let name = name.as_deref()?;
-            let id = id_of(db, name);
-            if id.is_none()
-                && let Some(r) = report
-            {
+        Chown::resolve_in(&*SYSTEM, &opts.chown, &mut |what, name| {
+            if let Some(r) = report {
                 r.warn(format!(
                     "unknown --chown {what} on the receiver: `{name}` (left as it is)"
                 ));
             }
+        })
+    }
+
+    fn resolve_in(
+        db: &impl Db,
+        (user, group): &(Option<String>, Option<String>),
+        unknown: &mut dyn FnMut(&str, &str),
+    ) -> Chown {
+        let mut look = |name: &Option<String>, what: &str, by_name: &dyn Fn(&str) -> _| {
+            let name = name.as_deref()?;
+            let id = id_of(name, by_name);
+            if id.is_none() {
+                unknown(what, name);
+            }
             id
         };
         Chown {
-            uid: look(&opts.chown.0, "/etc/passwd", "user"),
-            gid: look(&opts.chown.1, "/etc/group", "group"),
+            uid: look(user, "user", &|n| db.user_id(n)),
+            gid: look(group, "group", &|n| db.group_id(n)),
         }
     }
 
@@ -120,36 +215,26 @@ impl Chown {
 }
 
 impl Names {
-    /// The names of the (non-root) ids used in `root`, from this machine's databases.
+    /// The names of the (non-root) ids used in `root`, from this machine's accounts.
     pub fn of_tree(root: &Entry) -> Names {
+        Names::of_tree_in(&*SYSTEM, root)
+    }
+
+    fn of_tree_in(db: &impl Db, root: &Entry) -> Names {
         let (mut uids, mut gids) = (BTreeSet::new(), BTreeSet::new());
         root.walk(b"", &mut |_, e| {
             uids.insert(e.meta.uid);
             gids.insert(e.meta.gid);
         });
-        Names::from_dbs(
-            &read_db("/etc/passwd"),
-            &read_db("/etc/group"),
-            &uids,
-            &gids,
-        )
-    }
-
-    fn from_dbs(
-        passwd: &HashMap<u32, String>,
-        group: &HashMap<u32, String>,
-        uids: &BTreeSet<u32>,
-        gids: &BTreeSet<u32>,
-    ) -> Names {
-        let pick = |db: &HashMap<u32, String>, ids: &BTreeSet<u32>| {
+        let pick = |ids: &BTreeSet<u32>, name_of: &dyn Fn(u32) -> Option<String>| {
             ids.iter()
                 .filter(|&&id| id != 0)
-                .filter_map(|id| db.get(id).map(|n| (*id, n.clone())))
+                .filter_map(|&id| name_of(id).map(|n| (id, n)))
                 .collect()
         };
         Names {
-            users: pick(passwd, uids),
-            groups: pick(group, gids),
+            users: pick(&uids, &|id| db.user_name(id)),
+            groups: pick(&gids, &|id| db.group_name(id)),
         }
     }
 }
@@ -163,29 +248,19 @@ pub struct IdMap {
 
 impl IdMap {
     pub fn new(names: &Names) -> IdMap {
-        IdMap::from_dbs(names, &read_db("/etc/passwd"), &read_db("/etc/group"))
+        IdMap::new_in(&*SYSTEM, names)
     }
 
-    fn from_dbs(
-        names: &Names,
-        passwd: &HashMap<u32, String>,
-        group: &HashMap<u32, String>,
-    ) -> IdMap {
-        let invert = |db: &HashMap<u32, String>| -> HashMap<String, u32> {
-            db.iter().map(|(id, n)| (n.clone(), *id)).collect()
+    fn new_in(db: &impl Db, names: &Names) -> IdMap {
+        let local = |table: &[(u32, String)], id_of: &dyn Fn(&str) -> Option<u32>| {
+            table
+                .iter()
+                .filter_map(|(id, n)| id_of(n).map(|local| (*id, local)))
+                .collect()
         };
-        let (by_user, by_group) = (invert(passwd), invert(group));
         IdMap {
-            users: names
-                .users
-                .iter()
-                .filter_map(|(id, n)| by_user.get(n).map(|local| (*id, *local)))
-                .collect(),
-            groups: names
-                .groups
-                .iter()
-                .filter_map(|(id, n)| by_group.get(n).map(|local| (*id, *local)))
-                .collect(),
+            users: local(&names.users, &|n| db.user_id(n)),
+            groups: local(&names.groups, &|n| db.group_id(n)),
         }
     }
 
@@ -207,49 +282,178 @@ impl IdMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// One machine's accounts as a table; counts the questions it is asked.
+    #[derive(Default)]
+    struct Table {
+        users: Vec<(&'static str, u32, &'static str)>,
+        groups: Vec<(&'static str, u32)>,
+        asked: AtomicUsize,
+    }
+
+    impl Table {
+        fn ask(&self) {
+            self.asked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Db for Table {
+        fn user_name(&self, uid: u32) -> Option<String> {
+            self.ask();
+            let u = self.users.iter().find(|u| u.1 == uid)?;
+            Some(u.0.to_string())
+        }
+        fn group_name(&self, gid: u32) -> Option<String> {
+            self.ask();
+            let g = self.groups.iter().find(|g| g.1 == gid)?;
+            Some(g.0.to_string())
+        }
+        fn user_id(&self, name: &str) -> Option<u32> {
+            self.ask();
+            Some(self.users.iter().find(|u| u.0 == name)?.1)
+        }
+        fn group_id(&self, name: &str) -> Option<u32> {
+            self.ask();
+            Some(self.groups.iter().find(|g| g.0 == name)?.1)
+        }
+        fn home(&self, user: Option<&str>) -> Option<String> {
+            let u = self.users.iter().find(|u| Some(u.0) == user)?;
+            Some(u.2.to_string())
+        }
+    }
+
+    fn entry(uid: u32, gid: u32) -> Entry {
+        let mut e = Entry::new(Box::from(&b"f"[..]), crate::tree::virtual_dir_meta());
+        e.meta.uid = uid;
+        e.meta.gid = gid;
+        e
+    }
+
+    /// A directory whose entries are owned by each `(uid, gid)`.
+    fn tree_of(owners: &[(u32, u32)]) -> Entry {
+        let mut root = entry(0, 0);
+        root.children = owners.iter().map(|&(u, g)| entry(u, g)).collect();
+        root
+    }
 
     #[test]
-    fn homes_come_from_the_passwd_fields() {
-        let db =
-            "root:x:0:0:root:/root:/bin/bash\nann:x:1000:1000::/home/ann:/bin/sh\nnohome:x:5:5::\n";
-        assert_eq!(home_in(db, Some("ann"), 0).as_deref(), Some("/home/ann"));
-        assert_eq!(home_in(db, None, 1000).as_deref(), Some("/home/ann"));
-        assert_eq!(home_in(db, None, 0).as_deref(), Some("/root"));
-        assert_eq!(home_in(db, Some("bob"), 0), None);
-        assert_eq!(home_in(db, Some("nohome"), 0), None);
+    fn homes_come_from_the_account_and_an_empty_one_is_none() {
+        let db = Table {
+            users: vec![("ann", 1000, "/home/ann"), ("nohome", 5, "")],
+            ..Table::default()
+        };
+        assert_eq!(home_in(&db, Some("ann")).as_deref(), Some("/home/ann"));
+        assert_eq!(home_in(&db, Some("bob")), None);
+        assert_eq!(home_in(&db, Some("nohome")), None);
     }
 
     #[test]
     fn ids_map_by_name_and_unknown_names_keep_their_number() {
-        let sender_pw = parse_db(
-            "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/h:/bin/sh\nbob:x:1001:1001::/h:/bin/sh\n",
-        );
-        let sender_gr = parse_db("root:x:0:\nstaff:x:50:\nalice:x:1000:\n");
-        let uids = BTreeSet::from([0, 1000, 1001, 4242]);
-        let gids = BTreeSet::from([0, 50, 1000]);
-        let names = Names::from_dbs(&sender_pw, &sender_gr, &uids, &gids);
+        let sender = Table {
+            users: vec![("root", 0, "/root"), ("alice", 1000, ""), ("bob", 1001, "")],
+            groups: vec![("root", 0), ("staff", 50), ("alice", 1000)],
+            ..Table::default()
+        };
+        let tree = tree_of(&[(1000, 50), (1001, 1000), (4242, 0), (0, 0)]);
+        let names = Names::of_tree_in(&sender, &tree);
         assert_eq!(
             names.users,
             vec![(1000, "alice".into()), (1001, "bob".into())]
         );
-
-        let recv_pw = parse_db(
-            "root:x:0:0::/root:/bin/sh\nbob:x:2000:2000::/h:/bin/sh\nalice:x:2001:2001::/h:/bin/sh\n",
+        assert_eq!(
+            names.groups,
+            vec![(50, "staff".into()), (1000, "alice".into())]
         );
-        let recv_gr = parse_db("staff:x:60:\n");
-        let map = IdMap::from_dbs(&names, &recv_pw, &recv_gr);
+
+        let receiver = Table {
+            users: vec![("root", 0, ""), ("bob", 2000, ""), ("alice", 2001, "")],
+            groups: vec![("staff", 60)],
+            ..Table::default()
+        };
+        let map = IdMap::new_in(&receiver, &names);
         assert!(!map.is_identity());
-        let mut e = Entry::new(Box::from(&b"f"[..]), crate::tree::virtual_dir_meta());
         for (uid, gid, want) in [
             (1000, 50, (2001, 60)),
             (1001, 1000, (2000, 1000)),
             (4242, 0, (4242, 0)),
             (0, 0, (0, 0)),
         ] {
-            e.meta.uid = uid;
-            e.meta.gid = gid;
+            let mut e = entry(uid, gid);
             map.apply(&mut e);
             assert_eq!((e.meta.uid, e.meta.gid), want, "uid {uid} gid {gid}");
         }
+        // The same names on both sides: nothing to rewrite.
+        assert!(IdMap::new_in(&sender, &names).is_identity());
+    }
+
+    #[test]
+    fn each_distinct_id_and_name_is_looked_up_once() {
+        let db = Cached::new(Table {
+            users: vec![("alice", 1000, "")],
+            groups: vec![("staff", 50)],
+            ..Table::default()
+        });
+        // 1000 and 7 (unknown) as owners, 50 and 8 (unknown) as groups, many times over.
+        let owners: Vec<(u32, u32)> = (0..100)
+            .map(|i| [(1000, 50), (1007, 8), (1000, 8)][i % 3])
+            .collect();
+        let tree = tree_of(&owners);
+        let names = Names::of_tree_in(&db, &tree);
+        assert_eq!(names.users, vec![(1000, "alice".into())]);
+        assert_eq!(db.db.asked.load(Ordering::Relaxed), 4, "1007, 1000; 8, 50");
+        // A second tree with the same ids asks nothing new; an unknown id is remembered too.
+        assert_eq!(Names::of_tree_in(&db, &tree), names);
+        assert_eq!(db.db.asked.load(Ordering::Relaxed), 4);
+        // Names: once each, however often they come.
+        for _ in 0..3 {
+            IdMap::new_in(&db, &names);
+            assert_eq!(db.user_id("nobody-here"), None);
+        }
+        assert_eq!(db.db.asked.load(Ordering::Relaxed), 4 + 3);
+    }
+
+    #[test]
+    fn chown_takes_numbers_as_they_are_and_names_from_the_db() {
+        let db = Table {
+            users: vec![("alice", 1000, "")],
+            groups: vec![("staff", 50), ("123x", 77)],
+            ..Table::default()
+        };
+        let mut unknown = Vec::new();
+        let mut resolve = |user: Option<&str>, group: Option<&str>| {
+            let spec = (user.map(String::from), group.map(String::from));
+            Chown::resolve_in(&db, &spec, &mut |what, name| {
+                unknown.push(format!("{what} {name}"))
+            })
+        };
+        let c = |uid, gid| Chown { uid, gid };
+        assert_eq!(
+            resolve(Some("alice"), Some("staff")),
+            c(Some(1000), Some(50))
+        );
+        assert_eq!(resolve(Some("4242"), Some("123x")), c(Some(4242), Some(77)));
+        assert_eq!(resolve(None, Some("0")), c(None, Some(0)));
+        assert_eq!(resolve(Some("bob"), None), c(None, None));
+        assert!(resolve(None, None).is_empty());
+        assert_eq!(unknown, vec!["user bob"]);
+    }
+
+    /// The real databases, through NSS: root is in every one of them.
+    #[test]
+    fn nss_knows_root_both_ways() {
+        assert_eq!(Nss.user_name(0).as_deref(), Some("root"));
+        assert_eq!(Nss.user_id("root"), Some(0));
+        assert_eq!(Nss.group_name(0).as_deref(), Some("root"));
+        assert_eq!(Nss.group_id("root"), Some(0));
+        let home = home_dir(Some("root")).expect("root has a home");
+        assert!(home.starts_with('/'), "{home}");
+        if rustix::process::getuid().is_root() {
+            assert_eq!(home_dir(None), Some(home));
+        }
+        // Unknown, and names NSS cannot even be asked about, are no one.
+        assert_eq!(Nss.user_id("no-such-user-xsync"), None);
+        assert_eq!(Nss.group_id("no\0such"), None);
+        assert_eq!(SYSTEM.user_id("no-such-user-xsync"), None);
     }
 }

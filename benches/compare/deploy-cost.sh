@@ -14,8 +14,8 @@
 #   first contact  xsync -a, the cache emptied first (the upload; once per host and build)
 #
 # and prints the bytes each way sends (benches/compare/count-bytes), then removes the
-# account, the sshd and the scratch directories. Set DELAY_MS to add a delay relay
-# (benches/compare/delay-relay, when present) as ssh's ProxyCommand.
+# account, the sshd and the scratch directories. DELAY_MS=50 puts benches/compare/delay-relay
+# in as ssh's ProxyCommand: a 100 ms round trip.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 XSYNC=${1:-$HERE/../../target/release/xsync}
@@ -77,10 +77,11 @@ mkdir -p /run/sshd
 /usr/sbin/sshd -D -e -f "$KEYS/sshd_config" </dev/null 2>>"$KEYS/sshd.log" &
 SSHD_PID=$!
 SSH="ssh -p $PORT -i $KEYS/user_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR"
-if [[ -n ${DELAY_MS:-} && -x $HERE/delay-relay ]]; then
-    SSH="$SSH -o ProxyCommand=$HERE/delay-relay\ $DELAY_MS\ %h\ %p"
+if [[ -n ${DELAY_MS:-} ]]; then
+    # Double quotes: rsync's -e splitting honours quotes (not backslashes), as xsync's does.
+    SSH="$SSH -o \"ProxyCommand=$HERE/delay-relay $DELAY_MS %h %p\""
 fi
-for _ in $(seq 50); do $SSH -l "$USER_NAME" 127.0.0.1 true </dev/null 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do bash -c "$SSH -l $USER_NAME 127.0.0.1 true" </dev/null 2>/dev/null && break; sleep 0.1; done
 
 DST="$USER_NAME@127.0.0.1:$HOMEDIR/dst/"
 EMPTY="rm -rf $HOMEDIR/dst"

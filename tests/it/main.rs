@@ -32,6 +32,8 @@ mod hostile;
 mod json;
 mod layout;
 mod local;
+mod names;
+mod nss;
 mod progress;
 mod races;
 mod relative;

@@ -37,9 +37,14 @@ pub enum Direction {
 
 /// xsync with a clean environment, reaching `sshd` and running itself on the other end.
 pub fn xsync_over(sshd: &Sshd) -> Command {
+    xsync_over_path(sshd, XSYNC_BIN)
+}
+
+/// [`xsync_over`] with another `--xsync-path` (the remote command before `--server`).
+pub fn xsync_over_path(sshd: &Sshd, xsync_path: &str) -> Command {
     let mut cmd = xsync();
     cmd.env_remove("XSYNC_RSH")
-        .args(["-e", &sshd.rsh(), "--xsync-path", XSYNC_BIN])
+        .args(["-e", &sshd.rsh(), "--xsync-path", xsync_path])
         .stdin(Stdio::null());
     cmd
 }
@@ -84,12 +89,22 @@ fn remote_differential(
 /// [`remote_differential`] for any [`Case`]: its sources are pulled from the ssh host or
 /// pushed to it, its destination the other way.
 pub fn remote_case(test: &str, case: &Case, direction: Direction) {
+    remote_case_via(test, case, direction, "");
+}
+
+/// [`remote_case`] with `server_prefix` (a command and its words, e.g. a wrapper that gives
+/// the server another view of the machine) in front of the remote xsync and rsync alike.
+/// Returns the outcome for further checks, or `None` when the case was skipped.
+pub fn remote_case_via(
+    test: &str,
+    case: &Case,
+    direction: Direction,
+    server_prefix: &str,
+) -> Option<Outcome> {
     if !have_rsync(test) {
-        return;
+        return None;
     }
-    let Some(sshd) = Sshd::start(test) else {
-        return;
-    };
+    let sshd = Sshd::start(test)?;
     let dir = test_dir();
     let root = dir.path().to_path_buf();
     (case.fixture.src)(&root.join("src"));
@@ -97,10 +112,15 @@ pub fn remote_case(test: &str, case: &Case, direction: Direction) {
         prepare_side(&root.join(side_name), case);
     }
     let (a, b, diffs) = rounds(&root, case, ["rsync", "xsync"], true, |i, side| {
-        let mut cmd = if i == 0 {
-            rsync_over(&sshd)
-        } else {
-            xsync_over(&sshd)
+        let mut cmd = match (i, server_prefix) {
+            (0, "") => rsync_over(&sshd),
+            (0, prefix) => {
+                let mut c = rsync_over(&sshd);
+                c.arg(format!("--rsync-path={prefix} rsync"));
+                c
+            }
+            (_, "") => xsync_over(&sshd),
+            (_, prefix) => xsync_over_path(&sshd, &format!("{prefix} {XSYNC_BIN}")),
         };
         cmd.args(case.flags);
         for s in case.sources {
@@ -129,6 +149,7 @@ pub fn remote_case(test: &str, case: &Case, direction: Direction) {
         report(case, &outcome, &diffs),
         context(&sshd)
     );
+    Some(outcome)
 }
 
 macro_rules! remote_differential_tests {
