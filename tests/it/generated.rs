@@ -153,7 +153,16 @@ fn options_section(man: &clap_mangen::Man, cmd: &clap::Command) -> String {
                 .iter()
                 .find(|h| quoted(&h.to_uppercase()) == upper)
                 .unwrap_or_else(|| {
-                    panic!("an option has no help_heading (clap_mangen's section {upper})")
+                    let bare: Vec<String> = cmd
+                        .get_arguments()
+                        .filter(|a| !a.is_hide_set() && !a.is_positional())
+                        .filter(|a| a.get_help_heading().is_none())
+                        .map(|a| a.get_id().to_string())
+                        .collect();
+                    panic!(
+                        "options without a help_heading in src/cli.rs (give each its --help \
+                         group): {bare:?} (clap_mangen's section {upper})"
+                    )
                 });
             if in_archive {
                 out += &no_option_entry(cmd);
