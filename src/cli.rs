@@ -9,15 +9,39 @@ use crate::config::{AltDest, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeR
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
-use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueHint};
 use std::ffi::OsString;
 use std::path::Path;
 
+// The headings of `--help`. rsync's `--help` is one list without headings that keeps related
+// options together; xsync names those groups, output first and help last as there, and keeps
+// rsync's order inside each (`tests/it/generated.rs` checks it against `rsync --help`). The
+// man page has one subsection for each.
+const OUTPUT: &str = "Output";
+const WHICH: &str = "Which files are updated";
+const ARCHIVE: &str = "Archive and recursion";
+const LINKS: &str = "Symlinks";
+const ATTRS: &str = "Attributes";
+const TRANSFER: &str = "Transfer";
+const REMOTE: &str = "Remote shell and connection";
+const DELETE: &str = "Deletion";
+const FILTERS: &str = "Filters and file lists";
+const HELP: &str = "Help";
+
+/// rsync's options as clap sees them. Each doc comment's first paragraph is the one-liner of
+/// `--help` (rsync's own words where rsync has the option); the paragraphs after it are the
+/// man page's text for the option (`long_help`, which `--help` does not print: it stays
+/// rsync's one line per option). The man page and the shell completions are generated from
+/// this (`tests/it/generated.rs`); `hide` keeps an option out of both, so a hidden option is
+/// a `--no-X` form (listed together in the man page), an internal word the client sends the
+/// server, or one the man page's hand-written text explains.
 #[derive(Parser, Debug)]
 #[command(
     name = "xsync",
     about = "xsync: fast, atomic, rsync-compatible file replication",
     override_usage = "xsync [OPTION]... SRC [SRC]... DEST\n       xsync [OPTION]... SRC [SRC]... [USER@]HOST:DEST\n       xsync [OPTION]... [USER@]HOST:SRC [DEST]",
+    after_help = "--no-OPTION turns off an implied OPTION (e.g. --no-D). Any other rsync option is \
+                  refused. See the xsync(1) manual page for each option in full.",
     disable_help_flag = true,
     disable_version_flag = true,
     // rsync takes an option twice (`-a -avz`, a script's `$OPTS` repeating one): a flag stays
@@ -27,149 +51,617 @@ use std::path::Path;
 )]
 struct Cli {
     /// increase verbosity
-    #[arg(short, long, action = ArgAction::Count)]
+    ///
+    /// List what is transferred.
+    #[arg(short, long, action = ArgAction::Count, help_heading = OUTPUT)]
     verbose: u8,
+    /// fine-grained informational verbosity (xsync: progress0-2, name0-1)
+    ///
+    /// Comma-separated, case-insensitive words: progress0, progress1 (--progress), progress2
+    /// (one line for the whole transfer, rewritten with \r at most ten times a second: bytes
+    /// moved so far, of finished files and of those in flight, percent of the total size
+    /// from the scan (which, as rsync's, counts symlink targets), rate, time left (elapsed
+    /// time at the end), (xfr#N, to-chk=R/T); no figure ever goes back. Where stdout is a
+    /// terminal it is drawn as a bar instead: elapsed time, the bar, bytes done of the total,
+    /// files done of those to transfer, rate, ETA and the file in flight; piped or
+    /// redirected it is rsync's line); name0 (no names of transferred entries, even with -v)
+    /// and name1 (names without -v). Any other flag (and name2) is refused with exit status
+    /// 1.
+    #[arg(long, value_name = "FLAGS", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = OUTPUT)]
+    info: Vec<String>,
     /// suppress non-error messages
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = OUTPUT)]
     quiet: bool,
+    /// give some file-transfer stats
+    ///
+    /// Print rsync's statistics block at the end.
+    #[arg(long, help_heading = OUTPUT)]
+    stats: bool,
+    /// output numbers in a human-readable format
+    ///
+    /// Units of 1000, as rsync's; -hh: units of 1024. -h as the only argument prints the
+    /// help, as rsync's does.
+    #[arg(short = 'h', long = "human-readable", action = ArgAction::Count, help_heading = OUTPUT)]
+    human_readable: u8,
+    /// show progress during transfer (--progress=bar: one bar for the whole run, as
+    /// --info=progress2, drawn where stdout is a terminal)
+    ///
+    /// rsync's --info=progress1: the file in flight shown live, as rsync shows it: its name
+    /// (unless --info=name0), then a line rewritten at most ten times a second with the
+    /// bytes done, percent, rate and time left, and when it is done rsync's completed line,
+    /// "3,000,000 100%  715.26MB/s    0:00:00 (xfr#2, to-chk=3/6)". Files are transferred in
+    /// parallel: one file is shown live at a time (one that has been in flight for a tenth
+    /// of a second), and files that finish meanwhile are listed after it. In to-chk=R/T, T
+    /// is rsync's (the entries of the transfer) and R the files still to transfer, so the
+    /// last line ends to-chk=0/T. Nothing is shown under -q. With -i, not supported on a
+    /// push (the remote receiver decides the flags).
+    ///
+    /// --progress=bar: progress for the whole run as a bar (as --info=progress2 on a
+    /// terminal, which it is unless --info names a progress level).
+    #[arg(
+        long,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        value_name = "bar",
+        value_hint = ValueHint::Other,
+        help_heading = OUTPUT
+    )]
+    progress: Option<String>,
+    #[arg(long = "no-progress", hide = true)]
+    no_progress: bool,
+    /// same as --partial --progress
+    #[arg(short = 'P', help_heading = OUTPUT)]
+    partial_progress: bool,
+    /// output a change-summary for all updates
+    ///
+    /// List changes in rsync's YXcstpoguax format.
+    #[arg(short = 'i', long = "itemize-changes", action = ArgAction::Count, help_heading = OUTPUT)]
+    itemize: u8,
+    /// print the run as NDJSON records on stdout: one per file transferred, deleted or
+    /// failed, and a final summary (schema in docs/JSON.md)
+    ///
+    /// Print the run as NDJSON on stdout in place of the listing, progress and summaries: a
+    /// record for each file created, updated, deleted or failed (path, itemize code, bytes,
+    /// literal and matched bytes, the error), and always a last summary record (counts,
+    /// bytes, durations, exit code, every error), also when a signal or a lost connection
+    /// ends the run. Errors still go to stderr. The schema (version 1) is docs/JSON.md and
+    /// docs/json-schema.json.
+    #[arg(long, help_heading = OUTPUT)]
+    json: bool,
+
     /// skip based on checksum, not mod-time & size
-    #[arg(short, long)]
+    ///
+    /// Compare content (blake3) instead of size and mtime.
+    #[arg(short, long, help_heading = WHICH)]
     checksum: bool,
+    /// skip files that are newer on the receiver
+    #[arg(short, long, help_heading = WHICH)]
+    update: bool,
+    /// skip creating new files on receiver
+    ///
+    /// Don't create new files on the receiver; also spelled --ignore-non-existing.
+    #[arg(long = "existing", alias = "ignore-non-existing", help_heading = WHICH)]
+    existing: bool,
+    /// skip updating files that exist on receiver
+    #[arg(long = "ignore-existing", help_heading = WHICH)]
+    ignore_existing: bool,
+    /// don't transfer any file larger than SIZE
+    ///
+    /// Don't transfer (or update the attributes of) any regular file larger than SIZE. A
+    /// transfer rule, not an exclude: such files are not deleted by --delete. SIZE is
+    /// rsync's: a number with an optional fraction and unit (b, k, m, g, t, p; alone or with
+    /// "ib" for 1024s, with "b" for 1000s; any case) and an optional "+1" or "-1", so
+    /// 1.5mb-1 is 1499999 bytes.
+    #[arg(
+        long = "max-size",
+        value_name = "SIZE", value_hint = ValueHint::Other,
+        allow_hyphen_values = true,
+        help_heading = WHICH
+    )]
+    max_size: Option<String>,
+    /// don't transfer any file smaller than SIZE
+    ///
+    /// Don't transfer (or update the attributes of) any regular file smaller than SIZE; as
+    /// --max-size, a transfer rule, and SIZE written as there.
+    #[arg(
+        long = "min-size",
+        value_name = "SIZE", value_hint = ValueHint::Other,
+        allow_hyphen_values = true,
+        help_heading = WHICH
+    )]
+    min_size: Option<String>,
+    /// don't skip files that match size and time
+    ///
+    /// Every file is sent (over a wire by delta, so an unchanged one costs little). -c and
+    /// --size-only decide first, as in rsync.
+    #[arg(short = 'I', long = "ignore-times", help_heading = WHICH)]
+    ignore_times: bool,
+    /// skip files based on size only, not mod-time
+    #[arg(long = "size-only", help_heading = WHICH)]
+    size_only: bool,
+    /// set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)
+    ///
+    /// When two modification times count as the same, as in rsync: 0 (the default) compares
+    /// whole seconds, so a copy on a file system that keeps coarser times (ext3, HFS+, many
+    /// SMB and NFS mounts) is not sent again on every run; a negative NUM compares
+    /// nanoseconds too; NUM > 0 allows that many seconds apart (FAT keeps 2-second times: use
+    /// 1). A file that is transferred always gets the source's exact time.
+    #[arg(
+        short = '@',
+        long = "modify-window",
+        value_name = "NUM", value_hint = ValueHint::Other,
+        allow_negative_numbers = true,
+        help_heading = WHICH
+    )]
+    modify_window: Option<i64>,
+
     /// archive mode is -rlptgoD (no -A,-X,-U,-N,-H)
-    #[arg(short, long)]
+    ///
+    /// Same as -rlptgoD. Any of these is turned off by its --no-OPTION form, as in -a
+    /// --no-o.
+    #[arg(short, long, help_heading = ARCHIVE)]
     archive: bool,
     /// recurse into directories
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = ARCHIVE)]
     recursive: bool,
     #[arg(long = "no-recursive", alias = "no-r", hide = true)]
     no_recursive: bool,
+    /// use relative path names
+    ///
+    /// Keep each source's path under DEST: "xsync -aR /etc/./nginx/ host:/backup/" makes
+    /// /backup/nginx/; without a /./ the whole path is kept (an absolute one below /). The
+    /// implied directories (the kept path's parents) are created, or updated, with the
+    /// source's attributes, and --delete deletes nothing in them, only in the directories
+    /// sent. A .. in the kept part is refused (exit status 1), as in rsync. Sources whose kept
+    /// paths start with the same name must share the part before /./ (xsync refuses the rest
+    /// with exit status 1). --no-relative turns it off.
+    #[arg(short = 'R', long, help_heading = ARCHIVE)]
+    relative: bool,
+    #[arg(long = "no-relative", alias = "no-R", hide = true)]
+    no_relative: bool,
+    /// create destination's missing path components
+    ///
+    /// Create all missing components of the destination path (without it, a missing DEST is
+    /// created one level deep).
+    #[arg(long, help_heading = ARCHIVE)]
+    mkpath: bool,
+    /// don't cross filesystem boundaries
+    #[arg(short = 'x', long = "one-file-system", help_heading = ARCHIVE)]
+    one_file_system: bool,
+
     /// copy symlinks as symlinks
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = LINKS)]
     links: bool,
     #[arg(long = "no-links", alias = "no-l", hide = true)]
     no_links: bool,
     /// transform symlink into referent file/dir
-    #[arg(short = 'L', long = "copy-links")]
+    ///
+    /// Replace every symlink in the source by what it points to: a file's content and
+    /// attributes, a directory walked as a directory (source arguments that are links too).
+    /// A link to nothing is reported as "symlink has no referent" and left out (exit 23). A
+    /// directory link that leads back to one of its own ancestors is not walked again: it is
+    /// reported as "Too many levels of symbolic links" (exit 23), where rsync walks the loop
+    /// 40 times before the kernel stops it.
+    #[arg(short = 'L', long = "copy-links", help_heading = LINKS)]
     copy_links: bool,
     /// only "unsafe" symlinks are transformed
-    #[arg(long = "copy-unsafe-links")]
+    ///
+    /// Replace only the unsafe symlinks by their referents; with -l the safe ones stay links.
+    /// A link is unsafe by rsync's lexical test: absolute, empty, with a .. after a name
+    /// (a/../b, a/..), or with more leading .. than its directory is deep below the top of
+    /// the transfer (src/: src itself; src: its parent). With -v each is named ("copying
+    /// unsafe symlink").
+    #[arg(long = "copy-unsafe-links", help_heading = LINKS)]
     copy_unsafe_links: bool,
     /// ignore symlinks that point outside the tree
-    #[arg(long = "safe-links")]
+    ///
+    /// With -l, leave out the unsafe symlinks (with -v: "ignoring unsafe symlink");
+    /// --copy-unsafe-links wins over it.
+    #[arg(long = "safe-links", help_heading = LINKS)]
     safe_links: bool,
     /// transform symlink to dir into referent dir
-    #[arg(short = 'k', long = "copy-dirlinks")]
+    ///
+    /// Walk a symlink to a directory as the directory; other links are treated as -l says.
+    #[arg(short = 'k', long = "copy-dirlinks", help_heading = LINKS)]
     copy_dirlinks: bool,
     /// refused: xsync's receiver never follows a symlink in the destination
     #[arg(short = 'K', long = "keep-dirlinks", hide = true)]
     keep_dirlinks: bool,
+
+    /// preserve hard links
+    #[arg(short = 'H', long = "hard-links", help_heading = ATTRS)]
+    hard_links: bool,
     /// preserve permissions
-    #[arg(short, long)]
+    #[arg(short, long, help_heading = ATTRS)]
     perms: bool,
     #[arg(long = "no-perms", alias = "no-p", hide = true)]
     no_perms: bool,
-    /// preserve modification times
-    #[arg(short, long)]
-    times: bool,
-    #[arg(long = "no-times", alias = "no-t", hide = true)]
-    no_times: bool,
-    /// omit directories from --times
-    #[arg(short = 'O', long = "omit-dir-times")]
-    omit_dir_times: bool,
-    #[arg(long = "no-omit-dir-times", alias = "no-O", hide = true)]
-    no_omit_dir_times: bool,
-    /// omit symlinks from --times
-    #[arg(short = 'J', long = "omit-link-times")]
-    omit_link_times: bool,
-    #[arg(long = "no-omit-link-times", alias = "no-J", hide = true)]
-    no_omit_link_times: bool,
-    /// preserve group
-    #[arg(short, long)]
-    group: bool,
-    #[arg(long = "no-group", alias = "no-g", hide = true)]
-    no_group: bool,
-    /// preserve owner (super-user only)
-    #[arg(short, long)]
-    owner: bool,
-    #[arg(long = "no-owner", alias = "no-o", hide = true)]
-    no_owner: bool,
-    /// same as --devices --specials
-    #[arg(short = 'D')]
-    devices_specials: bool,
-    #[arg(long = "no-D", hide = true)]
-    no_devices_specials: bool,
-    /// preserve device files (super-user only)
-    #[arg(long)]
-    devices: bool,
-    #[arg(long = "no-devices", hide = true)]
-    no_devices: bool,
-    /// preserve special files
-    #[arg(long)]
-    specials: bool,
-    #[arg(long = "no-specials", hide = true)]
-    no_specials: bool,
-    /// preserve hard links
-    #[arg(short = 'H', long = "hard-links")]
-    hard_links: bool,
-    /// turn sequences of nulls into sparse blocks
-    #[arg(short = 'S', long)]
-    sparse: bool,
-    /// use relative path names
-    #[arg(short = 'R', long)]
-    relative: bool,
-    #[arg(long = "no-relative", alias = "no-R", hide = true)]
-    no_relative: bool,
-    /// read list of source-file names from FILE (`-` for stdin)
-    #[arg(long = "files-from", value_name = "FILE")]
-    files_from: Option<OsString>,
-    /// all *-from/filter files are delimited by 0s
-    #[arg(short = '0', long)]
-    from0: bool,
-    /// Server side of a --files-from pull: the names come in the protocol's `Start`.
-    #[arg(long = "files-from-wire", hide = true)]
-    files_from_wire: bool,
-    /// don't cross filesystem boundaries
-    #[arg(short = 'x', long = "one-file-system")]
-    one_file_system: bool,
+    /// affect file and/or directory permissions
+    ///
+    /// rsync's permission changes, applied to what the sender supplies: comma-separated
+    /// items, each optionally D (directories) or F (the rest), then an octal mode or chmod's
+    /// [ugoa]*[+-=][rwxXst]* (or a copy: o=u), e.g. --chmod=D755,F644 or
+    /// --chmod=ug+rwX,o-w. As in rsync, an empty class means all (without the umask), =
+    /// keeps set-id and sticky bits unless named, and without -p only new files take the
+    /// result; may be given more than once.
+    #[arg(long, value_name = "CHMOD", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = ATTRS)]
+    chmod: Vec<String>,
     /// preserve extended attributes
-    #[arg(short = 'X', long = "xattrs", action = ArgAction::Count)]
+    ///
+    /// As rsync: user.* names, and as the super-user also trusted.* and security.*
+    /// (security.selinux included); system.* (ACLs) is left to -A, which xsync does not
+    /// support yet. Attributes the source lacks are removed (within the same names). A
+    /// receiver that is not the super-user sets and removes only user.* names. A file system
+    /// that refuses attributes still gets the files; each such file is reported and the run
+    /// ends with exit status 23. -i shows an x in the last column where attributes differ.
+    /// Over ssh, a client that is not the super-user has both ends count only user.* names.
+    /// rsync's own user.rsync.%* names (its --fake-super data) are left alone, as by rsync's
+    /// single -X; -XX is refused.
+    #[arg(short = 'X', long = "xattrs", action = ArgAction::Count, help_heading = ATTRS)]
     xattrs: u8,
     #[arg(long = "no-xattrs", alias = "no-X", hide = true)]
     no_xattrs: bool,
     /// (sent to the server: the client is not the super-user, so only `user.*` names count)
     #[arg(long = "xattrs-user-only", hide = true)]
     xattrs_user_only: bool,
-    /// perform a trial run with no changes made
-    #[arg(short = 'n', long = "dry-run")]
-    dry_run: bool,
-    /// don't skip files that match size and time
-    #[arg(short = 'I', long = "ignore-times")]
-    ignore_times: bool,
-    /// set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)
-    #[arg(
-        short = '@',
-        long = "modify-window",
-        value_name = "NUM",
-        allow_negative_numbers = true
-    )]
-    modify_window: Option<i64>,
+    /// preserve owner (super-user only)
+    #[arg(short, long, help_heading = ATTRS)]
+    owner: bool,
+    #[arg(long = "no-owner", alias = "no-o", hide = true)]
+    no_owner: bool,
+    /// preserve group
+    #[arg(short, long, help_heading = ATTRS)]
+    group: bool,
+    #[arg(long = "no-group", alias = "no-g", hide = true)]
+    no_group: bool,
+    /// preserve device files (super-user only)
+    #[arg(long, help_heading = ATTRS)]
+    devices: bool,
+    #[arg(long = "no-devices", hide = true)]
+    no_devices: bool,
+    /// preserve special files
+    #[arg(long, help_heading = ATTRS)]
+    specials: bool,
+    #[arg(long = "no-specials", hide = true)]
+    no_specials: bool,
+    /// same as --devices --specials
+    #[arg(short = 'D', help_heading = ATTRS)]
+    devices_specials: bool,
+    #[arg(long = "no-D", hide = true)]
+    no_devices_specials: bool,
+    /// preserve modification times
+    ///
+    /// Preserve modification times, to the nanosecond.
+    #[arg(short, long, help_heading = ATTRS)]
+    times: bool,
+    #[arg(long = "no-times", alias = "no-t", hide = true)]
+    no_times: bool,
+    /// omit directories from --times
+    ///
+    /// Their times are neither compared nor set (a directory whose contents change keeps the
+    /// time of that change).
+    #[arg(short = 'O', long = "omit-dir-times", help_heading = ATTRS)]
+    omit_dir_times: bool,
+    #[arg(long = "no-omit-dir-times", alias = "no-O", hide = true)]
+    no_omit_dir_times: bool,
+    /// omit symlinks from --times
+    ///
+    /// Their times are neither compared nor set.
+    #[arg(short = 'J', long = "omit-link-times", help_heading = ATTRS)]
+    omit_link_times: bool,
+    #[arg(long = "no-omit-link-times", alias = "no-J", hide = true)]
+    no_omit_link_times: bool,
+    /// don't map uid/gid values by user/group name
+    #[arg(long = "numeric-ids", help_heading = ATTRS)]
+    numeric_ids: bool,
     /// simple username/groupname mapping
-    #[arg(long, value_name = "USER:GROUP")]
+    ///
+    /// Give every entry this owner and group on the receiving side (names resolved there, or
+    /// numbers); USER, :GROUP and USER: map one of them. Implies -o and/or -g as in rsync; an
+    /// unknown name is reported and left unmapped. An unchanged tree still costs one exchange
+    /// over a wire (the digests leave the sender's ids out).
+    #[arg(long, value_name = "USER:GROUP", value_hint = ValueHint::Other, help_heading = ATTRS)]
     chown: Option<String>,
+
+    /// update destination files in-place (not atomic: an interrupted file is left part updated)
+    ///
+    /// Update files by writing into them directly instead of through a temporary file and a
+    /// rename. This gives up atomicity: an interrupted run leaves the file partly updated, and
+    /// readers may see it change. Only changed blocks are written. Implies --partial.
+    #[arg(long, help_heading = TRANSFER)]
+    inplace: bool,
+    /// turn sequences of nulls into sparse blocks
+    ///
+    /// Turn runs of zeros into holes.
+    #[arg(short = 'S', long, help_heading = TRANSFER)]
+    sparse: bool,
+    /// perform a trial run with no changes made
+    ///
+    /// Show what would be done, change nothing.
+    #[arg(short = 'n', long = "dry-run", help_heading = TRANSFER)]
+    dry_run: bool,
+    /// copy files whole (w/o delta-xfer algorithm)
+    ///
+    /// Copy files whole, without the delta algorithm (the default for a local copy).
+    #[arg(short = 'W', long = "whole-file", help_heading = TRANSFER)]
+    whole_file: bool,
+    /// use the delta-xfer algorithm
+    ///
+    /// Use the delta algorithm (the default over a remote shell); locally, rebuild a changed
+    /// file from its current version where blocks are equal. Also spelled --no-W.
+    #[arg(long = "no-whole-file", alias = "no-W", help_heading = TRANSFER)]
+    no_whole_file: bool,
+    /// keep partially transferred files (they become the next run's delta basis)
+    #[arg(long, help_heading = TRANSFER)]
+    partial: bool,
+    /// put a partially transferred file into DIR (a name relative to its directory)
+    ///
+    /// Keep a partially transferred file as DIR/name beside its target (a plain directory
+    /// name), use it as the next run's basis, remove it once the file is complete; DIR is
+    /// protected from --delete. Implies --partial.
+    #[arg(long = "partial-dir", value_name = "DIR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
+    partial_dir: Option<String>,
+    /// also compare destination files relative to DIR
+    ///
+    /// As --link-dest, but an exact match is not transferred at all (and a destination file
+    /// it stands for is removed, as rsync does): only what differs from DIR lands.
+    #[arg(
+        long = "compare-dest",
+        value_name = "DIR",
+        action = ArgAction::Append,
+        value_hint = ValueHint::DirPath,
+        help_heading = TRANSFER
+    )]
+    compare_dest: Vec<String>,
+    /// ... and include copies of unchanged files
+    ///
+    /// As --link-dest, but an exact match is copied locally from DIR; only files the
+    /// destination lacks are looked for. The three options may not be mixed.
+    #[arg(
+        long = "copy-dest",
+        value_name = "DIR",
+        action = ArgAction::Append,
+        value_hint = ValueHint::DirPath,
+        help_heading = TRANSFER
+    )]
+    copy_dest: Vec<String>,
+    /// hardlink to files in DIR when unchanged
+    ///
+    /// Hard-link a file that the destination lacks (or has in another version) to DIR's copy
+    /// when that copy is an exact match: the quick check passes (size and mtime, or -c) and
+    /// every preserved attribute (permissions, owner, group) is equal, since a hard link
+    /// shares them. A relative DIR is relative to the destination directory (on the remote
+    /// side for a remote destination): the snapshot idiom is "xsync -a --delete
+    /// --link-dest=../2026-11-30 src/ backup/2026-12-01/".
+    ///
+    /// Up to 20 may be given, searched in order; the first exact match is linked. A match
+    /// that differs only in attributes is copied locally from DIR and its attributes set (cf
+    /// under -i); a file that differs is transferred, over a wire as a delta against DIR's
+    /// copy. Symlinks and other non-directories are linked too. Linked files are not listed
+    /// by -i or -v, and never cross the wire. A DIR that does not exist gets rsync's warning
+    /// ("--link-dest arg does not exist: ...") and the run goes on. A destination file
+    /// already right is still replaced by the link, as rsync does. If the link is refused
+    /// (another file system, the link limit), the file is copied from DIR.
+    #[arg(
+        long = "link-dest",
+        value_name = "DIR",
+        action = ArgAction::Append,
+        value_hint = ValueHint::DirPath,
+        help_heading = TRANSFER
+    )]
+    link_dest: Vec<String>,
     /// fsync every written file
-    #[arg(long)]
+    ///
+    /// Sync each written file to disk before it is renamed into place, so after a power cut a
+    /// name holds its old file or the whole new one.
+    #[arg(long, help_heading = TRANSFER)]
     fsync: bool,
+
+    /// specify the remote shell to use
+    ///
+    /// The remote shell, split like a shell command line. Without -e: $XSYNC_RSH, else
+    /// rsync's $RSYNC_RSH, else ssh.
+    #[arg(
+        short = 'e',
+        long = "rsh",
+        value_name = "COMMAND",
+        value_hint = ValueHint::CommandString,
+        help_heading = REMOTE
+    )]
+    rsh: Option<String>,
+    /// specify the xsync to run on the remote machine
+    ///
+    /// The xsync to run on the remote host (may carry arguments, e.g. "sudo xsync"); nothing
+    /// is installed there then (see REMOTE INSTALL).
+    #[arg(long = "xsync-path", value_name = "PROGRAM", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    xsync_path: Option<String>,
+    /// rsync's spelling: the same, with a word naming rsync run as xsync ("sudo rsync")
+    ///
+    /// rsync's spelling, for scripts that carry it: the same as --xsync-path, with a word
+    /// that names rsync (rsync, /usr/bin/rsync) run as xsync from the remote PATH, so
+    /// --rsync-path="sudo rsync" runs "sudo xsync".
+    #[arg(long = "rsync-path", value_name = "PROGRAM", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    rsync_path: Option<String>,
+    /// never install xsync on a remote that lacks it (also: XSYNC_NO_DEPLOY=1)
+    ///
+    /// Never install xsync on the remote host (see REMOTE INSTALL); a remote without one then
+    /// fails with exit 127, as before. Also XSYNC_NO_DEPLOY=1.
+    #[arg(long = "no-deploy", help_heading = REMOTE)]
+    no_deploy: bool,
+    /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
+    ///
+    /// rsync's I/O timeout: when this end has waited on the connection for SECONDS with no
+    /// byte moving, it prints "[sender] io timeout after SECONDS seconds -- exiting" (or
+    /// [receiver]), removes the files it was writing (every destination file stays old or
+    /// new) and exits 30. The server is given the same timeout, so a client that hangs does
+    /// not hold it either. An end that is busy (scanning, hashing) sends keepalives
+    /// meanwhile, so only a peer that stopped answering ends the run. 0 (the default) or a
+    /// negative value: no timeout. A local copy has no connection and never times out.
+    #[arg(
+        long,
+        value_name = "SECONDS", value_hint = ValueHint::Other,
+        allow_negative_numbers = true,
+        help_heading = REMOTE
+    )]
+    timeout: Option<i64>,
+    /// daemon connection timeout: refused, as rsync refuses it without a daemon
+    ///
+    /// Refused with exit 1 and rsync's message: it is for rsync daemon connections, which
+    /// xsync does not make.
+    #[arg(
+        long,
+        value_name = "SECONDS", value_hint = ValueHint::Other,
+        allow_negative_numbers = true,
+        help_heading = REMOTE
+    )]
+    contimeout: Option<String>,
+    /// compress file data during the transfer (zstd; no effect on a local copy, as in rsync)
+    ///
+    /// Compress data on the wire with zstd, one stream per direction with an 8 MiB window (no
+    /// effect on a local copy, as in rsync); already-compressed suffixes (rsync's
+    /// --skip-compress list) and data whose sample looks incompressible pass raw.
+    #[arg(short = 'z', long, help_heading = REMOTE)]
+    compress: bool,
+    /// explicitly set compression level
+    ///
+    /// zstd level, 1 to 19 (default 6, made to search deeper than zstd's own level 6: fewer
+    /// bytes for a slow link, more CPU on a fast one).
+    #[arg(long = "compress-level", value_name = "NUM", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    compress_level: Option<i32>,
+    /// the remote shell's word-splitting of remote paths, as rsync before 3.2.4
+    ///
+    /// rsync's behaviour before 3.2.4: the remote shell splits each remote path at blanks, so
+    /// host:'dir/a dir/b' names two sources. xsync's server splits them the same way (quotes
+    /// and backslashes are not interpreted); a remote destination that splits into several
+    /// words is refused. Conflicts with -s, as in rsync.
+    #[arg(long = "old-args", action = ArgAction::Count, help_heading = REMOTE)]
+    old_args: u8,
+    #[arg(long = "no-old-args", hide = true)]
+    no_old_args: bool,
+    /// names travel inside the protocol, never through the remote shell (always on)
+    ///
+    /// Accepted, and what xsync always does: file names and options travel inside the
+    /// protocol (the Start message), never through the remote shell, so blanks and shell
+    /// characters in names need no quoting. Also spelled --protect-args; --no-secluded-args
+    /// changes nothing either.
+    #[arg(
+        short = 's',
+        long = "secluded-args",
+        alias = "protect-args",
+        help_heading = REMOTE
+    )]
+    secluded_args: bool,
+    #[arg(
+        long = "no-secluded-args",
+        alias = "no-protect-args",
+        alias = "no-s",
+        hide = true
+    )]
+    no_secluded_args: bool,
+    /// use blocking I/O for the remote shell (xsync's pipes always are)
+    ///
+    /// Accepted, as is --no-blocking-io; xsync's pipes to the remote shell are always
+    /// blocking, which is what rsync's option asks for.
+    #[arg(long = "blocking-io", help_heading = REMOTE)]
+    blocking_io: bool,
+    #[arg(long = "no-blocking-io", hide = true)]
+    no_blocking_io: bool,
+    /// limit socket I/O bandwidth (KiB/s; suffixes K, M, G, KB = 1000; 0: no limit)
+    ///
+    /// Limit what each end writes to the connection to RATE per second, paced as rsync paces
+    /// it: KiB by default; the suffixes B, K, M, G, T, P (powers of 1024, also spelled
+    /// KiB...) and KB, MB... (powers of 1000); fractions allowed (1.5m); less than 512 bytes
+    /// per second is refused; 0: no limit. The server is given the limit too, so a pull is
+    /// paced where its data is written. A local copy refuses it (exit 1): rsync's local limit
+    /// slows its internal pipe, and xsync's local copy has no pipe and does not pace its disk
+    /// I/O.
+    #[arg(long, value_name = "RATE", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    bwlimit: Option<String>,
+    /// prefer IPv4 (passed to ssh as -4)
+    ///
+    /// Passed to the remote shell as -4 when it is ssh (after the -e words and -l USER), as
+    /// rsync passes it; another remote shell is not told. The last of -4 and -6 wins.
+    #[arg(
+        short = '4',
+        long = "ipv4",
+        overrides_with = "ipv6",
+        help_heading = REMOTE
+    )]
+    ipv4: bool,
+    /// prefer IPv6 (passed to ssh as -6)
+    ///
+    /// Passed to the remote shell as -6 when it is ssh, as -4 is.
+    #[arg(
+        short = '6',
+        long = "ipv6",
+        overrides_with = "ipv4",
+        help_heading = REMOTE
+    )]
+    ipv6: bool,
+
+    /// delete extraneous files from dest dirs
+    ///
+    /// Delete extraneous files from destination directories (each directory's as it is
+    /// reached, as --delete-during).
+    #[arg(long, help_heading = DELETE)]
+    delete: bool,
+    /// receiver deletes before xfer, not during
+    ///
+    /// Delete all extraneous files before the first transfer (frees space on a full disk).
+    /// Implies --delete, as do the three below; any two of before, during (or delay) and
+    /// after are refused, as rsync refuses them.
+    #[arg(long = "delete-before", help_heading = DELETE)]
+    delete_before: bool,
+    /// receiver deletes during the transfer
+    ///
+    /// Delete each directory's extraneous files as the directory is reached (the default).
+    /// Also spelled --del.
+    #[arg(long = "delete-during", alias = "del", help_heading = DELETE)]
+    delete_during: bool,
+    /// find deletions during, delete after
+    ///
+    /// Delete extraneous files after all transfers are done, so that the old files stay until
+    /// the new ones have landed. (xsync plans every deletion before it writes anything, so
+    /// --delete-delay and --delete-after delete the same entries.) As with every --delete,
+    /// nothing is deleted when the sender could not read its whole tree.
+    #[arg(long = "delete-delay", help_heading = DELETE)]
+    delete_delay: bool,
+    /// receiver deletes after transfer, not during
+    ///
+    /// As --delete-delay: extraneous files are deleted after all transfers are done.
+    #[arg(long = "delete-after", help_heading = DELETE)]
+    delete_after: bool,
+    /// also delete excluded files from dest dirs
+    #[arg(long = "delete-excluded", help_heading = DELETE)]
+    delete_excluded: bool,
+    /// don't delete more than NUM files
+    ///
+    /// Don't delete more than NUM entries (exit 25 when the limit stopped deletions).
+    #[arg(
+        long = "max-delete",
+        value_name = "NUM", value_hint = ValueHint::Other,
+        allow_negative_numbers = true,
+        help_heading = DELETE
+    )]
+    max_delete: Option<i64>,
+
     /// ignore missing source args without error
-    #[arg(long = "ignore-missing-args")]
+    ///
+    /// A source argument (or --files-from name) that does not exist is left out without an
+    /// error, as in rsync (a file that vanishes later still counts: exit 24).
+    #[arg(long = "ignore-missing-args", help_heading = FILTERS)]
     ignore_missing_args: bool,
-    /// affect file and/or directory permissions
-    #[arg(long, value_name = "CHMOD", action = ArgAction::Append)]
-    chmod: Vec<String>,
     /// prune empty directory chains from the file-list
+    ///
+    /// Leave out directories that hold no file (after the filter rules), as rsync: with
+    /// --include='*/' --include='*.pdf' --exclude='*' only the directories on the way to a
+    /// PDF are created; under --delete a pruned directory is extraneous.
     #[arg(
         short = 'm',
         long = "prune-empty-dirs",
-        overrides_with = "no_prune_empty_dirs"
+        overrides_with = "no_prune_empty_dirs",
+        help_heading = FILTERS
     )]
     prune_empty_dirs: bool,
     #[arg(
@@ -179,177 +671,93 @@ struct Cli {
         overrides_with = "prune_empty_dirs"
     )]
     no_prune_empty_dirs: bool,
-    /// don't transfer any file larger than SIZE
-    #[arg(long = "max-size", value_name = "SIZE", allow_hyphen_values = true)]
-    max_size: Option<String>,
-    /// don't transfer any file smaller than SIZE
-    #[arg(long = "min-size", value_name = "SIZE", allow_hyphen_values = true)]
-    min_size: Option<String>,
-    /// skip files based on size only, not mod-time
-    #[arg(long = "size-only")]
-    size_only: bool,
-    /// skip files that are newer on the receiver
-    #[arg(short, long)]
-    update: bool,
-    /// skip updating files that exist on receiver
-    #[arg(long = "ignore-existing")]
-    ignore_existing: bool,
-    /// skip creating new files on receiver
-    #[arg(long = "existing", alias = "ignore-non-existing")]
-    existing: bool,
-    /// keep partially transferred files (they become the next run's delta basis)
-    #[arg(long)]
-    partial: bool,
-    /// show progress during transfer (`--progress=bar`: one bar for the whole run, as
-    /// --info=progress2, drawn where stdout is a terminal)
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "", value_name = "bar")]
-    progress: Option<String>,
-    #[arg(long = "no-progress", hide = true)]
-    no_progress: bool,
-    /// same as --partial --progress
-    #[arg(short = 'P')]
-    partial_progress: bool,
-    /// fine-grained informational verbosity (xsync: progress0-2, name0-1)
-    #[arg(long, value_name = "FLAGS", action = ArgAction::Append)]
-    info: Vec<String>,
-    /// put a partially transferred file into DIR (a name relative to its directory)
-    #[arg(long = "partial-dir", value_name = "DIR")]
-    partial_dir: Option<String>,
-    /// update destination files in-place (not atomic: an interrupted file is left part updated)
-    #[arg(long)]
-    inplace: bool,
-    /// also compare destination files relative to DIR
-    #[arg(long = "compare-dest", value_name = "DIR", action = ArgAction::Append)]
-    compare_dest: Vec<String>,
-    /// ... and include copies of unchanged files
-    #[arg(long = "copy-dest", value_name = "DIR", action = ArgAction::Append)]
-    copy_dest: Vec<String>,
-    /// hardlink to files in DIR when unchanged
-    #[arg(long = "link-dest", value_name = "DIR", action = ArgAction::Append)]
-    link_dest: Vec<String>,
-    /// copy files whole (w/o delta-xfer algorithm)
-    #[arg(short = 'W', long = "whole-file")]
-    whole_file: bool,
-    #[arg(long = "no-whole-file", alias = "no-W", hide = true)]
-    no_whole_file: bool,
-    /// delete extraneous files from dest dirs
-    #[arg(long)]
-    delete: bool,
-    /// receiver deletes before xfer, not during
-    #[arg(long = "delete-before")]
-    delete_before: bool,
-    /// receiver deletes during the transfer
-    #[arg(long = "delete-during", alias = "del")]
-    delete_during: bool,
-    /// find deletions during, delete after
-    #[arg(long = "delete-delay")]
-    delete_delay: bool,
-    /// receiver deletes after transfer, not during
-    #[arg(long = "delete-after")]
-    delete_after: bool,
-    /// also delete excluded files from dest dirs
-    #[arg(long = "delete-excluded")]
-    delete_excluded: bool,
-    /// don't delete more than NUM files
-    #[arg(long = "max-delete", value_name = "NUM", allow_negative_numbers = true)]
-    max_delete: Option<i64>,
-    /// exclude files matching PATTERN
-    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
-    exclude: Vec<String>,
-    /// don't exclude files matching PATTERN
-    #[arg(long, value_name = "PATTERN", action = ArgAction::Append)]
-    include: Vec<String>,
-    /// read exclude patterns from FILE
-    #[arg(long = "exclude-from", value_name = "FILE", action = ArgAction::Append)]
-    exclude_from: Vec<OsString>,
-    /// read include patterns from FILE
-    #[arg(long = "include-from", value_name = "FILE", action = ArgAction::Append)]
-    include_from: Vec<OsString>,
     /// add a file-filtering RULE
-    #[arg(short = 'f', long, value_name = "RULE", action = ArgAction::Append)]
+    ///
+    /// A filter rule: +, -, P, R, H, S, ! (merge rules are refused). Filter rules have
+    /// rsync's semantics and apply in command-line order, with --exclude, --include and their
+    /// -from files among them; the first match wins.
+    #[arg(short = 'f', long, value_name = "RULE", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
     filter: Vec<String>,
-    /// don't map uid/gid values by user/group name
-    #[arg(long = "numeric-ids")]
-    numeric_ids: bool,
-    /// create destination's missing path components
-    #[arg(long)]
-    mkpath: bool,
-    /// output numbers in a human-readable format
-    #[arg(short = 'h', long = "human-readable", action = ArgAction::Count)]
-    human_readable: u8,
-    /// output a change-summary for all updates
-    #[arg(short = 'i', long = "itemize-changes", action = ArgAction::Count)]
-    itemize: u8,
-    /// give some file-transfer stats
-    #[arg(long)]
-    stats: bool,
-    /// compress file data during the transfer (zstd; no effect on a local copy, as in rsync)
-    #[arg(short = 'z', long)]
-    compress: bool,
-    /// explicitly set compression level
-    #[arg(long = "compress-level", value_name = "NUM")]
-    compress_level: Option<i32>,
-    /// specify the remote shell to use
-    #[arg(short = 'e', long = "rsh", value_name = "COMMAND")]
-    rsh: Option<String>,
-    /// specify the xsync to run on the remote machine
-    #[arg(long = "xsync-path", value_name = "PROGRAM")]
-    xsync_path: Option<String>,
-    /// rsync's spelling: the same, with its `rsync` word run as `xsync` (`"sudo rsync"`)
-    #[arg(long = "rsync-path", value_name = "PROGRAM")]
-    rsync_path: Option<String>,
-    /// never install xsync on a remote that lacks it (also: XSYNC_NO_DEPLOY=1)
-    #[arg(long = "no-deploy")]
-    no_deploy: bool,
-    /// print the run as NDJSON records on stdout: one per file transferred, deleted or
-    /// failed, and a final summary (schema in docs/JSON.md)
-    #[arg(long)]
-    json: bool,
-    /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
-    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
-    timeout: Option<i64>,
-    /// limit socket I/O bandwidth (KiB/s; suffixes K, M, G, KB = 1000; 0: no limit)
-    #[arg(long, value_name = "RATE")]
-    bwlimit: Option<String>,
-    /// daemon connection timeout: refused, as rsync refuses it without a daemon
-    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
-    contimeout: Option<String>,
-    /// names travel inside the protocol, never through the remote shell (always on)
-    #[arg(short = 's', long = "secluded-args", alias = "protect-args")]
-    secluded_args: bool,
+    /// exclude files matching PATTERN
+    ///
+    /// An exclude rule, applied in command-line order with the other filter options (see
+    /// --filter).
+    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
+    exclude: Vec<String>,
+    /// read exclude patterns from FILE
+    ///
+    /// Exclude patterns read from FILE (-: standard input), one a line (NUL-separated with
+    /// --from0; empty lines and lines starting with # or ; are skipped), applied in this
+    /// option's place in the command-line order.
     #[arg(
-        long = "no-secluded-args",
-        alias = "no-protect-args",
-        alias = "no-s",
-        hide = true
+        long = "exclude-from",
+        value_name = "FILE",
+        action = ArgAction::Append,
+        value_hint = ValueHint::FilePath,
+        help_heading = FILTERS
     )]
-    no_secluded_args: bool,
-    /// the remote shell's word-splitting of remote paths, as rsync before 3.2.4
-    #[arg(long = "old-args", action = ArgAction::Count)]
-    old_args: u8,
-    #[arg(long = "no-old-args", hide = true)]
-    no_old_args: bool,
-    /// prefer IPv4 (passed to ssh as -4)
-    #[arg(short = '4', long = "ipv4", overrides_with = "ipv6")]
-    ipv4: bool,
-    /// prefer IPv6 (passed to ssh as -6)
-    #[arg(short = '6', long = "ipv6", overrides_with = "ipv4")]
-    ipv6: bool,
-    /// use blocking I/O for the remote shell (xsync's pipes always are)
-    #[arg(long = "blocking-io")]
-    blocking_io: bool,
-    #[arg(long = "no-blocking-io", hide = true)]
-    no_blocking_io: bool,
+    exclude_from: Vec<OsString>,
+    /// don't exclude files matching PATTERN
+    ///
+    /// An include rule, applied in command-line order with the other filter options.
+    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
+    include: Vec<String>,
+    /// read include patterns from FILE
+    ///
+    /// Include patterns read from FILE, as --exclude-from reads its own.
+    #[arg(
+        long = "include-from",
+        value_name = "FILE",
+        action = ArgAction::Append,
+        value_hint = ValueHint::FilePath,
+        help_heading = FILTERS
+    )]
+    include_from: Vec<OsString>,
+    /// read list of source-file names from FILE ("-": stdin)
+    ///
+    /// Send the names listed in FILE (-: standard input), one a line, relative to the one
+    /// source argument; empty lines and lines starting with # or ; are skipped. Implies -R
+    /// (a /./ in a name works as there), and turns off the recursion of -a: a listed
+    /// directory is created but not descended into unless -r is given (and --delete then
+    /// deletes only in directories descended into). A leading / is dropped and a .. only
+    /// takes back the component before it, so every name stays inside the source. A name
+    /// that does not exist is reported and the rest is sent (exit status 23). The list is
+    /// always read on the client and travels to a pulling server in the protocol; a remote
+    /// list (host:FILE) is refused with exit status 1.
+    #[arg(
+        long = "files-from",
+        value_name = "FILE",
+        value_hint = ValueHint::FilePath,
+        help_heading = FILTERS
+    )]
+    files_from: Option<OsString>,
+    /// all *-from/filter files are delimited by 0s
+    ///
+    /// The names of --files-from and the rules of --exclude-from/--include-from are separated
+    /// by NUL characters, not newlines ("find . -print0 | xsync -a --from0 --files-from=-
+    /// ./ host:dst/"). Comments are skipped as without it, as rsync 3.5 does.
+    #[arg(short = '0', long, help_heading = FILTERS)]
+    from0: bool,
+    /// Server side of a --files-from pull: the names come in the protocol's `Start`.
+    #[arg(long = "files-from-wire", hide = true)]
+    files_from_wire: bool,
+
     /// print version number
-    #[arg(long = "version", short = 'V')]
+    #[arg(long = "version", short = 'V', help_heading = HELP)]
     version: bool,
-    /// show this help
-    #[arg(long = "help", action = ArgAction::Help)]
+    /// show this help (as -h does when it is alone)
+    #[arg(long = "help", action = ArgAction::HelpShort, help_heading = HELP)]
     help: Option<bool>,
     /// the sources, then the destination; a remote one is [USER@]HOST:PATH (SRC/ copies
     /// the directory's contents, SRC the directory itself)
-    #[arg(value_name = "PATH")]
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
     paths: Vec<OsString>,
+}
+
+/// clap's definition of the command line, for what is generated from it: the man page and
+/// the shell completions (`tests/it/generated.rs`).
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// At most one kind of alternate destination, and at most 20 DIRs, as rsync insists.

@@ -27,6 +27,7 @@ mod deploy;
 mod errors;
 mod filters;
 mod fuzz_corpora;
+mod generated;
 mod hostile;
 mod json;
 mod layout;
