@@ -391,9 +391,23 @@ pub fn settle_install(args: &[OsString]) -> Result<(), Error> {
         )));
     }
     let (tmp, fin) = (Path::new(tmp), Path::new(fin));
-    if tmp.parent() != fin.parent() {
+    // Only an upload's temporary may be renamed, and only to this build's cache name
+    // beside it: whoever may pass these words cannot make them move any other file.
+    let named = |p: &Path, ok: &dyn Fn(&str) -> bool| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(ok)
+    };
+    let cache_name = format!(
+        "xsync-{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        digest.to_string_lossy()
+    );
+    if tmp.parent() != fin.parent()
+        || tmp.parent().and_then(Path::file_name) != Some("xsync".as_ref())
+        || !named(tmp, &|n| n.starts_with(".upload."))
+        || !named(fin, &|n| n == cache_name)
+    {
         return Err(Error::usage(
-            "--server --install: the temporary and the final name must share a directory",
+            "--server --install: only `~/.cache/xsync/.upload.*` becomes this build's cache name beside it",
         ));
     }
     let me = Binary::own()?;
@@ -498,6 +512,36 @@ mod tests {
             };
             assert!(fits(&old, &me).unwrap_err().contains("glibc 2.1"));
         }
+    }
+
+    #[test]
+    fn install_renames_only_an_upload_to_this_builds_cache_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("xsync");
+        std::fs::create_dir(&cache).unwrap();
+        let victim = cache.join("notes");
+        std::fs::write(&victim, b"keep").unwrap();
+        let me = Binary::own().unwrap();
+        let good_name = cache.join(me.cache_name());
+        let args = |tmp: &Path, fin: &Path, digest: &str| -> Vec<OsString> {
+            vec!["--install".into(), tmp.into(), fin.into(), digest.into()]
+        };
+        for (tmp, fin) in [
+            (victim.clone(), good_name.clone()),
+            (cache.join(".upload.1"), cache.join("other")),
+            (cache.join(".upload.1"), dir.path().join(me.cache_name())),
+        ] {
+            let e = settle_install(&args(&tmp, &fin, &me.digest)).unwrap_err();
+            assert_eq!(e.code, ExitCode::Usage, "{tmp:?} -> {fin:?}");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        // The right shape, but not this binary's digest: the temporary is removed.
+        let upload = cache.join(".upload.2");
+        std::fs::write(&upload, b"not xsync").unwrap();
+        let wrong = "0".repeat(64);
+        let fin = cache.join(format!("xsync-{}-{wrong}", env!("CARGO_PKG_VERSION")));
+        assert!(settle_install(&args(&upload, &fin, &wrong)).is_err());
+        assert!(!upload.exists() && !fin.exists());
     }
 
     #[test]
