@@ -212,12 +212,12 @@ impl RemoteJob {
         let run_command = binary.as_ref().map(deploy::Binary::run_command);
         let mut cmd = self.command(opts, run_command.as_deref())?;
         let first = self.attempt(&mut cmd, opts, report, None)?;
-        let done = match (first, &binary) {
+        let (done, installed) = match (first, &binary) {
             (a, Some(bin)) if a.wants_install() => {
                 let mut cmd = self.command(opts, Some(&bin.install_command()))?;
-                self.attempt(&mut cmd, opts, report, Some(bin))?
+                (self.attempt(&mut cmd, opts, report, Some(bin))?, true)
             }
-            (a, _) => a,
+            (a, _) => (a, false),
         };
         let Attempt {
             result,
@@ -226,7 +226,7 @@ impl RemoteJob {
             received,
             ..
         } = done;
-        let counts = explain(result, status, opts, &self.spec, binary.is_some())?;
+        let counts = explain(result, status, opts, &self.spec, installed)?;
         report.stats.add_counts(counts);
         report.note_totals(0.0, Some((sent, received)));
         if opts.stats || opts.verbose > 0 {
@@ -467,8 +467,8 @@ fn wait_child(child: &mut Child, failed: bool) -> Option<i32> {
 /// (passed on, as rsync does); 127/126 mean the remote program is missing or not
 /// executable (rsync's 127/126; rsync itself sometimes reports 12 there, depending on
 /// whether it notices the closed stream or the shell's status first — xsync always waits
-/// for the status, so scripts get the specific code). `installing`: the remote command was
-/// the install-aware script, so 127 means the install did not happen either.
+/// for the status, so scripts get the specific code). `installing`: the session was the
+/// install's, so a 126 is the freshly installed binary that could not be run.
 fn explain(
     result: Result<[u64; 7], Error>,
     code: Option<i32>,
