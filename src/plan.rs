@@ -168,6 +168,17 @@ pub struct Planner<'o> {
     pub alt: Option<&'o AltDirs>,
     /// The destination root was created by this run (it is listed as new).
     pub root_is_new: bool,
+    /// The listing is shown by the sending end (a push): rsync's sender lists a
+    /// transferred file as sent, `<f`, where a receiver lists `>f`.
+    pub listed_by_sender: bool,
+}
+
+/// A subdirectory met in its parent's entries, planned (and listed) after them.
+struct PendingDir<'a> {
+    e: &'a Entry,
+    d: Option<&'a Entry>,
+    rel: Vec<u8>,
+    line: Option<String>,
 }
 
 struct State<'a> {
@@ -176,6 +187,14 @@ struct State<'a> {
     /// `*deleting` lines when deletions are not interleaved (--delete-before/-after/-delay):
     /// they are listed where they happen, before or after everything else.
     deletion_lines: Vec<String>,
+    /// Under --delete-during, the `*deleting` lines of the directory being planned: they
+    /// go before its own line.
+    dir_deletions: Vec<String>,
+    /// Under --delete-during, the `*deleting` lines of the directories below the top: rsync
+    /// prints them ahead of those directories' listings (its deletions are messages,
+    /// which overtake the buffered listing), at [`State::late_at`].
+    late_deletions: Vec<String>,
+    late_at: Option<usize>,
     deletes: u64,
     delete_skipped: u64,
     dst_root: Option<&'a Entry>,
@@ -205,6 +224,9 @@ impl<'o> Planner<'o> {
             plan_links: Vec::new(),
             lines: Vec::new(),
             deletion_lines: Vec::new(),
+            dir_deletions: Vec::new(),
+            late_deletions: Vec::new(),
+            late_at: None,
             deletes: 0,
             delete_skipped: 0,
             dst_root: dst,
@@ -225,6 +247,7 @@ impl<'o> Planner<'o> {
             .alt
             .map(|a| a.dirs.iter().map(|d| Some(&d.root)).collect())
             .unwrap_or_default();
+        let mut root_line = None;
         if self.root_is_transfer_dir {
             let flags = match dst {
                 None => self.new_dir_flags(src, alts.iter().flatten().next().copied()),
@@ -236,9 +259,7 @@ impl<'o> Planner<'o> {
             // (A new root matching an alternate DIR's is not listed, but still gets its
             // metadata.)
             root.set_meta = flags.is_some() || self.root_is_new;
-            if let Some(f) = flags {
-                self.line(&mut st, &f, "./", None);
-            }
+            root_line = flags.and_then(|f| self.line_text(&f, "./", None));
         }
         // Equal digests mean nothing below differs, for the root as for any directory:
         // over a wire the root then arrives without its children, which must not read as
@@ -246,13 +267,18 @@ impl<'o> Planner<'o> {
         let unchanged = rename.is_none()
             && src.link_leader.is_none()
             && dst.is_some_and(|d| d.digest == src.digest);
-        if !unchanged {
-            self.plan_children(&mut root, dst, &alts, &mut st, true);
+        if unchanged {
+            st.lines.extend(root_line);
+        } else {
+            self.plan_children(&mut root, dst, &alts, &mut st, true, root_line);
         }
+        let mut lines = st.lines;
+        let at = st.late_at.unwrap_or(lines.len()).min(lines.len());
+        lines.splice(at..at, st.late_deletions);
         let lines = match self.opts.delete_when {
-            DeleteWhen::During => st.lines,
-            DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),
-            DeleteWhen::Delay | DeleteWhen::After => [st.lines, st.deletion_lines].concat(),
+            DeleteWhen::During => lines,
+            DeleteWhen::Before => [st.deletion_lines, lines].concat(),
+            DeleteWhen::Delay | DeleteWhen::After => [lines, st.deletion_lines].concat(),
         };
         Plan {
             root,
@@ -272,6 +298,10 @@ impl<'o> Planner<'o> {
     fn line_text(&self, flags: &str, rel: &str, extra: Option<String>) -> Option<String> {
         let o = self.opts;
         if o.itemize {
+            let flags = match flags.strip_prefix('>') {
+                Some(rest) if self.listed_by_sender && !o.json => format!("<{rest}"),
+                _ => flags.to_string(),
+            };
             Some(format!("{flags} {rel}{}", extra.unwrap_or_default()))
         } else if o.names {
             Some(format!("{rel}{}", extra.unwrap_or_default()))
@@ -280,6 +310,19 @@ impl<'o> Planner<'o> {
         }
     }
 
+    /// Whether rsync would walk this transfer with its incremental recursion (its default),
+    /// which some options turn off: the listing's order of deletions depends on it.
+    fn inc_recursive(&self) -> bool {
+        let o = self.opts;
+        o.recursive
+            && !o.prune_empty_dirs
+            && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
+    }
+
+    /// Plans one directory's entries, then descends into its subdirectories in name order:
+    /// rsync lists a directory's line (`own_line`), its other entries, then each
+    /// subdirectory's line and contents in turn, depth first. Under --delete-during the
+    /// directory's `*deleting` lines come before its own line.
     /// `alts` holds, for each alternate DIR, its directory at this path (if it has one).
     fn plan_children<'a>(
         &self,
@@ -288,6 +331,7 @@ impl<'o> Planner<'o> {
         alts: &[Option<&Entry>],
         st: &mut State<'a>,
         is_root: bool,
+        own_line: Option<String>,
     ) {
         let o = self.opts;
         let src = dir.src;
@@ -298,7 +342,8 @@ impl<'o> Planner<'o> {
             && src.complete
             && dst.map(|d| d.complete).unwrap_or(false)
             && (!is_root || self.root_is_transfer_dir);
-        let mut pending_dirs: Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)> = Vec::new();
+        let mut pending_dirs: Vec<PendingDir<'a>> = Vec::new();
+        let start = st.lines.len();
         let links_before = st.plan_links.len();
         let mut extraneous: Vec<&'a Entry> = Vec::new();
 
@@ -335,9 +380,26 @@ impl<'o> Planner<'o> {
                 }
             }
         }
-        // rsync walks a directory's extraneous entries in reverse name order.
-        for d in extraneous.into_iter().rev() {
+        // rsync walks a directory's extraneous entries in reverse of its list order.
+        for d in rsync_order(extraneous).into_iter().rev() {
             self.delete(dir, d, false, st);
+        }
+        let entries = st.lines.split_off(start);
+        let deletions = std::mem::take(&mut st.dir_deletions);
+        if dir.rel.is_empty() {
+            st.lines.extend(deletions);
+            st.lines.extend(own_line);
+            if !self.inc_recursive() {
+                st.late_at = Some(st.lines.len());
+            }
+            st.lines.extend(entries);
+            if self.inc_recursive() {
+                st.late_at = Some(st.lines.len());
+            }
+        } else {
+            st.late_deletions.extend(deletions);
+            st.lines.extend(own_line);
+            st.lines.extend(entries);
         }
         if !dir.deletes.is_empty()
             || !dir.items.is_empty()
@@ -346,7 +408,8 @@ impl<'o> Planner<'o> {
         {
             dir.set_meta = true;
         }
-        for (e, d, rel) in pending_dirs {
+        pending_dirs.sort_by(|a, b| dir_name_cmp(&a.e.name, &b.e.name));
+        for PendingDir { e, d, rel, line } in pending_dirs {
             let mut sub = DirPlan {
                 src: e,
                 src_name: st.src_name(&e.name, is_root),
@@ -366,7 +429,7 @@ impl<'o> Planner<'o> {
                 .iter()
                 .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
                 .collect();
-            self.plan_children(&mut sub, d, &sub_alts, st, false);
+            self.plan_children(&mut sub, d, &sub_alts, st, false, line);
             sub.set_meta |= attrs_differ;
             if sub.set_meta {
                 dir.set_meta |= d.is_none();
@@ -400,7 +463,10 @@ impl<'o> Planner<'o> {
             return;
         }
         if d.is_dir() {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+                .into_iter()
+                .rev()
+            {
                 self.deletion_lines(c, &join(rel, &c.name), st);
             }
         }
@@ -421,7 +487,7 @@ impl<'o> Planner<'o> {
             return;
         };
         if self.opts.delete_when == DeleteWhen::During {
-            st.lines.push(line);
+            st.dir_deletions.push(line);
         } else {
             st.deletion_lines.push(line);
         }
@@ -439,7 +505,10 @@ impl<'o> Planner<'o> {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
         if d.is_dir() && d.complete {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+                .into_iter()
+                .rev()
+            {
                 self.delete_counted(dir, c, here.clone(), st);
             }
         }
@@ -477,7 +546,7 @@ impl<'o> Planner<'o> {
         d: Option<&'a Entry>,
         alts: &[Option<&Entry>],
         st: &mut State<'a>,
-        pending_dirs: &mut Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)>,
+        pending_dirs: &mut Vec<PendingDir<'a>>,
         is_root: bool,
     ) {
         let o = self.opts;
@@ -524,23 +593,18 @@ impl<'o> Planner<'o> {
         let shown = show(&rel);
         match e.meta.kind {
             Kind::Dir => {
-                match d {
+                let flags = match d {
                     None => {
                         let alt = alts
                             .iter()
                             .flatten()
                             .find_map(|a| a.child(&e.name).filter(|c| c.is_dir()));
-                        if let Some(f) = self.new_dir_flags(e, alt) {
-                            self.line(st, &f, &format!("{shown}/"), None);
-                        }
+                        self.new_dir_flags(e, alt)
                     }
-                    Some(d) => {
-                        if let Some(f) = self.attr_flags(e, d, 'd', '.', false) {
-                            self.line(st, &f, &format!("{shown}/"), None);
-                        }
-                    }
-                }
-                pending_dirs.push((e, d, rel));
+                    Some(d) => self.attr_flags(e, d, 'd', '.', false),
+                };
+                let line = flags.and_then(|f| self.line_text(&f, &format!("{shown}/"), None));
+                pending_dirs.push(PendingDir { e, d, rel, line });
             }
             Kind::File => {
                 if o.hard_links
@@ -897,6 +961,22 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
         Kind::CharDev | Kind::BlockDev => a.meta.rdev == b.meta.rdev,
         _ => true,
     }
+}
+
+/// rsync's order of one directory's entries (its file list's): the other entries by name,
+/// then the subdirectories, compared as if their names ended in `/`.
+fn rsync_order(mut entries: Vec<&Entry>) -> Vec<&Entry> {
+    entries.sort_by(|a, b| match (a.is_dir(), b.is_dir()) {
+        (false, false) => a.name.cmp(&b.name),
+        (true, true) => dir_name_cmp(&a.name, &b.name),
+        (a, _) => a.cmp(&b.is_dir()).then(std::cmp::Ordering::Equal),
+    });
+    entries
+}
+
+/// Two directory names in rsync's order: as if each ended in `/` (`a.b` before `a`).
+fn dir_name_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.iter().chain(b"/").cmp(b.iter().chain(b"/"))
 }
 
 /// Finds the entry at a root-relative path.
