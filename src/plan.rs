@@ -11,6 +11,9 @@ use crate::config::{AltDest, DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// What to do with one non-directory source entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +131,7 @@ impl DirPlan<'_> {
 #[derive(Debug)]
 pub struct HardLink<'a> {
     pub rel: Vec<u8>,
-    pub leader: &'a [u8],
+    pub leader: Cow<'a, [u8]>,
 }
 
 impl DirPlan<'_> {
@@ -195,6 +198,11 @@ struct State<'a> {
     /// which overtake the buffered listing), at [`State::late_at`].
     late_deletions: Vec<String>,
     late_at: Option<usize>,
+    /// `-H`: the sets of names of one file, and which set each name is in.
+    groups: Vec<LinkGroup>,
+    member_of: HashMap<Vec<u8>, usize>,
+    /// Groups whose leader is transferred, in the order rsync finishes them.
+    transferred_groups: Vec<usize>,
     deletes: u64,
     delete_skipped: u64,
     dst_root: Option<&'a Entry>,
@@ -227,11 +235,17 @@ impl<'o> Planner<'o> {
             dir_deletions: Vec::new(),
             late_deletions: Vec::new(),
             late_at: None,
+            groups: Vec::new(),
+            member_of: HashMap::new(),
+            transferred_groups: Vec::new(),
             deletes: 0,
             delete_skipped: 0,
             dst_root: dst,
             rename,
         };
+        if self.opts.hard_links && self.alt.is_none() {
+            (st.groups, st.member_of) = link_groups(src, dst);
+        }
         let mut root = DirPlan {
             src,
             src_name: b".",
@@ -275,6 +289,25 @@ impl<'o> Planner<'o> {
         let mut lines = st.lines;
         let at = st.late_at.unwrap_or(lines.len()).min(lines.len());
         lines.splice(at..at, st.late_deletions);
+        // rsync links the other names of a transferred file when its receiver is done with
+        // it, which it tells after the rest of the listing.
+        for &g in &st.transferred_groups {
+            let group = &mut st.groups[g];
+            lines.append(&mut group.waiting);
+            lines.append(&mut group.after_transfer);
+        }
+        // (A leader never planned, its directory unchanged or it skipped: the names before
+        // it are still linked to it.)
+        for group in st.groups.iter().filter(|g| !g.planned) {
+            let arrow = Some(format!(" => {}", show(&group.leader)));
+            for m in group.before().iter().rev() {
+                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                st.plan_links.push(HardLink {
+                    rel: m.clone(),
+                    leader: Cow::Owned(group.leader.clone()),
+                });
+            }
+        }
         let lines = match self.opts.delete_when {
             DeleteWhen::During => lines,
             DeleteWhen::Before => [st.deletion_lines, lines].concat(),
@@ -353,27 +386,31 @@ impl<'o> Planner<'o> {
         while i < s.len() || j < dst_children.len() {
             let ord = match (s.get(i), dst_children.get(j)) {
                 (Some(a), Some(b)) => a.name.cmp(&b.name),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, _) => std::cmp::Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (None, _) => Ordering::Greater,
             };
             match ord {
-                std::cmp::Ordering::Greater => {
+                Ordering::Greater => {
                     let d = &dst_children[j];
                     j += 1;
                     if may_delete && !d.protected {
                         extraneous.push(d);
                     }
                 }
-                std::cmp::Ordering::Less => {
+                Ordering::Less => {
                     let e = &s[i];
                     i += 1;
                     self.entry(dir, e, None, alts, st, &mut pending_dirs, is_root);
                 }
-                std::cmp::Ordering::Equal => {
+                Ordering::Equal => {
                     let (e, d) = (&s[i], &dst_children[j]);
                     i += 1;
                     j += 1;
-                    if e.digest == d.digest && e.link_leader.is_none() {
+                    if e.digest == d.digest
+                        && e.link_leader.is_none()
+                        && (st.member_of.is_empty()
+                            || !st.member_of.contains_key(&join(&dir.rel, &e.name)))
+                    {
                         continue;
                     }
                     self.entry(dir, e, Some(d), alts, st, &mut pending_dirs, is_root);
@@ -607,6 +644,10 @@ impl<'o> Planner<'o> {
                 pending_dirs.push(PendingDir { e, d, rel, line });
             }
             Kind::File => {
+                if let Some(&g) = st.member_of.get(&rel) {
+                    self.group_member(dir, e, d, src_name, rel, g, st);
+                    return;
+                }
                 if o.hard_links
                     && let Some(leader) = &e.link_leader
                 {
@@ -624,34 +665,7 @@ impl<'o> Planner<'o> {
                 if self.alt_file(dir, e, d, alts, src_name, &rel, st, false) {
                     return;
                 }
-                let (action, flags) = match d {
-                    None => (Action::Transfer, ">f+++++++++".to_string()),
-                    Some(d) => {
-                        if o.update && o.modify_window.newer(&d.meta, &e.meta) {
-                            return;
-                        }
-                        if self.needs_transfer(e, d) {
-                            let mut f = self
-                                .attr_flags(e, d, 'f', '>', true)
-                                .unwrap_or_else(|| ">f.........".into());
-                            if o.checksum && e.hash != d.hash {
-                                f.replace_range(2..3, "c");
-                            }
-                            (Action::Transfer, f)
-                        } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
-                            (Action::Meta, f)
-                        } else {
-                            return;
-                        }
-                    }
-                };
-                let mut item = Item::new(e, src_name, rel, d, action);
-                if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
-                    item.line = self.line_text(&flags, &shown, None);
-                } else {
-                    self.line(st, &flags, &shown, None);
-                }
-                dir.items.push(item);
+                self.plain_file(dir, e, d, src_name, rel, st);
             }
             Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let letter = e.meta.kind.itemize_letter();
@@ -703,6 +717,50 @@ impl<'o> Planner<'o> {
                 dir.items.push(Item::new(e, src_name, rel, d, action));
             }
         }
+    }
+
+    /// A regular file on its own: transferred (new, or the quick check says it differs),
+    /// its attributes updated, or nothing; the action planned, if any.
+    fn plain_file<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        src_name: &'a [u8],
+        rel: Vec<u8>,
+        st: &mut State<'a>,
+    ) -> Option<Action> {
+        let o = self.opts;
+        let shown = show(&rel);
+        let (action, flags) = match d {
+            None => (Action::Transfer, ">f+++++++++".to_string()),
+            Some(d) => {
+                if o.update && o.modify_window.newer(&d.meta, &e.meta) {
+                    return None;
+                }
+                if self.needs_transfer(e, d) {
+                    let mut f = self
+                        .attr_flags(e, d, 'f', '>', true)
+                        .unwrap_or_else(|| ">f.........".into());
+                    if o.checksum && e.hash != d.hash {
+                        f.replace_range(2..3, "c");
+                    }
+                    (Action::Transfer, f)
+                } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
+                    (Action::Meta, f)
+                } else {
+                    return None;
+                }
+            }
+        };
+        let mut item = Item::new(e, src_name, rel, d, action);
+        if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
+            item.line = self.line_text(&flags, &shown, None);
+        } else {
+            self.line(st, &flags, &shown, None);
+        }
+        dir.items.push(item);
+        Some(action)
     }
 
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
@@ -949,7 +1007,76 @@ impl<'o> Planner<'o> {
             &show(&rel),
             Some(format!(" => {}", show(leader))),
         );
-        st.plan_links.push(HardLink { rel, leader });
+        st.plan_links.push(HardLink {
+            rel,
+            leader: Cow::Borrowed(leader),
+        });
+    }
+
+    /// `-H`, one name of a [`LinkGroup`]: the leader is planned as a file of its own; the
+    /// names before it are linked to it (listed after it, or once its transfer is done);
+    /// a name after it is linked unless it already is one with it.
+    #[allow(clippy::too_many_arguments)]
+    fn group_member<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        src_name: &'a [u8],
+        rel: Vec<u8>,
+        g: usize,
+        st: &mut State<'a>,
+    ) {
+        let leader = st.groups[g].leader.clone();
+        let arrow = Some(format!(" => {}", show(&leader)));
+        if rel == leader {
+            let transferred = self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
+            let group = &mut st.groups[g];
+            group.planned = true;
+            group.transferred = transferred;
+            let mut lines = Vec::new();
+            for m in group.before().iter().rev() {
+                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                st.plan_links.push(HardLink {
+                    rel: m.clone(),
+                    leader: Cow::Owned(leader.clone()),
+                });
+            }
+            if transferred {
+                st.groups[g].after_transfer = lines;
+                st.transferred_groups.push(g);
+            } else {
+                st.lines.extend(lines);
+            }
+            return;
+        }
+        if st.groups[g].before().contains(&rel) {
+            return;
+        }
+        let transferred = st.groups[g].transferred;
+        if !transferred
+            && let (Some(d), Some(l)) = (d, st.dst_root.and_then(|r| lookup(r, &leader)))
+            && d.meta.ino == l.meta.ino
+            && d.meta.dev == l.meta.dev
+        {
+            return;
+        }
+        let flags = match d {
+            None => "hf+++++++++".to_string(),
+            Some(d) => self
+                .attr_flags(e, d, 'f', 'h', true)
+                .unwrap_or_else(|| "hf.........".into()),
+        };
+        let line = self.line_text(&flags, &show(&rel), arrow);
+        st.plan_links.push(HardLink {
+            rel,
+            leader: Cow::Owned(leader),
+        });
+        if transferred {
+            st.groups[g].waiting.extend(line);
+        } else {
+            st.lines.extend(line);
+        }
     }
 }
 
@@ -963,19 +1090,115 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
     }
 }
 
+/// `-H`: the names of one multiply-linked file in rsync's list order, and the one rsync
+/// transfers or keeps (the leader): the first that exists at the destination as a file,
+/// else the last (rsync defers a missing name while a later one of its group may exist).
+struct LinkGroup {
+    members: Vec<Vec<u8>>,
+    leader: Vec<u8>,
+    /// The leader went through the planner (its directory was compared).
+    planned: bool,
+    transferred: bool,
+    /// Names after the leader, linked once its transfer is done; then the names before it.
+    waiting: Vec<String>,
+    after_transfer: Vec<String>,
+}
+
+impl LinkGroup {
+    fn before(&self) -> &[Vec<u8>] {
+        let at = self.members.iter().position(|m| *m == self.leader);
+        &self.members[..at.unwrap_or(0)]
+    }
+}
+
+/// The [`LinkGroup`]s of the source tree the planner sees (each follower's group is
+/// named by its first name, `Entry::link_leader`, which may lie in an unchanged directory
+/// the planner does not see; then it exists at the destination).
+fn link_groups(src: &Entry, dst: Option<&Entry>) -> (Vec<LinkGroup>, HashMap<Vec<u8>, usize>) {
+    fn visit(e: &Entry, rel: &[u8], by_key: &mut HashMap<Vec<u8>, Vec<Vec<u8>>>) {
+        for c in &e.children {
+            let p = join(rel, &c.name);
+            if c.meta.kind == Kind::File && !c.protected {
+                match &c.link_leader {
+                    Some(l) => by_key.entry(l.to_vec()).or_default().push(p.clone()),
+                    None if c.meta.nlink > 1 => by_key.entry(p.clone()).or_default().push(p.clone()),
+                    None => {}
+                }
+            }
+            if c.is_dir() {
+                visit(c, &p, by_key);
+            }
+        }
+    }
+    let mut by_key = HashMap::new();
+    visit(src, b"", &mut by_key);
+    let mut keys: Vec<Vec<u8>> = by_key.keys().cloned().collect();
+    keys.sort();
+    let (mut groups, mut member_of) = (Vec::new(), HashMap::new());
+    for key in keys {
+        let mut members = by_key.remove(&key).unwrap_or_default();
+        if !members.contains(&key) {
+            members.push(key);
+        }
+        if members.len() < 2 {
+            continue;
+        }
+        members.sort_by(|a, b| rsync_path_cmp(a, b));
+        let exists = |m: &Vec<u8>| {
+            dst.and_then(|d| lookup(d, m))
+                .is_some_and(|d| d.meta.kind == Kind::File)
+        };
+        let leader = match members.iter().find(|m| exists(m)) {
+            Some(m) => m.clone(),
+            None => members[members.len() - 1].clone(),
+        };
+        for m in &members {
+            member_of.insert(m.clone(), groups.len());
+        }
+        groups.push(LinkGroup {
+            members,
+            leader,
+            planned: false,
+            transferred: false,
+            waiting: Vec::new(),
+            after_transfer: Vec::new(),
+        });
+    }
+    (groups, member_of)
+}
+
+/// Two root-relative paths in rsync's list order: at the first level where they differ, a
+/// file before a directory, files by name, directories by [`dir_name_cmp`].
+fn rsync_path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let mut ai = a.split(|&c| c == b'/').peekable();
+    let mut bi = b.split(|&c| c == b'/').peekable();
+    while let (Some(x), Some(y)) = (ai.next(), bi.next()) {
+        let order = match (ai.peek().is_some(), bi.peek().is_some()) {
+            (false, false) => x.cmp(y),
+            (true, true) => dir_name_cmp(x, y),
+            (false, true) => Ordering::Less,
+            (true, false) => Ordering::Greater,
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// rsync's order of one directory's entries (its file list's): the other entries by name,
 /// then the subdirectories, compared as if their names ended in `/`.
 fn rsync_order(mut entries: Vec<&Entry>) -> Vec<&Entry> {
     entries.sort_by(|a, b| match (a.is_dir(), b.is_dir()) {
         (false, false) => a.name.cmp(&b.name),
         (true, true) => dir_name_cmp(&a.name, &b.name),
-        (a, _) => a.cmp(&b.is_dir()).then(std::cmp::Ordering::Equal),
+        (a, b) => a.cmp(&b),
     });
     entries
 }
 
 /// Two directory names in rsync's order: as if each ended in `/` (`a.b` before `a`).
-fn dir_name_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+fn dir_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
     a.iter().chain(b"/").cmp(b.iter().chain(b"/"))
 }
 
