@@ -417,10 +417,13 @@ impl<'o> Planner<'o> {
                 }
             }
         }
-        // rsync walks a directory's extraneous entries in reverse of its list order.
+        // rsync walks a directory's extraneous entries in reverse of its list order, before
+        // its entries (whose changes of kind may remove more).
+        let replaced = std::mem::take(&mut st.dir_deletions);
         for d in rsync_order(extraneous).into_iter().rev() {
             self.delete(dir, d, false, st);
         }
+        st.dir_deletions.extend(replaced);
         let entries = st.lines.split_off(start);
         let deletions = std::mem::take(&mut st.dir_deletions);
         if dir.rel.is_empty() {
@@ -483,6 +486,10 @@ impl<'o> Planner<'o> {
         if !replace {
             st.deletes += 1;
             self.deletion_lines(d, &rel, st);
+        } else if self.opts.delete && d.is_dir() {
+            // A directory that a file replaces: rsync lists what it removes in it (under
+            // --delete, which lets it remove a non-empty one), not the directory.
+            self.replaced_lines(d, &rel, st);
         }
         dir.deletes.push(Delete {
             entry: d,
@@ -513,6 +520,22 @@ impl<'o> Planner<'o> {
             show(rel)
         };
         self.deletion_line(st, &shown);
+    }
+
+    /// The `*deleting` lines of a replaced directory's contents, listed where the
+    /// directory's own deletions are whenever deletions happen.
+    fn replaced_lines(&self, d: &Entry, rel: &[u8], st: &mut State<'_>) {
+        let before = std::mem::take(&mut st.deletion_lines);
+        let during = std::mem::take(&mut st.dir_deletions);
+        for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+            .into_iter()
+            .rev()
+        {
+            self.deletion_lines(c, &join(rel, &c.name), st);
+        }
+        let mut lines = std::mem::replace(&mut st.deletion_lines, before);
+        lines.append(&mut st.dir_deletions);
+        st.dir_deletions = [during, lines].concat();
     }
 
     fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
