@@ -343,14 +343,6 @@ impl<'o> Planner<'o> {
         }
     }
 
-    /// Whether rsync would walk this transfer with its incremental recursion (its default),
-    /// which some options turn off: the listing's order of deletions depends on it.
-    fn inc_recursive(&self) -> bool {
-        let o = self.opts;
-        o.recursive
-            && !o.prune_empty_dirs
-            && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
-    }
 
     /// Plans one directory's entries, then descends into its subdirectories in name order:
     /// rsync lists a directory's line (`own_line`), its other entries, then each
@@ -427,13 +419,14 @@ impl<'o> Planner<'o> {
         let entries = st.lines.split_off(start);
         let deletions = std::mem::take(&mut st.dir_deletions);
         if dir.rel.is_empty() {
+            let inc = inc_recursive(o);
             st.lines.extend(deletions);
             st.lines.extend(own_line);
-            if !self.inc_recursive() {
+            if !inc {
                 st.late_at = Some(st.lines.len());
             }
             st.lines.extend(entries);
-            if self.inc_recursive() {
+            if inc {
                 st.late_at = Some(st.lines.len());
             }
         } else {
@@ -754,7 +747,8 @@ impl<'o> Planner<'o> {
         st: &mut State<'a>,
     ) -> Option<Action> {
         let o = self.opts;
-        let shown = show(&rel);
+        // (A single file copied to another name is listed by its source name, as rsync.)
+        let shown = show(if dir.rel.is_empty() { src_name } else { &rel });
         let (action, flags) = match d {
             None => (Action::Transfer, ">f+++++++++".to_string()),
             Some(d) => {
@@ -1111,6 +1105,12 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
         Kind::CharDev | Kind::BlockDev => a.meta.rdev == b.meta.rdev,
         _ => true,
     }
+}
+
+/// Whether rsync would walk this transfer with its incremental recursion (its default),
+/// which some options turn off: the listing's header and order of deletions depend on it.
+pub fn inc_recursive(o: &Options) -> bool {
+    o.recursive && !o.prune_empty_dirs && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
 }
 
 /// `-H`: the names of one multiply-linked file in rsync's list order, and the one rsync
