@@ -60,13 +60,19 @@ impl Dest {
             Ok(fd) => Some(fd),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let missing = path
+                    .ancestors()
+                    .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                    .count();
                 let made = if opts.mkpath {
                     std::fs::create_dir_all(&path)
                 } else {
                     std::fs::create_dir(&path)
                 };
                 made.map_err(|e| Error::io(ExitCode::FileIo, "create directory", &shown, &e))?;
-                created = true;
+                // (rsync's --mkpath makes the path before the transfer, which then finds
+                // the root existing: `.d..t......`, not new.)
+                created = !opts.mkpath;
                 // With the names listed (-v, --progress, --info=name1) or itemized, as
                 // rsync, and without the trailing slash it was given with.
                 if opts.names || opts.itemize {
@@ -74,7 +80,12 @@ impl Dest {
                     while name.len() > 1 && name.ends_with(b"/") {
                         name = &name[..name.len() - 1];
                     }
-                    report.info(format!("created directory {}", show(name)));
+                    report.info(if opts.mkpath {
+                        let plural = if missing == 1 { "directory" } else { "directories" };
+                        format!("created {missing} {plural} for {}", show(name))
+                    } else {
+                        format!("created directory {}", show(name))
+                    });
                 }
                 Some(
                     open_path(&path)

@@ -52,14 +52,14 @@ pub fn io_message(op: &str, path: &[u8], err: &io::Error) -> String {
 }
 
 /// Renders a raw path for a terminal the way rsync does: printable UTF-8 as is, anything
-/// else (newlines, control bytes, invalid UTF-8) as `\#ooo` octal escapes, so one name is
-/// always one line and a hostile name cannot inject terminal control sequences.
+/// else (newlines, control bytes but the tab, invalid UTF-8) as `\#ooo` octal escapes, so
+/// one name is always one line and a hostile name cannot inject terminal control sequences.
 pub fn show(path: &[u8]) -> String {
     let mut out = String::with_capacity(path.len());
     let utf8 = utf8_locale();
     for chunk in path.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() || (!utf8 && !c.is_ascii()) {
+            if (c.is_control() && c != '\t') || (!utf8 && !c.is_ascii()) {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
                     out.push_str(&format!("\\#{b:03o}"));

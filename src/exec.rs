@@ -480,7 +480,7 @@ impl Exec<'_, '_> {
     }
 
     fn link(&self, root: BorrowedFd<'_>, l: &HardLink<'_>) {
-        let (ldir, lname) = split_parent(l.leader);
+        let (ldir, lname) = split_parent(&l.leader);
         let (fdir, fname) = split_parent(&l.rel);
         let res = open_rel(root, ldir).and_then(|lfd| {
             let ffd = open_rel(root, fdir)?;

@@ -11,6 +11,9 @@ use crate::config::{AltDest, DeleteWhen, Options};
 use crate::error::show;
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// What to do with one non-directory source entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +131,7 @@ impl DirPlan<'_> {
 #[derive(Debug)]
 pub struct HardLink<'a> {
     pub rel: Vec<u8>,
-    pub leader: &'a [u8],
+    pub leader: Cow<'a, [u8]>,
 }
 
 impl DirPlan<'_> {
@@ -168,6 +171,17 @@ pub struct Planner<'o> {
     pub alt: Option<&'o AltDirs>,
     /// The destination root was created by this run (it is listed as new).
     pub root_is_new: bool,
+    /// The listing is shown by the sending end (a push): rsync's sender lists a
+    /// transferred file as sent, `<f`, where a receiver lists `>f`.
+    pub listed_by_sender: bool,
+}
+
+/// A subdirectory met in its parent's entries, planned (and listed) after them.
+struct PendingDir<'a> {
+    e: &'a Entry,
+    d: Option<&'a Entry>,
+    rel: Vec<u8>,
+    line: Option<String>,
 }
 
 struct State<'a> {
@@ -176,6 +190,19 @@ struct State<'a> {
     /// `*deleting` lines when deletions are not interleaved (--delete-before/-after/-delay):
     /// they are listed where they happen, before or after everything else.
     deletion_lines: Vec<String>,
+    /// Under --delete-during, the `*deleting` lines of the directory being planned: they
+    /// go before its own line.
+    dir_deletions: Vec<String>,
+    /// Under --delete-during, the `*deleting` lines of the directories below the top: rsync
+    /// prints them ahead of those directories' listings (its deletions are messages,
+    /// which overtake the buffered listing), at [`State::late_at`].
+    late_deletions: Vec<String>,
+    late_at: Option<usize>,
+    /// `-H`: the sets of names of one file, and which set each name is in.
+    groups: Vec<LinkGroup>,
+    member_of: HashMap<Vec<u8>, usize>,
+    /// Groups whose leader is transferred, in the order rsync finishes them.
+    transferred_groups: Vec<usize>,
     deletes: u64,
     delete_skipped: u64,
     dst_root: Option<&'a Entry>,
@@ -205,11 +232,20 @@ impl<'o> Planner<'o> {
             plan_links: Vec::new(),
             lines: Vec::new(),
             deletion_lines: Vec::new(),
+            dir_deletions: Vec::new(),
+            late_deletions: Vec::new(),
+            late_at: None,
+            groups: Vec::new(),
+            member_of: HashMap::new(),
+            transferred_groups: Vec::new(),
             deletes: 0,
             delete_skipped: 0,
             dst_root: dst,
             rename,
         };
+        if self.opts.hard_links && self.alt.is_none() {
+            (st.groups, st.member_of) = link_groups(src, dst);
+        }
         let mut root = DirPlan {
             src,
             src_name: b".",
@@ -225,6 +261,7 @@ impl<'o> Planner<'o> {
             .alt
             .map(|a| a.dirs.iter().map(|d| Some(&d.root)).collect())
             .unwrap_or_default();
+        let mut root_line = None;
         if self.root_is_transfer_dir {
             let flags = match dst {
                 None => self.new_dir_flags(src, alts.iter().flatten().next().copied()),
@@ -236,9 +273,7 @@ impl<'o> Planner<'o> {
             // (A new root matching an alternate DIR's is not listed, but still gets its
             // metadata.)
             root.set_meta = flags.is_some() || self.root_is_new;
-            if let Some(f) = flags {
-                self.line(&mut st, &f, "./", None);
-            }
+            root_line = flags.and_then(|f| self.line_text(&f, "./", None));
         }
         // Equal digests mean nothing below differs, for the root as for any directory:
         // over a wire the root then arrives without its children, which must not read as
@@ -246,13 +281,37 @@ impl<'o> Planner<'o> {
         let unchanged = rename.is_none()
             && src.link_leader.is_none()
             && dst.is_some_and(|d| d.digest == src.digest);
-        if !unchanged {
-            self.plan_children(&mut root, dst, &alts, &mut st, true);
+        if unchanged {
+            st.lines.extend(root_line);
+        } else {
+            self.plan_children(&mut root, dst, &alts, &mut st, true, root_line);
+        }
+        let mut lines = st.lines;
+        let at = st.late_at.unwrap_or(lines.len()).min(lines.len());
+        lines.splice(at..at, st.late_deletions);
+        // rsync links the other names of a transferred file when its receiver is done with
+        // it, which it tells after the rest of the listing.
+        for &g in &st.transferred_groups {
+            let group = &mut st.groups[g];
+            lines.append(&mut group.waiting);
+            lines.append(&mut group.after_transfer);
+        }
+        // (A leader never planned, its directory unchanged or it skipped: the names before
+        // it are still linked to it.)
+        for group in st.groups.iter().filter(|g| !g.planned) {
+            let arrow = Some(format!(" => {}", show(&group.leader)));
+            for m in group.before().iter().rev() {
+                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                st.plan_links.push(HardLink {
+                    rel: m.clone(),
+                    leader: Cow::Owned(group.leader.clone()),
+                });
+            }
         }
         let lines = match self.opts.delete_when {
-            DeleteWhen::During => st.lines,
-            DeleteWhen::Before => [st.deletion_lines, st.lines].concat(),
-            DeleteWhen::Delay | DeleteWhen::After => [st.lines, st.deletion_lines].concat(),
+            DeleteWhen::During => lines,
+            DeleteWhen::Before => [st.deletion_lines, lines].concat(),
+            DeleteWhen::Delay | DeleteWhen::After => [lines, st.deletion_lines].concat(),
         };
         Plan {
             root,
@@ -272,6 +331,10 @@ impl<'o> Planner<'o> {
     fn line_text(&self, flags: &str, rel: &str, extra: Option<String>) -> Option<String> {
         let o = self.opts;
         if o.itemize {
+            let flags = match flags.strip_prefix('>') {
+                Some(rest) if self.listed_by_sender && !o.json => format!("<{rest}"),
+                _ => flags.to_string(),
+            };
             Some(format!("{flags} {rel}{}", extra.unwrap_or_default()))
         } else if o.names {
             Some(format!("{rel}{}", extra.unwrap_or_default()))
@@ -280,6 +343,11 @@ impl<'o> Planner<'o> {
         }
     }
 
+
+    /// Plans one directory's entries, then descends into its subdirectories in name order:
+    /// rsync lists a directory's line (`own_line`), its other entries, then each
+    /// subdirectory's line and contents in turn, depth first. Under --delete-during the
+    /// directory's `*deleting` lines come before its own line.
     /// `alts` holds, for each alternate DIR, its directory at this path (if it has one).
     fn plan_children<'a>(
         &self,
@@ -288,6 +356,7 @@ impl<'o> Planner<'o> {
         alts: &[Option<&Entry>],
         st: &mut State<'a>,
         is_root: bool,
+        own_line: Option<String>,
     ) {
         let o = self.opts;
         let src = dir.src;
@@ -298,7 +367,8 @@ impl<'o> Planner<'o> {
             && src.complete
             && dst.map(|d| d.complete).unwrap_or(false)
             && (!is_root || self.root_is_transfer_dir);
-        let mut pending_dirs: Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)> = Vec::new();
+        let mut pending_dirs: Vec<PendingDir<'a>> = Vec::new();
+        let start = st.lines.len();
         let links_before = st.plan_links.len();
         let mut extraneous: Vec<&'a Entry> = Vec::new();
 
@@ -308,36 +378,61 @@ impl<'o> Planner<'o> {
         while i < s.len() || j < dst_children.len() {
             let ord = match (s.get(i), dst_children.get(j)) {
                 (Some(a), Some(b)) => a.name.cmp(&b.name),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, _) => std::cmp::Ordering::Greater,
+                (Some(_), None) => Ordering::Less,
+                (None, _) => Ordering::Greater,
             };
             match ord {
-                std::cmp::Ordering::Greater => {
+                Ordering::Greater => {
                     let d = &dst_children[j];
                     j += 1;
                     if may_delete && !d.protected {
                         extraneous.push(d);
                     }
                 }
-                std::cmp::Ordering::Less => {
+                Ordering::Less => {
                     let e = &s[i];
                     i += 1;
                     self.entry(dir, e, None, alts, st, &mut pending_dirs, is_root);
                 }
-                std::cmp::Ordering::Equal => {
+                Ordering::Equal => {
                     let (e, d) = (&s[i], &dst_children[j]);
                     i += 1;
                     j += 1;
-                    if e.digest == d.digest && e.link_leader.is_none() {
+                    if e.digest == d.digest
+                        && e.link_leader.is_none()
+                        && (st.member_of.is_empty()
+                            || !st.member_of.contains_key(&join(&dir.rel, &e.name)))
+                    {
                         continue;
                     }
                     self.entry(dir, e, Some(d), alts, st, &mut pending_dirs, is_root);
                 }
             }
         }
-        // rsync walks a directory's extraneous entries in reverse name order.
-        for d in extraneous.into_iter().rev() {
+        // rsync walks a directory's extraneous entries in reverse of its list order, before
+        // its entries (whose changes of kind may remove more).
+        let replaced = std::mem::take(&mut st.dir_deletions);
+        for d in rsync_order(extraneous).into_iter().rev() {
             self.delete(dir, d, false, st);
+        }
+        st.dir_deletions.extend(replaced);
+        let entries = st.lines.split_off(start);
+        let deletions = std::mem::take(&mut st.dir_deletions);
+        if dir.rel.is_empty() {
+            let inc = inc_recursive(o);
+            st.lines.extend(deletions);
+            st.lines.extend(own_line);
+            if !inc {
+                st.late_at = Some(st.lines.len());
+            }
+            st.lines.extend(entries);
+            if inc {
+                st.late_at = Some(st.lines.len());
+            }
+        } else {
+            st.late_deletions.extend(deletions);
+            st.lines.extend(own_line);
+            st.lines.extend(entries);
         }
         if !dir.deletes.is_empty()
             || !dir.items.is_empty()
@@ -346,7 +441,8 @@ impl<'o> Planner<'o> {
         {
             dir.set_meta = true;
         }
-        for (e, d, rel) in pending_dirs {
+        pending_dirs.sort_by(|a, b| dir_name_cmp(&a.e.name, &b.e.name));
+        for PendingDir { e, d, rel, line } in pending_dirs {
             let mut sub = DirPlan {
                 src: e,
                 src_name: st.src_name(&e.name, is_root),
@@ -366,7 +462,7 @@ impl<'o> Planner<'o> {
                 .iter()
                 .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
                 .collect();
-            self.plan_children(&mut sub, d, &sub_alts, st, false);
+            self.plan_children(&mut sub, d, &sub_alts, st, false, line);
             sub.set_meta |= attrs_differ;
             if sub.set_meta {
                 dir.set_meta |= d.is_none();
@@ -383,6 +479,10 @@ impl<'o> Planner<'o> {
         if !replace {
             st.deletes += 1;
             self.deletion_lines(d, &rel, st);
+        } else if self.opts.delete && d.is_dir() {
+            // A directory that a file replaces: rsync lists what it removes in it (under
+            // --delete, which lets it remove a non-empty one), not the directory.
+            self.replaced_lines(d, &rel, st);
         }
         dir.deletes.push(Delete {
             entry: d,
@@ -400,7 +500,10 @@ impl<'o> Planner<'o> {
             return;
         }
         if d.is_dir() {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+                .into_iter()
+                .rev()
+            {
                 self.deletion_lines(c, &join(rel, &c.name), st);
             }
         }
@@ -412,6 +515,22 @@ impl<'o> Planner<'o> {
         self.deletion_line(st, &shown);
     }
 
+    /// The `*deleting` lines of a replaced directory's contents, listed where the
+    /// directory's own deletions are whenever deletions happen.
+    fn replaced_lines(&self, d: &Entry, rel: &[u8], st: &mut State<'_>) {
+        let before = std::mem::take(&mut st.deletion_lines);
+        let during = std::mem::take(&mut st.dir_deletions);
+        for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+            .into_iter()
+            .rev()
+        {
+            self.deletion_lines(c, &join(rel, &c.name), st);
+        }
+        let mut lines = std::mem::replace(&mut st.deletion_lines, before);
+        lines.append(&mut st.dir_deletions);
+        st.dir_deletions = [during, lines].concat();
+    }
+
     fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
         let line = if self.opts.itemize {
             format!("*deleting   {shown}")
@@ -421,7 +540,7 @@ impl<'o> Planner<'o> {
             return;
         };
         if self.opts.delete_when == DeleteWhen::During {
-            st.lines.push(line);
+            st.dir_deletions.push(line);
         } else {
             st.deletion_lines.push(line);
         }
@@ -439,7 +558,10 @@ impl<'o> Planner<'o> {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
         if d.is_dir() && d.complete {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
+                .into_iter()
+                .rev()
+            {
                 self.delete_counted(dir, c, here.clone(), st);
             }
         }
@@ -477,7 +599,7 @@ impl<'o> Planner<'o> {
         d: Option<&'a Entry>,
         alts: &[Option<&Entry>],
         st: &mut State<'a>,
-        pending_dirs: &mut Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)>,
+        pending_dirs: &mut Vec<PendingDir<'a>>,
         is_root: bool,
     ) {
         let o = self.opts;
@@ -524,25 +646,24 @@ impl<'o> Planner<'o> {
         let shown = show(&rel);
         match e.meta.kind {
             Kind::Dir => {
-                match d {
+                let flags = match d {
                     None => {
                         let alt = alts
                             .iter()
                             .flatten()
                             .find_map(|a| a.child(&e.name).filter(|c| c.is_dir()));
-                        if let Some(f) = self.new_dir_flags(e, alt) {
-                            self.line(st, &f, &format!("{shown}/"), None);
-                        }
+                        self.new_dir_flags(e, alt)
                     }
-                    Some(d) => {
-                        if let Some(f) = self.attr_flags(e, d, 'd', '.', false) {
-                            self.line(st, &f, &format!("{shown}/"), None);
-                        }
-                    }
-                }
-                pending_dirs.push((e, d, rel));
+                    Some(d) => self.attr_flags(e, d, 'd', '.', false),
+                };
+                let line = flags.and_then(|f| self.line_text(&f, &format!("{shown}/"), None));
+                pending_dirs.push(PendingDir { e, d, rel, line });
             }
             Kind::File => {
+                if let Some(&g) = st.member_of.get(&rel) {
+                    self.group_member(dir, e, d, src_name, rel, g, st);
+                    return;
+                }
                 if o.hard_links
                     && let Some(leader) = &e.link_leader
                 {
@@ -560,34 +681,7 @@ impl<'o> Planner<'o> {
                 if self.alt_file(dir, e, d, alts, src_name, &rel, st, false) {
                     return;
                 }
-                let (action, flags) = match d {
-                    None => (Action::Transfer, format!("{}f+++++++++", o.transfer_mark())),
-                    Some(d) => {
-                        if o.update && o.modify_window.newer(&d.meta, &e.meta) {
-                            return;
-                        }
-                        if self.needs_transfer(e, d) {
-                            let mut f = self
-                                .attr_flags(e, d, 'f', o.transfer_mark(), true)
-                                .unwrap_or_else(|| format!("{}f.........", o.transfer_mark()));
-                            if o.checksum && e.hash != d.hash {
-                                f.replace_range(2..3, "c");
-                            }
-                            (Action::Transfer, f)
-                        } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
-                            (Action::Meta, f)
-                        } else {
-                            return;
-                        }
-                    }
-                };
-                let mut item = Item::new(e, src_name, rel, d, action);
-                if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
-                    item.line = self.line_text(&flags, &shown, None);
-                } else {
-                    self.line(st, &flags, &shown, None);
-                }
-                dir.items.push(item);
+                self.plain_file(dir, e, d, src_name, rel, st);
             }
             Kind::Symlink | Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
                 let letter = e.meta.kind.itemize_letter();
@@ -639,6 +733,51 @@ impl<'o> Planner<'o> {
                 dir.items.push(Item::new(e, src_name, rel, d, action));
             }
         }
+    }
+
+    /// A regular file on its own: transferred (new, or the quick check says it differs),
+    /// its attributes updated, or nothing; the action planned, if any.
+    fn plain_file<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        src_name: &'a [u8],
+        rel: Vec<u8>,
+        st: &mut State<'a>,
+    ) -> Option<Action> {
+        let o = self.opts;
+        // (A single file copied to another name is listed by its source name, as rsync.)
+        let shown = show(if dir.rel.is_empty() { src_name } else { &rel });
+        let (action, flags) = match d {
+            None => (Action::Transfer, ">f+++++++++".to_string()),
+            Some(d) => {
+                if o.update && o.modify_window.newer(&d.meta, &e.meta) {
+                    return None;
+                }
+                if self.needs_transfer(e, d) {
+                    let mut f = self
+                        .attr_flags(e, d, 'f', '>', true)
+                        .unwrap_or_else(|| ">f.........".into());
+                    if o.checksum && e.hash != d.hash {
+                        f.replace_range(2..3, "c");
+                    }
+                    (Action::Transfer, f)
+                } else if let Some(f) = self.attr_flags(e, d, 'f', '.', false) {
+                    (Action::Meta, f)
+                } else {
+                    return None;
+                }
+            }
+        };
+        let mut item = Item::new(e, src_name, rel, d, action);
+        if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
+            item.line = self.line_text(&flags, &shown, None);
+        } else {
+            self.line(st, &flags, &shown, None);
+        }
+        dir.items.push(item);
+        Some(action)
     }
 
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
@@ -772,8 +911,8 @@ impl<'o> Planner<'o> {
             (AltMatch::Quick, None) => (Action::AltCopy, self.attr_flags(e, a, 'f', 'c', false)),
             (AltMatch::Basis, None) => {
                 let mut f = self
-                    .attr_flags(e, a, 'f', self.opts.transfer_mark(), true)
-                    .unwrap_or_else(|| format!("{}f.........", self.opts.transfer_mark()));
+                    .attr_flags(e, a, 'f', '>', true)
+                    .unwrap_or_else(|| ">f.........".into());
                 if self.opts.checksum && e.hash != a.hash {
                     f.replace_range(2..3, "c");
                 }
@@ -885,7 +1024,76 @@ impl<'o> Planner<'o> {
             &show(&rel),
             Some(format!(" => {}", show(leader))),
         );
-        st.plan_links.push(HardLink { rel, leader });
+        st.plan_links.push(HardLink {
+            rel,
+            leader: Cow::Borrowed(leader),
+        });
+    }
+
+    /// `-H`, one name of a [`LinkGroup`]: the leader is planned as a file of its own; the
+    /// names before it are linked to it (listed after it, or once its transfer is done);
+    /// a name after it is linked unless it already is one with it.
+    #[allow(clippy::too_many_arguments)]
+    fn group_member<'a>(
+        &self,
+        dir: &mut DirPlan<'a>,
+        e: &'a Entry,
+        d: Option<&'a Entry>,
+        src_name: &'a [u8],
+        rel: Vec<u8>,
+        g: usize,
+        st: &mut State<'a>,
+    ) {
+        let leader = st.groups[g].leader.clone();
+        let arrow = Some(format!(" => {}", show(&leader)));
+        if rel == leader {
+            let transferred = self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
+            let group = &mut st.groups[g];
+            group.planned = true;
+            group.transferred = transferred;
+            let mut lines = Vec::new();
+            for m in group.before().iter().rev() {
+                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                st.plan_links.push(HardLink {
+                    rel: m.clone(),
+                    leader: Cow::Owned(leader.clone()),
+                });
+            }
+            if transferred {
+                st.groups[g].after_transfer = lines;
+                st.transferred_groups.push(g);
+            } else {
+                st.lines.extend(lines);
+            }
+            return;
+        }
+        if st.groups[g].before().contains(&rel) {
+            return;
+        }
+        let transferred = st.groups[g].transferred;
+        if !transferred
+            && let (Some(d), Some(l)) = (d, st.dst_root.and_then(|r| lookup(r, &leader)))
+            && d.meta.ino == l.meta.ino
+            && d.meta.dev == l.meta.dev
+        {
+            return;
+        }
+        let flags = match d {
+            None => "hf+++++++++".to_string(),
+            Some(d) => self
+                .attr_flags(e, d, 'f', 'h', true)
+                .unwrap_or_else(|| "hf.........".into()),
+        };
+        let line = self.line_text(&flags, &show(&rel), arrow);
+        st.plan_links.push(HardLink {
+            rel,
+            leader: Cow::Owned(leader),
+        });
+        if transferred {
+            st.groups[g].waiting.extend(line);
+        } else {
+            st.lines.extend(line);
+        }
     }
 }
 
@@ -897,6 +1105,124 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
         Kind::CharDev | Kind::BlockDev => a.meta.rdev == b.meta.rdev,
         _ => true,
     }
+}
+
+/// Whether rsync would walk this transfer with its incremental recursion (its default),
+/// which some options turn off: the listing's header and order of deletions depend on it.
+pub fn inc_recursive(o: &Options) -> bool {
+    o.recursive && !o.prune_empty_dirs && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
+}
+
+/// `-H`: the names of one multiply-linked file in rsync's list order, and the one rsync
+/// transfers or keeps (the leader): the first that exists at the destination as a file,
+/// else the last (rsync defers a missing name while a later one of its group may exist).
+struct LinkGroup {
+    members: Vec<Vec<u8>>,
+    leader: Vec<u8>,
+    /// The leader went through the planner (its directory was compared).
+    planned: bool,
+    transferred: bool,
+    /// Names after the leader, linked once its transfer is done; then the names before it.
+    waiting: Vec<String>,
+    after_transfer: Vec<String>,
+}
+
+impl LinkGroup {
+    fn before(&self) -> &[Vec<u8>] {
+        let at = self.members.iter().position(|m| *m == self.leader);
+        &self.members[..at.unwrap_or(0)]
+    }
+}
+
+/// The [`LinkGroup`]s of the source tree the planner sees (each follower's group is
+/// named by its first name, `Entry::link_leader`, which may lie in an unchanged directory
+/// the planner does not see; then it exists at the destination).
+fn link_groups(src: &Entry, dst: Option<&Entry>) -> (Vec<LinkGroup>, HashMap<Vec<u8>, usize>) {
+    fn visit(e: &Entry, rel: &[u8], by_key: &mut HashMap<Vec<u8>, Vec<Vec<u8>>>) {
+        for c in &e.children {
+            let p = join(rel, &c.name);
+            if c.meta.kind == Kind::File && !c.protected {
+                match &c.link_leader {
+                    Some(l) => by_key.entry(l.to_vec()).or_default().push(p.clone()),
+                    None if c.meta.nlink > 1 => by_key.entry(p.clone()).or_default().push(p.clone()),
+                    None => {}
+                }
+            }
+            if c.is_dir() {
+                visit(c, &p, by_key);
+            }
+        }
+    }
+    let mut by_key = HashMap::new();
+    visit(src, b"", &mut by_key);
+    let mut keys: Vec<Vec<u8>> = by_key.keys().cloned().collect();
+    keys.sort();
+    let (mut groups, mut member_of) = (Vec::new(), HashMap::new());
+    for key in keys {
+        let mut members = by_key.remove(&key).unwrap_or_default();
+        if !members.contains(&key) {
+            members.push(key);
+        }
+        if members.len() < 2 {
+            continue;
+        }
+        members.sort_by(|a, b| rsync_path_cmp(a, b));
+        let exists = |m: &Vec<u8>| {
+            dst.and_then(|d| lookup(d, m))
+                .is_some_and(|d| d.meta.kind == Kind::File)
+        };
+        let leader = match members.iter().find(|m| exists(m)) {
+            Some(m) => m.clone(),
+            None => members[members.len() - 1].clone(),
+        };
+        for m in &members {
+            member_of.insert(m.clone(), groups.len());
+        }
+        groups.push(LinkGroup {
+            members,
+            leader,
+            planned: false,
+            transferred: false,
+            waiting: Vec::new(),
+            after_transfer: Vec::new(),
+        });
+    }
+    (groups, member_of)
+}
+
+/// Two root-relative paths in rsync's list order: at the first level where they differ, a
+/// file before a directory, files by name, directories by [`dir_name_cmp`].
+fn rsync_path_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let mut ai = a.split(|&c| c == b'/').peekable();
+    let mut bi = b.split(|&c| c == b'/').peekable();
+    while let (Some(x), Some(y)) = (ai.next(), bi.next()) {
+        let order = match (ai.peek().is_some(), bi.peek().is_some()) {
+            (false, false) => x.cmp(y),
+            (true, true) => dir_name_cmp(x, y),
+            (false, true) => Ordering::Less,
+            (true, false) => Ordering::Greater,
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// rsync's order of one directory's entries (its file list's): the other entries by name,
+/// then the subdirectories, compared as if their names ended in `/`.
+fn rsync_order(mut entries: Vec<&Entry>) -> Vec<&Entry> {
+    entries.sort_by(|a, b| match (a.is_dir(), b.is_dir()) {
+        (false, false) => a.name.cmp(&b.name),
+        (true, true) => dir_name_cmp(&a.name, &b.name),
+        (a, b) => a.cmp(&b),
+    });
+    entries
+}
+
+/// Two directory names in rsync's order: as if each ended in `/` (`a.b` before `a`).
+fn dir_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    a.iter().chain(b"/").cmp(b.iter().chain(b"/"))
 }
 
 /// Finds the entry at a root-relative path.

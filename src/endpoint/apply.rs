@@ -82,6 +82,8 @@ pub struct Receiving<'a, 'r> {
     pub dst_root: Option<&'a Entry>,
     pub dst_scanner: &'a Scanner<'a, 'r>,
     pub alt: Option<&'a AltDirs>,
+    /// This end is the server of a push: its listing is shown by the sending client.
+    pub pushed: bool,
 }
 
 /// `--chown` (every entry the forced ids; the receiving end resolves the names, and the
@@ -104,6 +106,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         dst_root,
         dst_scanner,
         alt,
+        pushed,
     } = *r;
     let rules = meta_rules(opts);
     // A sender that could not read everything must not cause deletions (rsync: "IO error
@@ -119,6 +122,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         rules,
         alt,
         root_is_new: dest.created,
+        listed_by_sender: pushed,
     };
     let rename = match (&dest.rename_to, info.named_tops.first()) {
         (Some(to), Some(from)) => Some((to.as_slice(), from.as_slice())),

@@ -59,6 +59,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
             dst_root: dst_root.as_ref(),
             dst_scanner: &dst_scanner,
             alt: alt.as_ref(),
+            pushed: false,
         },
         &mut src_root,
         Source::Local(&tops),

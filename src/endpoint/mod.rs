@@ -38,12 +38,20 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     }
     let remote = remote::RemoteJob::from_options(opts)?;
     // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
-    // the client.
+    // the client, and whether it is sent incrementally (a list of directories sent whole
+    // says it is done; a list of named files says nothing).
     if opts.verbose > 0 || opts.progress == 1 {
-        report.info(match &remote {
-            Some(r) if !r.is_push() => "receiving incremental file list",
-            _ => "sending incremental file list",
-        });
+        let pull = remote.as_ref().is_some_and(|r| !r.is_push());
+        let header = match (crate::plan::inc_recursive(opts), pull) {
+            (true, true) => Some("receiving incremental file list"),
+            (true, false) => Some("sending incremental file list"),
+            _ if !opts.recursive && opts.files_from.is_none() => None,
+            (false, true) => Some("receiving file list ... done"),
+            (false, false) => Some("building file list ... done"),
+        };
+        if let Some(h) = header {
+            report.info(h);
+        }
     }
     if let Some(remote) = remote {
         return remote.run(opts, report, start);

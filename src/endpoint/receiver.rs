@@ -69,6 +69,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     pull: Option<Pull<'_>>,
 ) -> Result<ReceiverOutcome, Error> {
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
+    let pushed = pull.is_none();
     let (mut info, dest, dst_root) = open_dest(rd, opts, dst_arg, report, &scanner, pull)?;
     let (root, announced) = match rd.recv()? {
         Msg::SourceRoot {
@@ -138,6 +139,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 dst_root: dst_root.as_ref(),
                 dst_scanner: &scanner,
                 alt: alt.as_ref(),
+                pushed,
             },
             &mut src_root,
             Source::Remote(fetch),
