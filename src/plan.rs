@@ -382,7 +382,7 @@ impl<'o> Planner<'o> {
         let rel = join(&dir.rel, &d.name);
         if !replace {
             st.deletes += 1;
-            self.deletion_lines(d, &rel, st);
+            self.deletion_lines(d, &rel, true, st);
         }
         dir.deletes.push(Delete {
             entry: d,
@@ -394,22 +394,73 @@ impl<'o> Planner<'o> {
     }
 
     /// rsync lists everything a deletion removes, deepest first, each directory's entries
-    /// in reverse name order.
-    fn deletion_lines(&self, d: &Entry, rel: &[u8], st: &mut State<'_>) {
-        if !(self.opts.itemize || self.opts.verbose > 0) {
-            return;
+    /// in reverse name order. A directory that keeps something — a protected entry, or
+    /// under `-b` without a DIR the backups made in it — is not removed, and rsync says
+    /// so (whatever the verbosity): once for the deletion's own directory, twice for one
+    /// below it that kept a protected entry (once for its contents, once for its removal).
+    /// Returns whether the deletion leaves something at `rel`'s directory level.
+    fn deletion_lines(&self, d: &Entry, rel: &[u8], top: bool, st: &mut State<'_>) -> bool {
+        if !d.is_dir() {
+            self.deletion_line(st, &show(rel));
+            // (A file that is itself a backup is deleted without one.)
+            return self.opts.backup.as_ref().is_some_and(|b| match &b.dir {
+                None => !(rel.len() > b.suffix.len() && rel.ends_with(b.suffix.as_bytes())),
+                Some(_) => true,
+            });
         }
-        if d.is_dir() {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
-                self.deletion_lines(c, &join(rel, &c.name), st);
+        let (mut contents_kept, mut backups) = (false, false);
+        for c in d.children.iter().rev() {
+            if c.protected {
+                contents_kept = true;
+            } else if self.deletion_lines(c, &join(rel, &c.name), false, st) {
+                if c.is_dir() {
+                    contents_kept = true;
+                } else {
+                    backups |= self.backups_land_in(rel);
+                }
             }
         }
-        let shown = if d.is_dir() {
-            format!("{}/", show(rel))
+        if contents_kept || backups {
+            let times = if contents_kept && !top { 2 } else { 1 };
+            for _ in 0..times {
+                self.kept_dir_line(st, rel);
+            }
+            return true;
+        }
+        self.deletion_line(st, &format!("{}/", show(rel)));
+        false
+    }
+
+    /// `-b`: whether backups of what is deleted below the destination directory `rel` are
+    /// made inside it: beside the files without a DIR, or with a DIR inside it (relative to
+    /// the destination, as `--backup-dir=bak` while `bak` itself is deleted).
+    fn backups_land_in(&self, rel: &[u8]) -> bool {
+        match self.opts.backup.as_ref().map(|b| b.dir.as_deref()) {
+            None => false,
+            Some(None) => true,
+            Some(Some(dir)) => {
+                let absolute = dir.starts_with('/');
+                let dir: Vec<&[u8]> = crate::fs::components(dir.as_bytes()).collect();
+                let rel: Vec<&[u8]> = crate::fs::components(rel).collect();
+                !absolute
+                    && !dir.contains(&&b".."[..])
+                    && dir.starts_with(&rel)
+            }
+        }
+    }
+
+    /// rsync's note (an informational line, not a listing one) for a directory a deletion
+    /// leaves because something in it stays.
+    fn kept_dir_line(&self, st: &mut State<'_>, rel: &[u8]) {
+        if self.opts.quiet {
+            return;
+        }
+        let line = format!("cannot delete non-empty directory: {}", show(rel));
+        if self.opts.delete_when == DeleteWhen::During {
+            st.lines.push(line);
         } else {
-            show(rel)
-        };
-        self.deletion_line(st, &shown);
+            st.deletion_lines.push(line);
+        }
     }
 
     fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
