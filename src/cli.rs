@@ -5,9 +5,7 @@
 //! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, and help
 //! only when it is the only argument (as rsync has it).
 
-use crate::config::{
-    AltDest, BackupRule, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange,
-};
+use crate::config::{AltDest, BackupRule, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
@@ -855,7 +853,7 @@ fn any_delete_of(cli: &Cli) -> bool {
 /// no DIR at all.
 fn backup_rule(cli: &Cli) -> Result<Option<BackupRule>, Error> {
     let mut dir = cli.backup_dir.as_deref();
-    if !(cli.backup && !cli.no_backup) && dir.is_none() {
+    if (!cli.backup || cli.no_backup) && dir.is_none() {
         return Ok(None);
     }
     let suffix = cli
@@ -1754,6 +1752,64 @@ mod tests {
         assert!(r.relative && r.recursive && r.files_from.is_none());
         assert!(opts(&["-ar", &from, "s", "d"]).recursive);
         assert!(!opts(&["-aR", "--no-R", "s", "d"]).relative);
+    }
+
+    #[test]
+    fn backup_options_take_rsyncs_defaults_checks_and_implications() {
+        let protects = |o: &Options, name: &[u8]| {
+            o.filters
+                .excluded(crate::filter::Side::Receiver, name, false, false)
+        };
+        let b = opts(&["-rb", "--delete", "s", "d"]);
+        let rule = b.backup.clone().expect("-b");
+        assert_eq!((rule.dir, rule.suffix.as_str()), (None, "~"));
+        // -b without a DIR implies -O, and under --delete protects the backups.
+        assert!(b.omit_dir_times && protects(&b, b"sub/f~") && !protects(&b, b"f"));
+        let ex = opts(&["-rb", "--delete-excluded", "s", "d"]);
+        assert!(
+            !protects(&ex, b"f~"),
+            "--delete-excluded deletes old backups"
+        );
+        let s = opts(&["-rb", "--suffix=.old", "--delete", "s", "d"]);
+        assert!(protects(&s, b"f.old") && !protects(&s, b"f~"));
+        // A DIR implies -b, an empty suffix, no -O and no protect rule.
+        let d = opts(&["-r", "--backup-dir=./bak", "--delete", "s", "d"]);
+        let rule = d.backup.clone().expect("--backup-dir implies -b");
+        assert_eq!(
+            (rule.dir.as_deref(), rule.suffix.as_str()),
+            (Some("bak"), "")
+        );
+        assert!(!d.omit_dir_times && !protects(&d, b"f~"));
+        assert!(opts(&["-b", "--no-backup", "s", "d"]).backup.is_none());
+        for (bad, msg) in [
+            (
+                &["-b", "--suffix=a/b"][..],
+                "--suffix cannot contain slashes: a/b",
+            ),
+            (
+                &["-b", "--suffix="][..],
+                "--suffix cannot be empty without a --backup-dir",
+            ),
+            (
+                &["--backup-dir=./"][..],
+                "--suffix cannot be empty when --backup-dir is the same as the dest dir",
+            ),
+        ] {
+            let e = parse(["xsync"].iter().chain(bad).chain(&["s", "d"]).copied())
+                .err()
+                .expect("refused");
+            assert_eq!((e.code, e.message()), (ExitCode::Usage, msg), "{bad:?}");
+        }
+        // The server gets the rule as given and takes it the same way.
+        for o in [b, s, d] {
+            let mut words = vec!["xsync".to_string()];
+            words.extend(o.server_args());
+            let Parsed::Run(back) = parse(words).expect("server args parse") else {
+                panic!()
+            };
+            assert_eq!(back.backup, o.backup);
+            assert_eq!(back.omit_dir_times, o.omit_dir_times);
+        }
     }
 
     #[test]

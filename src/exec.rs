@@ -6,8 +6,8 @@
 //! exist), then directory metadata bottom-up, because every entry created in a directory
 //! moves its mtime.
 
-use crate::error::io_message;
 use crate::backup::Keep;
+use crate::error::io_message;
 use crate::exit::ExitCode;
 use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
 use crate::progress::Ticket;

@@ -442,9 +442,7 @@ impl<'o> Planner<'o> {
                 let absolute = dir.starts_with('/');
                 let dir: Vec<&[u8]> = crate::fs::components(dir.as_bytes()).collect();
                 let rel: Vec<&[u8]> = crate::fs::components(rel).collect();
-                !absolute
-                    && !dir.contains(&&b".."[..])
-                    && dir.starts_with(&rel)
+                !absolute && !dir.contains(&&b".."[..]) && dir.starts_with(&rel)
             }
         }
     }

@@ -19,8 +19,7 @@ use crate::tree::{Kind, Meta};
 use crate::xattr::Xattrs;
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, fstat,
-    futimens,
-    linkat, mkdirat, mknodat, openat, readlinkat, renameat, statat, symlinkat, unlinkat,
+    futimens, linkat, mkdirat, mknodat, openat, readlinkat, renameat, statat, symlinkat, unlinkat,
     utimensat,
 };
 use rustix::io::Errno;

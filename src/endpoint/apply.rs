@@ -109,7 +109,10 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
     let backup = match crate::backup::Backup::open(
         opts.backup.as_ref(),
         &dest.path,
-        dest.root.as_ref().map(|f| f.as_fd()).filter(|_| !opts.dry_run),
+        dest.root
+            .as_ref()
+            .map(|f| f.as_fd())
+            .filter(|_| !opts.dry_run),
     ) {
         Ok(b) => b,
         Err(e) => {
