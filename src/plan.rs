@@ -181,6 +181,10 @@ struct State<'a> {
     dst_root: Option<&'a Entry>,
     /// A single file copied to another name: (destination name, source name).
     rename: Option<(&'a [u8], &'a [u8])>,
+    /// Where the lines of the directory being planned begin: its deletions are listed
+    /// there, ahead of its entries (and, for the root, ahead of its own line), as rsync's
+    /// generator deletes in a directory before it goes through the directory's entries.
+    dir_lines_from: usize,
 }
 
 impl<'a> State<'a> {
@@ -209,6 +213,7 @@ impl<'o> Planner<'o> {
             delete_skipped: 0,
             dst_root: dst,
             rename,
+            dir_lines_from: 0,
         };
         let mut root = DirPlan {
             src,
@@ -300,6 +305,7 @@ impl<'o> Planner<'o> {
             && (!is_root || self.root_is_transfer_dir);
         let mut pending_dirs: Vec<(&'a Entry, Option<&'a Entry>, Vec<u8>)> = Vec::new();
         let links_before = st.plan_links.len();
+        let lines_from = st.dir_lines_from.min(st.lines.len());
         let mut extraneous: Vec<&'a Entry> = Vec::new();
 
         // Merge the two sorted child lists.
@@ -336,9 +342,12 @@ impl<'o> Planner<'o> {
             }
         }
         // rsync walks a directory's extraneous entries in reverse name order.
+        let entry_lines = st.lines.len();
         for d in extraneous.into_iter().rev() {
             self.delete(dir, d, false, st);
         }
+        let deletion_lines = st.lines.len() - entry_lines;
+        st.lines[lines_from..].rotate_right(deletion_lines);
         if !dir.deletes.is_empty()
             || !dir.items.is_empty()
             || dir.dst.is_none()
@@ -366,6 +375,7 @@ impl<'o> Planner<'o> {
                 .iter()
                 .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
                 .collect();
+            st.dir_lines_from = st.lines.len();
             self.plan_children(&mut sub, d, &sub_alts, st, false);
             sub.set_meta |= attrs_differ;
             if sub.set_meta {
