@@ -5,6 +5,8 @@ complete -c xsync -l min-size -d 'don\'t transfer any file smaller than SIZE' -r
 complete -c xsync -s @ -l modify-window -d 'set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)' -r -f
 complete -c xsync -l chmod -d 'affect file and/or directory permissions' -r -f
 complete -c xsync -l chown -d 'simple username/groupname mapping' -r -f
+complete -c xsync -l backup-dir -d 'make backups into hierarchy based in DIR' -r -f -a "(__fish_complete_directories)"
+complete -c xsync -l suffix -d 'backup suffix (default ~ w/o --backup-dir)' -r -f
 complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name relative to its directory)' -r -f
 complete -c xsync -l compare-dest -d 'also compare destination files relative to DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l copy-dest -d '... and include copies of unchanged files' -r -f -a "(__fish_complete_directories)"
@@ -58,6 +60,7 @@ complete -c xsync -s t -l times -d 'preserve modification times'
 complete -c xsync -s O -l omit-dir-times -d 'omit directories from --times'
 complete -c xsync -s J -l omit-link-times -d 'omit symlinks from --times'
 complete -c xsync -l numeric-ids -d 'don\'t map uid/gid values by user/group name'
+complete -c xsync -s b -l backup -d 'make backups (see --suffix & --backup-dir)'
 complete -c xsync -l inplace -d 'update destination files in-place (not atomic: an interrupted file is left part updated)'
 complete -c xsync -s S -l sparse -d 'turn sequences of nulls into sparse blocks'
 complete -c xsync -s n -l dry-run -d 'perform a trial run with no changes made'

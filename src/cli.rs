@@ -5,7 +5,7 @@
 //! mapped to exit 1 — never silently ignored. `-h` is rsync's `--human-readable`, and help
 //! only when it is the only argument (as rsync has it).
 
-use crate::config::{AltDest, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange};
+use crate::config::{AltDest, BackupRule, DeleteWhen, IpFamily, MAX_ALT_DESTS, Options, SizeRange};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::filter::{Filters, RuleKind};
@@ -364,6 +364,37 @@ struct Cli {
     #[arg(long, value_name = "USER:GROUP", value_hint = ValueHint::Other, help_heading = ATTRS)]
     chown: Option<String>,
 
+    /// make backups (see --suffix & --backup-dir)
+    ///
+    /// A destination file that is about to be replaced or deleted is first kept as NAME~ beside
+    /// it (see --suffix), or under --backup-dir. The old file is hard-linked to its backup name
+    /// before the new one is renamed over it, so the name never stands empty (a copy where the
+    /// file system refuses the link; with --inplace, a copy made before the file is written).
+    /// Directories are not backed up, nor files that are unchanged or whose attributes alone
+    /// change; an existing backup is replaced. With --delete and without --backup-dir, files
+    /// ending in the suffix are protected from deletion (rsync's P *SUFFIX rule, left out under
+    /// --delete-excluded), and a deleted directory that now holds backups stays. Without
+    /// --backup-dir, directory times are not preserved (an implied -O, as in rsync).
+    #[arg(short = 'b', long, help_heading = TRANSFER)]
+    backup: bool,
+    #[arg(long = "no-backup", hide = true)]
+    no_backup: bool,
+    /// make backups into hierarchy based in DIR
+    ///
+    /// Keep each backup as DIR/PATH, PATH being the file's path in the destination (and no
+    /// suffix unless --suffix is given). A relative DIR is relative to the destination
+    /// directory, on the receiving side. DIR and its missing parents are made by the first
+    /// backup; below DIR, directories are made as needed with the destination's modes, and a
+    /// non-directory in their way (a symlink, say) is replaced, never followed. Implies
+    /// --backup.
+    #[arg(long = "backup-dir", value_name = "DIR", value_hint = ValueHint::DirPath, help_heading = TRANSFER)]
+    backup_dir: Option<String>,
+    /// backup suffix (default ~ w/o --backup-dir)
+    ///
+    /// The suffix of backup names: ~ by default, nothing with --backup-dir. It may not contain a
+    /// slash, nor be empty without a --backup-dir.
+    #[arg(long, value_name = "SUFFIX", value_hint = ValueHint::Other, allow_hyphen_values = true, help_heading = TRANSFER)]
+    suffix: Option<String>,
     /// update destination files in-place (not atomic: an interrupted file is left part updated)
     ///
     /// Update files by writing into them directly instead of through a temporary file and a
@@ -811,6 +842,52 @@ fn alt_dest(
     }
 }
 
+fn any_delete_of(cli: &Cli) -> bool {
+    cli.delete
+        || cli.delete_excluded
+        || cli.delete_before
+        || cli.delete_during
+        || cli.delete_delay
+        || cli.delete_after
+}
+
+/// rsync's `-b`, `--backup-dir` and `--suffix`, with its checks and defaults: a DIR implies
+/// `-b` and an empty default suffix, and a DIR that names the destination itself (`.`) is
+/// no DIR at all.
+fn backup_rule(cli: &Cli) -> Result<Option<BackupRule>, Error> {
+    let mut dir = cli.backup_dir.as_deref();
+    if (!cli.backup || cli.no_backup) && dir.is_none() {
+        return Ok(None);
+    }
+    let suffix = cli
+        .suffix
+        .clone()
+        .unwrap_or_else(|| if dir.is_some() { "" } else { "~" }.to_string());
+    if suffix.contains('/') {
+        return Err(Error::usage(format!(
+            "--suffix cannot contain slashes: {suffix}"
+        )));
+    }
+    if let Some(d) = dir.as_mut() {
+        while let Some(rest) = d.strip_prefix("./") {
+            *d = rest;
+        }
+        if *d == "." {
+            *d = "";
+        }
+    }
+    let same_as_dest = dir == Some("");
+    let dir = dir.filter(|d| !d.is_empty()).map(str::to_string);
+    if dir.is_none() && suffix.is_empty() {
+        return Err(Error::usage(if same_as_dest {
+            "--suffix cannot be empty when --backup-dir is the same as the dest dir"
+        } else {
+            "--suffix cannot be empty without a --backup-dir"
+        }));
+    }
+    Ok(Some(BackupRule { dir, suffix }))
+}
+
 /// What the command line asks for: a transfer, or just the version text.
 pub enum Parsed {
     Run(Box<Options>),
@@ -858,6 +935,17 @@ where
             .add_rule(&format!("P {d}/"))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    let backup = backup_rule(&cli)?;
+    // rsync: with --delete and no DIR, the backups beside the files are protected from it.
+    if let Some(b) = &backup
+        && b.dir.is_none()
+        && any_delete_of(&cli)
+        && !cli.delete_excluded
+    {
+        filters
+            .add_rule(&format!("P *{}", b.suffix))
+            .map_err(|e| Error::usage(e.to_string()))?;
+    }
     let delete_when = delete_when(&matches, &cli)?;
     let alt_dest = alt_dest(&matches, &cli)?;
     let size_of = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
@@ -867,12 +955,7 @@ where
         min: size_of("min-size", &cli.min_size)?,
         max: size_of("max-size", &cli.max_size)?,
     };
-    let any_delete = cli.delete
-        || cli.delete_excluded
-        || cli.delete_before
-        || cli.delete_during
-        || cli.delete_delay
-        || cli.delete_after;
+    let any_delete = any_delete_of(&cli);
     let a = cli.archive;
     // rsync's USER:GROUP, USER, :GROUP or USER: (an empty part maps nothing).
     let chown = match cli.chown.as_deref() {
@@ -959,7 +1042,9 @@ where
         copy_dirlinks: cli.copy_dirlinks,
         perms: (cli.perms || a) && !cli.no_perms,
         times: (cli.times || a) && !cli.no_times,
-        omit_dir_times: cli.omit_dir_times && !cli.no_omit_dir_times,
+        // rsync: -b without a DIR implies -O (its backups change the directories' times).
+        omit_dir_times: (cli.omit_dir_times && !cli.no_omit_dir_times)
+            || backup.as_ref().is_some_and(|b| b.dir.is_none()),
         omit_link_times: cli.omit_link_times && !cli.no_omit_link_times,
         group: ((cli.group || a) && !cli.no_group) || chown.1.is_some(),
         owner: ((cli.owner || a) && !cli.no_owner) || chown.0.is_some(),
@@ -994,6 +1079,7 @@ where
         partial: cli.partial || cli.partial_progress || cli.inplace || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
         inplace: cli.inplace,
+        backup,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -1495,6 +1581,14 @@ impl Options {
         if let Some(d) = &self.partial_dir {
             a.push(format!("--partial-dir={d}"));
         }
+        // DIR as the user typed it: the server resolves it against its destination.
+        if let Some(b) = &self.backup {
+            a.push("--backup".into());
+            if let Some(d) = &b.dir {
+                a.push(format!("--backup-dir={d}"));
+            }
+            a.push(format!("--suffix={}", b.suffix));
+        }
         if let Some(n) = self.compress_level {
             a.push(format!("--compress-level={n}"));
         }
@@ -1671,6 +1765,64 @@ mod tests {
         assert!(r.relative && r.recursive && r.files_from.is_none());
         assert!(opts(&["-ar", &from, "s", "d"]).recursive);
         assert!(!opts(&["-aR", "--no-R", "s", "d"]).relative);
+    }
+
+    #[test]
+    fn backup_options_take_rsyncs_defaults_checks_and_implications() {
+        let protects = |o: &Options, name: &[u8]| {
+            o.filters
+                .excluded(crate::filter::Side::Receiver, name, false, false)
+        };
+        let b = opts(&["-rb", "--delete", "s", "d"]);
+        let rule = b.backup.clone().expect("-b");
+        assert_eq!((rule.dir, rule.suffix.as_str()), (None, "~"));
+        // -b without a DIR implies -O, and under --delete protects the backups.
+        assert!(b.omit_dir_times && protects(&b, b"sub/f~") && !protects(&b, b"f"));
+        let ex = opts(&["-rb", "--delete-excluded", "s", "d"]);
+        assert!(
+            !protects(&ex, b"f~"),
+            "--delete-excluded deletes old backups"
+        );
+        let s = opts(&["-rb", "--suffix=.old", "--delete", "s", "d"]);
+        assert!(protects(&s, b"f.old") && !protects(&s, b"f~"));
+        // A DIR implies -b, an empty suffix, no -O and no protect rule.
+        let d = opts(&["-r", "--backup-dir=./bak", "--delete", "s", "d"]);
+        let rule = d.backup.clone().expect("--backup-dir implies -b");
+        assert_eq!(
+            (rule.dir.as_deref(), rule.suffix.as_str()),
+            (Some("bak"), "")
+        );
+        assert!(!d.omit_dir_times && !protects(&d, b"f~"));
+        assert!(opts(&["-b", "--no-backup", "s", "d"]).backup.is_none());
+        for (bad, msg) in [
+            (
+                &["-b", "--suffix=a/b"][..],
+                "--suffix cannot contain slashes: a/b",
+            ),
+            (
+                &["-b", "--suffix="][..],
+                "--suffix cannot be empty without a --backup-dir",
+            ),
+            (
+                &["--backup-dir=./"][..],
+                "--suffix cannot be empty when --backup-dir is the same as the dest dir",
+            ),
+        ] {
+            let e = parse(["xsync"].iter().chain(bad).chain(&["s", "d"]).copied())
+                .err()
+                .expect("refused");
+            assert_eq!((e.code, e.message()), (ExitCode::Usage, msg), "{bad:?}");
+        }
+        // The server gets the rule as given and takes it the same way.
+        for o in [b, s, d] {
+            let mut words = vec!["xsync".to_string()];
+            words.extend(o.server_args());
+            let Parsed::Run(back) = parse(words).expect("server args parse") else {
+                panic!()
+            };
+            assert_eq!(back.backup, o.backup);
+            assert_eq!(back.omit_dir_times, o.omit_dir_times);
+        }
     }
 
     #[test]

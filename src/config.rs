@@ -67,6 +67,8 @@ pub struct Options {
     /// `--partial-dir`: one path component, created beside the file.
     pub partial_dir: Option<String>,
     pub inplace: bool,
+    /// `-b`, `--backup-dir`, `--suffix`: the receiver keeps what it replaces or deletes.
+    pub backup: Option<BackupRule>,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).
     pub alt_dest: Option<(AltDest, Vec<String>)>,
@@ -163,6 +165,17 @@ impl AltDest {
             AltDest::Link => "--link-dest",
         }
     }
+}
+
+/// rsync's `-b`: a destination entry about to be replaced or deleted is kept, as NAME plus
+/// `suffix` beside it, or (with `dir`) as DIR/PATH plus `suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRule {
+    /// `--backup-dir` as the user gave it (with rsync's leading `./` taken off): resolved on
+    /// the receiving side, relative to the destination directory unless absolute.
+    pub dir: Option<String>,
+    /// `--suffix`: `~` by default, empty by default with a DIR; never holds a `/`.
+    pub suffix: String,
 }
 
 /// rsync's limit on alternate destination directories.

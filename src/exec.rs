@@ -6,6 +6,7 @@
 //! exist), then directory metadata bottom-up, because every entry created in a directory
 //! moves its mtime.
 
+use crate::backup::Keep;
 use crate::error::io_message;
 use crate::exit::ExitCode;
 use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
@@ -64,6 +65,10 @@ pub struct Exec<'a, 'r> {
     pub deletes_in_place: bool,
     /// The roots of the alternate destination DIRs (`AltUse::dir` indexes them).
     pub alt_roots: Vec<BorrowedFd<'a>>,
+    /// `-b`: entries replaced or deleted are kept (crate::backup).
+    pub backup: Option<Arc<crate::backup::Backup>>,
+    /// `-vv`: each backup made is listed, as rsync lists it.
+    pub list_backups: bool,
 }
 
 impl Exec<'_, '_> {
@@ -84,6 +89,25 @@ impl Exec<'_, '_> {
         }
         self.report
             .file_error(f.code, rel, io_message(e.op, rel, &e.err));
+    }
+
+    /// `-b`: the backup of the destination entry at `rel`.
+    pub fn keep(&self, rel: &[u8]) -> Option<Keep> {
+        self.backup.as_ref().map(|b| Keep::new(b, rel))
+    }
+
+    /// `-b`: the backup of what `it` replaces (nothing for a new entry).
+    pub fn keep_for(&self, it: &Item<'_>) -> Option<Keep> {
+        it.dst.and_then(|_| self.keep(&it.rel))
+    }
+
+    /// rsync's `-vv` line for a replaced entry's backup.
+    fn backed_up(&self, it: &Item<'_>) {
+        if self.list_backups
+            && let Some(k) = self.keep_for(it)
+        {
+            self.report.info(k.message());
+        }
     }
 
     /// Whether a failure has stopped the transfer: nothing new is started.
@@ -250,14 +274,21 @@ impl Exec<'_, '_> {
             if !which(del) {
                 return;
             }
+            let keep = self.keep(&del.rel);
+            let keep = keep.as_ref();
             let res = if del.under.is_empty() {
-                write::remove_entry(dst_fd, del.entry, del.shallow)
+                write::remove_entry(dst_fd, del.entry, del.shallow, keep)
             } else {
                 open_rel(dst_fd, &del.under)
-                    .and_then(|fd| write::remove_entry(fd.as_fd(), del.entry, del.shallow))
+                    .and_then(|fd| write::remove_entry(fd.as_fd(), del.entry, del.shallow, keep))
             };
             match res {
                 Ok(n) => {
+                    if self.list_backups
+                        && let Some(k) = keep.filter(|k| !del.entry.is_dir() && !k.is_backup())
+                    {
+                        self.report.info(k.message());
+                    }
                     if !del.replace {
                         Stats::add(&self.report.stats.deleted, n);
                         self.report.file_event(|| {
@@ -325,6 +356,7 @@ impl Exec<'_, '_> {
         Stats::add(&stats.literal, literal);
         Stats::add(&stats.matched, matched);
         self.created(it);
+        self.backed_up(it);
         self.report.file_event(|| {
             let action = if it.dst.is_none() {
                 "created"
@@ -387,6 +419,7 @@ impl Exec<'_, '_> {
                         it.dst.as_ref(),
                         &self.rules,
                         self.reuse_basis,
+                        self.keep_for(it),
                     )
                 })
                 .map(|(literal, matched)| self.transferred(it, literal, matched, ticket))
@@ -399,8 +432,12 @@ impl Exec<'_, '_> {
                 it.src.xattrs.as_deref(),
                 it.src.target.as_deref(),
                 &self.rules,
+                self.keep_for(it).as_ref(),
             )
-            .map(|()| self.created(it)),
+            .map(|()| {
+                self.created(it);
+                self.backed_up(it);
+            }),
             (Action::AltLink | Action::AltCopy, _) => match alt_dir {
                 // (Its failure to open was reported for the directory.)
                 None => Ok(()),
@@ -433,7 +470,8 @@ impl Exec<'_, '_> {
         alt: BorrowedFd<'_>,
         dst_dir: BorrowedFd<'_>,
     ) -> Result<(), StepError> {
-        match write::hard_link(alt, it.name, dst_dir, it.name) {
+        // (rsync relinks a destination file that DIR's copy replaces without a backup.)
+        match write::hard_link(alt, it.name, dst_dir, it.name, None) {
             Ok(()) => {
                 self.created(it);
                 Ok(())
@@ -459,6 +497,7 @@ impl Exec<'_, '_> {
                 it.src.xattrs.as_deref(),
                 it.src.target.as_deref(),
                 &self.rules,
+                None,
             )
             .map(|()| self.created(it));
         }
@@ -475,6 +514,7 @@ impl Exec<'_, '_> {
             it.dst.as_ref(),
             &self.rules,
             false,
+            None,
         )
         .map(|_| self.created(it))
     }
@@ -482,9 +522,10 @@ impl Exec<'_, '_> {
     fn link(&self, root: BorrowedFd<'_>, l: &HardLink<'_>) {
         let (ldir, lname) = split_parent(&l.leader);
         let (fdir, fname) = split_parent(&l.rel);
+        let keep = self.keep(&l.rel);
         let res = open_rel(root, ldir).and_then(|lfd| {
             let ffd = open_rel(root, fdir)?;
-            write::hard_link(lfd.as_fd(), lname, ffd.as_fd(), fname)
+            write::hard_link(lfd.as_fd(), lname, ffd.as_fd(), fname, keep.as_ref())
         });
         match res {
             Ok(()) => {

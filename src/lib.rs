@@ -5,6 +5,7 @@
 //! in-process (tests, benches) with its output captured.
 
 mod altdest;
+mod backup;
 mod chmod;
 pub mod cli;
 pub mod compress;

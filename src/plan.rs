@@ -343,7 +343,6 @@ impl<'o> Planner<'o> {
         }
     }
 
-
     /// Plans one directory's entries, then descends into its subdirectories in name order:
     /// rsync lists a directory's line (`own_line`), its other entries, then each
     /// subdirectory's line and contents in turn, depth first. Under --delete-during the
@@ -478,7 +477,7 @@ impl<'o> Planner<'o> {
         let rel = join(&dir.rel, &d.name);
         if !replace {
             st.deletes += 1;
-            self.deletion_lines(d, &rel, st);
+            self.deletion_lines(d, &rel, true, st);
         } else if self.opts.delete && d.is_dir() {
             // A directory that a file replaces: rsync lists what it removes in it (under
             // --delete, which lets it remove a non-empty one), not the directory.
@@ -494,25 +493,71 @@ impl<'o> Planner<'o> {
     }
 
     /// rsync lists everything a deletion removes, deepest first, each directory's entries
-    /// in reverse name order.
-    fn deletion_lines(&self, d: &Entry, rel: &[u8], st: &mut State<'_>) {
-        if !(self.opts.itemize || self.opts.verbose > 0) {
-            return;
+    /// in reverse name order. A directory that keeps something — a protected entry, or
+    /// under `-b` without a DIR the backups made in it — is not removed, and rsync says
+    /// so (whatever the verbosity): once for the deletion's own directory, twice for one
+    /// below it that kept a protected entry (once for its contents, once for its removal).
+    /// Returns whether the deletion leaves something at `rel`'s directory level.
+    fn deletion_lines(&self, d: &Entry, rel: &[u8], top: bool, st: &mut State<'_>) -> bool {
+        if !d.is_dir() {
+            self.deletion_line(st, &show(rel));
+            // (A file that is itself a backup is deleted without one.)
+            return self.opts.backup.as_ref().is_some_and(|b| match &b.dir {
+                None => !(rel.len() > b.suffix.len() && rel.ends_with(b.suffix.as_bytes())),
+                Some(_) => true,
+            });
         }
-        if d.is_dir() {
-            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
-                .into_iter()
-                .rev()
-            {
-                self.deletion_lines(c, &join(rel, &c.name), st);
+        let (mut contents_kept, mut backups) = (false, false);
+        for c in rsync_order(d.children.iter().collect()).into_iter().rev() {
+            if c.protected {
+                contents_kept = true;
+            } else if self.deletion_lines(c, &join(rel, &c.name), false, st) {
+                if c.is_dir() {
+                    contents_kept = true;
+                } else {
+                    backups |= self.backups_land_in(rel);
+                }
             }
         }
-        let shown = if d.is_dir() {
-            format!("{}/", show(rel))
+        if contents_kept || backups {
+            let times = if contents_kept && !top { 2 } else { 1 };
+            for _ in 0..times {
+                self.kept_dir_line(st, rel);
+            }
+            return true;
+        }
+        self.deletion_line(st, &format!("{}/", show(rel)));
+        false
+    }
+
+    /// `-b`: whether backups of what is deleted below the destination directory `rel` are
+    /// made inside it: beside the files without a DIR, or with a DIR inside it (relative to
+    /// the destination, as `--backup-dir=bak` while `bak` itself is deleted).
+    fn backups_land_in(&self, rel: &[u8]) -> bool {
+        match self.opts.backup.as_ref().map(|b| b.dir.as_deref()) {
+            None => false,
+            Some(None) => true,
+            Some(Some(dir)) => {
+                let absolute = dir.starts_with('/');
+                let dir: Vec<&[u8]> = crate::fs::components(dir.as_bytes()).collect();
+                let rel: Vec<&[u8]> = crate::fs::components(rel).collect();
+                !absolute && !dir.contains(&&b".."[..]) && dir.starts_with(&rel)
+            }
+        }
+    }
+
+    /// rsync's note (an informational line, not a listing one) for a directory a deletion
+    /// leaves because something in it stays.
+    fn kept_dir_line(&self, st: &mut State<'_>, rel: &[u8]) {
+        if self.opts.quiet {
+            return;
+        }
+        let line = format!("cannot delete non-empty directory: {}", show(rel));
+        if self.opts.delete_when == DeleteWhen::During {
+            st.dir_deletions.push(line);
         } else {
-            show(rel)
-        };
-        self.deletion_line(st, &shown);
+            st.deletion_lines.push(line);
+        }
     }
 
     /// The `*deleting` lines of a replaced directory's contents, listed where the
@@ -524,7 +569,7 @@ impl<'o> Planner<'o> {
             .into_iter()
             .rev()
         {
-            self.deletion_lines(c, &join(rel, &c.name), st);
+            self.deletion_lines(c, &join(rel, &c.name), false, st);
         }
         let mut lines = std::mem::replace(&mut st.deletion_lines, before);
         lines.append(&mut st.dir_deletions);
@@ -1047,7 +1092,8 @@ impl<'o> Planner<'o> {
         let leader = st.groups[g].leader.clone();
         let arrow = Some(format!(" => {}", show(&leader)));
         if rel == leader {
-            let transferred = self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
+            let transferred =
+                self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
             let group = &mut st.groups[g];
             group.planned = true;
             group.transferred = transferred;
@@ -1110,7 +1156,9 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
 /// Whether rsync would walk this transfer with its incremental recursion (its default),
 /// which some options turn off: the listing's header and order of deletions depend on it.
 pub fn inc_recursive(o: &Options) -> bool {
-    o.recursive && !o.prune_empty_dirs && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
+    o.recursive
+        && !o.prune_empty_dirs
+        && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
 }
 
 /// `-H`: the names of one multiply-linked file in rsync's list order, and the one rsync
@@ -1144,7 +1192,9 @@ fn link_groups(src: &Entry, dst: Option<&Entry>) -> (Vec<LinkGroup>, HashMap<Vec
             if c.meta.kind == Kind::File && !c.protected {
                 match &c.link_leader {
                     Some(l) => by_key.entry(l.to_vec()).or_default().push(p.clone()),
-                    None if c.meta.nlink > 1 => by_key.entry(p.clone()).or_default().push(p.clone()),
+                    None if c.meta.nlink > 1 => {
+                        by_key.entry(p.clone()).or_default().push(p.clone())
+                    }
                     None => {}
                 }
             }

@@ -12,13 +12,15 @@
 //! a read/write fallback where the kernel refuses (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP), and a
 //! hole-punching writer for `-S`.
 
+use crate::backup::Keep;
 use crate::fs::{cstr, open_dir_at};
 use crate::pathsafe::check_name;
 use crate::tree::{Kind, Meta};
 use crate::xattr::Xattrs;
 use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, futimens,
-    linkat, mkdirat, mknodat, openat, renameat, symlinkat, unlinkat, utimensat,
+    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, fstat,
+    futimens, linkat, mkdirat, mknodat, openat, readlinkat, renameat, statat, symlinkat, unlinkat,
+    utimensat,
 };
 use rustix::io::Errno;
 use std::ffi::CString;
@@ -223,6 +225,8 @@ pub struct TempFile<'d> {
     committed: bool,
     /// The permission bits the file was created with (after the umask).
     created_mode: u32,
+    /// `-b`: the target is backed up before it is replaced.
+    keep: Option<Keep>,
 }
 
 impl<'d> TempFile<'d> {
@@ -259,22 +263,31 @@ impl<'d> TempFile<'d> {
             len: 0,
             committed: false,
             created_mode: create_mode & !umask,
+            keep: None,
         })
     }
 
     /// A temporary for `name` per the run's rules: beside it, or (`--inplace`) the target
     /// itself, opened without truncating so unchanged bytes need not be written again.
+    /// With `keep` (`-b`), the target is backed up before it is replaced: just before the
+    /// rename, or (`--inplace`) as a copy before anything is written into it.
     pub fn start(
         dir: BorrowedFd<'d>,
         name: &[u8],
         rules: &MetaRules,
         mode: u32,
         sparse: bool,
+        keep: Option<Keep>,
     ) -> Step<TempFile<'d>> {
         if !rules.inplace {
-            return TempFile::create(dir, name, sparse, mode, rules.umask);
+            let mut t = TempFile::create(dir, name, sparse, mode, rules.umask)?;
+            t.keep = keep;
+            return Ok(t);
         }
         let name = checked(name)?;
+        if let Some(k) = &keep {
+            keep_old(dir, &name, k, KeepBy::Copy)?;
+        }
         let (fd, created) = match openat(
             dir,
             &name,
@@ -314,6 +327,7 @@ impl<'d> TempFile<'d> {
             } else {
                 u32::MAX
             },
+            keep: None,
         })
     }
 
@@ -395,6 +409,7 @@ impl<'d> TempFile<'d> {
             Mode::from_raw_mode(rules.file_mode(want, existing) & 0o777),
         )
         .map_err(|e| StepError::new("change mode of", e))?;
+        self.keep_target()?;
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
@@ -438,10 +453,19 @@ impl<'d> TempFile<'d> {
         let mode = rules.file_mode(want, existing);
         set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
         self.sync(rules)?;
+        self.keep_target()?;
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
         xres.map(|()| self.len)
+    }
+
+    /// `-b`: the target, about to be replaced by the rename, gets its backup name too.
+    fn keep_target(&self) -> Step<()> {
+        match &self.keep {
+            Some(k) => keep_old(self.dir, &self.name, k, KeepBy::Link).map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn sync(&self, rules: &MetaRules) -> Step<()> {
@@ -520,7 +544,8 @@ impl SrcFile<'_> {
 /// A local file copy: `src` becomes `name` in `dst_dir` atomically,
 /// with `want`'s metadata per `rules`. With `reuse_basis` (`--no-whole-file`) and an
 /// existing target, unchanged blocks come from the target itself (see
-/// [`copy_reusing`]). Returns (bytes copied from the source, bytes reused).
+/// [`copy_reusing`]). `keep` (`-b`): the target is backed up as it is replaced. Returns
+/// (bytes copied from the source, bytes reused).
 #[allow(clippy::too_many_arguments)]
 pub fn copy_file(
     src: SrcFile<'_>,
@@ -531,18 +556,29 @@ pub fn copy_file(
     existing: Option<&Meta>,
     rules: &MetaRules,
     reuse_basis: bool,
+    keep: Option<Keep>,
 ) -> Step<(u64, u64)> {
+    let to = Target {
+        dir: dst_dir,
+        name,
+        keep,
+    };
     if reuse_basis && existing.is_some_and(|d| d.kind == Kind::File && d.size > 0) {
-        return copy_reusing(src, dst_dir, name, want, xattrs, existing, rules);
+        return copy_reusing(src, to, want, xattrs, existing, rules);
     }
-    copy_whole(src, dst_dir, name, want, xattrs, existing, rules).map(|n| (n, 0))
+    copy_whole(src, to, want, xattrs, existing, rules).map(|n| (n, 0))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where a local copy goes: `name` in `dir`, backed up first under `-b`.
+struct Target<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a [u8],
+    keep: Option<Keep>,
+}
+
 fn copy_whole(
     src: SrcFile<'_>,
-    dst_dir: BorrowedFd<'_>,
-    name: &[u8],
+    to: Target<'_>,
     want: &Meta,
     xattrs: Option<&Xattrs>,
     existing: Option<&Meta>,
@@ -550,11 +586,12 @@ fn copy_whole(
 ) -> Step<u64> {
     let src = src.open()?;
     let mut out = TempFile::start(
-        dst_dir,
-        name,
+        to.dir,
+        to.name,
         rules,
         rules.file_mode(want, existing),
         rules.sparse,
+        to.keep,
     )?;
     if out.sparse {
         let mut buf = vec![0u8; 1024 * 1024];
@@ -576,11 +613,9 @@ fn copy_whole(
 /// version (the basis) where aligned 1 MiB blocks are equal, and from the source where they
 /// differ — every byte moved by `copy_file_range`, so unchanged data never passes through
 /// user space and shares extents on file systems that reflink. Returns (literal, matched).
-#[allow(clippy::too_many_arguments)]
 fn copy_reusing(
     src: SrcFile<'_>,
-    dst_dir: BorrowedFd<'_>,
-    name: &[u8],
+    to: Target<'_>,
     want: &Meta,
     xattrs: Option<&Xattrs>,
     existing: Option<&Meta>,
@@ -599,6 +634,7 @@ fn copy_reusing(
         Ok(std::fs::File::from(fd))
     };
     let src = std::fs::File::from(src.open()?);
+    let (dst_dir, name) = (to.dir, to.name);
     let basis = open(dst_dir, name, "open basis")?;
     let len_of = |f: &std::fs::File, op| {
         f.metadata()
@@ -608,7 +644,8 @@ fn copy_reusing(
     let (src_len, basis_len) = (len_of(&src, "stat")?, len_of(&basis, "stat basis")?);
     let equal = crate::delta::equal_blocks(&src, src_len, &basis, basis_len, BLOCK)
         .map_err(|e| StepError::new("read", e))?;
-    let mut out = TempFile::start(dst_dir, name, rules, rules.file_mode(want, existing), false)?;
+    let mode = rules.file_mode(want, existing);
+    let mut out = TempFile::start(dst_dir, name, rules, mode, false, to.keep)?;
     let (mut literal, mut matched) = (0, 0);
     let mut i = 0;
     while i < equal.len() {
@@ -752,7 +789,8 @@ fn write_sparse(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
     Ok(())
 }
 
-/// Creates a symlink, fifo, socket or device node atomically with `want`'s metadata.
+/// Creates a symlink, fifo, socket or device node atomically with `want`'s metadata;
+/// `keep` (`-b`): what it replaces is backed up just before the rename.
 pub fn make_special(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
@@ -760,6 +798,7 @@ pub fn make_special(
     xattrs: Option<&Xattrs>,
     target: Option<&[u8]>,
     rules: &MetaRules,
+    keep: Option<&Keep>,
 ) -> Step<()> {
     let name_c = checked(name)?;
     let (tmp, ()) = match want.kind {
@@ -791,6 +830,10 @@ pub fn make_special(
         Ok(()) => set_xattrs(crate::xattr::At::Name(dst_dir, &tmp), xattrs, rules),
         Err(_) => Ok(()),
     };
+    let res = res.and_then(|()| match keep {
+        Some(k) => keep_old(dst_dir, &name_c, k, KeepBy::Link).map(|_| ()),
+        None => Ok(()),
+    });
     finish(dst_dir, &tmp, &name_c, res)?;
     xres
 }
@@ -903,18 +946,35 @@ pub fn update_meta(
 }
 
 /// Makes `name` in `dst_dir` another name of `leader_name` in `leader_dir`, replacing
-/// whatever `name` was atomically.
+/// whatever `name` was atomically; `keep` (`-b`): backed up first, unless it already is
+/// that file.
 pub fn hard_link(
     leader_dir: BorrowedFd<'_>,
     leader_name: &[u8],
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
+    keep: Option<&Keep>,
 ) -> Step<()> {
     let name_c = checked(name)?;
     let leader_c = checked(leader_name)?;
     let (tmp, ()) = with_temp(|tmp| linkat(leader_dir, &leader_c, dst_dir, tmp, AtFlags::empty()))
         .map_err(|e| StepError::new("hard-link", e.err))?;
-    finish(dst_dir, &tmp, &name_c, Ok(()))
+    let res = match keep {
+        Some(k) => {
+            let id = |d, n: &CString| {
+                statat(d, n, AtFlags::SYMLINK_NOFOLLOW)
+                    .ok()
+                    .map(|s| (s.st_dev, s.st_ino))
+            };
+            if id(dst_dir, &name_c).is_some() && id(dst_dir, &name_c) == id(dst_dir, &tmp) {
+                Ok(())
+            } else {
+                keep_old(dst_dir, &name_c, k, KeepBy::Link).map(|_| ())
+            }
+        }
+        None => Ok(()),
+    };
+    finish(dst_dir, &tmp, &name_c, res)
 }
 
 /// Creates a directory, writable by us until its final mode is set after its contents.
@@ -981,8 +1041,15 @@ pub fn set_dir_meta(
 
 /// Removes a destination entry as the scan saw it, without following symlinks. Entries the
 /// filter rules protect are kept, and so are the directories that hold them (rsync's
-/// "cannot delete non-empty directory"). Returns how many entries were removed.
-pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) -> Step<u64> {
+/// "cannot delete non-empty directory"). With `keep` (`-b`, for the entry itself) each
+/// non-directory is moved to its backup instead, and a directory that then holds backups
+/// stays. Returns how many entries were removed.
+pub fn remove_entry(
+    dir: BorrowedFd<'_>,
+    e: &crate::tree::Entry,
+    shallow: bool,
+    keep: Option<&Keep>,
+) -> Step<u64> {
     if shallow && e.is_dir() {
         let c = checked(&e.name)?;
         return match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
@@ -992,7 +1059,7 @@ pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) 
         };
     }
     if !e.is_dir() || !e.complete {
-        return remove(dir, &e.name, e.is_dir());
+        return remove(dir, &e.name, e.is_dir(), keep);
     }
     let c = checked(&e.name)?;
     let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
@@ -1002,7 +1069,8 @@ pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) 
         if child.protected {
             kept = true;
         } else {
-            count += remove_entry(fd.as_fd(), child, false)?;
+            let k = keep.map(|k| k.child(&child.name));
+            count += remove_entry(fd.as_fd(), child, false, k.as_ref())?;
         }
     }
     if kept {
@@ -1016,14 +1084,20 @@ pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) 
     }
 }
 
-/// Removes `name` (and, for a directory, everything below it) without following symlinks.
+/// Removes `name` (and, for a directory, everything below it) without following symlinks;
+/// with `keep` (`-b`, for `name` itself), non-directories are moved to their backups.
 /// Returns how many entries were removed.
-pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
+pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool, keep: Option<&Keep>) -> Step<u64> {
     let c = checked(name)?;
     if !is_dir {
+        if let Some(k) = keep.filter(|k| !k.is_backup())
+            && keep_old(dir, &c, k, KeepBy::Rename)? == Kept::Moved
+        {
+            return Ok(1);
+        }
         return match unlinkat(dir, &c, AtFlags::empty()) {
             Ok(()) => Ok(1),
-            Err(Errno::ISDIR) => remove(dir, name, true),
+            Err(Errno::ISDIR) => remove(dir, name, true, keep),
             Err(e) => Err(StepError::new("delete", e)),
         };
     }
@@ -1040,10 +1114,198 @@ pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool) -> Step<u64> {
     }
     let sub = d.fd().map_err(|e| StepError::new("read directory", e))?;
     for (n, isdir) in children {
-        count += remove(sub, &n, isdir)?;
+        let k = keep.map(|k| k.child(&n));
+        count += remove(sub, &n, isdir, k.as_ref())?;
     }
-    unlinkat(dir, &c, AtFlags::REMOVEDIR).map_err(|e| StepError::new("delete directory", e))?;
-    Ok(count + 1)
+    match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
+        Ok(()) => Ok(count + 1),
+        // The backups made inside it keep it, as in rsync.
+        Err(Errno::NOTEMPTY) if keep.is_some_and(|k| k.beside()) => Ok(count),
+        Err(e) => Err(StepError::new("delete directory", e)),
+    }
+}
+
+/// How `-b` keeps the old entry at a name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeepBy {
+    /// It is about to be replaced by a rename: a second name (a hard link), so the name
+    /// itself always holds the old entry or the new one.
+    Link,
+    /// It is being deleted: moved to its backup name.
+    Rename,
+    /// It is about to be written in place (`--inplace`): a copy.
+    Copy,
+}
+
+/// What became of the old entry.
+#[derive(Debug, PartialEq, Eq)]
+enum Kept {
+    /// There was none (or a directory, which is never backed up).
+    Nothing,
+    /// It is at its backup name and no longer at its own.
+    Moved,
+    /// Its backup is another name or a copy; it is still at its own name.
+    Copied,
+}
+
+/// `-b`: keeps the entry at `name` in `dir` under its backup name (crate::backup), replacing
+/// an older backup there.
+///
+/// The order is the atomic-write rule's. For a replacement the old file is hard-linked to
+/// its backup name and only then is the new one renamed over the name: if the run dies in
+/// between, the name still holds the old file (and the backup a second name of it), so
+/// nothing is lost and the name never stands empty. Renaming old to backup and then new to
+/// name would leave the name missing in between. Where the link is refused (the backup dir
+/// on another file system, a file system without hard links, a file at its link limit) the
+/// backup is a copy, made under a temporary name in the backup's directory and renamed
+/// there, so a backup name never holds half a file either.
+fn keep_old(dir: BorrowedFd<'_>, name: &CString, keep: &Keep, by: KeepBy) -> Step<Kept> {
+    let id = |d: BorrowedFd<'_>, n: &CString| {
+        statat(d, n, AtFlags::SYMLINK_NOFOLLOW).map(|s| (s.st_dev, s.st_ino))
+    };
+    let st = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(Kept::Nothing),
+        Err(e) => return Err(StepError::new("back up", e)),
+    };
+    let meta = Meta::from_stat(&st);
+    if meta.kind == Kind::Dir {
+        return Ok(Kept::Nothing);
+    }
+    let (bdir, bname) = keep
+        .place()
+        .map_err(|e| StepError::new("make the backup of", e))?;
+    // A DIR that leads back to the file's own directory, with no suffix: the backup would
+    // be the file itself, which the steps below would then delete.
+    if let Some(b) = &bdir
+        && bname == *name
+        && fstat(b).map(|s| (s.st_dev, s.st_ino)).ok()
+            == rustix::fs::fstat(dir).map(|s| (s.st_dev, s.st_ino)).ok()
+    {
+        return Err(StepError::new(
+            "back up",
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the backup would be the file itself (--backup-dir is its own directory)",
+            ),
+        ));
+    }
+    let bdir = bdir.as_ref().map_or(dir, |d| d.as_fd());
+    let attempt = || match by {
+        KeepBy::Link => linkat(dir, name, bdir, &bname, AtFlags::empty()).map(|()| Kept::Copied),
+        KeepBy::Rename => renameat(dir, name, bdir, &bname).map(|()| Kept::Moved),
+        KeepBy::Copy => Err(Errno::XDEV),
+    };
+    let result = match attempt() {
+        // The backup name is already a second name of this very file (a run that died
+        // between the link and the rename left it so).
+        Err(Errno::EXIST) if id(bdir, &bname).ok() == Some((st.st_dev, st.st_ino)) => {
+            return Ok(Kept::Copied);
+        }
+        // An older backup (of any kind) is in the way of the link, or a directory is in
+        // the way of either.
+        Err(Errno::EXIST | Errno::ISDIR | Errno::NOTEMPTY) => {
+            clear(bdir, &bname)?;
+            attempt()
+        }
+        other => other,
+    };
+    match result {
+        Ok(Kept::Moved) => {
+            // Renaming one name of a file over another name of it does nothing.
+            if st.st_nlink > 1 {
+                let _ = unlinkat(dir, name, AtFlags::empty());
+            }
+            Ok(Kept::Moved)
+        }
+        Ok(k) => Ok(k),
+        Err(Errno::NOENT) => Ok(Kept::Nothing),
+        Err(_) => {
+            if let Ok(b) = statat(bdir, &bname, AtFlags::SYMLINK_NOFOLLOW)
+                && Kind::from_mode(b.st_mode) == Kind::Dir
+            {
+                clear(bdir, &bname)?;
+            }
+            copy_entry(dir, name, &meta, bdir, &bname).map(|()| Kept::Copied)
+        }
+    }
+}
+
+/// Removes whatever holds a backup's name before it is replaced (an older backup; a
+/// directory in the way goes with everything in it, as in rsync).
+fn clear(dir: BorrowedFd<'_>, name: &CString) -> Step<()> {
+    let is_dir = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Kind::from_mode(st.st_mode) == Kind::Dir,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(StepError::new("replace the backup", e)),
+    };
+    remove(dir, name.as_bytes(), is_dir, None).map(|_| ())
+}
+
+/// The backup as a copy of `name` (a file, symlink or node, with its owner where we may
+/// set it, mode and mtime), made under a temporary name in `bdir` and renamed to `bname`.
+fn copy_entry(
+    dir: BorrowedFd<'_>,
+    name: &CString,
+    meta: &Meta,
+    bdir: BorrowedFd<'_>,
+    bname: &CString,
+) -> Step<()> {
+    let am_root = rustix::process::geteuid().is_root();
+    let rules = MetaRules {
+        perms: true,
+        times: true,
+        omit_dir_times: false,
+        omit_link_times: false,
+        owner: am_root,
+        group: true,
+        sparse: false,
+        umask: 0,
+        am_root,
+        inplace: false,
+        window: crate::tree::TimeWindow::default(),
+        fsync: false,
+        xattrs: None,
+    };
+    let res = match meta.kind {
+        Kind::File => {
+            let src = openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| StepError::new("back up", e))?;
+            let mut out = TempFile::create(bdir, bname.as_bytes(), false, meta.mode, 0)?;
+            out.len = copy_data(&src, &out.fd, meta.size)?;
+            set_fd_meta(&out.fd, meta, meta.mode, &rules, false)?;
+            renameat(bdir, &out.tmp, bdir, &out.name)
+                .map_err(|e| StepError::new("rename into place", e))?;
+            out.committed = true;
+            return Ok(());
+        }
+        Kind::Symlink => {
+            let target =
+                readlinkat(dir, name, Vec::new()).map_err(|e| StepError::new("back up", e))?;
+            with_temp(|tmp| symlinkat(target.as_c_str(), bdir, tmp))?
+        }
+        Kind::CharDev | Kind::BlockDev | Kind::Fifo | Kind::Socket => {
+            let ft = FileType::from_raw_mode(meta.kind.type_bits());
+            with_temp(|tmp| {
+                mknodat(
+                    bdir,
+                    tmp,
+                    ft,
+                    Mode::from_raw_mode(0o600),
+                    meta.rdev as rustix::fs::Dev,
+                )
+            })?
+        }
+        Kind::Dir => return Ok(()),
+    };
+    let (tmp, ()) = res;
+    let done = set_path_meta(bdir, &tmp, meta, None, &rules);
+    finish(bdir, &tmp, bname, done)
 }
 
 /// Opens a root-relative directory one component at a time, never following a symlink.

@@ -109,6 +109,20 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         pushed,
     } = *r;
     let rules = meta_rules(opts);
+    let backup = match crate::backup::Backup::open(
+        opts.backup.as_ref(),
+        &dest.path,
+        dest.root
+            .as_ref()
+            .map(|f| f.as_fd())
+            .filter(|_| !opts.dry_run),
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            report.error(e.code, e.message());
+            return;
+        }
+    };
     // A sender that could not read everything must not cause deletions (rsync: "IO error
     // encountered -- skipping file deletion").
     let no_deletes = info.io_error || report.code() != ExitCode::Ok;
@@ -150,6 +164,8 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             alt_roots: alt
                 .map(|a| a.dirs.iter().map(|d| d.fd.as_fd()).collect())
                 .unwrap_or_default(),
+            backup,
+            list_backups: opts.verbose > 1,
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);

@@ -287,6 +287,7 @@ pub(super) fn coarse_phase<'d, R: Read, W: Write>(
                     rules,
                     rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
                     false,
+                    exec.keep_for(p.item),
                 )
                 && !t.in_place()
                 && let Ok(out) = t.fd().try_clone_to_owned().map(std::fs::File::from)
@@ -781,6 +782,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                         &rules,
                                         rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
                                         rules.sparse,
+                                        exec.keep_for(p.item),
                                     )?;
                                     t.write(&data)?;
                                     t.commit(
@@ -1007,6 +1009,7 @@ pub(super) fn start_file<'d>(
             rules,
             rules.file_mode(&p.item.src.meta, p.item.dst.as_ref()),
             rules.sparse && !delta,
+            exec.keep_for(p.item),
         ) {
             Ok(t) => Some(t),
             Err(e) => {

@@ -20,6 +20,7 @@ mod peer;
 mod util;
 
 mod altdest;
+mod backup;
 mod bench_smoke;
 mod compress;
 mod delta;

@@ -932,10 +932,14 @@ impl Compare {
         let xattrs = (short('X') || flags.contains(&"--xattrs"))
             && !flags.contains(&"--no-xattrs")
             && !flags.contains(&"--no-X");
+        // Backups move directories' times: -b without a DIR implies -O (so a new directory
+        // has the time of its run), and a DIR's directories are made by the run.
+        let backups = short('b') || flags.iter().any(|f| f.starts_with("--backup"));
         Compare {
             times,
             symlink_times: times,
             xattrs,
+            dir_times: !backups,
             ..Compare::default()
         }
     }
@@ -1433,12 +1437,12 @@ pub fn rounds(
             ));
         }
         let (ta, tb) = (scan(&side_a, true), scan(&side_b, true));
-        let lax = round >= 1 && opts.times;
+        let lax = round >= 1 && opts.times && opts.dir_times;
         here.extend(diff_scans(
             &ta,
             &tb,
             &Compare {
-                dir_times: !lax,
+                dir_times: opts.dir_times && !lax,
                 ..opts.clone()
             },
         ));
