@@ -110,7 +110,7 @@ impl Exec<'_, '_> {
         &self,
         plan: &Plan<'_>,
         dst_root: &OwnedFd,
-        root_meta: Option<(&Meta, Option<&crate::xattr::Xattrs>, Option<&Meta>)>,
+        root_meta: Option<(&Meta, crate::tree::Attrs<'_>, Option<&Meta>)>,
     ) {
         // Leaders may never have been written.
         if !self.stopped() {
@@ -119,9 +119,9 @@ impl Exec<'_, '_> {
             }
         }
         self.post(&plan.root, dst_root.as_fd());
-        if let Some((want, xattrs, have)) = root_meta
+        if let Some((want, attrs, have)) = root_meta
             && plan.root.set_meta
-            && let Err(e) = write::set_dir_meta(dst_root, want, xattrs, have, &self.rules)
+            && let Err(e) = write::set_dir_meta(dst_root, want, attrs, have, &self.rules)
         {
             self.fail(b".", e);
         }
@@ -383,7 +383,7 @@ impl Exec<'_, '_> {
                         dst_dir,
                         it.name,
                         m,
-                        it.src.xattrs.as_deref(),
+                        it.src.attrs(),
                         it.dst.as_ref(),
                         &self.rules,
                         self.reuse_basis,
@@ -396,7 +396,7 @@ impl Exec<'_, '_> {
                 dst_dir,
                 it.name,
                 m,
-                it.src.xattrs.as_deref(),
+                it.src.attrs(),
                 it.src.target.as_deref(),
                 &self.rules,
             )
@@ -408,14 +408,9 @@ impl Exec<'_, '_> {
                 Some(alt) => self.alt_copy(it, alt, dst_dir),
             },
             (Action::Meta, _) => match &it.dst {
-                Some(have) => write::update_meta(
-                    dst_dir,
-                    it.name,
-                    m,
-                    it.src.xattrs.as_deref(),
-                    have,
-                    &self.rules,
-                ),
+                Some(have) => {
+                    write::update_meta(dst_dir, it.name, m, it.src.attrs(), have, &self.rules)
+                }
                 None => Ok(()),
             },
         };
@@ -456,7 +451,7 @@ impl Exec<'_, '_> {
                 dst_dir,
                 it.name,
                 m,
-                it.src.xattrs.as_deref(),
+                it.src.attrs(),
                 it.src.target.as_deref(),
                 &self.rules,
             )
@@ -471,7 +466,7 @@ impl Exec<'_, '_> {
             dst_dir,
             it.name,
             m,
-            it.src.xattrs.as_deref(),
+            it.src.attrs(),
             it.dst.as_ref(),
             &self.rules,
             false,
@@ -507,7 +502,7 @@ impl Exec<'_, '_> {
                         && let Err(e) = write::set_dir_meta(
                             &sfd,
                             &s.src.meta,
-                            s.src.xattrs.as_deref(),
+                            s.src.attrs(),
                             s.dst.as_ref(),
                             &self.rules,
                         )

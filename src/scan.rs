@@ -288,6 +288,18 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 Err(_) => {}
             }
         }
+        if self.opts.acls && meta.kind != Kind::Symlink && !entry.protected {
+            match crate::acl::read(crate::xattr::At::Name(dirfd, c), is_dir, followed) {
+                Ok(a) => entry.acls = a,
+                Err(e) if self.side == Side::Sender => {
+                    self.report
+                        .error(ExitCode::Partial, io_message("read the ACLs of", rel, &e));
+                    return None;
+                }
+                // The receiver's ACLs are then all set again.
+                Err(_) => {}
+            }
+        }
         if meta.kind == Kind::File && self.opts.checksum && !entry.protected {
             match hash_file(dirfd, c, followed) {
                 Ok(h) => entry.hash = Some(h),
