@@ -415,3 +415,69 @@ fn a_malformed_acl_from_the_peer_is_refused_and_nothing_is_written() {
         assert_eq!(acls_of(&dst.join("f")), acl_before, "{test}: {why}");
     }
 }
+
+/// Entries for the accounts only NSS knows (`nss.rs`), as this machine numbers them.
+fn acls_for_nss_accounts(root: &Path) {
+    use crate::nss::{GID, UID};
+    let t = TestTree::at(root);
+    t.file("f", b"f\n").dir("d");
+    setfacl(&t.path("f"), &["-m", &format!("u:{UID}:rwx,g:{GID}:r")]);
+    setfacl(
+        &t.path("d"),
+        &["-d", "-m", &format!("u:{UID}:rx,g:{GID}:rwx")],
+    );
+    t.stamp(false);
+}
+
+/// Over ssh to a server that numbers the same names otherwise (`nss::OtherView`): the
+/// named entries arrive with the server's numbers for those names, as rsync's do; with
+/// `--numeric-ids`, with the numbers sent.
+#[test]
+fn acl_entries_map_by_their_nss_names_over_ssh() {
+    use crate::nss::{GID, OTHER_GID, OTHER_UID, OtherView, UID, accounts};
+    let test = this_test!();
+    if !acls_work(test) {
+        return;
+    }
+    let Some(accounts) = accounts(test) else {
+        return;
+    };
+    let Some(view) = OtherView::new(test, accounts) else {
+        return;
+    };
+    for (flags, (u, g)) in [
+        (&["-aA"][..], (OTHER_UID, OTHER_GID)),
+        (&["-aA", "--numeric-ids"][..], (UID, GID)),
+    ] {
+        let case = simple_case(flags, true, Fixture::with_src(acls_for_nss_accounts));
+        let Some(out) =
+            crate::remote::remote_case_via(test, &case, Direction::Push, &view.prefix())
+        else {
+            return;
+        };
+        for side in [out.side_a(), out.side_b()] {
+            let facl = |rel: &str| {
+                let o = run(Command::new("getfacl")
+                    .args(["-n", "-c"])
+                    .arg(side.join(rel)));
+                stdout(&o)
+            };
+            let (f, d) = (facl("dst/f"), facl("dst/d"));
+            for want in [format!("user:{u}:rwx"), format!("group:{g}:r--")] {
+                assert!(
+                    f.contains(&want),
+                    "{test} {flags:?}: {want} in {side:?}/dst/f: {f}"
+                );
+            }
+            for want in [
+                format!("default:user:{u}:r-x"),
+                format!("default:group:{g}:rwx"),
+            ] {
+                assert!(
+                    d.contains(&want),
+                    "{test} {flags:?}: {want} in {side:?}/dst/d: {d}"
+                );
+            }
+        }
+    }
+}
