@@ -127,6 +127,30 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
+    /// A transfer-dir root's attributes beyond its stat (`-X`, `-A`), read through its
+    /// handle: no parent lists the root, so [`Self::scan_entry`] never reads them.
+    pub fn read_root_attrs(&self, fd: BorrowedFd<'_>, root: &mut Entry) {
+        let at = crate::xattr::At::Fd(fd);
+        let failed = |what: &str, e: &io::Error| {
+            if self.side == Side::Sender {
+                self.report
+                    .error(ExitCode::Partial, io_message(what, b".", e));
+            }
+        };
+        if let Some(scope) = self.xattr_scope {
+            match crate::xattr::read(at, scope) {
+                Ok(x) => root.xattrs = x,
+                Err(e) => failed("read extended attributes of", &e),
+            }
+        }
+        if self.opts.acls {
+            match crate::acl::read(at, true, false) {
+                Ok(a) => root.acls = a,
+                Err(e) => failed("read the ACLs of", &e),
+            }
+        }
+    }
+
     fn excluded(&self, rel: &[u8], is_dir: bool) -> bool {
         !self.filters.is_empty()
             && self

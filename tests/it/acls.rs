@@ -49,9 +49,9 @@ fn acls_work(test: &str) -> bool {
     }
 }
 
-/// Files and directories with ACLs: named users and groups (one id without a name), a
-/// mask-only ACL, a directory with an access and a default ACL, one without, and a symlink
-/// (which has none).
+/// Files and directories with ACLs: the root itself, named users and groups (one id
+/// without a name), a mask-only ACL, a directory with an access and a default ACL, one
+/// without, and a symlink (which has none).
 fn acl_tree(root: &Path) {
     let t = TestTree::at(root);
     t.file("plain.txt", b"no ACL\n")
@@ -62,6 +62,7 @@ fn acl_tree(root: &Path) {
         .file("sub/changed.txt", b"new content\n")
         .file("bare/f", b"in a directory without ACLs\n")
         .symlink("link", "named.txt");
+    setfacl(root, &["-m", "u:4242:rx"]);
     setfacl(&t.path("named.txt"), &["-m", "u:65534:rwx,g:1:r,u:4242:r"]);
     setfacl(&t.path("mask.txt"), &["-m", "m::r"]);
     setfacl(&t.path("sub"), &["-m", "u:65534:rx"]);
@@ -83,6 +84,7 @@ fn acl_tree_older(root: &Path) {
         .file("sub/changed.txt", b"old\n")
         .file("bare/f", b"in a directory without ACLs\n")
         .symlink("link", "named.txt");
+    setfacl(root, &["-d", "-m", "u:4242:rwx"]);
     setfacl(&t.path("plain.txt"), &["-m", "u:4242:r"]);
     setfacl(&t.path("named.txt"), &["-m", "u:65534:r,u:4243:rw"]);
     setfacl(&t.path("gone.txt"), &["-m", "g:4242:rwx"]);
