@@ -287,11 +287,24 @@ struct Cli {
     /// result; may be given more than once.
     #[arg(long, value_name = "CHMOD", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = ATTRS)]
     chmod: Vec<String>,
+    /// preserve ACLs (implies --perms)
+    ///
+    /// POSIX ACLs, as rsync: every file's and directory's access ACL and each directory's
+    /// default ACL; symlinks have none. Named users and groups are mapped by name like
+    /// owners (unless --numeric-ids). An ACL the source lacks is removed. A file whose ACL
+    /// differs only as its mode does is a mode change (p), anything else an ACL change: -i
+    /// shows an a in the tenth column (and, as rsync, for a file whose content is not sent,
+    /// no p for the permission bits the ACL brings with it). A receiving file system without
+    /// ACLs still gets the files; each whose ACL cannot be set is reported and the run ends
+    /// with exit status 23.
+    #[arg(short = 'A', long = "acls", help_heading = ATTRS)]
+    acls: bool,
+    #[arg(long = "no-acls", alias = "no-A", hide = true)]
+    no_acls: bool,
     /// preserve extended attributes
     ///
     /// As rsync: user.* names, and as the super-user also trusted.* and security.*
-    /// (security.selinux included); system.* (ACLs) is left to -A, which xsync does not
-    /// support yet. Attributes the source lacks are removed (within the same names). A
+    /// (security.selinux included); system.* (ACLs) is left to -A. Attributes the source lacks are removed (within the same names). A
     /// receiver that is not the super-user sets and removes only user.* names. A file system
     /// that refuses attributes still gets the files; each such file is reported and the run
     /// ends with exit status 23. -i shows an x in the last column where attributes differ.
@@ -1030,6 +1043,7 @@ where
         Some(rate) => parse_bwlimit(rate).map_err(Error::usage)?,
         None => None,
     };
+    let acls = cli.acls && !cli.no_acls;
     let opts = Options {
         verbose: cli.verbose,
         quiet: cli.quiet,
@@ -1040,7 +1054,8 @@ where
         copy_unsafe_links: cli.copy_unsafe_links,
         safe_links: cli.safe_links,
         copy_dirlinks: cli.copy_dirlinks,
-        perms: (cli.perms || a) && !cli.no_perms,
+        // rsync: -A implies -p, whatever --no-p says.
+        perms: ((cli.perms || a) && !cli.no_perms) || acls,
         times: (cli.times || a) && !cli.no_times,
         // rsync: -b without a DIR implies -O (its backups change the directories' times).
         omit_dir_times: (cli.omit_dir_times && !cli.no_omit_dir_times)
@@ -1058,6 +1073,7 @@ where
         xattrs: (cli.xattrs > 0 && !cli.no_xattrs).then(|| crate::xattr::Scope {
             all: rustix::process::geteuid().is_root() && !cli.xattrs_user_only,
         }),
+        acls,
         sparse: cli.sparse,
         one_file_system: cli.one_file_system,
         relative: (cli.relative || files_from.is_some()) && !cli.no_relative,
@@ -1510,6 +1526,7 @@ impl Options {
             (self.hard_links, "--hard-links"),
             (self.xattrs.is_some(), "--xattrs"),
             (self.xattrs.is_some_and(|s| !s.all), "--xattrs-user-only"),
+            (self.acls, "--acls"),
             (self.sparse, "--sparse"),
             (self.one_file_system, "--one-file-system"),
             (self.relative, "--relative"),
@@ -1705,6 +1722,14 @@ mod tests {
         assert_eq!(back.xattrs, o.xattrs);
         assert!(back.xattrs.is_some());
         assert!(opts(&["-X", "--no-X", "s", "d"]).xattrs.is_none());
+        let acl = opts(&["-r", "-A", "s", "d"]);
+        assert!(acl.acls && acl.perms, "-A implies -p");
+        assert!(opts(&["-a", "--no-p", "-A", "s", "d"]).perms);
+        assert!(!opts(&["-aA", "--no-A", "s", "d"]).acls);
+        assert!(!opts(&["-aA", "--no-acls", "s", "d"]).acls);
+        let mut words = vec!["xsync".to_string()];
+        words.extend(acl.server_args());
+        assert!(matches!(parse(words), Ok(Parsed::Run(b)) if b.acls && b.perms));
         assert!(
             parse(["xsync", "-aXX", "s", "d"]).is_err(),
             "-XX is refused"

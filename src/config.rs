@@ -35,6 +35,8 @@ pub struct Options {
     /// `system.*` as the super-user, `user.*` otherwise). A receiver narrows it further to
     /// what it may set ([`Options::receiver_xattrs`]).
     pub xattrs: Option<crate::xattr::Scope>,
+    /// `-A`: POSIX ACLs (implies `perms`).
+    pub acls: bool,
     pub sparse: bool,
     pub one_file_system: bool,
     /// `-R`: each source's path (after a `/./`) is kept under the destination.

@@ -133,6 +133,7 @@ impl Dest {
                 .map(|s| Meta::from_stat(&s))
                 .unwrap_or_else(|_| virtual_dir_meta());
             let mut root = Entry::new(Box::from(&b"."[..]), meta);
+            scanner.read_root_attrs(fd.as_fd(), &mut root);
             let listed = rustix::io::dup(fd)
                 .map_err(std::io::Error::from)
                 .and_then(|d| scanner.read_children(d, b"", dev, &Up::base(fd)));

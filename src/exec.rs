@@ -134,7 +134,7 @@ impl Exec<'_, '_> {
         &self,
         plan: &Plan<'_>,
         dst_root: &OwnedFd,
-        root_meta: Option<(&Meta, Option<&crate::xattr::Xattrs>, Option<&Meta>)>,
+        root_meta: Option<(&Meta, crate::tree::Attrs<'_>, Option<&Meta>)>,
     ) {
         // Leaders may never have been written.
         if !self.stopped() {
@@ -143,9 +143,9 @@ impl Exec<'_, '_> {
             }
         }
         self.post(&plan.root, dst_root.as_fd());
-        if let Some((want, xattrs, have)) = root_meta
+        if let Some((want, attrs, have)) = root_meta
             && plan.root.set_meta
-            && let Err(e) = write::set_dir_meta(dst_root, want, xattrs, have, &self.rules)
+            && let Err(e) = write::set_dir_meta(dst_root, want, attrs, have, &self.rules)
         {
             self.fail(b".", e);
         }
@@ -415,7 +415,7 @@ impl Exec<'_, '_> {
                         dst_dir,
                         it.name,
                         m,
-                        it.src.xattrs.as_deref(),
+                        it.src.attrs(),
                         it.dst.as_ref(),
                         &self.rules,
                         self.reuse_basis,
@@ -429,7 +429,7 @@ impl Exec<'_, '_> {
                 dst_dir,
                 it.name,
                 m,
-                it.src.xattrs.as_deref(),
+                it.src.attrs(),
                 it.src.target.as_deref(),
                 &self.rules,
                 self.keep_for(it).as_ref(),
@@ -445,14 +445,9 @@ impl Exec<'_, '_> {
                 Some(alt) => self.alt_copy(it, alt, dst_dir),
             },
             (Action::Meta, _) => match &it.dst {
-                Some(have) => write::update_meta(
-                    dst_dir,
-                    it.name,
-                    m,
-                    it.src.xattrs.as_deref(),
-                    have,
-                    &self.rules,
-                ),
+                Some(have) => {
+                    write::update_meta(dst_dir, it.name, m, it.src.attrs(), have, &self.rules)
+                }
                 None => Ok(()),
             },
         };
@@ -494,7 +489,7 @@ impl Exec<'_, '_> {
                 dst_dir,
                 it.name,
                 m,
-                it.src.xattrs.as_deref(),
+                it.src.attrs(),
                 it.src.target.as_deref(),
                 &self.rules,
                 None,
@@ -510,7 +505,7 @@ impl Exec<'_, '_> {
             dst_dir,
             it.name,
             m,
-            it.src.xattrs.as_deref(),
+            it.src.attrs(),
             it.dst.as_ref(),
             &self.rules,
             false,
@@ -548,7 +543,7 @@ impl Exec<'_, '_> {
                         && let Err(e) = write::set_dir_meta(
                             &sfd,
                             &s.src.meta,
-                            s.src.xattrs.as_deref(),
+                            s.src.attrs(),
                             s.dst.as_ref(),
                             &self.rules,
                         )

@@ -225,6 +225,13 @@ impl Names {
         root.walk(b"", &mut |_, e| {
             uids.insert(e.meta.uid);
             gids.insert(e.meta.gid);
+            // (-A: the named entries' ids are mapped by name too, as rsync maps them.)
+            for who in e.acls.iter().flat_map(|a| a.ids()) {
+                match who {
+                    crate::acl::Who::User(u) => uids.insert(u),
+                    crate::acl::Who::Group(g) => gids.insert(g),
+                };
+            }
         });
         let pick = |ids: &BTreeSet<u32>, name_of: &dyn Fn(u32) -> Option<String>| {
             ids.iter()
@@ -275,6 +282,16 @@ impl IdMap {
         }
         if let Some(g) = self.groups.get(&e.meta.gid) {
             e.meta.gid = *g;
+        }
+        if let Some(a) = &mut e.acls {
+            a.map_ids(&|who| match who {
+                crate::acl::Who::User(u) => {
+                    crate::acl::Who::User(self.users.get(&u).copied().unwrap_or(u))
+                }
+                crate::acl::Who::Group(g) => {
+                    crate::acl::Who::Group(self.groups.get(&g).copied().unwrap_or(g))
+                }
+            });
         }
     }
 }
@@ -385,6 +402,50 @@ mod tests {
         }
         // The same names on both sides: nothing to rewrite.
         assert!(IdMap::new_in(&sender, &names).is_identity());
+    }
+
+    #[test]
+    fn acl_entries_map_by_name_like_owners() {
+        use crate::acl::{Access, Acls, Named, Who};
+        let sender = Table {
+            users: vec![("alice", 1000, ""), ("bob", 1001, "")],
+            groups: vec![("staff", 50)],
+            ..Table::default()
+        };
+        let mut tree = tree_of(&[(0, 0)]);
+        tree.children[0].acls = Some(Box::new(Acls {
+            access: Some(Access {
+                group: 4,
+                named: vec![
+                    Named {
+                        who: Who::User(1000),
+                        perm: 7,
+                    },
+                    Named {
+                        who: Who::User(1001),
+                        perm: 5,
+                    },
+                    Named {
+                        who: Who::Group(50),
+                        perm: 4,
+                    },
+                ],
+            }),
+            default: None,
+        }));
+        // Ids that only an ACL uses travel in the tables too.
+        let names = Names::of_tree_in(&sender, &tree);
+        assert_eq!(names.users.len(), 2);
+        assert_eq!(names.groups, vec![(50, "staff".into())]);
+        let receiver = Table {
+            users: vec![("bob", 900, ""), ("alice", 2001, "")],
+            groups: vec![("staff", 60)],
+            ..Table::default()
+        };
+        let mut e = tree.children.remove(0);
+        IdMap::new_in(&receiver, &names).apply(&mut e);
+        let who: Vec<Who> = e.acls.as_ref().unwrap().ids().collect();
+        assert_eq!(who, [Who::User(900), Who::User(2001), Who::Group(60)]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The binary is a thin shell over [`run_with`], so the whole command line can be driven
 //! in-process (tests, benches) with its output captured.
 
+pub mod acl;
 mod altdest;
 mod backup;
 mod chmod;
@@ -41,7 +42,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.

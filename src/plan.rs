@@ -1014,23 +1014,36 @@ impl<'o> Planner<'o> {
                 Kind::Symlink => o.times && !o.omit_link_times,
                 _ => o.times,
             };
+        let acls = o.acls
+            && s.kind != Kind::Symlink
+            && !crate::acl::same(se.acls.as_deref(), de.acls.as_deref());
         let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
-        if !(size || time || perms || owner || group || xattrs || sized) {
+        if !(size || time || perms || owner || group || xattrs || acls || sized) {
             return None;
         }
+        // rsync sets the attributes of a non-directory whose content is not sent before it
+        // lists it, and an access ACL set brings the permission bits with it: `p` then shows
+        // only set-id and sticky bits that differ.
+        let perms = perms
+            && !(y == '.'
+                && s.kind != Kind::Dir
+                && o.acls
+                && crate::acl::access_differs(se.acls.as_deref(), de.acls.as_deref())
+                && (s.mode ^ d.mode) & 0o7000 == 0);
         let t = if time {
             if o.times { 't' } else { 'T' }
         } else {
             '.'
         };
         Some(format!(
-            "{y}{x}.{}{t}{}{}{}..{}",
+            "{y}{x}.{}{t}{}{}{}.{}{}",
             if size { 's' } else { '.' },
             if perms { 'p' } else { '.' },
             if owner { 'o' } else { '.' },
             if group { 'g' } else { '.' },
+            if acls { 'a' } else { '.' },
             if xattrs { 'x' } else { '.' },
         ))
     }

@@ -158,6 +158,8 @@ pub struct WireEntry {
     pub digest: Option<u128>,
     /// `-X`: (name, value) pairs, sorted by name; checked by [`check_xattrs`].
     pub xattrs: Option<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>>,
+    /// `-A`: checked by [`crate::acl::Acls::check`].
+    pub acls: Option<Box<crate::acl::Acls>>,
 }
 
 /// [`Meta`] as it crosses the wire.
@@ -209,6 +211,7 @@ impl WireEntry {
                     })
                     .collect()
             }),
+            acls: e.acls.clone(),
         }
     }
 
@@ -247,6 +250,11 @@ impl WireEntry {
                     })
                     .collect(),
             )));
+        }
+        if let Some(a) = self.acls {
+            a.check(e.meta.kind)
+                .map_err(|why| stream_error(format!("peer sent {why}")))?;
+            e.acls = Some(a);
         }
         e.digest = match (e.is_dir(), self.digest) {
             (true, Some(d)) => d,

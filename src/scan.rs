@@ -127,6 +127,30 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
+    /// A transfer-dir root's attributes beyond its stat (`-X`, `-A`), read through its
+    /// handle: no parent lists the root, so [`Self::scan_entry`] never reads them.
+    pub fn read_root_attrs(&self, fd: BorrowedFd<'_>, root: &mut Entry) {
+        let at = crate::xattr::At::Fd(fd);
+        let failed = |what: &str, e: &io::Error| {
+            if self.side == Side::Sender {
+                self.report
+                    .error(ExitCode::Partial, io_message(what, b".", e));
+            }
+        };
+        if let Some(scope) = self.xattr_scope {
+            match crate::xattr::read(at, scope) {
+                Ok(x) => root.xattrs = x,
+                Err(e) => failed("read extended attributes of", &e),
+            }
+        }
+        if self.opts.acls {
+            match crate::acl::read(at, true, false) {
+                Ok(a) => root.acls = a,
+                Err(e) => failed("read the ACLs of", &e),
+            }
+        }
+    }
+
     fn excluded(&self, rel: &[u8], is_dir: bool) -> bool {
         !self.filters.is_empty()
             && self
@@ -285,6 +309,18 @@ impl<'a, 'r> Scanner<'a, 'r> {
                     return None;
                 }
                 // The receiver's attributes are then all set again.
+                Err(_) => {}
+            }
+        }
+        if self.opts.acls && meta.kind != Kind::Symlink && !entry.protected {
+            match crate::acl::read(crate::xattr::At::Name(dirfd, c), is_dir, followed) {
+                Ok(a) => entry.acls = a,
+                Err(e) if self.side == Side::Sender => {
+                    self.report
+                        .error(ExitCode::Partial, io_message("read the ACLs of", rel, &e));
+                    return None;
+                }
+                // The receiver's ACLs are then all set again.
                 Err(_) => {}
             }
         }

@@ -499,6 +499,9 @@ impl Sources {
             .map(|s| s.meta)
             .unwrap_or_else(crate::tree::virtual_dir_meta);
         let mut root = Entry::new(Box::from(&b"."[..]), root_meta);
+        if let Some(s) = self.list.iter().find(|s| s.name.is_none()) {
+            scanner.read_root_attrs(self.bases[s.base].as_fd(), &mut root);
+        }
         let mut tops = Tops {
             bases: Vec::new(),
             map: HashMap::new(),

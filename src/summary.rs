@@ -29,6 +29,8 @@ pub struct Compared {
     pub window: crate::tree::TimeWindow,
     /// `-X`: the attribute names the digests cover (none without it).
     pub xattrs: Option<crate::xattr::Scope>,
+    /// `-A`: the ACLs beyond the mode.
+    pub acls: bool,
     /// `--chown`: how the owner and the group take part (see [`Forced`]).
     pub chown_uid: Forced,
     pub chown_gid: Forced,
@@ -54,6 +56,7 @@ impl Compared {
             hard_links: o.hard_links,
             window: o.modify_window,
             xattrs: o.xattrs,
+            acls: o.acls,
             chown_uid: Forced::when(o.chown.0.is_some()),
             chown_gid: Forced::when(o.chown.1.is_some()),
             never_equal_files: false,
@@ -159,6 +162,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     }
     if let Some(scope) = cmp.xattrs {
         crate::xattr::hash(&mut h, e.xattrs.as_deref(), scope);
+    }
+    if cmp.acls && m.kind != Kind::Symlink {
+        crate::acl::hash(&mut h, e.acls.as_deref());
     }
     match m.kind {
         Kind::File => {

@@ -198,6 +198,15 @@ pub struct Entry {
     pub digest: u128,
     /// `-X` only: the extended attributes (boxed, so a run without them pays one word).
     pub xattrs: Option<Box<crate::xattr::Xattrs>>,
+    /// `-A` only: the ACLs beyond the mode (none for an entry the mode says all of).
+    pub acls: Option<Box<crate::acl::Acls>>,
+}
+
+/// What an entry carries beyond its stat, as the writer sets it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Attrs<'a> {
+    pub xattrs: Option<&'a crate::xattr::Xattrs>,
+    pub acls: Option<&'a crate::acl::Acls>,
 }
 
 impl Entry {
@@ -214,6 +223,15 @@ impl Entry {
             followed: false,
             digest: 0,
             xattrs: None,
+            acls: None,
+        }
+    }
+
+    /// Its attributes beyond the stat, for the writer.
+    pub fn attrs(&self) -> Attrs<'_> {
+        Attrs {
+            xattrs: self.xattrs.as_deref(),
+            acls: self.acls.as_deref(),
         }
     }
 

@@ -15,8 +15,7 @@
 use crate::backup::Keep;
 use crate::fs::{cstr, open_dir_at};
 use crate::pathsafe::check_name;
-use crate::tree::{Kind, Meta};
-use crate::xattr::Xattrs;
+use crate::tree::{Attrs, Kind, Meta};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, fstat,
     futimens, linkat, mkdirat, mknodat, openat, readlinkat, renameat, statat, symlinkat, unlinkat,
@@ -54,6 +53,8 @@ pub struct MetaRules {
     pub fsync: bool,
     /// `-X`: the attribute names this receiver sets and removes.
     pub xattrs: Option<crate::xattr::Scope>,
+    /// `-A`: ACLs are set, and removed where the source has none.
+    pub acls: bool,
 }
 
 impl MetaRules {
@@ -157,15 +158,29 @@ impl StepError {
 
 type Step<T> = Result<T, StepError>;
 
-/// `-X`: brings the attributes at `at` to `want` (None: none). rsync still puts a file in
-/// place when its attributes cannot be set (a file system without them): so do we, and
-/// the caller reports this error after the rename (exit 23).
-fn set_xattrs(at: crate::xattr::At<'_>, want: Option<&Xattrs>, rules: &MetaRules) -> Step<()> {
-    match rules.xattrs {
+/// `-X` and `-A`: brings the attributes and ACLs at `at` to `want`'s (none: none), for an
+/// entry of `kind` that is to have permission bits `mode`. rsync still puts a file in place
+/// when these cannot be set (a file system without them): so do we, and the caller reports
+/// this error after the rename (exit 23).
+fn set_attrs(
+    at: crate::xattr::At<'_>,
+    want: Attrs<'_>,
+    kind: Kind,
+    mode: u32,
+    rules: &MetaRules,
+) -> Step<()> {
+    let xres = match rules.xattrs {
         None => Ok(()),
-        Some(scope) => crate::xattr::apply(at, want, scope)
+        Some(scope) => crate::xattr::apply(at, want.xattrs, scope)
             .map_err(|e| StepError::new("set extended attributes on", e)),
-    }
+    };
+    let ares = if rules.acls && kind != Kind::Symlink {
+        crate::acl::apply(at, want.acls, mode, kind == Kind::Dir)
+            .map_err(|e| StepError::new("set the ACLs of", e))
+    } else {
+        Ok(())
+    };
+    xres.and(ares)
 }
 
 /// A temporary name no other run or thread is using, owned by this run (see
@@ -430,17 +445,26 @@ impl<'d> TempFile<'d> {
     pub fn commit(
         mut self,
         want: &Meta,
-        xattrs: Option<&Xattrs>,
+        attrs: Attrs<'_>,
         existing: Option<&Meta>,
         rules: &MetaRules,
     ) -> Step<u64> {
-        let xres = set_xattrs(crate::xattr::At::Fd(self.fd.as_fd()), xattrs, rules);
+        let mode = rules.file_mode(want, existing);
+        let xres = set_attrs(
+            crate::xattr::At::Fd(self.fd.as_fd()),
+            attrs,
+            Kind::File,
+            mode,
+            rules,
+        );
+        // A directory's default ACL gives a new file an ACL and a mode of its own (the
+        // umask does not apply), so with -A the mode is always set.
+        let mode_is_set = mode == self.created_mode && !rules.acls;
         if self.in_place {
             // The old content may have been longer.
             rustix::fs::ftruncate(&self.fd, self.len)
                 .map_err(|e| StepError::new("set length of", e))?;
-            let mode = rules.file_mode(want, existing);
-            set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
+            set_fd_meta(&self.fd, want, mode, rules, mode_is_set)?;
             self.sync(rules)?;
             self.committed = true;
             return xres.map(|()| self.len);
@@ -450,8 +474,7 @@ impl<'d> TempFile<'d> {
             rustix::fs::ftruncate(&self.fd, self.len)
                 .map_err(|e| StepError::new("set length of", e))?;
         }
-        let mode = rules.file_mode(want, existing);
-        set_fd_meta(&self.fd, want, mode, rules, mode == self.created_mode)?;
+        set_fd_meta(&self.fd, want, mode, rules, mode_is_set)?;
         self.sync(rules)?;
         self.keep_target()?;
         renameat(self.dir, &self.tmp, self.dir, &self.name)
@@ -552,7 +575,7 @@ pub fn copy_file(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     existing: Option<&Meta>,
     rules: &MetaRules,
     reuse_basis: bool,
@@ -564,9 +587,9 @@ pub fn copy_file(
         keep,
     };
     if reuse_basis && existing.is_some_and(|d| d.kind == Kind::File && d.size > 0) {
-        return copy_reusing(src, to, want, xattrs, existing, rules);
+        return copy_reusing(src, to, want, attrs, existing, rules);
     }
-    copy_whole(src, to, want, xattrs, existing, rules).map(|n| (n, 0))
+    copy_whole(src, to, want, attrs, existing, rules).map(|n| (n, 0))
 }
 
 /// Where a local copy goes: `name` in `dir`, backed up first under `-b`.
@@ -580,7 +603,7 @@ fn copy_whole(
     src: SrcFile<'_>,
     to: Target<'_>,
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<u64> {
@@ -606,7 +629,7 @@ fn copy_whole(
     } else {
         out.len = copy_data(&src, &out.fd, want.size)?;
     }
-    out.commit(want, xattrs, existing, rules)
+    out.commit(want, attrs, existing, rules)
 }
 
 /// `--no-whole-file` on a local copy: rebuilds the target in a temporary from its current
@@ -617,7 +640,7 @@ fn copy_reusing(
     src: SrcFile<'_>,
     to: Target<'_>,
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     existing: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<(u64, u64)> {
@@ -671,7 +694,7 @@ fn copy_reusing(
         i = j;
     }
     out.advance(src_len);
-    out.commit(want, xattrs, existing, rules)?;
+    out.commit(want, attrs, existing, rules)?;
     Ok((literal, matched))
 }
 
@@ -795,7 +818,7 @@ pub fn make_special(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     target: Option<&[u8]>,
     rules: &MetaRules,
     keep: Option<&Keep>,
@@ -827,7 +850,13 @@ pub fn make_special(
     };
     let res = set_path_meta(dst_dir, &tmp, want, None, rules);
     let xres = match res {
-        Ok(()) => set_xattrs(crate::xattr::At::Name(dst_dir, &tmp), xattrs, rules),
+        Ok(()) => set_attrs(
+            crate::xattr::At::Name(dst_dir, &tmp),
+            attrs,
+            want.kind,
+            rules.file_mode(want, None),
+            rules,
+        ),
         Err(_) => Ok(()),
     };
     let res = res.and_then(|()| match keep {
@@ -927,18 +956,24 @@ pub fn update_meta(
     dst_dir: BorrowedFd<'_>,
     name: &[u8],
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     have: &Meta,
     rules: &MetaRules,
 ) -> Step<()> {
     let name_c = checked(name)?;
+    let mode = rules.file_mode(want, Some(have));
     // (Before the mode: a file made read-only may still take attributes, as root.)
-    let xres = set_xattrs(crate::xattr::At::Name(dst_dir, &name_c), xattrs, rules);
+    let xres = set_attrs(
+        crate::xattr::At::Name(dst_dir, &name_c),
+        attrs,
+        want.kind,
+        mode,
+        rules,
+    );
     let mut r = *rules;
     r.owner &= want.uid != have.uid;
     r.group &= want.gid != have.gid;
     r.times &= !rules.window.same(want, have);
-    let mode = rules.file_mode(want, Some(have));
     // chown may have cleared set-id bits, so the mode is re-applied after it.
     let chmod = mode != have.mode || r.owner || r.group;
     path_meta(dst_dir, &name_c, want, mode, &r, chmod)?;
@@ -1015,15 +1050,10 @@ pub fn drop_partial(dir: BorrowedFd<'_>, sub: &[u8], name: &[u8]) {
 pub fn set_dir_meta(
     fd: impl AsFd,
     want: &Meta,
-    xattrs: Option<&Xattrs>,
+    attrs: Attrs<'_>,
     have: Option<&Meta>,
     rules: &MetaRules,
 ) -> Step<()> {
-    let xres = set_xattrs(crate::xattr::At::Fd(fd.as_fd()), xattrs, rules);
-    if rules.owner || rules.group {
-        let (u, g) = rules.owner_ids(want);
-        rules.chown_result(fchown(&fd, u, g))?;
-    }
     let mode = if rules.perms {
         want.mode
     } else if let Some(h) = have {
@@ -1031,6 +1061,17 @@ pub fn set_dir_meta(
     } else {
         want.mode & 0o777 & !rules.umask
     };
+    let xres = set_attrs(
+        crate::xattr::At::Fd(fd.as_fd()),
+        attrs,
+        Kind::Dir,
+        mode,
+        rules,
+    );
+    if rules.owner || rules.group {
+        let (u, g) = rules.owner_ids(want);
+        rules.chown_result(fchown(&fd, u, g))?;
+    }
     fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
     if rules.times_for(Kind::Dir) {
         futimens(&fd, &MetaRules::timestamps(want))
@@ -1266,6 +1307,7 @@ fn copy_entry(
         window: crate::tree::TimeWindow::default(),
         fsync: false,
         xattrs: None,
+        acls: false,
     };
     let res = match meta.kind {
         Kind::File => {
@@ -1343,6 +1385,7 @@ mod tests {
             window: crate::tree::TimeWindow::default(),
             fsync: false,
             xattrs: None,
+            acls: false,
         }
     }
 
@@ -1367,7 +1410,7 @@ mod tests {
         std::fs::remove_file(dst.join("f")).expect("rm f");
         std::os::unix::fs::symlink(&outside, dst.join("f")).expect("symlink");
         let dir = std::fs::File::open(&dst).expect("open dst");
-        let r = update_meta(dir.as_fd(), b"f", &want, None, &have, &rules());
+        let r = update_meta(dir.as_fd(), b"f", &want, Attrs::default(), &have, &rules());
 
         let mode = std::fs::metadata(&outside)
             .expect("stat outside")
@@ -1384,12 +1427,88 @@ mod tests {
         // The same update on the real file still works.
         std::fs::remove_file(dst.join("f")).expect("rm link");
         std::fs::write(dst.join("f"), b"f").expect("write f");
-        update_meta(dir.as_fd(), b"f", &want, None, &have, &rules()).expect("update f");
+        update_meta(dir.as_fd(), b"f", &want, Attrs::default(), &have, &rules()).expect("update f");
         let mode = std::fs::metadata(dst.join("f"))
             .expect("stat f")
             .permissions()
             .mode();
         assert_eq!(mode & 0o7777, 0o777);
+    }
+
+    /// The same race under `-A`: the ACL is not given to the file outside the tree either
+    /// (its name is set without following the link), and the real file takes it.
+    #[test]
+    fn acl_update_never_follows_a_name_swapped_for_a_symlink() {
+        use crate::acl::{Access, Acls, Named, Who};
+        let top = tempfile::tempdir().expect("tempdir");
+        let (dst, outside) = (top.path().join("dst"), top.path().join("outside"));
+        std::fs::create_dir(&dst).expect("mkdir dst");
+        std::fs::write(dst.join("f"), b"f").expect("write f");
+        std::fs::write(&outside, b"secret").expect("write outside");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod outside");
+        let have = Meta::from_stat(&rustix::fs::lstat(dst.join("f")).expect("lstat f"));
+        let want = Meta {
+            mode: 0o670,
+            ..have
+        };
+        let acls = Acls {
+            access: Some(Access {
+                group: 4,
+                named: vec![Named {
+                    who: Who::User(65534),
+                    perm: 7,
+                }],
+            }),
+            default: None,
+        };
+        let attrs = Attrs {
+            xattrs: None,
+            acls: Some(&acls),
+        };
+        let r = MetaRules {
+            acls: true,
+            ..rules()
+        };
+        let acl_of = |p: &std::path::Path| {
+            let mut buf = vec![0u8; 4096];
+            rustix::fs::lgetxattr(p, c"system.posix_acl_access", &mut buf[..]).ok()
+        };
+
+        std::fs::remove_file(dst.join("f")).expect("rm f");
+        std::os::unix::fs::symlink(&outside, dst.join("f")).expect("symlink");
+        let dir = std::fs::File::open(&dst).expect("open dst");
+        let res = update_meta(dir.as_fd(), b"f", &want, attrs, &have, &r);
+        assert!(res.is_err(), "a swapped name must not take the update");
+        assert_eq!(
+            acl_of(&outside),
+            None,
+            "the file outside the tree got the ACL"
+        );
+        let mode = std::fs::metadata(&outside)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o600);
+
+        std::fs::remove_file(dst.join("f")).expect("rm link");
+        std::fs::write(dst.join("f"), b"f").expect("write f");
+        match update_meta(dir.as_fd(), b"f", &want, attrs, &have, &r) {
+            Ok(()) => {
+                assert!(
+                    acl_of(&dst.join("f")).is_some(),
+                    "the real file has its ACL"
+                );
+                let mode = std::fs::metadata(dst.join("f"))
+                    .expect("stat")
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o7777, 0o670);
+            }
+            // (A file system without ACLs: the race half above still held.)
+            Err(e) if e.err.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()) => {}
+            Err(e) => panic!("update f: {e:?}"),
+        }
     }
 
     fn libc_eloop() -> i32 {

@@ -1,9 +1,10 @@
 //! `-X`: extended attributes, with rsync's rules for which names take part.
 //!
-//! rsync copies every name but `system.*` (ACLs, which are `-A`'s), and a receiver that is
-//! not the super-user touches only `user.*` (the kernel refuses it the others). Which names
-//! count is a [`Scope`]; the digests, the planner and the writer all ask it, so what is
-//! compared is exactly what can be set and removed.
+//! rsync copies every name but `system.*` (ACLs, which are `-A`'s: acl.rs reads and writes
+//! them through [`get_value`] and kin), and a receiver that is not the super-user touches
+//! only `user.*` (the kernel refuses it the others). Which names count is a [`Scope`]; the
+//! digests, the planner and the writer all ask it, so what is compared is exactly what can
+//! be set and removed.
 //!
 //! Names are read and set relative to a directory handle without following a symlink: the
 //! `l*` calls on `/proc/self/fd/N/NAME` (Linux has no `*xattrat` before 6.13), or the `f*`
@@ -156,6 +157,44 @@ fn path_of(at: At<'_>) -> CString {
     match at {
         At::Fd(_) => CString::default(),
         At::Name(dir, name) => proc_path(dir, name),
+    }
+}
+
+/// One attribute's value, `None` where `at` has no such name. `follow`: through a final
+/// symlink (a sender's `-L` entry; the `l*` calls otherwise). For `-A`'s `system.*` names.
+pub fn get_value(at: At<'_>, name: &CStr, follow: bool) -> Result<Option<Vec<u8>>, Errno> {
+    let path = path_of(at);
+    let r = match at {
+        At::Name(..) if follow => sized(
+            |b| rustix::fs::getxattr(&path, name, b),
+            || rustix::fs::getxattr_query(&path, name),
+        ),
+        _ => get(at, &path, name),
+    };
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Errno::NODATA) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Sets one attribute (never following a final symlink).
+pub fn set_value(at: At<'_>, name: &CStr, value: &[u8]) -> Result<(), Errno> {
+    match at {
+        At::Fd(fd) => rustix::fs::fsetxattr(fd, name, value, XattrFlags::empty()),
+        At::Name(..) => rustix::fs::lsetxattr(path_of(at), name, value, XattrFlags::empty()),
+    }
+}
+
+/// Removes one attribute; one already gone is no error.
+pub fn remove_value(at: At<'_>, name: &CStr) -> Result<(), Errno> {
+    let r = match at {
+        At::Fd(fd) => rustix::fs::fremovexattr(fd, name),
+        At::Name(..) => rustix::fs::lremovexattr(path_of(at), name),
+    };
+    match r {
+        Err(Errno::NODATA) => Ok(()),
+        r => r,
     }
 }
 

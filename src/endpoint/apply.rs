@@ -39,6 +39,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         window: opts.modify_window,
         fsync: opts.fsync,
         xattrs: opts.receiver_xattrs(),
+        acls: opts.acls,
     }
 }
 
@@ -184,13 +185,9 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         if matches!(opts.delete_when, DeleteWhen::After | DeleteWhen::Delay) && !exec.stopped() {
             exec.delete_pass(&plan, root_fd);
         }
-        let root_meta = info.root_is_transfer_dir.then(|| {
-            (
-                &src_root.meta,
-                src_root.xattrs.as_deref(),
-                dst_root.map(|d| &d.meta),
-            )
-        });
+        let root_meta = info
+            .root_is_transfer_dir
+            .then(|| (&src_root.meta, src_root.attrs(), dst_root.map(|d| &d.meta)));
         exec.finish(&plan, root_fd, root_meta);
     }
     if plan.delete_skipped > 0 {

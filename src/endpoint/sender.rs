@@ -82,7 +82,7 @@ pub fn send<R: Read, W: Write>(
     wr.flush()?;
     let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
     let (root, tops, counts) = scan_sources(&sources, &scanner, opts, report, None, quiet_scan)?;
-    let names = if !opts.numeric_ids && (opts.owner || opts.group) {
+    let names = if !opts.numeric_ids && (opts.owner || opts.group || opts.acls) {
         crate::ids::Names::of_tree(&root)
     } else {
         Default::default()

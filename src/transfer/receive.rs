@@ -787,7 +787,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                     t.write(&data)?;
                                     t.commit(
                                         &p.item.src.meta,
-                                        p.item.src.xattrs.as_deref(),
+                                        p.item.src.attrs(),
                                         p.item.dst.as_ref(),
                                         &rules,
                                     )
@@ -1147,7 +1147,7 @@ pub(super) fn finish_file(
     }
     let done = t.commit(
         &p.item.src.meta,
-        p.item.src.xattrs.as_deref(),
+        p.item.src.attrs(),
         p.item.dst.as_ref(),
         &exec.rules,
     );

@@ -19,6 +19,7 @@ macro_rules! this_test {
 mod peer;
 mod util;
 
+mod acls;
 mod altdest;
 mod backup;
 mod bench_smoke;

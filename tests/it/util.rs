@@ -779,6 +779,30 @@ pub struct Meta {
     /// Extended attributes but `system.*` (ACLs), sorted by name, read without following
     /// a symlink.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The access and default ACLs as the kernel keeps them (`system.posix_acl_*`), `None`
+    /// where there is none (a symlink never has one).
+    pub acls: [Option<Vec<u8>>; 2],
+}
+
+/// `path`'s access and default ACLs in the kernel's binary form (see [`Meta::acls`]).
+pub fn acls_of(path: &Path) -> [Option<Vec<u8>>; 2] {
+    let get = |name: &str| {
+        let mut value = vec![0u8; 64 * 1024];
+        match rustix::fs::lgetxattr(path, name, &mut value[..]) {
+            Ok(k) => {
+                value.truncate(k);
+                Some(value)
+            }
+            Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => None,
+            // (Symlinks have no ACLs; some file systems say so with another error.)
+            Err(_) if fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) => None,
+            Err(e) => panic!("lgetxattr {path:?} {name}: {e}"),
+        }
+    };
+    [
+        get("system.posix_acl_access"),
+        get("system.posix_acl_default"),
+    ]
 }
 
 /// The extended attributes of `path` (not following a symlink) but `system.*`, sorted.
@@ -861,6 +885,7 @@ fn meta_of(path: &Path, with_content: bool) -> io::Result<Meta> {
         },
         content: (with_content && kind == Kind::File).then(|| hash_file(path)),
         xattrs: xattrs_of(path),
+        acls: acls_of(path),
     })
 }
 
@@ -901,6 +926,8 @@ pub struct Compare {
     pub ignore_times: BTreeSet<PathBuf>,
     /// Compare extended attributes (rsync -X).
     pub xattrs: bool,
+    /// Compare ACLs (rsync -A).
+    pub acls: bool,
     /// Compare directories' mtimes (with `times`).
     pub dir_times: bool,
 }
@@ -913,6 +940,7 @@ impl Default for Compare {
             owners: true,
             ignore_times: BTreeSet::new(),
             xattrs: false,
+            acls: false,
             dir_times: true,
         }
     }
@@ -935,11 +963,15 @@ impl Compare {
         // Backups move directories' times: -b without a DIR implies -O (so a new directory
         // has the time of its run), and a DIR's directories are made by the run.
         let backups = short('b') || flags.iter().any(|f| f.starts_with("--backup"));
+        let acls = (short('A') || flags.contains(&"--acls"))
+            && !flags.contains(&"--no-acls")
+            && !flags.contains(&"--no-A");
         Compare {
             times,
             symlink_times: times,
             xattrs,
             dir_times: !backups,
+            acls,
             ..Compare::default()
         }
     }
@@ -1043,6 +1075,9 @@ pub fn diff_scans(
                 names(&ma.xattrs),
                 names(&mb.xattrs)
             ));
+        }
+        if opts.acls && ma.acls != mb.acls {
+            diffs.push(format!("{p}: ACLs {:?} vs {:?}", ma.acls, mb.acls));
         }
         if opts.owners && (ma.uid, ma.gid) != (mb.uid, mb.gid) {
             diffs.push(format!(
