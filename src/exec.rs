@@ -54,6 +54,8 @@ pub struct Exec<'a, 'r> {
     pub reuse_basis: bool,
     /// `--partial-dir`: where an interrupted file is kept, beside its target.
     pub partial_dir: Option<Vec<u8>>,
+    /// `-B`: the delta block size for a basis signed whole (None: from its length).
+    pub block_size: Option<u32>,
     /// Set by the first failure that stops the transfer (a full destination, see
     /// [`ExitCode::of_dest_error`]): from then on no file, link or directory is started,
     /// and the same failure from writers already running is counted but not printed again.

@@ -15,6 +15,31 @@ use std::ffi::CStr;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--open-noatime`, set once for the process (which is one run, on either end).
+static NOATIME: AtomicBool = AtomicBool::new(false);
+
+/// `--open-noatime`: files opened for reading from here on leave their access times alone.
+pub fn set_open_noatime(on: bool) {
+    NOATIME.store(on, Ordering::Relaxed);
+}
+
+/// Opens a file for reading with `open(flags)`, with `O_NOATIME` under `--open-noatime`;
+/// where the kernel refuses it (EPERM: a file the user does not own, without CAP_FOWNER)
+/// it opens the file without it, as the file's atime is then the kernel's to keep.
+pub fn open_for_reading(
+    open: impl Fn(OFlags) -> io::Result<OwnedFd>,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    if !NOATIME.load(Ordering::Relaxed) {
+        return open(flags);
+    }
+    match open(flags | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => open(flags),
+        r => r,
+    }
+}
 
 /// Opens `path` (relative, `/`-separated, already checked) below `root` with `flags`,
 /// following no symlink anywhere on the way. A symlink met is ELOOP (or ENOTDIR), never
@@ -104,12 +129,10 @@ pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Resu
     } else {
         OFlags::NOFOLLOW
     };
-    Ok(openat(
-        dirfd,
-        c,
+    open_for_reading(
+        |flags| Ok(openat(dirfd, c, flags, Mode::empty())?),
         OFlags::RDONLY | nofollow | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    )
 }
 
 /// Which side of a copy failed: reading the source, or writing (an in-kernel copy's error

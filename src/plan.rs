@@ -830,7 +830,15 @@ impl<'o> Planner<'o> {
                 Kind::Symlink => o.times && !o.omit_link_times,
                 _ => o.times,
             };
-        let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
+        let perms = if o.perms {
+            s.kind != Kind::Symlink && s.mode != d.mode
+        } else {
+            // -E: what the file's mode would become (rsync compares its tweaked mode too,
+            // so a file no one may read, which -E leaves alone, shows no p).
+            self.rules.executability
+                && s.kind == Kind::File
+                && self.rules.file_mode(s, Some(d)) != d.mode
+        };
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
         if !(size || time || perms || owner || group || xattrs || sized) {

@@ -30,6 +30,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug)]
 pub struct MetaRules {
     pub perms: bool,
+    /// `-E` without `-p`: an existing regular file takes the source's executability.
+    pub executability: bool,
     pub times: bool,
     /// `-O`: directories keep the time their changes give them.
     pub omit_dir_times: bool,
@@ -68,12 +70,22 @@ impl MetaRules {
 
     /// The mode a regular file (or node) gets: the source's with `-p`; without it, an
     /// existing target keeps its mode and a new one gets the source's masked by the umask
-    /// with the special bits dropped.
+    /// with the special bits dropped. Under `-E` an existing regular file's x bits follow
+    /// the source's, as rsync's `dest_mode` has it: all cleared when the source has none,
+    /// and, when the target has none, set where its r bits are.
     pub fn file_mode(&self, src: &Meta, existing: Option<&Meta>) -> u32 {
         if self.perms {
             src.mode
         } else if let Some(d) = existing.filter(|d| d.kind == src.kind) {
-            d.mode
+            if !(self.executability && src.kind == Kind::File) {
+                d.mode
+            } else if src.mode & 0o111 == 0 {
+                d.mode & !0o111
+            } else if d.mode & 0o111 == 0 {
+                d.mode | (d.mode & 0o444) >> 2
+            } else {
+                d.mode
+            }
         } else {
             src.mode & 0o777 & !self.umask
         }
@@ -1069,6 +1081,7 @@ mod tests {
     fn rules() -> MetaRules {
         MetaRules {
             perms: true,
+            executability: false,
             times: false,
             omit_dir_times: false,
             omit_link_times: false,

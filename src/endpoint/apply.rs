@@ -26,6 +26,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
     rustix::process::umask(old);
     MetaRules {
         perms: opts.perms,
+        executability: opts.executability && !opts.perms,
         times: opts.times,
         omit_dir_times: opts.omit_dir_times,
         omit_link_times: opts.omit_link_times,
@@ -141,6 +142,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             report,
             reuse_basis: opts.whole_file == Some(false),
             partial_dir: opts.partial_dir.clone().map(String::into_bytes),
+            block_size: opts.block_size,
             stop: Default::default(),
             deletes_in_place: opts.delete_when == DeleteWhen::During,
             alt_roots: alt

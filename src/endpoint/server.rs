@@ -150,6 +150,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     let mut argv: Vec<OsString> = vec!["xsync".into()];
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
     let mut opts = parse(argv)?;
+    crate::fs::set_open_noatime(opts.open_noatime);
     if opts.json {
         report.relay_json();
     }

@@ -128,7 +128,14 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
                         path: serde_bytes::ByteBuf::from(wire_path(p)),
                     }
                 } else {
-                    request_for(i as u32, p, &plans[i], wire_path, partial_dir)
+                    request_for(
+                        i as u32,
+                        p,
+                        &plans[i],
+                        wire_path,
+                        partial_dir,
+                        exec.block_size,
+                    )
                 });
                 bytes += p.item.src.meta.size;
                 if stop {
@@ -353,6 +360,7 @@ pub(super) fn request_for(
     plan: &Plan,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     partial_dir: Option<&[u8]>,
+    block_size: Option<u32>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
     let Plan::Delta(ranges) = plan else {
@@ -362,7 +370,8 @@ pub(super) fn request_for(
         let basis_len = f.metadata()?.len();
         let req = match ranges {
             None => {
-                let sig = delta::sign(&f, 0, basis_len, delta::block_size(basis_len))?;
+                let block = block_size.unwrap_or_else(|| delta::block_size(basis_len));
+                let sig = delta::sign(&f, 0, basis_len, block)?;
                 (Some(sig), Vec::new())
             }
             Some(coarse) => {

@@ -34,6 +34,7 @@ mod layout;
 mod local;
 mod names;
 mod nss;
+mod options;
 mod progress;
 mod races;
 mod relative;
