@@ -52,6 +52,7 @@ complete -c xsync -s L -l copy-links -d 'transform symlink into referent file/di
 complete -c xsync -l copy-unsafe-links -d 'only "unsafe" symlinks are transformed'
 complete -c xsync -l safe-links -d 'ignore symlinks that point outside the tree'
 complete -c xsync -s k -l copy-dirlinks -d 'transform symlink to dir into referent dir'
+complete -c xsync -s K -l keep-dirlinks -d 'treat symlinked directory on receiver as directory'
 complete -c xsync -s H -l hard-links -d 'preserve hard links'
 complete -c xsync -s p -l perms -d 'preserve permissions'
 complete -c xsync -s E -l executability -d 'preserve executability'

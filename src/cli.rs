@@ -274,8 +274,19 @@ struct Cli {
     /// Walk a symlink to a directory as the directory; other links are treated as -l says.
     #[arg(short = 'k', long = "copy-dirlinks", help_heading = LINKS)]
     copy_dirlinks: bool,
-    /// refused: xsync's receiver never follows a symlink in the destination
-    #[arg(short = 'K', long = "keep-dirlinks", hide = true)]
+    /// treat symlinked directory on receiver as directory
+    ///
+    /// Where the destination has a symlink to a directory and the source a directory of
+    /// that name, the link stays and the directory's contents go where it points, as in
+    /// rsync. xsync follows such a link only when it was there before the run and leads to
+    /// a directory inside the destination: it is resolved from the destination's root by
+    /// the kernel (openat2 with RESOLVE_BENEATH), which refuses a .. past the root and an
+    /// absolute target. A link that leads out of the destination is not followed: it is
+    /// named ("not following ... it leads out of the destination") and treated as a symlink,
+    /// so it is replaced by the source's directory (what it points to is left alone). A link
+    /// the source has a file for is replaced; one --delete removes is unlinked, and nothing
+    /// it points to is deleted through it.
+    #[arg(short = 'K', long = "keep-dirlinks", help_heading = LINKS)]
     keep_dirlinks: bool,
 
     /// preserve hard links
@@ -1007,14 +1018,6 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
-    if cli.keep_dirlinks {
-        // rsync's -K writes into whatever directory a destination symlink points at; xsync's
-        // receiver never follows a symlink it did not create (nothing escapes the destination).
-        return Err(Error::usage(
-            "--keep-dirlinks (-K) is not supported: xsync never follows a symlink in the \
-             destination, so a link there is replaced by the directory the source has",
-        ));
-    }
     if any_delete && !recursive && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -1166,6 +1169,7 @@ where
         },
         block_size: accepted.block_size,
         open_noatime: cli.open_noatime && !cli.no_open_noatime,
+        keep_dirlinks: cli.keep_dirlinks,
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
@@ -1636,6 +1640,7 @@ impl Options {
             (self.perms, "--perms"),
             (self.executability && !self.perms, "--executability"),
             (self.open_noatime, "--open-noatime"),
+            (self.keep_dirlinks, "--keep-dirlinks"),
             (self.times, "--times"),
             (self.omit_dir_times, "--omit-dir-times"),
             (self.omit_link_times, "--omit-link-times"),

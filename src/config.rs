@@ -112,6 +112,9 @@ pub struct Options {
     pub block_size: Option<u32>,
     /// `--open-noatime`: the sender reads files without changing their access times.
     pub open_noatime: bool,
+    /// `-K`: a destination symlink to a directory inside the destination, there before the
+    /// run, is treated as that directory (`fs::open_dirlink_beneath`).
+    pub keep_dirlinks: bool,
     pub paths: Vec<OsString>,
 }
 

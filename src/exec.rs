@@ -66,6 +66,9 @@ pub struct Exec<'a, 'r> {
     pub deletes_in_place: bool,
     /// The roots of the alternate destination DIRs (`AltUse::dir` indexes them).
     pub alt_roots: Vec<BorrowedFd<'a>>,
+    /// `-K`: the destination's root, from which a directory the destination has through a
+    /// symlink ([`DirPlan::via_link`]) is opened.
+    pub dst_root: Option<BorrowedFd<'a>>,
 }
 
 impl Exec<'_, '_> {
@@ -195,7 +198,7 @@ impl Exec<'_, '_> {
                     let dfd = if sub.dst.is_none() {
                         write::make_dir(dst_fd, sub.name)
                     } else {
-                        write::open_dir(dst_fd, sub.name)
+                        self.open_dst_dir(dst_fd, sub)
                     };
                     match dfd {
                         Ok(dfd) => {
@@ -211,6 +214,16 @@ impl Exec<'_, '_> {
                 })
             },
         );
+    }
+
+    /// An existing destination directory below `parent`: never through a symlink, but for
+    /// `-K`'s links, resolved from the root and never out of it.
+    fn open_dst_dir(&self, parent: BorrowedFd<'_>, d: &DirPlan<'_>) -> Result<OwnedFd, StepError> {
+        match (d.via_link, self.dst_root) {
+            (true, Some(root)) => crate::fs::open_dirlink_beneath(root, &d.rel)
+                .map_err(|e| StepError::new("open directory", e)),
+            _ => write::open_dir(parent, d.name),
+        }
     }
 
     /// The alternate DIRs' directories at `d`'s path, each opened once if an item of `d`
@@ -293,7 +306,7 @@ impl Exec<'_, '_> {
             d.subdirs
                 .par_iter()
                 .filter(|s| s.dst.is_some() && has_deletes(s))
-                .for_each(|s| match write::open_dir(fd, s.name) {
+                .for_each(|s| match exec.open_dst_dir(fd, s) {
                     Ok(sfd) => walk(exec, s, sfd.as_fd()),
                     Err(e) => exec.fail(&s.rel, e),
                 });
@@ -502,7 +515,7 @@ impl Exec<'_, '_> {
         d.subdirs
             .par_iter()
             .filter(|s| s.needs_post())
-            .for_each(|s| match write::open_dir(fd, s.name) {
+            .for_each(|s| match self.open_dst_dir(fd, s) {
                 Ok(sfd) => {
                     self.post(s, sfd.as_fd());
                     if s.set_meta

@@ -116,6 +116,27 @@ pub fn open_dir_following(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<Owne
     )?)
 }
 
+/// `-K`: a destination symlink that the scan found (so it was there before the run) opened
+/// as the directory it points to, resolved from the destination's root: links on the way
+/// are followed, but the kernel refuses every step out of the root (`..` past it, an
+/// absolute target: EXDEV) and /proc's magic links. The one place a destination link is
+/// followed. Without openat2 the link is not followed at all (EXDEV), since a walk by hand
+/// could not keep the same promise against a concurrent rename.
+pub fn open_dirlink_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
+    let c = cstr(rel)?;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    for _ in 0..8 {
+        match openat2(root, c.as_c_str(), flags, Mode::empty(), how) {
+            // A rename elsewhere made the kernel unsure: ask again.
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS | Errno::PERM) => break,
+            r => return Ok(r?),
+        }
+    }
+    Err(io::Error::from_raw_os_error(Errno::XDEV.raw_os_error()))
+}
+
 /// A name as the `*at()` calls take it (a NUL in it is refused).
 pub fn cstr(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))

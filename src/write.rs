@@ -995,6 +995,10 @@ pub fn set_dir_meta(
 /// filter rules protect are kept, and so are the directories that hold them (rsync's
 /// "cannot delete non-empty directory"). Returns how many entries were removed.
 pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) -> Step<u64> {
+    if e.followed {
+        // A -K directory link: the link goes, what it points to stays.
+        return remove(dir, &e.name, false);
+    }
     if shallow && e.is_dir() {
         let c = checked(&e.name)?;
         return match unlinkat(dir, &c, AtFlags::REMOVEDIR) {

@@ -148,6 +148,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             alt_roots: alt
                 .map(|a| a.dirs.iter().map(|d| d.fd.as_fd()).collect())
                 .unwrap_or_default(),
+            dst_root: opts.keep_dirlinks.then(|| root_fd.as_fd()),
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);

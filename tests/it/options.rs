@@ -254,3 +254,118 @@ fn dash_h_alone_prints_the_help() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stdout(&out).contains("--executability"), "{}", stdout(&out));
 }
+
+fn dirlink_src(root: &Path) {
+    let t = TestTree::at(root);
+    t.file("dir/f1", b"new one\n")
+        .file("dir/f2", b"new two\n")
+        .file("dir/sub/f3", b"new three\n")
+        .file("top.txt", b"top\n")
+        .file("was-a-dir-link", b"a file now\n");
+    t.stamp(false);
+}
+
+/// The destination reaches `dir` through a link to `realdir`, which holds an older file and
+/// an extra one; `was-a-dir-link` is a link to a directory where the source has a file.
+fn dirlink_dest(root: &Path) {
+    let t = TestTree::at(root);
+    t.file("realdir/f1", b"old\n")
+        .file("realdir/extra", b"extra\n")
+        .dir("other")
+        .symlink("dir", "realdir")
+        .symlink("was-a-dir-link", "other");
+    t.set_mtime("realdir/f1", 1_000_000_000, 0)
+        .set_mtime("realdir/extra", 1_000_000_000, 0)
+        .set_mtime("realdir", 1_000_000_000, 0)
+        .set_mtime("other", 1_000_000_000, 0);
+}
+
+/// [`dirlink_dest`] with `realdir` inside the source's `dir` too, so that nothing but the
+/// link is extraneous.
+fn dirlink_dest_kept(root: &Path) {
+    dirlink_dest(root);
+    TestTree::at(root).remove("other");
+}
+
+fn dirlink_fixture(older: fn(&Path)) -> Fixture {
+    Fixture {
+        src: dirlink_src,
+        older: Some(older),
+        ..Fixture::awkward()
+    }
+}
+
+/// rsync compares the time of the directory a link leads to but sets the link's own (so it
+/// lists `.d..t...... dir/` on every run); xsync sets the directory's. Both times are left
+/// out of the comparison.
+fn dirlink_case<'a>(flags: &'a [&'a str], older: fn(&Path)) -> Case<'a> {
+    Case {
+        time_exempt: &["dst/dir", "dst/realdir"],
+        ..simple_case(flags, true, dirlink_fixture(older))
+    }
+}
+
+/// `-K`: the files go through the destination's link, which stays a link; with `--delete`
+/// the extraneous `realdir` goes first and the link that would dangle is replaced, as rsync
+/// replaces it.
+#[test]
+fn keep_dirlinks_writes_through_a_destination_link_as_rsync() {
+    let test = this_test!();
+    for flags in [
+        &["-aK"][..],
+        &["-rlptK"],
+        &["-aK", "--delete"],
+        &["-aK", "--delete-before"],
+        &["-aK", "--delete", "--exclude=/realdir"],
+    ] {
+        for older in [dirlink_dest, dirlink_dest_kept] {
+            run_case(test, &dirlink_case(flags, older));
+        }
+    }
+}
+
+#[test]
+fn keep_dirlinks_crosses_the_wire() {
+    let test = this_test!();
+    for flags in [&["-aK"][..], &["-aK", "--delete", "--exclude=/realdir"]] {
+        let case = dirlink_case(flags, dirlink_dest);
+        remote_case(test, &case, Direction::Push);
+        remote_case(test, &case, Direction::Pull);
+    }
+}
+
+/// A destination link that leads out of the destination is never followed under `-K`: it
+/// is named, replaced by the source's directory, and what it points to is left as it was.
+#[test]
+fn keep_dirlinks_never_follows_a_link_out_of_the_destination() {
+    let test = this_test!();
+    let dir = test_dir();
+    let root = dir.path();
+    TestTree::at(&root.join("src"))
+        .file("up/f", b"would escape\n")
+        .file("abs/f", b"would escape too\n");
+    let outside = TestTree::at(&root.join("outside"));
+    outside.file("keep", b"untouched\n");
+    let dst = TestTree::at(&root.join("dst"));
+    dst.symlink("up", "../outside");
+    dst.symlink("abs", root.join("outside"));
+    let before = snapshot(&root.join("outside"));
+    let out = run(xsync()
+        .args(["-aK"])
+        .arg(slash(&root.join("src")))
+        .arg(slash(&root.join("dst"))));
+    assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
+    assert!(
+        diff_snapshots(&before, &snapshot(&root.join("outside"))).is_empty(),
+        "{test}: nothing outside the destination changed"
+    );
+    for name in ["up", "abs"] {
+        let m = std::fs::symlink_metadata(root.join("dst").join(name)).expect("lstat");
+        assert!(m.is_dir(), "{test}: {name} is the source's directory now");
+        assert!(
+            stdout(&out).contains(&format!("not following symlink \"{name}\"")),
+            "{test}: {}",
+            stdout(&out)
+        );
+    }
+}
