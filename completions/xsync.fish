@@ -7,7 +7,7 @@ complete -c xsync -l chmod -d 'affect file and/or directory permissions' -r -f
 complete -c xsync -l chown -d 'simple username/groupname mapping' -r -f
 complete -c xsync -l checksum-choice -d 'choose the checksum algorithm (accepted: xsync\'s own are used)' -r -f
 complete -c xsync -s B -l block-size -d 'force a fixed checksum block-size' -r -f
-complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name relative to its directory)' -r -f
+complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name beside each file, or an absolute path)' -r -f
 complete -c xsync -l compare-dest -d 'also compare destination files relative to DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l copy-dest -d '... and include copies of unchanged files' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l link-dest -d 'hardlink to files in DIR when unchanged' -r -f -a "(__fish_complete_directories)"

@@ -455,11 +455,17 @@ struct Cli {
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long, help_heading = TRANSFER)]
     partial: bool,
-    /// put a partially transferred file into DIR (a name relative to its directory)
+    /// put a partially transferred file into DIR (a name beside each file, or an absolute path)
     ///
-    /// Keep a partially transferred file as DIR/name beside its target (a plain directory
-    /// name), use it as the next run's basis, remove it once the file is complete; DIR is
-    /// protected from --delete. Implies --partial.
+    /// Keep a partially transferred file as DIR/name, use it as the next run's basis, remove
+    /// it once the file is complete. Implies --partial. DIR is either a plain directory name,
+    /// made beside each file's target when needed (and removed when it empties), which is
+    /// protected from --delete as rsync protects it; or, as in rsync, an absolute path on the
+    /// receiving side (resolved there, once, when a file is first kept; its last component
+    /// made if missing), where every kept file goes by its name alone, and which no filter
+    /// rule protects. A relative path of more than one component (a/b) and a .. in an
+    /// absolute one are refused (exit 1). Only names from the transfer, never paths, are
+    /// ever put below DIR.
     #[arg(long = "partial-dir", value_name = "DIR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
     partial_dir: Option<String>,
     /// also compare destination files relative to DIR
@@ -976,15 +982,24 @@ where
         (None, false) => None,
     };
     if let Some(d) = &cli.partial_dir {
-        if d.is_empty() || d == "." || d == ".." || d.contains('/') {
+        let absolute = d.starts_with('/');
+        if !absolute && (d.is_empty() || d == "." || d == ".." || d.contains('/')) {
             return Err(Error::usage(format!(
-                "--partial-dir `{d}`: only a plain directory name (created beside each file) is supported"
+                "--partial-dir `{d}`: a plain directory name (created beside each file) or an absolute path is supported"
             )));
         }
-        // rsync protects the partial dir from --delete the same way.
-        filters
-            .add_rule(&format!("P {d}/"))
-            .map_err(|e| Error::usage(e.to_string()))?;
+        if absolute && d.split('/').any(|c| c == "..") {
+            return Err(Error::usage(format!(
+                "--partial-dir `{d}`: an absolute partial dir may not contain `..`"
+            )));
+        }
+        // rsync protects a relative partial dir from --delete the same way (an absolute
+        // one is no name in the transfer).
+        if !absolute {
+            filters
+                .add_rule(&format!("P {d}/"))
+                .map_err(|e| Error::usage(e.to_string()))?;
+        }
     }
     let delete_when = delete_when(&matches, &cli)?;
     let alt_dest = alt_dest(&matches, &cli)?;
@@ -1896,8 +1911,15 @@ mod tests {
     }
 
     #[test]
-    fn partial_dir_must_be_a_plain_name_and_implies_partial() {
-        for bad in ["/tmp/p", "a/b", "..", ""] {
+    fn partial_dir_must_be_a_plain_name_or_absolute_and_implies_partial() {
+        let abs = opts(&["--partial-dir=/tmp/p", "s", "d"]);
+        assert!(abs.partial && abs.partial_dir.as_deref() == Some("/tmp/p"));
+        assert!(
+            !abs.filters
+                .excluded(crate::filter::Side::Receiver, b"tmp/p", true, false),
+            "an absolute partial dir adds no rule"
+        );
+        for bad in ["/tmp/../p", "a/b", "..", ""] {
             let e = parse(["xsync", "--partial-dir", bad, "a", "b"])
                 .err()
                 .expect("refused");

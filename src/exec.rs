@@ -53,7 +53,7 @@ pub struct Exec<'a, 'r> {
     /// `--no-whole-file` locally: rebuild changed files from their current version.
     pub reuse_basis: bool,
     /// `--partial-dir`: where an interrupted file is kept, beside its target.
-    pub partial_dir: Option<Vec<u8>>,
+    pub partial_dir: Option<write::PartialDir>,
     /// `-B`: the delta block size for a basis signed whole (None: from its length).
     pub block_size: Option<u32>,
     /// Set by the first failure that stops the transfer (a full destination, see

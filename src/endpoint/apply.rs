@@ -141,7 +141,10 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             rules,
             report,
             reuse_basis: opts.whole_file == Some(false),
-            partial_dir: opts.partial_dir.clone().map(String::into_bytes),
+            partial_dir: opts
+                .partial_dir
+                .as_deref()
+                .map(crate::write::PartialDir::new),
             block_size: opts.block_size,
             stop: Default::default(),
             deletes_in_place: opts.delete_when == DeleteWhen::During,

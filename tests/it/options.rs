@@ -369,3 +369,26 @@ fn keep_dirlinks_never_follows_a_link_out_of_the_destination() {
         );
     }
 }
+
+/// An absolute `--partial-dir`, inside the destination or beside it, is accepted; a run
+/// that is not interrupted leaves the trees as rsync's (no rule protects an absolute DIR,
+/// and nothing is kept in it), pushed and pulled too.
+#[test]
+fn absolute_partial_dir_is_accepted_as_rsync_accepts_it() {
+    let test = this_test!();
+    let scratch = test_dir();
+    let outside = format!("--partial-dir={}", scratch.path().join("part").display());
+    for flags in [
+        &["-a", "--partial", &outside][..],
+        &["-a", "--delete", &outside],
+    ] {
+        differential(test, flags, true, Fixture::over_older_copy());
+        let case = simple_case(flags, true, Fixture::over_older_copy());
+        remote_case(test, &case, Direction::Push);
+        remote_case(test, &case, Direction::Pull);
+    }
+    assert!(
+        !scratch.path().join("part").exists(),
+        "{test}: nothing kept"
+    );
+}
