@@ -207,6 +207,15 @@ struct Cli {
     recursive: bool,
     #[arg(long = "no-recursive", alias = "no-r", hide = true)]
     no_recursive: bool,
+    /// enable incremental recursion (accepted: xsync's walk is its own)
+    ///
+    /// Accepted, as are --i-r, --no-inc-recursive and --no-i-r: rsync's choice between
+    /// sending its file list in pieces or whole changes nothing in xsync, whose two ends walk
+    /// their trees in parallel and exchange only the directories that differ.
+    #[arg(long = "inc-recursive", alias = "i-r", help_heading = ARCHIVE)]
+    inc_recursive: bool,
+    #[arg(long = "no-inc-recursive", alias = "no-i-r", hide = true)]
+    no_inc_recursive: bool,
     /// use relative path names
     ///
     /// Keep each source's path under DEST: "xsync -aR /etc/./nginx/ host:/backup/" makes
@@ -265,8 +274,19 @@ struct Cli {
     /// Walk a symlink to a directory as the directory; other links are treated as -l says.
     #[arg(short = 'k', long = "copy-dirlinks", help_heading = LINKS)]
     copy_dirlinks: bool,
-    /// refused: xsync's receiver never follows a symlink in the destination
-    #[arg(short = 'K', long = "keep-dirlinks", hide = true)]
+    /// treat symlinked directory on receiver as directory
+    ///
+    /// Where the destination has a symlink to a directory and the source a directory of
+    /// that name, the link stays and the directory's contents go where it points, as in
+    /// rsync. xsync follows such a link only when it was there before the run and leads to
+    /// a directory inside the destination: it is resolved from the destination's root by
+    /// the kernel (openat2 with RESOLVE_BENEATH), which refuses a .. past the root and an
+    /// absolute target. A link that leads out of the destination is not followed: it is
+    /// named ("not following ... it leads out of the destination") and treated as a symlink,
+    /// so it is replaced by the source's directory (what it points to is left alone). A link
+    /// the source has a file for is replaced; one --delete removes is unlinked, and nothing
+    /// it points to is deleted through it.
+    #[arg(short = 'K', long = "keep-dirlinks", help_heading = LINKS)]
     keep_dirlinks: bool,
 
     /// preserve hard links
@@ -277,6 +297,16 @@ struct Cli {
     perms: bool,
     #[arg(long = "no-perms", alias = "no-p", hide = true)]
     no_perms: bool,
+    /// preserve executability
+    ///
+    /// Without -p, keep whether a regular file is executable, as rsync does: a file counts as
+    /// executable when any of its x bits is set; where the source's and an existing
+    /// destination file's differ, the destination's x bits are all cleared, or set where
+    /// its r bits are set (so a file no one may read stays as it is); its other bits are
+    /// kept. -i shows a p then. A new file gets the source's mode less the umask, as
+    /// without -E. With -p (as under -a) it changes nothing.
+    #[arg(short = 'E', long = "executability", help_heading = ATTRS)]
+    executability: bool,
     /// affect file and/or directory permissions
     ///
     /// rsync's permission changes, applied to what the sender supplies: comma-separated
@@ -350,6 +380,16 @@ struct Cli {
     times: bool,
     #[arg(long = "no-times", alias = "no-t", hide = true)]
     no_times: bool,
+    /// avoid changing the atime on opened files
+    ///
+    /// The sender opens the files it reads with O_NOATIME, so reading them for the transfer
+    /// (or for -c) leaves their access times alone; where the kernel refuses the flag (a
+    /// file the user does not own, without CAP_FOWNER), the file is opened without it, as
+    /// rsync does. --no-open-noatime turns it off.
+    #[arg(long = "open-noatime", help_heading = ATTRS)]
+    open_noatime: bool,
+    #[arg(long = "no-open-noatime", hide = true)]
+    no_open_noatime: bool,
     /// omit directories from --times
     ///
     /// Their times are neither compared nor set (a directory whose contents change keeps the
@@ -436,14 +476,40 @@ struct Cli {
     /// file from its current version where blocks are equal. Also spelled --no-W.
     #[arg(long = "no-whole-file", alias = "no-W", help_heading = TRANSFER)]
     no_whole_file: bool,
+    /// choose the checksum algorithm (accepted: xsync's own are used)
+    ///
+    /// Also spelled --cc. rsync's names are accepted (any case), alone or as XFER,FILE: auto, xxh128, xxh3,
+    /// xxh64 (xxhash), md5, md4, sha1. They change nothing on the wire: xsync's delta blocks
+    /// carry its own rolling and strong hashes, and -c and the check of every transferred
+    /// file use blake3, which is at least as strong as any of them. none (rsync's
+    /// whole-file copy without a check) is refused, since xsync always checks what it
+    /// wrote; any other name is refused as rsync refuses it (exit 4).
+    #[arg(long = "checksum-choice", alias = "cc", value_name = "STR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
+    checksum_choice: Option<String>,
+    /// force a fixed checksum block-size
+    ///
+    /// The block size of the delta algorithm for every file whose basis is signed whole
+    /// (below 64 MiB), in place of the size picked from the file's length (about its square
+    /// root). SIZE is read as --max-size's (bytes by default, 1k...); as in rsync, at most
+    /// 128K, and 0 is the default. Blocks below 700 bytes are taken as 700 (xsync's floor,
+    /// which bounds what a signature may cost the sender). Files of 64 MiB and more keep
+    /// their coarse level of 1 MiB blocks, and pick their fine blocks per range.
+    #[arg(short = 'B', long = "block-size", value_name = "SIZE", value_hint = ValueHint::Other, allow_hyphen_values = true, help_heading = TRANSFER)]
+    block_size: Option<String>,
     /// keep partially transferred files (they become the next run's delta basis)
     #[arg(long, help_heading = TRANSFER)]
     partial: bool,
-    /// put a partially transferred file into DIR (a name relative to its directory)
+    /// put a partially transferred file into DIR (a name beside each file, or an absolute path)
     ///
-    /// Keep a partially transferred file as DIR/name beside its target (a plain directory
-    /// name), use it as the next run's basis, remove it once the file is complete; DIR is
-    /// protected from --delete. Implies --partial.
+    /// Keep a partially transferred file as DIR/name, use it as the next run's basis, remove
+    /// it once the file is complete. Implies --partial. DIR is either a plain directory name,
+    /// made beside each file's target when needed (and removed when it empties), which is
+    /// protected from --delete as rsync protects it; or, as in rsync, an absolute path on the
+    /// receiving side (resolved there, once, when a file is first kept; its last component
+    /// made if missing), where every kept file goes by its name alone, and which no filter
+    /// rule protects. A relative path of more than one component (a/b) and a .. in an
+    /// absolute one are refused (exit 1). Only names from the transfer, never paths, are
+    /// ever put below DIR.
     #[arg(long = "partial-dir", value_name = "DIR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
     partial_dir: Option<String>,
     /// also compare destination files relative to DIR
@@ -567,6 +633,15 @@ struct Cli {
     /// --skip-compress list) and data whose sample looks incompressible pass raw.
     #[arg(short = 'z', long, help_heading = REMOTE)]
     compress: bool,
+    /// choose the compression algorithm (xsync compresses with zstd)
+    ///
+    /// Also spelled --zc. rsync's names, as rsync takes them: zstd, lz4, zlibx and zlib turn compression on (as
+    /// -z), none turns it off, auto leaves it to -z. The data is always compressed with
+    /// zstd, which the two ends of xsync always share (lz4 and zlib ask for a fast or an old
+    /// algorithm; zstd at the level of --compress-level serves both). Any other name is
+    /// refused as rsync refuses it (exit 4).
+    #[arg(long = "compress-choice", alias = "zc", value_name = "STR", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    compress_choice: Option<String>,
     /// explicitly set compression level
     ///
     /// zstd level, 1 to 19 (default 6, made to search deeper than zstd's own level 6: fewer
@@ -622,6 +697,22 @@ struct Cli {
     /// I/O.
     #[arg(long, value_name = "RATE", value_hint = ValueHint::Other, help_heading = REMOTE)]
     bwlimit: Option<String>,
+    /// force an older protocol version to be used (accepted: no effect on xsync's protocol)
+    ///
+    /// rsync's protocol numbers 20 to 32 are accepted, for scripts that pin one, and change
+    /// nothing: both ends speak xsync's own protocol, whose version they agree on at the
+    /// start (so times keep their nanoseconds, which rsync's protocols before 31 drop). A
+    /// number above 32 is refused as rsync refuses it (exit 2), and so is one below 20.
+    #[arg(long, value_name = "NUM", value_hint = ValueHint::Other, allow_negative_numbers = true, help_heading = REMOTE)]
+    protocol: Option<i64>,
+    /// request charset conversion of filenames (refused: names are copied as bytes)
+    ///
+    /// Refused with exit 1: xsync copies every name as the bytes it is, on both ends.
+    /// --iconv=- and --no-iconv, which ask for no conversion, are accepted.
+    #[arg(long, value_name = "CONVERT_SPEC", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    iconv: Option<String>,
+    #[arg(long = "no-iconv", hide = true)]
+    no_iconv: bool,
     /// prefer IPv4 (passed to ssh as -4)
     ///
     /// Passed to the remote shell as -4 when it is ssh (after the -e words and -l USER), as
@@ -679,6 +770,16 @@ struct Cli {
     /// also delete excluded files from dest dirs
     #[arg(long = "delete-excluded", help_heading = DELETE)]
     delete_excluded: bool,
+    /// force deletion of directories even if not empty (xsync: always)
+    ///
+    /// Accepted, and what xsync always does: a destination directory where the source has
+    /// a file, symlink or special file is removed with everything in it to make way for it
+    /// (rsync without --force or --delete refuses a non-empty one). --no-force changes
+    /// nothing either.
+    #[arg(long, help_heading = DELETE)]
+    force: bool,
+    #[arg(long = "no-force", hide = true)]
+    no_force: bool,
     /// don't delete more than NUM files
     ///
     /// Don't delete more than NUM entries (exit 25 when the limit stopped deletions).
@@ -720,13 +821,13 @@ struct Cli {
     /// A filter rule: +, -, P, R, H, S, ! (merge rules are refused). Filter rules have
     /// rsync's semantics and apply in command-line order, with --exclude, --include and their
     /// -from files among them; the first match wins.
-    #[arg(short = 'f', long, value_name = "RULE", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
+    #[arg(short = 'f', long, value_name = "RULE", value_hint = ValueHint::Other, action = ArgAction::Append, allow_hyphen_values = true, help_heading = FILTERS)]
     filter: Vec<String>,
     /// exclude files matching PATTERN
     ///
     /// An exclude rule, applied in command-line order with the other filter options (see
     /// --filter).
-    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
+    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, allow_hyphen_values = true, help_heading = FILTERS)]
     exclude: Vec<String>,
     /// read exclude patterns from FILE
     ///
@@ -744,7 +845,7 @@ struct Cli {
     /// don't exclude files matching PATTERN
     ///
     /// An include rule, applied in command-line order with the other filter options.
-    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
+    #[arg(long, value_name = "PATTERN", value_hint = ValueHint::Other, action = ArgAction::Append, allow_hyphen_values = true, help_heading = FILTERS)]
     include: Vec<String>,
     /// read include patterns from FILE
     ///
@@ -788,6 +889,41 @@ struct Cli {
     /// (server only) the client's locale: `utf8` or `ascii`, for escaping names
     #[arg(long = "client-names", hide = true, value_parser = ["utf8", "ascii"])]
     client_names: Option<String>,
+
+    // rsync's --no-OPTION forms of the options above that had none yet (each turns its
+    // option off wherever it appears, as the other --no-X forms here do).
+    #[arg(long = "no-verbose", alias = "no-v", hide = true)]
+    no_verbose: bool,
+    #[arg(long = "no-human-readable", alias = "no-h", hide = true)]
+    no_human_readable: bool,
+    #[arg(long = "no-itemize-changes", alias = "no-i", hide = true)]
+    no_itemize: bool,
+    #[arg(long = "no-checksum", alias = "no-c", hide = true)]
+    no_checksum: bool,
+    #[arg(long = "no-hard-links", alias = "no-H", hide = true)]
+    no_hard_links: bool,
+    #[arg(long = "no-one-file-system", alias = "no-x", hide = true)]
+    no_one_file_system: bool,
+    #[arg(long = "no-sparse", alias = "no-S", hide = true)]
+    no_sparse: bool,
+    #[arg(long = "no-inplace", hide = true)]
+    no_inplace: bool,
+    #[arg(long = "no-partial", hide = true)]
+    no_partial: bool,
+    #[arg(long = "no-compress", alias = "no-z", hide = true)]
+    no_compress: bool,
+    #[arg(long = "no-bwlimit", hide = true)]
+    no_bwlimit: bool,
+    #[arg(long = "no-timeout", hide = true)]
+    no_timeout: bool,
+    #[arg(long = "no-contimeout", hide = true)]
+    no_contimeout: bool,
+    #[arg(long = "no-numeric-ids", hide = true)]
+    no_numeric_ids: bool,
+    #[arg(long = "no-mkpath", hide = true)]
+    no_mkpath: bool,
+    #[arg(long = "no-from0", hide = true)]
+    no_from0: bool,
 
     /// print version number
     #[arg(long = "version", short = 'V', help_heading = HELP)]
@@ -931,22 +1067,32 @@ where
     if cli.version {
         return Ok(Parsed::Version);
     }
-    let mut filters = ordered_filters(&matches, cli.from0)?;
+    let from0 = cli.from0 && !cli.no_from0;
+    let mut filters = ordered_filters(&matches, from0)?;
     let files_from = match (&cli.files_from, cli.files_from_wire) {
-        (Some(f), _) => Some(read_files_from(f, cli.from0)?),
+        (Some(f), _) => Some(read_files_from(f, from0)?),
         (None, true) => Some(Vec::new()),
         (None, false) => None,
     };
     if let Some(d) = &cli.partial_dir {
-        if d.is_empty() || d == "." || d == ".." || d.contains('/') {
+        let absolute = d.starts_with('/');
+        if !absolute && (d.is_empty() || d == "." || d == ".." || d.contains('/')) {
             return Err(Error::usage(format!(
-                "--partial-dir `{d}`: only a plain directory name (created beside each file) is supported"
+                "--partial-dir `{d}`: a plain directory name (created beside each file) or an absolute path is supported"
             )));
         }
-        // rsync protects the partial dir from --delete the same way.
-        filters
-            .add_rule(&format!("P {d}/"))
-            .map_err(|e| Error::usage(e.to_string()))?;
+        if absolute && d.split('/').any(|c| c == "..") {
+            return Err(Error::usage(format!(
+                "--partial-dir `{d}`: an absolute partial dir may not contain `..`"
+            )));
+        }
+        // rsync protects a relative partial dir from --delete the same way (an absolute
+        // one is no name in the transfer).
+        if !absolute {
+            filters
+                .add_rule(&format!("P {d}/"))
+                .map_err(|e| Error::usage(e.to_string()))?;
+        }
     }
     let backup = backup_rule(&cli)?;
     // rsync: with --delete and no DIR, the backups beside the files are protected from it.
@@ -986,14 +1132,6 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
-    if cli.keep_dirlinks {
-        // rsync's -K writes into whatever directory a destination symlink points at; xsync's
-        // receiver never follows a symlink it did not create (nothing escapes the destination).
-        return Err(Error::usage(
-            "--keep-dirlinks (-K) is not supported: xsync never follows a symlink in the \
-             destination, so a link there is replaced by the directory the source has",
-        ));
-    }
     if any_delete && !recursive && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -1028,7 +1166,8 @@ where
         .name
         .map(|n| n > 0)
         .unwrap_or(!cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1)));
-    if cli.contimeout.is_some() {
+    let accepted = accepted_rsync_options(&cli)?;
+    if cli.contimeout.is_some() && !cli.no_contimeout {
         // rsync's words: --contimeout only means something for a daemon connection, which
         // xsync does not make.
         return Err(Error::usage(
@@ -1040,14 +1179,14 @@ where
         return Err(Error::usage("--secluded-args conflicts with --old-args."));
     }
     let bwlimit = match &cli.bwlimit {
-        Some(rate) => parse_bwlimit(rate).map_err(Error::usage)?,
-        None => None,
+        Some(rate) if !cli.no_bwlimit => parse_bwlimit(rate).map_err(Error::usage)?,
+        _ => None,
     };
     let acls = cli.acls && !cli.no_acls;
     let opts = Options {
-        verbose: cli.verbose,
+        verbose: if cli.no_verbose { 0 } else { cli.verbose },
         quiet: cli.quiet,
-        checksum: cli.checksum,
+        checksum: cli.checksum && !cli.no_checksum,
         recursive,
         links: (cli.links || a) && !cli.no_links,
         copy_links: cli.copy_links,
@@ -1056,6 +1195,7 @@ where
         copy_dirlinks: cli.copy_dirlinks,
         // rsync: -A implies -p, whatever --no-p says.
         perms: ((cli.perms || a) && !cli.no_perms) || acls,
+        executability: cli.executability,
         times: (cli.times || a) && !cli.no_times,
         // rsync: -b without a DIR implies -O (its backups change the directories' times).
         omit_dir_times: (cli.omit_dir_times && !cli.no_omit_dir_times)
@@ -1069,13 +1209,13 @@ where
         specials: (cli.specials || cli.devices_specials || a)
             && !cli.no_specials
             && !cli.no_devices_specials,
-        hard_links: cli.hard_links,
+        hard_links: cli.hard_links && !cli.no_hard_links,
         xattrs: (cli.xattrs > 0 && !cli.no_xattrs).then(|| crate::xattr::Scope {
             all: rustix::process::geteuid().is_root() && !cli.xattrs_user_only,
         }),
         acls,
-        sparse: cli.sparse,
-        one_file_system: cli.one_file_system,
+        sparse: cli.sparse && !cli.no_sparse,
+        one_file_system: cli.one_file_system && !cli.no_one_file_system,
         relative: (cli.relative || files_from.is_some()) && !cli.no_relative,
         files_from,
         dry_run: cli.dry_run,
@@ -1092,9 +1232,11 @@ where
         ignore_existing: cli.ignore_existing,
         existing: cli.existing,
         // rsync: --inplace and --partial-dir imply --partial.
-        partial: cli.partial || cli.partial_progress || cli.inplace || cli.partial_dir.is_some(),
+        partial: ((cli.partial || cli.partial_progress) && !cli.no_partial)
+            || (cli.inplace && !cli.no_inplace)
+            || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
-        inplace: cli.inplace,
+        inplace: cli.inplace && !cli.no_inplace,
         backup,
         alt_dest,
         whole_file: if cli.no_whole_file {
@@ -1109,15 +1251,19 @@ where
         delete_excluded: cli.delete_excluded,
         max_delete,
         filters,
-        numeric_ids: cli.numeric_ids,
-        mkpath: cli.mkpath,
-        human_readable: cli.human_readable,
+        numeric_ids: cli.numeric_ids && !cli.no_numeric_ids,
+        mkpath: cli.mkpath && !cli.no_mkpath,
+        human_readable: if cli.no_human_readable {
+            0
+        } else {
+            cli.human_readable
+        },
         // The records carry each file's itemize code (the listing itself is not shown).
-        itemize: cli.itemize > 0 || cli.json,
+        itemize: (cli.itemize > 0 && !cli.no_itemize) || cli.json,
         stats: cli.stats,
         progress,
         names,
-        compress: cli.compress,
+        compress: accepted.compress.unwrap_or(cli.compress) && !cli.no_compress,
         compress_level: cli.compress_level,
         rsh: cli.rsh,
         xsync_path: cli
@@ -1130,7 +1276,7 @@ where
         // rsync takes any integer; a negative one, like 0, sets no limit.
         timeout: cli
             .timeout
-            .filter(|&t| t > 0)
+            .filter(|&t| t > 0 && !cli.no_timeout)
             .map(|t| t.min(u32::MAX as i64) as u32),
         bwlimit,
         old_args,
@@ -1142,9 +1288,106 @@ where
         } else {
             None
         },
+        block_size: accepted.block_size,
+        open_noatime: cli.open_noatime && !cli.no_open_noatime,
+        keep_dirlinks: cli.keep_dirlinks,
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
+}
+
+/// What the rsync options that xsync accepts for rsync's sake come to.
+struct Accepted {
+    /// `--compress-choice`: on or off, or `None` to leave it to `-z`.
+    compress: Option<bool>,
+    /// `-B`: the delta block size (`None`: picked from each file's length).
+    block_size: Option<u32>,
+}
+
+/// rsync's options that name rsync's own machinery (its protocol numbers, checksum and
+/// compression algorithms, block size, character sets): checked as rsync checks them, and
+/// turned into what they mean for xsync (see each option's text).
+fn accepted_rsync_options(cli: &Cli) -> Result<Accepted, Error> {
+    const CHECKSUMS: [&str; 8] = [
+        "auto", "xxh128", "xxh3", "xxh64", "xxhash", "md5", "md4", "sha1",
+    ];
+    if let Some(choice) = &cli.checksum_choice {
+        // XFER,FILE or one name for both, as rsync splits it.
+        for name in choice.splitn(2, ',') {
+            let lower = name.to_ascii_lowercase();
+            if lower == "none" {
+                return Err(Error::usage(format!(
+                    "--checksum-choice=`{choice}`: xsync always checks each file it writes \
+                     (blake3), so `none` is not supported"
+                )));
+            }
+            if !CHECKSUMS.contains(&lower.as_str()) {
+                return Err(Error::new(
+                    ExitCode::Unsupported,
+                    format!("unknown checksum name: {name}"),
+                ));
+            }
+        }
+    }
+    let compress = match cli.compress_choice.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(c) => match c.as_str() {
+            "auto" => None,
+            "zstd" | "lz4" | "zlibx" | "zlib" => Some(true),
+            "none" => Some(false),
+            _ => {
+                return Err(Error::new(
+                    ExitCode::Unsupported,
+                    format!(
+                        "unknown compress name: {}",
+                        cli.compress_choice.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        },
+    };
+    if let Some(p) = cli.protocol {
+        // rsync's oldest and newest protocol numbers.
+        if p > 32 {
+            return Err(Error::new(
+                ExitCode::Protocol,
+                "--protocol must be no more than 32 on the Client.",
+            ));
+        }
+        if p < 20 {
+            return Err(Error::new(
+                ExitCode::Protocol,
+                format!("--protocol={p}: rsync's protocol numbers start at 20"),
+            ));
+        }
+    }
+    if let Some(spec) = &cli.iconv
+        && spec != "-"
+        && !cli.no_iconv
+    {
+        return Err(Error::usage(format!(
+            "--iconv=`{spec}`: xsync does not convert file names between character sets \
+             (names are copied as the bytes they are)"
+        )));
+    }
+    let block_size = match &cli.block_size {
+        None => None,
+        Some(v) => {
+            let max = crate::delta::MAX_BLOCK as u64;
+            let n = parse_size("block-size", v)?;
+            if n > max || v.starts_with('-') {
+                return Err(Error::usage(format!(
+                    "--block-size={v} is too large (max: {}K)",
+                    max / 1024
+                )));
+            }
+            (n > 0).then(|| (n as u32).max(crate::delta::MIN_BLOCK))
+        }
+    };
+    Ok(Accepted {
+        compress,
+        block_size,
+    })
 }
 
 /// rsync's `--bwlimit` value: a number, maybe fractional, with an optional unit (`K`
@@ -1516,6 +1759,9 @@ impl Options {
             (self.safe_links, "--safe-links"),
             (self.copy_dirlinks, "--copy-dirlinks"),
             (self.perms, "--perms"),
+            (self.executability && !self.perms, "--executability"),
+            (self.open_noatime, "--open-noatime"),
+            (self.keep_dirlinks, "--keep-dirlinks"),
             (self.times, "--times"),
             (self.omit_dir_times, "--omit-dir-times"),
             (self.omit_link_times, "--omit-link-times"),
@@ -1608,6 +1854,10 @@ impl Options {
         }
         if let Some(n) = self.compress_level {
             a.push(format!("--compress-level={n}"));
+        }
+        // The receiver signs the bases, so it is the end that needs -B.
+        if let Some(n) = self.block_size {
+            a.push(format!("--block-size={n}"));
         }
         // DIR as the user typed it: the server resolves it against its destination.
         if let Some((kind, dirs)) = &self.alt_dest {
@@ -1851,8 +2101,15 @@ mod tests {
     }
 
     #[test]
-    fn partial_dir_must_be_a_plain_name_and_implies_partial() {
-        for bad in ["/tmp/p", "a/b", "..", ""] {
+    fn partial_dir_must_be_a_plain_name_or_absolute_and_implies_partial() {
+        let abs = opts(&["--partial-dir=/tmp/p", "s", "d"]);
+        assert!(abs.partial && abs.partial_dir.as_deref() == Some("/tmp/p"));
+        assert!(
+            !abs.filters
+                .excluded(crate::filter::Side::Receiver, b"tmp/p", true, false),
+            "an absolute partial dir adds no rule"
+        );
+        for bad in ["/tmp/../p", "a/b", "..", ""] {
             let e = parse(["xsync", "--partial-dir", bad, "a", "b"])
                 .err()
                 .expect("refused");
@@ -2029,6 +2286,104 @@ mod tests {
         for bad in ["511b", "abc", "2x", "1.5q", "-1", "1kx"] {
             assert!(kib(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rsyncs_accepted_options_reach_the_server_and_are_checked_as_rsync_checks_them() {
+        let o = opts(&[
+            "-rtE",
+            "-B",
+            "2k",
+            "--open-noatime",
+            "--protocol=29",
+            "--cc=XXH128,md5",
+            "--zc=lz4",
+            "--no-i-r",
+            "--force",
+            "s",
+            "h:d",
+        ]);
+        assert!(o.executability && o.open_noatime && o.compress);
+        assert_eq!(o.block_size, Some(2048));
+        let mut words = vec!["xsync".to_string()];
+        words.extend(o.server_args());
+        let back = match parse(words).expect("server args parse") {
+            Parsed::Run(b) => b,
+            _ => panic!(),
+        };
+        assert!(back.executability && back.open_noatime);
+        assert_eq!(back.block_size, Some(2048));
+        // -E means nothing beside -p, and is not sent then.
+        assert!(
+            !opts(&["-aE", "s", "h:d"])
+                .server_args()
+                .contains(&"--executability".into())
+        );
+        // Small blocks are taken as xsync's floor; 0 is the default.
+        assert_eq!(opts(&["-B", "100", "s", "d"]).block_size, Some(700));
+        assert_eq!(opts(&["--block-size=0", "s", "d"]).block_size, None);
+        assert!(!opts(&["-z", "--zc=none", "s", "d"]).compress);
+        assert!(opts(&["-z", "--zc=auto", "s", "d"]).compress);
+        assert!(!opts(&["--zc=auto", "s", "d"]).compress);
+        assert!(!opts(&["-z", "--no-z", "s", "d"]).compress);
+        let code = |args: &[&str]| {
+            let mut v = vec!["xsync"];
+            v.extend_from_slice(args);
+            v.extend(["s", "d"]);
+            parse(v).err().map(|e| e.code)
+        };
+        assert_eq!(code(&["-B", "200000"]), Some(ExitCode::Usage));
+        assert_eq!(code(&["-B", "-5"]), Some(ExitCode::Usage));
+        assert_eq!(code(&["--cc=foo"]), Some(ExitCode::Unsupported));
+        assert_eq!(code(&["--cc=md5,foo"]), Some(ExitCode::Unsupported));
+        assert_eq!(code(&["--cc=none"]), Some(ExitCode::Usage));
+        assert_eq!(code(&["--zc=zlibq"]), Some(ExitCode::Unsupported));
+        assert_eq!(code(&["--protocol=33"]), Some(ExitCode::Protocol));
+        assert_eq!(code(&["--protocol=19"]), Some(ExitCode::Protocol));
+        assert_eq!(code(&["--iconv=utf8,latin1"]), Some(ExitCode::Usage));
+        assert_eq!(code(&["--iconv=-"]), None);
+        assert_eq!(code(&["--iconv=utf8", "--no-iconv"]), None);
+    }
+
+    #[test]
+    fn no_option_forms_turn_their_option_off() {
+        let o = opts(&[
+            "-vvhHxSciz",
+            "--inplace",
+            "--numeric-ids",
+            "--mkpath",
+            "--timeout=5",
+            "--bwlimit=100",
+            "--no-v",
+            "--no-h",
+            "--no-H",
+            "--no-x",
+            "--no-S",
+            "--no-c",
+            "--no-i",
+            "--no-z",
+            "--no-inplace",
+            "--no-numeric-ids",
+            "--no-mkpath",
+            "--no-timeout",
+            "--no-bwlimit",
+            "s",
+            "d",
+        ]);
+        assert_eq!((o.verbose, o.human_readable), (0, 0));
+        assert!(!(o.hard_links || o.one_file_system || o.sparse || o.checksum || o.itemize));
+        assert!(!(o.compress || o.inplace || o.partial || o.numeric_ids || o.mkpath));
+        assert!(o.timeout.is_none() && o.bwlimit.is_none());
+        assert!(!opts(&["--partial", "--no-partial", "s", "d"]).partial);
+    }
+
+    #[test]
+    fn filter_values_may_start_with_a_dash() {
+        let o = opts(&["-f", "- *.log", "--exclude", "-x", "--include=-y", "s", "d"]);
+        let side = crate::filter::Side::Sender;
+        assert!(o.filters.excluded(side, b"a.log", false, false));
+        assert!(o.filters.excluded(side, b"-x", false, false));
+        assert_eq!(o.paths, ["s", "d"]);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Options {
     /// `-k`: the sender walks a symlink to a directory as the directory.
     pub copy_dirlinks: bool,
     pub perms: bool,
+    /// `-E`: without `perms`, a regular file's executability (any x bit) is kept.
+    pub executability: bool,
     pub times: bool,
     pub omit_dir_times: bool,
     pub omit_link_times: bool,
@@ -113,6 +115,13 @@ pub struct Options {
     pub client_utf8: Option<bool>,
     /// `-4`/`-6`: the address family ssh is told to use.
     pub ip_family: Option<IpFamily>,
+    /// `-B`: the delta block size for a basis signed whole (None: from the file's length).
+    pub block_size: Option<u32>,
+    /// `--open-noatime`: the sender reads files without changing their access times.
+    pub open_noatime: bool,
+    /// `-K`: a destination symlink to a directory inside the destination, there before the
+    /// run, is treated as that directory (`fs::open_dirlink_beneath`).
+    pub keep_dirlinks: bool,
     pub paths: Vec<OsString>,
 }
 

@@ -127,6 +127,7 @@ impl Dest {
     /// entries matter), else only the names the sources bring.
     pub fn scan(&self, info: &SourceInfo, scanner: &Scanner<'_, '_>) -> Option<Entry> {
         let fd = self.root.as_ref()?;
+        scanner.dest_root(fd.as_fd());
         let dev = dev_of(fd);
         if info.root_is_transfer_dir {
             let meta = rustix::fs::fstat(fd)

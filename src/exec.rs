@@ -54,7 +54,9 @@ pub struct Exec<'a, 'r> {
     /// `--no-whole-file` locally: rebuild changed files from their current version.
     pub reuse_basis: bool,
     /// `--partial-dir`: where an interrupted file is kept, beside its target.
-    pub partial_dir: Option<Vec<u8>>,
+    pub partial_dir: Option<write::PartialDir>,
+    /// `-B`: the delta block size for a basis signed whole (None: from its length).
+    pub block_size: Option<u32>,
     /// Set by the first failure that stops the transfer (a full destination, see
     /// [`ExitCode::of_dest_error`]): from then on no file, link or directory is started,
     /// and the same failure from writers already running is counted but not printed again.
@@ -69,6 +71,9 @@ pub struct Exec<'a, 'r> {
     pub backup: Option<Arc<crate::backup::Backup>>,
     /// `-vv`: each backup made is listed, as rsync lists it.
     pub list_backups: bool,
+    /// `-K`: the destination's root, from which a directory the destination has through a
+    /// symlink ([`DirPlan::via_link`]) is opened.
+    pub dst_root: Option<BorrowedFd<'a>>,
 }
 
 impl Exec<'_, '_> {
@@ -217,7 +222,7 @@ impl Exec<'_, '_> {
                     let dfd = if sub.dst.is_none() {
                         write::make_dir(dst_fd, sub.name)
                     } else {
-                        write::open_dir(dst_fd, sub.name)
+                        self.open_dst_dir(dst_fd, sub)
                     };
                     match dfd {
                         Ok(dfd) => {
@@ -233,6 +238,16 @@ impl Exec<'_, '_> {
                 })
             },
         );
+    }
+
+    /// An existing destination directory below `parent`: never through a symlink, but for
+    /// `-K`'s links, resolved from the root and never out of it.
+    fn open_dst_dir(&self, parent: BorrowedFd<'_>, d: &DirPlan<'_>) -> Result<OwnedFd, StepError> {
+        match (d.via_link, self.dst_root) {
+            (true, Some(root)) => crate::fs::open_dirlink_beneath(root, &d.rel)
+                .map_err(|e| StepError::new("open directory", e)),
+            _ => write::open_dir(parent, d.name),
+        }
     }
 
     /// The alternate DIRs' directories at `d`'s path, each opened once if an item of `d`
@@ -322,7 +337,7 @@ impl Exec<'_, '_> {
             d.subdirs
                 .par_iter()
                 .filter(|s| s.dst.is_some() && has_deletes(s))
-                .for_each(|s| match write::open_dir(fd, s.name) {
+                .for_each(|s| match exec.open_dst_dir(fd, s) {
                     Ok(sfd) => walk(exec, s, sfd.as_fd()),
                     Err(e) => exec.fail(&s.rel, e),
                 });
@@ -536,7 +551,7 @@ impl Exec<'_, '_> {
         d.subdirs
             .par_iter()
             .filter(|s| s.needs_post())
-            .for_each(|s| match write::open_dir(fd, s.name) {
+            .for_each(|s| match self.open_dst_dir(fd, s) {
                 Ok(sfd) => {
                     self.post(s, sfd.as_fd());
                     if s.set_meta

@@ -15,6 +15,31 @@ use std::ffi::CStr;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--open-noatime`, set once for the process (which is one run, on either end).
+static NOATIME: AtomicBool = AtomicBool::new(false);
+
+/// `--open-noatime`: files opened for reading from here on leave their access times alone.
+pub fn set_open_noatime(on: bool) {
+    NOATIME.store(on, Ordering::Relaxed);
+}
+
+/// Opens a file for reading with `open(flags)`, with `O_NOATIME` under `--open-noatime`;
+/// where the kernel refuses it (EPERM: a file the user does not own, without CAP_FOWNER)
+/// it opens the file without it, as the file's atime is then the kernel's to keep.
+pub fn open_for_reading(
+    open: impl Fn(OFlags) -> io::Result<OwnedFd>,
+    flags: OFlags,
+) -> io::Result<OwnedFd> {
+    if !NOATIME.load(Ordering::Relaxed) {
+        return open(flags);
+    }
+    match open(flags | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => open(flags),
+        r => r,
+    }
+}
 
 /// Opens `path` (relative, `/`-separated, already checked) below `root` with `flags`,
 /// following no symlink anywhere on the way. A symlink met is ELOOP (or ENOTDIR), never
@@ -91,6 +116,27 @@ pub fn open_dir_following(dirfd: BorrowedFd<'_>, name: &CStr) -> io::Result<Owne
     )?)
 }
 
+/// `-K`: a destination symlink that the scan found (so it was there before the run) opened
+/// as the directory it points to, resolved from the destination's root: links on the way
+/// are followed, but the kernel refuses every step out of the root (`..` past it, an
+/// absolute target: EXDEV) and /proc's magic links. The one place a destination link is
+/// followed. Without openat2 the link is not followed at all (EXDEV), since a walk by hand
+/// could not keep the same promise against a concurrent rename.
+pub fn open_dirlink_beneath(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<OwnedFd> {
+    let c = cstr(rel)?;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    for _ in 0..8 {
+        match openat2(root, c.as_c_str(), flags, Mode::empty(), how) {
+            // A rename elsewhere made the kernel unsure: ask again.
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS | Errno::PERM) => break,
+            r => return Ok(r?),
+        }
+    }
+    Err(io::Error::from_raw_os_error(Errno::XDEV.raw_os_error()))
+}
+
 /// A name as the `*at()` calls take it (a NUL in it is refused).
 pub fn cstr(name: &[u8]) -> io::Result<CString> {
     CString::new(name).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
@@ -104,12 +150,10 @@ pub fn open_file_at(dirfd: BorrowedFd<'_>, c: &CStr, followed: bool) -> io::Resu
     } else {
         OFlags::NOFOLLOW
     };
-    Ok(openat(
-        dirfd,
-        c,
+    open_for_reading(
+        |flags| Ok(openat(dirfd, c, flags, Mode::empty())?),
         OFlags::RDONLY | nofollow | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
+    )
 }
 
 /// Which side of a copy failed: reading the source, or writing (an in-kernel copy's error

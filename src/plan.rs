@@ -113,6 +113,9 @@ pub struct DirPlan<'a> {
     pub rel: Vec<u8>,
     /// The destination directory's metadata, None when it must be created.
     pub dst: Option<Meta>,
+    /// `-K`: the destination has this directory through a symlink (opened from the
+    /// destination's root with `fs::open_dirlink_beneath`).
+    pub via_link: bool,
     /// Final mode/owner/times must be (re)applied after the contents.
     pub set_meta: bool,
     pub deletes: Vec<Delete<'a>>,
@@ -252,6 +255,7 @@ impl<'o> Planner<'o> {
             name: b".",
             rel: Vec::new(),
             dst: dst.map(|d| d.meta),
+            via_link: false,
             set_meta: false,
             deletes: Vec::new(),
             items: Vec::new(),
@@ -370,6 +374,11 @@ impl<'o> Planner<'o> {
         let start = st.lines.len();
         let links_before = st.plan_links.len();
         let mut extraneous: Vec<&'a Entry> = Vec::new();
+        let doomed = doomed_dirs(
+            src,
+            dst_children,
+            may_delete && o.delete_when != DeleteWhen::After && o.delete_when != DeleteWhen::Delay,
+        );
 
         // Merge the two sorted child lists.
         let (mut i, mut j) = (0, 0);
@@ -397,6 +406,13 @@ impl<'o> Planner<'o> {
                     let (e, d) = (&s[i], &dst_children[j]);
                     i += 1;
                     j += 1;
+                    if d.followed && doomed.contains(&(d.meta.dev, d.meta.ino)) {
+                        // A -K link into a directory deleted here first: it would dangle,
+                        // so it is replaced (as rsync finds it dangling and replaces it).
+                        self.delete(dir, d, true, st);
+                        self.entry(dir, e, None, alts, st, &mut pending_dirs, is_root);
+                        continue;
+                    }
                     if e.digest == d.digest
                         && e.link_leader.is_none()
                         && (st.member_of.is_empty()
@@ -448,6 +464,7 @@ impl<'o> Planner<'o> {
                 name: &e.name,
                 rel,
                 dst: d.map(|d| d.meta),
+                via_link: d.is_some_and(|d| d.followed),
                 set_meta: false,
                 deletes: Vec::new(),
                 items: Vec::new(),
@@ -508,7 +525,13 @@ impl<'o> Planner<'o> {
             });
         }
         let (mut contents_kept, mut backups) = (false, false);
-        for c in rsync_order(d.children.iter().collect()).into_iter().rev() {
+        // (A -K directory link is removed as the link: nothing below it goes.)
+        let below = if d.followed {
+            Vec::new()
+        } else {
+            rsync_order(d.children.iter().collect())
+        };
+        for c in below.into_iter().rev() {
             if c.protected {
                 contents_kept = true;
             } else if self.deletion_lines(c, &join(rel, &c.name), false, st) {
@@ -602,7 +625,7 @@ impl<'o> Planner<'o> {
     ) {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
-        if d.is_dir() && d.complete {
+        if d.is_dir() && d.complete && !d.followed {
             for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
                 .into_iter()
                 .rev()
@@ -1017,7 +1040,15 @@ impl<'o> Planner<'o> {
         let acls = o.acls
             && s.kind != Kind::Symlink
             && !crate::acl::same(se.acls.as_deref(), de.acls.as_deref());
-        let perms = o.perms && s.kind != Kind::Symlink && s.mode != d.mode;
+        let perms = if o.perms {
+            s.kind != Kind::Symlink && s.mode != d.mode
+        } else {
+            // -E: what the file's mode would become (rsync compares its tweaked mode too,
+            // so a file no one may read, which -E leaves alone, shows no p).
+            self.rules.executability
+                && s.kind == Kind::File
+                && self.rules.file_mode(s, Some(d)) != d.mode
+        };
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
         if !(size || time || perms || owner || group || xattrs || acls || sized) {
@@ -1154,6 +1185,29 @@ impl<'o> Planner<'o> {
             st.lines.extend(line);
         }
     }
+}
+
+/// `-K` with deletions before the transfers: the directories (and those below them) that
+/// the deletion of a directory's extraneous entries removes, by device and inode, so that a
+/// destination link into one of them is not followed. Empty unless a link is there.
+fn doomed_dirs(src: &Entry, dst_children: &[Entry], deletes_first: bool) -> Vec<(u64, u64)> {
+    fn add(e: &Entry, out: &mut Vec<(u64, u64)>) {
+        if e.is_dir() && !e.followed {
+            out.push((e.meta.dev, e.meta.ino));
+            for c in &e.children {
+                add(c, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if deletes_first && dst_children.iter().any(|c| c.followed) {
+        for d in dst_children.iter().filter(|d| !d.protected) {
+            if src.child(&d.name).is_none() {
+                add(d, &mut out);
+            }
+        }
+    }
+    out
 }
 
 /// Whether two entries of one non-file kind say the same thing: the same target, or the

@@ -43,6 +43,9 @@ pub struct Scanner<'a, 'r> {
     pub recurse: bool,
     /// `-X`: the names this side reads (a receiver only those it may set).
     xattr_scope: Option<crate::xattr::Scope>,
+    /// Receiver under `-K`: the destination's root, from which a symlink to a directory is
+    /// resolved (never out of it) and then walked as the directory ([`Entry::followed`]).
+    dirlinks_root: std::sync::OnceLock<OwnedFd>,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -124,6 +127,39 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 Side::Sender => opts.xattrs,
                 Side::Receiver => opts.receiver_xattrs(),
             },
+            dirlinks_root: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The destination's root, for `-K` (a receiver's scan of the destination calls this
+    /// before it walks; without `-K` it does nothing).
+    pub fn dest_root(&self, root: BorrowedFd<'_>) {
+        if self.side == Side::Receiver
+            && self.opts.keep_dirlinks
+            && let Ok(fd) = rustix::io::dup(root)
+        {
+            let _ = self.dirlinks_root.set(fd);
+        }
+    }
+
+    /// `-K`: whether the destination symlink at `rel` leads to a directory inside the
+    /// destination; its directory's metadata if so. One that leads out of it is named.
+    fn dirlink(&self, dirfd: BorrowedFd<'_>, c: &CStr, rel: &[u8]) -> Option<Meta> {
+        let root = self.dirlinks_root.get()?;
+        match crate::fs::open_dirlink_beneath(root.as_fd(), rel) {
+            Ok(fd) => rustix::fs::fstat(&fd).ok().map(|st| Meta::from_stat(&st)),
+            Err(e) => {
+                if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
+                    && statat(dirfd, c, AtFlags::empty())
+                        .is_ok_and(|st| Kind::from_mode(st.st_mode) == Kind::Dir)
+                {
+                    self.report.info(format!(
+                        "not following symlink \"{}\" (-K): it leads out of the destination",
+                        show(rel)
+                    ));
+                }
+                None
+            }
         }
     }
 
@@ -214,6 +250,13 @@ impl<'a, 'r> Scanner<'a, 'r> {
         let mut meta = meta;
         let mut target = None;
         let mut followed = false;
+        if meta.kind == Kind::Symlink
+            && self.side == Side::Receiver
+            && let Some(m) = self.dirlink(dirfd, c, rel)
+        {
+            meta = m;
+            followed = true;
+        }
         if meta.kind == Kind::Symlink && self.side == Side::Sender {
             let t = match readlinkat(dirfd, c, Vec::new()) {
                 Ok(t) => t.into_bytes(),
@@ -374,6 +417,8 @@ impl<'a, 'r> Scanner<'a, 'r> {
             open_dir_at(parent, c)
         } else if up.contains(&entry.meta) {
             Err(io::Error::from_raw_os_error(eloop()))
+        } else if let Some(root) = self.dirlinks_root.get() {
+            crate::fs::open_dirlink_beneath(root.as_fd(), rel)
         } else {
             open_dir_following(parent, c)
         };

@@ -124,7 +124,7 @@ impl Tops {
                 p.push(b'/');
                 p.extend_from_slice(rest);
             }
-            return crate::fs::open_beneath(base, &p, flags);
+            return crate::fs::open_for_reading(|f| crate::fs::open_beneath(base, &p, f), flags);
         }
         // The top's own name in its base (followed when the scan followed the top), then
         // each further component, followed only where the scan followed that path.
@@ -141,7 +141,7 @@ impl Tops {
                 comps.push((c, self.followed.contains(&rel[..end])));
             }
         }
-        crate::fs::open_walk(base, &comps, flags)
+        crate::fs::open_for_reading(|f| crate::fs::open_walk(base, &comps, f), flags)
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Compared {
     pub omit_dir_times: bool,
     pub omit_link_times: bool,
     pub perms: bool,
+    /// `-E` without `-p`: whether a regular file is executable.
+    pub executability: bool,
     pub owner: bool,
     pub group: bool,
     pub size_only: bool,
@@ -48,6 +50,7 @@ impl Compared {
             omit_dir_times: o.omit_dir_times,
             omit_link_times: o.omit_link_times,
             perms: o.perms,
+            executability: o.executability && !o.perms,
             owner: o.owner,
             group: o.group,
             size_only: o.size_only,
@@ -141,6 +144,8 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     }
     if cmp.perms && m.kind != Kind::Symlink {
         h.update(&m.mode.to_le_bytes());
+    } else if cmp.executability && m.kind == Kind::File {
+        h.update(&[u8::from(m.mode & 0o111 != 0)]);
     }
     if cmp.owner {
         cmp.chown_uid.hash(&mut h, m.uid);

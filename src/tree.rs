@@ -192,7 +192,9 @@ pub struct Entry {
     pub protected: bool,
     /// Sender side: a symlink replaced by its referent (`-L`, `-k`, `--copy-unsafe-links`).
     /// The meta is the referent's; only this entry is opened through the link, every other
-    /// open on the sender stays `O_NOFOLLOW`.
+    /// open on the sender stays `O_NOFOLLOW`. Receiver side under `-K`: a destination
+    /// symlink to a directory inside the destination, walked as that directory (opened only
+    /// through `fs::open_dirlink_beneath`, and removed as the link it is).
     pub followed: bool,
     /// Merkle digest over the compared metadata and everything below (see summary.rs).
     pub digest: u128,

@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug)]
 pub struct MetaRules {
     pub perms: bool,
+    /// `-E` without `-p`: an existing regular file takes the source's executability.
+    pub executability: bool,
     pub times: bool,
     /// `-O`: directories keep the time their changes give them.
     pub omit_dir_times: bool,
@@ -71,12 +73,22 @@ impl MetaRules {
 
     /// The mode a regular file (or node) gets: the source's with `-p`; without it, an
     /// existing target keeps its mode and a new one gets the source's masked by the umask
-    /// with the special bits dropped.
+    /// with the special bits dropped. Under `-E` an existing regular file's x bits follow
+    /// the source's, as rsync's `dest_mode` has it: all cleared when the source has none,
+    /// and, when the target has none, set where its r bits are.
     pub fn file_mode(&self, src: &Meta, existing: Option<&Meta>) -> u32 {
         if self.perms {
             src.mode
         } else if let Some(d) = existing.filter(|d| d.kind == src.kind) {
-            d.mode
+            if !(self.executability && src.kind == Kind::File) {
+                d.mode
+            } else if src.mode & 0o111 == 0 {
+                d.mode & !0o111
+            } else if d.mode & 0o111 == 0 {
+                d.mode | (d.mode & 0o444) >> 2
+            } else {
+                d.mode
+            }
         } else {
             src.mode & 0o777 & !self.umask
         }
@@ -431,10 +443,10 @@ impl<'d> TempFile<'d> {
         Ok(self.len)
     }
 
-    /// `--partial-dir`: keeps what arrived as `sub/name` beside the target (creating
-    /// `sub`), leaving the target itself untouched.
-    pub fn keep_partial_in(mut self, sub: &[u8]) -> Step<u64> {
-        let subdir = make_dir(self.dir, sub)?;
+    /// `--partial-dir`: keeps what arrived as `name` in the partial directory (see
+    /// [`PartialDir::open`]), leaving the target itself untouched.
+    pub fn keep_partial_in(mut self, partial: &PartialDir) -> Step<u64> {
+        let subdir = partial.open(self.dir, true)?;
         renameat(self.dir, &self.tmp, &subdir, &self.name)
             .map_err(|e| StepError::new("rename into the partial dir", e))?;
         self.committed = true;
@@ -1034,14 +1046,81 @@ pub fn open_dir_following(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> 
     crate::fs::open_dir_following(parent, &c).map_err(|e| StepError::new("open directory", e))
 }
 
-/// Removes `sub/name` (a kept partial file) and `sub` if that leaves it empty.
-pub fn drop_partial(dir: BorrowedFd<'_>, sub: &[u8], name: &[u8]) {
-    let (Ok(sub_c), Ok(name_c)) = (checked(sub), checked(name)) else {
-        return;
-    };
-    if let Ok(fd) = open_dir_at(dir, &sub_c) {
-        let _ = unlinkat(&fd, &name_c, AtFlags::empty());
-        let _ = unlinkat(dir, &sub_c, AtFlags::REMOVEDIR);
+/// `--partial-dir`: where an interrupted file is kept, to be the next run's basis.
+#[derive(Debug)]
+pub enum PartialDir {
+    /// A name: `DIR/name` beside the file's target, made when needed and removed when it
+    /// empties (rsync protects it from `--delete` with a filter rule: see cli.rs).
+    Beside(Vec<u8>),
+    /// An absolute path on the receiver, the user's own: `DIR/name` for every file, by its
+    /// name alone, as rsync keeps it. Resolved once, when first needed (its last component
+    /// is made if missing, as rsync makes it), and never removed. Names from the wire are
+    /// still only ever one component below it.
+    At {
+        path: std::path::PathBuf,
+        fd: std::sync::OnceLock<OwnedFd>,
+    },
+}
+
+impl PartialDir {
+    pub fn new(dir: &str) -> PartialDir {
+        if dir.starts_with('/') {
+            PartialDir::At {
+                path: dir.into(),
+                fd: std::sync::OnceLock::new(),
+            }
+        } else {
+            PartialDir::Beside(dir.as_bytes().to_vec())
+        }
+    }
+
+    /// The partial directory for a file in `dir`; with `create`, made if it is missing.
+    pub fn open(&self, dir: BorrowedFd<'_>, create: bool) -> Step<OwnedFd> {
+        match self {
+            PartialDir::Beside(sub) if create => make_dir(dir, sub),
+            PartialDir::Beside(sub) => open_dir(dir, sub),
+            PartialDir::At { path, fd } => {
+                if let Some(fd) = fd.get() {
+                    return rustix::io::dup(fd).map_err(|e| StepError::new("open directory", e));
+                }
+                let open = || {
+                    rustix::fs::open(
+                        path,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                };
+                let opened = match open() {
+                    Err(Errno::NOENT) if create => {
+                        match rustix::fs::mkdir(path, Mode::from_raw_mode(0o700)) {
+                            Ok(()) | Err(Errno::EXIST) => open(),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    r => r,
+                }
+                .map_err(|e| StepError::new("open the partial dir", e))?;
+                let _ = fd.set(opened);
+                let fd = fd.get().ok_or_else(|| {
+                    StepError::new("open the partial dir", io::Error::other("not opened"))
+                })?;
+                rustix::io::dup(fd).map_err(|e| StepError::new("open directory", e))
+            }
+        }
+    }
+
+    /// Removes a kept partial file once its file is complete (and a directory beside the
+    /// target if that leaves it empty).
+    pub fn drop_partial(&self, dir: BorrowedFd<'_>, name: &[u8]) {
+        let Ok(name_c) = checked(name) else { return };
+        if let Ok(fd) = self.open(dir, false) {
+            let _ = unlinkat(&fd, &name_c, AtFlags::empty());
+            if let PartialDir::Beside(sub) = self
+                && let Ok(sub_c) = checked(sub)
+            {
+                let _ = unlinkat(dir, &sub_c, AtFlags::REMOVEDIR);
+            }
+        }
     }
 }
 
@@ -1091,6 +1170,10 @@ pub fn remove_entry(
     shallow: bool,
     keep: Option<&Keep>,
 ) -> Step<u64> {
+    if e.followed {
+        // A -K directory link: the link goes, what it points to stays.
+        return remove(dir, &e.name, false, keep);
+    }
     if shallow && e.is_dir() {
         let c = checked(&e.name)?;
         return match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
@@ -1308,6 +1391,7 @@ fn copy_entry(
         fsync: false,
         xattrs: None,
         acls: false,
+        executability: false,
     };
     let res = match meta.kind {
         Kind::File => {
@@ -1373,6 +1457,7 @@ mod tests {
     fn rules() -> MetaRules {
         MetaRules {
             perms: true,
+            executability: false,
             times: false,
             omit_dir_times: false,
             omit_link_times: false,

@@ -26,6 +26,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
     rustix::process::umask(old);
     MetaRules {
         perms: opts.perms,
+        executability: opts.executability && !opts.perms,
         times: opts.times,
         omit_dir_times: opts.omit_dir_times,
         omit_link_times: opts.omit_link_times,
@@ -159,7 +160,11 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             rules,
             report,
             reuse_basis: opts.whole_file == Some(false),
-            partial_dir: opts.partial_dir.clone().map(String::into_bytes),
+            partial_dir: opts
+                .partial_dir
+                .as_deref()
+                .map(crate::write::PartialDir::new),
+            block_size: opts.block_size,
             stop: Default::default(),
             deletes_in_place: opts.delete_when == DeleteWhen::During,
             alt_roots: alt
@@ -167,6 +172,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
                 .unwrap_or_default(),
             backup,
             list_backups: opts.verbose > 1,
+            dst_root: opts.keep_dirlinks.then(|| root_fd.as_fd()),
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);

@@ -36,6 +36,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
         }));
     }
+    crate::fs::set_open_noatime(opts.open_noatime);
     let remote = remote::RemoteJob::from_options(opts)?;
     // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
     // the client, and whether it is sent incrementally (a list of directories sent whole

@@ -153,6 +153,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     if let Some(utf8) = opts.client_utf8 {
         crate::error::set_client_utf8(utf8);
     }
+    crate::fs::set_open_noatime(opts.open_noatime);
     if opts.json {
         report.relay_json();
     }

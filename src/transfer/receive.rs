@@ -24,7 +24,7 @@ pub(super) struct CoarsePlan {
 /// if there is one, else the current target, or for a new file the alternate DIR's copy.
 pub(super) fn open_basis(
     p: &Pending<'_>,
-    partial_dir: Option<&[u8]>,
+    partial_dir: Option<&crate::write::PartialDir>,
 ) -> std::io::Result<std::fs::File> {
     let open = |dir: std::os::fd::BorrowedFd<'_>| -> std::io::Result<std::fs::File> {
         let c = cstr(p.item.name)?;
@@ -32,8 +32,8 @@ pub(super) fn open_basis(
             dir, &c, false,
         )?))
     };
-    if let Some(sub) = partial_dir
-        && let Ok(d) = crate::write::open_dir(p.dir.as_fd(), sub)
+    if let Some(pd) = partial_dir
+        && let Ok(d) = pd.open(p.dir.as_fd(), false)
         && let Ok(f) = open(d.as_fd())
         && f.metadata().is_ok_and(|m| m.is_file() && m.len() > 0)
     {
@@ -46,9 +46,11 @@ pub(super) fn open_basis(
 }
 
 /// Length of a kept partial file for `p`, if any.
-pub(super) fn partial_len(p: &Pending<'_>, partial_dir: Option<&[u8]>) -> Option<u64> {
-    let sub = partial_dir?;
-    let d = crate::write::open_dir(p.dir.as_fd(), sub).ok()?;
+pub(super) fn partial_len(
+    p: &Pending<'_>,
+    partial_dir: Option<&crate::write::PartialDir>,
+) -> Option<u64> {
+    let d = partial_dir?.open(p.dir.as_fd(), false).ok()?;
     let c = cstr(p.item.name).ok()?;
     let st = rustix::fs::statat(&d, &c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()?;
     (crate::tree::Kind::from_mode(st.st_mode) == Kind::File && st.st_size > 0)
@@ -86,7 +88,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     wr.send(&Msg::Planned {
         files: pending.len() as u64,
     })?;
-    let partial_dir = exec.partial_dir.as_deref();
+    let partial_dir = exec.partial_dir.as_ref();
     let mut plans: Vec<Plan> = pending
         .iter()
         .map(|p| {
@@ -128,7 +130,14 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
                         path: serde_bytes::ByteBuf::from(wire_path(p)),
                     }
                 } else {
-                    request_for(i as u32, p, &plans[i], wire_path, partial_dir)
+                    request_for(
+                        i as u32,
+                        p,
+                        &plans[i],
+                        wire_path,
+                        partial_dir,
+                        exec.block_size,
+                    )
                 });
                 bytes += p.item.src.meta.size;
                 if stop {
@@ -237,7 +246,7 @@ pub(super) fn coarse_phase<'d, R: Read, W: Write>(
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     partial: bool,
 ) -> Result<Vec<Option<Prefilled<'d>>>, Error> {
-    let partial_dir = exec.partial_dir.as_deref();
+    let partial_dir = exec.partial_dir.as_ref();
     let big: Vec<usize> = plans
         .iter()
         .enumerate()
@@ -353,7 +362,8 @@ pub(super) fn request_for(
     p: &Pending<'_>,
     plan: &Plan,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
-    partial_dir: Option<&[u8]>,
+    partial_dir: Option<&crate::write::PartialDir>,
+    block_size: Option<u32>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
     let Plan::Delta(ranges) = plan else {
@@ -363,7 +373,8 @@ pub(super) fn request_for(
         let basis_len = f.metadata()?.len();
         let req = match ranges {
             None => {
-                let sig = delta::sign(&f, 0, basis_len, delta::block_size(basis_len))?;
+                let block = block_size.unwrap_or_else(|| delta::block_size(basis_len));
+                let sig = delta::sign(&f, 0, basis_len, block)?;
                 (Some(sig), Vec::new())
             }
             Some(coarse) => {
@@ -951,7 +962,7 @@ pub(super) fn keep_partial(exec: &Exec<'_, '_>, pending: &[Pending<'_>], cur: Op
         return;
     }
     let kept = match &exec.partial_dir {
-        Some(sub) if !t.in_place() => t.keep_partial_in(sub),
+        Some(pd) if !t.in_place() => t.keep_partial_in(pd),
         _ => t.keep_partial(&p.item.src.meta, p.item.dst.as_ref(), &exec.rules),
     };
     if let Err(e) = kept {
@@ -972,7 +983,7 @@ pub(super) fn start_file<'d>(
     // The basis is opened (and measured) before anything is written: with --inplace it
     // is the very file being rewritten.
     let basis = if delta && !stopped {
-        match open_basis(p, exec.partial_dir.as_deref())
+        match open_basis(p, exec.partial_dir.as_ref())
             .and_then(|f| f.metadata().map(|m| (f, m.len())))
         {
             Ok(b) => Some(b),
@@ -1152,9 +1163,9 @@ pub(super) fn finish_file(
         &exec.rules,
     );
     if done.is_ok()
-        && let Some(sub) = &exec.partial_dir
+        && let Some(pd) = &exec.partial_dir
     {
-        crate::write::drop_partial(p.dir.as_fd(), sub, p.item.name);
+        pd.drop_partial(p.dir.as_fd(), p.item.name);
     }
     match done {
         Ok(_) => {

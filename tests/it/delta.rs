@@ -348,9 +348,15 @@ fn partial_dir_keeps_what_arrived_beside_the_target() {
     interrupted_then_rerun(this_test!(), Some(".xsync-partial"));
 }
 
+/// An absolute `--partial-dir` (here beside the destination) keeps the file by its name.
+#[test]
+fn absolute_partial_dir_keeps_what_arrived_there() {
+    interrupted_then_rerun(this_test!(), Some("/partial-abs"));
+}
+
 /// A pull cut at ~40% with `--partial` (or `--partial-dir=DIR`), then a rerun: what
 /// arrived is kept (in place of the target, or as DIR/big), and the rerun moves about the
-/// missing bytes only.
+/// missing bytes only. A DIR that starts with `/` is that name in the test's directory.
 fn interrupted_then_rerun(test: &str, partial_dir: Option<&str>) {
     let Some(sshd) = Sshd::start(test) else {
         return;
@@ -367,9 +373,14 @@ fn interrupted_then_rerun(test: &str, partial_dir: Option<&str>) {
     std::fs::create_dir_all(&dst).unwrap();
     let content = pseudo_random(31, size);
     std::fs::write(src.join("big"), &content).unwrap();
+    let partial_dir: Option<std::path::PathBuf> = partial_dir.map(|d| match d.strip_prefix('/') {
+        Some(name) => base.path().join(name),
+        None => d.into(),
+    });
+    let partial_dir = partial_dir.as_deref();
 
     let partial_arg = match partial_dir {
-        Some(d) => format!("--partial-dir={d}"),
+        Some(d) => format!("--partial-dir={}", d.display()),
         None => "--partial".to_string(),
     };
     let kept_at = match partial_dir {
@@ -445,8 +456,14 @@ fn interrupted_then_rerun(test: &str, partial_dir: Option<&str>) {
     assert_eq!(c, 0, "rerun failed: {err}");
     assert!(std::fs::read(dst.join("big")).unwrap() == content);
     if let Some(d) = partial_dir {
+        // (rsync leaves an absolute partial dir, only its file goes.)
+        let gone = if d.is_absolute() {
+            d.join("big")
+        } else {
+            dst.join(d)
+        };
         assert!(
-            !dst.join(d).exists(),
+            !gone.exists(),
             "the partial dir must go once the file is complete"
         );
     }

@@ -1371,21 +1371,3 @@ fn unsafe_links_are_named_with_verbose() {
         assert_eq!(a, b, "{flags:?}");
     }
 }
-
-/// -K would write through a destination symlink; xsync refuses it, with the reason.
-#[test]
-fn keep_dirlinks_is_refused_with_the_reason() {
-    let dir = test_dir();
-    for flag in ["-K", "--keep-dirlinks"] {
-        let out = run(xsync()
-            .args([flag, "-r"])
-            .arg(dir.path().join("s"))
-            .arg(dir.path().join("d")));
-        assert_eq!(code(&out), 1);
-        assert!(
-            stderr(&out).contains("never follows a symlink in the"),
-            "{}",
-            stderr(&out)
-        );
-    }
-}

@@ -37,6 +37,7 @@ mod local;
 mod locale;
 mod names;
 mod nss;
+mod options;
 mod progress;
 mod races;
 mod relative;
