@@ -80,6 +80,8 @@ complete -c xsync -l delete-after -d 'receiver deletes after transfer, not durin
 complete -c xsync -l delete-excluded -d 'also delete excluded files from dest dirs'
 complete -c xsync -l ignore-missing-args -d 'ignore missing source args without error'
 complete -c xsync -s m -l prune-empty-dirs -d 'prune empty directory chains from the file-list'
+complete -c xsync -s C -l cvs-exclude -d 'auto-ignore files in the same way CVS does'
+complete -c xsync -s F -d 'same as --filter=\'dir-merge /.rsync-filter\''
 complete -c xsync -s 0 -l from0 -d 'all *-from/filter files are delimited by 0s'
 complete -c xsync -s V -l version -d 'print version number'
 complete -c xsync -l help -d 'show this help (as -h does when it is alone)'

@@ -671,13 +671,36 @@ struct Cli {
         overrides_with = "prune_empty_dirs"
     )]
     no_prune_empty_dirs: bool,
+    /// auto-ignore files in the same way CVS does
+    ///
+    /// Leave out what CVS ignores, as rsync: the default list (RCS SCCS CVS CVS.adm RCSLOG
+    /// cvslog.* tags TAGS .make.state .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK
+    /// *.orig *.rej .del-* *.a *.olb *.o *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/
+    /// .hg/ .bzr/), then the names in $HOME/.cvsignore and in $CVSIGNORE, and in each
+    /// directory the names its .cvsignore lists (all split on whitespace). These rules come
+    /// after all of your own, wherever -C stands (use --filter=:C and --filter=-C to place
+    /// them). Under --delete the receiver's matching files are kept, except those of the
+    /// default list inside a directory that is deleted (they are perishable).
+    #[arg(short = 'C', long = "cvs-exclude", help_heading = FILTERS)]
+    cvs_exclude: bool,
     /// add a file-filtering RULE
     ///
-    /// A filter rule: +, -, P, R, H, S, ! (merge rules are refused). Filter rules have
-    /// rsync's semantics and apply in command-line order, with --exclude, --include and their
-    /// -from files among them; the first match wins.
+    /// A filter rule, as rsync's: + (include), - (exclude), P (protect), R (risk), H (hide),
+    /// S (show), ! (clear), . or merge FILE (the rules in FILE, read now), : or dir-merge
+    /// FILE (the rules in each directory's FILE, read as the walk reaches it, for that
+    /// directory and below; the receiver reads its own for --delete), with rsync's
+    /// modifiers (! / s r p on rules; - + C e n w s r on merge rules). Filter rules apply in
+    /// command-line order, with --exclude, --include and their -from files among them; the
+    /// first match wins.
     #[arg(short = 'f', long, value_name = "RULE", value_hint = ValueHint::Other, action = ArgAction::Append, help_heading = FILTERS)]
     filter: Vec<String>,
+    /// same as --filter='dir-merge /.rsync-filter'
+    ///
+    /// Read .rsync-filter files as the walk goes (rsync's --filter='dir-merge
+    /// /.rsync-filter': also in the directories above the transfer); repeated (-FF), also
+    /// leave out the .rsync-filter files themselves (--filter='- .rsync-filter').
+    #[arg(short = 'F', action = ArgAction::Count, help_heading = FILTERS)]
+    filter_files: u8,
     /// exclude files matching PATTERN
     ///
     /// An exclude rule, applied in command-line order with the other filter options (see
@@ -1251,6 +1274,16 @@ fn delete_when(m: &clap::ArgMatches, cli: &Cli) -> Result<DeleteWhen, Error> {
     })
 }
 
+/// A rule rsync rejects is its exit 1; a rules file it cannot open (--exclude-from, a
+/// merge file) its 11.
+fn filter_error(e: crate::filter::FilterError) -> Error {
+    let code = match e {
+        crate::filter::FilterError::Io { .. } => ExitCode::FileIo,
+        _ => ExitCode::Usage,
+    };
+    Error::new(code, e.to_string())
+}
+
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
 /// rules are rebuilt in command-line order from clap's argument indices.
 fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> {
@@ -1261,6 +1294,20 @@ fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> 
         From(RuleKind),
     }
     let mut items: Vec<(usize, Src, OsString)> = Vec::new();
+    // -F is a rule in its place; a second one another (rsync's options.c).
+    // (clap gives a cluster like -FF one index.)
+    if let Some(idx) = m.indices_of("filter_files") {
+        let idx: Vec<usize> = idx.collect();
+        let count = usize::from(m.get_count("filter_files"));
+        let at = |k: usize| idx.get(k).or(idx.last()).copied().unwrap_or(0);
+        for (k, rule) in ["dir-merge /.rsync-filter", "- .rsync-filter"]
+            .into_iter()
+            .take(count)
+            .enumerate()
+        {
+            items.push((at(k), Src::Rule, OsString::from(rule)));
+        }
+    }
     for (id, src) in [
         ("exclude", Src::Pat(RuleKind::Exclude)),
         ("include", Src::Pat(RuleKind::Include)),
@@ -1290,7 +1337,13 @@ fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> 
             Src::Rule => filters.add_rule(&val.to_string_lossy()),
             Src::From(kind) => filters.add_from_file(Path::new(&val), kind, from0),
         };
-        res.map_err(|e| Error::new(ExitCode::Usage, e.to_string()))?;
+        res.map_err(filter_error)?;
+    }
+    // -C's rules come after all the others, wherever it stands (rsync's send_filter_list).
+    if m.get_flag("cvs_exclude") {
+        for rule in [":C", "-C"] {
+            filters.add_rule(rule).map_err(filter_error)?;
+        }
     }
     Ok(filters)
 }

@@ -400,7 +400,12 @@ impl<'o> Planner<'o> {
             return;
         }
         if d.is_dir() {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in d
+                .children
+                .iter()
+                .rev()
+                .filter(|c| !c.protected || c.perishable)
+            {
                 self.deletion_lines(c, &join(rel, &c.name), st);
             }
         }
@@ -439,7 +444,12 @@ impl<'o> Planner<'o> {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
         if d.is_dir() && d.complete {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in d
+                .children
+                .iter()
+                .rev()
+                .filter(|c| !c.protected || c.perishable)
+            {
                 self.delete_counted(dir, c, here.clone(), st);
             }
         }

@@ -999,7 +999,7 @@ pub fn remove_entry(dir: BorrowedFd<'_>, e: &crate::tree::Entry, shallow: bool) 
     let mut count = 0;
     let mut kept = false;
     for child in &e.children {
-        if child.protected {
+        if child.protected && !child.perishable {
             kept = true;
         } else {
             count += remove_entry(fd.as_fd(), child, false)?;

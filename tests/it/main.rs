@@ -32,6 +32,7 @@ mod hostile;
 mod json;
 mod layout;
 mod local;
+mod merge;
 mod names;
 mod nss;
 mod progress;
