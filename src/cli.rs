@@ -337,6 +337,12 @@ struct Cli {
     times: bool,
     #[arg(long = "no-times", alias = "no-t", hide = true)]
     no_times: bool,
+    /// preserve create times (newness)
+    ///
+    /// Refused, as by rsync on Linux (exit 1): Linux has no call that sets a file's
+    /// creation time.
+    #[arg(short = 'N', long = "crtimes", help_heading = ATTRS)]
+    crtimes: bool,
     /// omit directories from --times
     ///
     /// Their times are neither compared nor set (a directory whose contents change keeps the
@@ -877,6 +883,12 @@ where
         filters
             .add_rule(&format!("P {d}/"))
             .map_err(|e| Error::usage(e.to_string()))?;
+    }
+    if cli.crtimes {
+        return Err(Error::new(
+            ExitCode::Usage,
+            "This xsync does not support --crtimes (-N)",
+        ));
     }
     let delete_when = delete_when(&matches, &cli)?;
     let alt_dest = alt_dest(&matches, &cli)?;

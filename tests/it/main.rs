@@ -35,6 +35,7 @@ mod local;
 mod merge;
 mod names;
 mod nss;
+mod options2;
 mod progress;
 mod races;
 mod relative;
