@@ -1401,6 +1401,64 @@ fn read_files_from(
         .collect())
 }
 
+/// rsync options xsync refuses, with what they do in rsync, so the refusal says what
+/// would not happen (rather than clap's nearest option, which would be another one).
+const NOT_BUILT: &[(&str, &str)] = &[
+    (
+        "--delay-updates",
+        "--delay-updates (all updated files put into place at the end)",
+    ),
+    (
+        "--append",
+        "--append (data appended to shorter destination files)",
+    ),
+    (
+        "--append-verify",
+        "--append-verify (--append, checking the whole file after)",
+    ),
+    (
+        "-T --temp-dir",
+        "--temp-dir (temporary files in another directory)",
+    ),
+    ("-U --atimes", "--atimes (access times preserved)"),
+    (
+        "--munge-links",
+        "--munge-links (symlink targets prefixed with /rsyncd-munged/)",
+    ),
+    (
+        "--fake-super",
+        "--fake-super (privileged attributes kept in user.rsync.%stat)",
+    ),
+    (
+        "--remove-source-files",
+        "--remove-source-files (the sender removes what was synced)",
+    ),
+    (
+        "--ignore-errors",
+        "--ignore-errors (deletions even after I/O errors)",
+    ),
+    (
+        "--log-file",
+        "--log-file (a log of the transfer written to FILE)",
+    ),
+    (
+        "--log-file-format",
+        "--log-file-format (the log's line format)",
+    ),
+    (
+        "--out-format",
+        "--out-format (the -i/-v lines in a FORMAT of % escapes)",
+    ),
+    (
+        "--usermap",
+        "--usermap (user names or ids mapped to others)",
+    ),
+    (
+        "--groupmap",
+        "--groupmap (group names or ids mapped to others)",
+    ),
+];
+
 /// clap exits 2 on usage errors; rsync's contract is 1. Help output is not an error.
 fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
     use clap::error::{ContextKind, ErrorKind};
@@ -1413,6 +1471,15 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .get(ContextKind::InvalidArg)
                 .map(|a| a.to_string())
                 .unwrap_or_default();
+            let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+            if let Some((_, what)) = NOT_BUILT
+                .iter()
+                .find(|(o, _)| o.split(' ').any(|o| o == name))
+            {
+                return Err(Error::usage(format!(
+                    "{name}: rsync's {what} is not built in xsync (see `xsync --help`)"
+                )));
+            }
             // clap's nearest long option, when one is close enough to be the one meant.
             let near = match e.get(ContextKind::SuggestedArg) {
                 Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
