@@ -377,6 +377,15 @@ struct Cli {
     /// readers may see it change. Only changed blocks are written. Implies --partial.
     #[arg(long, help_heading = TRANSFER)]
     inplace: bool,
+    /// put all updated files into place at end
+    ///
+    /// Keep each finished file (content and attributes) under its temporary name beside
+    /// its target until every file is done, then rename them all into place, just before
+    /// hard links and directory times are set: the destination changes from old to new in
+    /// a moment rather than file by file (as rsync's, which keeps them in .~tmp~
+    /// directories). Not with --inplace.
+    #[arg(long = "delay-updates", help_heading = TRANSFER)]
+    delay_updates: bool,
     /// turn sequences of nulls into sparse blocks
     ///
     /// Turn runs of zeros into holes.
@@ -884,6 +893,12 @@ where
             .add_rule(&format!("P {d}/"))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    if cli.inplace && cli.delay_updates {
+        return Err(Error::new(
+            ExitCode::Usage,
+            "--inplace cannot be used with --delay-updates",
+        ));
+    }
     if cli.crtimes {
         return Err(Error::new(
             ExitCode::Usage,
@@ -1026,6 +1041,7 @@ where
         partial: cli.partial || cli.partial_progress || cli.inplace || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
         inplace: cli.inplace,
+        delay_updates: cli.delay_updates,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -1405,10 +1421,6 @@ fn read_files_from(
 /// would not happen (rather than clap's nearest option, which would be another one).
 const NOT_BUILT: &[(&str, &str)] = &[
     (
-        "--delay-updates",
-        "--delay-updates (all updated files put into place at the end)",
-    ),
-    (
         "--append",
         "--append (data appended to shorter destination files)",
     ),
@@ -1576,6 +1588,7 @@ impl Options {
             (self.compress, "--compress"),
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
+            (self.delay_updates, "--delay-updates"),
         ];
         for (on, word) in flags {
             if on {
@@ -1699,6 +1712,7 @@ mod tests {
             "-Lk",
             "--copy-unsafe-links",
             "--safe-links",
+            "--delay-updates",
             "s",
             "d",
         ]);
@@ -1719,6 +1733,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
+        assert!(back.delay_updates);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

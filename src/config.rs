@@ -67,6 +67,8 @@ pub struct Options {
     /// `--partial-dir`: one path component, created beside the file.
     pub partial_dir: Option<String>,
     pub inplace: bool,
+    /// `--delay-updates`: finished files are renamed into place together at the end.
+    pub delay_updates: bool,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).
     pub alt_dest: Option<(AltDest, Vec<String>)>,
