@@ -377,15 +377,6 @@ struct Cli {
     /// readers may see it change. Only changed blocks are written. Implies --partial.
     #[arg(long, help_heading = TRANSFER)]
     inplace: bool,
-    /// put all updated files into place at end
-    ///
-    /// Keep each finished file (content and attributes) under its temporary name beside
-    /// its target until every file is done, then rename them all into place, just before
-    /// hard links and directory times are set: the destination changes from old to new in
-    /// a moment rather than file by file (as rsync's, which keeps them in .~tmp~
-    /// directories). Not with --inplace.
-    #[arg(long = "delay-updates", help_heading = TRANSFER)]
-    delay_updates: bool,
     /// turn sequences of nulls into sparse blocks
     ///
     /// Turn runs of zeros into holes.
@@ -417,6 +408,15 @@ struct Cli {
     /// protected from --delete. Implies --partial.
     #[arg(long = "partial-dir", value_name = "DIR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
     partial_dir: Option<String>,
+    /// put all updated files into place at end
+    ///
+    /// Keep each finished file (content and attributes) under its temporary name beside
+    /// its target until every file is done, then rename them all into place, just before
+    /// hard links and directory times are set: the destination changes from old to new in
+    /// a moment rather than file by file (as rsync's, which keeps them in .~tmp~
+    /// directories). Not with --inplace.
+    #[arg(long = "delay-updates", help_heading = TRANSFER)]
+    delay_updates: bool,
     /// also compare destination files relative to DIR
     ///
     /// As --link-dest, but an exact match is not transferred at all (and a destination file
