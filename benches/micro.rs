@@ -116,7 +116,9 @@ fn bench_scan(c: &mut Criterion) {
             let dev = dev_of(&fd);
             let mut entry = Entry::new(Box::from(&b"."[..]), Meta::from_stat(&st));
             let up = xsync::scan::Up::base(&fd);
-            let (children, complete) = scanner.read_children(fd, b"", dev, &up).expect("scan");
+            let (children, complete) = scanner
+                .read_children(fd, b"", dev, &up, &Default::default())
+                .expect("scan");
             assert!(complete && children.len() == SCAN_DIRS);
             entry.children = children;
             digest_tree(&mut entry, &cmp);

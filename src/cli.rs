@@ -390,6 +390,12 @@ struct Cli {
     open_noatime: bool,
     #[arg(long = "no-open-noatime", hide = true)]
     no_open_noatime: bool,
+    /// preserve create times (newness)
+    ///
+    /// Refused, as by rsync on Linux (exit 1): Linux has no call that sets a file's
+    /// creation time.
+    #[arg(short = 'N', long = "crtimes", help_heading = ATTRS)]
+    crtimes: bool,
     /// omit directories from --times
     ///
     /// Their times are neither compared nor set (a directory whose contents change keeps the
@@ -512,6 +518,15 @@ struct Cli {
     /// ever put below DIR.
     #[arg(long = "partial-dir", value_name = "DIR", value_hint = ValueHint::Other, help_heading = TRANSFER)]
     partial_dir: Option<String>,
+    /// put all updated files into place at end
+    ///
+    /// Keep each finished file (content and attributes) under its temporary name beside
+    /// its target until every file is done, then rename them all into place, just before
+    /// hard links and directory times are set: the destination changes from old to new in
+    /// a moment rather than file by file (as rsync's, which keeps them in .~tmp~
+    /// directories). Not with --inplace.
+    #[arg(long = "delay-updates", help_heading = TRANSFER)]
+    delay_updates: bool,
     /// also compare destination files relative to DIR
     ///
     /// As --link-dest, but an exact match is not transferred at all (and a destination file
@@ -816,13 +831,36 @@ struct Cli {
         overrides_with = "prune_empty_dirs"
     )]
     no_prune_empty_dirs: bool,
+    /// auto-ignore files in the same way CVS does
+    ///
+    /// Leave out what CVS ignores, as rsync: the default list (RCS SCCS CVS CVS.adm RCSLOG
+    /// cvslog.* tags TAGS .make.state .nse_depinfo *~ #* .#* ,* _$* *$ *.old *.bak *.BAK
+    /// *.orig *.rej .del-* *.a *.olb *.o *.obj *.so *.exe *.Z *.elc *.ln core .svn/ .git/
+    /// .hg/ .bzr/), then the names in $HOME/.cvsignore and in $CVSIGNORE, and in each
+    /// directory the names its .cvsignore lists (all split on whitespace). These rules come
+    /// after all of your own, wherever -C stands (use --filter=:C and --filter=-C to place
+    /// them). Under --delete the receiver's matching files are kept, except those of the
+    /// default list inside a directory that is deleted (they are perishable).
+    #[arg(short = 'C', long = "cvs-exclude", help_heading = FILTERS)]
+    cvs_exclude: bool,
     /// add a file-filtering RULE
     ///
-    /// A filter rule: +, -, P, R, H, S, ! (merge rules are refused). Filter rules have
-    /// rsync's semantics and apply in command-line order, with --exclude, --include and their
-    /// -from files among them; the first match wins.
+    /// A filter rule, as rsync's: + (include), - (exclude), P (protect), R (risk), H (hide),
+    /// S (show), ! (clear), . or merge FILE (the rules in FILE, read now), : or dir-merge
+    /// FILE (the rules in each directory's FILE, read as the walk reaches it, for that
+    /// directory and below; the receiver reads its own for --delete), with rsync's
+    /// modifiers (! / s r p on rules; - + C e n w s r on merge rules). Filter rules apply in
+    /// command-line order, with --exclude, --include and their -from files among them; the
+    /// first match wins.
     #[arg(short = 'f', long, value_name = "RULE", value_hint = ValueHint::Other, action = ArgAction::Append, allow_hyphen_values = true, help_heading = FILTERS)]
     filter: Vec<String>,
+    /// same as --filter='dir-merge /.rsync-filter'
+    ///
+    /// Read .rsync-filter files as the walk goes (rsync's --filter='dir-merge
+    /// /.rsync-filter': also in the directories above the transfer); repeated (-FF), also
+    /// leave out the .rsync-filter files themselves (--filter='- .rsync-filter').
+    #[arg(short = 'F', action = ArgAction::Count, help_heading = FILTERS)]
+    filter_files: u8,
     /// exclude files matching PATTERN
     ///
     /// An exclude rule, applied in command-line order with the other filter options (see
@@ -1105,6 +1143,18 @@ where
             .add_rule(&format!("P *{}", b.suffix))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    if cli.inplace && cli.delay_updates {
+        return Err(Error::new(
+            ExitCode::Usage,
+            "--inplace cannot be used with --delay-updates",
+        ));
+    }
+    if cli.crtimes {
+        return Err(Error::new(
+            ExitCode::Usage,
+            "This xsync does not support --crtimes (-N)",
+        ));
+    }
     let delete_when = delete_when(&matches, &cli)?;
     let alt_dest = alt_dest(&matches, &cli)?;
     let size_of = |name: &str, v: &Option<String>| -> Result<Option<u64>, Error> {
@@ -1238,6 +1288,7 @@ where
         partial_dir: cli.partial_dir,
         inplace: cli.inplace && !cli.no_inplace,
         backup,
+        delay_updates: cli.delay_updates,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -1600,6 +1651,16 @@ fn delete_when(m: &clap::ArgMatches, cli: &Cli) -> Result<DeleteWhen, Error> {
     })
 }
 
+/// A rule rsync rejects is its exit 1; a rules file it cannot open (--exclude-from, a
+/// merge file) its 11.
+fn filter_error(e: crate::filter::FilterError) -> Error {
+    let code = match e {
+        crate::filter::FilterError::Io { .. } => ExitCode::FileIo,
+        _ => ExitCode::Usage,
+    };
+    Error::new(code, e.to_string())
+}
+
 /// rsync applies --include/--exclude/--filter/--*-from in the order they were given, so the
 /// rules are rebuilt in command-line order from clap's argument indices.
 fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> {
@@ -1610,6 +1671,20 @@ fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> 
         From(RuleKind),
     }
     let mut items: Vec<(usize, Src, OsString)> = Vec::new();
+    // -F is a rule in its place; a second one another (rsync's options.c).
+    // (clap gives a cluster like -FF one index.)
+    if let Some(idx) = m.indices_of("filter_files") {
+        let idx: Vec<usize> = idx.collect();
+        let count = usize::from(m.get_count("filter_files"));
+        let at = |k: usize| idx.get(k).or(idx.last()).copied().unwrap_or(0);
+        for (k, rule) in ["dir-merge /.rsync-filter", "- .rsync-filter"]
+            .into_iter()
+            .take(count)
+            .enumerate()
+        {
+            items.push((at(k), Src::Rule, OsString::from(rule)));
+        }
+    }
     for (id, src) in [
         ("exclude", Src::Pat(RuleKind::Exclude)),
         ("include", Src::Pat(RuleKind::Include)),
@@ -1639,7 +1714,13 @@ fn ordered_filters(m: &clap::ArgMatches, from0: bool) -> Result<Filters, Error> 
             Src::Rule => filters.add_rule(&val.to_string_lossy()),
             Src::From(kind) => filters.add_from_file(Path::new(&val), kind, from0),
         };
-        res.map_err(|e| Error::new(ExitCode::Usage, e.to_string()))?;
+        res.map_err(filter_error)?;
+    }
+    // -C's rules come after all the others, wherever it stands (rsync's send_filter_list).
+    if m.get_flag("cvs_exclude") {
+        for rule in [":C", "-C"] {
+            filters.add_rule(rule).map_err(filter_error)?;
+        }
     }
     Ok(filters)
 }
@@ -1685,6 +1766,60 @@ fn read_files_from(
         .collect())
 }
 
+/// rsync options xsync refuses, with what they do in rsync, so the refusal says what
+/// would not happen (rather than clap's nearest option, which would be another one).
+const NOT_BUILT: &[(&str, &str)] = &[
+    (
+        "--append",
+        "--append (data appended to shorter destination files)",
+    ),
+    (
+        "--append-verify",
+        "--append-verify (--append, checking the whole file after)",
+    ),
+    (
+        "-T --temp-dir",
+        "--temp-dir (temporary files in another directory)",
+    ),
+    ("-U --atimes", "--atimes (access times preserved)"),
+    (
+        "--munge-links",
+        "--munge-links (symlink targets prefixed with /rsyncd-munged/)",
+    ),
+    (
+        "--fake-super",
+        "--fake-super (privileged attributes kept in user.rsync.%stat)",
+    ),
+    (
+        "--remove-source-files",
+        "--remove-source-files (the sender removes what was synced)",
+    ),
+    (
+        "--ignore-errors",
+        "--ignore-errors (deletions even after I/O errors)",
+    ),
+    (
+        "--log-file",
+        "--log-file (a log of the transfer written to FILE)",
+    ),
+    (
+        "--log-file-format",
+        "--log-file-format (the log's line format)",
+    ),
+    (
+        "--out-format",
+        "--out-format (the -i/-v lines in a FORMAT of % escapes)",
+    ),
+    (
+        "--usermap",
+        "--usermap (user names or ids mapped to others)",
+    ),
+    (
+        "--groupmap",
+        "--groupmap (group names or ids mapped to others)",
+    ),
+];
+
 /// clap exits 2 on usage errors; rsync's contract is 1. Help output is not an error.
 fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
     use clap::error::{ContextKind, ErrorKind};
@@ -1697,6 +1832,15 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .get(ContextKind::InvalidArg)
                 .map(|a| a.to_string())
                 .unwrap_or_default();
+            let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
+            if let Some((_, what)) = NOT_BUILT
+                .iter()
+                .find(|(o, _)| o.split(' ').any(|o| o == name))
+            {
+                return Err(Error::usage(format!(
+                    "{name}: rsync's {what} is not built in xsync (see `xsync --help`)"
+                )));
+            }
             // clap's nearest long option, when one is close enough to be the one meant.
             let near = match e.get(ContextKind::SuggestedArg) {
                 Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
@@ -1797,6 +1941,7 @@ impl Options {
             (self.compress, "--compress"),
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
+            (self.delay_updates, "--delay-updates"),
         ];
         for (on, word) in flags {
             if on {
@@ -1941,6 +2086,7 @@ mod tests {
             "-Lk",
             "--copy-unsafe-links",
             "--safe-links",
+            "--delay-updates",
             "s",
             "d",
         ]);
@@ -1961,6 +2107,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
+        assert!(back.delay_updates);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

@@ -73,6 +73,8 @@ pub struct Options {
     pub inplace: bool,
     /// `-b`, `--backup-dir`, `--suffix`: the receiver keeps what it replaces or deletes.
     pub backup: Option<BackupRule>,
+    /// `--delay-updates`: finished files are renamed into place together at the end.
+    pub delay_updates: bool,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).
     pub alt_dest: Option<(AltDest, Vec<String>)>,

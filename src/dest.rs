@@ -137,7 +137,10 @@ impl Dest {
             scanner.read_root_attrs(fd.as_fd(), &mut root);
             let listed = rustix::io::dup(fd)
                 .map_err(std::io::Error::from)
-                .and_then(|d| scanner.read_children(d, b"", dev, &Up::base(fd)));
+                .and_then(|d| {
+                    let outer = scanner.outer_rules(fd.as_fd(), true);
+                    scanner.read_children(d, b"", dev, &Up::base(fd), &outer)
+                });
             match listed {
                 Ok((c, complete)) => {
                     root.children = c;
@@ -163,11 +166,13 @@ impl Dest {
             }
         }
         let up = Up::base(fd);
+        let outer = scanner.outer_rules(fd.as_fd(), false);
         for name in self.tops(info) {
             if root.children.iter().any(|c| *c.name == *name) {
                 continue;
             }
-            if let Some(e) = scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.recurse, &up)
+            if let Some(e) =
+                scanner.scan_entry(fd.as_fd(), &name, &name, dev, scanner.recurse, &up, &outer)
             {
                 root.children.push(e);
             }

@@ -141,6 +141,9 @@ impl Exec<'_, '_> {
         dst_root: &OwnedFd,
         root_meta: Option<(&Meta, crate::tree::Attrs<'_>, Option<&Meta>)>,
     ) {
+        for (name, e) in write::put_delayed_into_place() {
+            self.fail(&name, e);
+        }
         // Leaders may never have been written.
         if !self.stopped() {
             for l in &plan.links {

@@ -532,7 +532,7 @@ impl<'o> Planner<'o> {
             rsync_order(d.children.iter().collect())
         };
         for c in below.into_iter().rev() {
-            if c.protected {
+            if c.protected && !c.perishable {
                 contents_kept = true;
             } else if self.deletion_lines(c, &join(rel, &c.name), false, st) {
                 if c.is_dir() {
@@ -626,9 +626,14 @@ impl<'o> Planner<'o> {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
         if d.is_dir() && d.complete && !d.followed {
-            for c in rsync_order(d.children.iter().filter(|c| !c.protected).collect())
-                .into_iter()
-                .rev()
+            for c in rsync_order(
+                d.children
+                    .iter()
+                    .filter(|c| !c.protected || c.perishable)
+                    .collect(),
+            )
+            .into_iter()
+            .rev()
             {
                 self.delete_counted(dir, c, here.clone(), st);
             }

@@ -597,14 +597,14 @@ pub struct FilterLine {
 }
 
 impl FilterLine {
-    /// The rules as they travel to the server, in the order given.
+    /// The rules as they travel to the server, in order (`merge` files already read).
     pub fn from_filters(filters: &crate::filter::Filters) -> Vec<FilterLine> {
         filters
             .lines()
-            .iter()
-            .map(|(k, t)| FilterLine {
-                pattern_include: k.map(|k| k == crate::filter::RuleKind::Include),
-                text: t.clone(),
+            .into_iter()
+            .map(|text| FilterLine {
+                pattern_include: None,
+                text,
             })
             .collect()
     }

@@ -16,7 +16,7 @@
 use crate::config::Options;
 use crate::error::{io_message, show};
 use crate::exit::ExitCode;
-use crate::filter::{Filters, Side};
+use crate::filter::{DirRules, Filters, Side, Verdict};
 use crate::fs::{cstr, open_dir_at, open_dir_following, open_file_at};
 use crate::pathsafe::{join, unsafe_link};
 use crate::report::Report;
@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use rustix::fs::{AtFlags, Dir, readlinkat, statat};
 use std::ffi::{CStr, CString};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
 /// What one side's scan needs to know besides the tree itself.
@@ -46,6 +46,9 @@ pub struct Scanner<'a, 'r> {
     /// Receiver under `-K`: the destination's root, from which a symlink to a directory is
     /// resolved (never out of it) and then walked as the directory ([`Entry::followed`]).
     dirlinks_root: std::sync::OnceLock<OwnedFd>,
+    /// Sender side: the first bad rule found in a per-directory merge file, which ends
+    /// the run (rsync's exit 1) once the scan is done.
+    pub rule_error: Mutex<Option<String>>,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -122,6 +125,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             opts,
             report,
             stale_temps: Mutex::new(Vec::new()),
+            rule_error: Mutex::new(None),
             recurse: opts.recursive || (side == Side::Receiver && opts.relative),
             xattr_scope: match side {
                 Side::Sender => opts.xattrs,
@@ -187,16 +191,71 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
-    fn excluded(&self, rel: &[u8], is_dir: bool) -> bool {
-        !self.filters.is_empty()
-            && self
-                .filters
-                .excluded(self.side, rel, is_dir, self.opts.delete_excluded)
+    fn verdict(&self, here: &DirRules, rel: &[u8], is_dir: bool) -> Verdict {
+        if self.filters.is_empty() {
+            return Verdict::Kept;
+        }
+        self.filters
+            .check(here, self.side, rel, is_dir, self.opts.delete_excluded)
+    }
+
+    /// The filter rules a walk from the directory `base` starts with (see
+    /// [`Filters::outer`]): `contents` when the walk reads `base`'s entries (`src/`), not
+    /// only a name in it.
+    pub fn outer_rules(&self, base: BorrowedFd<'_>, contents: bool) -> DirRules {
+        if !self.filters.per_dir() {
+            return DirRules::default();
+        }
+        // The directory's own path, as rsync's getcwd() after its chdir sees it.
+        let path = std::fs::read_link(format!("/proc/self/fd/{}", base.as_raw_fd()))
+            .unwrap_or_else(|_| std::path::PathBuf::from("/"));
+        let (rules, errors) = self.filters.outer(&path, contents);
+        for e in errors {
+            self.rule_failed(e);
+        }
+        rules
+    }
+
+    /// The rules inside the open directory `fd` at `rel`, whose parent's are `parent`:
+    /// its per-directory merge files, read through the handle without following a link.
+    fn enter(&self, parent: &DirRules, fd: BorrowedFd<'_>, rel: &[u8]) -> DirRules {
+        if !self.filters.per_dir() {
+            return DirRules::default();
+        }
+        let (rules, errors) = self.filters.enter(parent, rel, |name| {
+            let c = cstr(name).ok()?;
+            let fd = open_file_at(fd, &c, false).ok()?;
+            let mut data = Vec::new();
+            std::fs::File::from(fd).read_to_end(&mut data).ok()?;
+            Some(data)
+        });
+        for e in errors {
+            let shown = if rel.is_empty() {
+                ".".into()
+            } else {
+                show(rel)
+            };
+            self.rule_failed(format!("{e} (in a merge file in `{shown}`)"));
+        }
+        rules
+    }
+
+    /// A bad rule in a merge file: fatal on the sender (after the scan), reported on the
+    /// receiver, whose rules only protect from --delete.
+    fn rule_failed(&self, message: String) {
+        match self.side {
+            Side::Sender => {
+                let mut first = self.rule_error.lock().unwrap();
+                first.get_or_insert(message);
+            }
+            Side::Receiver => self.report.error(ExitCode::Usage, message),
+        }
     }
 
     /// Builds the entry for `name` in `dirfd` (root-relative path `rel`) and, for a
     /// directory with `-r`, everything below it. `None` when the entry is filtered out,
     /// skipped for its kind, or vanished.
+    #[allow(clippy::too_many_arguments)]
     pub fn scan_entry(
         &self,
         dirfd: BorrowedFd<'_>,
@@ -205,6 +264,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         root_dev: u64,
         recurse: bool,
         up: &Up<'_>,
+        here: &DirRules,
     ) -> Option<Entry> {
         let c = cstr(name).ok()?;
         let st = match statat(dirfd, &c, AtFlags::SYMLINK_NOFOLLOW) {
@@ -216,9 +276,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
             }
         };
         let meta = Meta::from_stat(&st);
-        let mut entry = self.entry_from(dirfd, &c, name, rel, meta)?;
+        let mut entry = self.entry_from(dirfd, &c, name, rel, meta, here)?;
         if entry.is_dir() && recurse {
-            self.fill_dir(dirfd, &c, rel, &mut entry, root_dev, up);
+            self.fill_dir(dirfd, &c, rel, &mut entry, root_dev, up, here);
         }
         Some(entry)
     }
@@ -246,6 +306,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         name: &[u8],
         rel: &[u8],
         meta: Meta,
+        here: &DirRules,
     ) -> Option<Entry> {
         let mut meta = meta;
         let mut target = None;
@@ -304,7 +365,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
         entry.followed = followed;
         match self.side {
             Side::Sender => {
-                if self.excluded(rel, is_dir) {
+                if self.verdict(here, rel, is_dir) != Verdict::Kept {
                     return None;
                 }
                 if !carried(self.opts, meta.kind) {
@@ -325,7 +386,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
                         }
                     }
                 }
-                entry.protected = self.excluded(rel, is_dir);
+                let v = self.verdict(here, rel, is_dir);
+                entry.protected = v != Verdict::Kept;
+                entry.perishable = v == Verdict::Perishable;
             }
         }
         if meta.kind == Kind::Symlink && target.is_some() {
@@ -396,7 +459,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
         }
     }
 
-    /// Reads a directory's children into `entry`, recursing in parallel.
+    /// Reads a directory's children into `entry`, recursing in parallel. (A receiver's
+    /// directory kept only by a perishable rule is read: it goes if its parent goes.)
+    #[allow(clippy::too_many_arguments)]
     fn fill_dir(
         &self,
         parent: BorrowedFd<'_>,
@@ -405,8 +470,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
         entry: &mut Entry,
         root_dev: u64,
         up: &Up<'_>,
+        rules: &DirRules,
     ) {
-        if entry.protected {
+        if entry.protected && !entry.perishable {
             return;
         }
         if self.opts.one_file_system && entry.meta.dev != root_dev {
@@ -430,7 +496,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             }
         };
         let here = up.below(&entry.meta);
-        match self.read_children(fd, rel, root_dev, &here) {
+        match self.read_children(fd, rel, root_dev, &here, rules) {
             Ok((children, complete)) => {
                 entry.children = children;
                 entry.complete &= complete;
@@ -453,14 +519,19 @@ impl<'a, 'r> Scanner<'a, 'r> {
     }
 
     /// Lists, stats and (for directories) recurses into the children of an open directory.
-    /// Returns them sorted by name, and whether the listing was complete.
+    /// Returns them sorted by name, and whether the listing was complete. `parent`: the
+    /// filter rules of the directory that holds it (for a walk's root,
+    /// [`outer_rules`](Self::outer_rules)).
     pub fn read_children(
         &self,
         fd: OwnedFd,
         rel: &[u8],
         root_dev: u64,
         up: &Up<'_>,
+        parent: &DirRules,
     ) -> io::Result<(Vec<Entry>, bool)> {
+        let rules = self.enter(parent, fd.as_fd(), rel);
+        let rules = &rules;
         let mut dir = Dir::new(fd)?;
         let mut names: Vec<CString> = Vec::new();
         let mut complete = true;
@@ -495,9 +566,9 @@ impl<'a, 'r> Scanner<'a, 'r> {
                     return None;
                 }
             };
-            let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st))?;
+            let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st), rules)?;
             if e.is_dir() && recurse {
-                self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev, up);
+                self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev, up, rules);
             }
             Some(e)
         };

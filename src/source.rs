@@ -531,7 +531,10 @@ impl Sources {
                 None => {
                     let listed = rustix::io::dup(base)
                         .map_err(std::io::Error::from)
-                        .and_then(|fd| scanner.read_children(fd, b"", dev, &Up::base(base)));
+                        .and_then(|fd| {
+                            let outer = scanner.outer_rules(base, true);
+                            scanner.read_children(fd, b"", dev, &Up::base(base), &outer)
+                        });
                     match listed {
                         Ok((c, complete)) => {
                             root.complete &= complete;
@@ -545,7 +548,15 @@ impl Sources {
                     }
                 }
                 Some(n) => scanner
-                    .scan_entry(base, n, n, dev, s.recurse, &Up::base(base))
+                    .scan_entry(
+                        base,
+                        n,
+                        n,
+                        dev,
+                        s.recurse,
+                        &Up::base(base),
+                        &scanner.outer_rules(base, false),
+                    )
                     .into_iter()
                     .collect(),
             };
@@ -684,6 +695,7 @@ impl Sources {
             dev,
             s.recurse,
             &Up::base(parent.as_fd()),
+            &scanner.outer_rules(base, false),
         ) else {
             return;
         };

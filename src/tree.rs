@@ -190,6 +190,9 @@ pub struct Entry {
     pub link_leader: Option<Box<[u8]>>,
     /// Receiver side: excluded by the filter rules, so `--delete` leaves it alone.
     pub protected: bool,
+    /// Receiver side: protected only by a perishable rule (`-C`'s default list), so it
+    /// goes with a directory that is deleted (rsync's `ignore_perishable`).
+    pub perishable: bool,
     /// Sender side: a symlink replaced by its referent (`-L`, `-k`, `--copy-unsafe-links`).
     /// The meta is the referent's; only this entry is opened through the link, every other
     /// open on the sender stays `O_NOFOLLOW`. Receiver side under `-K`: a destination
@@ -222,6 +225,7 @@ impl Entry {
             complete: true,
             link_leader: None,
             protected: false,
+            perishable: false,
             followed: false,
             digest: 0,
             xattrs: None,

@@ -48,6 +48,9 @@ pub struct MetaRules {
     pub am_root: bool,
     /// `--inplace`: write into the target itself, giving up atomicity (as rsync does).
     pub inplace: bool,
+    /// `--delay-updates`: a finished file waits, complete with its metadata, under its
+    /// temporary name until [`put_delayed_into_place`].
+    pub delay_updates: bool,
     /// `--modify-window`: an existing entry's time within it is left as it is.
     pub window: crate::tree::TimeWindow,
     /// `--fsync`: each finished file reaches the disk before it is renamed into place, so
@@ -489,6 +492,21 @@ impl<'d> TempFile<'d> {
         set_fd_meta(&self.fd, want, mode, rules, mode_is_set)?;
         self.sync(rules)?;
         self.keep_target()?;
+        if rules.delay_updates {
+            let dir = rustix::io::dup(self.dir).map_err(|e| StepError::new("open directory", e))?;
+            // Still a temporary to remove if a signal ends the run, now under the dup.
+            let live = register_live(dir.as_fd(), &self.tmp);
+            if let Ok(mut d) = DELAYED.lock() {
+                d.push(Delayed {
+                    dir,
+                    tmp: self.tmp.clone(),
+                    name: self.name.clone(),
+                    live,
+                });
+            }
+            self.committed = true;
+            return xres.map(|()| self.len);
+        }
         renameat(self.dir, &self.tmp, self.dir, &self.name)
             .map_err(|e| StepError::new("rename into place", e))?;
         self.committed = true;
@@ -521,6 +539,35 @@ impl Drop for TempFile<'_> {
         }
         unregister_live(self.live);
     }
+}
+
+/// A finished file waiting for the end of a `--delay-updates` run.
+struct Delayed {
+    dir: OwnedFd,
+    tmp: CString,
+    name: CString,
+    live: usize,
+}
+
+static DELAYED: std::sync::Mutex<Vec<Delayed>> = std::sync::Mutex::new(Vec::new());
+
+/// `--delay-updates`: renames every finished file into place, in the order they were
+/// finished (rsync renames them at the end, before its hard links and directory times).
+/// Returns the names that could not be renamed, with the error.
+pub fn put_delayed_into_place() -> Vec<(Vec<u8>, StepError)> {
+    let delayed = std::mem::take(&mut *DELAYED.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut failed = Vec::new();
+    for d in delayed {
+        if let Err(e) = renameat(&d.dir, &d.tmp, &d.dir, &d.name) {
+            let _ = unlinkat(&d.dir, &d.tmp, AtFlags::empty());
+            failed.push((
+                d.name.to_bytes().to_vec(),
+                StepError::new("rename into place", e),
+            ));
+        }
+        unregister_live(d.live);
+    }
+    failed
 }
 
 /// Temporaries being written right now (directory fd, name), so that a run stopped by a
@@ -1190,7 +1237,7 @@ pub fn remove_entry(
     let mut count = 0;
     let mut kept = false;
     for child in &e.children {
-        if child.protected {
+        if child.protected && !child.perishable {
             kept = true;
         } else {
             let k = keep.map(|k| k.child(&child.name));
@@ -1392,6 +1439,7 @@ fn copy_entry(
         xattrs: None,
         acls: false,
         executability: false,
+        delay_updates: false,
     };
     let res = match meta.kind {
         Kind::File => {
@@ -1467,6 +1515,7 @@ mod tests {
             umask: 0o022,
             am_root: false,
             inplace: false,
+            delay_updates: false,
             window: crate::tree::TimeWindow::default(),
             fsync: false,
             xattrs: None,

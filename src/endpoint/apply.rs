@@ -37,6 +37,7 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         umask: old.bits(),
         am_root,
         inplace: opts.inplace,
+        delay_updates: opts.delay_updates,
         window: opts.modify_window,
         fsync: opts.fsync,
         xattrs: opts.receiver_xattrs(),

@@ -54,6 +54,9 @@ pub fn scan_sources(
     };
     let (mut root, tops) =
         scanned.map_err(|e| Error::io(ExitCode::FileIo, "open directory", b".", &e))?;
+    if let Some(message) = scanner.rule_error.lock().unwrap().take() {
+        return Err(Error::new(ExitCode::Usage, message));
+    }
     prepare(&mut root, opts, Side::Sender);
     let counts = crate::report::tree_counts(&root, sources.info().root_is_transfer_dir);
     if let Some(p) = &report.progress {
