@@ -531,10 +531,10 @@ struct Cli {
     /// A local copy never compresses.
     #[arg(short = 'z', long, overrides_with = "no_compress", help_heading = REMOTE)]
     compress: bool,
-    /// send file data raw over the wire, never compressed (also spelled --no-z)
+    /// send file data raw over the wire, never compressed
     ///
     /// Turns off -z and the compression a remote transfer would otherwise choose by itself:
-    /// frames travel bare, as rsync's do without -z.
+    /// frames travel bare, as rsync's do without -z. Also spelled --no-z.
     #[arg(long = "no-compress", alias = "no-z", overrides_with = "compress", help_heading = REMOTE)]
     no_compress: bool,
     /// explicitly set compression level

@@ -343,7 +343,11 @@ impl Tuner {
         let (Some((ca, _)), Some((cb, _))) = (self.cost[a], self.cost[b]) else {
             return false;
         };
-        if a > b { ca <= cb * 1.05 } else { ca < cb * 0.93 }
+        if a > b {
+            ca <= cb * 1.05
+        } else {
+            ca < cb * 0.93
+        }
     }
 }
 
@@ -563,7 +567,12 @@ mod tests {
         let mut c = Compressor::new(Setting::Zstd(3)).unwrap();
         let mut d = Decompressor::new().unwrap();
         let mut out = Vec::new();
-        for step in [Setting::Deep, Setting::Raw, Setting::Zstd(1), Setting::Zstd(-5)] {
+        for step in [
+            Setting::Deep,
+            Setting::Raw,
+            Setting::Zstd(1),
+            Setting::Zstd(-5),
+        ] {
             let mut seg = Vec::new();
             c.set(step, &mut seg).unwrap();
             c.compress_flush(text, &mut seg).unwrap();
@@ -581,7 +590,10 @@ mod tests {
         assert_eq!(zstd_level(19), 19);
         assert_eq!(zstd_level(99), 22);
         assert_eq!(zstd_level(-1), -1);
-        assert_eq!(zstd_level(i32::MIN), *zstd::compression_level_range().start());
+        assert_eq!(
+            zstd_level(i32::MIN),
+            *zstd::compression_level_range().start()
+        );
         let o = |compress, no_compress, compress_level| Options {
             compress,
             no_compress,
@@ -617,7 +629,11 @@ mod tests {
             let (speed, ratio) = model(t.setting());
             let secs = |x: f64| Duration::from_secs_f64(x);
             let step = t.setting();
-            if t.note(batch, secs(batch as f64 / speed), secs(batch as f64 * ratio / link)) {
+            if t.note(
+                batch,
+                secs(batch as f64 / speed),
+                secs(batch as f64 * ratio / link),
+            ) {
                 seen.push(step);
             }
         }

@@ -735,7 +735,7 @@ fn compress_batches(
         let start = std::time::Instant::now();
         let mut segs = Vec::new();
         let step = setting(&tuner);
-        let res = (|| -> io::Result<(Vec<u8>, usize)> {
+        let res = (|| -> io::Result<Vec<u8>> {
             z.clear();
             let raw = match job {
                 Job::Frames { data, end_block } if step != Setting::Raw => {
@@ -747,7 +747,7 @@ fn compress_batches(
                     }
                     pending = !end_block && (pending || !data.is_empty());
                     push_segs(&mut segs, SEG_ZSTD, &z);
-                    return Ok((data, 0));
+                    return Ok(data);
                 }
                 Job::Frames { data, .. } | Job::Raw(data) => data,
             };
@@ -758,9 +758,9 @@ fn compress_batches(
                 push_segs(&mut segs, SEG_ZSTD, &z);
             }
             push_segs(&mut segs, SEG_RAW, &raw);
-            Ok((raw, 0))
+            Ok(raw)
         })();
-        let res = res.map(|(mut spare, _)| {
+        let res = res.map(|mut spare| {
             let input = spare.len() as u64;
             let now = writing.load(Relaxed);
             if let Some(t) = tuner.as_mut() {

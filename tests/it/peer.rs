@@ -74,7 +74,10 @@ impl Peer {
     fn settle(&mut self, args: &[&[u8]]) -> Result<(), Error> {
         use std::os::unix::ffi::OsStrExt;
         let mut argv = vec![std::ffi::OsString::from("xsync")];
-        argv.extend(args.iter().map(|a| std::ffi::OsStr::from_bytes(a).to_owned()));
+        argv.extend(
+            args.iter()
+                .map(|a| std::ffi::OsStr::from_bytes(a).to_owned()),
+        );
         // Words the server would refuse: left to the test (the real server says so).
         let Ok(opts) = xsync::cli::server_options(argv) else {
             return Ok(());
