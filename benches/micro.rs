@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 use tempfile::TempDir;
 use xsync::cli::{self, Parsed};
-use xsync::compress::{Compressor, DEFAULT_LEVEL, Decompressor};
+use xsync::compress::{Compressor, Decompressor, Setting};
 use xsync::config::Options;
 use xsync::delta::{self, Applier, Op};
 use xsync::filter::Side;
@@ -345,7 +345,7 @@ fn source_text() -> Vec<u8> {
 
 /// Compresses as the protocol does: one stream fed 256 KiB at a time (its write buffer),
 /// each piece sent as zstd produces it, one flush at the end.
-fn compress_stream(text: &[u8], level: i32) -> Vec<Vec<u8>> {
+fn compress_stream(text: &[u8], level: Setting) -> Vec<Vec<u8>> {
     let mut c = Compressor::new(level).expect("zstd encoder");
     let pieces: Vec<&[u8]> = text.chunks(protocol::CHUNK).collect();
     pieces
@@ -377,19 +377,26 @@ fn bench_zstd(c: &mut Criterion) {
                 .count()
         })
     });
-    for level in [1, 3, DEFAULT_LEVEL] {
+    // The steps the tuner moves along (Deep: zstd 6 searching deeper).
+    for level in [
+        Setting::Zstd(1),
+        Setting::Zstd(3),
+        Setting::Deep,
+        Setting::Zstd(9),
+        Setting::Zstd(12),
+    ] {
         let mut segments: Option<Vec<Vec<u8>>> = None;
-        g.bench_function(format!("compress_flush/level{level}/16MiB"), |b| {
+        g.bench_function(format!("compress_flush/{level:?}/16MiB"), |b| {
             let text = text.get_or_insert_with(source_text);
             b.iter(|| compress_stream(black_box(text), level))
         });
-        g.bench_function(format!("decompress/level{level}/16MiB"), |b| {
+        g.bench_function(format!("decompress/{level:?}/16MiB"), |b| {
             let text = text.get_or_insert_with(source_text);
             let segments = segments.get_or_insert_with(|| {
                 let s = compress_stream(text, level);
                 let z: usize = s.iter().map(Vec::len).sum();
                 eprintln!(
-                    "zstd level {level}: {} -> {z} bytes, ratio {:.2}",
+                    "zstd {level:?}: {} -> {z} bytes, ratio {:.2}",
                     text.len(),
                     text.len() as f64 / z as f64
                 );

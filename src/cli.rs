@@ -641,12 +641,20 @@ struct Cli {
         help_heading = REMOTE
     )]
     contimeout: Option<String>,
-    /// compress file data during the transfer (zstd; no effect on a local copy, as in rsync)
+    /// compress file data during the transfer (zstd; by default only where it pays)
     ///
-    /// Compress data on the wire with zstd, one stream per direction with an 8 MiB window (no
-    /// effect on a local copy, as in rsync); already-compressed suffixes (rsync's
+    /// Compress data on the wire with zstd, one stream per direction with an 8 MiB window, on
+    /// a thread of its own beside the one that reads and frames the files. It starts at zstd
+    /// level 3 (the level rsync 3.x negotiates) and goes deeper while the link, measured
+    /// during the run, is slower than the compressor. Already-compressed suffixes (rsync's
     /// --skip-compress list) and data whose sample looks incompressible pass raw.
-    #[arg(short = 'z', long, help_heading = REMOTE)]
+    ///
+    /// Without -z (and without --no-compress), a transfer over a remote shell compresses
+    /// where it pays: it sends raw, measures how fast the remote shell drains what it writes
+    /// and how fast zstd would go on this data, and compresses for as long as that delivers
+    /// the data sooner (a slow link and data that compresses). rsync sends raw unless asked.
+    /// A local copy never compresses.
+    #[arg(short = 'z', long, overrides_with = "no_compress", help_heading = REMOTE)]
     compress: bool,
     /// choose the compression algorithm (xsync compresses with zstd)
     ///
@@ -657,11 +665,18 @@ struct Cli {
     /// refused as rsync refuses it (exit 4).
     #[arg(long = "compress-choice", alias = "zc", value_name = "STR", value_hint = ValueHint::Other, help_heading = REMOTE)]
     compress_choice: Option<String>,
+    /// send file data raw over the wire, never compressed
+    ///
+    /// Turns off -z and the compression a remote transfer would otherwise choose by itself:
+    /// frames travel bare, as rsync's do without -z. Also spelled --no-z.
+    #[arg(long = "no-compress", alias = "no-z", overrides_with = "compress", help_heading = REMOTE)]
+    no_compress: bool,
     /// explicitly set compression level
     ///
-    /// zstd level, 1 to 19 (default 6, made to search deeper than zstd's own level 6: fewer
-    /// bytes for a slow link, more CPU on a fast one).
-    #[arg(long = "compress-level", value_name = "NUM", value_hint = ValueHint::Other, help_heading = REMOTE)]
+    /// zstd level NUM throughout the run, as rsync passes its level to zstd: 1 to 22, or
+    /// negative for zstd's fastest levels; 0 is zstd's default (3); out-of-range values are
+    /// clamped. Implies -z, as in rsync (even after --no-compress).
+    #[arg(long = "compress-level", value_name = "NUM", value_hint = ValueHint::Other, allow_negative_numbers = true, help_heading = REMOTE)]
     compress_level: Option<i32>,
     /// the remote shell's word-splitting of remote paths, as rsync before 3.2.4
     ///
@@ -948,8 +963,6 @@ struct Cli {
     no_inplace: bool,
     #[arg(long = "no-partial", hide = true)]
     no_partial: bool,
-    #[arg(long = "no-compress", alias = "no-z", hide = true)]
-    no_compress: bool,
     #[arg(long = "no-bwlimit", hide = true)]
     no_bwlimit: bool,
     #[arg(long = "no-timeout", hide = true)]
@@ -1315,6 +1328,7 @@ where
         progress,
         names,
         compress: accepted.compress.unwrap_or(cli.compress) && !cli.no_compress,
+        no_compress: cli.no_compress || accepted.compress == Some(false),
         compress_level: cli.compress_level,
         rsh: cli.rsh,
         xsync_path: cli
@@ -1939,6 +1953,7 @@ impl Options {
             (self.itemize, "--itemize-changes"),
             (self.json, "--json"),
             (self.compress, "--compress"),
+            (self.no_compress, "--no-compress"),
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
             (self.delay_updates, "--delay-updates"),

@@ -9,12 +9,15 @@
 //! `--skip-compress` suffix list, or a sample judged by [`worth_compressing`]) travels in raw
 //! segments beside the stream, not through it.
 
+use crate::config::Options;
 use std::io;
+use std::time::Duration;
 use zstd::stream::raw::{CParameter, Decoder, Encoder, InBuffer, Operation, OutBuffer};
 
-/// The level of plain `-z` (rsync's default zlib level is 6 too). It is zstd level 6 made to
-/// search deeper (see [`Compressor::new`]).
-pub const DEFAULT_LEVEL: i32 = 6;
+/// The level plain `-z` starts from, and what `--compress-level=0` means: zstd's own
+/// default, the level rsync 3.x negotiates. From there `-z` goes deeper only while the link,
+/// not the compressor, is what holds the transfer back (see [`Tuner`]).
+pub const DEFAULT_LEVEL: i32 = 3;
 
 /// Every level compresses with an 8 MiB window: source trees repeat themselves across files
 /// (headers, licenses), and 8 MiB reaches back over many files. The decoder refuses any
@@ -22,16 +25,122 @@ pub const DEFAULT_LEVEL: i32 = 6;
 /// matching measured no better on source trees and needs a much larger window: off.)
 pub const WINDOW_LOG: u32 = 23;
 
+/// How a run compresses what it sends over a remote shell. A local copy has no wire and
+/// never compresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// `--no-compress`: frames travel bare, as rsync's do without `-z`.
+    Off,
+    /// The default: segments, raw until the run measures that compressing delivers more
+    /// (the link is slower than the compressor and the data compresses).
+    Auto,
+    /// `-z`: always compressed, from [`DEFAULT_LEVEL`] deeper while the link is the
+    /// bottleneck.
+    Adaptive,
+    /// `--compress-level=N`: zstd level N throughout (rsync passes the level to zstd too).
+    Fixed(i32),
+}
+
+impl Plan {
+    /// rsync's rules: `--compress-level` turns compression on whatever else was said (its
+    /// `do_compression_level != CLVL_NOT_SPECIFIED`), 0 is zstd's default level, and a level
+    /// outside zstd's range is clamped into it (-131072 to 22: negative levels are zstd's
+    /// fast ones).
+    pub fn of(opts: &Options) -> Plan {
+        match (opts.compress_level, opts.compress, opts.no_compress) {
+            (Some(n), _, _) => Plan::Fixed(zstd_level(n)),
+            (None, true, _) => Plan::Adaptive,
+            (None, false, true) => Plan::Off,
+            (None, false, false) => Plan::Auto,
+        }
+    }
+
+    /// Whether frames travel in segments (anything but [`Plan::Off`]).
+    pub fn segmented(self) -> bool {
+        self != Plan::Off
+    }
+}
+
+/// `--compress-level=N` as the zstd level it sends with.
+pub fn zstd_level(n: i32) -> i32 {
+    if n == 0 {
+        return DEFAULT_LEVEL;
+    }
+    let range = zstd::compression_level_range();
+    n.clamp(*range.start(), *range.end())
+}
+
+/// One way of sending a stretch of the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// Raw segments (only [`Plan::Auto`] has this step).
+    Raw,
+    /// zstd at this level, as zstd defines it.
+    Zstd(i32),
+    /// zstd level 6 made to search deeper for source text (see [`Compressor::set`]).
+    Deep,
+}
+
+/// The steps [`Tuner`] moves along, cheapest per byte first. `-z` starts at zstd 3 (rsync's
+/// level, and its bytes); the deeper steps pay when the link is slow enough that the
+/// compressor waits on it.
+const AUTO_LADDER: &[Setting] = &[
+    Setting::Raw,
+    Setting::Zstd(1),
+    Setting::Zstd(3),
+    Setting::Deep,
+    Setting::Zstd(9),
+    Setting::Zstd(12),
+];
+const Z_LADDER: &[Setting] = &[
+    Setting::Zstd(3),
+    Setting::Deep,
+    Setting::Zstd(9),
+    Setting::Zstd(12),
+];
+
 pub struct Compressor {
     enc: Encoder<'static>,
+    setting: Setting,
 }
 
 impl Compressor {
-    pub fn new(level: i32) -> io::Result<Compressor> {
-        let level = level.clamp(1, 19);
-        let mut enc = Encoder::new(level)?;
-        enc.set_parameter(CParameter::WindowLog(WINDOW_LOG))?;
-        if level == DEFAULT_LEVEL {
+    pub fn new(setting: Setting) -> io::Result<Compressor> {
+        let mut c = Compressor {
+            enc: Encoder::new(DEFAULT_LEVEL)?,
+            setting: Setting::Raw,
+        };
+        // (Raw is no level: a compressor always has one, for the stretches that are not.)
+        let setting = match setting {
+            Setting::Raw => Setting::Zstd(DEFAULT_LEVEL),
+            s => s,
+        };
+        c.set(setting, &mut Vec::new())?;
+        Ok(c)
+    }
+
+    pub fn setting(&self) -> Setting {
+        self.setting
+    }
+
+    /// Changes the level. zstd takes a new level only between frames (single-threaded), so
+    /// a change ends the current frame (its bytes appended to `out`), and the next frame
+    /// starts with no history: the tuner changes level seldom for that reason. The decoder
+    /// reads one frame after another in the same stream. `Raw` keeps the current level.
+    pub fn set(&mut self, setting: Setting, out: &mut Vec<u8>) -> io::Result<()> {
+        let level = match setting {
+            Setting::Raw => return Ok(()),
+            _ if setting == self.setting => return Ok(()),
+            Setting::Zstd(n) => n,
+            Setting::Deep => 6,
+        };
+        if self.setting != Setting::Raw {
+            self.end_frame(out)?;
+        }
+        // A fresh context: the explicit parameters of `Deep` must not outlive it.
+        let mut e = Encoder::new(level)?;
+        e.set_parameter(CParameter::WindowLog(WINDOW_LOG))?;
+        if setting == Setting::Deep {
             // zstd's level 6 (lazy matching, 2^3 probes per position) leaves ratio on the
             // table for source text. Measured on 40 MB of crate sources (.rs/.c/.h/.toml/.md)
             // and the kernel's fs/ (45 MB of C), one stream as the protocol sends it: lazy2
@@ -39,15 +148,31 @@ impl Compressor {
             // fewer bytes, at 55–65% of level 6's speed (per core: 90 against 130–160 MB/s
             // on the crate sources, 32–38 against 59–70 MB/s on fs/; zstd 3 is 2× level 6
             // but sends 17% more; zstd 12 sends 2% less at about a third of our speed). A
-            // 6-byte minimum match is 0.6% better on C, neutral elsewhere, and faster. 2^5
-            // probes measured 1–1.5% fewer bytes for another 15–20% of the speed.
-            enc.set_parameter(CParameter::Strategy(zstd::zstd_safe::Strategy::ZSTD_lazy2))?;
-            enc.set_parameter(CParameter::ChainLog(20))?;
-            enc.set_parameter(CParameter::HashLog(21))?;
-            enc.set_parameter(CParameter::SearchLog(4))?;
-            enc.set_parameter(CParameter::MinMatch(6))?;
+            // 6-byte minimum match is 0.6% better on C, neutral elsewhere, and faster.
+            use zstd::zstd_safe::Strategy;
+            e.set_parameter(CParameter::Strategy(Strategy::ZSTD_lazy2))?;
+            e.set_parameter(CParameter::ChainLog(20))?;
+            e.set_parameter(CParameter::HashLog(21))?;
+            e.set_parameter(CParameter::SearchLog(4))?;
+            e.set_parameter(CParameter::MinMatch(6))?;
         }
-        Ok(Compressor { enc })
+        self.enc = e;
+        self.setting = setting;
+        Ok(())
+    }
+
+    /// Ends the current zstd frame, appending its last bytes to `out`.
+    fn end_frame(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
+        loop {
+            let mut outb = OutBuffer::around(&mut chunk[..]);
+            let remaining = self.enc.finish(&mut outb, true)?;
+            let n = outb.pos();
+            out.extend_from_slice(&chunk[..n]);
+            if remaining == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// Feeds `input` to the stream without ending a block, appending whatever compressed
@@ -79,6 +204,149 @@ impl Compressor {
             if remaining == 0 {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Chooses the step of the ladder the stream travels at, from what each step cost as the
+/// run went. The writer is a two-stage pipeline (compressing on one thread, writing to the
+/// remote shell on the other), so a stretch of input costs the slower stage's time: the
+/// compressor's, or the writes' — which is the link's drain rate, since a write blocks
+/// while the pipe to ssh is full. Raw costs the writes alone. So a slow link makes the
+/// deeper steps free until the compressor becomes the slower stage, and a fast one
+/// (loopback, a LAN) makes raw or the fastest level the cheapest.
+///
+/// It climbs a hill: after each window of input it compares the current step with its
+/// neighbours' last measurement, and when one is stale it tries it for one window (a
+/// probe). A probe that loses doubles the wait before that neighbour is tried again, so a
+/// settled run spends few windows off its best step.
+pub struct Tuner {
+    ladder: &'static [Setting],
+    at: usize,
+    /// Each step's last cost, in seconds per input byte, and the window it was measured in.
+    cost: Vec<Option<(f64, u64)>>,
+    /// Windows to wait before probing down (index 0) or up (1) again.
+    wait: [u64; 2],
+    next_probe: [u64; 2],
+    /// A probe in progress: the step to return to if it loses.
+    probing: Option<usize>,
+    window: u64,
+    /// The window being measured: input bytes, compressing time, write time.
+    input: u64,
+    compressing: Duration,
+    writing: Duration,
+}
+
+/// Input bytes per window, and the least: long enough to measure a link through its
+/// buffers (1 MiB pipes, ssh's window), short enough to adapt several times a second
+/// on a fast link.
+const WINDOW: u64 = 4 << 20;
+const FIRST_PROBE: u64 = 1;
+const MAX_WAIT: u64 = 64;
+
+impl Tuner {
+    /// `None` for a fixed level, which has nothing to tune.
+    pub fn new(plan: Plan) -> Option<Tuner> {
+        let ladder = match plan {
+            Plan::Auto => AUTO_LADDER,
+            Plan::Adaptive => Z_LADDER,
+            Plan::Off | Plan::Fixed(_) => return None,
+        };
+        Some(Tuner {
+            ladder,
+            at: 0,
+            cost: vec![None; ladder.len()],
+            wait: [2; 2],
+            next_probe: [FIRST_PROBE; 2],
+            probing: None,
+            window: 0,
+            input: 0,
+            compressing: Duration::ZERO,
+            writing: Duration::ZERO,
+        })
+    }
+
+    pub fn setting(&self) -> Setting {
+        self.ladder[self.at]
+    }
+
+    /// Notes `input` bytes sent at the current step, the time compressing them took and
+    /// the time the writes spent meanwhile; returns whether the window closed, after which
+    /// [`setting`](Self::setting) may have changed.
+    pub fn note(&mut self, input: u64, compressing: Duration, writing: Duration) -> bool {
+        self.input += input;
+        self.compressing += compressing;
+        self.writing += writing;
+        if self.input < WINDOW {
+            return false;
+        }
+        let busy = self.compressing.max(self.writing);
+        let cost = busy.as_secs_f64() / self.input as f64;
+        self.cost[self.at] = Some((cost, self.window));
+        self.input = 0;
+        self.compressing = Duration::ZERO;
+        self.writing = Duration::ZERO;
+        self.window += 1;
+        self.decide();
+        true
+    }
+
+    fn decide(&mut self) {
+        if let Some(home) = self.probing.take() {
+            let dir = usize::from(self.at > home);
+            if self.better(self.at, home) {
+                self.wait = [2; 2];
+                self.next_probe = [self.window + FIRST_PROBE; 2];
+            } else {
+                self.wait[dir] = (self.wait[dir] * 2).min(MAX_WAIT);
+                self.next_probe[dir] = self.window + self.wait[dir];
+                self.at = home;
+            }
+            return;
+        }
+        // A neighbour measured recently enough that is better: go there at once.
+        for n in self.neighbours() {
+            if let Some((_, when)) = self.cost[n]
+                && self.window - when <= self.wait[usize::from(n > self.at)]
+                && self.better(n, self.at)
+            {
+                self.at = n;
+                return;
+            }
+        }
+        // Else probe the neighbour whose turn it is (up first: fewer bytes).
+        for dir in [1, 0] {
+            let n = match dir {
+                1 => self.at + 1,
+                _ => self.at.wrapping_sub(1),
+            };
+            if n < self.ladder.len() && self.window >= self.next_probe[dir] {
+                self.probing = Some(self.at);
+                self.at = n;
+                return;
+            }
+        }
+    }
+
+    fn neighbours(&self) -> Vec<usize> {
+        [self.at + 1, self.at.wrapping_sub(1)]
+            .into_iter()
+            .filter(|&n| n < self.ladder.len())
+            .collect()
+    }
+
+    /// Whether step `a` should replace step `b`: a deeper step may cost up to 5% more (its
+    /// bytes are fewer, and the machine's other work gains the CPU the link would have
+    /// waited on), a shallower one must cost 7% less (measurements are noisy and each
+    /// change of level starts a zstd frame afresh).
+    fn better(&self, a: usize, b: usize) -> bool {
+        let (Some((ca, _)), Some((cb, _))) = (self.cost[a], self.cost[b]) else {
+            return false;
+        };
+        if a > b {
+            ca <= cb * 1.05
+        } else {
+            ca < cb * 0.93
         }
     }
 }
@@ -202,7 +470,7 @@ mod tests {
 
     #[test]
     fn flushed_segments_decode_one_by_one_and_share_context() {
-        let mut c = Compressor::new(DEFAULT_LEVEL).unwrap();
+        let mut c = Compressor::new(Setting::Deep).unwrap();
         let mut d = Decompressor::new().unwrap();
         let text =
             b"/* SPDX-License-Identifier: GPL-2.0 */\nint main(void) { return 0; }\n".repeat(20);
@@ -221,7 +489,7 @@ mod tests {
 
     #[test]
     fn a_decompression_bomb_is_refused() {
-        let mut c = Compressor::new(1).unwrap();
+        let mut c = Compressor::new(Setting::Zstd(1)).unwrap();
         let mut seg = Vec::new();
         c.compress_flush(&vec![0u8; 8 << 20], &mut seg).unwrap();
         let mut d = Decompressor::new().unwrap();
@@ -234,7 +502,10 @@ mod tests {
         let mut enc = Encoder::new(3).unwrap();
         enc.set_parameter(CParameter::WindowLog(WINDOW_LOG + 1))
             .unwrap();
-        let mut c = Compressor { enc };
+        let mut c = Compressor {
+            enc,
+            setting: Setting::Zstd(3),
+        };
         let mut seg = Vec::new();
         c.compress_flush(&b"some text ".repeat(1000), &mut seg)
             .unwrap();
@@ -245,7 +516,7 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("memory"), "{e}");
         // Our own encoder's window is accepted at every level.
-        for level in [1, DEFAULT_LEVEL, 19] {
+        for level in [Setting::Zstd(1), Setting::Deep, Setting::Zstd(22)] {
             let mut seg = Vec::new();
             Compressor::new(level)
                 .unwrap()
@@ -288,5 +559,102 @@ mod tests {
         let packed = zstd::bulk::compress(&source.repeat(4), 19).unwrap();
         assert!(packed.len() > 512);
         assert!(!worth_compressing(&packed));
+    }
+
+    #[test]
+    fn a_change_of_level_starts_a_frame_the_decoder_reads_on() {
+        let text = include_bytes!("compress.rs");
+        let mut c = Compressor::new(Setting::Zstd(3)).unwrap();
+        let mut d = Decompressor::new().unwrap();
+        let mut out = Vec::new();
+        for step in [
+            Setting::Deep,
+            Setting::Raw,
+            Setting::Zstd(1),
+            Setting::Zstd(-5),
+        ] {
+            let mut seg = Vec::new();
+            c.set(step, &mut seg).unwrap();
+            c.compress_flush(text, &mut seg).unwrap();
+            d.decompress(&seg, &mut out, 1 << 20).unwrap();
+            assert_eq!(out, text, "after {step:?}");
+            out.clear();
+        }
+        // Raw leaves the level as it was.
+        assert_eq!(c.setting(), Setting::Zstd(-5));
+    }
+
+    #[test]
+    fn compress_level_maps_onto_zstd_levels_as_rsync_passes_them() {
+        assert_eq!(zstd_level(0), 3);
+        assert_eq!(zstd_level(19), 19);
+        assert_eq!(zstd_level(99), 22);
+        assert_eq!(zstd_level(-1), -1);
+        assert_eq!(
+            zstd_level(i32::MIN),
+            *zstd::compression_level_range().start()
+        );
+        let o = |compress, no_compress, compress_level| Options {
+            compress,
+            no_compress,
+            compress_level,
+            ..Options::default()
+        };
+        assert_eq!(Plan::of(&o(false, false, None)), Plan::Auto);
+        assert_eq!(Plan::of(&o(true, false, None)), Plan::Adaptive);
+        assert_eq!(Plan::of(&o(false, true, None)), Plan::Off);
+        // rsync: a level turns compression on, even after --no-compress.
+        assert_eq!(Plan::of(&o(false, true, Some(7))), Plan::Fixed(7));
+        assert_eq!(Plan::of(&o(true, false, Some(0))), Plan::Fixed(3));
+        assert!(Tuner::new(Plan::Fixed(3)).is_none());
+    }
+
+    /// Runs a tuner against a model link: each step compresses at `speed` bytes a second to
+    /// `ratio` of the input, the link drains `link` bytes a second. Returns the steps of the
+    /// last 100 windows.
+    fn settle(plan: Plan, link: f64) -> Vec<Setting> {
+        let model = |s: Setting| match s {
+            Setting::Raw => (f64::INFINITY, 1.0),
+            Setting::Zstd(1) => (500e6, 0.30),
+            Setting::Zstd(3) => (300e6, 0.26),
+            Setting::Deep => (90e6, 0.22),
+            Setting::Zstd(9) => (45e6, 0.21),
+            Setting::Zstd(12) => (25e6, 0.205),
+            other => panic!("{other:?}"),
+        };
+        let mut t = Tuner::new(plan).unwrap();
+        let mut seen = Vec::new();
+        let batch = 256u64 << 10;
+        while seen.len() < 300 {
+            let (speed, ratio) = model(t.setting());
+            let secs = |x: f64| Duration::from_secs_f64(x);
+            let step = t.setting();
+            if t.note(
+                batch,
+                secs(batch as f64 / speed),
+                secs(batch as f64 * ratio / link),
+            ) {
+                seen.push(step);
+            }
+        }
+        seen.split_off(200)
+    }
+
+    #[test]
+    fn the_tuner_compresses_harder_as_the_link_slows_and_not_at_all_when_it_is_fast() {
+        let most = |steps: &[Setting], s: Setting| steps.iter().filter(|&&x| x == s).count();
+        // 100 Mbit/s: the deep step keeps the link full with the fewest bytes.
+        let slow = settle(Plan::Auto, 12.5e6);
+        assert!(most(&slow, Setting::Deep) >= 85, "{slow:?}");
+        let slow = settle(Plan::Adaptive, 12.5e6);
+        assert!(most(&slow, Setting::Deep) >= 85, "{slow:?}");
+        // A link faster than any compressor: raw by default, rsync's level under -z.
+        let fast = settle(Plan::Auto, 2e9);
+        assert!(most(&fast, Setting::Raw) >= 85, "{fast:?}");
+        let fast = settle(Plan::Adaptive, 2e9);
+        assert!(most(&fast, Setting::Zstd(3)) >= 85, "{fast:?}");
+        // 1 Gbit/s: compressing still pays, at a fast level.
+        let gig = settle(Plan::Auto, 125e6);
+        assert!(most(&gig, Setting::Raw) <= 15, "{gig:?}");
     }
 }

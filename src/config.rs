@@ -97,7 +97,11 @@ pub struct Options {
     /// rsync's `--info=name1`: list the names of updated entries. `-v` and `--progress`
     /// turn it on, `--info=name0` off (the `-v` summary stays).
     pub names: bool,
+    /// `-z`. With neither this nor `no_compress`, a remote run compresses where it pays
+    /// (`compress::Plan`).
     pub compress: bool,
+    /// `--no-compress`: frames travel bare.
+    pub no_compress: bool,
     pub compress_level: Option<i32>,
     pub rsh: Option<String>,
     pub xsync_path: Option<String>,

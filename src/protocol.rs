@@ -12,7 +12,7 @@
 //! requests while the sender streams `File*` frames back (no per-file round trip); the
 //! receiver ends with `Finish`, the sender answers `Done`.
 
-use crate::compress::{Compressor, Decompressor};
+use crate::compress::{Compressor, Decompressor, Plan, Setting, Tuner};
 use crate::error::Error;
 use crate::exit::ExitCode;
 use crate::pathsafe::check_name;
@@ -642,14 +642,14 @@ pub struct Writer<W: Write> {
     buf: Vec<u8>,
     /// Bytes written so far (the "sent" of the summary line).
     pub sent: u64,
-    /// `-z`: frames travel in segments (see [`crate::compress`]).
-    comp: Option<Compressor>,
-    segs: Vec<u8>,
-    /// Frames fed to the compressor since its last flush (zstd may hold some of them).
-    pending_block: bool,
+    /// Segmented (`-z`, or compression by default): the compressing thread.
+    pipe: Option<Pipe>,
 }
 
-/// Segment kinds of a compressed connection: `[kind u8][len u32 LE][bytes]`.
+/// Segment kinds of a segmented connection: `[kind u8][len u32 LE][bytes]`. A `SEG_ZSTD`
+/// segment continues the one zstd stream of the direction (one frame after another, a new
+/// frame where the sender changed level); `SEG_RAW` bytes bypass it. Both carry frame
+/// bytes, and a frame may span segments of either kind.
 const SEG_RAW: u8 = 0;
 const SEG_ZSTD: u8 = 1;
 /// An empty segment that only shows the peer is alive (`--timeout`): it carries no bytes of
@@ -661,6 +661,133 @@ const SEG_MAX: usize = 1 << 20;
 /// one segment may add (the rest of that frame, the next ≤ 256 KiB of frames and up to one
 /// 128 KiB block zstd held back). A stream that decodes to more is a bomb: refused.
 const PLAIN_MAX: usize = 2 * MAX_FRAME + (1 << 20);
+/// Batches handed to the compressing thread and not yet written: enough to keep both
+/// stages busy, few enough that memory stays a few MiB.
+const IN_FLIGHT: usize = 3;
+
+/// The compressing stage of a segmented writer: a thread that turns batches of frames into
+/// segments (compressed or raw, at the step [`crate::compress::Tuner`] chose), while the
+/// protocol thread goes on reading and framing files and writes the segments that came
+/// back. Two stages, so one core can compress while the other serves the protocol and ssh.
+struct Pipe {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    done: std::sync::mpsc::Receiver<io::Result<Done>>,
+    in_flight: usize,
+    /// Nanoseconds this end has spent in writes of segments, read by the tuner: while the
+    /// pipe to the remote shell is full they measure the link.
+    writing: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Batches handed over since the last protocol flush.
+    dirty: bool,
+    spare: Vec<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+enum Job {
+    /// Frames, ending the zstd block after them when `end_block` (a protocol flush: the
+    /// peer must be able to decode everything sent so far).
+    Frames { data: Vec<u8>, end_block: bool },
+    /// One whole frame (length and body) that would not compress: sent raw.
+    Raw(Vec<u8>),
+}
+
+struct Done {
+    segs: Vec<u8>,
+    /// The batch's buffer, for the next batch.
+    spare: Vec<u8>,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn push_segs(segs: &mut Vec<u8>, kind: u8, bytes: &[u8]) {
+    // A segment never exceeds what the reader accepts, however the output came out.
+    for piece in bytes.chunks(SEG_MAX) {
+        segs.push(kind);
+        segs.extend_from_slice(&(piece.len() as u32).to_le_bytes());
+        segs.extend_from_slice(piece);
+    }
+}
+
+/// The compressing thread's loop: batches in, segments out, in order.
+fn compress_batches(
+    plan: Plan,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    done: std::sync::mpsc::Sender<io::Result<Done>>,
+    writing: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tuner = Tuner::new(plan);
+    let fixed = match plan {
+        Plan::Fixed(n) => Setting::Zstd(n),
+        _ => Setting::Zstd(crate::compress::DEFAULT_LEVEL),
+    };
+    let setting = |t: &Option<Tuner>| t.as_ref().map_or(fixed, Tuner::setting);
+    let mut c = match Compressor::new(setting(&tuner)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = done.send(Err(e));
+            return;
+        }
+    };
+    // Input fed to zstd since its last block end.
+    let mut pending = false;
+    let mut wrote = 0u64;
+    let mut z = Vec::new();
+    for job in jobs {
+        let start = std::time::Instant::now();
+        let mut segs = Vec::new();
+        let step = setting(&tuner);
+        let res = (|| -> io::Result<Vec<u8>> {
+            z.clear();
+            let raw = match job {
+                Job::Frames { data, end_block } if step != Setting::Raw => {
+                    c.set(step, &mut z)?;
+                    if end_block {
+                        c.compress_flush(&data, &mut z)?;
+                    } else {
+                        c.compress_more(&data, &mut z)?;
+                    }
+                    pending = !end_block && (pending || !data.is_empty());
+                    push_segs(&mut segs, SEG_ZSTD, &z);
+                    return Ok(data);
+                }
+                Job::Frames { data, .. } | Job::Raw(data) => data,
+            };
+            // Raw bytes come after everything fed to zstd, so its block ends first.
+            if pending {
+                c.compress_flush(&[], &mut z)?;
+                pending = false;
+                push_segs(&mut segs, SEG_ZSTD, &z);
+            }
+            push_segs(&mut segs, SEG_RAW, &raw);
+            Ok(raw)
+        })();
+        let res = res.map(|mut spare| {
+            let input = spare.len() as u64;
+            let now = writing.load(Relaxed);
+            if let Some(t) = tuner.as_mut() {
+                t.note(
+                    input,
+                    start.elapsed(),
+                    std::time::Duration::from_nanos(now - wrote),
+                );
+            }
+            wrote = now;
+            spare.clear();
+            Done { segs, spare }
+        });
+        let failed = res.is_err();
+        if done.send(res).is_err() || failed {
+            return;
+        }
+    }
+}
 
 impl<W: Write> Writer<W> {
     /// The stream beneath, for bytes that are not frames (a test's malformed prefix).
@@ -673,76 +800,136 @@ impl<W: Write> Writer<W> {
             inner,
             buf: Vec::with_capacity(64 * 1024),
             sent: 0,
-            comp: None,
-            segs: Vec::new(),
-            pending_block: false,
+            pipe: None,
         }
     }
 
-    /// From the next frame on, everything this end sends is compressed.
-    pub fn enable_compression(&mut self, level: i32) -> Result<(), Error> {
+    /// From the next frame on, everything this end sends travels in segments, compressed
+    /// as `plan` says (nothing changes for [`Plan::Off`]).
+    pub fn enable_compression(&mut self, plan: Plan) -> Result<(), Error> {
+        if !plan.segmented() || self.pipe.is_some() {
+            return Ok(());
+        }
         self.flush()?;
-        self.comp = Some(Compressor::new(level).map_err(|e| {
-            Error::new(ExitCode::StreamIo, format!("cannot start compression: {e}"))
-        })?);
+        let (jobs, jobs_rx) = std::sync::mpsc::channel();
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let writing = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let w = writing.clone();
+        let thread = std::thread::Builder::new()
+            .name("xsync-zstd".into())
+            .spawn(move || compress_batches(plan, jobs_rx, done_tx, w))
+            .map_err(|e| {
+                Error::new(ExitCode::StreamIo, format!("cannot start compression: {e}"))
+            })?;
+        self.pipe = Some(Pipe {
+            jobs: Some(jobs),
+            done,
+            in_flight: 0,
+            writing,
+            dirty: false,
+            spare: Vec::new(),
+            thread: Some(thread),
+        });
         Ok(())
     }
 
+    /// Whether frames travel in segments, so that [`send_raw`](Self::send_raw) can keep
+    /// incompressible data out of the zstd stream.
     pub fn compressing(&self) -> bool {
-        self.comp.is_some()
+        self.pipe.is_some()
     }
 
-    /// Feeds the queued frames to the zstd stream and queues what it produced as segments.
-    /// `end_block` is for a protocol flush (the peer must be able to decode every frame
-    /// sent so far); a buffer that merely filled up is fed without ending a block, so the
-    /// stream's blocks are cut only where the protocol needs them. (Each cut costs a block
-    /// end and fresh entropy tables: 0.3% of the bytes on 40 MB of crate sources, where the
-    /// buffer fills about 170 times.)
-    fn seal(&mut self, end_block: bool) -> Result<(), Error> {
-        let Some(c) = self.comp.as_mut() else {
+    /// Hands a batch to the compressing thread, writing out what it has finished; at most
+    /// [`IN_FLIGHT`] batches are in the thread at once.
+    fn hand_over(&mut self, job: Job) -> Result<(), Error> {
+        while self.pipe.as_ref().is_some_and(|p| p.in_flight >= IN_FLIGHT) {
+            self.write_done(true)?;
+        }
+        let Some(p) = self.pipe.as_mut() else {
             return Ok(());
         };
-        if self.buf.is_empty() && !(end_block && self.pending_block) {
-            return Ok(());
+        let sent = p.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+        if !sent {
+            // The thread ended: its error is in the results.
+            while self.pipe.as_ref().is_some_and(|p| p.in_flight > 0) {
+                self.write_done(true)?;
+            }
+            return Err(Error::new(ExitCode::StreamIo, "compression failed"));
         }
-        let mut z = Vec::with_capacity(self.buf.len() / 2 + 64);
-        let res = if end_block {
-            c.compress_flush(&self.buf, &mut z)
-        } else {
-            c.compress_more(&self.buf, &mut z)
-        };
-        res.map_err(|e| Error::new(ExitCode::StreamIo, format!("compression failed: {e}")))?;
-        self.pending_block = !end_block && (self.pending_block || !self.buf.is_empty());
-        self.buf.clear();
-        // A segment never exceeds what the reader accepts, however the output came out.
-        for piece in z.chunks(SEG_MAX) {
-            self.segs.push(SEG_ZSTD);
-            self.segs
-                .extend_from_slice(&(piece.len() as u32).to_le_bytes());
-            self.segs.extend_from_slice(piece);
-        }
+        p.in_flight += 1;
+        p.dirty = true;
+        while self.write_done(false)? {}
         Ok(())
+    }
+
+    /// Writes one finished batch (waiting for it when `wait`); whether there was one.
+    fn write_done(&mut self, wait: bool) -> Result<bool, Error> {
+        let Some(p) = self.pipe.as_mut() else {
+            return Ok(false);
+        };
+        if p.in_flight == 0 {
+            return Ok(false);
+        }
+        let got = if wait {
+            p.done.recv().ok()
+        } else {
+            match p.done.try_recv() {
+                Ok(r) => Some(r),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            }
+        };
+        p.in_flight -= 1;
+        let done = match got {
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                return Err(Error::new(
+                    ExitCode::StreamIo,
+                    format!("compression failed: {e}"),
+                ));
+            }
+            None => return Err(Error::new(ExitCode::StreamIo, "compression failed")),
+        };
+        let start = std::time::Instant::now();
+        self.inner.write_all(&done.segs).map_err(lost)?;
+        p.writing.fetch_add(
+            start.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.sent += done.segs.len() as u64;
+        p.spare.push(done.spare);
+        Ok(true)
+    }
+
+    /// The queued frames as a batch for the compressing thread.
+    fn take_batch(&mut self) -> Vec<u8> {
+        let next = self
+            .pipe
+            .as_mut()
+            .and_then(|p| p.spare.pop())
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK + 64 * 1024));
+        std::mem::replace(&mut self.buf, next)
     }
 
     /// Sends a frame outside the compressed stream (data that would not compress); the
-    /// same as [`send`](Self::send) on an uncompressed connection.
+    /// same as [`send`](Self::send) on a bare connection.
     pub fn send_raw(&mut self, msg: &Msg) -> Result<(), Error> {
-        if self.comp.is_none() {
+        if self.pipe.is_none() {
             return self.send(msg);
         }
-        self.seal(true)?;
-        let frame = postcard::to_stdvec(msg)
-            .map_err(|e| Error::new(ExitCode::StreamIo, format!("cannot encode frame: {e}")))?;
-        self.segs.push(SEG_RAW);
-        self.segs
-            .extend_from_slice(&((frame.len() + 4) as u32).to_le_bytes());
-        self.segs
-            .extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        self.segs.extend_from_slice(&frame);
-        if self.segs.len() >= 256 * 1024 {
-            self.flush()?;
+        if !self.buf.is_empty() {
+            let data = self.take_batch();
+            self.hand_over(Job::Frames {
+                data,
+                end_block: false,
+            })?;
         }
-        Ok(())
+        let body = postcard::to_stdvec(msg)
+            .map_err(|e| Error::new(ExitCode::StreamIo, format!("cannot encode frame: {e}")))?;
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&body);
+        self.hand_over(Job::Raw(frame))
     }
 
     pub fn magic(&mut self) -> Result<(), Error> {
@@ -751,8 +938,8 @@ impl<W: Write> Writer<W> {
     }
 
     /// Queues a frame; it reaches the peer at the next [`flush`](Self::flush). When the
-    /// buffer fills, what is queued is written out before that (under `-z`, as much of it as
-    /// the compressor has produced).
+    /// buffer fills, what is queued is written out before that (when segmented, handed to
+    /// the compressing thread, whose output is written as it comes).
     pub fn send(&mut self, msg: &Msg) -> Result<(), Error> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; 4]);
@@ -767,10 +954,16 @@ impl<W: Write> Writer<W> {
             ));
         }
         self.buf[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-        if self.buf.len() >= 256 * 1024 {
-            if self.comp.is_some() {
-                self.seal(false)?;
-                self.write_segs()?;
+        if self.buf.len() >= CHUNK {
+            if self.pipe.is_some() {
+                // Not the end of a zstd block: cutting one here costs its entropy tables
+                // and the matches a longer block would have found, for nothing (0.3% of
+                // the bytes on 40 MB of crate sources, where the buffer fills 170 times).
+                let data = self.take_batch();
+                self.hand_over(Job::Frames {
+                    data,
+                    end_block: false,
+                })?;
             } else {
                 self.flush()?;
             }
@@ -778,21 +971,22 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    fn write_segs(&mut self) -> Result<(), Error> {
-        if !self.segs.is_empty() {
-            self.sent += self.segs.len() as u64;
-            self.inner.write_all(&self.segs).map_err(lost)?;
-            self.segs.clear();
-        }
-        Ok(())
-    }
-
-    /// Hands everything queued to the peer: under `-z` this ends the current zstd block so
-    /// the peer can decode every frame sent so far.
+    /// Hands everything queued to the peer: when segmented, this ends the current zstd
+    /// block so the peer can decode every frame sent so far, and waits until the
+    /// compressing thread's output is written.
     pub fn flush(&mut self) -> Result<(), Error> {
-        if self.comp.is_some() {
-            self.seal(true)?;
-            self.write_segs()?;
+        if let Some(p) = self.pipe.as_mut() {
+            if p.dirty || !self.buf.is_empty() {
+                let data = self.take_batch();
+                self.hand_over(Job::Frames {
+                    data,
+                    end_block: true,
+                })?;
+                if let Some(p) = self.pipe.as_mut() {
+                    p.dirty = false;
+                }
+            }
+            while self.write_done(true)? {}
         } else if !self.buf.is_empty() {
             self.sent += self.buf.len() as u64;
             self.inner.write_all(&self.buf).map_err(lost)?;
@@ -1221,7 +1415,7 @@ mod tests {
         let send_all = || {
             let mut out = Vec::new();
             let mut w = Writer::new(&mut out);
-            w.enable_compression(3).unwrap();
+            w.enable_compression(Plan::Fixed(3)).unwrap();
             for (i, d) in frames.iter().enumerate() {
                 w.send(&Msg::Data {
                     id: i as u32,
@@ -1256,7 +1450,7 @@ mod tests {
         let mut out = Vec::new();
         {
             let mut w = Writer::new(&mut out);
-            w.enable_compression(3).unwrap();
+            w.enable_compression(Plan::Fixed(3)).unwrap();
             for i in 0..50u32 {
                 let data = format!("line {i} of some very repetitive text\n").repeat(100);
                 if i % 7 == 0 {

@@ -130,7 +130,9 @@ trap 'exit 143' TERM
 RESDIR=$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)-$$
 mkdir -p "$RESDIR"
 # A workload's key is TRANSPORT/ID: the same id runs in several transports.
-RAW=$RESDIR/raw.tsv         # key tool run wall_s rss_kib sent received server_rss_kib ("-": local)
+RAW=$RESDIR/raw.tsv         # key tool run wall_s rss_kib sent received server_rss_kib cpu_s ("-": local;
+                            # cpu_s: user+sys of the tool and its children on this side: ssh
+                            # included, the remote server not)
 CELLS=$RESDIR/cells.tsv     # key tool status text   (status: ok na wrong fail skipped pending none)
 NOTES=$RESDIR/notes.tsv     # key tool note
 WLS=$RESDIR/workloads.tsv   # key transport id description   (in table order)
@@ -572,13 +574,13 @@ applies() { # applies TOOL KIND
 # ---------------------------------------------------------------------------------------------
 # Measuring and checking.
 
-WALL=0; RSS=0; RC=0; SENT=-; RECV=-; SRV_RSS=-
+WALL=0; RSS=0; CPU=0; RC=0; SENT=-; RECV=-; SRV_RSS=-
 measure() { # runs CMD; sets WALL (s), RSS (KiB), RC, and for a remote run SENT/RECV (bytes) and SRV_RSS (KiB)
     local tf=$RESDIR/last.time t0 t1 crss
     : >"$BYTES_FILE"; : >"$SRV_FILE"
     t0=$(date +%s%N)
     set +e
-    COUNT_BYTES_OUT=$BYTES_FILE "${RUN_PREFIX[@]}" "$GNU_TIME" -f '%e %M' -o "$tf" "${CMD[@]}" >/dev/null 2>"$RESDIR/last.err"
+    COUNT_BYTES_OUT=$BYTES_FILE "${RUN_PREFIX[@]}" "$GNU_TIME" -f '%e %M %U %S' -o "$tf" "${CMD[@]}" >/dev/null 2>"$RESDIR/last.err"
     RC=$?
     set -e
     t1=$(date +%s%N)
@@ -587,6 +589,7 @@ measure() { # runs CMD; sets WALL (s), RSS (KiB), RC, and for a remote run SENT/
     WALL=$(python3 -c "print(f'{($t1-$t0)/1e9:.4f}')")
     RSS=$(tail -1 "$tf" | awk '{print $2}')
     [[ $RSS =~ ^[0-9]+$ ]] || RSS=0
+    CPU=$(tail -1 "$tf" | awk '{printf "%.2f", $3 + $4}')
     SENT=-; RECV=-; SRV_RSS=-
     [[ $TRANSPORT != local ]] || return 0
     # Over a remote shell GNU time's largest process may be ssh or count-bytes itself, so the
@@ -722,7 +725,7 @@ run_workload() { # run_workload ID KIND DESC SRC BASIS RUNS EXTRA...
                 if [[ $VERIFY == meta && $r == 1 ]]; then note "$id" "$t" "$VERIFY_MSG"; fi
             fi
             if [[ $TRANSPORT != local ]]; then SENT=${csent[$t]:--}; RECV=${crecv[$t]:--}; RSS=${crss[$t]:-$RSS}; fi
-            printf '%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TRANSPORT" "$id" "$t" "$r" "$WALL" "$RSS" "$SENT" "$RECV" "$SRV_RSS" >>"$RAW"
+            printf '%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$TRANSPORT" "$id" "$t" "$r" "$WALL" "$RSS" "$SENT" "$RECV" "$SRV_RSS" "$CPU" >>"$RAW"
             if [[ $TRANSPORT == local ]]; then log "  $t run $r: ${WALL}s ${RSS}KiB"
             else log "  $t run $r: ${WALL}s, client ${RSS}KiB, server ${SRV_RSS}KiB, sent $SENT received $RECV bytes"; fi
             if [[ $TRANSPORT != local && $SENT == - ]]; then note "$id" "$t" "count-bytes recorded no connection: bytes unknown"; fi
@@ -747,7 +750,7 @@ skip_workload() { # skip_workload ID DESC REASON
 # The workloads each transport runs by default; --only overrides (any id, every transport).
 # ssh at tiny scale adds e f g, so the smoke test covers the delta and -z over a real sshd.
 default_set() {
-    local set="a-kernel a-small b-kernel b-small c-kernel d-bigfile" dfg="e-delta-edit f-delta-insert g-text-z"
+    local set="a-kernel a-small b-kernel b-small c-kernel d-bigfile" dfg="e-delta-edit f-delta-insert g-text-z g-text g-text-noz"
     case $TRANSPORT in
         local)
             [[ $DELTA == 1 ]] && set+=" $dfg"
@@ -769,7 +772,7 @@ want() {
     esac
     if [[ -n $ONLY ]]; then [[ ",$ONLY," == *",$1,"* ]]; else [[ " $(default_set) " == *" $1 "* ]]; fi
 }
-ALL_WORKLOADS="a-kernel a-small b-kernel b-small c-kernel d-bigfile e-delta-edit f-delta-insert g-text-z h-big4g a-kernel-disk"
+ALL_WORKLOADS="a-kernel a-small b-kernel b-small c-kernel d-bigfile e-delta-edit f-delta-insert g-text-z g-text g-text-noz h-big4g a-kernel-disk"
 
 # ---------------------------------------------------------------------------------------------
 # Machine facts, then the workloads.
@@ -808,7 +811,7 @@ run_transport_workloads() { # the selected workloads of $TRANSPORT, in table ord
         for w in $ALL_WORKLOADS; do want "$w" && skip_workload "$w" "$w over $TRANSPORT" "$TRANSPORT_SKIP"; done
         return 0
     fi
-    if want a-kernel || want b-kernel || want c-kernel || want g-text-z || want a-kernel-disk; then
+    if want a-kernel || want b-kernel || want c-kernel || want g-text-z || want g-text || want g-text-noz || want a-kernel-disk; then
         prepare_kernel
         [[ -n $KERNEL_SKIP ]] || KFACTS=$(tree_facts "$WORK/kernel-src")
     fi
@@ -880,9 +883,28 @@ run_transport_workloads() { # the selected workloads of $TRANSPORT, in table ord
             prepare_text
             run_workload g-text-z copy "initial copy with \`-z\`, source text from the $KTAG tree ($(tree_facts "$WORK/text-src"))" \
                 "$WORK/text-src" "" "$RUNS" -z
-            rm -rf "$WORK/text-src" "$WORK/text-src.ok"
         fi
     fi
+    # The same tree with default flags (xsync compresses where the link makes it pay, rsync
+    # sends raw) and with compression off (\`--no-compress\`, both tools raw): the bar the
+    # default must not fall below on a fast link.
+    if want g-text; then
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload g-text "initial copy, default flags, source text" "$KERNEL_SKIP"
+        else
+            prepare_text
+            run_workload g-text copy "initial copy, default flags, source text from the $KTAG tree ($(tree_facts "$WORK/text-src"))" \
+                "$WORK/text-src" "" "$RUNS"
+        fi
+    fi
+    if want g-text-noz; then
+        if [[ -n $KERNEL_SKIP ]]; then skip_workload g-text-noz "initial copy with --no-compress, source text" "$KERNEL_SKIP"
+        else
+            prepare_text
+            run_workload g-text-noz copy "initial copy with \`--no-compress\`, source text from the $KTAG tree ($(tree_facts "$WORK/text-src"))" \
+                "$WORK/text-src" "" "$RUNS" --no-compress
+        fi
+    fi
+    rm -rf "$WORK/text-src" "$WORK/text-src.ok"
 
     if want h-big4g; then
         # Source + destination: on tmpfs only when MemAvailable leaves room for both and 2 GiB

@@ -54,9 +54,11 @@ impl<R: Read + AsFd> Conn<R> {
     }
 }
 
-/// After `Start`, both ends fix the stream's form at the same point: `-z` turns compression
-/// on in both directions, `--bwlimit` paces this end's writes, and `--timeout` starts the
-/// watchdog (keepalives may flow from here on). `role` is this end's.
+/// After `Start`, both ends fix the stream's form at the same point: unless `--no-compress`,
+/// frames travel in segments both ways (compressed as [`crate::compress::Plan`] says: by
+/// `-z`, by `--compress-level`, or where the run finds it pays), `--bwlimit` paces this
+/// end's writes, and `--timeout` starts the watchdog (keepalives may flow from here on).
+/// `role` is this end's. Both ends derive the plan from the same option words.
 pub fn settle_stream<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -64,11 +66,9 @@ pub fn settle_stream<R: Read, W: Write>(
     opts: &Options,
     role: Role,
 ) -> Result<(), Error> {
-    if opts.compress {
-        wr.enable_compression(
-            opts.compress_level
-                .unwrap_or(crate::compress::DEFAULT_LEVEL),
-        )?;
+    let plan = crate::compress::Plan::of(opts);
+    if plan.segmented() {
+        wr.enable_compression(plan)?;
         rd.enable_compression()?;
     }
     wire.set_bwlimit(opts.bwlimit);
@@ -77,7 +77,7 @@ pub fn settle_stream<R: Read, W: Write>(
             Role::Sender => "sender",
             Role::Receiver => "receiver",
         };
-        wire.watch(t, who, crate::protocol::keepalive(opts.compress));
+        wire.watch(t, who, crate::protocol::keepalive(plan.segmented()));
     }
     Ok(())
 }

@@ -576,6 +576,15 @@ fn a_delta_copying_beyond_the_basis_is_refused() {
 
 #[test]
 fn a_frame_longer_than_the_limit_is_refused() {
+    frame_over_the_limit(&["-a"]);
+}
+
+#[test]
+fn a_bare_frame_longer_than_the_limit_is_refused() {
+    frame_over_the_limit(&["-a", "--no-compress"]);
+}
+
+fn frame_over_the_limit(flags: &[&str]) {
     let t = tempfile::tempdir().unwrap();
     let outside = t.path().join("parent");
     let dst = outside.join("dst");
@@ -583,12 +592,18 @@ fn a_frame_longer_than_the_limit_is_refused() {
     let server = HostileServer::start(t.path(), |p: &mut Peer| {
         p.accept().expect("handshake");
         use std::io::Write;
-        // A length prefix of 4 GiB - 1, then nothing of it.
-        let _ = p.wr.get_mut().write_all(&u32::MAX.to_le_bytes());
+        // A length prefix of 4 GiB - 1, then nothing of it: in a raw segment on a
+        // segmented connection (the default), bare under --no-compress.
+        let mut bytes = Vec::new();
+        if p.wr.compressing() {
+            bytes.extend_from_slice(&[0, 4, 0, 0, 0]);
+        }
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        let _ = p.wr.get_mut().write_all(&bytes);
         let _ = p.wr.get_mut().flush();
         let _ = p.recv();
     });
-    let (out, diffs) = pull_source(&server, &["-a"], "host:src/", &dst, &outside);
+    let (out, diffs) = pull_source(&server, flags, "host:src/", &dst, &outside);
     server.finish();
     assert_eq!(code(&out), 12, "{}", stderr(&out));
     assert!(

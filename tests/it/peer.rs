@@ -61,7 +61,33 @@ impl Peer {
     /// greeting out. Returns the `Start` message.
     pub fn accept(&mut self) -> Result<Msg, Error> {
         xsync::protocol::handshake(&mut self.rd, &mut self.wr)?;
-        self.recv()
+        let start = self.recv()?;
+        if let Msg::Start { args, .. } = &start {
+            let words: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+            self.settle(&words)?;
+        }
+        Ok(start)
+    }
+
+    /// The stream's form after `Start`, as both real ends fix it from the option words
+    /// (segments, unless `--no-compress`).
+    fn settle(&mut self, args: &[&[u8]]) -> Result<(), Error> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut argv = vec![std::ffi::OsString::from("xsync")];
+        argv.extend(
+            args.iter()
+                .map(|a| std::ffi::OsStr::from_bytes(a).to_owned()),
+        );
+        // Words the server would refuse: left to the test (the real server says so).
+        let Ok(opts) = xsync::cli::server_options(argv) else {
+            return Ok(());
+        };
+        let plan = xsync::compress::Plan::of(&opts);
+        if plan.segmented() {
+            self.wr.enable_compression(plan)?;
+            self.rd.enable_compression()?;
+        }
+        Ok(())
     }
 
     /// Client side of the opening: greeting and `Start` out, the server's greeting checked.
@@ -80,7 +106,9 @@ impl Peer {
                 .collect(),
             filters: Vec::new(),
             files: Vec::new(),
-        })
+        })?;
+        let words: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.settle(&words)
     }
 
     /// Sender's opening: `Sources { info }` then `SourceRoot` with `root`, announcing 1,000
