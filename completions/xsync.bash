@@ -23,7 +23,7 @@ _xsync() {
 
     case "${cmd}" in
         xsync)
-            opts="-v -q -h -P -i -c -u -I -@ -a -r -R -x -l -L -k -H -p -X -o -g -D -t -O -J -S -n -W -e -z -s -4 -6 -m -f -0 -V --verbose --info --quiet --stats --human-readable --progress --itemize-changes --json --checksum --update --existing --ignore-existing --max-size --min-size --ignore-times --size-only --modify-window --archive --recursive --relative --mkpath --one-file-system --links --copy-links --copy-unsafe-links --safe-links --copy-dirlinks --hard-links --perms --chmod --xattrs --owner --group --devices --specials --times --omit-dir-times --omit-link-times --numeric-ids --chown --inplace --sparse --dry-run --whole-file --no-whole-file --partial --partial-dir --compare-dest --copy-dest --link-dest --fsync --rsh --xsync-path --rsync-path --no-deploy --timeout --contimeout --compress --no-compress --compress-level --old-args --secluded-args --blocking-io --bwlimit --ipv4 --ipv6 --delete --delete-before --delete-during --delete-delay --delete-after --delete-excluded --max-delete --ignore-missing-args --prune-empty-dirs --filter --exclude --exclude-from --include --include-from --files-from --from0 --version --help"
+            opts="-v -q -h -P -i -c -u -I -@ -a -r -R -x -l -L -k -H -p -X -o -g -D -t -O -J -S -n -W -e -z -s -4 -6 -m -f -0 -V --verbose --info --quiet --stats --human-readable --progress --itemize-changes --json --checksum --update --existing --ignore-existing --max-size --min-size --ignore-times --size-only --modify-window --archive --recursive --relative --mkpath --one-file-system --links --copy-links --copy-unsafe-links --safe-links --copy-dirlinks --hard-links --perms --chmod --xattrs --owner --group --devices --specials --times --omit-dir-times --omit-link-times --numeric-ids --chown --inplace --sparse --dry-run --whole-file --no-whole-file --partial --partial-dir --compare-dest --copy-dest --link-dest --fsync --rsh --xsync-path --rsync-path --no-deploy --streams --timeout --contimeout --compress --compress-level --old-args --secluded-args --blocking-io --bwlimit --ipv4 --ipv6 --delete --delete-before --delete-during --delete-delay --delete-after --delete-excluded --max-delete --ignore-missing-args --prune-empty-dirs --filter --exclude --exclude-from --include --include-from --files-from --from0 --version --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -129,6 +129,13 @@ _xsync() {
                     return 0
                     ;;
                 --rsync-path)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --streams)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -12,6 +12,7 @@ complete -c xsync -l link-dest -d 'hardlink to files in DIR when unchanged' -r -
 complete -c xsync -s e -l rsh -d 'specify the remote shell to use' -r -f -a "(__fish_complete_command)"
 complete -c xsync -l xsync-path -d 'specify the xsync to run on the remote machine' -r -f
 complete -c xsync -l rsync-path -d 'rsync\'s spelling: the same, with a word naming rsync run as xsync ("sudo rsync")' -r -f
+complete -c xsync -l streams -d 'data streams over ssh: N channels of one login (1: one stream; default: by the link)' -r -f
 complete -c xsync -l timeout -d 'set I/O timeout in seconds (0: none; a local copy has no connection to time out)' -r -f
 complete -c xsync -l contimeout -d 'daemon connection timeout: refused, as rsync refuses it without a daemon' -r -f
 complete -c xsync -l compress-level -d 'explicitly set compression level' -r -f

@@ -614,6 +614,18 @@ struct Cli {
     /// fails with exit 127, as before. Also XSYNC_NO_DEPLOY=1.
     #[arg(long = "no-deploy", help_heading = REMOTE)]
     no_deploy: bool,
+    /// data streams over ssh: N channels of one login (1: one stream; default: by the link)
+    ///
+    /// How many streams carry file data over an ssh remote shell. ssh's window caps one
+    /// stream at about 2 MB per round trip (20 MB/s at 100 ms), whatever the link, so on a
+    /// long link xsync opens more channels through the same login (OpenSSH's ControlMaster,
+    /// with its socket in a private directory removed at the end) and spreads new files
+    /// across them, a big file by ranges. By default it does so when the round trip it
+    /// measures and the bytes to send call for it; 1 turns it off. A remote shell that is
+    /// not ssh, or an ssh that cannot multiplex, always uses one stream, as do --bwlimit,
+    /// --timeout and --inplace; --partial and --sparse keep their files on the first.
+    #[arg(long, value_name = "N", value_hint = ValueHint::Other, value_parser = clap::value_parser!(u32).range(1..=16), help_heading = REMOTE)]
+    streams: Option<u32>,
     /// set I/O timeout in seconds (0: none; a local copy has no connection to time out)
     ///
     /// rsync's I/O timeout: when this end has waited on the connection for SECONDS with no
@@ -1335,6 +1347,7 @@ where
             .xsync_path
             .or(cli.rsync_path.map(|p| rsync_path_as_xsync(&p))),
         json: cli.json,
+        streams: cli.streams,
         deploy: !cli.no_deploy
             && std::env::var_os(crate::endpoint::deploy::NO_DEPLOY_ENV)
                 .is_none_or(|v| v.is_empty() || v == "0"),
@@ -2040,6 +2053,10 @@ impl Options {
         if let Some(k) = self.bwlimit {
             a.push(format!("--bwlimit={k}"));
         }
+        // The server learns whether the client can open more streams (1: it cannot).
+        if let Some(n) = self.streams {
+            a.push(format!("--streams={n}"));
+        }
         if self.old_args {
             a.push("--old-args".into());
         }
@@ -2096,6 +2113,7 @@ mod tests {
             "--no-W",
             "--timeout=7",
             "--bwlimit=1.5m",
+            "--streams=3",
             "--link-dest=../day1",
             "--link-dest=/abs/day0",
             "-Lk",
@@ -2157,6 +2175,7 @@ mod tests {
         assert_eq!(back.verbose, 1);
         assert_eq!(back.timeout, Some(7));
         assert_eq!(back.bwlimit, Some(1536));
+        assert_eq!(back.streams, Some(3));
         assert!(!back.relative && back.files_from.is_none());
         assert_eq!(
             back.alt_dest,

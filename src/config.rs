@@ -114,6 +114,8 @@ pub struct Options {
     pub timeout: Option<u32>,
     /// `--bwlimit`, in rsync's unit: KiB per second (None: no limit).
     pub bwlimit: Option<u64>,
+    /// `--streams`: how many streams carry file data over ssh (None: decided by the link).
+    pub streams: Option<u32>,
     /// `--old-args`: the server splits each remote path into words, as a remote shell would.
     pub old_args: bool,
     /// On a server: whether the client's terminal shows UTF-8 (names in the lines the

@@ -57,6 +57,10 @@ where
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.get(1).is_some_and(|a| a == "--server") {
+        // `--server --join ID`: an extra stream of a session (endpoint::streams).
+        if args.len() == 4 && args[2] == "--join" {
+            return endpoint::join(&args[3].to_string_lossy());
+        }
         // `--server --install …`: this binary was just uploaded and must check itself and
         // take its cache name before it serves (endpoint::deploy).
         if args.len() > 2

@@ -533,7 +533,33 @@ pub enum Msg {
     /// Either way, only with `--timeout`: nothing, sent by an end that has been busy for
     /// half the timeout so that its peer does not give up on it. [`Reader::recv`] skips it.
     KeepAlive,
+    /// Receiver → sender, on the first stream: `count` more streams are opening through
+    /// the remote shell's master connection (`endpoint::streams`), each to prove itself
+    /// with `token`. At most [`MAX_LANES`].
+    Lanes {
+        count: u32,
+        token: [u8; 32],
+    },
+    /// Client → server, the first frame of an extra stream: the token of its `Lanes`.
+    Join {
+        token: [u8; 32],
+    },
+    /// Receiver → sender, on an extra stream (or the first once its `Get`s are answered):
+    /// bytes `offset..offset + len` of a regular file the sender listed, or from `offset`
+    /// to the end when `to_end` (a file's last range, so one that grew is sent as read).
+    /// Answered by `Data` frames of `id`, the last carrying the blake3 of the range, or by
+    /// `Skip` when the file cannot be read (the receiver then asks for it whole).
+    GetRange {
+        id: u32,
+        path: serde_bytes::ByteBuf,
+        offset: u64,
+        len: u64,
+        to_end: bool,
+    },
 }
+
+/// Most extra streams a receiver may ask for.
+pub const MAX_LANES: u32 = 15;
 
 /// One file request.
 #[derive(Serialize, Deserialize, Debug, Clone)]

@@ -17,8 +17,10 @@ mod receiver;
 pub mod remote;
 mod sender;
 mod server;
+mod streams;
 
 pub use server::run as serve;
+pub use streams::join;
 
 use crate::config::Options;
 use crate::error::Error;

@@ -58,7 +58,9 @@ pub struct Pull<'a> {
 }
 
 /// Receiver: learns the source tree where it differs, then plans and applies it with the
-/// same code as a local copy, fetching file data over the connection.
+/// same code as a local copy, fetching file data over the connection (new files over
+/// several streams when `lanes` can open them).
+#[allow(clippy::too_many_arguments)]
 pub fn receive<R: Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -67,6 +69,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     report: &Report<'_>,
     relay_out: Relay<'_>,
     pull: Option<Pull<'_>>,
+    lanes: Option<&dyn transfer::Lanes>,
 ) -> Result<ReceiverOutcome, Error> {
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
     let pushed = pull.is_none();
@@ -105,6 +108,11 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         &dest,
         &info,
         &cmp,
+        &|d| {
+            if let Some(l) = lanes {
+                l.note_rtt(d)
+            }
+        },
     )?;
     drop_uncarried(&mut src_root, b"", opts, report);
     map_ids(&mut src_root, &info);
@@ -122,7 +130,16 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                     _ => p.item.rel.clone(),
                 }
             };
-            result = transfer::fetch(rd, wr, exec, pending, &wire_path, use_delta, opts.partial);
+            result = transfer::fetch(
+                rd,
+                wr,
+                exec,
+                pending,
+                &wire_path,
+                use_delta,
+                opts.partial,
+                lanes,
+            );
             if result.is_err() {
                 // The data stopped coming: nothing is done after the transfer.
                 exec.stop.store(true, std::sync::atomic::Ordering::Release);
@@ -286,6 +303,7 @@ fn fetch_tree<R: Read, W: Write>(
     dest: &Dest,
     info: &SourceInfo,
     cmp: &Compared,
+    round_trip: &dyn Fn(std::time::Duration),
 ) -> Result<Entry, Error> {
     if root.meta.kind != Kind::Dir {
         return Err(Error::new(
@@ -343,8 +361,12 @@ fn fetch_tree<R: Read, W: Write>(
                     .collect(),
             })?;
             wr.flush()?;
+            let asked = std::time::Instant::now();
             let listing = match rd.recv()? {
-                Msg::Listing { dirs } => dirs,
+                Msg::Listing { dirs } => {
+                    round_trip(asked.elapsed());
+                    dirs
+                }
                 Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
                 other => return Err(unexpected(&other, "a directory listing")),
             };
@@ -497,6 +519,7 @@ mod tests {
                 ..Default::default()
             },
             &cmp,
+            &|_| {},
         )
     }
 

@@ -7,6 +7,7 @@
 
 use super::conn::{Conn, Wire, settle_stream};
 use super::deploy;
+use super::streams::Streams;
 use super::{receiver, sender};
 use crate::config::{IpFamily, Options};
 use crate::error::{Error, show};
@@ -210,12 +211,26 @@ impl RemoteJob {
             .then(deploy::Binary::own)
             .and_then(Result::ok);
         let run_command = binary.as_ref().map(deploy::Binary::run_command);
-        let mut cmd = self.command(opts, run_command.as_deref())?;
-        let first = self.attempt(&mut cmd, opts, report, None)?;
+        // The extra streams' channels run the program the session runs.
+        let remote = run_command.clone().unwrap_or_else(|| {
+            let program = opts.xsync_path.as_deref().unwrap_or("xsync");
+            format!("{program} --server")
+        });
+        let (mut cmd, streams) =
+            Streams::client(self.command(opts, run_command.as_deref())?, opts, &remote);
+        let first = self.attempt(&mut cmd, opts, report, None, &streams)?;
+        drop(streams);
         let (done, installed) = match (first, &binary) {
             (a, Some(bin)) if a.wants_install() => {
-                let mut cmd = self.command(opts, Some(&bin.install_command()))?;
-                (self.attempt(&mut cmd, opts, report, Some(bin))?, true)
+                let (mut cmd, streams) = Streams::client(
+                    self.command(opts, Some(&bin.install_command()))?,
+                    opts,
+                    &remote,
+                );
+                (
+                    self.attempt(&mut cmd, opts, report, Some(bin), &streams)?,
+                    true,
+                )
             }
             (a, _) => (a, false),
         };
@@ -250,6 +265,7 @@ impl RemoteJob {
         opts: &Options,
         report: &Report<'_>,
         install: Option<&deploy::Binary>,
+        streams: &Streams,
     ) -> Result<Attempt, Error> {
         let prog = cmd.get_program().to_string_lossy().into_owned();
         let mut child = cmd.spawn().map_err(|e| {
@@ -312,14 +328,23 @@ impl RemoteJob {
             Some(_) => rd.await_greeting(),
             None => Ok(()),
         };
-        let result = greeted
-            .and_then(|()| self.session(opts, report, &mut rd, &mut wr, &wire, install.is_some()));
+        let result = greeted.and_then(|()| {
+            self.session(
+                opts,
+                report,
+                (&mut rd, &mut wr, &wire),
+                install.is_some(),
+                streams,
+            )
+        });
         let mismatch = rd
             .peer_version()
             .is_some_and(|v| v != crate::PROTOCOL_VERSION);
         let (sent, received) = (wr.sent, rd.received);
         drop(wr);
         drop(rd);
+        // (The master ssh waits for the channels of the extra streams.)
+        streams.finish();
         let status = wait_child(&mut child, result.is_err());
         Ok(Attempt {
             result,
@@ -335,10 +360,9 @@ impl RemoteJob {
         &self,
         opts: &Options,
         report: &Report<'_>,
-        rd: &mut Reader<R>,
-        wr: &mut Writer<W>,
-        wire: &Wire,
+        (rd, wr, wire): (&mut Reader<R>, &mut Writer<W>, &Wire),
         greeted: bool,
+        streams: &Streams,
     ) -> Result<[u64; 7], Error> {
         // No waiting for the server: its greeting is checked before the first frame read,
         // and a pushing client scans its tree while the remote shell logs in.
@@ -353,8 +377,7 @@ impl RemoteJob {
             } else {
                 Role::Sender
             },
-            args: opts
-                .server_args()
+            args: server_args(opts, streams)
                 .into_iter()
                 .map(|a| serde_bytes::ByteBuf::from(a.into_bytes()))
                 .collect(),
@@ -379,7 +402,7 @@ impl RemoteJob {
         settle_stream(rd, wr, wire, opts, me)?;
         let none: sender::Relay<'_> = &|| None;
         if self.push {
-            let out = sender::send(rd, wr, opts, &self.local_paths, report, none, true)?;
+            let out = sender::send(rd, wr, opts, &self.local_paths, report, none, true, streams)?;
             report.record(out.peer_code);
             out.peer_stats.add_to(&report.stats);
             Ok(out.counts)
@@ -407,11 +430,23 @@ impl RemoteJob {
                     sources: &self.remote_paths,
                     predicted,
                 }),
+                streams.enabled().then_some(streams as _),
             )?;
             report.record(out.peer_code);
             Ok(out.counts)
         }
     }
+}
+
+/// The option words for the server; `--streams=1` when this end cannot open more streams,
+/// so a receiving server does not ask for them.
+fn server_args(opts: &Options, streams: &Streams) -> Vec<String> {
+    if streams.enabled() {
+        return opts.server_args();
+    }
+    let mut one = opts.clone();
+    one.streams = Some(1);
+    one.server_args()
 }
 
 /// How one remote-shell session ended.

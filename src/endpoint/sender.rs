@@ -68,7 +68,8 @@ pub fn scan_sources(
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
 /// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
 /// at low priority — at full priority on two cores it slowed ssh's key exchange by more
-/// than the scan took.
+/// than the scan took. `lanes` opens the extra streams a receiver asks for.
+#[allow(clippy::too_many_arguments)]
 pub fn send<R: Read, W: Write>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
@@ -77,6 +78,7 @@ pub fn send<R: Read, W: Write>(
     report: &Report<'_>,
     relay_out: Relay<'_>,
     quiet_scan: bool,
+    lanes: &dyn transfer::Lanes,
 ) -> Result<SenderOutcome, Error> {
     let sources = Sources::open(opts, paths, report)?;
     let info = sources.info();
@@ -103,6 +105,8 @@ pub fn send<R: Read, W: Write>(
         opts,
         report,
         coarse: transfer::CoarseCache::default(),
+        lanes,
+        over: std::sync::atomic::AtomicBool::new(false),
     };
     let out = std::thread::scope(|scope| server.serve(scope, rd, wr, relay_out, counts));
     crate::tree::drop_in_background((root, tops));
@@ -117,6 +121,10 @@ struct Server<'a, 'r> {
     report: &'a Report<'r>,
     /// Big files' coarse matches, kept from the coarse answer for their delta requests.
     coarse: transfer::CoarseCache,
+    /// Opens the extra streams the receiver asks for (`Lanes`).
+    lanes: &'a dyn transfer::Lanes,
+    /// The receiver has finished: streams still to come are not waited for.
+    over: std::sync::atomic::AtomicBool,
 }
 
 type Ahead<'s> = Option<ScopedJoinHandle<'s, Result<transfer::Loaded, Error>>>;
@@ -166,12 +174,37 @@ impl<'a> Server<'a, '_> {
                     wr.flush()?
                 }
                 Msg::Log { text } => self.report.raw(&text),
+                Msg::GetRange {
+                    id,
+                    path,
+                    offset,
+                    len,
+                    to_end,
+                } => {
+                    self.flush_ahead(wr, &mut ahead)?;
+                    transfer::send_range(wr, self.root, self.tops, id, &path, offset, len, to_end)?
+                }
+                Msg::Lanes { count, token } => {
+                    let (root, tops, over) = (self.root, self.tops, &self.over);
+                    let lanes = self.lanes;
+                    scope.spawn(move || {
+                        lanes.open(
+                            count,
+                            token,
+                            &mut |mut lane| {
+                                scope.spawn(move || transfer::serve_lane(&mut lane, root, tops));
+                            },
+                            over,
+                        )
+                    });
+                }
                 Msg::Planned { files } => {
                     if let Some(p) = &self.report.progress {
                         p.planned(files);
                     }
                 }
                 Msg::Finish { code, stats } => {
+                    self.over.store(true, std::sync::atomic::Ordering::Release);
                     self.flush_ahead(wr, &mut ahead)?;
                     self.report.flush();
                     relay(wr, relay_out)?;

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::exit::ExitCode;
 
 use super::conn::{Conn, Wire, settle_stream};
+use super::streams::Streams;
 use super::{receiver, sender};
 use crate::protocol::{FilterLine, Msg, Reader, Role, Writer, unexpected};
 use crate::report::Report;
@@ -188,15 +189,17 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
         })
         .map(OsString::from_vec)
         .collect();
+    let streams = Streams::server(&opts);
     match role {
         Role::Sender => {
-            sender::send(rd, wr, &opts, &paths, report, relay, false)?;
+            sender::send(rd, wr, &opts, &paths, report, relay, false, &streams)?;
         }
         Role::Receiver => {
             let dst = paths
                 .first()
                 .ok_or_else(|| Error::new(ExitCode::Protocol, "no destination from the client"))?;
-            receiver::receive(rd, wr, &opts, dst, report, relay, None)?;
+            let lanes = streams.enabled().then_some(&streams as _);
+            receiver::receive(rd, wr, &opts, dst, report, relay, None, lanes)?;
         }
     }
     Ok(())

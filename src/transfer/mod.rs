@@ -61,9 +61,12 @@ fn stream_error(msg: impl Into<String>) -> Error {
 
 mod receive;
 mod send;
+mod spread;
 
 pub use receive::*;
 pub use send::*;
+pub use spread::{Lane, Lanes, send_range, serve_lane};
+use spread::{fetch_spread, spreadable};
 
 #[cfg(test)]
 mod tests {

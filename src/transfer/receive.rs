@@ -70,7 +70,81 @@ pub(super) fn sort_for_the_wire(pending: &mut [Pending<'_>]) {
 /// it is the data phase's set-up and join: the bases signed (coarse first), the request
 /// thread and the read loop started side by side, the redos and the write-behind joined,
 /// each needing the others' channels.
+#[allow(clippy::too_many_arguments)]
 pub fn fetch<R: Read + Send, W: Write + Send>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    exec: &Exec<'_, '_>,
+    pending: Vec<Pending<'_>>,
+    wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
+    use_delta: bool,
+    partial: bool,
+    lanes: Option<&dyn Lanes>,
+) -> Result<(), Error> {
+    let partial_dir = exec.partial_dir.as_ref();
+    let (mut spread, rest): (Vec<_>, Vec<_>) = match lanes {
+        Some(_) if !exec.stopped() => pending
+            .into_iter()
+            .partition(|p| spreadable(exec, p, &plan_for(p, use_delta, partial_dir), partial)),
+        _ => (Vec::new(), pending),
+    };
+    let bytes: u64 = spread.iter().map(|p| p.item.src.meta.size).sum();
+    let count = match lanes {
+        Some(l) if !spread.is_empty() => l.wanted(bytes, spread.len()),
+        _ => 0,
+    };
+    let token = match (lanes, count) {
+        (Some(l), 1..) => l.token().ok(),
+        _ => None,
+    };
+    let (Some(lanes), Some(token)) = (lanes, token) else {
+        let mut all = rest;
+        all.append(&mut spread);
+        return fetch_one(rd, wr, exec, all, wire_path, use_delta, partial);
+    };
+    sort_for_the_wire(&mut spread);
+    let retry = fetch_spread(
+        rd,
+        wr,
+        exec,
+        &spread,
+        rest,
+        wire_path,
+        (use_delta, partial),
+        (lanes, count, token),
+    )?;
+    if retry.is_empty() || exec.stopped() {
+        return Ok(());
+    }
+    let again: Vec<Pending<'_>> = spread
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| retry.binary_search(i).is_ok())
+        .map(|(_, p)| p)
+        .collect();
+    fetch_one(rd, wr, exec, again, wire_path, false, partial)
+}
+
+/// How a file is fetched: whole, or as a delta against a basis it has.
+pub(super) fn plan_for(
+    p: &Pending<'_>,
+    use_delta: bool,
+    partial_dir: Option<&crate::write::PartialDir>,
+) -> Plan {
+    if !use_delta || p.item.src.meta.size == 0 {
+        return Plan::Whole;
+    }
+    if partial_len(p, partial_dir).is_some() {
+        return Plan::Delta(None);
+    }
+    match p.basis_meta() {
+        Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(None),
+        _ => Plan::Whole,
+    }
+}
+
+/// [`fetch`] over the first stream alone.
+pub(super) fn fetch_one<R: Read + Send, W: Write + Send>(
     rd: &mut Reader<R>,
     wr: &mut Writer<W>,
     exec: &Exec<'_, '_>,
@@ -91,18 +165,7 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     let partial_dir = exec.partial_dir.as_ref();
     let mut plans: Vec<Plan> = pending
         .iter()
-        .map(|p| {
-            if !use_delta || p.item.src.meta.size == 0 {
-                return Plan::Whole;
-            }
-            if partial_len(p, partial_dir).is_some() {
-                return Plan::Delta(None);
-            }
-            match p.basis_meta() {
-                Some(d) if d.kind == Kind::File && d.size > 0 => Plan::Delta(None),
-                _ => Plan::Whole,
-            }
-        })
+        .map(|p| plan_for(p, use_delta, partial_dir))
         .collect();
     let prefilled = coarse_phase(rd, wr, exec, &pending, &mut plans, wire_path, partial)?;
     let coarse_blocks: Vec<Option<u64>> = plans

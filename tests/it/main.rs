@@ -46,6 +46,7 @@ mod relative;
 mod remote;
 mod robust;
 mod sshd;
+mod streams;
 mod temps;
 mod transport;
 mod xattrs;
