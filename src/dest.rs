@@ -62,7 +62,9 @@ impl Dest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let missing = path
                     .ancestors()
-                    .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                    .take_while(|p| {
+                        !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err()
+                    })
                     .count();
                 let made = if opts.mkpath {
                     std::fs::create_dir_all(&path)
@@ -81,7 +83,11 @@ impl Dest {
                         name = &name[..name.len() - 1];
                     }
                     report.info(if opts.mkpath {
-                        let plural = if missing == 1 { "directory" } else { "directories" };
+                        let plural = if missing == 1 {
+                            "directory"
+                        } else {
+                            "directories"
+                        };
                         format!("created {missing} {plural} for {}", show(name))
                     } else {
                         format!("created directory {}", show(name))

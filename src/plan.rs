@@ -174,6 +174,9 @@ pub struct Planner<'o> {
     /// The listing is shown by the sending end (a push): rsync's sender lists a
     /// transferred file as sent, `<f`, where a receiver lists `>f`.
     pub listed_by_sender: bool,
+    /// This end is a pulling client: rsync's receiver prints the listing as the data
+    /// arrives, so its deletions come out ahead of the top directory's entries.
+    pub pulled: bool,
 }
 
 /// A subdirectory met in its parent's entries, planned (and listed) after them.
@@ -343,7 +346,6 @@ impl<'o> Planner<'o> {
         }
     }
 
-
     /// Plans one directory's entries, then descends into its subdirectories in name order:
     /// rsync lists a directory's line (`own_line`), its other entries, then each
     /// subdirectory's line and contents in turn, depth first. Under --delete-during the
@@ -418,15 +420,29 @@ impl<'o> Planner<'o> {
         st.dir_deletions.extend(replaced);
         let entries = st.lines.split_off(start);
         let deletions = std::mem::take(&mut st.dir_deletions);
+        // --delete-before has removed entries before rsync compares the directory, whose
+        // time has moved then.
+        let own_line = match dst {
+            Some(d)
+                if o.delete_when == DeleteWhen::Before
+                    && dir.deletes.iter().any(|x| !x.replace) =>
+            {
+                self.touched_dir_line(src, d, &dir.rel)
+            }
+            _ => own_line,
+        };
         if dir.rel.is_empty() {
-            let inc = inc_recursive(o);
+            // The deletions below the top overtake the top's entries where rsync's generator
+            // does not wait for the next directory's list (it has them all beforehand
+            // without its incremental recursion and under -H) or where the receiver lists.
+            let overtake = !inc_recursive(o) || o.hard_links || self.pulled;
             st.lines.extend(deletions);
             st.lines.extend(own_line);
-            if !inc {
+            if overtake {
                 st.late_at = Some(st.lines.len());
             }
             st.lines.extend(entries);
-            if inc {
+            if !overtake {
                 st.late_at = Some(st.lines.len());
             }
         } else {
@@ -780,6 +796,23 @@ impl<'o> Planner<'o> {
         Some(action)
     }
 
+    /// The line of a directory whose time deletions have just moved (when times are kept).
+    fn touched_dir_line(&self, src: &Entry, dst: &Entry, rel: &[u8]) -> Option<String> {
+        let o = self.opts;
+        let mut f = self.attr_flags(src, dst, 'd', '.', false);
+        if o.times && !o.omit_dir_times {
+            let mut flags = f.unwrap_or_else(|| ".d.........".into());
+            flags.replace_range(4..5, "t");
+            f = Some(flags);
+        }
+        let shown = if rel.is_empty() {
+            "./".to_string()
+        } else {
+            format!("{}/", show(rel))
+        };
+        f.and_then(|f| self.line_text(&f, &shown, None))
+    }
+
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
     /// alternate DIR holding it) what differs from DIR's copy, nothing when nothing does.
     fn new_dir_flags(&self, src: &Entry, alt: Option<&Entry>) -> Option<String> {
@@ -1047,7 +1080,8 @@ impl<'o> Planner<'o> {
         let leader = st.groups[g].leader.clone();
         let arrow = Some(format!(" => {}", show(&leader)));
         if rel == leader {
-            let transferred = self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
+            let transferred =
+                self.plain_file(dir, e, d, src_name, rel, st) == Some(Action::Transfer);
             let group = &mut st.groups[g];
             group.planned = true;
             group.transferred = transferred;
@@ -1110,7 +1144,9 @@ fn same_node(a: &Entry, b: &Entry) -> bool {
 /// Whether rsync would walk this transfer with its incremental recursion (its default),
 /// which some options turn off: the listing's header and order of deletions depend on it.
 pub fn inc_recursive(o: &Options) -> bool {
-    o.recursive && !o.prune_empty_dirs && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
+    o.recursive
+        && !o.prune_empty_dirs
+        && !matches!(o.delete_when, DeleteWhen::Before | DeleteWhen::After)
 }
 
 /// `-H`: the names of one multiply-linked file in rsync's list order, and the one rsync
@@ -1144,7 +1180,9 @@ fn link_groups(src: &Entry, dst: Option<&Entry>) -> (Vec<LinkGroup>, HashMap<Vec
             if c.meta.kind == Kind::File && !c.protected {
                 match &c.link_leader {
                     Some(l) => by_key.entry(l.to_vec()).or_default().push(p.clone()),
-                    None if c.meta.nlink > 1 => by_key.entry(p.clone()).or_default().push(p.clone()),
+                    None if c.meta.nlink > 1 => {
+                        by_key.entry(p.clone()).or_default().push(p.clone())
+                    }
                     None => {}
                 }
             }

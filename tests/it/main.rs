@@ -31,6 +31,7 @@ mod generated;
 mod hostile;
 mod json;
 mod layout;
+mod listing;
 mod local;
 mod names;
 mod nss;
