@@ -177,6 +177,9 @@ pub struct Planner<'o> {
     /// The listing is shown by the sending end (a push): rsync's sender lists a
     /// transferred file as sent, `<f`, where a receiver lists `>f`.
     pub listed_by_sender: bool,
+    /// This end is a pulling client: rsync's receiver prints the listing as the data
+    /// arrives, so its deletions come out ahead of the top directory's entries.
+    pub pulled: bool,
 }
 
 /// A subdirectory met in its parent's entries, planned (and listed) after them.
@@ -433,15 +436,29 @@ impl<'o> Planner<'o> {
         st.dir_deletions.extend(replaced);
         let entries = st.lines.split_off(start);
         let deletions = std::mem::take(&mut st.dir_deletions);
+        // --delete-before has removed entries before rsync compares the directory, whose
+        // time has moved then.
+        let own_line = match dst {
+            Some(d)
+                if o.delete_when == DeleteWhen::Before
+                    && dir.deletes.iter().any(|x| !x.replace) =>
+            {
+                self.touched_dir_line(src, d, &dir.rel)
+            }
+            _ => own_line,
+        };
         if dir.rel.is_empty() {
-            let inc = inc_recursive(o);
+            // The deletions below the top overtake the top's entries where rsync's generator
+            // does not wait for the next directory's list (it has them all beforehand
+            // without its incremental recursion and under -H) or where the receiver lists.
+            let overtake = !inc_recursive(o) || o.hard_links || self.pulled;
             st.lines.extend(deletions);
             st.lines.extend(own_line);
-            if !inc {
+            if overtake {
                 st.late_at = Some(st.lines.len());
             }
             st.lines.extend(entries);
-            if inc {
+            if !overtake {
                 st.late_at = Some(st.lines.len());
             }
         } else {
@@ -851,6 +868,23 @@ impl<'o> Planner<'o> {
         }
         dir.items.push(item);
         Some(action)
+    }
+
+    /// The line of a directory whose time deletions have just moved (when times are kept).
+    fn touched_dir_line(&self, src: &Entry, dst: &Entry, rel: &[u8]) -> Option<String> {
+        let o = self.opts;
+        let mut f = self.attr_flags(src, dst, 'd', '.', false);
+        if o.times && !o.omit_dir_times {
+            let mut flags = f.unwrap_or_else(|| ".d.........".into());
+            flags.replace_range(4..5, "t");
+            f = Some(flags);
+        }
+        let shown = if rel.is_empty() {
+            "./".to_string()
+        } else {
+            format!("{}/", show(rel))
+        };
+        f.and_then(|f| self.line_text(&f, &shown, None))
     }
 
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an

@@ -87,6 +87,8 @@ pub struct Receiving<'a, 'r> {
     pub alt: Option<&'a AltDirs>,
     /// This end is the server of a push: its listing is shown by the sending client.
     pub pushed: bool,
+    /// This end is a pulling client.
+    pub pulled: bool,
 }
 
 /// `--chown` (every entry the forced ids; the receiving end resolves the names, and the
@@ -110,6 +112,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         dst_scanner,
         alt,
         pushed,
+        pulled,
     } = *r;
     let rules = meta_rules(opts);
     let backup = match crate::backup::Backup::open(
@@ -140,6 +143,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         alt,
         root_is_new: dest.created,
         listed_by_sender: pushed,
+        pulled,
     };
     let rename = match (&dest.rename_to, info.named_tops.first()) {
         (Some(to), Some(from)) => Some((to.as_slice(), from.as_slice())),

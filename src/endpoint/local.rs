@@ -60,6 +60,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
             dst_scanner: &dst_scanner,
             alt: alt.as_ref(),
             pushed: false,
+            pulled: false,
         },
         &mut src_root,
         Source::Local(&tops),

@@ -157,6 +157,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 dst_scanner: &scanner,
                 alt: alt.as_ref(),
                 pushed,
+                pulled: !pushed,
             },
             &mut src_root,
             Source::Remote(fetch),

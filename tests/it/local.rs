@@ -973,27 +973,23 @@ fn kill_during_large_copy_leaves_old_or_new_file() {
 // Reporting
 // ---------------------------------------------------------------------------------------------
 
-/// `-i` itemizes the same changes as rsync (compared as sorted lines: the order of a parallel
-/// engine may differ, the content may not).
+/// `-i` itemizes the same changes as rsync, line for line in rsync's order.
 fn itemize_case(test: &str, flags: &[&str], fixture: Fixture) {
     let Some(out) = differential(test, flags, true, fixture) else {
         return;
     };
     let lines = |o: &std::process::Output| {
-        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(str::to_owned)
-            .collect();
-        v.sort();
-        v
+            .collect::<Vec<String>>()
     };
     let (r, x) = (lines(&out.a), lines(&out.b));
-    let only_r: Vec<_> = r.iter().filter(|l| !x.contains(l)).collect();
-    let only_x: Vec<_> = x.iter().filter(|l| !r.contains(l)).collect();
     assert!(
-        only_r.is_empty() && only_x.is_empty(),
-        "{test}: itemized output differs for {flags:?}\nonly rsync printed:\n{only_r:#?}\n\
-         only xsync printed:\n{only_x:#?}"
+        r == x,
+        "{test}: itemized output differs for {flags:?}\nrsync:\n{}\nxsync:\n{}",
+        r.join("\n"),
+        x.join("\n")
     );
 }
 
@@ -1071,7 +1067,7 @@ fn itemize_reports_nothing_for_an_up_to_date_copy() {
 }
 
 /// The parts of `-v` output that scripts and log readers rely on, as rsync prints them: the
-/// header line, the names listed (in any order: xsync works in parallel), a blank line, then
+/// header line, the names listed (in rsync's order), a blank line, then
 /// the `sent …` and `total size …` lines in rsync's number formats. (The numbers differ.)
 pub fn verbose_shape(test: &str, rsync: &std::process::Output, xsync: &std::process::Output) {
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).into_owned();
@@ -1084,11 +1080,10 @@ pub fn verbose_shape(test: &str, rsync: &std::process::Output, xsync: &std::proc
             None => (Vec::new(), lines.clone()),
         };
         // (Each side's `created directory` names its own path: checked by the caller.)
-        let mut names: Vec<String> = names
+        let names: Vec<String> = names
             .into_iter()
             .filter(|l| !l.starts_with("created directory "))
             .collect();
-        names.sort();
         (lines.first().cloned().unwrap_or_default(), names, tail)
     };
     let ((rh, rn, rt), (xh, xn, xt)) = (parts(&r), parts(&x));

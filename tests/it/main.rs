@@ -33,6 +33,7 @@ mod generated;
 mod hostile;
 mod json;
 mod layout;
+mod listing;
 mod local;
 mod locale;
 mod merge;
