@@ -152,6 +152,16 @@ pub struct Plan<'a> {
     pub delete_skipped: u64,
 }
 
+/// The order rsync deletes a directory's entries in: its file list backwards, and that
+/// list (protocol 29 and later) holds the files, in name order, before the directories.
+fn deletion_order<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<&'a Entry> {
+    let mut v: Vec<&Entry> = entries.into_iter().collect();
+    // (Stable: the names stay in order within each group.)
+    v.sort_by_key(|e| e.is_dir());
+    v.reverse();
+    v
+}
+
 pub struct Planner<'o> {
     pub opts: &'o Options,
     /// Whether the root is a directory of the transfer (`src/`), whose metadata and
@@ -341,9 +351,8 @@ impl<'o> Planner<'o> {
                 }
             }
         }
-        // rsync walks a directory's extraneous entries in reverse name order.
         let entry_lines = st.lines.len();
-        for d in extraneous.into_iter().rev() {
+        for d in deletion_order(extraneous) {
             self.delete(dir, d, false, st);
         }
         let deletion_lines = st.lines.len() - entry_lines;
@@ -419,7 +428,7 @@ impl<'o> Planner<'o> {
             });
         }
         let (mut contents_kept, mut backups) = (false, false);
-        for c in d.children.iter().rev() {
+        for c in deletion_order(&d.children) {
             if c.protected {
                 contents_kept = true;
             } else if self.deletion_lines(c, &join(rel, &c.name), false, st) {
@@ -498,7 +507,7 @@ impl<'o> Planner<'o> {
         let max = self.opts.max_delete.unwrap_or(u64::MAX);
         let here = join(&under, &d.name);
         if d.is_dir() && d.complete {
-            for c in d.children.iter().rev().filter(|c| !c.protected) {
+            for c in deletion_order(d.children.iter().filter(|c| !c.protected)) {
                 self.delete_counted(dir, c, here.clone(), st);
             }
         }
