@@ -195,6 +195,10 @@ impl<'a, 'r> Scanner<'a, 'r> {
         let mut entry = self.entry_from(dirfd, &c, name, rel, meta)?;
         if entry.is_dir() && recurse {
             self.fill_dir(dirfd, &c, rel, &mut entry, root_dev, up);
+        } else if entry.is_dir() {
+            // (-d: sent without its contents, so nothing in it is extraneous; and a
+            // destination directory not read is removed whole.)
+            entry.complete = false;
         }
         Some(entry)
     }
@@ -462,6 +466,8 @@ impl<'a, 'r> Scanner<'a, 'r> {
             let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st))?;
             if e.is_dir() && recurse {
                 self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev, up);
+            } else if e.is_dir() {
+                e.complete = false;
             }
             Some(e)
         };
