@@ -151,6 +151,10 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
     let mut opts = parse(argv)?;
     crate::fs::set_open_noatime(opts.open_noatime);
+    opts.listed_as_sent = role == Role::Receiver;
+    if let Some(utf8) = opts.client_utf8 {
+        crate::error::set_client_utf8(utf8);
+    }
     if opts.json {
         report.relay_json();
     }
