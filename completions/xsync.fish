@@ -48,6 +48,7 @@ complete -c xsync -s a -l archive -d 'archive mode is -rlptgoD (no -A,-X,-U,-N,-
 complete -c xsync -s r -l recursive -d 'recurse into directories'
 complete -c xsync -l inc-recursive -d 'enable incremental recursion (accepted: xsync\'s walk is its own)'
 complete -c xsync -s R -l relative -d 'use relative path names'
+complete -c xsync -s d -l dirs -d 'transfer directories without recursing'
 complete -c xsync -l mkpath -d 'create destination\'s missing path components'
 complete -c xsync -s x -l one-file-system -d 'don\'t cross filesystem boundaries'
 complete -c xsync -s l -l links -d 'copy symlinks as symlinks'

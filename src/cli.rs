@@ -229,6 +229,18 @@ struct Cli {
     relative: bool,
     #[arg(long = "no-relative", alias = "no-R", hide = true)]
     no_relative: bool,
+    /// transfer directories without recursing
+    ///
+    /// Without -r, send directories instead of skipping them, as rsync does: a directory
+    /// named without a trailing slash is created (or its attributes updated) without its
+    /// contents; one named by its contents (src/, or .) has its entries sent, and
+    /// subdirectories among them created without theirs. --delete works with it, in the
+    /// directories whose contents are sent. -r wins over it; --no-dirs (--no-d) turns it
+    /// off.
+    #[arg(short = 'd', long = "dirs", help_heading = ARCHIVE)]
+    dirs: bool,
+    #[arg(long = "no-dirs", alias = "no-d", hide = true)]
+    no_dirs: bool,
     /// create destination's missing path components
     ///
     /// Create all missing components of the destination path (without it, a missing DEST is
@@ -1207,7 +1219,8 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
-    if any_delete && !recursive && files_from.is_none() {
+    let dirs = cli.dirs && !cli.no_dirs && !recursive;
+    if any_delete && !recursive && !dirs && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
         ));
@@ -1369,6 +1382,7 @@ where
         block_size: accepted.block_size,
         open_noatime: cli.open_noatime && !cli.no_open_noatime,
         keep_dirlinks: cli.keep_dirlinks,
+        dirs,
         paths: cli.paths,
     };
     Ok(Parsed::Run(Box::new(opts)))
@@ -1933,6 +1947,7 @@ impl Options {
             (self.executability && !self.perms, "--executability"),
             (self.open_noatime, "--open-noatime"),
             (self.keep_dirlinks, "--keep-dirlinks"),
+            (self.dirs, "--dirs"),
             (self.times, "--times"),
             (self.omit_dir_times, "--omit-dir-times"),
             (self.omit_link_times, "--omit-link-times"),

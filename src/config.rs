@@ -127,6 +127,9 @@ pub struct Options {
     pub block_size: Option<u32>,
     /// `--open-noatime`: the sender reads files without changing their access times.
     pub open_noatime: bool,
+    /// `-d` without `-r`: a directory argument is sent without its contents, and one
+    /// named by its contents (`src/`, `.`) with its entries but theirs.
+    pub dirs: bool,
     /// `-K`: a destination symlink to a directory inside the destination, there before the
     /// run, is treated as that directory (`fs::open_dirlink_beneath`).
     pub keep_dirlinks: bool,

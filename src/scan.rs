@@ -279,6 +279,10 @@ impl<'a, 'r> Scanner<'a, 'r> {
         let mut entry = self.entry_from(dirfd, &c, name, rel, meta, here)?;
         if entry.is_dir() && recurse {
             self.fill_dir(dirfd, &c, rel, &mut entry, root_dev, up, here);
+        } else if entry.is_dir() {
+            // (-d: sent without its contents, so nothing in it is extraneous; and a
+            // destination directory not read is removed whole.)
+            entry.complete = false;
         }
         Some(entry)
     }
@@ -569,6 +573,8 @@ impl<'a, 'r> Scanner<'a, 'r> {
             let mut e = self.entry_from(dirfd, c, name, &child_rel, Meta::from_stat(&st), rules)?;
             if e.is_dir() && recurse {
                 self.fill_dir(dirfd, c, &child_rel, &mut e, root_dev, up, rules);
+            } else if e.is_dir() {
+                e.complete = false;
             }
             Some(e)
         };

@@ -432,7 +432,7 @@ impl Sources {
                 return None;
             }
         };
-        if meta.kind == Kind::Dir && !opts.recursive {
+        if meta.kind == Kind::Dir && !opts.recursive && !opts.dirs {
             if !spec.listed {
                 let n = if relative {
                     spec.kept.join(&b"/"[..])

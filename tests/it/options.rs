@@ -392,3 +392,31 @@ fn absolute_partial_dir_is_accepted_as_rsync_accepts_it() {
         "{test}: nothing kept"
     );
 }
+
+/// `-d`: directories without recursion, as rsync sends them: a named directory without its
+/// contents, a directory's contents one level deep; `--delete` in the directories sent.
+#[test]
+fn dirs_sends_directories_without_recursing_as_rsync() {
+    let test = this_test!();
+    for flags in [
+        &["-dlpt"][..],
+        &["-dlptgoD"],
+        &["-dlpt", "--delete"],
+        &["-a", "--no-r", "-d", "--delete"],
+    ] {
+        for slash in [true, false] {
+            differential(test, flags, slash, Fixture::awkward());
+            differential(test, flags, slash, Fixture::over_older_copy());
+        }
+    }
+}
+
+#[test]
+fn dirs_crosses_the_wire() {
+    let test = this_test!();
+    for slash in [true, false] {
+        let case = simple_case(&["-dlpt", "--delete"], slash, Fixture::over_older_copy());
+        remote_case(test, &case, Direction::Push);
+        remote_case(test, &case, Direction::Pull);
+    }
+}
