@@ -652,6 +652,13 @@ struct Cli {
     delete_excluded: bool,
     /// don't delete more than NUM files
     ///
+    /// delete even if there are I/O errors
+    ///
+    /// Delete extraneous files under --delete even when the sender could not read
+    /// everything (rsync's "IO error encountered -- skipping file deletion" is the default).
+    /// A directory the sender could not read is still never emptied on the receiver.
+    #[arg(long = "ignore-errors", help_heading = DELETE)]
+    ignore_errors: bool,
     /// Don't delete more than NUM entries (exit 25 when the limit stopped deletions).
     #[arg(
         long = "max-delete",
@@ -1042,6 +1049,7 @@ where
         partial_dir: cli.partial_dir,
         inplace: cli.inplace,
         delay_updates: cli.delay_updates,
+        ignore_errors: cli.ignore_errors,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -1446,10 +1454,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "--remove-source-files (the sender removes what was synced)",
     ),
     (
-        "--ignore-errors",
-        "--ignore-errors (deletions even after I/O errors)",
-    ),
-    (
         "--log-file",
         "--log-file (a log of the transfer written to FILE)",
     ),
@@ -1589,6 +1593,7 @@ impl Options {
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
             (self.delay_updates, "--delay-updates"),
+            (self.ignore_errors, "--ignore-errors"),
         ];
         for (on, word) in flags {
             if on {
@@ -1713,6 +1718,7 @@ mod tests {
             "--copy-unsafe-links",
             "--safe-links",
             "--delay-updates",
+            "--ignore-errors",
             "s",
             "d",
         ]);
@@ -1733,7 +1739,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
-        assert!(back.delay_updates);
+        assert!(back.delay_updates && back.ignore_errors);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);
