@@ -32,6 +32,7 @@ mod hostile;
 mod json;
 mod layout;
 mod local;
+mod locale;
 mod merge;
 mod names;
 mod nss;
