@@ -1498,7 +1498,7 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .find(|(o, _)| o.split(' ').any(|o| o == name))
             {
                 return Err(Error::usage(format!(
-                    "{name}: rsync's {what} is not built in xsync (see `xsync --help`)"
+                    "{name}: unknown option (rsync's {what} is not built in xsync; see `xsync --help`)"
                 )));
             }
             // clap's nearest long option, when one is close enough to be the one meant.
