@@ -836,6 +836,13 @@ struct Cli {
     no_force: bool,
     /// don't delete more than NUM files
     ///
+    /// delete even if there are I/O errors
+    ///
+    /// Delete extraneous files under --delete even when the sender could not read
+    /// everything (rsync's "IO error encountered -- skipping file deletion" is the default).
+    /// A directory the sender could not read is still never emptied on the receiver.
+    #[arg(long = "ignore-errors", help_heading = DELETE)]
+    ignore_errors: bool,
     /// Don't delete more than NUM entries (exit 25 when the limit stopped deletions).
     #[arg(
         long = "max-delete",
@@ -1327,6 +1334,7 @@ where
         inplace: cli.inplace && !cli.no_inplace,
         backup,
         delay_updates: cli.delay_updates,
+        ignore_errors: cli.ignore_errors,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -1836,10 +1844,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "--remove-source-files (the sender removes what was synced)",
     ),
     (
-        "--ignore-errors",
-        "--ignore-errors (deletions even after I/O errors)",
-    ),
-    (
         "--log-file",
         "--log-file (a log of the transfer written to FILE)",
     ),
@@ -1858,6 +1862,10 @@ const NOT_BUILT: &[(&str, &str)] = &[
     (
         "--groupmap",
         "--groupmap (group names or ids mapped to others)",
+    ),
+    (
+        "--delete-missing-args",
+        "--delete-missing-args (a missing source argument deletes its destination)",
     ),
 ];
 
@@ -1879,7 +1887,7 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .find(|(o, _)| o.split(' ').any(|o| o == name))
             {
                 return Err(Error::usage(format!(
-                    "{name}: rsync's {what} is not built in xsync (see `xsync --help`)"
+                    "{name}: unknown option (rsync's {what} is not built in xsync; see `xsync --help`)"
                 )));
             }
             // clap's nearest long option, when one is close enough to be the one meant.
@@ -1985,6 +1993,7 @@ impl Options {
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
             (self.delay_updates, "--delay-updates"),
+            (self.ignore_errors, "--ignore-errors"),
         ];
         for (on, word) in flags {
             if on {
@@ -2135,6 +2144,7 @@ mod tests {
             "--copy-unsafe-links",
             "--safe-links",
             "--delay-updates",
+            "--ignore-errors",
             "s",
             "d",
         ]);
@@ -2155,7 +2165,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
-        assert!(back.delay_updates);
+        assert!(back.delay_updates && back.ignore_errors);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

@@ -75,6 +75,8 @@ pub struct Options {
     pub backup: Option<BackupRule>,
     /// `--delay-updates`: finished files are renamed into place together at the end.
     pub delay_updates: bool,
+    /// `--ignore-errors`: --delete deletes even after the sender's I/O errors.
+    pub ignore_errors: bool,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).
     pub alt_dest: Option<(AltDest, Vec<String>)>,

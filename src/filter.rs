@@ -353,8 +353,16 @@ impl Filters {
             .collect()
     }
 
-    /// Replays one line from [`lines`](Self::lines) (received from the peer).
+    /// Replays one line from [`lines`](Self::lines) (received from the peer). A `merge`
+    /// line is refused: [`lines`](Self::lines) never sends one (its file was read where
+    /// it was given), and on this end it would read a file the peer names.
     pub fn add_line(&mut self, kind: Option<RuleKind>, text: &[u8]) -> Result<(), FilterError> {
+        let head = text.split(|&b| b == 0).next().unwrap_or_default();
+        if kind.is_none()
+            && let Ok(Parsed::Merge { per_dir: false, .. }) = parse_rule(head, Syntax::Filter)
+        {
+            return Err(unsupported(text, "a merge rule from the peer is"));
+        }
         match kind {
             None => self.add_bytes(text, Syntax::Filter, 0),
             Some(k) => self.add_bytes(text, Syntax::OldPrefixes(k), 0),
@@ -1681,6 +1689,16 @@ mod tests {
             assert!(matches!(err, FilterError::Syntax { .. }), "{rule}: {err}");
             assert!(err.to_string().contains(rule), "{err}");
         }
+    }
+
+    #[test]
+    fn a_merge_line_from_the_peer_is_refused() {
+        let mut f = Filters::new();
+        assert!(f.add_line(None, b"merge /etc/passwd").is_err());
+        assert!(f.add_line(None, b". /etc/passwd").is_err());
+        assert!(f.add_line(None, b". /etc/passwd\0x").is_err());
+        assert!(f.add_line(None, b": .rsync-filter").is_ok());
+        assert!(f.add_line(None, b"-C").is_ok());
     }
 
     #[test]

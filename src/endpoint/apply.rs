@@ -131,7 +131,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
     };
     // A sender that could not read everything must not cause deletions (rsync: "IO error
     // encountered -- skipping file deletion").
-    let no_deletes = info.io_error || report.code() != ExitCode::Ok;
+    let no_deletes = !opts.ignore_errors && (info.io_error || report.code() != ExitCode::Ok);
     if no_deletes && opts.delete {
         report.warn("IO error encountered -- skipping file deletion");
     }

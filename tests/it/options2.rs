@@ -135,3 +135,69 @@ fn delay_updates_with_inplace_is_refused_as_rsync() {
         stderr(&x)
     );
 }
+
+/// A source whose dangling symlink is an I/O error under `-L` (exit 23).
+fn dangling_under_l(src: &std::path::Path) {
+    let t = TestTree::at(src);
+    t.file("a", b"a\n").dir("d").file("d/b", b"b\n");
+    t.symlink("dangle", "nowhere");
+    t.stamp(false);
+}
+
+/// Extraneous entries for --delete to remove (or, after an I/O error, to keep).
+fn with_extraneous(dst: &std::path::Path) {
+    let t = TestTree::at(dst);
+    t.file("extra", b"x\n").file("d/extra", b"x\n");
+    t.stamp(false);
+}
+
+/// After an I/O error rsync skips the deletions; `--ignore-errors` deletes anyway. Both
+/// as rsync, locally, pushed and pulled, and on the re-runs.
+#[test]
+fn ignore_errors_deletes_after_io_errors_as_rsync() {
+    let test = this_test!();
+    let fixture = || Fixture {
+        src: dangling_under_l,
+        older: Some(with_extraneous),
+        ..Fixture::awkward()
+    };
+    for flags in [
+        &["-aL", "--delete"][..],
+        &["-aL", "--delete", "--ignore-errors"],
+    ] {
+        for slash in [true, false] {
+            differential(&format!("{test} {flags:?}"), flags, slash, fixture());
+        }
+    }
+    // Over ssh (rsync's exit 23 rules out `remote_case`): the pushed and pulled trees are
+    // the local rsync's.
+    let Some(out) = differential(
+        test,
+        &["-aL", "--delete", "--ignore-errors"],
+        true,
+        fixture(),
+    ) else {
+        return;
+    };
+    let Some(sshd) = crate::sshd::Sshd::start(test) else {
+        return;
+    };
+    for direction in [Direction::Push, Direction::Pull] {
+        let dst = out.dir.path().join(format!("{direction:?}"));
+        with_extraneous(&dst);
+        let mut cmd = crate::remote::xsync_over(&sshd);
+        cmd.args(["-aL", "--delete", "--ignore-errors"]);
+        match direction {
+            Direction::Push => cmd.arg(slash(&out.src())).arg(sshd.remote(slash(&dst))),
+            Direction::Pull => cmd.arg(sshd.remote(slash(&out.src()))).arg(slash(&dst)),
+        };
+        let o = run(&mut cmd);
+        assert_eq!(code(&o), 23, "{direction:?}: {}", stderr(&o));
+        let diffs = diff_trees(
+            &out.side_a().join("dst"),
+            &dst,
+            &Compare::default().ignoring_times_of(["", "d"]),
+        );
+        assert!(diffs.is_empty(), "{direction:?}: {diffs:#?}");
+    }
+}
