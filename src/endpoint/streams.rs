@@ -52,6 +52,10 @@ pub struct Streams {
     rtt: Mutex<Option<Duration>>,
     /// `-vv` tells how many streams carried the files.
     verbose: u8,
+    /// Bytes the extra streams sent and received, for the summary line.
+    bytes: Mutex<(u64, u64)>,
+    /// Streams are opened once a session: a peer that asks again gets none.
+    opened: AtomicBool,
 }
 
 enum Kind {
@@ -90,6 +94,8 @@ impl Streams {
             compress: None,
             rtt: Mutex::new(None),
             verbose: 0,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -115,6 +121,8 @@ impl Streams {
             compress: Self::compress_of(opts),
             rtt: Mutex::new(None),
             verbose: opts.verbose,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -159,6 +167,8 @@ impl Streams {
             compress: Self::compress_of(opts),
             rtt: Mutex::new(None),
             verbose: opts.verbose,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         };
         (master, streams)
     }
@@ -166,6 +176,11 @@ impl Streams {
     /// Whether this end can open more streams at all.
     pub fn enabled(&self) -> bool {
         !matches!(self.kind, Kind::Off)
+    }
+
+    /// What the extra streams sent and received.
+    pub fn bytes(&self) -> (u64, u64) {
+        *self.bytes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The client, after the session: waits for the channels it opened (they end with
@@ -283,12 +298,14 @@ impl Lanes for Streams {
             return 0;
         }
         // Seconds one stream would take at its window per round trip; a stream more for
-        // each, up to eight in all (opening them costs about two round trips).
+        // each half second of it, up to eight in all (opening them costs about two round
+        // trips; and a stream writes its small files one after another, so more streams
+        // also mean more files written at once).
         let one = bytes as f64 / WINDOW * rtt.as_secs_f64();
         if one < 1.0 {
             return 0;
         }
-        (one as u32).clamp(1, 7)
+        ((one * 2.0) as u32).clamp(1, 7)
     }
 
     fn note_rtt(&self, d: Duration) {
@@ -296,6 +313,12 @@ impl Lanes for Streams {
         if r.is_none_or(|old| d < old) {
             *r = Some(d);
         }
+    }
+
+    fn lane_done(&self, sent: u64, received: u64) {
+        let mut b = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        b.0 += sent;
+        b.1 += received;
     }
 
     fn spread_over(&self, streams: usize) {
@@ -313,6 +336,9 @@ impl Lanes for Streams {
 
     fn open(&self, count: u32, token: [u8; 32], each: &mut dyn FnMut(Lane), stop: &AtomicBool) {
         let count = count.min(MAX_LANES);
+        if self.opened.swap(true, Ordering::AcqRel) {
+            return;
+        }
         match &self.kind {
             Kind::Off => {}
             Kind::Client(c) => {
