@@ -298,14 +298,14 @@ impl Lanes for Streams {
             return 0;
         }
         // Seconds one stream would take at its window per round trip; a stream more for
-        // each half second of it, up to eight in all (opening them costs about two round
-        // trips; and a stream writes its small files one after another, so more streams
-        // also mean more files written at once).
+        // each, up to eight in all (opening them costs about two round trips). A stream
+        // per half second measured worse on the 30,000 small files (BENCHMARKS.md): each
+        // costs CPU on a machine that has none to spare.
         let one = bytes as f64 / WINDOW * rtt.as_secs_f64();
         if one < 1.0 {
             return 0;
         }
-        ((one * 2.0) as u32).clamp(1, 7)
+        (one as u32).clamp(1, 7)
     }
 
     fn note_rtt(&self, d: Duration) {
