@@ -340,7 +340,8 @@ impl RemoteJob {
         let mismatch = rd
             .peer_version()
             .is_some_and(|v| v != crate::PROTOCOL_VERSION);
-        let (sent, received) = (wr.sent, rd.received);
+        let more = streams.bytes();
+        let (sent, received) = (wr.sent + more.0, rd.received + more.1);
         drop(wr);
         drop(rd);
         // (The master ssh waits for the channels of the extra streams.)

@@ -192,7 +192,10 @@ impl<'a> Server<'a, '_> {
                             count,
                             token,
                             &mut |mut lane| {
-                                scope.spawn(move || transfer::serve_lane(&mut lane, root, tops));
+                                scope.spawn(move || {
+                                    transfer::serve_lane(&mut lane, root, tops);
+                                    lanes.lane_done(lane.wr.sent, lane.rd.received);
+                                });
                             },
                             over,
                         )

@@ -52,6 +52,10 @@ pub struct Streams {
     rtt: Mutex<Option<Duration>>,
     /// `-vv` tells how many streams carried the files.
     verbose: u8,
+    /// Bytes the extra streams sent and received, for the summary line.
+    bytes: Mutex<(u64, u64)>,
+    /// Streams are opened once a session: a peer that asks again gets none.
+    opened: AtomicBool,
 }
 
 enum Kind {
@@ -90,6 +94,8 @@ impl Streams {
             compress: None,
             rtt: Mutex::new(None),
             verbose: 0,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -114,6 +120,8 @@ impl Streams {
             compress: Self::compress_of(opts),
             rtt: Mutex::new(None),
             verbose: opts.verbose,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         }
     }
 
@@ -158,6 +166,8 @@ impl Streams {
             compress: Self::compress_of(opts),
             rtt: Mutex::new(None),
             verbose: opts.verbose,
+            bytes: Mutex::new((0, 0)),
+            opened: AtomicBool::new(false),
         };
         (master, streams)
     }
@@ -165,6 +175,11 @@ impl Streams {
     /// Whether this end can open more streams at all.
     pub fn enabled(&self) -> bool {
         !matches!(self.kind, Kind::Off)
+    }
+
+    /// What the extra streams sent and received.
+    pub fn bytes(&self) -> (u64, u64) {
+        *self.bytes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The client, after the session: waits for the channels it opened (they end with
@@ -282,7 +297,9 @@ impl Lanes for Streams {
             return 0;
         }
         // Seconds one stream would take at its window per round trip; a stream more for
-        // each, up to eight in all (opening them costs about two round trips).
+        // each, up to eight in all (opening them costs about two round trips). A stream
+        // per half second measured worse on the 30,000 small files (BENCHMARKS.md): each
+        // costs CPU on a machine that has none to spare.
         let one = bytes as f64 / WINDOW * rtt.as_secs_f64();
         if one < 1.0 {
             return 0;
@@ -295,6 +312,12 @@ impl Lanes for Streams {
         if r.is_none_or(|old| d < old) {
             *r = Some(d);
         }
+    }
+
+    fn lane_done(&self, sent: u64, received: u64) {
+        let mut b = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
+        b.0 += sent;
+        b.1 += received;
     }
 
     fn spread_over(&self, streams: usize) {
@@ -312,6 +335,9 @@ impl Lanes for Streams {
 
     fn open(&self, count: u32, token: [u8; 32], each: &mut dyn FnMut(Lane), stop: &AtomicBool) {
         let count = count.min(MAX_LANES);
+        if self.opened.swap(true, Ordering::AcqRel) {
+            return;
+        }
         match &self.kind {
             Kind::Off => {}
             Kind::Client(c) => {

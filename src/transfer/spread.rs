@@ -34,6 +34,8 @@ pub trait Lanes: Sync {
     fn open(&self, count: u32, token: [u8; 32], each: &mut dyn FnMut(Lane), stop: &AtomicBool);
     /// A round trip the receiver measured (a listing asked for and answered).
     fn note_rtt(&self, d: std::time::Duration);
+    /// An extra stream is done with: the bytes it carried count in the run's totals.
+    fn lane_done(&self, sent: u64, received: u64);
     /// The spread is over: `streams` carried its files (the first one included).
     fn spread_over(&self, streams: usize);
 }
@@ -162,6 +164,7 @@ pub(super) fn fetch_spread<'d, R: Read + Send, W: Write + Send>(
                     scope.spawn(move || {
                         // An extra stream that fails only sends its files back.
                         let _ = run_lane(work, &mut lane.rd, &mut lane.wr);
+                        lanes.lane_done(lane.wr.sent, lane.rd.received);
                     });
                 },
                 &work.drained,
