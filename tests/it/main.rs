@@ -32,6 +32,7 @@ mod hostile;
 mod json;
 mod layout;
 mod local;
+mod locale;
 mod names;
 mod nss;
 mod progress;
