@@ -5,17 +5,25 @@ complete -c xsync -l min-size -d 'don\'t transfer any file smaller than SIZE' -r
 complete -c xsync -s @ -l modify-window -d 'set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)' -r -f
 complete -c xsync -l chmod -d 'affect file and/or directory permissions' -r -f
 complete -c xsync -l chown -d 'simple username/groupname mapping' -r -f
-complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name relative to its directory)' -r -f
+complete -c xsync -l backup-dir -d 'make backups into hierarchy based in DIR' -r -f -a "(__fish_complete_directories)"
+complete -c xsync -l suffix -d 'backup suffix (default ~ w/o --backup-dir)' -r -f
+complete -c xsync -l checksum-choice -d 'choose the checksum algorithm (accepted: xsync\'s own are used)' -r -f
+complete -c xsync -s B -l block-size -d 'force a fixed checksum block-size' -r -f
+complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name beside each file, or an absolute path)' -r -f
 complete -c xsync -l compare-dest -d 'also compare destination files relative to DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l copy-dest -d '... and include copies of unchanged files' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l link-dest -d 'hardlink to files in DIR when unchanged' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -s e -l rsh -d 'specify the remote shell to use' -r -f -a "(__fish_complete_command)"
 complete -c xsync -l xsync-path -d 'specify the xsync to run on the remote machine' -r -f
 complete -c xsync -l rsync-path -d 'rsync\'s spelling: the same, with a word naming rsync run as xsync ("sudo rsync")' -r -f
+complete -c xsync -l streams -d 'data streams over ssh: N channels of one login (1: one stream; default: by the link)' -r -f
 complete -c xsync -l timeout -d 'set I/O timeout in seconds (0: none; a local copy has no connection to time out)' -r -f
 complete -c xsync -l contimeout -d 'daemon connection timeout: refused, as rsync refuses it without a daemon' -r -f
+complete -c xsync -l compress-choice -d 'choose the compression algorithm (xsync compresses with zstd)' -r -f
 complete -c xsync -l compress-level -d 'explicitly set compression level' -r -f
 complete -c xsync -l bwlimit -d 'limit socket I/O bandwidth (KiB/s; suffixes K, M, G, KB = 1000; 0: no limit)' -r -f
+complete -c xsync -l protocol -d 'force an older protocol version to be used (accepted: no effect on xsync\'s protocol)' -r -f
+complete -c xsync -l iconv -d 'request charset conversion of filenames (refused: names are copied as bytes)' -r -f
 complete -c xsync -l max-delete -d 'Don\'t delete more than NUM entries (exit 25 when the limit stopped deletions)' -r -f
 complete -c xsync -s f -l filter -d 'add a file-filtering RULE' -r -f
 complete -c xsync -l exclude -d 'exclude files matching PATTERN' -r -f
@@ -38,7 +46,9 @@ complete -c xsync -s I -l ignore-times -d 'don\'t skip files that match size and
 complete -c xsync -l size-only -d 'skip files based on size only, not mod-time'
 complete -c xsync -s a -l archive -d 'archive mode is -rlptgoD (no -A,-X,-U,-N,-H)'
 complete -c xsync -s r -l recursive -d 'recurse into directories'
+complete -c xsync -l inc-recursive -d 'enable incremental recursion (accepted: xsync\'s walk is its own)'
 complete -c xsync -s R -l relative -d 'use relative path names'
+complete -c xsync -s d -l dirs -d 'transfer directories without recursing'
 complete -c xsync -l mkpath -d 'create destination\'s missing path components'
 complete -c xsync -s x -l one-file-system -d 'don\'t cross filesystem boundaries'
 complete -c xsync -s l -l links -d 'copy symlinks as symlinks'
@@ -46,8 +56,11 @@ complete -c xsync -s L -l copy-links -d 'transform symlink into referent file/di
 complete -c xsync -l copy-unsafe-links -d 'only "unsafe" symlinks are transformed'
 complete -c xsync -l safe-links -d 'ignore symlinks that point outside the tree'
 complete -c xsync -s k -l copy-dirlinks -d 'transform symlink to dir into referent dir'
+complete -c xsync -s K -l keep-dirlinks -d 'treat symlinked directory on receiver as directory'
 complete -c xsync -s H -l hard-links -d 'preserve hard links'
 complete -c xsync -s p -l perms -d 'preserve permissions'
+complete -c xsync -s E -l executability -d 'preserve executability'
+complete -c xsync -s A -l acls -d 'preserve ACLs (implies --perms)'
 complete -c xsync -s X -l xattrs -d 'preserve extended attributes'
 complete -c xsync -s o -l owner -d 'preserve owner (super-user only)'
 complete -c xsync -s g -l group -d 'preserve group'
@@ -55,10 +68,12 @@ complete -c xsync -l devices -d 'preserve device files (super-user only)'
 complete -c xsync -l specials -d 'preserve special files'
 complete -c xsync -s D -d 'same as --devices --specials'
 complete -c xsync -s t -l times -d 'preserve modification times'
+complete -c xsync -l open-noatime -d 'avoid changing the atime on opened files'
 complete -c xsync -s N -l crtimes -d 'preserve create times (newness)'
 complete -c xsync -s O -l omit-dir-times -d 'omit directories from --times'
 complete -c xsync -s J -l omit-link-times -d 'omit symlinks from --times'
 complete -c xsync -l numeric-ids -d 'don\'t map uid/gid values by user/group name'
+complete -c xsync -s b -l backup -d 'make backups (see --suffix & --backup-dir)'
 complete -c xsync -l inplace -d 'update destination files in-place (not atomic: an interrupted file is left part updated)'
 complete -c xsync -s S -l sparse -d 'turn sequences of nulls into sparse blocks'
 complete -c xsync -s n -l dry-run -d 'perform a trial run with no changes made'
@@ -68,7 +83,8 @@ complete -c xsync -l partial -d 'keep partially transferred files (they become t
 complete -c xsync -l delay-updates -d 'put all updated files into place at end'
 complete -c xsync -l fsync -d 'fsync every written file'
 complete -c xsync -l no-deploy -d 'never install xsync on a remote that lacks it (also: XSYNC_NO_DEPLOY=1)'
-complete -c xsync -s z -l compress -d 'compress file data during the transfer (zstd; no effect on a local copy, as in rsync)'
+complete -c xsync -s z -l compress -d 'compress file data during the transfer (zstd; by default only where it pays)'
+complete -c xsync -l no-compress -d 'send file data raw over the wire, never compressed'
 complete -c xsync -l old-args -d 'the remote shell\'s word-splitting of remote paths, as rsync before 3.2.4'
 complete -c xsync -s s -l secluded-args -d 'names travel inside the protocol, never through the remote shell (always on)'
 complete -c xsync -l blocking-io -d 'use blocking I/O for the remote shell (xsync\'s pipes always are)'
@@ -80,6 +96,7 @@ complete -c xsync -l delete-during -d 'receiver deletes during the transfer'
 complete -c xsync -l delete-delay -d 'find deletions during, delete after'
 complete -c xsync -l delete-after -d 'receiver deletes after transfer, not during'
 complete -c xsync -l delete-excluded -d 'also delete excluded files from dest dirs'
+complete -c xsync -l force -d 'force deletion of directories even if not empty (xsync: always)'
 complete -c xsync -l ignore-errors -d 'don\'t delete more than NUM files'
 complete -c xsync -l ignore-missing-args -d 'ignore missing source args without error'
 complete -c xsync -s m -l prune-empty-dirs -d 'prune empty directory chains from the file-list'

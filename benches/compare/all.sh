@@ -33,9 +33,9 @@ step() { # step NAME VAR=VALUE... -- ARGS...
 step "local" RUNS="$RUNS" TRANSPORT=local "$HERE/run.sh"
 step "local, delta and -z" RUNS="$RUNS" TRANSPORT=local "$HERE/run.sh" --delta --only=e-delta-edit,f-delta-insert,g-text-z
 step "ssh" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh"
-step "ssh, delta and -z" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z
+step "ssh, delta and -z" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z,g-text,g-text-noz
 step "pull" RUNS="$RUNS" TRANSPORT=pull "$HERE/run.sh"
 step "ssh, 4 GiB" RUNS="$RUNS" TRANSPORT=ssh "$HERE/run.sh" --only=h-big4g
-step "netns, delta and -z" RUNS="$RUNS" TRANSPORT=netns "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z
+step "netns, delta and -z" RUNS="$RUNS" TRANSPORT=netns "$HERE/run.sh" --only=e-delta-edit,f-delta-insert,g-text-z,g-text,g-text-noz
 step "netns, 1 GiB" RUNS="${NETNS_D_RUNS:-2}" TRANSPORT=netns "$HERE/run.sh" --only=d-bigfile
 printf 'all.sh: tables in %s\n' "$OUT" >&2

@@ -22,7 +22,7 @@ const QUICK_WORKLOADS: &[&str] = &[
 ];
 /// Initial copies, where the copy floor (`cp -a`) runs too.
 const COPY_WORKLOADS: &[&str] = &["a-kernel", "a-small", "d-bigfile"];
-/// The workloads `--quick` runs over ssh: the local ones plus the delta and `-z` rows.
+/// The workloads `--quick` runs over ssh: the local ones plus the delta and compression rows.
 const QUICK_SSH_WORKLOADS: &[&str] = &[
     "a-kernel",
     "a-small",
@@ -33,6 +33,8 @@ const QUICK_SSH_WORKLOADS: &[&str] = &[
     "e-delta-edit",
     "f-delta-insert",
     "g-text-z",
+    "g-text",
+    "g-text-noz",
 ];
 const TOOL_COLUMNS: &[&str] = &[
     "xsync -a",
