@@ -24,7 +24,7 @@ complete -c xsync -l compress-level -d 'explicitly set compression level' -r -f
 complete -c xsync -l bwlimit -d 'limit socket I/O bandwidth (KiB/s; suffixes K, M, G, KB = 1000; 0: no limit)' -r -f
 complete -c xsync -l protocol -d 'force an older protocol version to be used (accepted: no effect on xsync\'s protocol)' -r -f
 complete -c xsync -l iconv -d 'request charset conversion of filenames (refused: names are copied as bytes)' -r -f
-complete -c xsync -l max-delete -d 'Don\'t delete more than NUM entries (exit 25 when the limit stopped deletions)' -r -f
+complete -c xsync -l max-delete -d 'don\'t delete more than NUM files' -r -f
 complete -c xsync -s f -l filter -d 'add a file-filtering RULE' -r -f
 complete -c xsync -l exclude -d 'exclude files matching PATTERN' -r -f
 complete -c xsync -l exclude-from -d 'read exclude patterns from FILE' -r -F
@@ -96,8 +96,8 @@ complete -c xsync -l delete-during -d 'receiver deletes during the transfer'
 complete -c xsync -l delete-delay -d 'find deletions during, delete after'
 complete -c xsync -l delete-after -d 'receiver deletes after transfer, not during'
 complete -c xsync -l delete-excluded -d 'also delete excluded files from dest dirs'
+complete -c xsync -l ignore-errors -d 'delete even if there are I/O errors'
 complete -c xsync -l force -d 'force deletion of directories even if not empty (xsync: always)'
-complete -c xsync -l ignore-errors -d 'don\'t delete more than NUM files'
 complete -c xsync -l ignore-missing-args -d 'ignore missing source args without error'
 complete -c xsync -s m -l prune-empty-dirs -d 'prune empty directory chains from the file-list'
 complete -c xsync -s C -l cvs-exclude -d 'auto-ignore files in the same way CVS does'

@@ -824,6 +824,13 @@ struct Cli {
     /// also delete excluded files from dest dirs
     #[arg(long = "delete-excluded", help_heading = DELETE)]
     delete_excluded: bool,
+    /// delete even if there are I/O errors
+    ///
+    /// Delete extraneous files under --delete even when the sender could not read
+    /// everything (rsync's "IO error encountered -- skipping file deletion" is the default).
+    /// A directory the sender could not read is still never emptied on the receiver.
+    #[arg(long = "ignore-errors", help_heading = DELETE)]
+    ignore_errors: bool,
     /// force deletion of directories even if not empty (xsync: always)
     ///
     /// Accepted, and what xsync always does: a destination directory where the source has
@@ -836,13 +843,6 @@ struct Cli {
     no_force: bool,
     /// don't delete more than NUM files
     ///
-    /// delete even if there are I/O errors
-    ///
-    /// Delete extraneous files under --delete even when the sender could not read
-    /// everything (rsync's "IO error encountered -- skipping file deletion" is the default).
-    /// A directory the sender could not read is still never emptied on the receiver.
-    #[arg(long = "ignore-errors", help_heading = DELETE)]
-    ignore_errors: bool,
     /// Don't delete more than NUM entries (exit 25 when the limit stopped deletions).
     #[arg(
         long = "max-delete",
