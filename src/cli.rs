@@ -741,6 +741,9 @@ struct Cli {
     /// Server side of a --files-from pull: the names come in the protocol's `Start`.
     #[arg(long = "files-from-wire", hide = true)]
     files_from_wire: bool,
+    /// (server only) the client's locale: `utf8` or `ascii`, for escaping names
+    #[arg(long = "client-names", hide = true, value_parser = ["utf8", "ascii"])]
+    client_names: Option<String>,
 
     /// print version number
     #[arg(long = "version", short = 'V', help_heading = HELP)]
@@ -1029,6 +1032,8 @@ where
             .map(|t| t.min(u32::MAX as i64) as u32),
         bwlimit,
         old_args,
+        client_utf8: cli.client_names.as_deref().map(|n| n == "utf8"),
+        listed_as_sent: false,
         ip_family: if cli.ipv4 {
             Some(IpFamily::V4)
         } else if cli.ipv6 {
@@ -1518,6 +1523,15 @@ impl Options {
         if self.old_args {
             a.push("--old-args".into());
         }
+        // The lines a server prints reach this end's terminal: escape names for it.
+        a.push(
+            if self.client_utf8.unwrap_or_else(crate::error::utf8_locale) {
+                "--client-names=utf8"
+            } else {
+                "--client-names=ascii"
+            }
+            .into(),
+        );
         a
     }
 }

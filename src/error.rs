@@ -75,9 +75,24 @@ pub fn show(path: &[u8]) -> String {
     out
 }
 
+/// The client's answer to [`utf8_locale`], set on a server: its lines are printed by the
+/// client, so names are escaped for the client's terminal, not the remote's locale (as
+/// rsync's client escapes the names its server sends). 0: unset, 1: ASCII, 2: UTF-8.
+static CLIENT_UTF8: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Makes [`show`] escape for the client's locale (`utf8`: whether it shows UTF-8).
+pub fn set_client_utf8(utf8: bool) {
+    CLIENT_UTF8.store(1 + u8::from(utf8), std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Whether the terminal's locale can show UTF-8 (rsync escapes every non-ASCII byte in
-/// the C locale, as `isprint()` says there).
-fn utf8_locale() -> bool {
+/// the C locale, as `isprint()` says there); on a server, the client's terminal's.
+pub fn utf8_locale() -> bool {
+    match CLIENT_UTF8.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => return false,
+        2 => return true,
+        _ => {}
+    }
     static UTF8: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *UTF8.get_or_init(|| {
         let var = ["LC_ALL", "LC_CTYPE", "LANG"]

@@ -585,7 +585,8 @@ impl Sources {
                 root.children.iter_mut().for_each(|c| chmod.apply_tree(c));
             }
         }
-        if scanner.opts.follows_links() {
+        // (-R: implied directories reached through a link on the user's path.)
+        if scanner.opts.follows_links() || scanner.opts.relative {
             root.walk(b"", &mut |p, e| {
                 if e.followed {
                     tops.followed.insert(p.into());
@@ -635,6 +636,15 @@ impl Sources {
                     };
                     let mut e = Entry::new(dir.as_slice().into(), meta);
                     e.complete = false;
+                    // The user's own path: a symlink on it is followed, as the stat above
+                    // did and as rsync does (it sends the directory the link leads to);
+                    // marked so later reads follow it too, and nothing else.
+                    e.followed = crate::fs::cstr(&rel).is_ok_and(|c| {
+                        rustix::fs::statat(base, &c, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok_and(|l| {
+                                rustix::fs::FileType::from_raw_mode(l.st_mode).is_symlink()
+                            })
+                    });
                     node.children.insert(i, e);
                     implied_at.insert(rel.clone());
                     i

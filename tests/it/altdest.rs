@@ -193,18 +193,11 @@ fn linked_to(bk: &Path) -> BTreeMap<PathBuf, Option<String>> {
 }
 
 /// The listing as sorted lines (the order of a parallel run is not rsync's), each side's
-/// own path in `created directory` made the same, and a push's `<f` (the client is the
-/// sender: xsync prints the receiver's `>f` there, see README) as `>f`.
+/// own path in `created directory` made the same.
 fn sorted_lines(o: &Output) -> Vec<String> {
     let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
         .lines()
-        .map(|l| {
-            let l = l.replace("/a/bk/", "/b/bk/");
-            match l.strip_prefix("<f") {
-                Some(rest) => format!(">f{rest}"),
-                None => l,
-            }
-        })
+        .map(|l| l.replace("/a/bk/", "/b/bk/"))
         .collect();
     v.sort();
     v

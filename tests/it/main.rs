@@ -33,6 +33,7 @@ mod json;
 mod layout;
 mod listing;
 mod local;
+mod locale;
 mod names;
 mod nss;
 mod progress;

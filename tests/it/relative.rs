@@ -344,3 +344,40 @@ fn files_from_over_ssh() {
         true,
     );
 }
+
+/// A source whose kept path goes through a symlink to a directory (`link -> real`).
+fn linked_parent_src(root: &Path) {
+    TestTree::at(root)
+        .file("real/sub/file", b"under a linked parent\n")
+        .symlink("link", "real")
+        .stamp(false);
+}
+
+fn linked_parent_case<'a>(sources: &'a [&'a str]) -> Case<'a> {
+    Case {
+        fixture: Fixture::with_src(linked_parent_src),
+        ..case(&["-aR"], sources)
+    }
+}
+
+/// A symlink on the user's own path to a source is followed, as rsync follows it: the
+/// implied directory `link` arrives as the directory it leads to (not as the link, and not
+/// as an error), locally and over ssh both ways.
+#[test]
+fn relative_follows_a_symlink_in_the_kept_path_as_rsync_does() {
+    let test = this_test!();
+    // (Kept after /./: the harness passes absolute source paths.)
+    for sources in [&["src/./link/sub/file"][..], &["src/./link/sub"]] {
+        let c = linked_parent_case(sources);
+        if let Some(out) = run_case(test, &c) {
+            let got = out.side_b().join("dst/link");
+            assert!(
+                fs::symlink_metadata(&got).is_ok_and(|m| m.is_dir()),
+                "{test}: {got:?} is not a directory"
+            );
+        }
+        for direction in [Direction::Push, Direction::Pull] {
+            remote_case(&format!("{test} ({direction:?})"), &c, direction);
+        }
+    }
+}
