@@ -174,9 +174,6 @@ pub struct Planner<'o> {
     pub alt: Option<&'o AltDirs>,
     /// The destination root was created by this run (it is listed as new).
     pub root_is_new: bool,
-    /// The listing is shown by the sending end (a push): rsync's sender lists a
-    /// transferred file as sent, `<f`, where a receiver lists `>f`.
-    pub listed_by_sender: bool,
     /// This end is a pulling client: rsync's receiver prints the listing as the data
     /// arrives, so its deletions come out ahead of the top directory's entries.
     pub pulled: bool,
@@ -338,10 +335,6 @@ impl<'o> Planner<'o> {
     fn line_text(&self, flags: &str, rel: &str, extra: Option<String>) -> Option<String> {
         let o = self.opts;
         if o.itemize {
-            let flags = match flags.strip_prefix('>') {
-                Some(rest) if self.listed_by_sender && !o.json => format!("<{rest}"),
-                _ => flags.to_string(),
-            };
             Some(format!("{flags} {rel}{}", extra.unwrap_or_default()))
         } else if o.names {
             Some(format!("{rel}{}", extra.unwrap_or_default()))
@@ -840,15 +833,15 @@ impl<'o> Planner<'o> {
         // (A single file copied to another name is listed by its source name, as rsync.)
         let shown = show(if dir.rel.is_empty() { src_name } else { &rel });
         let (action, flags) = match d {
-            None => (Action::Transfer, ">f+++++++++".to_string()),
+            None => (Action::Transfer, format!("{}f+++++++++", o.transfer_mark())),
             Some(d) => {
                 if o.update && o.modify_window.newer(&d.meta, &e.meta) {
                     return None;
                 }
                 if self.needs_transfer(e, d) {
                     let mut f = self
-                        .attr_flags(e, d, 'f', '>', true)
-                        .unwrap_or_else(|| ">f.........".into());
+                        .attr_flags(e, d, 'f', o.transfer_mark(), true)
+                        .unwrap_or_else(|| format!("{}f.........", o.transfer_mark()));
                     if o.checksum && e.hash != d.hash {
                         f.replace_range(2..3, "c");
                     }

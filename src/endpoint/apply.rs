@@ -85,8 +85,6 @@ pub struct Receiving<'a, 'r> {
     pub dst_root: Option<&'a Entry>,
     pub dst_scanner: &'a Scanner<'a, 'r>,
     pub alt: Option<&'a AltDirs>,
-    /// This end is the server of a push: its listing is shown by the sending client.
-    pub pushed: bool,
     /// This end is a pulling client.
     pub pulled: bool,
 }
@@ -111,7 +109,6 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         dst_root,
         dst_scanner,
         alt,
-        pushed,
         pulled,
     } = *r;
     let rules = meta_rules(opts);
@@ -142,7 +139,6 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         rules,
         alt,
         root_is_new: dest.created,
-        listed_by_sender: pushed,
         pulled,
     };
     let rename = match (&dest.rename_to, info.named_tops.first()) {

@@ -59,7 +59,6 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
             dst_root: dst_root.as_ref(),
             dst_scanner: &dst_scanner,
             alt: alt.as_ref(),
-            pushed: false,
             pulled: false,
         },
         &mut src_root,

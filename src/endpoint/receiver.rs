@@ -72,7 +72,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     lanes: Option<&dyn transfer::Lanes>,
 ) -> Result<ReceiverOutcome, Error> {
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
-    let pushed = pull.is_none();
+    let pulled = pull.is_some();
     let (mut info, dest, dst_root) = open_dest(rd, opts, dst_arg, report, &scanner, pull)?;
     let (root, announced) = match rd.recv()? {
         Msg::SourceRoot {
@@ -156,8 +156,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                 dst_root: dst_root.as_ref(),
                 dst_scanner: &scanner,
                 alt: alt.as_ref(),
-                pushed,
-                pulled: !pushed,
+                pulled,
             },
             &mut src_root,
             Source::Remote(fetch),
