@@ -833,15 +833,15 @@ impl<'o> Planner<'o> {
         // (A single file copied to another name is listed by its source name, as rsync.)
         let shown = show(if dir.rel.is_empty() { src_name } else { &rel });
         let (action, flags) = match d {
-            None => (Action::Transfer, format!("{}f+++++++++", o.transfer_mark())),
+            None => (Action::Transfer, ">f+++++++++".to_string()),
             Some(d) => {
                 if o.update && o.modify_window.newer(&d.meta, &e.meta) {
                     return None;
                 }
                 if self.needs_transfer(e, d) {
                     let mut f = self
-                        .attr_flags(e, d, 'f', o.transfer_mark(), true)
-                        .unwrap_or_else(|| format!("{}f.........", o.transfer_mark()));
+                        .attr_flags(e, d, 'f', '>', true)
+                        .unwrap_or_else(|| ">f.........".into());
                     if o.checksum && e.hash != d.hash {
                         f.replace_range(2..3, "c");
                     }
