@@ -1380,6 +1380,7 @@ where
         bwlimit,
         old_args,
         client_utf8: cli.client_names.as_deref().map(|n| n == "utf8"),
+        listed_as_sent: false,
         ip_family: if cli.ipv4 {
             Some(IpFamily::V4)
         } else if cli.ipv6 {

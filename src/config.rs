@@ -123,6 +123,9 @@ pub struct Options {
     /// On a server: whether the client's terminal shows UTF-8 (names in the lines the
     /// client prints are escaped for it); None on the client itself.
     pub client_utf8: Option<bool>,
+    /// On a server receiving a push: transfers are listed with `<` (sent), not `>`, since
+    /// the lines are the client's, which sent them (rsync's client marks what it sent).
+    pub listed_as_sent: bool,
     /// `-4`/`-6`: the address family ssh is told to use.
     pub ip_family: Option<IpFamily>,
     /// `-B`: the delta block size for a basis signed whole (None: from the file's length).
@@ -220,6 +223,11 @@ impl SizeRange {
 }
 
 impl Options {
+    /// The first character of a transferred file's `-i` line: `>` received, `<` sent.
+    pub fn transfer_mark(&self) -> char {
+        if self.listed_as_sent { '<' } else { '>' }
+    }
+
     /// The `-X` scope of the receiving side: a receiver that is not the super-user may set
     /// and remove only `user.*` names, so only those count there (rsync's rule).
     pub fn receiver_xattrs(&self) -> Option<crate::xattr::Scope> {

@@ -833,15 +833,18 @@ impl<'o> Planner<'o> {
         // (A single file copied to another name is listed by its source name, as rsync.)
         let shown = show(if dir.rel.is_empty() { src_name } else { &rel });
         let (action, flags) = match d {
-            None => (Action::Transfer, ">f+++++++++".to_string()),
+            None => (
+                Action::Transfer,
+                format!("{}f+++++++++", self.opts.transfer_mark()),
+            ),
             Some(d) => {
                 if o.update && o.modify_window.newer(&d.meta, &e.meta) {
                     return None;
                 }
                 if self.needs_transfer(e, d) {
                     let mut f = self
-                        .attr_flags(e, d, 'f', '>', true)
-                        .unwrap_or_else(|| ">f.........".into());
+                        .attr_flags(e, d, 'f', self.opts.transfer_mark(), true)
+                        .unwrap_or_else(|| format!("{}f.........", self.opts.transfer_mark()));
                     if o.checksum && e.hash != d.hash {
                         f.replace_range(2..3, "c");
                     }
@@ -1011,8 +1014,8 @@ impl<'o> Planner<'o> {
             (AltMatch::Quick, None) => (Action::AltCopy, self.attr_flags(e, a, 'f', 'c', false)),
             (AltMatch::Basis, None) => {
                 let mut f = self
-                    .attr_flags(e, a, 'f', '>', true)
-                    .unwrap_or_else(|| ">f.........".into());
+                    .attr_flags(e, a, 'f', self.opts.transfer_mark(), true)
+                    .unwrap_or_else(|| format!("{}f.........", self.opts.transfer_mark()));
                 if self.opts.checksum && e.hash != a.hash {
                     f.replace_range(2..3, "c");
                 }

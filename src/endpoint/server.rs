@@ -151,6 +151,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     let mut argv: Vec<OsString> = vec!["xsync".into()];
     argv.extend(args.into_iter().map(|a| OsString::from_vec(a.into_vec())));
     let mut opts = parse(argv)?;
+    opts.listed_as_sent = role == Role::Receiver;
     if let Some(utf8) = opts.client_utf8 {
         crate::error::set_client_utf8(utf8);
     }
