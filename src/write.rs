@@ -348,8 +348,9 @@ impl<'d> TempFile<'d> {
             tmp: name.clone(),
             name,
             fd,
-            // Holes would leave old bytes where zeros belong.
-            sparse: false,
+            // (In place, a run of zeros becomes a punched hole: a hole the file already had
+            // would otherwise be skipped and keep the old bytes where zeros belong.)
+            sparse,
             len: 0,
             committed: false,
             created_mode: if created {
@@ -363,7 +364,9 @@ impl<'d> TempFile<'d> {
 
     /// Appends data; with `-S`, runs of zero blocks become holes.
     pub fn write(&mut self, data: &[u8]) -> Step<()> {
-        if self.sparse {
+        if self.sparse && self.in_place {
+            write_punching(&self.fd, data, self.len)?;
+        } else if self.sparse {
             write_sparse(&self.fd, data, self.len)?;
         } else {
             write_all(&self.fd, data)?;
@@ -867,6 +870,57 @@ fn write_sparse(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
             }
         }
         i = j;
+    }
+    Ok(())
+}
+
+/// `-S --inplace`, as rsync 3.5 does it: the data at `off`, each run of zero blocks punched
+/// out of the file (`fallocate` PUNCH_HOLE, the length kept) instead of written, so the
+/// file ends as sparse as a fresh `-S` copy; zeros are written where the file system
+/// cannot punch.
+fn write_punching(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
+    use rustix::fs::FallocateFlags;
+    const BLOCK: usize = 4096;
+    let mut i = 0;
+    while i < chunk.len() {
+        let zero = |k: usize| {
+            chunk[k..(k + BLOCK).min(chunk.len())]
+                .iter()
+                .all(|&b| b == 0)
+        };
+        let here = zero(i);
+        let mut j = (i + BLOCK).min(chunk.len());
+        while j < chunk.len() && zero(j) == here {
+            j = (j + BLOCK).min(chunk.len());
+        }
+        let at = off + i as u64;
+        let punched = here
+            && rustix::fs::fallocate(
+                fd,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                at,
+                (j - i) as u64,
+            )
+            .is_ok();
+        if !punched {
+            write_sparse_run(fd, &chunk[i..j], at)?;
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Writes all of `data` at `at`.
+fn write_sparse_run(fd: &OwnedFd, mut data: &[u8], mut at: u64) -> Step<()> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(fd, data, at) {
+            Ok(k) => {
+                data = &data[k..];
+                at += k as u64;
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(StepError::new("write", e)),
+        }
     }
     Ok(())
 }

@@ -674,6 +674,49 @@ fn sparse_file_stays_sparse_src_without_trailing_slash() {
     sparse_case(false);
 }
 
+/// An older, dense `sparse.bin` (random bytes where the new one has holes).
+fn dense_old_sparse_bin(dst: &Path) {
+    fs::create_dir_all(dst).expect("mkdir dst");
+    let path = dst.join("sparse.bin");
+    fs::write(&path, pseudo_random(78, SPARSE_SIZE as usize)).expect("write sparse.bin");
+    set_mtime(&path, 1_000_000_000, 0);
+}
+
+/// -S --inplace over a dense older copy: the zero runs are punched out of the file (rsync
+/// 3.5 does the same), not left as the old bytes and not written as zeros.
+#[test]
+fn sparse_inplace_punches_holes_in_the_old_file_as_rsync_does() {
+    let test = this_test!();
+    let Some(out) = differential(
+        test,
+        &["-aS", "--inplace"],
+        true,
+        Fixture {
+            older: Some(dense_old_sparse_bin),
+            ..Fixture::with_src(awkward_with_sparse)
+        },
+    ) else {
+        return;
+    };
+    let used = |side: PathBuf| {
+        let m = fs::metadata(side.join("dst/sparse.bin")).expect("updated sparse.bin");
+        assert_eq!(m.len(), SPARSE_SIZE);
+        m.blocks() * 512
+    };
+    let (r, x) = (used(out.side_a()), used(out.side_b()));
+    if r >= SPARSE_SIZE / 4 {
+        skip(
+            test,
+            "rsync's in-place update is not sparse on this file system",
+        );
+        return;
+    }
+    assert!(
+        x < SPARSE_SIZE / 4,
+        "xsync -S --inplace left {x} bytes of blocks for 12 KiB of data (rsync: {r})"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // -c, -n, reruns
 // ---------------------------------------------------------------------------------------------
