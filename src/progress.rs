@@ -388,6 +388,11 @@ impl Progress {
                 } else {
                     let size = f.size.load(Ordering::Relaxed);
                     let pos = f.pos.load(Ordering::Relaxed).min(size);
+                    if size > 0 && pos == size {
+                        // All of it is written and the file is being checked and renamed:
+                        // its 100% is the closing line's, with the xfr# that says it is done.
+                        return;
+                    }
                     let ms = f.started.elapsed().as_millis() as u64;
                     let pct = (pos * 100).checked_div(size).unwrap_or(0);
                     text.push_str(&format!(

@@ -252,8 +252,12 @@ impl WireEntry {
             )));
         }
         if let Some(a) = self.acls {
-            a.check(e.meta.kind)
-                .map_err(|why| stream_error(format!("peer sent {why}")))?;
+            a.check(match e.meta.kind {
+                crate::tree::Kind::Dir => crate::acl::Holder::Dir,
+                crate::tree::Kind::Symlink => crate::acl::Holder::Symlink,
+                _ => crate::acl::Holder::Other,
+            })
+            .map_err(|why| stream_error(format!("peer sent {why}")))?;
             e.acls = Some(a);
         }
         e.digest = match (e.is_dir(), self.digest) {

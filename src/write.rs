@@ -857,18 +857,7 @@ fn write_sparse(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
             }
             j = e2;
         }
-        let mut at = off + i as u64;
-        let mut data = &chunk[i..j];
-        while !data.is_empty() {
-            match rustix::io::pwrite(fd, data, at) {
-                Ok(k) => {
-                    data = &data[k..];
-                    at += k as u64;
-                }
-                Err(Errno::INTR) => continue,
-                Err(e) => return Err(StepError::new("write", e)),
-            }
-        }
+        write_at(fd, &chunk[i..j], off + i as u64)?;
         i = j;
     }
     Ok(())
@@ -903,7 +892,7 @@ fn write_punching(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
             )
             .is_ok();
         if !punched {
-            write_sparse_run(fd, &chunk[i..j], at)?;
+            write_at(fd, &chunk[i..j], at)?;
         }
         i = j;
     }
@@ -911,7 +900,7 @@ fn write_punching(fd: &OwnedFd, chunk: &[u8], off: u64) -> Step<()> {
 }
 
 /// Writes all of `data` at `at`.
-fn write_sparse_run(fd: &OwnedFd, mut data: &[u8], mut at: u64) -> Step<()> {
+fn write_at(fd: &OwnedFd, mut data: &[u8], mut at: u64) -> Step<()> {
     while !data.is_empty() {
         match rustix::io::pwrite(fd, data, at) {
             Ok(k) => {

@@ -547,12 +547,17 @@ fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
                 .stdin(Stdio::null()));
             assert_ne!(code(&out), 0, "{test}");
             let line = fs::read_to_string(&log).unwrap_or_default();
-            // Up to the host: the rest is each program's own server command.
-            let words: Vec<String> = line
-                .split_whitespace()
-                .take_while(|w| *w != "h")
-                .map(str::to_string)
-                .collect();
+            // Up to the host: the rest is each program's own server command. xsync's own
+            // `-o Control*` words (its master connection for --streams) are left out.
+            let mut words: Vec<String> = Vec::new();
+            let mut it = line.split_whitespace().take_while(|w| *w != "h").peekable();
+            while let Some(w) = it.next() {
+                if w == "-o" && it.peek().is_some_and(|o| o.starts_with("Control")) {
+                    it.next();
+                    continue;
+                }
+                words.push(w.to_string());
+            }
             logged.push(words);
         }
         assert_eq!(logged[0], logged[1], "{test}: {flag}: rsync vs xsync");

@@ -1324,6 +1324,9 @@ pub fn prepare_side(side: &Path, case: &Case) {
     fs::create_dir(side).unwrap_or_else(|e| panic!("mkdir {side:?}: {e}"));
     if case.fixture.dst_exists {
         fs::create_dir(side.join("dst")).unwrap_or_else(|e| panic!("mkdir dst: {e}"));
+        // The same time on both sides: a run that fails before it touches `dst` must leave
+        // two equal trees, and two mkdirs a clock tick apart would not.
+        set_mtime(&side.join("dst"), 1_400_000_000, 0);
     }
     if let Some(older) = case.fixture.older {
         older(&side.join(case.older_at));
