@@ -204,22 +204,7 @@ fn acls_noop_rerun_prints_nothing_and_changes_nothing() {
     let Some(out) = differential(test, &["-aA"], true, over_older()) else {
         return;
     };
-    let dst = out.side_b().join("dst");
-    let before = snapshot(&dst);
-    let src = slash(&out.src());
-    let again = run(xsync().args(["-aAi"]).arg(&src).arg(slash(&dst)));
-    assert_eq!(code(&again), 0, "{test}: {}", stderr(&again));
-    assert_eq!(stdout(&again), "", "{test}: a no-op -i lists nothing");
-    assert_eq!(
-        diff_snapshots(&before, &snapshot(&dst)),
-        Vec::<String>::new()
-    );
-    let rs = run(rsync()
-        .expect("checked")
-        .args(["-aAi"])
-        .arg(&src)
-        .arg(slash(&out.side_a().join("dst"))));
-    assert_eq!(stdout(&rs), "", "{test}: rsync lists nothing either");
+    assert_noop_rerun_is_silent(test, &out, &["-aAi"]);
 }
 
 #[test]

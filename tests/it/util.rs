@@ -1607,6 +1607,28 @@ pub fn differential(
     run_case(test, &case)
 }
 
+/// After a differential case whose first run filled `dst`: the same run again (`flags`,
+/// which include `-i`) with nothing changed lists nothing and changes nothing on xsync's
+/// side, and rsync lists nothing on its own either.
+pub fn assert_noop_rerun_is_silent(test: &str, out: &Outcome, flags: &[&str]) {
+    let dst = out.side_b().join("dst");
+    let before = snapshot(&dst);
+    let src = slash(&out.src());
+    let again = run(xsync().args(flags).arg(&src).arg(slash(&dst)));
+    assert_eq!(code(&again), 0, "{test}: {}", stderr(&again));
+    assert_eq!(stdout(&again), "", "{test}: a no-op -i lists nothing");
+    assert_eq!(
+        diff_snapshots(&before, &snapshot(&dst)),
+        Vec::<String>::new()
+    );
+    let rs = run(rsync()
+        .expect("checked")
+        .args(flags)
+        .arg(&src)
+        .arg(slash(&out.side_a().join("dst"))));
+    assert_eq!(stdout(&rs), "", "{test}: rsync lists nothing either");
+}
+
 pub fn simple_case<'a>(flags: &'a [&'a str], trailing_slash: bool, fixture: Fixture) -> Case<'a> {
     Case {
         fixture,

@@ -52,22 +52,7 @@ fn xattrs_noop_rerun_prints_nothing_and_changes_nothing() {
     let Some(out) = differential(test, &["-aX"], true, Fixture::xattrs()) else {
         return;
     };
-    let dst = out.side_b().join("dst");
-    let before = snapshot(&dst);
-    let src = slash(&out.src());
-    let again = run(xsync().args(["-aXi"]).arg(&src).arg(slash(&dst)));
-    assert_eq!(code(&again), 0, "{test}: {}", stderr(&again));
-    assert_eq!(stdout_of(&again), "", "{test}: a no-op -i lists nothing");
-    assert_eq!(
-        diff_snapshots(&before, &snapshot(&dst)),
-        Vec::<String>::new()
-    );
-    let rs = run(rsync()
-        .expect("checked")
-        .args(["-aXi"])
-        .arg(&src)
-        .arg(slash(&out.side_a().join("dst"))));
-    assert_eq!(stdout_of(&rs), "", "{test}: rsync lists nothing either");
+    assert_noop_rerun_is_silent(test, &out, &["-aXi"]);
 }
 
 #[test]
