@@ -255,27 +255,13 @@ fn acls_on_a_receiver_without_them_still_copy_files_and_exit_23() {
     if !acls_work(test) {
         return;
     }
-    if !is_root() {
-        return skip(test, "mounting a ramfs needs root");
-    }
     let dir = test_dir();
     let src = dir.path().join("src");
     acl_tree(&src);
     let mnt = dir.path().join("ram");
-    fs::create_dir(&mnt).expect("mkdir");
-    let m = run(Command::new("mount")
-        .args(["-t", "ramfs", "ramfs"])
-        .arg(&mnt));
-    if code(&m) != 0 {
-        return skip(test, "cannot mount a ramfs here");
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
+    let Some(_ramfs) = Ramfs::mount(test, &mnt) else {
+        return;
+    };
     let a = run(rsync()
         .expect("checked")
         .arg("-aA")

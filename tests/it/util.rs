@@ -1629,6 +1629,35 @@ pub fn assert_noop_rerun_is_silent(test: &str, out: &Outcome, flags: &[&str]) {
     assert_eq!(stdout(&rs), "", "{test}: rsync lists nothing either");
 }
 
+/// A ramfs (a file system without extended attributes or ACLs) mounted at `at` for a
+/// test, unmounted when dropped; `None`, with the test's SKIPPED note, where one cannot be
+/// mounted (not root, or no ramfs).
+pub struct Ramfs(PathBuf);
+
+impl Ramfs {
+    pub fn mount(test: &str, at: &Path) -> Option<Ramfs> {
+        if !is_root() {
+            skip(test, "mounting a ramfs needs root");
+            return None;
+        }
+        fs::create_dir_all(at).expect("mkdir the mount point");
+        let m = run(std::process::Command::new("mount")
+            .args(["-t", "ramfs", "ramfs"])
+            .arg(at));
+        if code(&m) != 0 {
+            skip(test, "cannot mount a ramfs here");
+            return None;
+        }
+        Some(Ramfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 pub fn simple_case<'a>(flags: &'a [&'a str], trailing_slash: bool, fixture: Fixture) -> Case<'a> {
     Case {
         fixture,

@@ -2,9 +2,6 @@
 //! removes attributes (attribute-only and with new content), the `x` of `-i`, the no-op
 //! re-run, and a receiving file system without attributes.
 
-use std::fs;
-use std::path::Path;
-
 use crate::util::*;
 
 fn stdout_of(o: &std::process::Output) -> String {
@@ -75,27 +72,13 @@ fn xattrs_on_a_receiver_without_them_still_copy_files_and_exit_23() {
     if !have_rsync(test) {
         return;
     }
-    if !is_root() {
-        return skip(test, "mounting a ramfs needs root");
-    }
     let dir = test_dir();
     let src = dir.path().join("src");
     xattr_tree(&src);
     let mnt = dir.path().join("ram");
-    fs::create_dir(&mnt).expect("mkdir");
-    let m = run(std::process::Command::new("mount")
-        .args(["-t", "ramfs", "ramfs"])
-        .arg(&mnt));
-    if code(&m) != 0 {
-        return skip(test, "cannot mount a ramfs here");
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(&mnt);
+    let Some(_ramfs) = Ramfs::mount(test, &mnt) else {
+        return;
+    };
     let a = run(rsync()
         .expect("checked")
         .arg("-aX")
