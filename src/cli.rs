@@ -1302,8 +1302,7 @@ where
     // An explicit --out-format lists names as -v does (rsync: it implies --info=name).
     let out_format = cli.out_format.as_deref().map(crate::outfmt::Format::parse);
     let names = info.name.map(|n| n > 0).unwrap_or(
-        !cli.quiet
-            && (cli.verbose > 0 || (dash_progress && progress == 1) || out_format.is_some()),
+        !cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1) || out_format.is_some()),
     );
     // The log's item lines: the client's own log, or on a server the lines it relays for
     // that log. An empty format logs no items (rsync's too).

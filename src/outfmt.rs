@@ -49,7 +49,7 @@ pub struct Fields<'a> {
     pub op: &'a str,
     /// The entry's attributes (None for a deletion, which rsync shows as zeros).
     pub meta: Option<&'a Meta>,
-    /// `%B`'s kind and permission bits (a deletion's too: rsync shows the deleted entry's).
+    /// `%B`'s kind and permission bits (none for a deletion: all dashes, as rsync's).
     pub perms: Option<(Kind, u32)>,
     /// `%U`/`%G`: whether owners and groups are kept (`%U` is 0, `%G` `DEFAULT` if not).
     pub owner: bool,
@@ -408,7 +408,10 @@ mod tests {
         let f = fields(&m, false);
         let r = |s: &str| Format::parse(s).render(&f);
         assert_eq!(r("%i %n%L"), ">f+++++++++ d/a");
-        assert_eq!(r("%o|%f|%l|%'l|%''l|%'''l"), "send|d/a|1234567|1,234,567|1.23M|1.18M");
+        assert_eq!(
+            r("%o|%f|%l|%'l|%''l|%'''l"),
+            "send|d/a|1234567|1,234,567|1.23M|1.18M"
+        );
         assert_eq!(r("[%10n][%-6n][%3n]"), "[       d/a][d/a   ][d/a]");
         assert_eq!(r("%U:%G:%B"), "1000:DEFAULT:rw-r--r--");
         assert_eq!(r("%b %c %%"), "0 0 %");

@@ -608,7 +608,7 @@ impl<'o> Planner<'o> {
     /// Returns whether the deletion leaves something at `rel`'s directory level.
     fn deletion_lines(&self, d: &Entry, rel: &[u8], top: bool, st: &mut State<'_>) -> bool {
         if !d.is_dir() {
-            self.deletion_line(st, &show(rel), d);
+            self.deletion_line(st, &show(rel));
             // (A file that is itself a backup is deleted without one.)
             return self.opts.backup.as_ref().is_some_and(|b| match &b.dir {
                 None => !(rel.len() > b.suffix.len() && rel.ends_with(b.suffix.as_bytes())),
@@ -640,7 +640,7 @@ impl<'o> Planner<'o> {
             }
             return true;
         }
-        self.deletion_line(st, &format!("{}/", show(rel)), d);
+        self.deletion_line(st, &format!("{}/", show(rel)));
         false
     }
 
@@ -666,10 +666,7 @@ impl<'o> Planner<'o> {
         if self.opts.quiet {
             return;
         }
-        let line = Line::message(format!(
-            "cannot delete non-empty directory: {}",
-            show(rel)
-        ));
+        let line = Line::message(format!("cannot delete non-empty directory: {}", show(rel)));
         if self.opts.delete_when == DeleteWhen::During {
             st.dir_deletions.push(line);
         } else {
@@ -696,7 +693,7 @@ impl<'o> Planner<'o> {
     /// A deletion's line: in the format when it has `%i` or `%o` (rsync's rule, for the
     /// log's format too), else `deleting NAME`; listed under `--out-format` whatever the
     /// verbosity, as rsync.
-    fn deletion_line(&self, st: &mut State<'_>, shown: &str, d: &Entry) {
+    fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
         let o = self.opts;
         let shaped = |f: &Format| {
             if f.has('i') || f.has('o') {
@@ -706,7 +703,8 @@ impl<'o> Planner<'o> {
                     link: None,
                     op: "del.",
                     meta: None,
-                    perms: Some((d.meta.kind, d.meta.mode)),
+                    // (rsync's record of a deleted name has no permissions.)
+                    perms: None,
                     owner: o.owner,
                     group: o.group,
                     transfer: false,
@@ -768,7 +766,7 @@ impl<'o> Planner<'o> {
         } else {
             show(&rel)
         };
-        self.deletion_line(st, &shown, d);
+        self.deletion_line(st, &shown);
         dir.deletes.push(Delete {
             entry: d,
             rel,

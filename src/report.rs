@@ -173,11 +173,6 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Whether anything is logged on this end (the client's file or a relay for it).
-    pub fn logs(&self) -> bool {
-        self.log.is_some() || self.log_relay.load(Ordering::Relaxed)
-    }
-
     /// A line of the listing: its stdout text (under the caller's verbosity) and its log
     /// text.
     pub fn listed(&self, l: &Line) {
@@ -324,7 +319,6 @@ impl<'a> Report<'a> {
         *c = c.worst(code);
     }
 
-    /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages.
     /// An informational line for the terminal only (rsync's `FCLIENT`): not logged.
     pub fn note(&self, msg: impl AsRef<str>) {
         if !self.quiet && !self.json_mode() {
@@ -332,7 +326,8 @@ impl<'a> Report<'a> {
         }
     }
 
-    /// Logged also under -q, as rsync logs its messages.
+    /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages;
+    /// logged also under -q, as rsync logs its messages.
     pub fn info(&self, msg: impl AsRef<str>) {
         self.log(msg.as_ref());
         if !self.quiet && !self.json_mode() {

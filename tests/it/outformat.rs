@@ -47,15 +47,12 @@ fn log_lines(text: &str) -> Vec<String> {
     for l in text.lines() {
         let (stamp, rest) = l.split_at(l.len().min(20));
         let shaped = stamp.len() == 20
-            && stamp
-                .bytes()
-                .enumerate()
-                .all(|(i, b)| match i {
-                    4 | 7 => b == b'/',
-                    10 | 19 => b == b' ',
-                    13 | 16 => b == b':',
-                    _ => b.is_ascii_digit(),
-                });
+            && stamp.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'/',
+                10 | 19 => b == b' ',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            });
         let body = rest
             .strip_prefix('[')
             .and_then(|r| r.split_once("] "))
@@ -68,7 +65,9 @@ fn log_lines(text: &str) -> Vec<String> {
                     .and_then(|b| b.split_once("total size "))
                     .map(|(_, t)| t)
                 {
-                    out.push(format!("sent N bytes  received N bytes  total size {total}"));
+                    out.push(format!(
+                        "sent N bytes  received N bytes  total size {total}"
+                    ));
                 } else {
                     out.extend(listing(body));
                 }
