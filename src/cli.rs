@@ -146,7 +146,7 @@ struct Cli {
     /// [4242] "), as rsync's: "building file list" (or "receiving file list" on a pull), a
     /// line for each updated item in --log-file-format, the messages and errors the run
     /// prints (also under -q), the --stats and -v summary when there is one and otherwise
-    /// "sent N bytes  received N bytes  total size N". Nothing is listed under --dry-run. A
+    /// "sent N bytes  received N bytes  total size N". Under --dry-run only the directories, links and nodes rsync's generator lists are logged. A
     /// FILE that cannot be opened is reported and the run goes on without a log, as rsync's.
     #[arg(long = "log-file", value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = OUTPUT)]
     log_file: Option<OsString>,

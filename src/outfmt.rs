@@ -49,7 +49,8 @@ pub struct Fields<'a> {
     pub op: &'a str,
     /// The entry's attributes (None for a deletion, which rsync shows as zeros).
     pub meta: Option<&'a Meta>,
-    /// `%B`'s kind and permission bits (none for a deletion: all dashes, as rsync's).
+    /// `%B`'s kind and permission bits (none, all dashes, for a deletion rsync's client
+    /// only hears of).
     pub perms: Option<(Kind, u32)>,
     /// `%U`/`%G`: whether owners and groups are kept (`%U` is 0, `%G` `DEFAULT` if not).
     pub owner: bool,

@@ -345,7 +345,7 @@ impl<'o> Planner<'o> {
     }
 
     /// An item's line for stdout (`-i`, `-v` or `--out-format`) and for the log
-    /// (`--log-file-format`; nothing under `-n`, as rsync logs no items then). Without `%i`
+    /// (`--log-file-format`; under `-n` only what rsync's generator makes itself). Without `%i`
     /// in the format (and for `-v`), rsync lists what changed in a significant way: a
     /// transfer, a link or node made, a directory touched, not another entry whose
     /// attributes alone changed.
@@ -368,10 +368,13 @@ impl<'o> Planner<'o> {
             None if o.names && !attrs_only => Some(format!("{rel}{}", extra.unwrap_or_default())),
             None => None,
         };
+        // (Under -n rsync's generator still logs what it makes or touches itself: a
+        // directory, a link, a node.)
+        let logged = !o.dry_run || flags.starts_with(['c', 'h']) || flags.get(1..2) == Some("d");
         let log = o
             .log_format
             .as_ref()
-            .filter(|f| !o.dry_run && (f.has('i') || !attrs_only))
+            .filter(|f| logged && (f.has('i') || !attrs_only))
             .map(|f| self.render(f, e, flags, rel, extra));
         (out.is_some() || log.is_some()).then_some(Line { out, log })
     }
@@ -608,7 +611,7 @@ impl<'o> Planner<'o> {
     /// Returns whether the deletion leaves something at `rel`'s directory level.
     fn deletion_lines(&self, d: &Entry, rel: &[u8], top: bool, st: &mut State<'_>) -> bool {
         if !d.is_dir() {
-            self.deletion_line(st, &show(rel));
+            self.deletion_line(st, &show(rel), d);
             // (A file that is itself a backup is deleted without one.)
             return self.opts.backup.as_ref().is_some_and(|b| match &b.dir {
                 None => !(rel.len() > b.suffix.len() && rel.ends_with(b.suffix.as_bytes())),
@@ -640,7 +643,7 @@ impl<'o> Planner<'o> {
             }
             return true;
         }
-        self.deletion_line(st, &format!("{}/", show(rel)));
+        self.deletion_line(st, &format!("{}/", show(rel)), d);
         false
     }
 
@@ -693,7 +696,7 @@ impl<'o> Planner<'o> {
     /// A deletion's line: in the format when it has `%i` or `%o` (rsync's rule, for the
     /// log's format too), else `deleting NAME`; listed under `--out-format` whatever the
     /// verbosity, as rsync.
-    fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
+    fn deletion_line(&self, st: &mut State<'_>, shown: &str, d: &Entry) {
         let o = self.opts;
         let shaped = |f: &Format| {
             if f.has('i') || f.has('o') {
@@ -703,8 +706,9 @@ impl<'o> Planner<'o> {
                     link: None,
                     op: "del.",
                     meta: None,
-                    // (rsync's record of a deleted name has no permissions.)
-                    perms: None,
+                    // (A pulling rsync deletes, and shows, the entry itself; elsewhere it
+                    // is told the name by the receiver, with no permissions.)
+                    perms: self.pulled.then_some((d.meta.kind, d.meta.mode)),
                     owner: o.owner,
                     group: o.group,
                     transfer: false,
@@ -766,7 +770,7 @@ impl<'o> Planner<'o> {
         } else {
             show(&rel)
         };
-        self.deletion_line(st, &shown);
+        self.deletion_line(st, &shown, d);
         dir.deletes.push(Delete {
             entry: d,
             rel,
