@@ -591,7 +591,41 @@ impl crate::progress::Out for Report<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::num;
+    use super::{LOG_MARK, LogFile, Report, num};
+    use crate::outfmt::Line;
+
+    /// A server's relayed log lines reach the client's log, never its stdout; a client
+    /// without a log drops them; each logged line has rsync's prefix and no raw control
+    /// character.
+    #[test]
+    fn relayed_log_lines_go_to_the_log_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        {
+            let log = LogFile::open(&path).expect("open the log");
+            let r = Report::new(&mut out, &mut err, false).with_log(Some(log));
+            r.raw(&format!("one\n{LOG_MARK}>f+++++++++ a\x07b\ntwo\n"));
+            r.listed(&Line {
+                out: Some("shown".into()),
+                log: Some("logged".into()),
+            });
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "one\ntwo\nshown\n");
+        let text = std::fs::read_to_string(&path).expect("read the log");
+        let bodies: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once("] ").map(|(_, b)| b).unwrap_or(l))
+            .collect();
+        assert_eq!(bodies, [">f+++++++++ a\\#007b", "logged"]);
+        assert!(
+            text.lines()
+                .all(|l| l.len() > 22 && &l[4..5] == "/" && &l[19..21] == " [")
+        );
+        let mut out = Vec::new();
+        Report::new(&mut out, &mut err, false).raw(&format!("{LOG_MARK}secret\nshown\n"));
+        assert_eq!(String::from_utf8_lossy(&out), "shown\n");
+    }
 
     #[test]
     fn numbers_are_grouped_like_rsync() {
