@@ -463,8 +463,9 @@ pub fn worth_compressing(sample: &[u8]) -> bool {
     }
     let n = sample.len() as f64;
     let (mut bits, mut seen) = (0.0f64, 0u32);
-    for i in 0..256 {
-        let c = hist[0][i] + hist[1][i] + hist[2][i] + hist[3][i];
+    let [h0, h1, h2, h3] = &hist;
+    for (((a, b), c), d) in h0.iter().zip(h1).zip(h2).zip(h3) {
+        let c = a + b + c + d;
         if c > 0 {
             let p = c as f64 / n;
             bits -= p * p.log2();
