@@ -25,6 +25,11 @@ pub const DEFAULT_LEVEL: i32 = 3;
 /// matching measured no better on source trees and needs a much larger window: off.)
 pub const WINDOW_LOG: u32 = 23;
 
+/// An extra stream's window (`--streams`): its ranges of one big file gain little from a
+/// long reach back, and eight streams each with an 8 MiB window and a deep level's tables
+/// held 230 MiB on the client and 80 MiB on the server pushing 1 GiB at 100 ms.
+pub const LANE_WINDOW_LOG: u32 = 20;
+
 /// How a run compresses what it sends over a remote shell. A local copy has no wire and
 /// never compresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +44,9 @@ pub enum Plan {
     Adaptive,
     /// `--compress-level=N`: zstd level N throughout (rsync passes the level to zstd too).
     Fixed(i32),
+    /// An extra stream of a run with one of the plans above ([`Plan::lane`]): at most
+    /// `level`, in a [`LANE_WINDOW_LOG`] window; tuned between raw and `level` if `auto`.
+    Lane { auto: bool, level: i32 },
 }
 
 impl Plan {
@@ -52,6 +60,34 @@ impl Plan {
             (None, true, _) => Plan::Adaptive,
             (None, false, true) => Plan::Off,
             (None, false, false) => Plan::Auto,
+        }
+    }
+
+    /// The plan of an extra stream of a run with this one: the same, bounded in memory (at
+    /// most [`DEFAULT_LEVEL`], the smaller window), as there may be sixteen of them.
+    pub fn lane(self) -> Plan {
+        match self {
+            Plan::Off | Plan::Lane { .. } => self,
+            Plan::Auto => Plan::Lane {
+                auto: true,
+                level: DEFAULT_LEVEL,
+            },
+            Plan::Adaptive => Plan::Lane {
+                auto: false,
+                level: DEFAULT_LEVEL,
+            },
+            Plan::Fixed(n) => Plan::Lane {
+                auto: false,
+                level: n.min(DEFAULT_LEVEL),
+            },
+        }
+    }
+
+    /// The zstd window this plan compresses with.
+    pub fn window_log(self) -> u32 {
+        match self {
+            Plan::Lane { .. } => LANE_WINDOW_LOG,
+            _ => WINDOW_LOG,
         }
     }
 
@@ -92,6 +128,7 @@ const AUTO_LADDER: &[Setting] = &[
     Setting::Zstd(9),
     Setting::Zstd(12),
 ];
+const LANE_LADDER: &[Setting] = &[Setting::Raw, Setting::Zstd(1), Setting::Zstd(3)];
 const Z_LADDER: &[Setting] = &[
     Setting::Zstd(3),
     Setting::Deep,
@@ -102,13 +139,21 @@ const Z_LADDER: &[Setting] = &[
 pub struct Compressor {
     enc: Encoder<'static>,
     setting: Setting,
+    window_log: u32,
 }
 
 impl Compressor {
     pub fn new(setting: Setting) -> io::Result<Compressor> {
+        Compressor::with_window(setting, WINDOW_LOG)
+    }
+
+    /// A compressor whose frames reach back 2^`window_log` bytes (at most [`WINDOW_LOG`],
+    /// which the decoder accepts).
+    pub fn with_window(setting: Setting, window_log: u32) -> io::Result<Compressor> {
         let mut c = Compressor {
             enc: Encoder::new(DEFAULT_LEVEL)?,
             setting: Setting::Raw,
+            window_log: window_log.min(WINDOW_LOG),
         };
         // (Raw is no level: a compressor always has one, for the stretches that are not.)
         let setting = match setting {
@@ -139,7 +184,7 @@ impl Compressor {
         }
         // A fresh context: the explicit parameters of `Deep` must not outlive it.
         let mut e = Encoder::new(level)?;
-        e.set_parameter(CParameter::WindowLog(WINDOW_LOG))?;
+        e.set_parameter(CParameter::WindowLog(self.window_log))?;
         if setting == Setting::Deep {
             // zstd's level 6 (lazy matching, 2^3 probes per position) leaves ratio on the
             // table for source text. Measured on 40 MB of crate sources (.rs/.c/.h/.toml/.md)
@@ -261,7 +306,8 @@ impl Tuner {
         let ladder = match plan {
             Plan::Auto => AUTO_LADDER,
             Plan::Adaptive => Z_LADDER,
-            Plan::Off | Plan::Fixed(_) => return None,
+            Plan::Lane { auto: true, .. } => LANE_LADDER,
+            Plan::Off | Plan::Fixed(_) | Plan::Lane { auto: false, .. } => return None,
         };
         Some(Tuner {
             ladder,

@@ -762,11 +762,11 @@ fn compress_batches(
     use std::sync::atomic::Ordering::Relaxed;
     let mut tuner = Tuner::new(plan);
     let fixed = match plan {
-        Plan::Fixed(n) => Setting::Zstd(n),
+        Plan::Fixed(n) | Plan::Lane { level: n, .. } => Setting::Zstd(n),
         _ => Setting::Zstd(crate::compress::DEFAULT_LEVEL),
     };
     let setting = |t: &Option<Tuner>| t.as_ref().map_or(fixed, Tuner::setting);
-    let mut c = match Compressor::new(setting(&tuner)) {
+    let mut c = match Compressor::with_window(setting(&tuner), plan.window_log()) {
         Ok(c) => c,
         Err(e) => {
             let _ = done.send(Err(e));
