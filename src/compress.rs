@@ -583,6 +583,47 @@ mod tests {
     }
 
     #[test]
+    fn an_extra_stream_is_bounded_in_level_and_window() {
+        assert_eq!(Plan::Off.lane(), Plan::Off);
+        for p in [Plan::Auto, Plan::Adaptive, Plan::Fixed(19), Plan::Fixed(1)] {
+            let Plan::Lane { level, .. } = p.lane() else {
+                panic!("{p:?}");
+            };
+            assert!(level <= DEFAULT_LEVEL, "{p:?}");
+            assert_eq!(p.lane().window_log(), LANE_WINDOW_LOG);
+        }
+        assert_eq!(
+            Plan::Fixed(1).lane(),
+            Plan::Lane {
+                auto: false,
+                level: 1
+            }
+        );
+        // The tuned lane never leaves the shallow steps.
+        let steps = settle(Plan::Auto.lane(), 1e6);
+        assert!(steps.iter().all(|s| LANE_LADDER.contains(s)), "{steps:?}");
+        assert!(Tuner::new(Plan::Adaptive.lane()).is_none());
+        // Its frames declare the small window, which is what the decoder allocates.
+        let mut c = Compressor::with_window(Setting::Zstd(3), LANE_WINDOW_LOG).unwrap();
+        let mut seg = Vec::new();
+        c.compress_flush(&b"lane ".repeat(100_000), &mut seg)
+            .unwrap();
+        // The frame header's window descriptor (RFC 8878 3.1.1.1.2): no single-segment
+        // flag in a stream whose size is unknown, so the descriptor follows.
+        assert_eq!(seg[..4], [0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(seg[4] & 0x20, 0, "single segment");
+        let log = 10 + u32::from(seg[5] >> 3);
+        let window = (1u64 << log) + u64::from(seg[5] & 7) * ((1u64 << log) / 8);
+        assert_eq!(window, 1 << LANE_WINDOW_LOG);
+        let mut out = Vec::new();
+        Decompressor::new()
+            .unwrap()
+            .decompress(&seg, &mut out, 1 << 20)
+            .unwrap();
+        assert_eq!(out.len(), 500_000);
+    }
+
+    #[test]
     fn a_window_over_the_limit_is_refused() {
         let mut enc = Encoder::new(3).unwrap();
         enc.set_parameter(CParameter::WindowLog(WINDOW_LOG + 1))
@@ -590,6 +631,7 @@ mod tests {
         let mut c = Compressor {
             enc,
             setting: Setting::Zstd(3),
+            window_log: WINDOW_LOG + 1,
         };
         let mut seg = Vec::new();
         c.compress_flush(&b"some text ".repeat(1000), &mut seg)
