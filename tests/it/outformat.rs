@@ -285,7 +285,9 @@ fn the_log_file_format_is_rsyncs() {
 }
 
 /// %b is a file's bytes, so its line comes when the file is done: the same lines as rsync's
-/// (in the order the files finish), each transferred file's count that of its data.
+/// (in the order the files finish), each transferred file's count at least its data;
+/// locally, pushed and pulled (through a remote shell that runs the command here, so the
+/// server's lines, made when its files are done, are relayed too).
 #[test]
 fn bytes_are_shown_when_a_file_is_done() {
     let test = this_test!();
@@ -295,42 +297,53 @@ fn bytes_are_shown_when_a_file_is_done() {
     let dir = test_dir();
     let src = dir.path().join("src");
     crate::util::awkward(&src);
-    let lines = |tool: &mut std::process::Command, dst: &Path| -> Vec<(String, String)> {
-        let out = run(tool
-            .args(["-a", "--out-format=%i|%n|%b|%l"])
-            .arg(crate::util::slash(&src))
-            .arg(dst));
-        assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
-        let mut v: Vec<(String, String)> = stdout(&out)
+    let rsh = crate::util::local_rsh(dir.path(), crate::util::RUN_HERE);
+    let lines = |tool: &mut std::process::Command, over: Over, dst: &Path| -> Vec<(String, bool)> {
+        tool.args(["-a", "--out-format=%i|%n|%b|%l", "-e", &rsh]);
+        let (s, d) = (crate::util::slash(&src), crate::util::slash(dst));
+        match over {
+            Over::Local => tool.arg(s).arg(d),
+            Over::Ssh(Direction::Push) => tool.arg(s).arg(remote(d)),
+            Over::Ssh(Direction::Pull) => tool.arg(remote(s)).arg(d),
+        };
+        let out = run(tool);
+        assert_eq!(code(&out), 0, "{test} ({over:?}): {}", stderr(&out));
+        let mut v: Vec<(String, bool)> = stdout(&out)
             .lines()
             .filter(|l| !l.starts_with("created "))
             .map(|l| {
-                let mut f = l.splitn(4, '|');
-                let (i, n, b, len) = (f.next(), f.next(), f.next(), f.next());
-                let (i, n, b, len) = (
-                    i.unwrap_or(""),
-                    n.unwrap_or(""),
-                    b.unwrap_or(""),
-                    len.unwrap_or(""),
-                );
+                let f: Vec<&str> = l.rsplitn(3, '|').collect();
+                let [len, b, item] = f[..] else {
+                    return (format!("(not a line) {l}"), false);
+                };
                 // A transferred file sends at least its data; nothing else sends any.
                 let sent: u64 = b.parse().unwrap_or(u64::MAX);
                 let size: u64 = len.parse().unwrap_or(0);
-                let ok = if i.starts_with('>') {
+                let ok = if item.starts_with(['>', '<']) {
                     sent >= size
                 } else {
                     sent == 0
                 };
-                (format!("{i} {n}"), format!("{ok}"))
+                (item.to_string(), ok)
             })
             .collect();
         v.sort();
         v
     };
-    let r = lines(&mut rsync().expect("checked"), &dir.path().join("a"));
-    let x = lines(&mut xsync(), &dir.path().join("b"));
-    assert_eq!(r, x, "{test}");
-    assert!(r.iter().all(|(_, ok)| ok == "true"), "{test}: {r:?}");
+    for (n, over) in EVERYWHERE.into_iter().enumerate() {
+        let r = lines(
+            rsync().expect("checked").arg("--rsync-path=rsync"),
+            over,
+            &dir.path().join(format!("a{n}")),
+        );
+        let x = lines(
+            xsync().args(["--xsync-path", env!("CARGO_BIN_EXE_xsync")]),
+            over,
+            &dir.path().join(format!("b{n}")),
+        );
+        assert_eq!(r, x, "{test} ({over:?})");
+        assert!(r.iter().all(|(_, ok)| *ok), "{test} ({over:?}): {r:?}");
+    }
 }
 
 /// A log that cannot be opened is said, and the run goes on without it, exit 0 (rsync's).
