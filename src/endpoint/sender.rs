@@ -108,7 +108,16 @@ pub fn send<R: Read, W: Write>(
         lanes,
         over: std::sync::atomic::AtomicBool::new(false),
     };
-    let out = std::thread::scope(|scope| server.serve(scope, rd, wr, relay_out, counts));
+    let out = std::thread::scope(|scope| {
+        let out = server.serve(scope, rd, wr, relay_out, counts);
+        // However the session ended, streams still to come are not waited for, and the
+        // extra streams stop (a receiver that keeps one open would hold this end).
+        server
+            .over
+            .store(true, std::sync::atomic::Ordering::Release);
+        lanes.end();
+        out
+    });
     crate::tree::drop_in_background((root, tops));
     out
 }

@@ -11,7 +11,8 @@
 //!
 //! The extra channels start processes of their own on the server, and the session lives
 //! in the first one. A joining process ([`join`]) only hands its stdin and stdout to the
-//! first server over a unix socket (SCM_RIGHTS) and waits for it to finish; the socket is
+//! first server over a unix socket (SCM_RIGHTS) and waits until that server is done with
+//! the stream (it closes the joiner's connection) or ends; the socket is
 //! in a directory of its own under `$XDG_RUNTIME_DIR` (else `/tmp`), made 0700 by the
 //! first server and removed once the streams are in; the joiner connects only to a
 //! directory of its own user with no access for others. Its name comes from the secret
@@ -30,8 +31,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One ssh channel's window, about what a stream carries per round trip.
@@ -40,6 +41,11 @@ const WINDOW: f64 = 2.0 * 1024.0 * 1024.0;
 const SHORT_RTT: Duration = Duration::from_millis(5);
 /// How long the streams of one `Lanes` may take to arrive.
 const JOIN_WAIT: Duration = Duration::from_secs(20);
+/// How long a stream that has been handed over may take to prove itself (`Join`): the
+/// streams are taken one at a time, so one that says nothing must not hold up the rest.
+const PROOF_WAIT: Duration = Duration::from_secs(5);
+/// How often a read of an extra stream that waits looks whether the session is over.
+const TICK: Duration = Duration::from_millis(100);
 
 /// This end's means of opening more streams.
 pub struct Streams {
@@ -56,6 +62,8 @@ pub struct Streams {
     bytes: Mutex<(u64, u64)>,
     /// Streams are opened once a session: a peer that asks again gets none.
     opened: AtomicBool,
+    /// The session is over ([`Lanes::end`]): the extra streams stop reading.
+    ended: Arc<AtomicBool>,
 }
 
 enum Kind {
@@ -64,8 +72,6 @@ enum Kind {
     Client(Client),
     /// The server: streams join through a rendezvous socket.
     Server {
-        /// The joiners' sockets: each joiner waits on its own until this process ends.
-        held: Mutex<Vec<UnixStream>>,
         /// The rendezvous directories made, removed when the session ends (a late joiner
         /// finds one without its socket, and leaves).
         dirs: Mutex<Vec<PathBuf>>,
@@ -96,6 +102,7 @@ impl Streams {
             verbose: 0,
             bytes: Mutex::new((0, 0)),
             opened: AtomicBool::new(false),
+            ended: Arc::default(),
         }
     }
 
@@ -113,7 +120,6 @@ impl Streams {
         }
         Streams {
             kind: Kind::Server {
-                held: Mutex::new(Vec::new()),
                 dirs: Mutex::new(Vec::new()),
             },
             asked: opts.streams,
@@ -122,6 +128,7 @@ impl Streams {
             verbose: opts.verbose,
             bytes: Mutex::new((0, 0)),
             opened: AtomicBool::new(false),
+            ended: Arc::default(),
         }
     }
 
@@ -168,6 +175,7 @@ impl Streams {
             verbose: opts.verbose,
             bytes: Mutex::new((0, 0)),
             opened: AtomicBool::new(false),
+            ended: Arc::default(),
         };
         (master, streams)
     }
@@ -240,7 +248,11 @@ impl Streams {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(child);
-        let mut lane = lane_over(OwnedFd::from(stdout), OwnedFd::from(stdin));
+        let mut lane = lane_over(
+            OwnedFd::from(stdout),
+            OwnedFd::from(stdin),
+            (self.ended.clone(), None),
+        );
         lane.wr.send(&Msg::Join { token: *token }).ok()?;
         lane.wr.flush().ok()?;
         self.settle(lane)
@@ -250,7 +262,7 @@ impl Streams {
     /// set, or [`JOIN_WAIT`] has passed.
     fn accept(
         &self,
-        (held, dirs): (&Mutex<Vec<UnixStream>>, &Mutex<Vec<PathBuf>>),
+        dirs: &Mutex<Vec<PathBuf>>,
         count: u32,
         token: &[u8; 32],
         each: &mut dyn FnMut(Lane),
@@ -267,8 +279,8 @@ impl Streams {
         while joined < count && Instant::now() < deadline && !stop.load(Ordering::Acquire) {
             match rdv.listener.accept() {
                 Ok((sock, _)) => {
-                    if let Some(lane) = take_lane(&sock, token).and_then(|l| self.settle(l)) {
-                        held.lock().unwrap_or_else(|p| p.into_inner()).push(sock);
+                    let lane = take_lane(sock, token, &self.ended).and_then(|l| self.settle(l));
+                    if let Some(lane) = lane {
                         each(lane);
                         joined += 1;
                     }
@@ -333,6 +345,10 @@ impl Lanes for Streams {
         Ok(t)
     }
 
+    fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
     fn open(&self, count: u32, token: [u8; 32], each: &mut dyn FnMut(Lane), stop: &AtomicBool) {
         let count = count.min(MAX_LANES);
         if self.opened.swap(true, Ordering::AcqRel) {
@@ -357,7 +373,7 @@ impl Lanes for Streams {
                     }
                 }
             }
-            Kind::Server { held, dirs } => self.accept((held, dirs), count, &token, each, stop),
+            Kind::Server { dirs } => self.accept(dirs, count, &token, each, stop),
         }
     }
 }
@@ -478,33 +494,110 @@ fn widen(fd: &OwnedFd) {
     let _ = rustix::pipe::fcntl_setpipe_size(fd, 1 << 20);
 }
 
-fn lane_over(input: OwnedFd, output: OwnedFd) -> Lane {
+/// An extra stream over `input` and `output`; `joiner`: the socket of the process that
+/// handed them over, which lives as long as the stream (see [`LaneIn`]).
+fn lane_over(
+    input: OwnedFd,
+    output: OwnedFd,
+    (ended, joiner): (Arc<AtomicBool>, Option<UnixStream>),
+) -> Lane {
     widen(&input);
     widen(&output);
     Lane {
         rd: Reader::new(Box::new(std::io::BufReader::with_capacity(
             256 * 1024,
-            File::from(input),
+            LaneIn {
+                file: File::from(input),
+                ended,
+                _joiner: joiner,
+            },
         ))),
         wr: Writer::new(Box::new(File::from(output))),
     }
 }
 
+/// An extra stream's input. Its reads wait in slices of [`TICK`], so a stream the peer
+/// keeps open but silent ends with the session ([`Lanes::end`]): the threads that serve or
+/// read the extra streams are joined before a session returns, and one the peer holds
+/// must not hold this process forever. On the server it holds the joiner's socket: the
+/// joiner (and its channel) ends when the stream is dropped, not with the session.
+struct LaneIn {
+    file: File,
+    ended: Arc<AtomicBool>,
+    _joiner: Option<UnixStream>,
+}
+
+impl std::io::Read for LaneIn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.ended.load(Ordering::Acquire) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the session is over",
+                ));
+            }
+            if readable(&self.file, TICK)? {
+                return std::io::Read::read(&mut self.file, buf);
+            }
+        }
+    }
+}
+
+/// Whether `fd` has something to read (or has hung up) within `wait`.
+fn readable(fd: &impl AsFd, wait: Duration) -> std::io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let ts = rustix::event::Timespec {
+        tv_sec: wait.as_secs() as _,
+        tv_nsec: wait.subsec_nanos() as _,
+    };
+    match poll(&mut fds, Some(&ts)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The first frame of a stream handed over, which must be `Join` with `token`, read within
+/// [`PROOF_WAIT`] (the frame has a fixed size: nothing else is read from the stream).
+fn proved(input: &File, token: &[u8; 32]) -> bool {
+    let Ok(body) = postcard::to_stdvec(&Msg::Join { token: [0; 32] }) else {
+        return false;
+    };
+    let mut frame = vec![0u8; 4 + body.len()];
+    let deadline = Instant::now() + PROOF_WAIT;
+    let mut got = 0;
+    while got < frame.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match readable(input, left) {
+            Ok(true) => {}
+            Ok(false) if !left.is_zero() => continue,
+            _ => return false,
+        }
+        match std::io::Read::read(&mut &*input, &mut frame[got..]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
+        }
+    }
+    let mut rd = Reader::new(&frame[..]);
+    matches!(rd.recv(), Ok(Msg::Join { token: t }) if t == *token)
+}
+
 /// Server: the stdin and stdout a joiner passed over `sock`, once the peer is this
 /// user and the stream's first frame carries `token`.
-fn take_lane(sock: &UnixStream, token: &[u8; 32]) -> Option<Lane> {
+fn take_lane(sock: UnixStream, token: &[u8; 32], ended: &Arc<AtomicBool>) -> Option<Lane> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     use std::mem::MaybeUninit;
-    let cred = rustix::net::sockopt::socket_peercred(sock).ok()?;
+    let cred = rustix::net::sockopt::socket_peercred(&sock).ok()?;
     if cred.uid != rustix::process::getuid() {
         return None;
     }
-    sock.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    sock.set_read_timeout(Some(PROOF_WAIT)).ok()?;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0u8; 1];
     rustix::net::recvmsg(
-        sock,
+        &sock,
         &mut [std::io::IoSliceMut::new(&mut byte)],
         &mut control,
         RecvFlags::CMSG_CLOEXEC,
@@ -520,16 +613,19 @@ fn take_lane(sock: &UnixStream, token: &[u8; 32]) -> Option<Lane> {
         return None;
     }
     let output = fds.pop()?;
-    let input = fds.pop()?;
-    let mut lane = lane_over(input, output);
-    match lane.rd.recv() {
-        Ok(Msg::Join { token: t }) if t == *token => Some(lane),
-        _ => None,
+    let input = File::from(fds.pop()?);
+    if !proved(&input, token) {
+        return None;
     }
+    Some(lane_over(
+        OwnedFd::from(input),
+        output,
+        (ended.clone(), Some(sock)),
+    ))
 }
 
 /// `xsync --server --join ID`: hands this process's stdin and stdout to the first server
-/// of the session through its rendezvous, then waits for that server to end.
+/// of the session through its rendezvous, then waits until that server is done with it.
 pub fn join(id: &str) -> ExitCode {
     let fail = |msg: String| {
         eprintln!("xsync: --join: {msg}");
@@ -547,7 +643,12 @@ pub fn join(id: &str) -> ExitCode {
             .is_ok_and(|m| m.is_dir() && m.uid() == me && m.mode() & 0o077 == 0);
         if ours {
             match UnixStream::connect(dir.join("s")) {
-                Ok(s) => break s,
+                // The session's server is this user too (the directory says so; its
+                // socket is asked as well).
+                Ok(s) => match rustix::net::sockopt::socket_peercred(&s) {
+                    Ok(c) if c.uid.as_raw() == me => break s,
+                    _ => return fail(format!("`{}` is not this user's", dir.display())),
+                },
                 // The session has all the streams it wanted, or is over: nothing to do.
                 Err(_) => return ExitCode::Ok,
             }
@@ -579,7 +680,8 @@ pub fn join(id: &str) -> ExitCode {
         return fail(format!("cannot hand over the stream: {e}"));
     }
     // The session's server holds the stream now; this process keeps the channel open
-    // (ssh stops feeding a channel whose process has exited) until that server ends.
+    // (ssh stops feeding a channel whose process has exited) until that server is done
+    // with it or ends.
     let mut b = [0u8; 1];
     let _ = std::io::Read::read(&mut &sock, &mut b);
     ExitCode::Ok

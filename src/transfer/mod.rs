@@ -75,6 +75,24 @@ mod tests {
     use crate::tree::virtual_dir_meta;
 
     #[test]
+    fn a_small_file_is_read_as_the_scan_saw_it_or_streamed_when_it_grew() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"12345").expect("write");
+        let read = |size: u64| {
+            let fd = OwnedFd::from(std::fs::File::open(&path).expect("open"));
+            read_small(&fd, size).expect("read")
+        };
+        assert_eq!(read(5).as_deref(), Some(&b"12345"[..]));
+        // Shrank since the scan: shorter. Grew past it: None, streamed instead.
+        assert_eq!(read(9).as_deref(), Some(&b"12345"[..]));
+        assert_eq!(read(4), None);
+        assert_eq!(read(0), None);
+        std::fs::write(&path, b"").expect("write");
+        assert_eq!(read(0).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
     fn the_sender_serves_only_regular_files_it_listed() {
         let node = |name: &[u8], kind: Kind| {
             Entry::new(

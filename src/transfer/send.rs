@@ -14,11 +14,33 @@ pub(super) fn open_source(tops: &Tops, rel: &[u8]) -> std::io::Result<OwnedFd> {
 /// size in memory and send it as one frame, which the receiver refuses past the frame
 /// limit, failing the whole run (a 1 KB file grown to 200 MB did). A file that shrank is
 /// simply shorter.
+///
+/// One read per file where it can be (a tree of small files costs a few calls per file): a
+/// read of one byte more than the scanned size that comes to exactly that size has the
+/// whole file as the scan saw it, so the read that would return 0 is skipped (and no
+/// handle is duplicated); any other count reads on, to the end or past the size.
 pub(super) fn read_small(fd: &OwnedFd, size: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let f = std::fs::File::from(fd.try_clone()?);
-    let mut v = Vec::with_capacity(size as usize);
-    f.take(size + 1).read_to_end(&mut v)?;
-    Ok((v.len() as u64 <= size).then_some(v))
+    let size = size as usize;
+    let mut v = vec![0u8; size + 1];
+    let mut n = 0;
+    loop {
+        match rustix::io::read(fd, &mut v[n..]) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                if n > size {
+                    return Ok(None);
+                }
+                if n == size {
+                    break;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    v.truncate(n);
+    Ok(Some(v))
 }
 
 /// Under `-z`, data that should bypass the compressor: a `--skip-compress` suffix, or a

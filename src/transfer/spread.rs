@@ -38,6 +38,9 @@ pub trait Lanes: Sync {
     fn lane_done(&self, sent: u64, received: u64);
     /// The spread is over: `streams` carried its files (the first one included).
     fn spread_over(&self, streams: usize);
+    /// The session is over, or its first stream failed: every extra stream stops reading
+    /// (a peer that keeps one open and silent would otherwise hold this end forever).
+    fn end(&self);
 }
 
 /// A big file travels in ranges of this many bytes: 1 GiB is 128 pieces, enough to keep
@@ -174,6 +177,10 @@ pub(super) fn fetch_spread<'d, R: Read + Send, W: Write + Send>(
         let lane = own.and_then(|()| run_lane(work, rd, wr));
         // Nothing more will be taken by this stream: no opener should wait for others.
         work.drained.store(true, Ordering::Release);
+        if lane.is_err() {
+            // The run fails with the first stream: the others are not waited for.
+            lanes.end();
+        }
         lane
     });
     let Work { retry, .. } = work;

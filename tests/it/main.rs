@@ -49,6 +49,7 @@ mod remote;
 mod robust;
 mod sshd;
 mod streams;
+mod streams_hostile;
 mod temps;
 mod transport;
 mod xattrs;

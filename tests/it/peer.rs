@@ -70,8 +70,8 @@ impl Peer {
     }
 
     /// The stream's form after `Start`, as both real ends fix it from the option words
-    /// (segments, unless `--no-compress`).
-    fn settle(&mut self, args: &[&[u8]]) -> Result<(), Error> {
+    /// (segments, unless `--no-compress`); an extra stream takes it after its `Join`.
+    pub fn settle(&mut self, args: &[&[u8]]) -> Result<(), Error> {
         use std::os::unix::ffi::OsStrExt;
         let mut argv = vec![std::ffi::OsString::from("xsync")];
         argv.extend(
@@ -217,16 +217,40 @@ impl Peer {
         Peer::spawn_server_under(&[])
     }
 
+    /// As [`Peer::spawn_server`], with `XDG_RUNTIME_DIR` set to `runtime`, where the
+    /// server makes the rendezvous of its extra streams (`--streams`).
+    pub fn spawn_server_in(runtime: &Path) -> (Peer, Child) {
+        Peer::spawn(&[], &["--server"], Some(runtime))
+    }
+
+    /// `xsync --server --join ID` under `XDG_RUNTIME_DIR=runtime`: an extra stream's
+    /// process, whose stdin and stdout this peer drives once it has joined.
+    pub fn spawn_joiner(runtime: &Path, id: &str) -> (Peer, Child) {
+        Peer::spawn(&[], &["--server", "--join", id], Some(runtime))
+    }
+
     /// As [`Peer::spawn_server`], run by `wrapper` (e.g. `/usr/bin/time -o F -f %M`).
     pub fn spawn_server_under(wrapper: &[&std::ffi::OsStr]) -> (Peer, Child) {
+        Peer::spawn(wrapper, &["--server"], None)
+    }
+
+    fn spawn(
+        wrapper: &[&std::ffi::OsStr],
+        words: &[&str],
+        runtime: Option<&Path>,
+    ) -> (Peer, Child) {
         let xsync = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_xsync"));
         let (program, args) = match wrapper.split_first() {
             Some((w, rest)) => (*w, [rest, &[xsync]].concat()),
             None => (xsync, Vec::new()),
         };
-        let mut child = Command::new(program)
+        let mut cmd = Command::new(program);
+        if let Some(r) = runtime {
+            cmd.env("XDG_RUNTIME_DIR", r);
+        }
+        let mut child = cmd
             .args(args)
-            .arg("--server")
+            .args(words)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
