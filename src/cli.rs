@@ -1245,7 +1245,9 @@ where
             None
         };
         if let Some(other) = with {
-            return Err(Error::usage(format!("--append cannot be used with {other}")));
+            return Err(Error::usage(format!(
+                "--append cannot be used with {other}"
+            )));
         }
     }
     if let Some(d) = &cli.temp_dir {
@@ -2215,13 +2217,25 @@ mod tests {
         }
         assert_eq!(opts(&["--append", "--no-append", "s", "d"]).append, None);
         for other in ["-W", "--partial-dir=.p", "--delay-updates"] {
-            let e = parse(["xsync", "--append", other, "s", "d"]).expect_err(other);
+            let Err(e) = parse(["xsync", "--append", other, "s", "d"]) else {
+                panic!("--append {other} was taken");
+            };
             assert_eq!(e.code, ExitCode::Usage, "{other}");
-            assert!(e.message().starts_with("--append cannot be used with --"), "{other}");
+            assert!(
+                e.message().starts_with("--append cannot be used with --"),
+                "{other}"
+            );
         }
         // A DIR inside the destination is kept from --delete.
         let o = opts(&["-r", "--delete", "-T", "./tmp/x/", "s", "d"]);
-        assert!(format!("{:?}", o.filters).contains("tmp/x"), "{:?}", o.filters);
+        let rules = format!("{:?}", o.filters);
+        assert!(
+            rules.contains(&format!(
+                "pattern: {:?}, include: false, sides: Receiver",
+                b"/tmp/x"
+            )),
+            "{rules}"
+        );
     }
 
     #[test]

@@ -717,7 +717,12 @@ impl Drop for TempFile<'_> {
 
 /// Feeds `fd`'s bytes from `from` up to `to` (or its end, if that comes first) to `h`, in
 /// 8 MiB windows hashed on all cores. Returns how many were read.
-pub fn hash_into(h: &mut blake3::Hasher, fd: BorrowedFd<'_>, from: u64, to: u64) -> io::Result<u64> {
+pub fn hash_into(
+    h: &mut blake3::Hasher,
+    fd: BorrowedFd<'_>,
+    from: u64,
+    to: u64,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; (8 << 20).min(to.saturating_sub(from)).max(1) as usize];
     let mut at = from;
     while at < to {
@@ -1931,6 +1936,66 @@ mod tests {
             Err(e) if e.err.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()) => {}
             Err(e) => panic!("update f: {e:?}"),
         }
+    }
+
+    #[test]
+    fn append_writes_after_the_kept_bytes_and_refuses_a_target_that_shrank_or_is_a_link() {
+        let top = tempfile::tempdir().expect("tempdir");
+        std::fs::write(top.path().join("f"), b"abc").expect("write f");
+        std::os::unix::fs::symlink("f", top.path().join("l")).expect("symlink");
+        let dir = std::fs::File::open(top.path()).expect("open dir");
+        let have = Meta::from_stat(&rustix::fs::lstat(top.path().join("f")).expect("lstat"));
+        let want = Meta {
+            size: 6,
+            mode: 0o600,
+            ..have
+        };
+        let mut t = TempFile::append(dir.as_fd(), b"f", 3, false, None).expect("append");
+        t.write(b"def").expect("write");
+        t.commit(&want, Attrs::default(), Some(&have), &rules())
+            .expect("commit");
+        assert_eq!(std::fs::read(top.path().join("f")).unwrap(), b"abcdef");
+        let mode = std::fs::metadata(top.path().join("f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(TempFile::append(dir.as_fd(), b"f", 7, false, None).is_err());
+        assert!(TempFile::append(dir.as_fd(), b"l", 1, false, None).is_err());
+        assert_eq!(std::fs::read(top.path().join("f")).unwrap(), b"abcdef");
+    }
+
+    #[test]
+    fn a_temporary_in_the_temp_dir_is_renamed_into_place_and_leaves_nothing_there() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let (dst, tmp) = (top.path().join("dst"), top.path().join("tmp"));
+        std::fs::create_dir(&dst).expect("mkdir dst");
+        std::fs::create_dir(&tmp).expect("mkdir tmp");
+        std::fs::write(dst.join("g"), b"old").expect("write g");
+        let r = MetaRules {
+            temp_dir: Some(TempDir::open(&tmp).expect("open temp dir")),
+            ..rules()
+        };
+        let dir = std::fs::File::open(&dst).expect("open dst");
+        let mut t = TempFile::start(dir.as_fd(), b"g", &r, 0o644, false, None).expect("start");
+        t.write(b"new").expect("write");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            1,
+            "written in tmp"
+        );
+        assert_eq!(std::fs::read(dst.join("g")).unwrap(), b"old");
+        let have = Meta::from_stat(&rustix::fs::lstat(dst.join("g")).expect("lstat"));
+        t.commit(&Meta { size: 3, ..have }, Attrs::default(), Some(&have), &r)
+            .expect("commit");
+        assert_eq!(std::fs::read(dst.join("g")).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        let mut names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["g"]);
     }
 
     fn libc_eloop() -> i32 {

@@ -282,7 +282,15 @@ pub fn send_loaded<W: Write>(
                 },
                 _,
             ) => match open_source(tops, &path) {
-                Ok(fd) => send_tail(wr, id, &path, &fd, (offset, verify), report, ticket.as_ref())?,
+                Ok(fd) => send_tail(
+                    wr,
+                    id,
+                    &path,
+                    &fd,
+                    (offset, verify),
+                    report,
+                    ticket.as_ref(),
+                )?,
                 Err(e) => {
                     skip(wr, id, &path, &e, report)?;
                     None

@@ -81,10 +81,7 @@ fn appending() -> Fixture {
 fn listing(o: &Output) -> Vec<String> {
     let item = |l: &str| {
         let b = l.as_bytes();
-        b.len() > 12
-            && b"<>ch.*".contains(&b[0])
-            && b"fdLDS".contains(&b[1])
-            && !l.ends_with(" ./")
+        b.len() > 12 && b"<>ch.*".contains(&b[0]) && b"fdLDS".contains(&b[1]) && !l.ends_with(" ./")
     };
     let counted = [
         "Number of regular files transferred:",
@@ -232,7 +229,11 @@ fn temp_dir_inside_the_destination_ends_as_rsync_and_empty() {
                 return;
             };
             let tmpd = out.side_b().join("dst/tmpd");
-            assert_eq!(names_in(&tmpd), Vec::<String>::new(), "{test}: left in tmpd");
+            assert_eq!(
+                names_in(&tmpd),
+                Vec::<String>::new(),
+                "{test}: left in tmpd"
+            );
         }
     }
     // --delete leaves a relative DIR in the destination alone (rsync deletes it and then
@@ -256,7 +257,7 @@ fn temp_dir_outside_the_destination_ends_as_rsync_and_its_dead_temporaries_go() 
     let outside = tempfile::tempdir().expect("tempdir");
     let dir = outside.path().display().to_string();
     for slash in [true, false] {
-        let flags = ["-a", "--temp-dir", &dir];
+        let flags = ["-a", "--temp-dir", dir.as_str()];
         if differential(test, &flags, slash, Fixture::over_older_copy()).is_none() {
             return;
         }
@@ -271,13 +272,13 @@ fn temp_dir_outside_the_destination_ends_as_rsync_and_its_dead_temporaries_go() 
     let me = std::process::id();
     let start = xsync::temps::process_start(me).expect("/proc");
     let live = String::from_utf8(xsync::temps::name_for(host, boot, me, start, 9)).unwrap();
-    for n in [&dead, &live, &"users-file".to_string()] {
+    for n in [dead.as_str(), live.as_str(), "users-file"] {
         fs::write(outside.path().join(n), b"x").unwrap();
     }
     let t = test_dir();
     TestTree::at(&t.path().join("src")).file("f", b"f");
     let out = run(xsync()
-        .args(["-a", "-T", &dir])
+        .args(["-a", "-T", dir.as_str()])
         .arg(slash(&t.path().join("src")))
         .arg(t.path().join("dst")));
     assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
@@ -296,21 +297,30 @@ fn temp_dir_on_another_file_system_ends_as_rsync() {
     };
     let dir = mnt.display().to_string();
     for slash in [true, false] {
-        let flags = ["-a", "-T", &dir];
+        let flags = ["-a", "-T", dir.as_str()];
         if differential(test, &flags, slash, Fixture::over_older_copy()).is_none() {
             return;
         }
         assert_eq!(names_in(&mnt), Vec::<String>::new(), "{test}");
         // -S's holes survive the copy back.
-        differential(test, &["-aS", "-T", &dir], slash, Fixture::awkward());
+        differential(
+            test,
+            &["-aS", "-T", dir.as_str()],
+            slash,
+            Fixture::awkward(),
+        );
     }
 }
 
 #[test]
 fn a_missing_temp_dir_is_rsyncs_usage_error_before_anything_changes() {
     let test = this_test!();
-    let Some(out) = differential(test, &["-a", "-T", "nope"], true, Fixture::over_older_copy())
-    else {
+    let Some(out) = differential(
+        test,
+        &["-a", "-T", "nope"],
+        true,
+        Fixture::over_older_copy(),
+    ) else {
         return;
     };
     assert_eq!(code(&out.b), 1, "{test}: {}", stderr(&out.b));
@@ -351,9 +361,13 @@ fn temp_dir_over_ssh_matches_rsync() {
     }
 }
 
+/// What a sender answered an append request with: the bytes and the digest, or (when it
+/// refused) its exit code.
+type Tail = Result<(Vec<u8>, [u8; 16]), i32>;
+
 /// The test is the receiving client of `xsync --server` (the sender) and asks for `f` to be
 /// appended from `offset`: what comes back, or the server's exit code when it refuses.
-fn ask_for_tail(offset: u64, verify: bool) -> (Result<(Vec<u8>, [u8; 16]), i32>, String) {
+fn ask_for_tail(offset: u64, verify: bool) -> (Tail, String) {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
     TestTree::at(&src).file("f", b"0123456789");
