@@ -573,7 +573,7 @@ struct Cli {
     /// temporary beside its target and that is renamed, so the name still changes from the
     /// old file to the whole new one at once. Symlinks and device nodes are still made
     /// beside their names; with --inplace there is no temporary. A relative DIR inside the
-    /// destination is protected from --delete.
+    /// destination is protected from --delete, with what is in it.
     #[arg(short = 'T', long = "temp-dir", value_name = "DIR", value_hint = ValueHint::DirPath, help_heading = TRANSFER)]
     temp_dir: Option<String>,
     /// also compare destination files relative to DIR
@@ -1254,8 +1254,8 @@ where
         if d.is_empty() {
             return Err(Error::usage("--temp-dir: DIR may not be empty"));
         }
-        // A temporary directory inside the destination must outlive --delete (rsync's
-        // receiver deletes it and then fails every file).
+        // A temporary directory inside the destination must outlive --delete, with what is
+        // in it (rsync's receiver deletes it and then fails every file).
         let inside = !d.starts_with('/')
             && d.split('/').all(|c| c != "..")
             && d.split('/').any(|c| !c.is_empty() && c != ".");
@@ -1265,7 +1265,7 @@ where
                 .filter(|c| !c.is_empty() && *c != ".")
                 .collect();
             filters
-                .add_rule(&format!("P /{}/", path.join("/")))
+                .add_rule(&format!("P /{}/***", path.join("/")))
                 .map_err(|e| Error::usage(e.to_string()))?;
         }
     }
@@ -2232,7 +2232,7 @@ mod tests {
         assert!(
             rules.contains(&format!(
                 "pattern: {:?}, include: false, sides: Receiver",
-                b"/tmp/x"
+                b"/tmp/x/***"
             )),
             "{rules}"
         );

@@ -241,18 +241,34 @@ fn temp_dir_inside_the_destination_ends_as_rsync_and_empty() {
             );
         }
     }
-    // --delete leaves a relative DIR in the destination alone (rsync deletes it and then
-    // fails every file), and still deletes what the source lacks.
+    // --delete leaves a relative DIR in the destination alone, with what is in it (rsync
+    // deletes it and then fails every file), and still deletes what the source lacks.
     let t = test_dir();
     let (src, dst) = (t.path().join("src"), t.path().join("dst"));
     TestTree::at(&src).file("f", b"new");
-    TestTree::at(&dst).dir("tmpd").file("stale", b"old");
+    TestTree::at(&dst)
+        .file("stale", b"old")
+        .file("tmpd/mine", b"the user's");
+    // What a killed run left in DIR is its temporary, not a file of the destination: not
+    // listed, not deleted as one, removed once its run is gone.
+    let (host, boot) = xsync::temps::this_machine();
+    let mut gone = std::process::Command::new("true").spawn().expect("spawn");
+    let gone_pid = gone.id();
+    gone.wait().expect("wait");
+    let left = String::from_utf8(xsync::temps::name_for(host, boot, gone_pid, 1, 3)).unwrap();
+    fs::write(dst.join("tmpd").join(&left), b"half a file").unwrap();
     let out = run(xsync()
-        .args(["-a", "--delete", "--temp-dir=tmpd"])
+        .args(["-ai", "--delete", "--temp-dir=tmpd"])
         .arg(slash(&src))
         .arg(&dst));
     assert_eq!(code(&out), 0, "{test}: {}", stderr(&out));
+    assert!(
+        !stdout(&out).contains(".xsync-tmp"),
+        "{test}: {}",
+        stdout(&out)
+    );
     assert_eq!(names_in(&dst), ["f", "tmpd"]);
+    assert_eq!(names_in(&dst.join("tmpd")), ["mine"]);
     assert_eq!(fs::read(dst.join("f")).unwrap(), b"new");
 }
 
