@@ -13,6 +13,7 @@ complete -c xsync -l suffix -d 'backup suffix (default ~ w/o --backup-dir)' -r -
 complete -c xsync -l checksum-choice -d 'choose the checksum algorithm (accepted: xsync\'s own are used)' -r -f
 complete -c xsync -s B -l block-size -d 'force a fixed checksum block-size' -r -f
 complete -c xsync -l partial-dir -d 'put a partially transferred file into DIR (a name beside each file, or an absolute path)' -r -f
+complete -c xsync -s T -l temp-dir -d 'create temporary files in directory DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l compare-dest -d 'also compare destination files relative to DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l copy-dest -d '... and include copies of unchanged files' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l link-dest -d 'hardlink to files in DIR when unchanged' -r -f -a "(__fish_complete_directories)"
@@ -78,6 +79,8 @@ complete -c xsync -s J -l omit-link-times -d 'omit symlinks from --times'
 complete -c xsync -l numeric-ids -d 'don\'t map uid/gid values by user/group name'
 complete -c xsync -s b -l backup -d 'make backups (see --suffix & --backup-dir)'
 complete -c xsync -l inplace -d 'update destination files in-place (not atomic: an interrupted file is left part updated)'
+complete -c xsync -l append -d 'append data onto shorter files'
+complete -c xsync -l append-verify -d '--append w/old data in file checksum'
 complete -c xsync -s S -l sparse -d 'turn sequences of nulls into sparse blocks'
 complete -c xsync -s n -l dry-run -d 'perform a trial run with no changes made'
 complete -c xsync -s W -l whole-file -d 'copy files whole (w/o delta-xfer algorithm)'

@@ -512,6 +512,29 @@ struct Cli {
     /// readers may see it change. Only changed blocks are written. Implies --partial.
     #[arg(long, help_heading = TRANSFER)]
     inplace: bool,
+    /// append data onto shorter files
+    ///
+    /// A destination file shorter than its source gets only the source's bytes past its
+    /// length appended; what it holds already is trusted and neither read nor sent (so use
+    /// it only where the destination can be a prefix of the source: growing logs, an
+    /// interrupted copy). The appended file is written in place, the user's explicit
+    /// choice: an interrupted run leaves it partly appended, and readers see it grow. A
+    /// destination file as long as its source or longer is left alone, attributes too, as
+    /// rsync 3 does; a file that the quick check finds unchanged keeps the usual attribute
+    /// update, and a file the destination lacks is copied as usual. Not with -W,
+    /// --partial-dir or --delay-updates (rsync's refusals).
+    #[arg(long, help_heading = TRANSFER)]
+    append: bool,
+    /// --append w/old data in file checksum
+    ///
+    /// As --append, then the whole file (the data it held before too) is checked against
+    /// the source's. A file that fails the check keeps what was appended ("WARNING: NAME
+    /// failed verification -- update retained (will try again)", shown with -v or -i, as
+    /// rsync shows it) and is sent again whole, through a temporary file and a rename.
+    #[arg(long = "append-verify", help_heading = TRANSFER)]
+    append_verify: bool,
+    #[arg(long = "no-append", hide = true)]
+    no_append: bool,
     /// turn sequences of nulls into sparse blocks
     ///
     /// Turn runs of zeros into holes.
@@ -578,6 +601,20 @@ struct Cli {
     /// directories). Not with --inplace.
     #[arg(long = "delay-updates", help_heading = TRANSFER)]
     delay_updates: bool,
+    /// create temporary files in directory DIR
+    ///
+    /// Write each file's temporary in DIR instead of beside its target, then rename it into
+    /// place. A relative DIR is relative to the destination directory, on the receiving
+    /// side; it must exist (rsync's "The temp-dir does not exist"). The temporaries carry
+    /// xsync's run-owned names, so one left by a killed run is never taken for a file of the
+    /// destination and is removed by a later run with the same DIR. Where DIR is on another
+    /// file system than the target (the rename fails with EXDEV), the file is copied into a
+    /// temporary beside its target and that is renamed, so the name still changes from the
+    /// old file to the whole new one at once. Symlinks and device nodes are still made
+    /// beside their names; with --inplace there is no temporary. A relative DIR inside the
+    /// destination is protected from --delete, with what is in it.
+    #[arg(short = 'T', long = "temp-dir", value_name = "DIR", value_hint = ValueHint::DirPath, help_heading = TRANSFER)]
+    temp_dir: Option<String>,
     /// also compare destination files relative to DIR
     ///
     /// As --link-dest, but an exact match is not transferred at all (and a destination file
@@ -1229,6 +1266,51 @@ where
             .add_rule(&format!("P *{}", b.suffix))
             .map_err(|e| Error::usage(e.to_string()))?;
     }
+    let append = if cli.no_append {
+        None
+    } else if cli.append_verify {
+        Some(crate::config::Append { verify: true })
+    } else if cli.append {
+        Some(crate::config::Append { verify: false })
+    } else {
+        None
+    };
+    if append.is_some() {
+        // rsync's refusals, in its words.
+        let with = if cli.whole_file {
+            Some("--whole-file")
+        } else if cli.partial_dir.is_some() {
+            Some("--partial-dir")
+        } else if cli.delay_updates {
+            Some("--delay-updates")
+        } else {
+            None
+        };
+        if let Some(other) = with {
+            return Err(Error::usage(format!(
+                "--append cannot be used with {other}"
+            )));
+        }
+    }
+    if let Some(d) = &cli.temp_dir {
+        if d.is_empty() {
+            return Err(Error::usage("--temp-dir: DIR may not be empty"));
+        }
+        // A temporary directory inside the destination must outlive --delete, with what is
+        // in it (rsync's receiver deletes it and then fails every file).
+        let inside = !d.starts_with('/')
+            && d.split('/').all(|c| c != "..")
+            && d.split('/').any(|c| !c.is_empty() && c != ".");
+        if inside {
+            let path: Vec<&str> = d
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            filters
+                .add_rule(&format!("P /{}/***", path.join("/")))
+                .map_err(|e| Error::usage(e.to_string()))?;
+        }
+    }
     if cli.inplace && cli.delay_updates {
         return Err(Error::new(
             ExitCode::Usage,
@@ -1383,6 +1465,8 @@ where
             || cli.partial_dir.is_some(),
         partial_dir: cli.partial_dir,
         inplace: cli.inplace && !cli.no_inplace,
+        append,
+        temp_dir: cli.temp_dir,
         backup,
         delay_updates: cli.delay_updates,
         ignore_errors: cli.ignore_errors,
@@ -1873,18 +1957,6 @@ fn read_files_from(
 /// rsync options xsync refuses, with what they do in rsync, so the refusal says what
 /// would not happen (rather than clap's nearest option, which would be another one).
 const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "--append",
-        "--append (data appended to shorter destination files)",
-    ),
-    (
-        "--append-verify",
-        "--append-verify (--append, checking the whole file after)",
-    ),
-    (
-        "-T --temp-dir",
-        "--temp-dir (temporary files in another directory)",
-    ),
     ("-U --atimes", "--atimes (access times preserved)"),
     (
         "--munge-links",
@@ -2036,6 +2108,8 @@ impl Options {
             (self.partial, "--partial"),
             (self.inplace, "--inplace"),
             (self.delay_updates, "--delay-updates"),
+            (self.append.is_some_and(|a| !a.verify), "--append"),
+            (self.append.is_some_and(|a| a.verify), "--append-verify"),
             (self.ignore_errors, "--ignore-errors"),
         ];
         for (on, word) in flags {
@@ -2083,6 +2157,10 @@ impl Options {
         }
         if let Some(d) = &self.partial_dir {
             a.push(format!("--partial-dir={d}"));
+        }
+        // DIR as the user typed it: the receiving server resolves it against its destination.
+        if let Some(d) = &self.temp_dir {
+            a.push(format!("--temp-dir={d}"));
         }
         // DIR as the user typed it: the server resolves it against its destination.
         if let Some(b) = &self.backup {
@@ -2166,6 +2244,48 @@ mod tests {
         let o = opts(&["-a", "--no-o", "s", "d"]);
         assert!(o.recursive && o.links && o.perms && o.times && o.group && o.devices);
         assert!(o.specials && !o.owner && !o.hard_links);
+    }
+
+    #[test]
+    fn append_and_temp_dir_reach_the_server_and_refuse_what_rsync_refuses() {
+        for (flags, verify) in [(&["--append"][..], false), (&["--append-verify"], true)] {
+            let mut args = flags.to_vec();
+            args.extend(["-a", "-T", "../tmp", "s", "d"]);
+            let o = opts(&args);
+            let mut words = vec!["xsync".to_string()];
+            words.extend(o.server_args());
+            let back = match parse(words).expect("server args parse") {
+                Parsed::Run(b) => b,
+                _ => panic!(),
+            };
+            assert_eq!(back.append, Some(crate::config::Append { verify }));
+            assert_eq!(back.temp_dir.as_deref(), Some("../tmp"));
+            assert_eq!(
+                format!("{:?}", o.server_args()),
+                format!("{:?}", back.server_args())
+            );
+        }
+        assert_eq!(opts(&["--append", "--no-append", "s", "d"]).append, None);
+        for other in ["-W", "--partial-dir=.p", "--delay-updates"] {
+            let Err(e) = parse(["xsync", "--append", other, "s", "d"]) else {
+                panic!("--append {other} was taken");
+            };
+            assert_eq!(e.code, ExitCode::Usage, "{other}");
+            assert!(
+                e.message().starts_with("--append cannot be used with --"),
+                "{other}"
+            );
+        }
+        // A DIR inside the destination is kept from --delete.
+        let o = opts(&["-r", "--delete", "-T", "./tmp/x/", "s", "d"]);
+        let rules = format!("{:?}", o.filters);
+        assert!(
+            rules.contains(&format!(
+                "pattern: {:?}, include: false, sides: Receiver",
+                b"/tmp/x/***"
+            )),
+            "{rules}"
+        );
     }
 
     #[test]

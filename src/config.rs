@@ -71,6 +71,11 @@ pub struct Options {
     /// `--partial-dir`: one path component, created beside the file.
     pub partial_dir: Option<String>,
     pub inplace: bool,
+    /// `--append`/`--append-verify`: a shorter destination file gets the source's tail.
+    pub append: Option<Append>,
+    /// `-T`: where temporaries are written (relative to the destination unless absolute,
+    /// resolved on the receiving side).
+    pub temp_dir: Option<String>,
     /// `-b`, `--backup-dir`, `--suffix`: the receiver keeps what it replaces or deletes.
     pub backup: Option<BackupRule>,
     /// `--delay-updates`: finished files are renamed into place together at the end.
@@ -211,6 +216,16 @@ pub struct BackupRule {
     pub dir: Option<String>,
     /// `--suffix`: `~` by default, empty by default with a DIR; never holds a `/`.
     pub suffix: String,
+}
+
+/// rsync's `--append`: a regular file shorter at the destination than at the source gets
+/// the source's bytes past its length, written in place; one as long or longer is left
+/// alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Append {
+    /// `--append-verify`: the whole file is checked after, and sent again whole on a
+    /// mismatch.
+    pub verify: bool,
 }
 
 /// rsync's limit on alternate destination directories.

@@ -74,6 +74,11 @@ pub struct Exec<'a, 'r> {
     /// `-K`: the destination's root, from which a directory the destination has through a
     /// symlink ([`DirPlan::via_link`]) is opened.
     pub dst_root: Option<BorrowedFd<'a>>,
+    /// `--append`/`--append-verify` (see [`Exec::append_at`]).
+    pub append: Option<crate::config::Append>,
+    /// Under `-i` or `-v`: the flags a file is listed with again when it is sent again
+    /// after failing `--append-verify`'s check (empty without `-i`), as rsync lists it.
+    pub relist: Option<String>,
 }
 
 impl Exec<'_, '_> {
@@ -112,6 +117,38 @@ impl Exec<'_, '_> {
             && let Some(k) = self.keep_for(it)
         {
             self.report.info(k.message());
+        }
+    }
+
+    /// `--append`: the offset a file's transfer starts at, for a destination file shorter
+    /// than its source (the planner leaves out one as long or longer). None: the file is
+    /// transferred as usual.
+    pub fn append_at(&self, it: &Item<'_>) -> Option<u64> {
+        self.append?;
+        it.dst
+            .filter(|d| d.kind == Kind::File && d.size > 0 && d.size < it.src.meta.size)
+            .map(|d| d.size)
+    }
+
+    /// `--append-verify`'s check failed, for a file appended from `at`: rsync's warning and
+    /// the file's second line (both only under `-v` or `-i`, as rsync's), and the attempt
+    /// counted as rsync counts it (a transfer, its tail literal data), before the file is
+    /// sent again whole.
+    pub fn append_failed(&self, it: &Item<'_>, at: u64) {
+        let stats = &self.report.stats;
+        Stats::add(&stats.transferred, 1);
+        Stats::add(&stats.transferred_size, it.src.meta.size);
+        Stats::add(&stats.literal, it.src.meta.size.saturating_sub(at));
+        if let Some(flags) = &self.relist {
+            let shown = crate::error::show(&it.rel);
+            self.report.warn_bare(format!(
+                "WARNING: {shown} failed verification -- update retained (will try again)."
+            ));
+            self.report.line(if flags.is_empty() {
+                shown
+            } else {
+                format!("{flags} {shown}")
+            });
         }
     }
 
@@ -425,6 +462,9 @@ impl Exec<'_, '_> {
         }
         let m = &it.src.meta;
         let res = match (it.action, src_dir) {
+            (Action::Transfer, Some(src_dir)) if self.append_at(it).is_some() => {
+                self.append_local(it, src_dir, dst_dir)
+            }
             (Action::Transfer, Some(src_dir)) => {
                 let ticket = self.begin(it);
                 crate::progress::copying(ticket.as_ref(), || {
@@ -476,6 +516,61 @@ impl Exec<'_, '_> {
         if let Err(e) = res {
             self.fail(&it.rel, e);
         }
+    }
+
+    /// `--append` on a local copy: the source's tail copied onto the target in the kernel;
+    /// under `--append-verify` the whole file then compared with the source, and copied
+    /// again whole (atomically) when they differ.
+    fn append_local(
+        &self,
+        it: &Item<'_>,
+        src_dir: BorrowedFd<'_>,
+        dst_dir: BorrowedFd<'_>,
+    ) -> Result<(), StepError> {
+        let at = self.append_at(it).unwrap_or(0);
+        let src = write::SrcFile {
+            dir: src_dir,
+            name: it.src_name,
+            followed: it.src.followed,
+        };
+        let verify = self.append.is_some_and(|a| a.verify);
+        let ticket = self.begin(it);
+        let appended = crate::progress::copying(ticket.as_ref(), || {
+            write::append_file(
+                src,
+                dst_dir,
+                it.name,
+                at,
+                &it.src.meta,
+                it.src.attrs(),
+                it.dst.as_ref(),
+                &self.rules,
+                verify,
+                self.keep_for(it),
+            )
+        })?;
+        if let Some(literal) = appended {
+            self.transferred(it, literal, 0, ticket);
+            return Ok(());
+        }
+        // (The appended file stays as it is until the copy replaces it.)
+        self.append_failed(it, at);
+        let ticket = self.begin(it);
+        let (literal, matched) = crate::progress::copying(ticket.as_ref(), || {
+            write::copy_file(
+                src,
+                dst_dir,
+                it.name,
+                &it.src.meta,
+                it.src.attrs(),
+                it.dst.as_ref(),
+                &self.rules,
+                false,
+                None,
+            )
+        })?;
+        self.transferred(it, literal, matched, ticket);
+        Ok(())
     }
 
     /// `--link-dest`: DIR's file becomes this name. Where the link is refused (DIR on

@@ -90,7 +90,8 @@ pub fn frames(data: &[u8]) {
             Msg::Get { files } => {
                 for f in files {
                     match f {
-                        protocol::Request::Whole { path, .. } => {
+                        protocol::Request::Whole { path, .. }
+                        | protocol::Request::Append { path, .. } => {
                             let _ = protocol::check_rel_path(&path);
                         }
                         protocol::Request::Delta { path, sig, .. } => {

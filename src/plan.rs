@@ -954,6 +954,12 @@ impl<'o> Planner<'o> {
                     return None;
                 }
                 if self.needs_transfer(e, d) {
+                    // rsync 3's --append: a destination file as long as the source or
+                    // longer is left alone, attributes too.
+                    if o.append.is_some() && d.meta.kind == Kind::File && d.meta.size >= e.meta.size
+                    {
+                        return None;
+                    }
                     let mut f = self
                         .attr_flags(e, d, 'f', self.opts.transfer_mark(), true)
                         .unwrap_or_else(|| format!("{}f.........", self.opts.transfer_mark()));

@@ -583,12 +583,31 @@ pub enum Request {
         sig: Option<crate::delta::Signature>,
         parts: Vec<Part>,
     },
+    /// `--append`: send the file's bytes from `offset` (the receiver's length of it, which
+    /// may not exceed the size the sender listed), ending with the digest of what was sent,
+    /// or with `verify` (`--append-verify`) of the whole file.
+    Append {
+        id: u32,
+        path: serde_bytes::ByteBuf,
+        offset: u64,
+        verify: bool,
+    },
 }
 
 impl Request {
     pub fn id(&self) -> u32 {
         match self {
-            Request::Whole { id, .. } | Request::Delta { id, .. } => *id,
+            Request::Whole { id, .. } | Request::Delta { id, .. } | Request::Append { id, .. } => {
+                *id
+            }
+        }
+    }
+
+    pub fn path(&self) -> &[u8] {
+        match self {
+            Request::Whole { path, .. }
+            | Request::Delta { path, .. }
+            | Request::Append { path, .. } => &path[..],
         }
     }
 }

@@ -24,7 +24,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Which metadata to carry over, fixed for the run.
@@ -60,6 +60,9 @@ pub struct MetaRules {
     pub xattrs: Option<crate::xattr::Scope>,
     /// `-A`: ACLs are set, and removed where the source has none.
     pub acls: bool,
+    /// `-T`: the directory regular files' temporaries are written in (None: beside their
+    /// targets).
+    pub temp_dir: Option<&'static TempDir>,
 }
 
 impl MetaRules {
@@ -198,6 +201,46 @@ fn set_attrs(
     xres.and(ares)
 }
 
+/// `-T`'s directory, opened once for the run by the path the user gave (following symlinks
+/// on the way to it, as the destination's own path is followed). Temporaries are made in
+/// it by one component with `O_CREAT | O_EXCL | O_NOFOLLOW`, so nothing below it is ever
+/// followed and nothing is written outside it or the destination.
+#[derive(Debug)]
+pub struct TempDir {
+    fd: OwnedFd,
+}
+
+impl TempDir {
+    /// Opens DIR for this run, and removes the temporaries there of runs that are gone
+    /// (the destination's own stale temporaries are found by its scan; these are not in
+    /// it when DIR is outside the destination). The handle is leaked: [`MetaRules`] is
+    /// `Copy` and lives for the run, which is the process.
+    pub fn open(path: &std::path::Path) -> io::Result<&'static TempDir> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        remove_dead_temps(fd.as_fd());
+        Ok(Box::leak(Box::new(TempDir { fd })))
+    }
+}
+
+/// Removes the regular files in `dir` that are temporaries of runs that are gone.
+fn remove_dead_temps(dir: BorrowedFd<'_>) {
+    let Ok(mut d) = rustix::fs::Dir::read_from(dir) else {
+        return;
+    };
+    while let Some(Ok(ent)) = d.read() {
+        let name = ent.file_name();
+        if ent.file_type() == FileType::RegularFile
+            && crate::temps::owner(name.to_bytes()) == crate::temps::Owner::Dead
+        {
+            let _ = unlinkat(dir, name, AtFlags::empty());
+        }
+    }
+}
+
 /// A temporary name no other run or thread is using, owned by this run (see
 /// [`crate::temps`]).
 fn temp_name() -> CString {
@@ -246,7 +289,10 @@ pub struct TempFile<'d> {
     in_place: bool,
     /// Key in [`LIVE`].
     live: usize,
+    /// The target's directory.
     dir: BorrowedFd<'d>,
+    /// The directory the temporary is in: `dir`, or `-T`'s until [`Self::come_home`].
+    tdir: BorrowedFd<'d>,
     tmp: CString,
     name: CString,
     fd: OwnedFd,
@@ -271,21 +317,35 @@ impl<'d> TempFile<'d> {
         mode: u32,
         umask: u32,
     ) -> Step<TempFile<'d>> {
+        TempFile::create_in(dir, dir, name, sparse, mode, umask)
+    }
+
+    /// [`Self::create`] with the temporary in `tdir` (`-T`), to be renamed to `name` in
+    /// `dir`.
+    fn create_in(
+        tdir: BorrowedFd<'d>,
+        dir: BorrowedFd<'d>,
+        name: &[u8],
+        sparse: bool,
+        mode: u32,
+        umask: u32,
+    ) -> Step<TempFile<'d>> {
         let name = checked(name)?;
         let create_mode = mode & 0o777;
         let (tmp, fd) = with_temp(|tmp| {
             openat(
-                dir,
+                tdir,
                 tmp,
                 OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(create_mode),
             )
         })?;
-        let live = register_live(dir, &tmp);
+        let live = register_live(tdir, &tmp);
         Ok(TempFile {
             in_place: false,
             live,
             dir,
+            tdir,
             tmp,
             name,
             fd,
@@ -310,7 +370,8 @@ impl<'d> TempFile<'d> {
         keep: Option<Keep>,
     ) -> Step<TempFile<'d>> {
         if !rules.inplace {
-            let mut t = TempFile::create(dir, name, sparse, mode, rules.umask)?;
+            let tdir = rules.temp_dir.map_or(dir, |t| t.fd.as_fd());
+            let mut t = TempFile::create_in(tdir, dir, name, sparse, mode, rules.umask)?;
             t.keep = keep;
             return Ok(t);
         }
@@ -345,6 +406,7 @@ impl<'d> TempFile<'d> {
             in_place: true,
             live: usize::MAX,
             dir,
+            tdir: dir,
             tmp: name.clone(),
             name,
             fd,
@@ -360,6 +422,118 @@ impl<'d> TempFile<'d> {
             },
             keep: None,
         })
+    }
+
+    /// `--append`: the target itself, opened in place (never created: the planner saw it
+    /// as a regular file), to be written from byte `at`, its length when it was scanned.
+    /// What it holds before `at` is kept as it is; a target that has since become shorter
+    /// than `at` is refused rather than given a hole. With `keep` (`-b`) it is backed up
+    /// first, as a copy.
+    pub fn append(
+        dir: BorrowedFd<'d>,
+        name: &[u8],
+        at: u64,
+        sparse: bool,
+        keep: Option<Keep>,
+    ) -> Step<TempFile<'d>> {
+        let name = checked(name)?;
+        let fd = openat(
+            dir,
+            &name,
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| StepError::new("open for appending", e))?;
+        let st = fstat(&fd).map_err(|e| StepError::new("open for appending", e))?;
+        if Kind::from_mode(st.st_mode) != Kind::File {
+            return Err(StepError::new("open for appending", Errno::INVAL));
+        }
+        if (st.st_size as u64) < at {
+            return Err(StepError::new(
+                "append to",
+                io::Error::other("it is shorter than when it was scanned"),
+            ));
+        }
+        if let Some(k) = &keep {
+            keep_old(dir, &name, k, KeepBy::Copy)?;
+        }
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(at))
+            .map_err(|e| StepError::new("append to", e))?;
+        Ok(TempFile {
+            in_place: true,
+            live: usize::MAX,
+            dir,
+            tdir: dir,
+            tmp: name.clone(),
+            name,
+            fd,
+            sparse,
+            len: at,
+            committed: false,
+            created_mode: u32::MAX,
+            keep: None,
+        })
+    }
+
+    /// `-T`: brings a temporary written in the temporary directory beside its target, under
+    /// a fresh temporary name there, so that what follows (the rename over the target, a
+    /// delayed rename, a partial file kept) happens in the target's directory as without
+    /// `-T`. A rename where the two are on one file system; otherwise (EXDEV) a copy into
+    /// a new temporary beside the target, so the target is still replaced by one rename.
+    fn come_home(&mut self) -> Step<()> {
+        if self.in_place || self.tdir.as_raw_fd() == self.dir.as_raw_fd() {
+            return Ok(());
+        }
+        let moved = with_temp(|tmp| {
+            match rustix::fs::renameat_with(
+                self.tdir,
+                &self.tmp,
+                self.dir,
+                tmp,
+                rustix::fs::RenameFlags::NOREPLACE,
+            ) {
+                // (A file system without RENAME_NOREPLACE: the fresh name is still ours.)
+                Err(Errno::INVAL) => renameat(self.tdir, &self.tmp, self.dir, tmp),
+                r => r,
+            }
+        });
+        match moved {
+            Ok((tmp, ())) => {
+                unregister_live(self.live);
+                self.live = register_live(self.dir, &tmp);
+                self.tmp = tmp;
+                self.tdir = self.dir;
+                Ok(())
+            }
+            Err(e) if e.err.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => {
+                let mut home = TempFile::create(
+                    self.dir,
+                    self.name.as_bytes(),
+                    self.sparse,
+                    self.created_mode,
+                    0,
+                )?;
+                let mut buf = vec![0u8; 1 << 20];
+                let mut at = 0u64;
+                while at < self.len {
+                    let want = ((self.len - at) as usize).min(buf.len());
+                    let n = match rustix::io::pread(&self.fd, &mut buf[..want], at) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(Errno::INTR) => continue,
+                        Err(e) => return Err(StepError::new("read back", e)),
+                    };
+                    home.write(&buf[..n])?;
+                    at += n as u64;
+                }
+                // The old temporary goes when `self`'s parts are swapped out below.
+                home.keep = self.keep.take();
+                home.created_mode = self.created_mode;
+                std::mem::swap(self, &mut home);
+                Ok(())
+            }
+            Err(e) => Err(StepError::new("move the temporary beside", e.err)),
+        }
     }
 
     /// Appends data; with `-S`, runs of zero blocks become holes.
@@ -405,22 +579,16 @@ impl<'d> TempFile<'d> {
     /// blake3 of what was written, read back from the file (the end-to-end check of a
     /// file rebuilt from a basis).
     pub fn digest(&self) -> Step<[u8; 32]> {
-        let f = std::fs::File::from(
-            self.fd
-                .try_clone()
-                .map_err(|e| StepError::new("read back", e))?,
-        );
         let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 8 << 20];
-        let mut at = 0u64;
-        use std::os::unix::fs::FileExt;
-        while at < self.len {
-            let take = ((self.len - at) as usize).min(buf.len());
-            f.read_exact_at(&mut buf[..take], at)
-                .map_err(|e| StepError::new("read back", e))?;
-            h.update_rayon(&buf[..take]);
-            at += take as u64;
-        }
+        hash_into(&mut h, self.fd.as_fd(), 0, self.len)
+            .and_then(|n| {
+                if n < self.len {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| StepError::new("read back", e))?;
         Ok(*h.finalize().as_bytes())
     }
 
@@ -437,6 +605,7 @@ impl<'d> TempFile<'d> {
             self.committed = true;
             return Ok(self.len);
         }
+        self.come_home()?;
         fchmod(
             &self.fd,
             Mode::from_raw_mode(rules.file_mode(want, existing) & 0o777),
@@ -452,6 +621,7 @@ impl<'d> TempFile<'d> {
     /// `--partial-dir`: keeps what arrived as `name` in the partial directory (see
     /// [`PartialDir::open`]), leaving the target itself untouched.
     pub fn keep_partial_in(mut self, partial: &PartialDir) -> Step<u64> {
+        self.come_home()?;
         let subdir = partial.open(self.dir, true)?;
         renameat(self.dir, &self.tmp, &subdir, &self.name)
             .map_err(|e| StepError::new("rename into the partial dir", e))?;
@@ -467,6 +637,7 @@ impl<'d> TempFile<'d> {
         existing: Option<&Meta>,
         rules: &MetaRules,
     ) -> Step<u64> {
+        self.come_home()?;
         let mode = rules.file_mode(want, existing);
         let xres = set_attrs(
             crate::xattr::At::Fd(self.fd.as_fd()),
@@ -538,10 +709,83 @@ impl Drop for TempFile<'_> {
             return;
         }
         if !self.committed {
-            let _ = unlinkat(self.dir, &self.tmp, AtFlags::empty());
+            let _ = unlinkat(self.tdir, &self.tmp, AtFlags::empty());
         }
         unregister_live(self.live);
     }
+}
+
+/// Feeds `fd`'s bytes from `from` up to `to` (or its end, if that comes first) to `h`, in
+/// 8 MiB windows hashed on all cores. Returns how many were read.
+pub fn hash_into(
+    h: &mut blake3::Hasher,
+    fd: BorrowedFd<'_>,
+    from: u64,
+    to: u64,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; (8 << 20).min(to.saturating_sub(from)).max(1) as usize];
+    let mut at = from;
+    while at < to {
+        let want = ((to - at) as usize).min(buf.len());
+        let n = match rustix::io::pread(fd, &mut buf[..want], at) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        h.update_rayon(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(at - from)
+}
+
+/// `--append` on a local copy: the source's bytes from `at` (the target's length when it
+/// was scanned) put after the target's first `at` bytes, in place, then its metadata.
+/// Under `verify` the whole target is first compared with the whole source; on a
+/// mismatch it keeps what was appended, without its metadata, and None is returned for
+/// the caller to copy the file again. Otherwise the bytes appended.
+#[allow(clippy::too_many_arguments)]
+pub fn append_file(
+    src: SrcFile<'_>,
+    dst_dir: BorrowedFd<'_>,
+    name: &[u8],
+    at: u64,
+    want: &Meta,
+    attrs: Attrs<'_>,
+    existing: Option<&Meta>,
+    rules: &MetaRules,
+    verify: bool,
+    keep: Option<Keep>,
+) -> Step<Option<u64>> {
+    let src = src.open()?;
+    let mut out = TempFile::append(dst_dir, name, at, rules.sparse, keep)?;
+    if out.sparse {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut from = at;
+        loop {
+            match rustix::io::pread(&src, &mut buf, from) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.write(&buf[..n])?;
+                    from += n as u64;
+                }
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(StepError::new("read", e)),
+            }
+        }
+    } else {
+        out.len = at + copy_data_at(&src, &out.fd, at, want.size.saturating_sub(at))?;
+    }
+    if verify {
+        let mut h = blake3::Hasher::new();
+        hash_into(&mut h, src.as_fd(), 0, u64::MAX).map_err(|e| StepError::new("read", e))?;
+        if out.digest()? != *h.finalize().as_bytes() {
+            return Ok(None);
+        }
+    }
+    let appended = out.len - at;
+    out.commit(want, attrs, existing, rules)?;
+    Ok(Some(appended))
 }
 
 /// A finished file waiting for the end of a `--delay-updates` run.
@@ -582,7 +826,6 @@ static LIVE: std::sync::LazyLock<
 static LIVE_NEXT: AtomicU64 = AtomicU64::new(0);
 
 fn register_live(dir: BorrowedFd<'_>, tmp: &CString) -> usize {
-    use std::os::fd::AsRawFd;
     let id = LIVE_NEXT.fetch_add(1, Ordering::Relaxed) as usize;
     if let Ok(mut m) = LIVE.lock() {
         m.insert(id, (dir.as_raw_fd(), tmp.clone()));
@@ -789,6 +1032,11 @@ static COPY_FILE_RANGE_WORKS: AtomicBool = AtomicBool::new(true);
 /// little more than the `size_hint` left: a short count then means the end, which saves
 /// the extra zero-length call per small file.
 fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
+    copy_data_at(src, dst, 0, size_hint)
+}
+
+/// [`copy_data`] from offset `start` of `src` to the same offset of `dst`.
+fn copy_data_at(src: &OwnedFd, dst: &OwnedFd, start: u64, size_hint: u64) -> Step<u64> {
     let mut in_kernel = COPY_FILE_RANGE_WORKS.load(Ordering::Relaxed);
     let mut buf = Vec::new();
     let mut total = 0u64;
@@ -802,9 +1050,9 @@ fn copy_data(src: &OwnedFd, dst: &OwnedFd, size_hint: u64) -> Step<u64> {
         let want = (size_hint.saturating_sub(total) + 65536).min(step);
         match crate::fs::copy_range(
             src.as_fd(),
-            total,
+            start + total,
             dst.as_fd(),
-            total,
+            start + total,
             want,
             &mut in_kernel,
             &mut buf,
@@ -1483,6 +1731,7 @@ fn copy_entry(
         acls: false,
         executability: false,
         delay_updates: false,
+        temp_dir: None,
     };
     let res = match meta.kind {
         Kind::File => {
@@ -1563,6 +1812,7 @@ mod tests {
             fsync: false,
             xattrs: None,
             acls: false,
+            temp_dir: None,
         }
     }
 
@@ -1686,6 +1936,66 @@ mod tests {
             Err(e) if e.err.raw_os_error() == Some(Errno::OPNOTSUPP.raw_os_error()) => {}
             Err(e) => panic!("update f: {e:?}"),
         }
+    }
+
+    #[test]
+    fn append_writes_after_the_kept_bytes_and_refuses_a_target_that_shrank_or_is_a_link() {
+        let top = tempfile::tempdir().expect("tempdir");
+        std::fs::write(top.path().join("f"), b"abc").expect("write f");
+        std::os::unix::fs::symlink("f", top.path().join("l")).expect("symlink");
+        let dir = std::fs::File::open(top.path()).expect("open dir");
+        let have = Meta::from_stat(&rustix::fs::lstat(top.path().join("f")).expect("lstat"));
+        let want = Meta {
+            size: 6,
+            mode: 0o600,
+            ..have
+        };
+        let mut t = TempFile::append(dir.as_fd(), b"f", 3, false, None).expect("append");
+        t.write(b"def").expect("write");
+        t.commit(&want, Attrs::default(), Some(&have), &rules())
+            .expect("commit");
+        assert_eq!(std::fs::read(top.path().join("f")).unwrap(), b"abcdef");
+        let mode = std::fs::metadata(top.path().join("f"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(TempFile::append(dir.as_fd(), b"f", 7, false, None).is_err());
+        assert!(TempFile::append(dir.as_fd(), b"l", 1, false, None).is_err());
+        assert_eq!(std::fs::read(top.path().join("f")).unwrap(), b"abcdef");
+    }
+
+    #[test]
+    fn a_temporary_in_the_temp_dir_is_renamed_into_place_and_leaves_nothing_there() {
+        let top = tempfile::tempdir().expect("tempdir");
+        let (dst, tmp) = (top.path().join("dst"), top.path().join("tmp"));
+        std::fs::create_dir(&dst).expect("mkdir dst");
+        std::fs::create_dir(&tmp).expect("mkdir tmp");
+        std::fs::write(dst.join("g"), b"old").expect("write g");
+        let r = MetaRules {
+            temp_dir: Some(TempDir::open(&tmp).expect("open temp dir")),
+            ..rules()
+        };
+        let dir = std::fs::File::open(&dst).expect("open dst");
+        let mut t = TempFile::start(dir.as_fd(), b"g", &r, 0o644, false, None).expect("start");
+        t.write(b"new").expect("write");
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            1,
+            "written in tmp"
+        );
+        assert_eq!(std::fs::read(dst.join("g")).unwrap(), b"old");
+        let have = Meta::from_stat(&rustix::fs::lstat(dst.join("g")).expect("lstat"));
+        t.commit(&Meta { size: 3, ..have }, Attrs::default(), Some(&have), &r)
+            .expect("commit");
+        assert_eq!(std::fs::read(dst.join("g")).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+        let mut names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["g"]);
     }
 
     fn libc_eloop() -> i32 {

@@ -42,7 +42,46 @@ pub fn meta_rules(opts: &Options) -> MetaRules {
         fsync: opts.fsync,
         xattrs: opts.receiver_xattrs(),
         acls: opts.acls,
+        temp_dir: None,
     }
+}
+
+/// `-T`: DIR (relative to the destination directory unless absolute) opened for the run,
+/// or rsync's refusal, before anything changes: a DIR that does not exist or is not a
+/// directory is its usage error (exit 1), any other failure to reach it exit 11.
+fn open_temp_dir(
+    dir: &str,
+    dest: &std::path::Path,
+) -> Result<&'static crate::write::TempDir, crate::error::Error> {
+    use crate::error::Error;
+    let path = if std::path::Path::new(dir).is_absolute() {
+        std::path::PathBuf::from(dir)
+    } else {
+        dest.join(dir)
+    };
+    crate::write::TempDir::open(&path).map_err(|e| match e.raw_os_error() {
+        Some(n) if n == rustix::io::Errno::NOENT.raw_os_error() => {
+            Error::usage(format!("The temp-dir does not exist: {dir}"))
+        }
+        Some(n) if n == rustix::io::Errno::NOTDIR.raw_os_error() => {
+            Error::usage(format!("The temp-dir is not a directory: {dir}"))
+        }
+        _ => Error::new(
+            ExitCode::FileIo,
+            format!("Failed to stat temp-dir {dir}: {e}"),
+        ),
+    })
+}
+
+/// The flags of the line a file gets when `--append-verify` sends it again: rsync lists it
+/// against the appended file, which has the source's size and, since its time was not set,
+/// another mtime (empty without `-i`: the name alone).
+fn relist_flags(opts: &Options) -> String {
+    if !opts.itemize {
+        return String::new();
+    }
+    let t = if opts.times { 't' } else { 'T' };
+    format!("{}f..{t}......", opts.transfer_mark())
 }
 
 /// The destination's tree, scanned (under `quiet` at low priority, while the remote
@@ -111,7 +150,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         alt,
         pulled,
     } = *r;
-    let rules = meta_rules(opts);
+    let mut rules = meta_rules(opts);
     let backup = match crate::backup::Backup::open(
         opts.backup.as_ref(),
         &dest.path,
@@ -126,6 +165,15 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             return;
         }
     };
+    if let Some(d) = &opts.temp_dir {
+        match open_temp_dir(d, &dest.path) {
+            Ok(t) => rules.temp_dir = Some(t),
+            Err(e) => {
+                report.error(e.code, e.message());
+                return;
+            }
+        }
+    }
     // A sender that could not read everything must not cause deletions (rsync: "IO error
     // encountered -- skipping file deletion").
     let no_deletes = !opts.ignore_errors && (info.io_error || report.code() != ExitCode::Ok);
@@ -174,6 +222,8 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             backup,
             list_backups: opts.verbose > 1,
             dst_root: opts.keep_dirlinks.then(|| root_fd.as_fd()),
+            append: opts.append,
+            relist: (opts.itemize || opts.names).then(|| relist_flags(opts)),
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);

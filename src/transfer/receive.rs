@@ -8,6 +8,12 @@ use super::*;
 #[derive(Clone)]
 pub(super) enum Plan {
     Whole,
+    /// `--append`: the source's bytes from `at` (the destination file's length), and under
+    /// `--append-verify` the whole file's digest, to check the result against.
+    Append {
+        at: u64,
+        verify: bool,
+    },
     /// For big files the coarse level's answer (None: diff the whole file).
     Delta(Option<CoarsePlan>),
 }
@@ -81,11 +87,10 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     partial: bool,
     lanes: Option<&dyn Lanes>,
 ) -> Result<(), Error> {
-    let partial_dir = exec.partial_dir.as_ref();
     let (mut spread, rest): (Vec<_>, Vec<_>) = match lanes {
         Some(_) if !exec.stopped() => pending
             .into_iter()
-            .partition(|p| spreadable(exec, p, &plan_for(p, use_delta, partial_dir), partial)),
+            .partition(|p| spreadable(exec, p, &plan_for(exec, p, use_delta), partial)),
         _ => (Vec::new(), pending),
     };
     let bytes: u64 = spread.iter().map(|p| p.item.src.meta.size).sum();
@@ -125,12 +130,16 @@ pub fn fetch<R: Read + Send, W: Write + Send>(
     fetch_one(rd, wr, exec, again, wire_path, false, partial)
 }
 
-/// How a file is fetched: whole, or as a delta against a basis it has.
-pub(super) fn plan_for(
-    p: &Pending<'_>,
-    use_delta: bool,
-    partial_dir: Option<&crate::write::PartialDir>,
-) -> Plan {
+/// How a file is fetched: whole, as a delta against a basis it has, or (`--append`) the
+/// tail its destination file lacks.
+pub(super) fn plan_for(exec: &Exec<'_, '_>, p: &Pending<'_>, use_delta: bool) -> Plan {
+    let partial_dir = exec.partial_dir.as_ref();
+    if let (Some(at), Some(a)) = (exec.append_at(p.item), exec.append) {
+        return Plan::Append {
+            at,
+            verify: a.verify,
+        };
+    }
     if !use_delta || p.item.src.meta.size == 0 {
         return Plan::Whole;
     }
@@ -165,13 +174,20 @@ pub(super) fn fetch_one<R: Read + Send, W: Write + Send>(
     let partial_dir = exec.partial_dir.as_ref();
     let mut plans: Vec<Plan> = pending
         .iter()
-        .map(|p| plan_for(p, use_delta, partial_dir))
+        .map(|p| plan_for(exec, p, use_delta))
         .collect();
     let prefilled = coarse_phase(rd, wr, exec, &pending, &mut plans, wire_path, partial)?;
     let coarse_blocks: Vec<Option<u64>> = plans
         .iter()
         .map(|pl| match pl {
             Plan::Delta(Some(c)) => Some(c.block),
+            _ => None,
+        })
+        .collect();
+    let appends: Vec<Option<(u64, bool)>> = plans
+        .iter()
+        .map(|pl| match pl {
+            Plan::Append { at, verify } => Some((*at, *verify)),
             _ => None,
         })
         .collect();
@@ -248,6 +264,7 @@ pub(super) fn fetch_one<R: Read + Send, W: Write + Send>(
             exec,
             &pending,
             &coarse_blocks,
+            &appends,
             prefilled,
             wire_path,
             redo_tx,
@@ -429,6 +446,14 @@ pub(super) fn request_for(
     block_size: Option<u32>,
 ) -> Request {
     let path = serde_bytes::ByteBuf::from(wire_path(p));
+    if let Plan::Append { at, verify } = *plan {
+        return Request::Append {
+            id,
+            path,
+            offset: at,
+            verify,
+        };
+    }
     let Plan::Delta(ranges) = plan else {
         return Request::Whole { id, path };
     };
@@ -763,6 +788,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
     exec: &Exec<'_, '_>,
     pending: &'d [Pending<'d>],
     coarse_blocks: &[Option<u64>],
+    appends: &[Option<(u64, bool)>],
     prefilled: Vec<Option<Prefilled<'d>>>,
     wire_path: &(dyn Fn(&Pending<'_>) -> Vec<u8> + Sync),
     redo_tx: mpsc::Sender<(u32, Vec<u8>)>,
@@ -825,8 +851,12 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                         )));
                     }
                     let p = &pending[index_of(id)];
+                    // (A redo, past the pending ids, comes whole.)
+                    let append = appends.get(id).copied().flatten();
                     if current.is_none() {
-                        if let Some(hash) = end {
+                        if let Some(hash) = end
+                            && append.is_none()
+                        {
                             // A whole file in one piece: written on another thread, as
                             // long as the writers are less than WRITE_BEHIND behind.
                             next += 1;
@@ -873,7 +903,10 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                             });
                             continue;
                         }
-                        current = Some(start_file(exec, p, id, false, None));
+                        current = Some(match append {
+                            Some((at, _)) => start_append(exec, p, id, at),
+                            None => start_file(exec, p, id, false, None),
+                        });
                     }
                     let cur = current.as_mut().expect("set above");
                     if cur.index != id {
@@ -895,6 +928,43 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                     if let Some(hash) = end {
                         let cur = current.take().expect("set above");
                         next += 1;
+                        if let Some((at, true)) = append {
+                            // --append-verify: the digest is the whole file's.
+                            let Some(t) = cur.temp else { continue };
+                            match t.digest() {
+                                Ok(got) if wire_digest(&got) == hash => finish_file(
+                                    exec,
+                                    p,
+                                    Some(t),
+                                    Some(got),
+                                    hash,
+                                    (cur.literal, 0),
+                                    cur.started,
+                                ),
+                                Ok(_) if exec.stopped() => drop(t),
+                                Ok(_) => {
+                                    // Retained as appended, then sent again whole.
+                                    drop(t);
+                                    exec.append_failed(p.item, at);
+                                    match &redo_tx {
+                                        Some(tx) => {
+                                            let new_id = (pending.len() + redo.len()) as u32;
+                                            redo.push(id);
+                                            let _ = tx.send((new_id, wire_path(p)));
+                                        }
+                                        None => exec.fail(
+                                            &p.item.rel,
+                                            StepError::new(
+                                                "verify",
+                                                std::io::Error::other("checksum mismatch"),
+                                            ),
+                                        ),
+                                    }
+                                }
+                                Err(e) => exec.fail(&p.item.rel, e),
+                            }
+                            continue;
+                        }
                         let got = cur.hasher.map(|h| *h.finalize().as_bytes());
                         finish_file(exec, p, cur.temp, got, hash, (cur.literal, 0), cur.started);
                     }
@@ -1099,6 +1169,44 @@ pub(super) fn start_file<'d>(
         basis,
         verify: None,
         prefill,
+        literal: 0,
+        matched: 0,
+        started: exec.begin(p.item),
+    }
+}
+
+/// `--append`: the destination file itself, written from `at` on; the hasher checks the
+/// tail as it arrives (under `--append-verify` the whole file is read back at the end).
+pub(super) fn start_append<'d>(
+    exec: &Exec<'_, '_>,
+    p: &'d Pending<'d>,
+    index: usize,
+    at: u64,
+) -> Current<'d> {
+    let temp = if exec.stopped() {
+        None
+    } else {
+        match TempFile::append(
+            p.dir.as_fd(),
+            p.item.name,
+            at,
+            exec.rules.sparse,
+            exec.keep_for(p.item),
+        ) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                exec.fail(&p.item.rel, e);
+                None
+            }
+        }
+    };
+    Current {
+        index,
+        temp,
+        hasher: Some(blake3::Hasher::new()),
+        basis: None,
+        verify: None,
+        prefill: None,
         literal: 0,
         matched: 0,
         started: exec.begin(p.item),

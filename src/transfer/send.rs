@@ -175,8 +175,23 @@ pub fn all_small(root: &Entry, files: &[Request]) -> bool {
         Request::Whole { path, .. } => {
             crate::plan::lookup(root, path).is_some_and(|e| e.meta.size <= SMALL)
         }
-        Request::Delta { .. } => false,
+        Request::Delta { .. } | Request::Append { .. } => false,
     })
+}
+
+/// An append's offset is the receiver's word on where to start reading this end's file:
+/// never past the size this end listed for it (a receiver appends only to a shorter
+/// file), so a hostile one cannot make the sender seek about outside what it sent.
+pub(super) fn check_append(root: &Entry, path: &[u8], offset: u64) -> Result<(), Error> {
+    check_served(root, path)?;
+    let size = crate::plan::lookup(root, path).map_or(0, |e| e.meta.size);
+    if offset > size {
+        return Err(stream_error(format!(
+            "peer asked to append `{}` from byte {offset}, past its {size} bytes",
+            show(path)
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a batch of requests and reads (and hashes) its small whole files in parallel.
@@ -185,6 +200,7 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
     for r in &files {
         match r {
             Request::Whole { path, .. } | Request::Delta { path, .. } => check_served(root, path)?,
+            Request::Append { path, offset, .. } => check_append(root, path, *offset)?,
         }
     }
     let size_of = |p: &[u8]| {
@@ -207,7 +223,7 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
                 }
                 fits
             }
-            Request::Delta { .. } => false,
+            Request::Delta { .. } | Request::Append { .. } => false,
         })
         .collect();
     let small = files
@@ -227,7 +243,7 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
                     Err(e) => Some(Err(e)),
                 }
             }
-            Request::Delta { .. } => None,
+            Request::Delta { .. } | Request::Append { .. } => None,
         })
         .collect();
     Ok(Loaded { files, small })
@@ -247,7 +263,7 @@ pub fn send_loaded<W: Write>(
     for (req, data) in loaded.files.into_iter().zip(loaded.small) {
         // A pushing client shows the files it sends (bytes sent per file, as rsync).
         let ticket = report.progress.as_ref().map(|p| {
-            let (Request::Whole { path, .. } | Request::Delta { path, .. }) = &req;
+            let path = req.path();
             // The size from the sender's tree is not at hand here: the file's own, once
             // open, is what the live line measures against.
             p.begin(names.then(|| show(path)), || show(path), 0)
@@ -274,6 +290,29 @@ pub fn send_loaded<W: Write>(
             }
             (Request::Whole { id, path }, None) => match open_source(tops, &path) {
                 Ok(fd) => stream_file(wr, id, &path, &fd, report, ticket.as_ref())?,
+                Err(e) => {
+                    skip(wr, id, &path, &e, report)?;
+                    None
+                }
+            },
+            (
+                Request::Append {
+                    id,
+                    path,
+                    offset,
+                    verify,
+                },
+                _,
+            ) => match open_source(tops, &path) {
+                Ok(fd) => send_tail(
+                    wr,
+                    id,
+                    &path,
+                    &fd,
+                    (offset, verify),
+                    report,
+                    ticket.as_ref(),
+                )?,
                 Err(e) => {
                     skip(wr, id, &path, &e, report)?;
                     None
@@ -367,6 +406,61 @@ pub(super) fn stream_file<W: Write>(
         }
         if n == 0 {
             return Ok(Some(total));
+        }
+    }
+}
+
+/// `--append`: the file's bytes from `offset` on, ending with the digest of those bytes, or
+/// under `verify` of the whole file (the bytes before `offset` are read for it, not sent).
+/// Returns the bytes sent.
+pub(super) fn send_tail<W: Write>(
+    wr: &mut Writer<W>,
+    id: u32,
+    p: &[u8],
+    fd: &OwnedFd,
+    (offset, verify): (u64, bool),
+    report: &Report<'_>,
+    ticket: Option<&Ticket>,
+) -> Result<Option<u64>, Error> {
+    if let (Some(t), Ok(st)) = (ticket, rustix::fs::fstat(fd)) {
+        t.sized((st.st_size as u64).saturating_sub(offset));
+    }
+    let mut h = blake3::Hasher::new();
+    if verify && let Err(e) = crate::write::hash_into(&mut h, fd.as_fd(), 0, offset) {
+        return skip(wr, id, p, &e, report).map(|()| None);
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = offset;
+    let mut raw: Option<bool> = None;
+    loop {
+        let n = match rustix::io::pread(fd, &mut buf, at) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                // (What the receiver appended so far stays: it writes in place.)
+                report.error(ExitCode::Partial, io_message("read", p, &e.into()));
+                return wr.send(&Msg::Skip { id }).map(|()| None);
+            }
+        };
+        at += n as u64;
+        if let Some(t) = ticket {
+            t.at(at - offset);
+        }
+        h.update(&buf[..n]);
+        let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
+        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
+        let msg = Msg::Data {
+            id,
+            data: buf[..n].to_vec(),
+            end,
+        };
+        if raw {
+            wr.send_raw(&msg)?;
+        } else {
+            wr.send(&msg)?;
+        }
+        if n == 0 {
+            return Ok(Some(at - offset));
         }
     }
 }

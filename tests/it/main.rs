@@ -21,6 +21,7 @@ mod util;
 
 mod acls;
 mod altdest;
+mod append;
 mod backup;
 mod bench_smoke;
 mod compress;

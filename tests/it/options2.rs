@@ -41,10 +41,6 @@ fn options_not_built_are_refused_with_what_rsync_does() {
     let src = dir.path().join("src");
     TestTree::at(&src).file("f", b"f\n");
     for (flag, says) in [
-        ("--append", "appended"),
-        ("--append-verify", "checking the whole file"),
-        ("--temp-dir=tmp", "temporary files"),
-        ("-T", "temporary files"),
         ("-aU", "access times"),
         ("--munge-links", "/rsyncd-munged/"),
         ("--fake-super", "user.rsync.%stat"),

@@ -162,6 +162,7 @@ impl Peer {
             let (id, path) = match req {
                 xsync::protocol::Request::Whole { id, path } => (*id, path),
                 xsync::protocol::Request::Delta { id, path, .. } => (*id, path),
+                xsync::protocol::Request::Append { id, path, .. } => (*id, path),
             };
             let data = content(path);
             let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
