@@ -74,7 +74,15 @@ struct Cli {
     quiet: bool,
     /// give some file-transfer stats
     ///
-    /// Print rsync's statistics block at the end.
+    /// Print rsync's statistics block at the end, in rsync 3.5's words, order and number
+    /// formats: the files of the transfer by kind (with what the run leaves out, as in
+    /// rsync's file list: kinds it does not carry, -m's pruned directories), the files
+    /// created and deleted by kind, the regular files transferred and their size, the
+    /// literal and matched data, the file list's size and times, and the bytes sent and
+    /// received. A dry run counts what it would do. The bytes on the connection, the file
+    /// list's size and times, the rate and the speedup are xsync's own, as its protocol is
+    /// not rsync's: locally nothing crosses a connection, so the file list's size is 0 and
+    /// the literal data count as sent.
     #[arg(long, help_heading = OUTPUT)]
     stats: bool,
     /// output numbers in a human-readable format

@@ -47,6 +47,7 @@ mod relative;
 mod remote;
 mod robust;
 mod sshd;
+mod stats;
 mod streams;
 mod temps;
 mod transport;
