@@ -844,7 +844,8 @@ struct Cli {
     /// Accepted, and what xsync always does: a destination directory where the source has
     /// a file, symlink or special file is removed with everything in it to make way for it
     /// (rsync without --force or --delete refuses a non-empty one). --no-force changes
-    /// nothing either.
+    /// nothing either. With it, as with --delete, -v and -i list what that removes, as
+    /// rsync's do.
     #[arg(long, help_heading = DELETE)]
     force: bool,
     #[arg(long = "no-force", hide = true)]
@@ -1343,6 +1344,7 @@ where
         backup,
         delay_updates: cli.delay_updates,
         ignore_errors: cli.ignore_errors,
+        force: cli.force && !cli.no_force,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -2003,6 +2005,7 @@ impl Options {
             (self.inplace, "--inplace"),
             (self.delay_updates, "--delay-updates"),
             (self.ignore_errors, "--ignore-errors"),
+            (self.force, "--force"),
         ];
         for (on, word) in flags {
             if on {
@@ -2142,6 +2145,7 @@ mod tests {
             "--chmod=o-w",
             "--chown=:staff",
             "--fsync",
+            "--force",
             "--ignore-missing-args",
             "--no-W",
             "--timeout=7",
@@ -2174,7 +2178,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
-        assert!(back.delay_updates && back.ignore_errors);
+        assert!(back.delay_updates && back.ignore_errors && back.force);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

@@ -573,9 +573,9 @@ impl<'o> Planner<'o> {
         if !replace {
             st.deletes += 1;
             self.deletion_lines(d, &rel, true, st);
-        } else if self.opts.delete && d.is_dir() {
+        } else if (self.opts.delete || self.opts.force) && d.is_dir() {
             // A directory that a file replaces: rsync lists what it removes in it (under
-            // --delete, which lets it remove a non-empty one), not the directory.
+            // --delete or --force, which let it remove a non-empty one), not the directory.
             self.replaced_lines(d, &rel, st);
         }
         dir.deletes.push(Delete {

@@ -213,3 +213,26 @@ fn verbose_names_are_listed_in_rsyncs_order() {
         Over::Local,
     );
 }
+
+/// A file where the destination has a non-empty directory: xsync always makes way for it,
+/// and under `--force` (as under `--delete`) lists what that removes, as rsync does.
+#[test]
+fn a_forced_type_change_lists_what_it_removes() {
+    fn src(root: &std::path::Path) {
+        crate::util::TestTree::at(root)
+            .file("keep", b"keep\n")
+            .file("x", b"now a file\n")
+            .stamp(false);
+    }
+    fn older(root: &std::path::Path) {
+        crate::util::TestTree::at(root)
+            .file("x/inner", b"inner\n")
+            .file("x/sub/deeper", b"deeper\n")
+            .stamp(false);
+    }
+    let fixture = || Fixture {
+        older: Some(older),
+        ..Fixture::with_src(src)
+    };
+    everywhere(this_test!(), &["-ai", "--force"], fixture);
+}
