@@ -155,7 +155,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             .add(crate::tree::Tally::one(crate::tree::Kind::Dir));
     }
     for l in &plan.lines {
-        report.line(l);
+        report.listed(l);
     }
     if let Some(p) = &report.progress {
         p.planned(plan.root.transfers());

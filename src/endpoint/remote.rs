@@ -245,14 +245,13 @@ impl RemoteJob {
         report.stats.add_counts(counts);
         let scan_ms = crate::report::Stats::get(&report.stats.flist_build_ms);
         report.note_totals(scan_ms as f64 / 1000.0, Some((sent, received)));
-        if opts.stats || opts.verbose > 0 {
-            print_summary(
-                opts,
-                report,
-                start.elapsed().as_secs_f64(),
-                Some((sent, received)),
-            );
-        }
+        // (The summary, or the log's closing line where there is none.)
+        print_summary(
+            opts,
+            report,
+            start.elapsed().as_secs_f64(),
+            Some((sent, received)),
+        );
         Ok(())
     }
 
