@@ -74,7 +74,15 @@ struct Cli {
     quiet: bool,
     /// give some file-transfer stats
     ///
-    /// Print rsync's statistics block at the end.
+    /// Print rsync's statistics block at the end, in rsync 3.5's words, order and number
+    /// formats: the files of the transfer by kind (with what the run leaves out, as in
+    /// rsync's file list: kinds it does not carry, -m's pruned directories), the files
+    /// created and deleted by kind, the regular files transferred and their size, the
+    /// literal and matched data, the file list's size and times, and the bytes sent and
+    /// received. A dry run counts what it would do. The bytes on the connection, the file
+    /// list's size and times, the rate and the speedup are xsync's own, as its protocol is
+    /// not rsync's: locally nothing crosses a connection, so the file list's size is 0 and
+    /// the literal data count as sent.
     #[arg(long, help_heading = OUTPUT)]
     stats: bool,
     /// output numbers in a human-readable format
@@ -912,7 +920,8 @@ struct Cli {
     /// Accepted, and what xsync always does: a destination directory where the source has
     /// a file, symlink or special file is removed with everything in it to make way for it
     /// (rsync without --force or --delete refuses a non-empty one). --no-force changes
-    /// nothing either.
+    /// nothing either. With it, as with --delete, -v and -i list what that removes, as
+    /// rsync's do.
     #[arg(long, help_heading = DELETE)]
     force: bool,
     #[arg(long = "no-force", hide = true)]
@@ -1470,6 +1479,7 @@ where
         backup,
         delay_updates: cli.delay_updates,
         ignore_errors: cli.ignore_errors,
+        force: cli.force && !cli.no_force,
         alt_dest,
         whole_file: if cli.no_whole_file {
             Some(false)
@@ -2111,6 +2121,7 @@ impl Options {
             (self.append.is_some_and(|a| !a.verify), "--append"),
             (self.append.is_some_and(|a| a.verify), "--append-verify"),
             (self.ignore_errors, "--ignore-errors"),
+            (self.force, "--force"),
         ];
         for (on, word) in flags {
             if on {
@@ -2304,6 +2315,7 @@ mod tests {
             "--chmod=o-w",
             "--chown=:staff",
             "--fsync",
+            "--force",
             "--ignore-missing-args",
             "--no-W",
             "--timeout=7",
@@ -2336,7 +2348,7 @@ mod tests {
         assert_eq!(back.sizes.max, Some(1_999_999));
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
-        assert!(back.delay_updates && back.ignore_errors);
+        assert!(back.delay_updates && back.ignore_errors && back.force);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);

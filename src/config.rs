@@ -82,6 +82,9 @@ pub struct Options {
     pub delay_updates: bool,
     /// `--ignore-errors`: --delete deletes even after the sender's I/O errors.
     pub ignore_errors: bool,
+    /// `--force`: xsync always removes a non-empty directory in a file's way; under it
+    /// (as under --delete) rsync lists what that removes.
+    pub force: bool,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).
     pub alt_dest: Option<(AltDest, Vec<String>)>,

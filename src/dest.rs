@@ -55,17 +55,46 @@ impl Dest {
             None => dst_path.to_path_buf(),
         };
         let shown = path.as_os_str().as_bytes().to_vec();
+        // With the names listed (-v, --progress, --info=name1) or itemized, as rsync, and
+        // without the trailing slash it was given with (`Some(n)`: --mkpath's n levels).
+        let say_created = |mkpath: Option<usize>| {
+            if opts.names || opts.itemize {
+                let mut name: &[u8] = &shown;
+                while name.len() > 1 && name.ends_with(b"/") {
+                    name = &name[..name.len() - 1];
+                }
+                report.info(if let Some(missing) = mkpath {
+                    let plural = if missing == 1 {
+                        "directory"
+                    } else {
+                        "directories"
+                    };
+                    format!("created {missing} {plural} for {}", show(name))
+                } else {
+                    format!("created directory {}", show(name))
+                });
+            }
+        };
+        let missing = || {
+            path.ancestors()
+                .take_while(|p| !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err())
+                .count()
+        };
         let mut created = false;
         let root = match open_path(&path) {
             Ok(fd) => Some(fd),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => None,
+            // rsync's dry run says what it would make without making it, and under
+            // --mkpath it says both lines (then lists the root as new).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && opts.dry_run => {
+                if opts.mkpath {
+                    say_created(Some(missing()));
+                }
+                say_created(None);
+                created = true;
+                None
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let missing = path
-                    .ancestors()
-                    .take_while(|p| {
-                        !p.as_os_str().is_empty() && std::fs::symlink_metadata(p).is_err()
-                    })
-                    .count();
+                let missing = missing();
                 let made = if opts.mkpath {
                     std::fs::create_dir_all(&path)
                 } else {
@@ -75,24 +104,7 @@ impl Dest {
                 // (rsync's --mkpath makes the path before the transfer, which then finds
                 // the root existing: `.d..t......`, not new.)
                 created = !opts.mkpath;
-                // With the names listed (-v, --progress, --info=name1) or itemized, as
-                // rsync, and without the trailing slash it was given with.
-                if opts.names || opts.itemize {
-                    let mut name: &[u8] = &shown;
-                    while name.len() > 1 && name.ends_with(b"/") {
-                        name = &name[..name.len() - 1];
-                    }
-                    report.info(if opts.mkpath {
-                        let plural = if missing == 1 {
-                            "directory"
-                        } else {
-                            "directories"
-                        };
-                        format!("created {missing} {plural} for {}", show(name))
-                    } else {
-                        format!("created directory {}", show(name))
-                    });
-                }
+                say_created(opts.mkpath.then_some(missing));
                 Some(
                     open_path(&path)
                         .map_err(|e| Error::io(ExitCode::FileIo, "open directory", &shown, &e))?,

@@ -13,7 +13,7 @@ use crate::plan::{Action, DirPlan, HardLink, Item, Plan};
 use crate::progress::Ticket;
 use crate::report::{Report, Stats};
 use crate::source::TopSource;
-use crate::tree::{Kind, Meta};
+use crate::tree::{Kind, Meta, Tally};
 use crate::write::{self, MetaRules, StepError, open_rel};
 use rayon::prelude::*;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -267,8 +267,7 @@ impl Exec<'_, '_> {
                     match dfd {
                         Ok(dfd) => {
                             if sub.dst.is_none() {
-                                Stats::add(&self.report.stats.created, 1);
-                                Stats::add(&self.report.stats.created_dir, 1);
+                                self.report.stats.created.add(Tally::one(Kind::Dir));
                             }
                             let sfd = sfd.as_ref().map(|f| f.as_fd());
                             self.dir(sub, sfd, &Arc::new(dfd), content, false)
@@ -345,7 +344,7 @@ impl Exec<'_, '_> {
                         self.report.info(k.message());
                     }
                     if !del.replace {
-                        Stats::add(&self.report.stats.deleted, n);
+                        self.report.stats.deleted.add(n);
                         self.report.file_event(|| {
                             crate::json::FileEvent::new(
                                 "deleted",
@@ -390,15 +389,7 @@ impl Exec<'_, '_> {
     /// Counts a finished item for --stats.
     pub fn created(&self, it: &Item<'_>) {
         if it.dst.is_none() {
-            let stats = &self.report.stats;
-            Stats::add(&stats.created, 1);
-            let c = match it.src.meta.kind {
-                Kind::File => &stats.created_reg,
-                Kind::Symlink => &stats.created_link,
-                Kind::CharDev | Kind::BlockDev => &stats.created_dev,
-                _ => &stats.created_special,
-            };
-            Stats::add(c, 1);
+            self.report.stats.created.add(Tally::one(it.src.meta.kind));
         }
     }
 
@@ -640,10 +631,8 @@ impl Exec<'_, '_> {
             write::hard_link(lfd.as_fd(), lname, ffd.as_fd(), fname, keep.as_ref())
         });
         match res {
-            Ok(()) => {
-                Stats::add(&self.report.stats.created, 1);
-                Stats::add(&self.report.stats.created_reg, 1);
-            }
+            Ok(()) if l.new => self.report.stats.created.add(Tally::one(Kind::File)),
+            Ok(()) => {}
             Err(e) => self.fail(&l.rel, e),
         }
     }

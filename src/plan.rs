@@ -11,7 +11,7 @@ use crate::config::{AltDest, DeleteWhen, Options};
 use crate::error::show;
 use crate::outfmt::{Fields, Format, Line};
 use crate::pathsafe::join;
-use crate::tree::{Entry, Kind, Meta};
+use crate::tree::{Entry, Kind, Meta, Tally};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -140,6 +140,8 @@ impl DirPlan<'_> {
 pub struct HardLink<'a> {
     pub rel: Vec<u8>,
     pub leader: Cow<'a, [u8]>,
+    /// The name is new in the destination (`hf+++++++++`): `--stats` counts it created.
+    pub new: bool,
 }
 
 impl DirPlan<'_> {
@@ -154,11 +156,77 @@ impl DirPlan<'_> {
     }
 }
 
+/// What `--stats` counts for a plan that is not carried out (`-n`): rsync's dry run
+/// counts the files it would create, transfer and delete as a real run does.
+#[derive(Debug, Default)]
+pub struct Planned {
+    pub created: Tally,
+    pub deleted: Tally,
+    pub transferred: u64,
+    pub transferred_size: u64,
+}
+
+impl Plan<'_> {
+    /// The counts a real run of this plan adds where it succeeds (`exec.rs` counts those
+    /// as it goes): new entries by kind (a `-H` follower is a new regular file), files
+    /// transferred and their size, and what the deletions remove.
+    pub fn planned(&self) -> Planned {
+        fn dir(d: &DirPlan<'_>, p: &mut Planned) {
+            for it in &d.items {
+                if it.action == Action::Transfer {
+                    p.transferred += 1;
+                    p.transferred_size += it.src.meta.size;
+                }
+                if it.dst.is_none() && it.action != Action::Meta {
+                    p.created.add(Tally::one(it.src.meta.kind));
+                }
+            }
+            for del in d.deletes.iter().filter(|x| !x.replace) {
+                p.deleted.add(removed(del.entry, del.shallow));
+            }
+            for sub in &d.subdirs {
+                if sub.dst.is_none() {
+                    p.created.add(Tally::one(Kind::Dir));
+                }
+                dir(sub, p);
+            }
+        }
+        // As `write::remove_entry` removes: a protected entry stays, and so does the
+        // directory holding it; a directory not read whole is one entry here.
+        fn removed(e: &Entry, shallow: bool) -> Tally {
+            let mut t = Tally::default();
+            if e.followed || !e.is_dir() || shallow || !e.complete {
+                return Tally::one(if e.followed {
+                    Kind::Symlink
+                } else {
+                    e.meta.kind
+                });
+            }
+            let mut kept = false;
+            for c in &e.children {
+                if c.protected && !c.perishable {
+                    kept = true;
+                } else {
+                    t.add(removed(c, false));
+                }
+            }
+            if !kept {
+                t.add(Tally::one(Kind::Dir));
+            }
+            t
+        }
+        let mut p = Planned::default();
+        dir(&self.root, &mut p);
+        let new_links = self.links.iter().filter(|l| l.new).count() as u64;
+        p.created.add(Tally::of(Kind::File, new_links));
+        p
+    }
+}
+
 pub struct Plan<'a> {
     pub root: DirPlan<'a>,
     pub links: Vec<HardLink<'a>>,
     pub lines: Vec<Line>,
-    pub delete_count: u64,
     /// Deletions not done because of --max-delete.
     pub delete_skipped: u64,
 }
@@ -314,6 +382,7 @@ impl<'o> Planner<'o> {
                 st.plan_links.push(HardLink {
                     rel: m.clone(),
                     leader: Cow::Owned(group.leader.clone()),
+                    new: true,
                 });
             }
         }
@@ -326,7 +395,6 @@ impl<'o> Planner<'o> {
             root,
             links: st.plan_links,
             lines,
-            delete_count: st.deletes,
             delete_skipped: st.delete_skipped,
         }
     }
@@ -589,9 +657,9 @@ impl<'o> Planner<'o> {
         if !replace {
             st.deletes += 1;
             self.deletion_lines(d, &rel, true, st);
-        } else if self.opts.delete && d.is_dir() {
+        } else if (self.opts.delete || self.opts.force) && d.is_dir() {
             // A directory that a file replaces: rsync lists what it removes in it (under
-            // --delete, which lets it remove a non-empty one), not the directory.
+            // --delete or --force, which let it remove a non-empty one), not the directory.
             self.replaced_lines(d, &rel, st);
         }
         dir.deletes.push(Delete {
@@ -1269,6 +1337,7 @@ impl<'o> Planner<'o> {
         st.plan_links.push(HardLink {
             rel,
             leader: Cow::Borrowed(leader),
+            new: d.is_none(),
         });
     }
 
@@ -1300,6 +1369,7 @@ impl<'o> Planner<'o> {
                 st.plan_links.push(HardLink {
                     rel: m.clone(),
                     leader: Cow::Owned(leader.clone()),
+                    new: true,
                 });
             }
             if transferred {
@@ -1331,6 +1401,7 @@ impl<'o> Planner<'o> {
         st.plan_links.push(HardLink {
             rel,
             leader: Cow::Owned(leader),
+            new: d.is_none(),
         });
         if transferred {
             st.groups[g].waiting.extend(line);

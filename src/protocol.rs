@@ -377,12 +377,14 @@ impl DirListing {
 /// Counters the receiver reports back for `--stats` and the summary line.
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct WireStats {
-    pub created: [u64; 6],
-    pub deleted: u64,
+    pub created: crate::tree::Tally,
+    pub deleted: crate::tree::Tally,
     pub transferred: u64,
     pub transferred_size: u64,
     pub literal: u64,
     pub matched: u64,
+    /// How long the exchange of listings took the receiver, in ms.
+    pub list_ms: u64,
 }
 
 impl WireStats {
@@ -390,43 +392,26 @@ impl WireStats {
     pub fn of(s: &crate::report::Stats) -> WireStats {
         let g = crate::report::Stats::get;
         WireStats {
-            created: [
-                g(&s.created),
-                g(&s.created_reg),
-                g(&s.created_dir),
-                g(&s.created_link),
-                g(&s.created_dev),
-                g(&s.created_special),
-            ],
-            deleted: g(&s.deleted),
+            created: s.created.get(),
+            deleted: s.deleted.get(),
             transferred: g(&s.transferred),
             transferred_size: g(&s.transferred_size),
             literal: g(&s.literal),
             matched: g(&s.matched),
+            list_ms: g(&s.flist_xfer_ms),
         }
     }
 
     /// Adds the peer's counters to this end's (a pushing client reports what its server did).
     pub fn add_to(&self, s: &crate::report::Stats) {
         use crate::report::Stats;
-        for (c, v) in [
-            &s.created,
-            &s.created_reg,
-            &s.created_dir,
-            &s.created_link,
-            &s.created_dev,
-            &s.created_special,
-        ]
-        .into_iter()
-        .zip(self.created)
-        {
-            Stats::add(c, v);
-        }
-        Stats::add(&s.deleted, self.deleted);
+        s.created.add(self.created);
+        s.deleted.add(self.deleted);
         Stats::add(&s.transferred, self.transferred);
         Stats::add(&s.transferred_size, self.transferred_size);
         Stats::add(&s.literal, self.literal);
         Stats::add(&s.matched, self.matched);
+        Stats::add(&s.flist_xfer_ms, self.list_ms);
     }
 }
 
@@ -524,10 +509,12 @@ pub enum Msg {
         stats: WireStats,
     },
     /// Sender → receiver: acknowledges Finish with the sender's outcome and the source
-    /// totals for `--stats` (files, regular, dirs, links, devices, specials, bytes).
+    /// totals for `--stats` (files, regular, dirs, links, devices, specials, bytes), and
+    /// how long its scan took (ms).
     Done {
         code: i32,
         counts: [u64; 7],
+        scan_ms: u64,
     },
     /// Either way: a fatal error the peer already printed; the run ends with `code`.
     Abort {

@@ -13,7 +13,7 @@
 
 use crate::exit::ExitCode;
 use crate::outfmt::Line;
-use crate::tree::{Entry, Kind};
+use crate::tree::{Entry, Kind, Tally};
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,18 +93,37 @@ pub struct Stats {
     pub links: AtomicU64,
     pub devices: AtomicU64,
     pub specials: AtomicU64,
-    pub created: AtomicU64,
-    pub created_reg: AtomicU64,
-    pub created_dir: AtomicU64,
-    pub created_link: AtomicU64,
-    pub created_dev: AtomicU64,
-    pub created_special: AtomicU64,
-    pub deleted: AtomicU64,
+    pub created: Tallies,
+    pub deleted: Tallies,
     pub transferred: AtomicU64,
     pub total_size: AtomicU64,
     pub transferred_size: AtomicU64,
     pub literal: AtomicU64,
     pub matched: AtomicU64,
+    /// The bytes of the source tree's description that crossed the connection (the
+    /// summary and the listings the receiver asked for; none locally).
+    pub flist_size: AtomicU64,
+    /// How long the sender's scan took, and the receiver's exchange of listings, in ms.
+    pub flist_build_ms: AtomicU64,
+    pub flist_xfer_ms: AtomicU64,
+}
+
+/// A [`Tally`] that many threads add to.
+#[derive(Default)]
+pub struct Tallies([AtomicU64; 6]);
+
+impl Tallies {
+    pub fn add(&self, t: Tally) {
+        for (c, v) in self.0.iter().zip(t.0) {
+            if v > 0 {
+                c.fetch_add(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn get(&self) -> Tally {
+        Tally(std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed)))
+    }
 }
 
 impl Stats {
@@ -129,6 +148,11 @@ impl Stats {
     }
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
+    }
+
+    /// The time since `start` as `--stats`' milliseconds.
+    pub fn set_ms(c: &AtomicU64, start: std::time::Instant) {
+        c.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -449,30 +473,49 @@ pub fn tree_counts(root: &Entry, with_root: bool) -> [u64; 7] {
 
 pub use crate::progress::num;
 
-fn kinds(reg: u64, dir: u64, link: u64, dev: u64, special: u64) -> String {
-    let mut parts = Vec::new();
-    for (n, label) in [
-        (reg, "reg"),
-        (dir, "dir"),
-        (link, "link"),
-        (dev, "dev"),
-        (special, "special"),
-    ] {
-        if n > 0 {
-            parts.push(format!("{label}: {}", num(n, 0)));
-        }
-    }
+/// rsync's `output_itemized_counts`: the total, then the kinds that have any.
+fn kinds(t: Tally) -> String {
+    let parts: Vec<String> = ["reg", "dir", "link", "dev", "special"]
+        .iter()
+        .zip(&t.0[1..])
+        .filter(|(_, n)| **n > 0)
+        .map(|(label, n)| format!("{label}: {}", num(*n, 0)))
+        .collect();
     if parts.is_empty() {
-        String::new()
+        num(t.total(), 0)
     } else {
-        format!(" ({})", parts.join(", "))
+        format!("{} ({})", num(t.total(), 0), parts.join(", "))
     }
 }
 
+/// rsync's `comma_dnum`: `decimals` places, and from 1,000 on the whole part grouped by
+/// commas (its whole part truncated, its fraction as printf rounded it, as rsync does).
+pub fn dnum(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if !x.is_finite() || x.abs() < 1000.0 {
+        return s;
+    }
+    let fract = s.find('.').map_or("", |i| &s[i..]);
+    format!("{}{fract}", num(x as u64, 0))
+}
+
+/// rsync's `human_dnum` for the rate: with `-h`, units from the multiple on.
+fn rate_text(rate: f64, h: u8) -> String {
+    let mult = if h >= 2 { 1024.0 } else { 1000.0 };
+    if h > 0 && rate >= mult {
+        num(rate as u64, h)
+    } else {
+        dnum(rate, 2)
+    }
+}
+
+/// The closing summary: `--stats`' block and `-v`'s two lines, in rsync 3.5's words and
+/// number formats. `wire` is the connection's (sent, received); a local copy has none, and
+/// counts the literal data as sent. `total_secs` is the run's duration, of which rsync's
+/// rate counts whole seconds of the clock (its `time()` at start and end) plus a half.
 pub fn print_summary(
     opts: &crate::config::Options,
     report: &Report<'_>,
-    scan_secs: f64,
     total_secs: f64,
     wire: Option<(u64, u64)>,
 ) {
@@ -481,7 +524,6 @@ pub fn print_summary(
     let h = opts.human_readable;
     let literal = g(&s.literal);
     let total = g(&s.total_size);
-    // Locally nothing crosses a wire; rsync reports the literal data as sent then.
     let (sent, received) = wire.unwrap_or((literal, 0));
     if !(opts.stats || opts.verbose > 0) {
         // The log's closing line, where no summary is printed (rsync's).
@@ -500,36 +542,27 @@ pub fn print_summary(
             report.log(&l);
         }
     };
-    let speedup = if sent + received > 0 {
-        total as f64 / (sent + received) as f64
-    } else {
-        0.0
-    };
+    // rsync's protocol always moves some bytes; a local copy with nothing to copy moves
+    // none, and its speedup is then the total size over one byte rather than a division
+    // by zero.
+    let speedup = total as f64 / (sent + received).max(1) as f64;
+    let secs = |ms: u64| dnum(ms as f64 / 1000.0, 3);
     if opts.stats {
         let lines = [
+            String::new(),
             format!(
-                "Number of files: {}{}",
-                num(g(&s.files), 0),
-                kinds(
+                "Number of files: {}",
+                kinds(Tally([
+                    g(&s.files),
                     g(&s.reg_files),
                     g(&s.dirs),
                     g(&s.links),
                     g(&s.devices),
-                    g(&s.specials)
-                )
+                    g(&s.specials),
+                ]))
             ),
-            format!(
-                "Number of created files: {}{}",
-                num(g(&s.created), 0),
-                kinds(
-                    g(&s.created_reg),
-                    g(&s.created_dir),
-                    g(&s.created_link),
-                    g(&s.created_dev),
-                    g(&s.created_special)
-                )
-            ),
-            format!("Number of deleted files: {}", num(g(&s.deleted), 0)),
+            format!("Number of created files: {}", kinds(s.created.get())),
+            format!("Number of deleted files: {}", kinds(s.deleted.get())),
             format!(
                 "Number of regular files transferred: {}",
                 num(g(&s.transferred), 0)
@@ -541,41 +574,39 @@ pub fn print_summary(
             ),
             format!("Literal data: {} bytes", num(literal, h)),
             format!("Matched data: {} bytes", num(g(&s.matched), h)),
-            "File list size: 0".to_string(),
-            format!("File list generation time: {scan_secs:.3} seconds"),
-            "File list transfer time: 0.000 seconds".to_string(),
+            format!("File list size: {}", num(g(&s.flist_size), h)),
+            // (rsync's build time is at least a millisecond, so both lines always show.)
+            format!(
+                "File list generation time: {} seconds",
+                secs(g(&s.flist_build_ms).max(1))
+            ),
+            format!(
+                "File list transfer time: {} seconds",
+                secs(g(&s.flist_xfer_ms))
+            ),
             format!("Total bytes sent: {}", num(sent, h)),
             format!("Total bytes received: {}", num(received, h)),
-            String::new(),
         ];
         for l in lines {
             emit(l);
         }
     }
-    let rate = if total_secs > 0.0 {
-        (sent + received) as f64 / total_secs
-    } else {
-        0.0
-    };
-    // rsync's rate has two decimals (unless -h gives it a unit).
-    let rate = if h > 0 && rate >= 1024.0 {
-        num(rate as u64, h)
-    } else {
-        let cents = (rate * 100.0).round() as u64;
-        format!("{}.{:02}", num(cents / 100, 0), cents % 100)
-    };
-    if !opts.stats {
-        // (--stats ends its block with the blank line.)
-        emit(String::new());
-    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let whole_secs = now.floor() - (now - total_secs).floor();
+    let rate = (sent + received) as f64 / (0.5 + whole_secs.max(0.0));
+    emit(String::new());
     emit(format!(
-        "sent {} bytes  received {} bytes  {rate} bytes/sec",
+        "sent {} bytes  received {} bytes  {} bytes/sec",
         num(sent, h),
         num(received, h),
+        rate_text(rate, h),
     ));
     emit(format!(
-        "total size is {}  speedup is {speedup:.2}{}",
+        "total size is {}  speedup is {}{}",
         num(total, h),
+        dnum(speedup, 2),
         if opts.dry_run { " (DRY RUN)" } else { "" }
     ));
 }
@@ -591,7 +622,7 @@ impl crate::progress::Out for Report<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{LOG_MARK, LogFile, Report, num};
+    use super::{LOG_MARK, LogFile, Report, Tally, dnum, kinds, num, rate_text};
     use crate::outfmt::Line;
 
     /// A server's relayed log lines reach the client's log, never its stdout; a client
@@ -636,5 +667,36 @@ mod tests {
         assert_eq!(num(32768, 1), "32.77K");
         assert_eq!(num(3_000_000, 1), "3.00M");
         assert_eq!(num(1536, 2), "1.50K");
+    }
+
+    #[test]
+    fn decimals_are_grouped_like_rsyncs_comma_dnum() {
+        assert_eq!(dnum(0.0, 2), "0.00");
+        assert_eq!(dnum(0.001, 3), "0.001");
+        assert_eq!(dnum(999.5, 2), "999.50");
+        assert_eq!(dnum(1234.5678, 2), "1,234.57");
+        assert_eq!(dnum(200952.0, 2), "200,952.00");
+        // rsync keeps printf's rounded fraction beside the truncated whole part.
+        assert_eq!(dnum(1999.999, 2), "1,999.00");
+    }
+
+    #[test]
+    fn the_rate_has_units_only_under_h() {
+        assert_eq!(rate_text(578.0, 0), "578.00");
+        assert_eq!(rate_text(200952.0, 0), "200,952.00");
+        assert_eq!(rate_text(200930.0, 1), "200.93K");
+        assert_eq!(rate_text(999.0, 1), "999.00");
+        assert_eq!(rate_text(1010.0, 2), "1,010.00");
+    }
+
+    #[test]
+    fn counts_by_kind_name_only_the_kinds_there_are() {
+        assert_eq!(kinds(Tally::default()), "0");
+        assert_eq!(
+            kinds(Tally([8, 3, 3, 1, 0, 1])),
+            "8 (reg: 3, dir: 3, link: 1, special: 1)"
+        );
+        assert_eq!(kinds(Tally([2, 0, 2, 0, 0, 0])), "2 (dir: 2)");
+        assert_eq!(kinds(Tally([1234, 1234, 0, 0, 0, 0])), "1,234 (reg: 1,234)");
     }
 }

@@ -49,6 +49,9 @@ pub struct Scanner<'a, 'r> {
     /// Sender side: the first bad rule found in a per-directory merge file, which ends
     /// the run (rsync's exit 1) once the scan is done.
     pub rule_error: Mutex<Option<String>>,
+    /// Sender side: entries in rsync's file list that xsync's tree leaves out (kinds this
+    /// run does not carry, `-m`'s pruned directories), which `--stats` still counts.
+    pub left_out: crate::report::Tallies,
 }
 
 /// Worker threads at nice 10, for a scan that runs while the remote shell logs in: it then
@@ -126,6 +129,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
             report,
             stale_temps: Mutex::new(Vec::new()),
             rule_error: Mutex::new(None),
+            left_out: Default::default(),
             recurse: opts.recursive || (side == Side::Receiver && opts.relative),
             xattr_scope: match side {
                 Side::Sender => opts.xattrs,
@@ -375,6 +379,7 @@ impl<'a, 'r> Scanner<'a, 'r> {
                 if !carried(self.opts, meta.kind) {
                     self.report
                         .info(format!("skipping non-regular file \"{}\"", show(rel)));
+                    self.left_out.add(crate::tree::Tally::one(meta.kind));
                     return None;
                 }
             }

@@ -587,7 +587,12 @@ impl Sources {
         }
         root.children.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if scanner.opts.prune_empty_dirs {
-            prune_empty_dirs(&mut root);
+            let mut pruned = 0;
+            prune_empty_dirs(&mut root, &mut pruned);
+            // (rsync's file list has them: its receiver prunes.)
+            scanner
+                .left_out
+                .add(crate::tree::Tally::of(Kind::Dir, pruned));
         }
         let chmod = &scanner.opts.chmod;
         if !chmod.is_empty() {
@@ -736,10 +741,17 @@ fn merge_into(
 /// rsync's `-m`: a directory with nothing but directories below it (after the filters) is
 /// left out of the sender's tree, as if excluded, so it is neither created nor kept from
 /// `--delete`. The root stays, and so does a directory whose listing failed: what it holds
-/// is not known. Returns whether `dir` holds anything that keeps it.
-fn prune_empty_dirs(dir: &mut Entry) -> bool {
-    dir.children
-        .retain_mut(|c| !c.is_dir() || prune_empty_dirs(c) || !c.complete);
+/// is not known. Returns whether `dir` holds anything that keeps it; `pruned` counts the
+/// directories left out.
+fn prune_empty_dirs(dir: &mut Entry, pruned: &mut u64) -> bool {
+    dir.children.retain_mut(|c| {
+        let keep = !c.is_dir() || prune_empty_dirs(c, pruned) || !c.complete;
+        // (Its own pruned subdirectories were counted as they went.)
+        if !keep {
+            *pruned += 1;
+        }
+        keep
+    });
     !dir.children.is_empty()
 }
 

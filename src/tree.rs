@@ -62,6 +62,46 @@ impl Kind {
     }
 }
 
+/// Entries counted by kind, as rsync's `--stats` breaks its counts down: `[total, reg, dir,
+/// link, dev, special]` (created and deleted files; the receiver's travel in its
+/// `Finish`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally(pub [u64; 6]);
+
+impl Tally {
+    /// The slot of `kind` in the breakdown.
+    fn slot(kind: Kind) -> usize {
+        match kind {
+            Kind::File => 1,
+            Kind::Dir => 2,
+            Kind::Symlink => 3,
+            Kind::CharDev | Kind::BlockDev => 4,
+            Kind::Fifo | Kind::Socket => 5,
+        }
+    }
+
+    pub fn one(kind: Kind) -> Tally {
+        Tally::of(kind, 1)
+    }
+
+    pub fn of(kind: Kind, n: u64) -> Tally {
+        let mut t = Tally::default();
+        t.0[0] = n;
+        t.0[Tally::slot(kind)] = n;
+        t
+    }
+
+    pub fn add(&mut self, other: Tally) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a += b;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0[0]
+    }
+}
+
 /// The metadata xsync compares and preserves, as lstat reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {

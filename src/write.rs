@@ -15,7 +15,7 @@
 use crate::backup::Keep;
 use crate::fs::{cstr, open_dir_at};
 use crate::pathsafe::check_name;
-use crate::tree::{Attrs, Kind, Meta};
+use crate::tree::{Attrs, Kind, Meta, Tally};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, UTIME_OMIT, fchmod, fchown, fstat,
     futimens, linkat, mkdirat, mknodat, openat, readlinkat, renameat, statat, symlinkat, unlinkat,
@@ -1501,45 +1501,48 @@ pub fn set_dir_meta(
 /// filter rules protect are kept, and so are the directories that hold them (rsync's
 /// "cannot delete non-empty directory"). With `keep` (`-b`, for the entry itself) each
 /// non-directory is moved to its backup instead, and a directory that then holds backups
-/// stays. Returns how many entries were removed.
+/// stays. Returns what was removed, by kind (for `--stats`).
 pub fn remove_entry(
     dir: BorrowedFd<'_>,
     e: &crate::tree::Entry,
     shallow: bool,
     keep: Option<&Keep>,
-) -> Step<u64> {
+) -> Step<Tally> {
     if e.followed {
         // A -K directory link: the link goes, what it points to stays.
-        return remove(dir, &e.name, false, keep);
+        return remove(dir, &e.name, Kind::Symlink, keep);
     }
     if shallow && e.is_dir() {
         let c = checked(&e.name)?;
         return match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
-            Ok(()) => Ok(1),
-            Err(Errno::NOTEMPTY) => Ok(0),
+            Ok(()) => Ok(Tally::one(Kind::Dir)),
+            Err(Errno::NOTEMPTY) => Ok(Tally::default()),
             Err(e) => Err(StepError::new("delete directory", e)),
         };
     }
     if !e.is_dir() || !e.complete {
-        return remove(dir, &e.name, e.is_dir(), keep);
+        return remove(dir, &e.name, e.meta.kind, keep);
     }
     let c = checked(&e.name)?;
     let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
-    let mut count = 0;
+    let mut count = Tally::default();
     let mut kept = false;
     for child in &e.children {
         if child.protected && !child.perishable {
             kept = true;
         } else {
             let k = keep.map(|k| k.child(&child.name));
-            count += remove_entry(fd.as_fd(), child, false, k.as_ref())?;
+            count.add(remove_entry(fd.as_fd(), child, false, k.as_ref())?);
         }
     }
     if kept {
         return Ok(count);
     }
     match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
-        Ok(()) => Ok(count + 1),
+        Ok(()) => {
+            count.add(Tally::one(Kind::Dir));
+            Ok(count)
+        }
         // Something appeared since the scan: leave it, as rsync does.
         Err(Errno::NOTEMPTY) => Ok(count),
         Err(e) => Err(StepError::new("delete directory", e)),
@@ -1548,22 +1551,22 @@ pub fn remove_entry(
 
 /// Removes `name` (and, for a directory, everything below it) without following symlinks;
 /// with `keep` (`-b`, for `name` itself), non-directories are moved to their backups.
-/// Returns how many entries were removed.
-pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool, keep: Option<&Keep>) -> Step<u64> {
+/// `kind` is what the caller knows `name` to be. Returns what was removed, by kind.
+pub fn remove(dir: BorrowedFd<'_>, name: &[u8], kind: Kind, keep: Option<&Keep>) -> Step<Tally> {
     let c = checked(name)?;
-    if !is_dir {
+    if kind != Kind::Dir {
         if let Some(k) = keep.filter(|k| !k.is_backup())
             && keep_old(dir, &c, k, KeepBy::Rename)? == Kept::Moved
         {
-            return Ok(1);
+            return Ok(Tally::one(kind));
         }
         return match unlinkat(dir, &c, AtFlags::empty()) {
-            Ok(()) => Ok(1),
-            Err(Errno::ISDIR) => remove(dir, name, true, keep),
+            Ok(()) => Ok(Tally::one(kind)),
+            Err(Errno::ISDIR) => remove(dir, name, Kind::Dir, keep),
             Err(e) => Err(StepError::new("delete", e)),
         };
     }
-    let mut count = 0;
+    let mut count = Tally::default();
     let fd = open_dir_at(dir, &c).map_err(|e| StepError::new("open directory", e))?;
     let mut d = rustix::fs::Dir::new(fd).map_err(|e| StepError::new("read directory", e))?;
     let mut children = Vec::new();
@@ -1571,16 +1574,29 @@ pub fn remove(dir: BorrowedFd<'_>, name: &[u8], is_dir: bool, keep: Option<&Keep
         let ent = ent.map_err(|e| StepError::new("read directory", e))?;
         let n = ent.file_name().to_bytes();
         if n != b"." && n != b".." {
-            children.push((n.to_vec(), ent.file_type() == FileType::Directory));
+            let kind = match ent.file_type() {
+                FileType::Directory => Kind::Dir,
+                FileType::Symlink => Kind::Symlink,
+                FileType::CharacterDevice => Kind::CharDev,
+                FileType::BlockDevice => Kind::BlockDev,
+                FileType::Fifo => Kind::Fifo,
+                FileType::Socket => Kind::Socket,
+                // (Unknown too: an unlink that meets a directory falls back above.)
+                _ => Kind::File,
+            };
+            children.push((n.to_vec(), kind));
         }
     }
     let sub = d.fd().map_err(|e| StepError::new("read directory", e))?;
-    for (n, isdir) in children {
+    for (n, kind) in children {
         let k = keep.map(|k| k.child(&n));
-        count += remove(sub, &n, isdir, k.as_ref())?;
+        count.add(remove(sub, &n, kind, k.as_ref())?);
     }
     match unlinkat(dir, &c, AtFlags::REMOVEDIR) {
-        Ok(()) => Ok(count + 1),
+        Ok(()) => {
+            count.add(Tally::one(Kind::Dir));
+            Ok(count)
+        }
         // The backups made inside it keep it, as in rsync.
         Err(Errno::NOTEMPTY) if keep.is_some_and(|k| k.beside()) => Ok(count),
         Err(e) => Err(StepError::new("delete directory", e)),
@@ -1696,12 +1712,12 @@ fn keep_old(dir: BorrowedFd<'_>, name: &CString, keep: &Keep, by: KeepBy) -> Ste
 /// Removes whatever holds a backup's name before it is replaced (an older backup; a
 /// directory in the way goes with everything in it, as in rsync).
 fn clear(dir: BorrowedFd<'_>, name: &CString) -> Step<()> {
-    let is_dir = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Kind::from_mode(st.st_mode) == Kind::Dir,
+    let kind = match statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Kind::from_mode(st.st_mode),
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(StepError::new("replace the backup", e)),
     };
-    remove(dir, name.as_bytes(), is_dir, None).map(|_| ())
+    remove(dir, name.as_bytes(), kind, None).map(|_| ())
 }
 
 /// The backup as a copy of `name` (a file, symlink or node, with its owner where we may

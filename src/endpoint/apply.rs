@@ -194,6 +194,14 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         _ => None,
     };
     let plan: Plan<'_> = planner.plan(src_root, dst_root, rename);
+    // rsync counts the destination root it made among the created directories (not one
+    // --mkpath made, which the transfer then found).
+    if dest.created {
+        report
+            .stats
+            .created
+            .add(crate::tree::Tally::one(crate::tree::Kind::Dir));
+    }
     for l in &plan.lines {
         report.listed(l);
     }
@@ -255,6 +263,11 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         report.record(ExitCode::MaxDelete);
     }
     if opts.dry_run {
-        Stats::add(&report.stats.deleted, plan.delete_count);
+        let p = plan.planned();
+        let s = &report.stats;
+        s.created.add(p.created);
+        s.deleted.add(p.deleted);
+        Stats::add(&s.transferred, p.transferred);
+        Stats::add(&s.transferred_size, p.transferred_size);
     }
 }

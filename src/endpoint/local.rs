@@ -64,16 +64,12 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
         &mut src_root,
         Source::Local(&tops),
     );
-    report.stats.add_counts(counts);
+    report
+        .stats
+        .add_counts(super::sender::listed_counts(counts, &src_scanner));
     crate::tree::drop_in_background((src_root, dst_root));
     report.note_totals(scan_done.as_secs_f64(), None);
     // (The summary, or the log's closing line where there is none.)
-    print_summary(
-        opts,
-        report,
-        scan_done.as_secs_f64(),
-        start.elapsed().as_secs_f64(),
-        None,
-    );
+    print_summary(opts, report, start.elapsed().as_secs_f64(), None);
     Ok(())
 }

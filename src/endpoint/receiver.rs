@@ -16,7 +16,7 @@ use crate::plan::lookup;
 use crate::protocol::{
     BATCH, ListDir, Msg, Reader, SourceInfo, WireEntry, WireStats, Writer, unexpected,
 };
-use crate::report::Report;
+use crate::report::{Report, Stats};
 use crate::scan::Scanner;
 use crate::summary::Compared;
 use crate::transfer;
@@ -74,6 +74,11 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
     let pulled = pull.is_some();
     let (mut info, dest, dst_root) = open_dest(rd, opts, dst_arg, report, &scanner, pull)?;
+    // A pushed-to server's `created directory` goes out now, ahead of every file (rsync's
+    // receiver says it before the transfer starts).
+    relay(wr, relay_out)?;
+    wr.flush()?;
+    let list_start = (rd.received, std::time::Instant::now());
     let (root, announced) = match rd.recv()? {
         Msg::SourceRoot {
             io_error,
@@ -114,6 +119,9 @@ pub fn receive<R: Read + Send, W: Write + Send>(
             }
         },
     )?;
+    // (rsync's "File list size" and "File list transfer time", as this end saw them.)
+    Stats::add(&report.stats.flist_size, rd.received - list_start.0);
+    Stats::set_ms(&report.stats.flist_xfer_ms, list_start.1);
     drop_uncarried(&mut src_root, b"", opts, report);
     map_ids(&mut src_root, &info);
 
@@ -130,16 +138,23 @@ pub fn receive<R: Read + Send, W: Write + Send>(
                     _ => p.item.rel.clone(),
                 }
             };
-            result = transfer::fetch(
-                rd,
-                wr,
-                exec,
-                pending,
-                &wire_path,
-                use_delta,
-                opts.partial,
-                lanes,
-            );
+            // A server's listing so far (the plan's lines) goes out before the data, as
+            // rsync's generator itemizes before its receiver gets the files, whatever the
+            // pushing client's progress prints meanwhile.
+            result = relay(wr, relay_out)
+                .and_then(|()| wr.flush())
+                .and_then(|()| {
+                    transfer::fetch(
+                        rd,
+                        wr,
+                        exec,
+                        pending,
+                        &wire_path,
+                        use_delta,
+                        opts.partial,
+                        lanes,
+                    )
+                });
             if result.is_err() {
                 // The data stopped coming: nothing is done after the transfer.
                 exec.stop.store(true, std::sync::atomic::Ordering::Release);
@@ -253,7 +268,15 @@ fn finish<R: Read, W: Write>(
     wr.flush()?;
     loop {
         match rd.recv()? {
-            Msg::Done { code, counts } => {
+            Msg::Done {
+                code,
+                counts,
+                scan_ms,
+            } => {
+                report
+                    .stats
+                    .flist_build_ms
+                    .store(scan_ms, std::sync::atomic::Ordering::Relaxed);
                 return Ok(ReceiverOutcome {
                     peer_code: ExitCode::from_code(code),
                     counts,

@@ -243,12 +243,12 @@ impl RemoteJob {
         } = done;
         let counts = explain(result, status, opts, &self.spec, installed)?;
         report.stats.add_counts(counts);
-        report.note_totals(0.0, Some((sent, received)));
+        let scan_ms = crate::report::Stats::get(&report.stats.flist_build_ms);
+        report.note_totals(scan_ms as f64 / 1000.0, Some((sent, received)));
         // (The summary, or the log's closing line where there is none.)
         print_summary(
             opts,
             report,
-            0.0,
             start.elapsed().as_secs_f64(),
             Some((sent, received)),
         );

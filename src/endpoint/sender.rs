@@ -8,7 +8,7 @@ use crate::exit::ExitCode;
 use crate::filter::Side;
 use crate::plan::lookup;
 use crate::protocol::{ListDir, Msg, Reader, WireEntry, WireStats, Writer, check_rel_path};
-use crate::report::Report;
+use crate::report::{Report, Stats};
 use crate::scan::Scanner;
 use crate::source::{Sources, Tops};
 use crate::summary::prepare;
@@ -47,6 +47,7 @@ pub fn scan_sources(
     rename_to: Option<&[u8]>,
     quiet: bool,
 ) -> Result<(Entry, Tops, [u64; 7]), Error> {
+    let started = std::time::Instant::now();
     let scan = || sources.scan(scanner, rename_to);
     let scanned = match quiet.then(crate::scan::background_pool).flatten() {
         Some(pool) => pool.install(scan),
@@ -58,11 +59,24 @@ pub fn scan_sources(
         return Err(Error::new(ExitCode::Usage, message));
     }
     prepare(&mut root, opts, Side::Sender);
+    // (rsync's "File list generation time": the sender's walk, digests included here.)
+    Stats::set_ms(&report.stats.flist_build_ms, started);
     let counts = crate::report::tree_counts(&root, sources.info().root_is_transfer_dir);
     if let Some(p) = &report.progress {
         p.totals(&counts);
     }
     Ok((root, tops, counts))
+}
+
+/// The totals `--stats` reports for a scan's `counts`: rsync's file list, which also has
+/// what this tree leaves out ([`Scanner::left_out`]). (Progress and the receiver's entry
+/// budget go by the tree itself.)
+pub fn listed_counts(counts: [u64; 7], scanner: &Scanner<'_, '_>) -> [u64; 7] {
+    let mut out = counts;
+    for (c, n) in out.iter_mut().zip(scanner.left_out.get().0) {
+        *c += n;
+    }
+    out
 }
 
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
@@ -92,6 +106,7 @@ pub fn send<R: Read, W: Write>(
     } else {
         Default::default()
     };
+    let before = wr.sent;
     wr.send(&Msg::SourceRoot {
         io_error: report.code() != ExitCode::Ok,
         names,
@@ -99,6 +114,7 @@ pub fn send<R: Read, W: Write>(
         counts: Box::new(counts),
     })?;
     wr.flush()?;
+    Stats::add(&report.stats.flist_size, wr.sent - before);
     let server = Server {
         root: &root,
         tops: &tops,
@@ -108,8 +124,9 @@ pub fn send<R: Read, W: Write>(
         lanes,
         over: std::sync::atomic::AtomicBool::new(false),
     };
+    let listed = listed_counts(counts, &scanner);
     let out = std::thread::scope(|scope| {
-        let out = server.serve(scope, rd, wr, relay_out, counts);
+        let out = server.serve(scope, rd, wr, relay_out, listed);
         // However the session ended, streams still to come are not waited for, and the
         // extra streams stop (a receiver that keeps one open would hold this end).
         server
@@ -157,10 +174,12 @@ impl<'a> Server<'a, '_> {
         loop {
             match rd.recv()? {
                 Msg::List { dirs } => {
+                    let before = wr.sent;
                     wr.send(&Msg::Listing {
                         dirs: self.listings(&dirs)?,
                     })?;
                     wr.flush()?;
+                    Stats::add(&self.report.stats.flist_size, wr.sent - before);
                 }
                 Msg::Get { files } => {
                     // Only batches of small whole files are held back to overlap with the
@@ -223,6 +242,7 @@ impl<'a> Server<'a, '_> {
                     wr.send(&Msg::Done {
                         code: self.report.code().code(),
                         counts,
+                        scan_ms: Stats::get(&self.report.stats.flist_build_ms),
                     })?;
                     wr.flush()?;
                     return Ok(SenderOutcome {

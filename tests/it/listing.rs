@@ -18,12 +18,12 @@ use crate::util::{
 
 /// Where both tools run: on this machine, or with one end through sshd.
 #[derive(Clone, Copy, Debug)]
-enum Over {
+pub enum Over {
     Local,
     Ssh(Direction),
 }
 
-const EVERYWHERE: [Over; 3] = [
+pub const EVERYWHERE: [Over; 3] = [
     Over::Local,
     Over::Ssh(Direction::Push),
     Over::Ssh(Direction::Pull),
@@ -41,18 +41,17 @@ fn listing(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// rsync and xsync on identical setups, four runs each ([`rounds`]): equal trees and exit
-/// codes, and in every run the same listing in the same order.
-fn same_listing(test: &str, case: &Case, over: Over) {
+/// rsync and xsync on identical setups, four runs each ([`rounds`]), locally or with one
+/// end through sshd: equal trees and exit codes after every run (else the test fails), and
+/// each run's outputs, rsync's first. None when the test cannot run here (no rsync, no
+/// sshd).
+pub fn outputs(test: &str, case: &Case, over: Over) -> Option<Vec<[Output; 2]>> {
     if !have_rsync(test) {
-        return;
+        return None;
     }
     let sshd = match over {
         Over::Local => None,
-        Over::Ssh(_) => match Sshd::start(test) {
-            Some(s) => Some(s),
-            None => return,
-        },
+        Over::Ssh(_) => Some(Sshd::start(test)?),
     };
     let dir = test_dir();
     let root = dir.path().to_path_buf();
@@ -64,7 +63,7 @@ fn same_listing(test: &str, case: &Case, over: Over) {
         matches!(over, Over::Ssh(Direction::Pull)),
         matches!(over, Over::Ssh(Direction::Push)),
     );
-    let mut listings: [Vec<Vec<String>>; 2] = Default::default();
+    let mut runs: Vec<Vec<Output>> = vec![Vec::new(), Vec::new()];
     let (a, b, diffs) = rounds(&root, case, ["rsync", "xsync"], true, |i, side| {
         let mut cmd = match (&sshd, i) {
             (None, 0) => rsync().expect("rsync checked above"),
@@ -81,7 +80,7 @@ fn same_listing(test: &str, case: &Case, over: Over) {
         cmd.arg(if push { remote(d) } else { d });
         cmd.current_dir(&root);
         let out = run(&mut cmd);
-        listings[i].push(listing(&out));
+        runs[i].push(out.clone());
         out
     });
     let outcome = crate::util::Outcome {
@@ -96,6 +95,17 @@ fn same_listing(test: &str, case: &Case, over: Over) {
         "{test} ({over:?}): {}",
         report(case, &outcome, &diffs)
     );
+    let xs = runs.pop().expect("two tools");
+    let rs = runs.pop().expect("two tools");
+    Some(rs.into_iter().zip(xs).map(|(r, x)| [r, x]).collect())
+}
+
+/// [`outputs`], and in every run the same listing in the same order.
+fn same_listing(test: &str, case: &Case, over: Over) {
+    let Some(runs) = outputs(test, case, over) else {
+        return;
+    };
+    let pull = matches!(over, Over::Ssh(Direction::Pull));
     // A pulling rsync lists as its receiver gets the data, so its deletions in directories
     // below the top may come out between any two of the other lines: there each kind is
     // compared in order on its own.
@@ -104,8 +114,9 @@ fn same_listing(test: &str, case: &Case, over: Over) {
             .cloned()
             .partition(|l| l.starts_with("*deleting ") || l.starts_with("deleting "))
     };
-    for (round, (r, x)) in listings[0].iter().zip(&listings[1]).enumerate() {
-        let same = if pull { split(r) == split(x) } else { r == x };
+    for (round, [r, x]) in runs.iter().enumerate() {
+        let (r, x) = (listing(r), listing(x));
+        let same = if pull { split(&r) == split(&x) } else { r == x };
         assert!(
             same,
             "{test} ({over:?}, flags {:?}): {} lists otherwise than rsync\n--- rsync:\n{}\n--- xsync:\n{}",
@@ -201,4 +212,27 @@ fn verbose_names_are_listed_in_rsyncs_order() {
         &simple_case(&["-av", "--delete-after"], true, Fixture::over_older_copy()),
         Over::Local,
     );
+}
+
+/// A file where the destination has a non-empty directory: xsync always makes way for it,
+/// and under `--force` (as under `--delete`) lists what that removes, as rsync does.
+#[test]
+fn a_forced_type_change_lists_what_it_removes() {
+    fn src(root: &std::path::Path) {
+        crate::util::TestTree::at(root)
+            .file("keep", b"keep\n")
+            .file("x", b"now a file\n")
+            .stamp(false);
+    }
+    fn older(root: &std::path::Path) {
+        crate::util::TestTree::at(root)
+            .file("x/inner", b"inner\n")
+            .file("x/sub/deeper", b"deeper\n")
+            .stamp(false);
+    }
+    let fixture = || Fixture {
+        older: Some(older),
+        ..Fixture::with_src(src)
+    };
+    everywhere(this_test!(), &["-ai", "--force"], fixture);
 }

@@ -49,6 +49,7 @@ mod relative;
 mod remote;
 mod robust;
 mod sshd;
+mod stats;
 mod streams;
 mod streams_hostile;
 mod temps;

@@ -204,6 +204,7 @@ impl Peer {
                     self.send(Msg::Done {
                         code: 0,
                         counts: [0; 7],
+                        scan_ms: 0,
                     })
                     .map_err(|e| e.message().to_string())?;
                     return Ok(code);
