@@ -57,6 +57,9 @@ pub fn scan_sources(
     if let Some(message) = scanner.rule_error.lock().unwrap().take() {
         return Err(Error::new(ExitCode::Usage, message));
     }
+    if opts.munge_links {
+        crate::tree::unmunge_targets(&mut root);
+    }
     prepare(&mut root, opts, Side::Sender);
     let counts = crate::report::tree_counts(&root, sources.info().root_is_transfer_dir);
     if let Some(p) = &report.progress {

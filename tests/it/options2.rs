@@ -45,9 +45,6 @@ fn options_not_built_are_refused_with_what_rsync_does() {
         ("--append-verify", "checking the whole file"),
         ("--temp-dir=tmp", "temporary files"),
         ("-T", "temporary files"),
-        ("-aU", "access times"),
-        ("--munge-links", "/rsyncd-munged/"),
-        ("--fake-super", "user.rsync.%stat"),
         ("--remove-source-files", "removes"),
         ("--out-format=%n", "% escapes"),
     ] {
