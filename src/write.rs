@@ -514,6 +514,12 @@ impl<'d> TempFile<'d> {
             mode,
             rules,
         );
+        // (--fake-super: rsync puts the file in place even where its user.rsync.%stat
+        // cannot be stored, and reports that after, as for -X's attributes.)
+        let xres = match rules.fake_super {
+            true => xres.and(rules.fake(self.fd.as_fd(), want, mode)),
+            false => xres,
+        };
         // A directory's default ACL gives a new file an ACL and a mode of its own (the
         // umask does not apply), so with -A the mode is always set.
         let mode_is_set = mode == self.created_mode && !rules.acls;
@@ -807,9 +813,8 @@ fn set_fd_meta(
     rules: &MetaRules,
     mode_is_set: bool,
 ) -> Step<()> {
-    if rules.fake_super {
-        rules.fake(fd.as_fd(), want, mode)?;
-    } else {
+    // (--fake-super: neither; the caller has stored them in user.rsync.%stat.)
+    if !rules.fake_super {
         if rules.owner || rules.group {
             let (u, g) = rules.owner_ids(want);
             rules.chown_result(fchown(fd, u, g))?;
@@ -1034,35 +1039,39 @@ fn make_fake_special(
             Mode::from_raw_mode(0o600),
         )
     })?;
-    let res = fill_fake(&fd, want, attrs, target, rules).and_then(|()| match keep {
+    let mut xres = Ok(());
+    let res = fill_fake(&fd, want, attrs, target, rules, &mut xres).and_then(|()| match keep {
         Some(k) => keep_old(dst_dir, name_c, k, KeepBy::Link).map(|_| ()),
         None => Ok(()),
     });
     drop(fd);
-    finish(dst_dir, &tmp, name_c, res)
+    finish(dst_dir, &tmp, name_c, res)?;
+    xres
 }
 
 /// The content (a symlink's target), attributes, `user.rsync.%stat` and times of a new
-/// plain file that stands for a symlink or node.
+/// plain file that stands for a symlink or node. The attributes' failure goes to `xres`,
+/// reported after the rename (rsync puts the entry in place all the same).
 fn fill_fake(
     fd: &OwnedFd,
     want: &Meta,
     attrs: Attrs<'_>,
     target: Option<&[u8]>,
     rules: &MetaRules,
+    xres: &mut Step<()>,
 ) -> Step<()> {
     if want.kind == Kind::Symlink {
         write_all(fd, target.unwrap_or_default())?;
     }
     let mode = rules.file_mode(want, None);
-    set_attrs(
+    *xres = set_attrs(
         crate::xattr::At::Fd(fd.as_fd()),
         attrs,
         want.kind,
         mode,
         rules,
-    )?;
-    rules.fake(fd.as_fd(), want, mode)?;
+    )
+    .and(rules.fake(fd.as_fd(), want, mode));
     if let Some(t) = rules.timestamps(want) {
         futimens(fd, &t).map_err(|e| StepError::new("set times on", e))?;
     }
@@ -1207,7 +1216,7 @@ fn update_fake_meta(
         mode,
         rules,
     );
-    rules.fake(fd.as_fd(), want, mode)?;
+    let xres = xres.and(rules.fake(fd.as_fd(), want, mode));
     let mut r = *rules;
     r.times &= !rules.window.same(want, have);
     r.atimes &= want.atime != have.atime;
@@ -1372,15 +1381,16 @@ pub fn set_dir_meta(
         mode,
         rules,
     );
-    if rules.fake_super {
-        rules.fake(fd.as_fd(), want, mode)?;
+    let xres = if rules.fake_super {
+        xres.and(rules.fake(fd.as_fd(), want, mode))
     } else {
         if rules.owner || rules.group {
             let (u, g) = rules.owner_ids(want);
             rules.chown_result(fchown(&fd, u, g))?;
         }
         fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
-    }
+        xres
+    };
     if let Some(t) = rules.timestamps(want) {
         futimens(&fd, &t).map_err(|e| StepError::new("set times on", e))?;
     }

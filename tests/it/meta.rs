@@ -668,3 +668,41 @@ fn fake_super_with_acls_is_refused() {
         stderr(&out)
     );
 }
+
+/// A receiving file system without user attributes (ramfs): as rsync, every entry is still
+/// put in place, each attribute that cannot be stored is reported, and the exit is 23.
+#[test]
+fn fake_super_without_user_attributes_still_puts_entries_in_place_and_exits_23() {
+    let test = this_test!();
+    if !have_rsync(test) {
+        return;
+    }
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    privileged(&src);
+    let mnt = dir.path().join("ram");
+    let Some(_ramfs) = Ramfs::mount(test, &mnt) else {
+        return;
+    };
+    let mut names = Vec::new();
+    for tool in ["rsync", "xsync"] {
+        let dst = mnt.join(tool);
+        let out = tool_run(tool, "", "local", &["-a", "--fake-super"], &src, &dst);
+        assert_eq!(code(&out), 23, "{test} {tool}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("user.rsync.%stat"),
+            "{test} {tool}: {}",
+            stderr(&out)
+        );
+        let mut here: Vec<String> = on_disk(&dst)
+            .into_iter()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect();
+        here.sort();
+        names.push(here);
+    }
+    assert_eq!(
+        names[1], names[0],
+        "{test}: the entries, xsync (left) vs rsync"
+    );
+}
