@@ -150,7 +150,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
     };
     let plan: Plan<'_> = planner.plan(src_root, dst_root, rename);
     for l in &plan.lines {
-        report.line(l);
+        report.listed(l);
     }
     if let Some(p) = &report.progress {
         p.planned(plan.root.transfers());

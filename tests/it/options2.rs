@@ -46,7 +46,6 @@ fn options_not_built_are_refused_with_what_rsync_does() {
         ("--temp-dir=tmp", "temporary files"),
         ("-T", "temporary files"),
         ("--remove-source-files", "removes"),
-        ("--out-format=%n", "% escapes"),
     ] {
         let dst = dir.path().join("dst");
         let out = run(xsync().arg(flag).arg(slash(&src)).arg(&dst));
