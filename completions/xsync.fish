@@ -7,6 +7,8 @@ complete -c xsync -l max-size -d 'don\'t transfer any file larger than SIZE' -r 
 complete -c xsync -l min-size -d 'don\'t transfer any file smaller than SIZE' -r -f
 complete -c xsync -s @ -l modify-window -d 'set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)' -r -f
 complete -c xsync -l chmod -d 'affect file and/or directory permissions' -r -f
+complete -c xsync -l usermap -d 'custom username mapping' -r -f
+complete -c xsync -l groupmap -d 'custom groupname mapping' -r -f
 complete -c xsync -l chown -d 'simple username/groupname mapping' -r -f
 complete -c xsync -l backup-dir -d 'make backups into hierarchy based in DIR' -r -f -a "(__fish_complete_directories)"
 complete -c xsync -l suffix -d 'backup suffix (default ~ w/o --backup-dir)' -r -f
@@ -59,6 +61,7 @@ complete -c xsync -s l -l links -d 'copy symlinks as symlinks'
 complete -c xsync -s L -l copy-links -d 'transform symlink into referent file/dir'
 complete -c xsync -l copy-unsafe-links -d 'only "unsafe" symlinks are transformed'
 complete -c xsync -l safe-links -d 'ignore symlinks that point outside the tree'
+complete -c xsync -l munge-links -d 'munge symlinks to make them safe & unusable'
 complete -c xsync -s k -l copy-dirlinks -d 'transform symlink to dir into referent dir'
 complete -c xsync -s K -l keep-dirlinks -d 'treat symlinked directory on receiver as directory'
 complete -c xsync -s H -l hard-links -d 'preserve hard links'
@@ -72,10 +75,12 @@ complete -c xsync -l devices -d 'preserve device files (super-user only)'
 complete -c xsync -l specials -d 'preserve special files'
 complete -c xsync -s D -d 'same as --devices --specials'
 complete -c xsync -s t -l times -d 'preserve modification times'
+complete -c xsync -s U -l atimes -d 'preserve access (use) times'
 complete -c xsync -l open-noatime -d 'avoid changing the atime on opened files'
 complete -c xsync -s N -l crtimes -d 'preserve create times (newness)'
 complete -c xsync -s O -l omit-dir-times -d 'omit directories from --times'
 complete -c xsync -s J -l omit-link-times -d 'omit symlinks from --times'
+complete -c xsync -l fake-super -d 'store/recover privileged attrs using xattrs'
 complete -c xsync -l numeric-ids -d 'don\'t map uid/gid values by user/group name'
 complete -c xsync -s b -l backup -d 'make backups (see --suffix & --backup-dir)'
 complete -c xsync -l inplace -d 'update destination files in-place (not atomic: an interrupted file is left part updated)'

@@ -328,6 +328,17 @@ struct Cli {
     /// --copy-unsafe-links wins over it.
     #[arg(long = "safe-links", help_heading = LINKS)]
     safe_links: bool,
+    /// munge symlinks to make them safe & unusable
+    ///
+    /// As rsync's, this end's own option (the other end is not told): the sender takes a
+    /// leading /rsyncd-munged/ off each symlink target it reads, and a client receiving from
+    /// a remote sender puts /rsyncd-munged/ in front of every target it makes, so the links
+    /// lead nowhere until unmunged. A local copy only unmunges. Refused (exit 4) where a
+    /// /rsyncd-munged directory exists, which would make munged links lead somewhere.
+    #[arg(long = "munge-links", help_heading = LINKS)]
+    munge_links: bool,
+    #[arg(long = "no-munge-links", hide = true)]
+    no_munge_links: bool,
     /// transform symlink to dir into referent dir
     ///
     /// Walk a symlink to a directory as the directory; other links are treated as -l says.
@@ -439,6 +450,18 @@ struct Cli {
     times: bool,
     #[arg(long = "no-times", alias = "no-t", hide = true)]
     no_times: bool,
+    /// preserve access (use) times
+    ///
+    /// Compare and set the access times of everything but directories, in whole seconds as
+    /// rsync does (a difference shows as u in -i's time column). Both ends read files with
+    /// O_NOATIME (as --open-noatime) so the run itself leaves access times as it found them,
+    /// and a re-run with nothing changed changes nothing; where the kernel refuses the flag
+    /// (a file the user does not own), reading it moves its access time as it would rsync's.
+    /// -UU is accepted as rsync's -U --open-noatime.
+    #[arg(short = 'U', long = "atimes", action = ArgAction::Count, help_heading = ATTRS)]
+    atimes: u8,
+    #[arg(long = "no-atimes", alias = "no-U", hide = true)]
+    no_atimes: bool,
     /// avoid changing the atime on opened files
     ///
     /// The sender opens the files it reads with O_NOATIME, so reading them for the transfer
@@ -470,9 +493,41 @@ struct Cli {
     omit_link_times: bool,
     #[arg(long = "no-omit-link-times", alias = "no-J", hide = true)]
     no_omit_link_times: bool,
+    /// store/recover privileged attrs using xattrs
+    ///
+    /// As rsync's, this end's own option (the other end is not told; give a server its own
+    /// with --xsync-path='xsync --fake-super'). Receiving, no owner is set and no device,
+    /// fifo, socket or symlink made: each is a plain file (a symlink's holding its target), a
+    /// directory a plain directory, with the owner's read and write (and a directory's
+    /// search) added to its permission bits, and what that leaves out (the type, set-id and
+    /// sticky bits, the device number, the owner and group) kept in the user.rsync.%stat
+    /// attribute in rsync's format ("MODE MAJOR,MINOR UID:GID"), removed where nothing is
+    /// left out. Sending, and scanning its own destination, xsync reads that attribute back
+    /// in place of what the file system says, so a tree written by rsync --fake-super reads as
+    /// rsync reads it. The file system must have user attributes (each entry that cannot take
+    /// one is an error, exit 23). Not with -A (rsync keeps fake ACLs in attributes of its own,
+    /// which xsync does not write).
+    #[arg(long = "fake-super", help_heading = ATTRS)]
+    fake_super: bool,
     /// don't map uid/gid values by user/group name
     #[arg(long = "numeric-ids", help_heading = ATTRS)]
     numeric_ids: bool,
+    /// custom username mapping
+    ///
+    /// FROM:TO rules, comma-separated, applied by the receiver to the sender's owners before
+    /// the mapping by name; the first that matches wins. FROM is a name, a wildcard over
+    /// names (*, ?, [...]), an id or a range LO-HI of ids; an empty FROM matches the ids the
+    /// sender has no name for. TO is a name or an id on the receiving side (an unknown one is
+    /// reported and its rule dropped). Implies -o. Unlike the name mapping, root is mapped
+    /// too when a rule matches it (as root, or by *). Over a wire the directories are then
+    /// always listed in full, since the sender's digests cannot know the receiver's ids.
+    #[arg(long, value_name = "STRING", value_hint = ValueHint::Other, help_heading = ATTRS)]
+    usermap: Option<String>,
+    /// custom groupname mapping
+    ///
+    /// As --usermap, for groups. Implies -g.
+    #[arg(long, value_name = "STRING", value_hint = ValueHint::Other, help_heading = ATTRS)]
+    groupmap: Option<String>,
     /// simple username/groupname mapping
     ///
     /// Give every entry this owner and group on the receiving side (names resolved there, or
@@ -1352,6 +1407,22 @@ where
         }
         None => (None, None),
     };
+    // rsync's --chown is a `*:USER` --usermap (and `*:GROUP` --groupmap), so one of each.
+    for (map, part, what) in [
+        (&cli.usermap, &chown.0, "user"),
+        (&cli.groupmap, &chown.1, "group"),
+    ] {
+        let Some(spec) = map else { continue };
+        if part.is_some() {
+            let later = matches.index_of(&format!("{what}map")) > matches.index_of("chown");
+            return Err(Error::usage(if later {
+                format!("--{what}map conflicts with prior --chown.")
+            } else {
+                format!("--chown conflicts with prior --{what}map.")
+            }));
+        }
+        crate::ids::MapSpec::parse(spec, what).map_err(Error::usage)?;
+    }
     let mut chmod = crate::chmod::Chmod::default();
     for spec in &cli.chmod {
         chmod.add(spec).map_err(Error::usage)?;
@@ -1368,6 +1439,11 @@ where
     if cli.xattrs > 1 && !cli.no_xattrs {
         return Err(Error::usage(
             "-XX: xsync does not copy rsync's own `user.rsync.%*` attributes (use one -X)",
+        ));
+    }
+    if cli.fake_super && cli.acls && !cli.no_acls {
+        return Err(Error::usage(
+            "--fake-super with -A: rsync keeps the ACLs of a fake super-user in user.rsync.%aacl and %dacl, which xsync does not build (leave out -A)",
         ));
     }
     let max_delete = cli.max_delete.map(|n| n.max(0) as u64);
@@ -1438,8 +1514,8 @@ where
         omit_dir_times: (cli.omit_dir_times && !cli.no_omit_dir_times)
             || backup.as_ref().is_some_and(|b| b.dir.is_none()),
         omit_link_times: cli.omit_link_times && !cli.no_omit_link_times,
-        group: ((cli.group || a) && !cli.no_group) || chown.1.is_some(),
-        owner: ((cli.owner || a) && !cli.no_owner) || chown.0.is_some(),
+        group: ((cli.group || a) && !cli.no_group) || chown.1.is_some() || cli.groupmap.is_some(),
+        owner: ((cli.owner || a) && !cli.no_owner) || chown.0.is_some() || cli.usermap.is_some(),
         devices: (cli.devices || cli.devices_specials || a)
             && !cli.no_devices
             && !cli.no_devices_specials,
@@ -1462,6 +1538,11 @@ where
         ignore_missing_args: cli.ignore_missing_args,
         chmod,
         chown,
+        usermap: cli.usermap.clone(),
+        groupmap: cli.groupmap.clone(),
+        atimes: cli.atimes > 0 && !cli.no_atimes,
+        munge_links: cli.munge_links && !cli.no_munge_links,
+        fake_super: cli.fake_super,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
         sizes,
         size_only: cli.size_only,
@@ -1537,7 +1618,8 @@ where
             None
         },
         block_size: accepted.block_size,
-        open_noatime: cli.open_noatime && !cli.no_open_noatime,
+        // (rsync's -UU is -U with --open-noatime; xsync's -U reads without atimes anyway.)
+        open_noatime: (cli.open_noatime || cli.atimes > 1) && !cli.no_open_noatime,
         keep_dirlinks: cli.keep_dirlinks,
         dirs,
         paths: cli.paths,
@@ -1967,26 +2049,9 @@ fn read_files_from(
 /// rsync options xsync refuses, with what they do in rsync, so the refusal says what
 /// would not happen (rather than clap's nearest option, which would be another one).
 const NOT_BUILT: &[(&str, &str)] = &[
-    ("-U --atimes", "--atimes (access times preserved)"),
-    (
-        "--munge-links",
-        "--munge-links (symlink targets prefixed with /rsyncd-munged/)",
-    ),
-    (
-        "--fake-super",
-        "--fake-super (privileged attributes kept in user.rsync.%stat)",
-    ),
     (
         "--remove-source-files",
         "--remove-source-files (the sender removes what was synced)",
-    ),
-    (
-        "--usermap",
-        "--usermap (user names or ids mapped to others)",
-    ),
-    (
-        "--groupmap",
-        "--groupmap (group names or ids mapped to others)",
     ),
     (
         "--delete-missing-args",
@@ -2079,6 +2144,7 @@ impl Options {
             (self.perms, "--perms"),
             (self.executability && !self.perms, "--executability"),
             (self.open_noatime, "--open-noatime"),
+            (self.atimes, "--atimes"),
             (self.keep_dirlinks, "--keep-dirlinks"),
             (self.dirs, "--dirs"),
             (self.times, "--times"),
@@ -2150,6 +2216,12 @@ impl Options {
                 self.chown.0.as_deref().unwrap_or(""),
                 self.chown.1.as_deref().unwrap_or("")
             ));
+        }
+        if let Some(m) = &self.usermap {
+            a.push(format!("--usermap={m}"));
+        }
+        if let Some(m) = &self.groupmap {
+            a.push(format!("--groupmap={m}"));
         }
         for spec in self.chmod.specs() {
             a.push(format!("--chmod={spec}"));
@@ -2328,6 +2400,9 @@ mod tests {
             "--safe-links",
             "--delay-updates",
             "--ignore-errors",
+            "--usermap=0-99:nobody,a*:7",
+            "-U",
+            "--munge-links",
             "s",
             "d",
         ]);
@@ -2351,6 +2426,19 @@ mod tests {
         assert!(back.delay_updates && back.ignore_errors && back.force);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
+        assert_eq!(back.usermap.as_deref(), Some("0-99:nobody,a*:7"));
+        assert!(back.atimes && !back.open_noatime);
+        // --munge-links is each end's own, as rsync's: the server is not told.
+        assert!(o.munge_links && !back.munge_links);
+        let m = opts(&["-r", "--usermap=1:2", "--groupmap=3:4", "s", "d"]);
+        assert!(m.owner && m.group, "the maps imply -o and -g");
+        let mut words = vec!["xsync".to_string()];
+        words.extend(m.server_args());
+        assert!(matches!(parse(words), Ok(Parsed::Run(b)) if b.groupmap.as_deref() == Some("3:4")));
+        assert!(parse(["xsync", "--chown=:g", "--groupmap=1:2", "s", "d"]).is_err());
+        assert!(parse(["xsync", "--usermap=1", "s", "d"]).is_err());
+        assert!(opts(&["-UU", "s", "d"]).open_noatime);
+        assert!(!opts(&["-U", "--no-U", "s", "d"]).atimes);
         let c = opts(&["-r", "--chown=www:", "s", "d"]);
         assert!(c.owner && !c.group && c.chown == (Some("www".into()), None));
         assert!(!opts(&["-m", "--no-m", "s", "d"]).prune_empty_dirs);

@@ -50,6 +50,20 @@ pub struct Options {
     /// `--chown=USER:GROUP`: the names (or numbers) the receiver gives every entry; each
     /// implies `-o` or `-g` as in rsync (see `ids::Chown`).
     pub chown: (Option<String>, Option<String>),
+    /// `--usermap`/`--groupmap`: FROM:TO rules as written (checked by the face), applied
+    /// by the receiver to the sender's ids before the name mapping (see `ids::Maps`).
+    pub usermap: Option<String>,
+    pub groupmap: Option<String>,
+    /// `-U`: access times of non-directories are compared and set (whole seconds, as
+    /// rsync's), and both ends read files with `O_NOATIME` so the run leaves them as found.
+    pub atimes: bool,
+    /// `--munge-links`, this end's own (it never travels, as in rsync): a sender takes
+    /// `/rsyncd-munged/` off the targets it reads, a receiver of a remote sender's tree
+    /// puts it in front of every target it makes.
+    pub munge_links: bool,
+    /// `--fake-super`, this end's own (never sent, as in rsync): privileged attributes kept
+    /// in and read from `user.rsync.%stat` (see fakesuper.rs).
+    pub fake_super: bool,
     /// `--fsync`: every written file is synced to disk before its rename.
     pub fsync: bool,
     /// `--ignore-missing-args`: a source argument (or listed name) that does not exist is

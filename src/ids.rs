@@ -246,52 +246,232 @@ impl Names {
     }
 }
 
-/// Remote id → local id, built on the receiver.
+/// What a `--usermap`/`--groupmap` rule matches on the sender's side, as rsync reads it: a
+/// FROM that starts with a digit is an id or a `LO-HI` range, one with `*`, `?` or `[` a
+/// wildcard over names, anything else one name (the empty name: ids the sender has no
+/// name for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Matcher {
+    Ids(u32, u32),
+    Name(String),
+    Wild(String),
+}
+
+impl Matcher {
+    fn matches(&self, id: u32, name: &str) -> bool {
+        match self {
+            Matcher::Ids(lo, hi) => (*lo..=*hi).contains(&id),
+            Matcher::Name(n) => n == name,
+            Matcher::Wild(w) => crate::filter::name_matches(w.as_bytes(), name.as_bytes()),
+        }
+    }
+}
+
+/// `--usermap`/`--groupmap` as written: comma-separated FROM:TO rules, the first match
+/// wins. TO (a name or a number) is resolved on the receiver, in [`Maps::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapSpec(Vec<(Matcher, String)>);
+
+impl MapSpec {
+    /// Checks the syntax as rsync does (its messages; the caller exits 1). `what` is
+    /// `user` or `group`.
+    pub fn parse(spec: &str, what: &str) -> Result<MapSpec, String> {
+        let mut rules = Vec::new();
+        for item in spec.split(',') {
+            let Some((from, to)) = item.split_once(':') else {
+                return Err(format!("No colon found in --{what}map: {item}"));
+            };
+            if to.is_empty() {
+                return Err(format!("No name found after colon --{what}map: {item}"));
+            }
+            let from = if from.starts_with(|c: char| c.is_ascii_digit()) {
+                let bad = || format!("Invalid number in --{what}map: {from}");
+                if !from.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                    return Err(bad());
+                }
+                let number = |n: &str| {
+                    n.parse::<u32>()
+                        .map_err(|_| format!("Invalid ID number: {n}"))
+                };
+                match from.split_once('-') {
+                    None => {
+                        let id = number(from)?;
+                        Matcher::Ids(id, id)
+                    }
+                    Some((_, "")) => return Err(bad()),
+                    Some((_, hi)) if hi.contains('-') => return Err(bad()),
+                    // (rsync reads a range ending at 0 as the one id LO.)
+                    Some((lo, hi)) => match (number(lo)?, number(hi)?) {
+                        (lo, 0) => Matcher::Ids(lo, lo),
+                        (lo, hi) => Matcher::Ids(lo, hi),
+                    },
+                }
+            } else if from.contains(['*', '?', '[']) {
+                Matcher::Wild(from.to_string())
+            } else {
+                Matcher::Name(from.to_string())
+            };
+            rules.push((from, to.to_string()));
+        }
+        Ok(MapSpec(rules))
+    }
+}
+
+/// The rules of `--usermap` and `--groupmap` with TO resolved here, on the receiver.
+#[derive(Debug, Clone, Default)]
+pub struct Maps {
+    users: Vec<(Matcher, u32)>,
+    groups: Vec<(Matcher, u32)>,
+    /// Whether the sender's names count (not under `--numeric-ids`, where a rule can match
+    /// only the empty name); id 0 is then `root`, the name rsync sends for it.
+    names: bool,
+}
+
+impl Maps {
+    /// Resolves the options' maps; a TO this machine does not know drops its rule, with
+    /// rsync's message (which does not change the exit code).
+    pub fn resolve(
+        opts: &crate::config::Options,
+        report: Option<&crate::report::Report<'_>>,
+    ) -> Maps {
+        Maps::resolve_in(&*SYSTEM, opts, &mut |what, name| {
+            if let Some(r) = report {
+                r.warn_bare(format!("Unknown --{what}map name on receiver: {name}"));
+            }
+        })
+    }
+
+    fn resolve_in(
+        db: &impl Db,
+        opts: &crate::config::Options,
+        unknown: &mut dyn FnMut(&str, &str),
+    ) -> Maps {
+        let mut side = |spec: &Option<String>, what: &str, by_name: &dyn Fn(&str) -> _| {
+            // (Checked by the face: a spec that does not parse maps nothing here.)
+            let Some(Ok(MapSpec(rules))) = spec.as_deref().map(|s| MapSpec::parse(s, what)) else {
+                return Vec::new();
+            };
+            rules
+                .into_iter()
+                .filter_map(|(from, to)| match id_of(&to, by_name) {
+                    Some(id) => Some((from, id)),
+                    None => {
+                        unknown(what, &to);
+                        None
+                    }
+                })
+                .collect()
+        };
+        Maps {
+            users: side(&opts.usermap, "user", &|n| db.user_id(n)),
+            groups: side(&opts.groupmap, "group", &|n| db.group_id(n)),
+            names: !opts.numeric_ids,
+        }
+    }
+
+    fn first(rules: &[(Matcher, u32)], id: u32, name: &str) -> Option<u32> {
+        rules
+            .iter()
+            .find(|(from, _)| from.matches(id, name))
+            .map(|&(_, to)| to)
+    }
+}
+
+/// One kind of id (users or groups), sender's → receiver's: the sender's named ids as
+/// looked up once, the rules for the ids it sent no name for.
+#[derive(Debug, Default)]
+struct IdSide {
+    named: HashMap<u32, u32>,
+    rules: Vec<(Matcher, u32)>,
+    /// The name id 0 goes by in the rules (`root`, or none under `--numeric-ids`).
+    zero: &'static str,
+}
+
+impl IdSide {
+    fn new(
+        table: &[(u32, String)],
+        rules: &[(Matcher, u32)],
+        names: bool,
+        id_of: &dyn Fn(&str) -> Option<u32>,
+    ) -> IdSide {
+        // rsync: the first rule that matches; else the name's id here (never for id 0);
+        // else the number itself.
+        let named = table
+            .iter()
+            .filter_map(|(id, n)| {
+                Maps::first(rules, *id, n)
+                    .or_else(|| (*id != 0).then(|| id_of(n)).flatten())
+                    .map(|local| (*id, local))
+            })
+            .collect();
+        IdSide {
+            named,
+            rules: rules.to_vec(),
+            zero: if names { "root" } else { "" },
+        }
+    }
+
+    fn map(&self, id: u32) -> u32 {
+        if let Some(&local) = self.named.get(&id) {
+            return local;
+        }
+        if self.rules.is_empty() {
+            return id;
+        }
+        let name = if id == 0 { self.zero } else { "" };
+        Maps::first(&self.rules, id, name).unwrap_or(id)
+    }
+
+    fn is_identity(&self) -> bool {
+        self.rules.is_empty() && self.named.iter().all(|(a, b)| a == b)
+    }
+}
+
+/// Remote id → local id, built on the receiver: by name, and by `--usermap`/`--groupmap`.
 #[derive(Debug, Default)]
 pub struct IdMap {
-    users: HashMap<u32, u32>,
-    groups: HashMap<u32, u32>,
+    users: IdSide,
+    groups: IdSide,
 }
 
 impl IdMap {
-    pub fn new(names: &Names) -> IdMap {
-        IdMap::new_in(&*SYSTEM, names)
+    pub fn new(names: &Names, maps: &Maps) -> IdMap {
+        IdMap::new_in(&*SYSTEM, names, maps)
     }
 
-    fn new_in(db: &impl Db, names: &Names) -> IdMap {
-        let local = |table: &[(u32, String)], id_of: &dyn Fn(&str) -> Option<u32>| {
-            table
-                .iter()
-                .filter_map(|(id, n)| id_of(n).map(|local| (*id, local)))
-                .collect()
-        };
+    fn new_in(db: &impl Db, names: &Names, maps: &Maps) -> IdMap {
         IdMap {
-            users: local(&names.users, &|n| db.user_id(n)),
-            groups: local(&names.groups, &|n| db.group_id(n)),
+            users: IdSide::new(&names.users, &maps.users, maps.names, &|n| db.user_id(n)),
+            groups: IdSide::new(&names.groups, &maps.groups, maps.names, &|n| db.group_id(n)),
         }
     }
 
     pub fn is_identity(&self) -> bool {
-        self.users.iter().all(|(a, b)| a == b) && self.groups.iter().all(|(a, b)| a == b)
+        self.users.is_identity() && self.groups.is_identity()
     }
 
     /// Rewrites an entry's owner and group to local ids.
     pub fn apply(&self, e: &mut Entry) {
-        if let Some(u) = self.users.get(&e.meta.uid) {
-            e.meta.uid = *u;
-        }
-        if let Some(g) = self.groups.get(&e.meta.gid) {
-            e.meta.gid = *g;
-        }
+        e.meta.uid = self.users.map(e.meta.uid);
+        e.meta.gid = self.groups.map(e.meta.gid);
         if let Some(a) = &mut e.acls {
             a.map_ids(&|who| match who {
-                crate::acl::Who::User(u) => {
-                    crate::acl::Who::User(self.users.get(&u).copied().unwrap_or(u))
-                }
-                crate::acl::Who::Group(g) => {
-                    crate::acl::Who::Group(self.groups.get(&g).copied().unwrap_or(g))
-                }
+                crate::acl::Who::User(u) => crate::acl::Who::User(self.users.map(u)),
+                crate::acl::Who::Group(g) => crate::acl::Who::Group(self.groups.map(g)),
             });
+        }
+    }
+
+    /// [`apply`](Self::apply) to every entry of a tree, unless nothing would change.
+    pub fn apply_tree(&self, root: &mut Entry) {
+        fn all(e: &mut Entry, ids: &IdMap) {
+            ids.apply(e);
+            for c in &mut e.children {
+                all(c, ids);
+            }
+        }
+        if !self.is_identity() {
+            all(root, self);
         }
     }
 }
@@ -388,7 +568,7 @@ mod tests {
             groups: vec![("staff", 60)],
             ..Table::default()
         };
-        let map = IdMap::new_in(&receiver, &names);
+        let map = IdMap::new_in(&receiver, &names, &Maps::default());
         assert!(!map.is_identity());
         for (uid, gid, want) in [
             (1000, 50, (2001, 60)),
@@ -401,7 +581,7 @@ mod tests {
             assert_eq!((e.meta.uid, e.meta.gid), want, "uid {uid} gid {gid}");
         }
         // The same names on both sides: nothing to rewrite.
-        assert!(IdMap::new_in(&sender, &names).is_identity());
+        assert!(IdMap::new_in(&sender, &names, &Maps::default()).is_identity());
     }
 
     #[test]
@@ -443,7 +623,7 @@ mod tests {
             ..Table::default()
         };
         let mut e = tree.children.remove(0);
-        IdMap::new_in(&receiver, &names).apply(&mut e);
+        IdMap::new_in(&receiver, &names, &Maps::default()).apply(&mut e);
         let who: Vec<Who> = e.acls.as_ref().unwrap().ids().collect();
         assert_eq!(who, [Who::User(900), Who::User(2001), Who::Group(60)]);
     }
@@ -468,7 +648,7 @@ mod tests {
         assert_eq!(db.db.asked.load(Ordering::Relaxed), 4);
         // Names: once each, however often they come.
         for _ in 0..3 {
-            IdMap::new_in(&db, &names);
+            IdMap::new_in(&db, &names, &Maps::default());
             assert_eq!(db.user_id("nobody-here"), None);
         }
         assert_eq!(db.db.asked.load(Ordering::Relaxed), 4 + 3);
@@ -498,6 +678,101 @@ mod tests {
         assert_eq!(resolve(Some("bob"), None), c(None, None));
         assert!(resolve(None, None).is_empty());
         assert_eq!(unknown, vec!["user bob"]);
+    }
+
+    #[test]
+    fn map_specs_parse_as_rsyncs_and_refuse_what_rsync_refuses() {
+        let p = |s: &str| MapSpec::parse(s, "user");
+        assert_eq!(
+            p("0-99:nobody,1000:alice,ad*:staff,bob:7,:x").unwrap().0,
+            vec![
+                (Matcher::Ids(0, 99), "nobody".to_string()),
+                (Matcher::Ids(1000, 1000), "alice".to_string()),
+                (Matcher::Wild("ad*".into()), "staff".to_string()),
+                (Matcher::Name("bob".into()), "7".to_string()),
+                (Matcher::Name(String::new()), "x".to_string()),
+            ]
+        );
+        assert_eq!(
+            p("5-0:a").unwrap().0,
+            vec![(Matcher::Ids(5, 5), "a".into())]
+        );
+        for (bad, why) in [
+            ("foo", "No colon found in --usermap: foo"),
+            ("a:b,", "No colon found in --usermap: "),
+            ("1:", "No name found after colon --usermap: 1:"),
+            ("1x:a", "Invalid number in --usermap: 1x"),
+            ("1-:a", "Invalid number in --usermap: 1-"),
+            ("1-2-3:a", "Invalid number in --usermap: 1-2-3"),
+            ("99999999999:a", "Invalid ID number: 99999999999"),
+        ] {
+            assert_eq!(p(bad).unwrap_err(), why);
+        }
+        assert_eq!(
+            MapSpec::parse("x", "group").unwrap_err(),
+            "No colon found in --groupmap: x"
+        );
+    }
+
+    #[test]
+    fn usermap_rules_come_first_and_the_first_match_wins() {
+        let sender = Table {
+            users: vec![("alice", 1000, ""), ("adm", 1001, ""), ("carol", 1002, "")],
+            groups: vec![("staff", 50)],
+            ..Table::default()
+        };
+        let receiver = Table {
+            users: vec![
+                ("alice", 2000, ""),
+                ("nobody", 65534, ""),
+                ("carol", 3002, ""),
+            ],
+            groups: vec![("staff", 60), ("wheel", 10)],
+            ..Table::default()
+        };
+        let opts = crate::config::Options {
+            usermap: Some("a*:nobody,1000:alice,4000-4999:1,ghost:x,:nobody".into()),
+            groupmap: Some("staff:wheel".into()),
+            ..Default::default()
+        };
+        let mut unknown = Vec::new();
+        let maps = Maps::resolve_in(&receiver, &opts, &mut |w, n| {
+            unknown.push(format!("{w} {n}"))
+        });
+        assert_eq!(unknown, ["user x"]);
+        let tree = tree_of(&[(1000, 50), (1001, 50), (1002, 50), (4242, 7), (0, 0)]);
+        let names = Names::of_tree_in(&sender, &tree);
+        let map = IdMap::new_in(&receiver, &names, &maps);
+        assert!(!map.is_identity());
+        for (uid, gid, want) in [
+            // a* matches before 1000.
+            (1000, 50, (65534, 10)),
+            (1001, 50, (65534, 10)),
+            // No rule for carol: her name here.
+            (1002, 50, (3002, 10)),
+            // Unnamed ids: the range, then the empty name.
+            (4242, 7, (1, 7)),
+            (5000, 7, (65534, 7)),
+            // Root is `root` to the rules, and no rule names it.
+            (0, 0, (0, 0)),
+        ] {
+            let mut e = entry(uid, gid);
+            map.apply(&mut e);
+            assert_eq!((e.meta.uid, e.meta.gid), want, "uid {uid} gid {gid}");
+        }
+        // A wildcard that matches everything takes root too, as rsync's does.
+        let all = crate::config::Options {
+            usermap: Some("*:nobody".into()),
+            ..Default::default()
+        };
+        let map = IdMap::new_in(
+            &receiver,
+            &names,
+            &Maps::resolve_in(&receiver, &all, &mut |_, _| {}),
+        );
+        let mut e = entry(0, 0);
+        map.apply(&mut e);
+        assert_eq!(e.meta.uid, 65534);
     }
 
     /// The real databases, through NSS: root is in every one of them.

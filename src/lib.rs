@@ -17,6 +17,7 @@ mod endpoint;
 pub mod error;
 mod exec;
 pub mod exit;
+mod fakesuper;
 pub mod filter;
 pub mod fs;
 #[doc(hidden)]
@@ -43,7 +44,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.

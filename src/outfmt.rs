@@ -329,6 +329,7 @@ fn zero_meta() -> Meta {
         size: 0,
         mtime: 0,
         mtime_nsec: 0,
+        atime: 0,
         uid: 0,
         gid: 0,
         rdev: 0,

@@ -1271,7 +1271,9 @@ impl<'o> Planner<'o> {
         };
         let owner = self.rules.owner && s.uid != d.uid;
         let group = s.gid != d.gid && self.rules.sets_group(s.gid);
-        if !(size || time || perms || owner || group || xattrs || acls || sized) {
+        // -U: rsync's `u` (the access, or use, time) in the column after the group's.
+        let atime = o.atimes && crate::summary::has_atime(s.kind) && s.atime != d.atime;
+        if !(size || time || perms || owner || group || atime || xattrs || acls || sized) {
             return None;
         }
         // rsync sets the attributes of a non-directory whose content is not sent before it
@@ -1289,11 +1291,12 @@ impl<'o> Planner<'o> {
             '.'
         };
         Some(format!(
-            "{y}{x}.{}{t}{}{}{}.{}{}",
+            "{y}{x}.{}{t}{}{}{}{}{}{}",
             if size { 's' } else { '.' },
             if perms { 'p' } else { '.' },
             if owner { 'o' } else { '.' },
             if group { 'g' } else { '.' },
+            if atime { 'u' } else { '.' },
             if acls { 'a' } else { '.' },
             if xattrs { 'x' } else { '.' },
         ))

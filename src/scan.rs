@@ -28,6 +28,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 
+/// An entry's metadata as `--fake-super` presents it, and a fake symlink's target.
+type Faked = (Meta, Option<Box<[u8]>>);
+
 /// What one side's scan needs to know besides the tree itself.
 pub struct Scanner<'a, 'r> {
     pub side: Side,
@@ -319,14 +322,21 @@ impl<'a, 'r> Scanner<'a, 'r> {
         let mut meta = meta;
         let mut target = None;
         let mut followed = false;
+        if self.opts.fake_super {
+            match self.fake_super(dirfd, c, name, rel, meta) {
+                Ok((m, t)) => (meta, target) = (m, t),
+                Err(()) => return None,
+            }
+        }
         if meta.kind == Kind::Symlink
+            && target.is_none()
             && self.side == Side::Receiver
             && let Some(m) = self.dirlink(dirfd, c, rel)
         {
             meta = m;
             followed = true;
         }
-        if meta.kind == Kind::Symlink && self.side == Side::Sender {
+        if meta.kind == Kind::Symlink && target.is_none() && self.side == Side::Sender {
             let t = match readlinkat(dirfd, c, Vec::new()) {
                 Ok(t) => t.into_bytes(),
                 Err(e) => {
@@ -453,6 +463,74 @@ impl<'a, 'r> Scanner<'a, 'r> {
             }
         }
         Some(entry)
+    }
+
+    /// `--fake-super`: the entry as its `user.rsync.%stat` describes it (see fakesuper.rs),
+    /// with a fake symlink's target read from the file. A real symlink on the receiving
+    /// side has no target, as rsync's receiver reads it, so it is replaced by a fake one.
+    /// A corrupt attribute is rsync's error, and the entry is left out.
+    fn fake_super(
+        &self,
+        dirfd: BorrowedFd<'_>,
+        c: &CStr,
+        name: &[u8],
+        rel: &[u8],
+        meta: Meta,
+    ) -> Result<Faked, ()> {
+        match meta.kind {
+            Kind::Symlink if self.side == Side::Receiver => {
+                return Ok((meta, Some(Box::default())));
+            }
+            // (A temporary stays one, whatever it was to become: see temps.rs.)
+            Kind::File
+                if self.side == Side::Receiver
+                    && !matches!(crate::temps::owner(name), crate::temps::Owner::NotOurs) =>
+            {
+                return Ok((meta, None));
+            }
+            Kind::File | Kind::Dir => {}
+            _ => return Ok((meta, None)),
+        }
+        let stat = match crate::fakesuper::read(crate::xattr::At::Name(dirfd, c)) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Ok((meta, None)),
+            Err(crate::fakesuper::ReadError::Corrupt(v)) => {
+                self.report.error(
+                    ExitCode::FileIo,
+                    format!(
+                        "Corrupt user.rsync.%stat xattr attached to {}: \"{v}\"",
+                        show(rel)
+                    ),
+                );
+                return Err(());
+            }
+            Err(crate::fakesuper::ReadError::Os(e)) => {
+                self.report.error(
+                    ExitCode::Partial,
+                    io_message("read xattr user.rsync.%stat of", rel, &io::Error::from(e)),
+                );
+                return Err(());
+            }
+        };
+        let faked = stat.present(&meta);
+        if faked.kind != Kind::Symlink {
+            return Ok((faked, None));
+        }
+        let read = open_file_at(dirfd, c, false)
+            .and_then(|fd| crate::fakesuper::read_target(std::os::fd::AsFd::as_fd(&fd)));
+        match read {
+            Ok(t) => Ok((
+                Meta {
+                    size: t.len() as u64,
+                    ..faked
+                },
+                Some(t.into_boxed_slice()),
+            )),
+            Err(e) => {
+                self.stat_failed(rel, &e);
+                Err(())
+            }
+        }
     }
 
     /// A followed link that leads nowhere (or round a chain of links): rsync's wording.

@@ -19,6 +19,8 @@ pub struct Compared {
     pub times: bool,
     pub omit_dir_times: bool,
     pub omit_link_times: bool,
+    /// `-U`: the access times of all but directories and symlinks (rsync's rule).
+    pub atimes: bool,
     pub perms: bool,
     /// `-E` without `-p`: whether a regular file is executable.
     pub executability: bool,
@@ -49,6 +51,7 @@ impl Compared {
             times: o.times,
             omit_dir_times: o.omit_dir_times,
             omit_link_times: o.omit_link_times,
+            atimes: o.atimes,
             perms: o.perms,
             executability: o.executability && !o.perms,
             owner: o.owner,
@@ -165,6 +168,9 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
         h.update(&secs.to_le_bytes());
         h.update(&nsec.to_le_bytes());
     }
+    if cmp.atimes && has_atime(m.kind) {
+        h.update(&m.atime.to_le_bytes());
+    }
     if let Some(scope) = cmp.xattrs {
         crate::xattr::hash(&mut h, e.xattrs.as_deref(), scope);
     }
@@ -206,9 +212,27 @@ pub fn digest_of(e: &Entry, cmp: &Compared) -> u128 {
     h.digest128()
 }
 
-/// What both sides do to a scanned tree before comparing: hard-link leaders (`-H`) and
-/// the Merkle digests.
+/// Whether `-U` compares an entry's access time: rsync's generator leaves directories and
+/// symlinks out (reading a link, or listing a directory, moves it anyway).
+pub fn has_atime(kind: Kind) -> bool {
+    !matches!(kind, Kind::Dir | Kind::Symlink)
+}
+
+/// The sender sends access times only under `-U`, and never a directory's (rsync's rule):
+/// a zero costs one byte on the wire.
+fn drop_atimes(e: &mut Entry, keep: bool) {
+    if !keep || e.is_dir() {
+        e.meta.atime = 0;
+    }
+    e.children.iter_mut().for_each(|c| drop_atimes(c, keep));
+}
+
+/// What both sides do to a scanned tree before comparing: hard-link leaders (`-H`), the
+/// sender's access times as `-U` has them, and the Merkle digests.
 pub fn prepare(root: &mut Entry, opts: &Options, side: crate::filter::Side) {
+    if side == crate::filter::Side::Sender {
+        drop_atimes(root, opts.atimes);
+    }
     if opts.hard_links {
         crate::scan::assign_link_leaders(root);
     }
@@ -220,8 +244,12 @@ pub fn prepare(root: &mut Entry, opts: &Options, side: crate::filter::Side) {
     // rsync looks in the alternate DIRs even for a destination file that is already right
     // (`--compare-dest` removes it, `--link-dest` links DIR's copy in its place), so no
     // part of the destination may be pruned as equal: digests the sender's can never match
-    // make every directory listed and compared.
-    if side == crate::filter::Side::Receiver && opts.alt_dest.is_some() {
+    // make every directory listed and compared. So too where the receiver changes the
+    // sender's entries after their digests were taken: `--usermap`/`--groupmap` (the ids
+    // rules give are the receiver's to know), and `--munge-links` (a pulling client's
+    // targets gain a prefix the sender's do not have).
+    let rewritten = opts.usermap.is_some() || opts.groupmap.is_some() || opts.munge_links;
+    if side == crate::filter::Side::Receiver && (opts.alt_dest.is_some() || rewritten) {
         fn never_equal(e: &mut Entry) {
             e.digest = !e.digest;
             e.children.iter_mut().for_each(never_equal);

@@ -111,6 +111,9 @@ pub struct Meta {
     pub size: u64,
     pub mtime: i64,
     pub mtime_nsec: u32,
+    /// `-U`: the access time in whole seconds (rsync keeps no more); 0 on a sender without
+    /// `-U` and for directories, whose access times rsync neither sends nor sets.
+    pub atime: i64,
     pub uid: u32,
     pub gid: u32,
     pub rdev: u64,
@@ -128,6 +131,7 @@ impl Meta {
             size: st.st_size as u64,
             mtime: st.st_mtime,
             mtime_nsec: st.st_mtime_nsec as u32,
+            atime: st.st_atime,
             uid: st.st_uid,
             gid: st.st_gid,
             rdev: st.st_rdev,
@@ -306,6 +310,34 @@ impl Entry {
     }
 }
 
+/// rsync's `--munge-links` prefix (with its trailing slash).
+pub const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
+
+/// `--munge-links` on a receiver: every symlink target gets [`MUNGE_PREFIX`] in front,
+/// whatever it already starts with (rsync munges an already munged target again).
+pub fn munge_targets(e: &mut Entry) {
+    if let Some(t) = &mut e.target {
+        let munged = [MUNGE_PREFIX, &t[..]].concat();
+        e.meta.size = munged.len() as u64;
+        *t = munged.into_boxed_slice();
+    }
+    e.children.iter_mut().for_each(munge_targets);
+}
+
+/// `--munge-links` on a sender: a target longer than [`MUNGE_PREFIX`] that starts with it
+/// is sent without it, as rsync's sender reads it.
+pub fn unmunge_targets(e: &mut Entry) {
+    if let Some(t) = &mut e.target
+        && t.len() > MUNGE_PREFIX.len()
+        && t.starts_with(MUNGE_PREFIX)
+    {
+        let plain = t[MUNGE_PREFIX.len()..].to_vec();
+        e.meta.size = plain.len() as u64;
+        *t = plain.into_boxed_slice();
+    }
+    e.children.iter_mut().for_each(unmunge_targets);
+}
+
 /// Frees a tree on a detached thread. Freeing 80,000 entries takes milliseconds that the
 /// run's result need not wait for; if the process exits first, the tree goes with it.
 pub fn drop_in_background<T: Send + 'static>(tree: T) {
@@ -322,6 +354,7 @@ pub fn virtual_dir_meta() -> Meta {
         size: 0,
         mtime: 0,
         mtime_nsec: 0,
+        atime: 0,
         uid: 0,
         gid: 0,
         rdev: 0,

@@ -34,6 +34,11 @@ pub struct MetaRules {
     /// `-E` without `-p`: an existing regular file takes the source's executability.
     pub executability: bool,
     pub times: bool,
+    /// `-U`: access times are set on all but directories.
+    pub atimes: bool,
+    /// `--fake-super`: no owner set and no node or symlink made; what they would say goes
+    /// into `user.rsync.%stat` (fakesuper.rs).
+    pub fake_super: bool,
     /// `-O`: directories keep the time their changes give them.
     pub omit_dir_times: bool,
     /// `-J`: symlinks keep the time of their creation.
@@ -108,6 +113,21 @@ impl MetaRules {
         (uid, gid)
     }
 
+    /// `--fake-super`: stores what the entry should be on the open plain file or directory
+    /// that stands for it, in place of chown and chmod.
+    fn fake(&self, fd: BorrowedFd<'_>, want: &Meta, perms: u32) -> Step<()> {
+        let (u, g) = self.owner_ids(want);
+        crate::fakesuper::store(
+            fd,
+            want.kind,
+            perms,
+            want.rdev,
+            u.map(|u| u.as_raw()),
+            g.map(|g| g.as_raw()),
+        )
+        .map_err(|(op, e)| StepError::new(op, e))
+    }
+
     /// Whether `-g` can give a file this group here: the super-user can give any; a
     /// normal user only its own groups (rsync leaves other groups alone, silently, and
     /// so does not count them as differences either).
@@ -135,17 +155,36 @@ impl MetaRules {
         }
     }
 
-    fn timestamps(m: &Meta) -> Timestamps {
-        Timestamps {
-            last_access: Timespec {
-                tv_sec: 0,
-                tv_nsec: UTIME_OMIT,
+    /// The times an entry of `m`'s kind gets: the mtime under `-t` (as [`times_for`]
+    /// has it), the access time under `-U` (not a directory's, as rsync; whole seconds);
+    /// None when neither.
+    ///
+    /// [`times_for`]: Self::times_for
+    fn timestamps(&self, m: &Meta) -> Option<Timestamps> {
+        const OMIT: Timespec = Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        };
+        let mtime = self.times_for(m.kind);
+        let atime = self.atimes && m.kind != Kind::Dir;
+        (mtime || atime).then_some(Timestamps {
+            last_access: if atime {
+                Timespec {
+                    tv_sec: m.atime,
+                    tv_nsec: 0,
+                }
+            } else {
+                OMIT
             },
-            last_modification: Timespec {
-                tv_sec: m.mtime,
-                tv_nsec: m.mtime_nsec as _,
+            last_modification: if mtime {
+                Timespec {
+                    tv_sec: m.mtime,
+                    tv_nsec: m.mtime_nsec as _,
+                }
+            } else {
+                OMIT
             },
-        }
+        })
     }
 }
 
@@ -646,6 +685,12 @@ impl<'d> TempFile<'d> {
             mode,
             rules,
         );
+        // (--fake-super: rsync puts the file in place even where its user.rsync.%stat
+        // cannot be stored, and reports that after, as for -X's attributes.)
+        let xres = match rules.fake_super {
+            true => xres.and(rules.fake(self.fd.as_fd(), want, mode)),
+            false => xres,
+        };
         // A directory's default ACL gives a new file an ACL and a mode of its own (the
         // umask does not apply), so with -A the mode is always set.
         let mode_is_set = mode == self.created_mode && !rules.acls;
@@ -1011,17 +1056,20 @@ fn set_fd_meta(
     rules: &MetaRules,
     mode_is_set: bool,
 ) -> Step<()> {
-    if rules.owner || rules.group {
-        let (u, g) = rules.owner_ids(want);
-        rules.chown_result(fchown(fd, u, g))?;
+    // (--fake-super: neither; the caller has stored them in user.rsync.%stat.)
+    if !rules.fake_super {
+        if rules.owner || rules.group {
+            let (u, g) = rules.owner_ids(want);
+            rules.chown_result(fchown(fd, u, g))?;
+        }
+        // Without set-id bits chown leaves the mode alone, so a mode set at creation holds.
+        if !mode_is_set {
+            fchmod(fd, Mode::from_raw_mode(mode))
+                .map_err(|e| StepError::new("change mode of", e))?;
+        }
     }
-    // Without set-id bits chown leaves the mode alone, so a mode set at creation holds.
-    if !mode_is_set {
-        fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
-    }
-    if rules.times {
-        futimens(fd, &MetaRules::timestamps(want))
-            .map_err(|e| StepError::new("set times on", e))?;
+    if let Some(t) = rules.timestamps(want) {
+        futimens(fd, &t).map_err(|e| StepError::new("set times on", e))?;
     }
     Ok(())
 }
@@ -1174,6 +1222,9 @@ pub fn make_special(
     keep: Option<&Keep>,
 ) -> Step<()> {
     let name_c = checked(name)?;
+    if rules.fake_super {
+        return make_fake_special(dst_dir, &name_c, want, attrs, target, rules, keep);
+    }
     let (tmp, ()) = match want.kind {
         Kind::Symlink => {
             let t = cstr(target.unwrap_or_default()).map_err(|e| StepError::new("symlink", e))?;
@@ -1217,6 +1268,64 @@ pub fn make_special(
     xres
 }
 
+/// [`make_special`] under `--fake-super`: a plain file, holding a symlink's target, with
+/// the rest in its `user.rsync.%stat`, made under a temporary name and renamed into place.
+fn make_fake_special(
+    dst_dir: BorrowedFd<'_>,
+    name_c: &CString,
+    want: &Meta,
+    attrs: Attrs<'_>,
+    target: Option<&[u8]>,
+    rules: &MetaRules,
+    keep: Option<&Keep>,
+) -> Step<()> {
+    let (tmp, fd) = with_temp(|tmp| {
+        openat(
+            dst_dir,
+            tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+    })?;
+    let mut xres = Ok(());
+    let res = fill_fake(&fd, want, attrs, target, rules, &mut xres).and_then(|()| match keep {
+        Some(k) => keep_old(dst_dir, name_c, k, KeepBy::Link).map(|_| ()),
+        None => Ok(()),
+    });
+    drop(fd);
+    finish(dst_dir, &tmp, name_c, res)?;
+    xres
+}
+
+/// The content (a symlink's target), attributes, `user.rsync.%stat` and times of a new
+/// plain file that stands for a symlink or node. The attributes' failure goes to `xres`,
+/// reported after the rename (rsync puts the entry in place all the same).
+fn fill_fake(
+    fd: &OwnedFd,
+    want: &Meta,
+    attrs: Attrs<'_>,
+    target: Option<&[u8]>,
+    rules: &MetaRules,
+    xres: &mut Step<()>,
+) -> Step<()> {
+    if want.kind == Kind::Symlink {
+        write_all(fd, target.unwrap_or_default())?;
+    }
+    let mode = rules.file_mode(want, None);
+    *xres = set_attrs(
+        crate::xattr::At::Fd(fd.as_fd()),
+        attrs,
+        want.kind,
+        mode,
+        rules,
+    )
+    .and(rules.fake(fd.as_fd(), want, mode));
+    if let Some(t) = rules.timestamps(want) {
+        futimens(fd, &t).map_err(|e| StepError::new("set times on", e))?;
+    }
+    Ok(())
+}
+
 /// Metadata on a name that is not open (a fresh node, or an attribute-only update), with
 /// `*at()` calls that do not follow a final symlink: owner first (chown clears set-id
 /// bits), then the mode where `chmod` says so (symlinks have none), then the times.
@@ -1241,14 +1350,9 @@ fn path_meta(
     if chmod && want.kind != Kind::Symlink {
         chmod_nofollow(dir, name, mode).map_err(|e| StepError::new("change mode of", e))?;
     }
-    if rules.times_for(want.kind) {
-        utimensat(
-            dir,
-            name,
-            &MetaRules::timestamps(want),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| StepError::new("set times on", e))?;
+    if let Some(t) = rules.timestamps(want) {
+        utimensat(dir, name, &t, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| StepError::new("set times on", e))?;
     }
     Ok(())
 }
@@ -1312,6 +1416,9 @@ pub fn update_meta(
 ) -> Step<()> {
     let name_c = checked(name)?;
     let mode = rules.file_mode(want, Some(have));
+    if rules.fake_super {
+        return update_fake_meta(dst_dir, &name_c, want, attrs, have, mode, rules);
+    }
     // (Before the mode: a file made read-only may still take attributes, as root.)
     let xres = set_attrs(
         crate::xattr::At::Name(dst_dir, &name_c),
@@ -1324,9 +1431,46 @@ pub fn update_meta(
     r.owner &= want.uid != have.uid;
     r.group &= want.gid != have.gid;
     r.times &= !rules.window.same(want, have);
+    r.atimes &= want.atime != have.atime;
     // chown may have cleared set-id bits, so the mode is re-applied after it.
     let chmod = mode != have.mode || r.owner || r.group;
     path_meta(dst_dir, &name_c, want, mode, &r, chmod)?;
+    xres
+}
+
+/// [`update_meta`] under `--fake-super`: the plain file (or node) at `name`, opened
+/// without following a symlink and without blocking on a fifo, gets the wanted entry's
+/// `user.rsync.%stat` and times.
+fn update_fake_meta(
+    dst_dir: BorrowedFd<'_>,
+    name_c: &CString,
+    want: &Meta,
+    attrs: Attrs<'_>,
+    have: &Meta,
+    mode: u32,
+    rules: &MetaRules,
+) -> Step<()> {
+    let fd = openat(
+        dst_dir,
+        name_c,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::new("open", e))?;
+    let xres = set_attrs(
+        crate::xattr::At::Fd(fd.as_fd()),
+        attrs,
+        want.kind,
+        mode,
+        rules,
+    );
+    let xres = xres.and(rules.fake(fd.as_fd(), want, mode));
+    let mut r = *rules;
+    r.times &= !rules.window.same(want, have);
+    r.atimes &= want.atime != have.atime;
+    if let Some(t) = r.timestamps(want) {
+        futimens(&fd, &t).map_err(|e| StepError::new("set times on", e))?;
+    }
     xres
 }
 
@@ -1485,14 +1629,18 @@ pub fn set_dir_meta(
         mode,
         rules,
     );
-    if rules.owner || rules.group {
-        let (u, g) = rules.owner_ids(want);
-        rules.chown_result(fchown(&fd, u, g))?;
-    }
-    fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
-    if rules.times_for(Kind::Dir) {
-        futimens(&fd, &MetaRules::timestamps(want))
-            .map_err(|e| StepError::new("set times on", e))?;
+    let xres = if rules.fake_super {
+        xres.and(rules.fake(fd.as_fd(), want, mode))
+    } else {
+        if rules.owner || rules.group {
+            let (u, g) = rules.owner_ids(want);
+            rules.chown_result(fchown(&fd, u, g))?;
+        }
+        fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| StepError::new("change mode of", e))?;
+        xres
+    };
+    if let Some(t) = rules.timestamps(want) {
+        futimens(&fd, &t).map_err(|e| StepError::new("set times on", e))?;
     }
     xres
 }
@@ -1733,6 +1881,8 @@ fn copy_entry(
     let rules = MetaRules {
         perms: true,
         times: true,
+        atimes: false,
+        fake_super: false,
         omit_dir_times: false,
         omit_link_times: false,
         owner: am_root,
@@ -1815,6 +1965,8 @@ mod tests {
             perms: true,
             executability: false,
             times: false,
+            atimes: false,
+            fake_super: false,
             omit_dir_times: false,
             omit_link_times: false,
             owner: false,

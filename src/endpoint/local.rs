@@ -26,7 +26,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
     }
     // Locally both ends are this process: as rsync, `-o` counts only for the super-user,
     // in the comparison too (an owner we cannot set is not a difference).
-    opts.owner &= rustix::process::geteuid().is_root();
+    opts.owner &= rustix::process::geteuid().is_root() || opts.fake_super;
     let opts = &*opts;
     let (dst_arg, src_args) = opts.paths.split_last().expect("checked by the caller");
     let sources = Sources::open(opts, src_args, report)?;
@@ -50,6 +50,18 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
     );
     let (mut src_root, tops, counts) = scanned?;
     let scan_done = start.elapsed();
+    // --usermap/--groupmap (the only mapping a local copy has: names are this machine's).
+    // The destination's digests never match under them (`summary::prepare`), so every
+    // entry is compared with its mapped ids.
+    if opts.usermap.is_some() || opts.groupmap.is_some() {
+        let names = if opts.numeric_ids {
+            crate::ids::Names::default()
+        } else {
+            crate::ids::Names::of_tree(&src_root)
+        };
+        let maps = crate::ids::Maps::resolve(opts, Some(report));
+        crate::ids::IdMap::new(&names, &maps).apply_tree(&mut src_root);
+    }
     receive_tree(
         &Receiving {
             opts,

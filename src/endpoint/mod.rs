@@ -38,7 +38,14 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
         }));
     }
-    crate::fs::set_open_noatime(opts.open_noatime);
+    crate::fs::set_open_noatime(opts.open_noatime || opts.atimes);
+    // rsync's check: a munged link would lead into such a directory.
+    if opts.munge_links && std::fs::metadata("/rsyncd-munged").is_ok_and(|m| m.is_dir()) {
+        return Err(Error::new(
+            crate::exit::ExitCode::Unsupported,
+            "Symlink munging is unsafe when a /rsyncd-munged directory exists.",
+        ));
+    }
     let remote = remote::RemoteJob::from_options(opts)?;
     let pull = remote.as_ref().is_some_and(|r| !r.is_push());
     // --log-file's opening line (rsync's, whatever the verbosity).

@@ -123,7 +123,11 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     Stats::add(&report.stats.flist_size, rd.received - list_start.0);
     Stats::set_ms(&report.stats.flist_xfer_ms, list_start.1);
     drop_uncarried(&mut src_root, b"", opts, report);
-    map_ids(&mut src_root, &info);
+    let maps = crate::ids::Maps::resolve(opts, Some(report));
+    crate::ids::IdMap::new(&info.names, &maps).apply_tree(&mut src_root);
+    if opts.munge_links {
+        crate::tree::munge_targets(&mut src_root);
+    }
 
     let mut result: Result<(), Error> = Ok(());
     {
@@ -233,22 +237,6 @@ fn open_dest<R: Read>(
             let root = scan_dest(&dest, &info, scanner, opts, false);
             Ok((info, dest, root))
         }
-    }
-}
-
-/// Owners and groups by name (unless --numeric-ids): the sender's digests were taken over
-/// its own ids, so where a mapping changes one, the comparison sees the difference and the
-/// planner sets the local id.
-fn map_ids(src_root: &mut Entry, info: &SourceInfo) {
-    let ids = crate::ids::IdMap::new(&info.names);
-    if !ids.is_identity() {
-        fn map_all(e: &mut Entry, ids: &crate::ids::IdMap) {
-            ids.apply(e);
-            for c in &mut e.children {
-                map_all(c, ids);
-            }
-        }
-        map_all(src_root, &ids);
     }
 }
 

@@ -58,6 +58,9 @@ pub fn scan_sources(
     if let Some(message) = scanner.rule_error.lock().unwrap().take() {
         return Err(Error::new(ExitCode::Usage, message));
     }
+    if opts.munge_links {
+        crate::tree::unmunge_targets(&mut root);
+    }
     prepare(&mut root, opts, Side::Sender);
     // (rsync's "File list generation time": the sender's walk, digests included here.)
     Stats::set_ms(&report.stats.flist_build_ms, started);

@@ -155,7 +155,7 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     if let Some(utf8) = opts.client_utf8 {
         crate::error::set_client_utf8(utf8);
     }
-    crate::fs::set_open_noatime(opts.open_noatime);
+    crate::fs::set_open_noatime(opts.open_noatime || opts.atimes);
     if opts.json {
         report.relay_json();
     }

@@ -38,6 +38,7 @@ mod listing;
 mod local;
 mod locale;
 mod merge;
+mod meta;
 mod names;
 mod nss;
 mod options;

@@ -278,6 +278,7 @@ pub fn wire(name: &[u8], kind: Kind, size: u64) -> WireEntry {
             size,
             mtime: 1_000_000_000,
             mtime_nsec: 0,
+            atime: 0,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             rdev: 0,

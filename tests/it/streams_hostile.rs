@@ -662,12 +662,14 @@ fn push_with_wrong_streams(how: Wrong, main_wrong: bool) -> (i32, Vec<String>, u
             Msg::Get { files } => files.iter().try_for_each(|r| match r {
                 Request::Whole { id, path } => answer(&mut main, *id, &content(path)),
                 Request::Delta { .. } => panic!("a delta of a new file"),
+                Request::Append { .. } => panic!("an append of a new file"),
             }),
             Msg::GetEnd | Msg::Planned { .. } | Msg::Log { .. } => Ok(()),
             Msg::Finish { .. } => {
                 let _ = main.send(Msg::Done {
                     code: 0,
                     counts: [0; 7],
+                    scan_ms: 0,
                 });
                 break;
             }
