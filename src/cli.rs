@@ -129,6 +129,14 @@ struct Cli {
     /// docs/json-schema.json.
     #[arg(long, help_heading = OUTPUT)]
     json: bool,
+    /// list the files instead of copying them
+    ///
+    /// Print the source's entries as rsync does (permissions, size, modification time,
+    /// name, and a symlink's target under -l) and copy nothing; a destination, if given, is
+    /// left alone. One source and no destination lists it too, as in rsync. Without -r a
+    /// directory's contents are listed one level deep (an implied --dirs).
+    #[arg(long = "list-only", help_heading = OUTPUT)]
+    list_only: bool,
 
     /// skip based on checksum, not mod-time & size
     ///
@@ -146,6 +154,15 @@ struct Cli {
     /// skip updating files that exist on receiver
     #[arg(long = "ignore-existing", help_heading = WHICH)]
     ignore_existing: bool,
+    /// sender removes synchronized files (non-directory)
+    ///
+    /// Once the receiver has a source file in place (sent, verified and renamed, or found
+    /// already up to date), the sender removes it, as rsync does; directories stay. A file
+    /// that changed since it was scanned (size, modification time, inode) is left, with
+    /// rsync's "Skipping sender remove for changed file" error (exit status 23). Nothing is
+    /// removed under --dry-run.
+    #[arg(long = "remove-source-files", help_heading = WHICH)]
+    remove_source_files: bool,
     /// don't transfer any file larger than SIZE
     ///
     /// Don't transfer (or update the attributes of) any regular file larger than SIZE. A
@@ -229,6 +246,14 @@ struct Cli {
     relative: bool,
     #[arg(long = "no-relative", alias = "no-R", hide = true)]
     no_relative: bool,
+    /// don't send implied directories with --relative
+    ///
+    /// With -R, the directories on a kept path above the named entries are not sent: a
+    /// missing one is created with default attributes, an existing one is left as it is.
+    /// A destination symlink (or other non-directory) where an implied directory would be
+    /// is never followed: the entries below it fail (exit status 23), as in rsync 3.5.
+    #[arg(long = "no-implied-dirs", help_heading = ARCHIVE)]
+    no_implied_dirs: bool,
     /// transfer directories without recursing
     ///
     /// Without -r, send directories instead of skipping them, as rsync does: a directory
@@ -858,6 +883,14 @@ struct Cli {
     /// error, as in rsync (a file that vanishes later still counts: exit 24).
     #[arg(long = "ignore-missing-args", help_heading = FILTERS)]
     ignore_missing_args: bool,
+    /// delete missing source arguments from destination
+    ///
+    /// A source argument (or --files-from name) that does not exist deletes what the
+    /// destination has at its name, as in rsync, without --delete: a file, a symlink, an
+    /// empty directory, and a directory with entries only with --delete or --force (else
+    /// rsync's "cannot delete non-empty directory" note). Implies --ignore-missing-args.
+    #[arg(long = "delete-missing-args", help_heading = FILTERS)]
+    delete_missing_args: bool,
     /// prune empty directory chains from the file-list
     ///
     /// Leave out directories that hold no file (after the filter rules), as rsync: with
@@ -1226,7 +1259,10 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
-    let dirs = cli.dirs && !cli.no_dirs && !recursive;
+    // rsync: one source and no destination lists it (the client's listing mode, so not a
+    // server's, whose paths travel in the protocol); listing without -r implies -d.
+    let list_only = cli.list_only || cli.paths.len() == 1;
+    let dirs = (cli.dirs || list_only) && !cli.no_dirs && !recursive;
     if any_delete && !recursive && !dirs && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -1317,7 +1353,10 @@ where
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
         fsync: cli.fsync,
-        ignore_missing_args: cli.ignore_missing_args,
+        ignore_missing_args: cli.ignore_missing_args || cli.delete_missing_args,
+        delete_missing_args: cli.delete_missing_args,
+        // (Read only by --delete-missing-args: xsync always makes way for a new kind.)
+        force: cli.force && !cli.no_force,
         chmod,
         chown,
         modify_window: crate::tree::TimeWindow(cli.modify_window.unwrap_or(0)),
@@ -1325,6 +1364,9 @@ where
         size_only: cli.size_only,
         update: cli.update,
         ignore_existing: cli.ignore_existing,
+        remove_source_files: cli.remove_source_files,
+        no_implied_dirs: cli.no_implied_dirs,
+        list_only,
         existing: cli.existing,
         // rsync: --inplace and --partial-dir imply --partial.
         partial: ((cli.partial || cli.partial_progress) && !cli.no_partial)
@@ -1841,10 +1883,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "--fake-super (privileged attributes kept in user.rsync.%stat)",
     ),
     (
-        "--remove-source-files",
-        "--remove-source-files (the sender removes what was synced)",
-    ),
-    (
         "--log-file",
         "--log-file (a log of the transfer written to FILE)",
     ),
@@ -1863,10 +1901,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
     (
         "--groupmap",
         "--groupmap (group names or ids mapped to others)",
-    ),
-    (
-        "--delete-missing-args",
-        "--delete-missing-args (a missing source argument deletes its destination)",
     ),
 ];
 
@@ -1979,10 +2013,15 @@ impl Options {
             (self.prune_empty_dirs, "--prune-empty-dirs"),
             (self.fsync, "--fsync"),
             (self.ignore_missing_args, "--ignore-missing-args"),
+            (self.delete_missing_args, "--delete-missing-args"),
+            (self.force, "--force"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
             (self.existing, "--existing"),
+            (self.list_only, "--list-only"),
+            (self.remove_source_files, "--remove-source-files"),
+            (self.no_implied_dirs, "--no-implied-dirs"),
             (self.delete, "--delete"),
             (self.delete_excluded, "--delete-excluded"),
             (self.numeric_ids, "--numeric-ids"),

@@ -55,6 +55,20 @@ pub struct Options {
     /// `--ignore-missing-args`: a source argument (or listed name) that does not exist is
     /// left out without an error.
     pub ignore_missing_args: bool,
+    /// `--delete-missing-args`: a missing source argument deletes the destination's entry
+    /// of that name (and implies `ignore_missing_args`).
+    pub delete_missing_args: bool,
+    /// `--force`: under `--delete-missing-args`, a non-empty directory is deleted too
+    /// (as under `--delete`).
+    pub force: bool,
+    /// `--remove-source-files`: the sender removes each non-directory the receiver has in
+    /// place.
+    pub remove_source_files: bool,
+    /// `--no-implied-dirs` (with `-R`): the kept paths' parent directories are not sent.
+    pub no_implied_dirs: bool,
+    /// `--list-only`, or one source and no destination: the sources are listed, nothing is
+    /// copied.
+    pub list_only: bool,
     /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
     pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.

@@ -22,6 +22,7 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
+mod ls;
 pub mod json;
 mod pathsafe;
 mod plan;
@@ -42,7 +43,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.

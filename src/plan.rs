@@ -13,7 +13,7 @@ use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What to do with one non-directory source entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +121,9 @@ pub struct DirPlan<'a> {
     pub deletes: Vec<Delete<'a>>,
     pub items: Vec<Item<'a>>,
     pub subdirs: Vec<DirPlan<'a>>,
+    /// `--no-implied-dirs`: an implied directory, made with default permissions where it
+    /// is missing and otherwise left as it is (its metadata never set).
+    pub implied: bool,
 }
 
 impl DirPlan<'_> {
@@ -156,10 +159,17 @@ pub struct Plan<'a> {
     pub delete_count: u64,
     /// Deletions not done because of --max-delete.
     pub delete_skipped: u64,
+    /// `--no-implied-dirs`: implied directories whose destination name holds something
+    /// else (a symlink, a file), which is neither followed nor replaced; nothing below is
+    /// planned (rsync 3.5's receiver fails those entries too).
+    pub refused: Vec<Vec<u8>>,
 }
 
 pub struct Planner<'o> {
     pub opts: &'o Options,
+    /// `--delete-missing-args`: the root-relative paths of missing sources, whose
+    /// destination entries are deleted without --delete.
+    pub missing: HashSet<Vec<u8>>,
     /// Whether the root is a directory of the transfer (`src/`), whose metadata and
     /// extraneous entries are handled; false when the root only holds named top entries.
     pub root_is_transfer_dir: bool,
@@ -211,6 +221,7 @@ struct State<'a> {
     dst_root: Option<&'a Entry>,
     /// A single file copied to another name: (destination name, source name).
     rename: Option<(&'a [u8], &'a [u8])>,
+    refused: Vec<Vec<u8>>,
 }
 
 impl<'a> State<'a> {
@@ -245,6 +256,7 @@ impl<'o> Planner<'o> {
             delete_skipped: 0,
             dst_root: dst,
             rename,
+            refused: Vec::new(),
         };
         if self.opts.hard_links && self.alt.is_none() {
             (st.groups, st.member_of) = link_groups(src, dst);
@@ -260,6 +272,7 @@ impl<'o> Planner<'o> {
             deletes: Vec::new(),
             items: Vec::new(),
             subdirs: Vec::new(),
+            implied: false,
         };
         let alts: Vec<Option<&Entry>> = self
             .alt
@@ -323,7 +336,14 @@ impl<'o> Planner<'o> {
             lines,
             delete_count: st.deletes,
             delete_skipped: st.delete_skipped,
+            refused: st.refused,
         }
+    }
+
+    /// `--no-implied-dirs` (with `-R`): a directory sent only as the path to a named
+    /// source, whose attributes are not the destination's business.
+    fn keeps_implied(&self, e: &Entry) -> bool {
+        self.opts.no_implied_dirs && self.opts.relative && e.implied
     }
 
     fn line(&self, st: &mut State<'_>, flags: &str, rel: &str, extra: Option<String>) {
@@ -391,6 +411,21 @@ impl<'o> Planner<'o> {
                     j += 1;
                     if may_delete && !d.protected {
                         extraneous.push(d);
+                    } else if !self.missing.is_empty()
+                        && self.missing.contains(&join(&dir.rel, &d.name))
+                    {
+                        // rsync deletes a missing source's name whatever --delete says,
+                        // but a directory with entries only under --delete or --force.
+                        if d.is_dir() && !d.children.is_empty() && !(o.delete || o.force) {
+                            if !o.quiet {
+                                st.lines.push(format!(
+                                    "cannot delete non-empty directory: {}",
+                                    show(&join(&dir.rel, &d.name))
+                                ));
+                            }
+                        } else {
+                            extraneous.push(d);
+                        }
                     }
                 }
                 Ordering::Less => {
@@ -479,6 +514,7 @@ impl<'o> Planner<'o> {
                 deletes: Vec::new(),
                 items: Vec::new(),
                 subdirs: Vec::new(),
+                implied: self.keeps_implied(e),
             };
             let attrs_differ = match d {
                 None => true,
@@ -489,9 +525,15 @@ impl<'o> Planner<'o> {
                 .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
                 .collect();
             self.plan_children(&mut sub, d, &sub_alts, st, false, line);
-            sub.set_meta |= attrs_differ;
-            if sub.set_meta {
+            if sub.implied {
+                // (Its own times move with what is made in it, as rsync leaves them.)
+                sub.set_meta = false;
                 dir.set_meta |= d.is_none();
+            } else {
+                sub.set_meta |= attrs_differ;
+                if sub.set_meta {
+                    dir.set_meta |= d.is_none();
+                }
             }
             dir.subdirs.push(sub);
         }
@@ -717,6 +759,12 @@ impl<'o> Planner<'o> {
             }
             return;
         }
+        // --no-implied-dirs: what the destination has at an implied directory's name is
+        // not the sender's to replace, and a symlink there is never followed.
+        if self.keeps_implied(e) && d.is_some_and(|d| !d.is_dir()) {
+            st.refused.push(rel);
+            return;
+        }
         // A different kind at the destination is removed first (rsync does this even
         // without --delete).
         let d = match d {
@@ -730,6 +778,7 @@ impl<'o> Planner<'o> {
         match e.meta.kind {
             Kind::Dir => {
                 let flags = match d {
+                    _ if self.keeps_implied(e) => None,
                     None => {
                         let alt = alts
                             .iter()

@@ -30,16 +30,19 @@ use std::time::Instant;
 /// One run of the client.
 pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     let start = Instant::now();
-    if opts.paths.len() < 2 {
-        return Err(Error::usage(if opts.paths.is_empty() {
-            "no source or destination given (usage: xsync [OPTION]... SRC [SRC]... DEST)"
-                .to_string()
-        } else {
-            "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
-        }));
+    if opts.paths.is_empty() {
+        return Err(Error::usage(
+            "no source or destination given (usage: xsync [OPTION]... SRC [SRC]... DEST)",
+        ));
     }
     crate::fs::set_open_noatime(opts.open_noatime);
-    let remote = remote::RemoteJob::from_options(opts)?;
+    // (--list-only, or one source and no destination: the sources are listed, and a
+    // remote one is pulled without a destination.)
+    let remote = if opts.list_only {
+        remote::RemoteJob::listing(opts)?
+    } else {
+        remote::RemoteJob::from_options(opts)?
+    };
     // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
     // the client, and whether it is sent incrementally (a list of directories sent whole
     // says it is done; a list of named files says nothing).
@@ -58,6 +61,9 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     }
     if let Some(remote) = remote {
         return remote.run(opts, report, start);
+    }
+    if opts.list_only {
+        return local::list(opts, report, start);
     }
     local::run(opts, report, start)
 }

@@ -46,6 +46,7 @@ mod races;
 mod relative;
 mod remote;
 mod robust;
+mod source;
 mod sshd;
 mod streams;
 mod temps;
