@@ -861,7 +861,8 @@ struct Cli {
     /// Accepted, and what xsync always does: a destination directory where the source has
     /// a file, symlink or special file is removed with everything in it to make way for it
     /// (rsync without --force or --delete refuses a non-empty one). --no-force changes
-    /// nothing either.
+    /// nothing either. Under --delete-missing-args it lets a missing source's non-empty
+    /// directory be deleted, as in rsync.
     #[arg(long, help_heading = DELETE)]
     force: bool,
     #[arg(long = "no-force", hide = true)]

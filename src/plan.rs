@@ -412,6 +412,7 @@ impl<'o> Planner<'o> {
                     if may_delete && !d.protected {
                         extraneous.push(d);
                     } else if !self.missing.is_empty()
+                        && !d.protected
                         && self.missing.contains(&join(&dir.rel, &d.name))
                     {
                         // rsync deletes a missing source's name whatever --delete says,

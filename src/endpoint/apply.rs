@@ -270,14 +270,14 @@ fn in_place(
                 .enumerate()
                 .any(|(i, &b)| b == b'/' && failed.contains(&rel[..i]))
     };
-    struct Walk<'w> {
+    struct Walk<'w, 'r> {
         opts: &'w Options,
         done: &'w HashSet<Vec<u8>>,
         failed_at: &'w dyn Fn(&[u8]) -> bool,
-        report: &'w crate::report::Report<'w>,
+        report: &'w Report<'r>,
         out: Vec<Vec<u8>>,
     }
-    impl Walk<'_> {
+    impl Walk<'_, '_> {
         /// `src` (at source path `rel`, destination path `drel`) against what the
         /// destination had there before the run.
         fn visit(&mut self, src: &Entry, dst: Option<&Entry>, rel: Vec<u8>, drel: Vec<u8>) {

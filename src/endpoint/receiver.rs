@@ -364,7 +364,7 @@ fn check_missing(info: &SourceInfo, opts: &Options, asked: Option<&[OsString]>) 
     };
     for m in &info.missing {
         if !opts.delete_missing_args {
-            return refuse(m);
+            return refuse(m.as_slice());
         }
         if let Some(asked) = asked {
             let brings = |a: &OsString| {
@@ -376,7 +376,7 @@ fn check_missing(info: &SourceInfo, opts: &Options, asked: Option<&[OsString]>) 
                     || (a.ends_with(m) && a[..a.len() - m.len()].ends_with(b"/"))
             };
             if !asked.iter().any(brings) {
-                return refuse(m);
+                return refuse(m.as_slice());
             }
         }
     }
