@@ -415,18 +415,7 @@ impl<'o> Planner<'o> {
                         && !d.protected
                         && self.missing.contains(&join(&dir.rel, &d.name))
                     {
-                        // rsync deletes a missing source's name whatever --delete says,
-                        // but a directory with entries only under --delete or --force.
-                        if d.is_dir() && !d.children.is_empty() && !(o.delete || o.force) {
-                            if !o.quiet {
-                                st.lines.push(format!(
-                                    "cannot delete non-empty directory: {}",
-                                    show(&join(&dir.rel, &d.name))
-                                ));
-                            }
-                        } else {
-                            extraneous.push(d);
-                        }
+                        self.delete_missing(dir, d, st);
                     }
                 }
                 Ordering::Less => {
@@ -538,6 +527,38 @@ impl<'o> Planner<'o> {
             }
             dir.subdirs.push(sub);
         }
+    }
+
+    /// `--delete-missing-args`: the destination's entry at a missing source's name goes
+    /// whatever --delete says (a directory with entries only under --delete or --force,
+    /// else rsync's note), its lines where rsync's generator meets the name: in list order
+    /// among the other entries (a missing source sorts as a file), not with the
+    /// directory's deletions.
+    fn delete_missing<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, st: &mut State<'a>) {
+        let o = self.opts;
+        let rel = join(&dir.rel, &d.name);
+        if d.is_dir() && !d.children.is_empty() && !(o.delete || o.force) {
+            if !o.quiet {
+                st.lines
+                    .push(format!("cannot delete non-empty directory: {}", show(&rel)));
+            }
+            return;
+        }
+        let during = std::mem::take(&mut st.dir_deletions);
+        let before = std::mem::take(&mut st.deletion_lines);
+        st.deletes += 1;
+        self.deletion_lines(d, &rel, true, st);
+        let mut lines = std::mem::replace(&mut st.dir_deletions, during);
+        lines.append(&mut st.deletion_lines);
+        st.deletion_lines = before;
+        st.lines.extend(lines);
+        dir.deletes.push(Delete {
+            entry: d,
+            rel,
+            under: Vec::new(),
+            shallow: false,
+            replace: false,
+        });
     }
 
     fn delete<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, replace: bool, st: &mut State<'a>) {
