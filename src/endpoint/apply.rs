@@ -289,6 +289,9 @@ fn in_place(
                 && !(o.ignore_existing && !src.is_dir())
                 && !(src.meta.kind == crate::tree::Kind::File && !o.sizes.contains(src.meta.size));
             if !src.is_dir() {
+                if !(same || (self.done.contains(&drel) && !(self.failed_at)(&drel))) {
+                    return;
+                }
                 if dst.is_some_and(|d| {
                     d.meta.ino != 0 && d.meta.ino == src.meta.ino && d.meta.dev == src.meta.dev
                 }) {
@@ -297,7 +300,7 @@ fn in_place(
                         "ERROR: Skipping sender remove of destination file: {}",
                         crate::error::show(&rel)
                     ));
-                } else if same || (self.done.contains(&drel) && !(self.failed_at)(&drel)) {
+                } else {
                     self.out.push(rel);
                 }
                 return;
