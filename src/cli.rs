@@ -2186,6 +2186,11 @@ mod tests {
             "--safe-links",
             "--delay-updates",
             "--ignore-errors",
+            "--remove-source-files",
+            "--delete-missing-args",
+            "--force",
+            "-R",
+            "--no-implied-dirs",
             "s",
             "d",
         ]);
@@ -2207,6 +2212,8 @@ mod tests {
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
         assert!(back.delay_updates && back.ignore_errors);
+        assert!(back.remove_source_files && back.delete_missing_args && back.force);
+        assert!(back.no_implied_dirs && back.relative && !back.list_only);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);
@@ -2252,6 +2259,25 @@ mod tests {
         );
         assert!(back.copy_links && back.copy_dirlinks);
         assert!(back.copy_unsafe_links && back.safe_links);
+    }
+
+    #[test]
+    fn one_source_and_no_destination_lists_it_as_rsync() {
+        let l = opts(&["src"]);
+        assert!(l.list_only && l.dirs && !l.recursive, "rsync's listing mode implies -d");
+        let r = opts(&["-r", "src"]);
+        assert!(r.list_only && r.recursive && !r.dirs);
+        let d = opts(&["--list-only", "src", "dst"]);
+        assert!(d.list_only && d.dirs);
+        assert!(!opts(&["src", "dst"]).list_only);
+        // The server's paths travel in the protocol: its words alone never list.
+        let mut words = vec!["xsync".to_string()];
+        words.extend(opts(&["-a", "src", "dst"]).server_args());
+        assert!(!server_options(words.iter().map(Into::into).collect()).expect("server").list_only);
+        let mut words = vec!["xsync".to_string()];
+        words.extend(l.server_args());
+        let back = server_options(words.iter().map(Into::into).collect()).expect("server");
+        assert!(back.list_only && back.dirs, "a pulled listing's server carries every kind");
     }
 
     #[test]
