@@ -2189,7 +2189,6 @@ mod tests {
             "--remove-source-files",
             "--delete-missing-args",
             "--force",
-            "-R",
             "--no-implied-dirs",
             "s",
             "d",
@@ -2213,7 +2212,7 @@ mod tests {
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
         assert!(back.delay_updates && back.ignore_errors);
         assert!(back.remove_source_files && back.delete_missing_args && back.force);
-        assert!(back.no_implied_dirs && back.relative && !back.list_only);
+        assert!(back.no_implied_dirs && !back.list_only);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         let c = opts(&["-r", "--chown=www:", "s", "d"]);
