@@ -2263,7 +2263,10 @@ mod tests {
     #[test]
     fn one_source_and_no_destination_lists_it_as_rsync() {
         let l = opts(&["src"]);
-        assert!(l.list_only && l.dirs && !l.recursive, "rsync's listing mode implies -d");
+        assert!(
+            l.list_only && l.dirs && !l.recursive,
+            "rsync's listing mode implies -d"
+        );
         let r = opts(&["-r", "src"]);
         assert!(r.list_only && r.recursive && !r.dirs);
         let d = opts(&["--list-only", "src", "dst"]);
@@ -2272,11 +2275,18 @@ mod tests {
         // The server's paths travel in the protocol: its words alone never list.
         let mut words = vec!["xsync".to_string()];
         words.extend(opts(&["-a", "src", "dst"]).server_args());
-        assert!(!server_options(words.iter().map(Into::into).collect()).expect("server").list_only);
+        assert!(
+            !server_options(words.iter().map(Into::into).collect())
+                .expect("server")
+                .list_only
+        );
         let mut words = vec!["xsync".to_string()];
         words.extend(l.server_args());
         let back = server_options(words.iter().map(Into::into).collect()).expect("server");
-        assert!(back.list_only && back.dirs, "a pulled listing's server carries every kind");
+        assert!(
+            back.list_only && back.dirs,
+            "a pulled listing's server carries every kind"
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 mod ids;
-mod ls;
 pub mod json;
+mod ls;
 mod pathsafe;
 mod plan;
 mod progress;

@@ -168,7 +168,11 @@ impl Tops {
         let dir = if comps.is_empty() {
             rustix::io::dup(base)?
         } else if self.followed.is_empty() {
-            crate::fs::open_beneath(base, &join_comps(&comps), OFlags::RDONLY | OFlags::DIRECTORY)?
+            crate::fs::open_beneath(
+                base,
+                &join_comps(&comps),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )?
         } else {
             crate::fs::open_walk(base, &comps, OFlags::RDONLY | OFlags::DIRECTORY)?
         };

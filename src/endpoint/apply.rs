@@ -337,7 +337,12 @@ fn in_place(
 
 /// `--list-only`: the source tree's lines on stdout (none under `-q`, as rsync's), for a
 /// local source or one pulled without a destination.
-pub fn print_listing(root: &Entry, opts: &Options, root_is_transfer_dir: bool, report: &Report<'_>) {
+pub fn print_listing(
+    root: &Entry,
+    opts: &Options,
+    root_is_transfer_dir: bool,
+    report: &Report<'_>,
+) {
     // rsync leaves out the implied directories it did not send.
     let skip = |_: &[u8], e: &Entry| opts.no_implied_dirs && opts.relative && e.implied;
     for l in crate::ls::lines(root, opts, root_is_transfer_dir, &skip) {

@@ -351,7 +351,11 @@ fn check_asked(info: &SourceInfo, asked: &[OsString]) -> Result<(), Error> {
 /// `--delete-missing-args`' deletions are this end's to ask for: a sender may name
 /// missing sources only when this end was given the option, and a pulling client only
 /// those it asked for (the name a source argument brings, or its kept path under `-R`).
-fn check_missing(info: &SourceInfo, opts: &Options, asked: Option<&[OsString]>) -> Result<(), Error> {
+fn check_missing(
+    info: &SourceInfo,
+    opts: &Options,
+    asked: Option<&[OsString]>,
+) -> Result<(), Error> {
     use std::os::unix::ffi::OsStrExt;
     let refuse = |m: &[u8]| {
         Err(Error::new(
@@ -372,8 +376,7 @@ fn check_missing(info: &SourceInfo, opts: &Options, asked: Option<&[OsString]>) 
                 while a.len() > 1 && a.ends_with(b"/") {
                     a = &a[..a.len() - 1];
                 }
-                a == m.as_slice()
-                    || (a.ends_with(m) && a[..a.len() - m.len()].ends_with(b"/"))
+                a == m.as_slice() || (a.ends_with(m) && a[..a.len() - m.len()].ends_with(b"/"))
             };
             if !asked.iter().any(brings) {
                 return refuse(m.as_slice());

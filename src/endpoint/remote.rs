@@ -165,7 +165,12 @@ impl RemoteJob {
         if specs.iter().all(Option::is_none) {
             return Ok(None);
         }
-        let first = specs.iter().flatten().next().cloned().expect("one is remote");
+        let first = specs
+            .iter()
+            .flatten()
+            .next()
+            .cloned()
+            .expect("one is remote");
         let mut remote_paths = Vec::new();
         for (spec, s) in specs.into_iter().zip(srcs) {
             let b = s.as_bytes();

@@ -74,7 +74,8 @@ impl Pair {
             for a in args {
                 let remote = (a.starts_with("src") && at == Where::Pull)
                     || (a.starts_with("dst") && at == Where::Push);
-                let abs = arg_path(&root, a);
+                // (Through `/./`, so that -R keeps the same path on both sides.)
+                let abs = arg_path(&root, &format!("./{a}"));
                 cmd.arg(if remote {
                     crate::sshd::remote(&abs)
                 } else {
@@ -91,7 +92,10 @@ impl Pair {
 
     /// Both sides' trees, equal but for the mtimes of `exempt` (relative to a side).
     fn assert_same_trees(&self, test: &str, what: &str, flags: &[&str], exempt: &[&str]) {
-        let cmp = Compare::for_flags(flags).ignoring_times_of(exempt.iter().copied());
+        // (Each side's own root is made by the harness, not by a tool.)
+        let cmp = Compare::for_flags(flags)
+            .ignoring_times_of(exempt.iter().copied())
+            .ignoring_times_of([""]);
         let diffs = diff_trees(&self.side("a"), &self.side("b"), &cmp);
         assert!(
             diffs.is_empty(),
@@ -114,8 +118,18 @@ fn show_both(r: &Ran) -> String {
 }
 
 fn assert_same_outcome(test: &str, what: &str, r: &Ran) {
-    assert_eq!(code(&r.a), code(&r.b), "{test}: {what}: exit codes\n{}", show_both(r));
-    assert_eq!(stdout(&r.a), stdout(&r.b), "{test}: {what}: stdout\n{}", show_both(r));
+    assert_eq!(
+        code(&r.a),
+        code(&r.b),
+        "{test}: {what}: exit codes\n{}",
+        show_both(r)
+    );
+    assert_eq!(
+        stdout(&r.a),
+        stdout(&r.b),
+        "{test}: {what}: stdout\n{}",
+        show_both(r)
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -141,8 +155,18 @@ fn listing_tree(root: &Path) {
     t.fifo("pipe").expect("mkfifo");
     t.dir("").file("a b", b"space in the name");
     for (i, rel) in [
-        "small", "thousands", "megabytes", "setuid", "sub/inner", "sub/deeper/leaf",
-        "sub/deeper", "sub.d", "sticky", "pipe", "a b", "sub",
+        "small",
+        "thousands",
+        "megabytes",
+        "setuid",
+        "sub/inner",
+        "sub/deeper/leaf",
+        "sub/deeper",
+        "sub.d",
+        "sticky",
+        "pipe",
+        "a b",
+        "sub",
     ]
     .iter()
     .enumerate()
@@ -152,6 +176,7 @@ fn listing_tree(root: &Path) {
     t.set_mtime("link", -86_400 * 400, 0);
     t.set_mtime("", 1_000_000_000, 0);
     fs::create_dir(root.join("dst")).expect("mkdir dst");
+    set_mtime(&root.join("dst"), 1_400_000_000, 0);
 }
 
 #[test]
@@ -197,7 +222,9 @@ fn list_only_lines_match_rsync_byte_for_byte() {
         // A listing writes nothing anywhere.
         pair.assert_same_trees(test, &format!("{at:?}"), &["-a"], &[]);
         assert_eq!(
-            fs::read_dir(pair.side("b").join("dst")).expect("dst").count(),
+            fs::read_dir(pair.side("b").join("dst"))
+                .expect("dst")
+                .count(),
             0,
             "{test}: {at:?}: the listing wrote into the destination"
         );
@@ -239,6 +266,7 @@ fn removal_setup(root: &Path) {
         .file("older", b"old\n")
         .file("extra", b"only at the destination\n");
     for t in [&src, &dst] {
+        t.stamp(false);
         t.set_mtime("same", 1_600_000_000, 0);
     }
     src.set_mtime("older", 1_600_000_100, 0);
@@ -247,8 +275,16 @@ fn removal_setup(root: &Path) {
     dst.stamp(true);
 }
 
-/// The directories whose times the removals (or the new entries) move.
-const REMOVAL_EXEMPT: &[&str] = &["src", "src/sub", "src/sub/deep", "dst"];
+/// The directories whose times the removals (or the new entries) move, at each tool's own
+/// moment, and their copies.
+const REMOVAL_EXEMPT: &[&str] = &[
+    "src",
+    "src/sub",
+    "src/sub/deep",
+    "dst",
+    "dst/sub",
+    "dst/sub/deep",
+];
 
 #[test]
 fn remove_source_files_removes_what_the_destination_has_as_rsync() {
@@ -266,19 +302,27 @@ fn remove_source_files_removes_what_the_destination_has_as_rsync() {
             .into_iter()
             .filter(|(_, m)| m.kind != Kind::Dir)
             .collect();
-        assert!(left.is_empty(), "{test}: {at:?}: left in the source: {left:?}");
+        assert!(
+            left.is_empty(),
+            "{test}: {at:?}: left in the source: {left:?}"
+        );
         assert!(
             pair.side("b").join("src/sub/deep").is_dir(),
             "{test}: {at:?}: a directory was removed"
         );
         // Again with one new file: only it goes (and the rest is not looked for).
         for side in ["a", "b"] {
-            fs::write(pair.side(side).join("src/sub/later"), b"later\n").expect("write");
+            let later = pair.side(side).join("src/sub/later");
+            fs::write(&later, b"later\n").expect("write");
+            set_mtime(&later, 1_700_000_000, 0);
         }
         let r = pair.run(at, &flags, &["src/", "dst/"], "UTC");
         assert_same_outcome(test, &format!("{at:?} run 2"), &r);
         pair.assert_same_trees(test, &format!("{at:?} run 2"), &flags, REMOVAL_EXEMPT);
-        assert!(!pair.side("b").join("src/sub/later").exists(), "{test}: {at:?}");
+        assert!(
+            !pair.side("b").join("src/sub/later").exists(),
+            "{test}: {at:?}"
+        );
     }
 }
 
@@ -318,6 +362,8 @@ fn remove_source_files_of_a_single_file_to_a_new_name() {
     }
 }
 
+/// The source as its own destination: rsync refuses to remove its regular files (23), and
+/// xsync every entry (rsync 3.5 removes the symlink, its only copy: not copied here).
 #[test]
 fn remove_source_files_never_removes_the_destination_itself() {
     let test = this_test!();
@@ -325,10 +371,22 @@ fn remove_source_files_never_removes_the_destination_itself() {
         return;
     };
     let flags = ["-a", "--remove-source-files"];
+    let before = scan(&pair.side("b").join("src"), true);
     let r = pair.run(Where::Local, &flags, &["src/", "src/"], "UTC");
-    assert_eq!(code(&r.a), code(&r.b), "{test}\n{}", show_both(&r));
-    pair.assert_same_trees(test, "same dir", &flags, REMOVAL_EXEMPT);
-    assert!(pair.side("b").join("src/same").exists(), "{test}: removed its only copy");
+    assert_eq!(code(&r.a), 23, "{test}: rsync itself\n{}", show_both(&r));
+    assert_eq!(code(&r.b), code(&r.a), "{test}\n{}", show_both(&r));
+    let after = scan(&pair.side("b").join("src"), true);
+    let diffs = diff_scans(&before, &after, &Compare::for_flags(&flags));
+    assert!(
+        diffs.is_empty(),
+        "{test}: the source changed:\n{}",
+        diffs.join("\n")
+    );
+    assert!(
+        stderr(&r.b).contains("ERROR: Skipping sender remove of destination file: same"),
+        "{test}: {}",
+        stderr(&r.b)
+    );
 }
 
 /// A hostile receiver (the test, as the client of `xsync --server --sender`): a file
@@ -351,7 +409,8 @@ fn a_receivers_confirmations_remove_only_unchanged_files_the_sender_listed() {
         }
         let path = arg_path(dir.path(), "src/");
         let path = path.as_encoded_bytes().to_vec();
-        p.open(Role::Sender, &args, &[path.as_slice()]).expect("open");
+        p.open(Role::Sender, &args, &[path.as_slice()])
+            .expect("open");
         let mut entries = 0;
         loop {
             match p.recv().expect("sender's opening") {
@@ -394,18 +453,30 @@ fn a_receivers_confirmations_remove_only_unchanged_files_the_sender_listed() {
         drop(p);
         let out = child.wait_with_output().expect("server");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(src.path("a-changes").exists(), "{test}: a changed file was removed");
-        assert!(src.path("sub/c").exists(), "{test}: a file never confirmed was removed");
+        assert!(
+            src.path("a-changes").exists(),
+            "{test}: a changed file was removed"
+        );
+        assert!(
+            src.path("sub/c").exists(),
+            "{test}: a file never confirmed was removed"
+        );
         assert!(src.path("sub").is_dir(), "{test}");
         if with_option {
-            assert!(!src.path("b-stays-same").exists(), "{test}: a confirmed file stayed");
+            assert!(
+                !src.path("b-stays-same").exists(),
+                "{test}: a confirmed file stayed"
+            );
             assert!(
                 err.contains("ERROR: Skipping sender remove for changed file: a-changes"),
                 "{test}: stderr: {err}"
             );
             assert_eq!(done, 23, "{test}: the sender's code; stderr: {err}");
         } else {
-            assert!(src.path("b-stays-same").exists(), "{test}: removed without the option");
+            assert!(
+                src.path("b-stays-same").exists(),
+                "{test}: removed without the option"
+            );
             assert_eq!(done, 0, "{test}: stderr: {err}");
         }
     }
@@ -426,8 +497,8 @@ fn missing_setup(root: &Path) {
         .file("gone-dir/x", b"x\n")
         .file("gone-dir/sub/y", b"y\n")
         .file("untouched", b"not named\n");
-    src.stamp(true);
-    dst.stamp(true);
+    src.stamp(false);
+    dst.stamp(false);
 }
 
 #[test]
@@ -463,13 +534,26 @@ fn delete_missing_args_deletes_the_missing_names_at_the_destination_as_rsync() {
                     .map(str::to_string)
                     .collect()
             };
-            assert_eq!(lines(&r.a), lines(&r.b), "{test}: {what}\n{}", show_both(&r));
+            assert_eq!(
+                lines(&r.a),
+                lines(&r.b),
+                "{test}: {what}\n{}",
+                show_both(&r)
+            );
             pair.assert_same_trees(test, &what, flags, &["dst"]);
             assert!(!pair.side("b").join("dst/gone").exists(), "{test}: {what}");
-            assert!(pair.side("b").join("dst/untouched").exists(), "{test}: {what}");
+            assert!(
+                pair.side("b").join("dst/untouched").exists(),
+                "{test}: {what}"
+            );
             // Nothing left to do the second time.
             let r = pair.run(at, flags, &args, "UTC");
-            assert_eq!(code(&r.a), code(&r.b), "{test}: {what} again\n{}", show_both(&r));
+            assert_eq!(
+                code(&r.a),
+                code(&r.b),
+                "{test}: {what} again\n{}",
+                show_both(&r)
+            );
             pair.assert_same_trees(test, &format!("{what} again"), flags, &["dst"]);
         }
     }
@@ -481,18 +565,23 @@ fn delete_missing_args_deletes_the_missing_names_at_the_destination_as_rsync() {
 
 fn implied_setup(root: &Path) {
     let src = TestTree::at(&root.join("src"));
-    src.dir("").file("sub/deep/file", b"file\n").file("sub/other", b"o\n");
+    src.dir("")
+        .file("sub/deep/file", b"file\n")
+        .file("sub/other", b"o\n");
     src.chmod("sub", 0o700).chmod("sub/deep", 0o750);
-    src.stamp(true);
+    src.stamp(false);
     fs::create_dir(root.join("dst")).expect("mkdir dst");
+    set_mtime(&root.join("dst"), 1_400_000_000, 0);
 }
 
 /// The destination already has the implied directories, with other modes.
 fn implied_existing(root: &Path) {
     implied_setup(root);
     let dst = TestTree::at(&root.join("dst"));
-    dst.dir("src/sub/deep").chmod("src/sub", 0o755).chmod("src/sub/deep", 0o711);
-    dst.stamp(true);
+    dst.dir("src/sub/deep")
+        .chmod("src/sub", 0o755)
+        .chmod("src/sub/deep", 0o711);
+    dst.stamp(false);
 }
 
 /// The destination has a symlink where an implied directory would be, leading outside it.
@@ -538,7 +627,12 @@ fn no_implied_dirs_never_follows_a_destination_symlink() {
             return;
         };
         let r = pair.run(at, &flags, &["src/sub/deep/file", "dst/"], "UTC");
-        assert_eq!(code(&r.a), 23, "{test}: rsync 3.5 itself\n{}", show_both(&r));
+        assert_eq!(
+            code(&r.a),
+            23,
+            "{test}: rsync 3.5 itself\n{}",
+            show_both(&r)
+        );
         assert_eq!(code(&r.b), 23, "{test}: {at:?}\n{}", show_both(&r));
         let outside = pair.side("b").join("outside");
         assert_eq!(
