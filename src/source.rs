@@ -127,10 +127,7 @@ impl Tops {
     /// A root-relative path's base directory and its components there: the top's own name
     /// in its base (followed when the scan followed the top), then each further component,
     /// followed only where the scan followed that path.
-    fn resolve<'p>(
-        &'p self,
-        rel: &'p [u8],
-    ) -> std::io::Result<(BorrowedFd<'p>, Vec<(&'p [u8], bool)>)> {
+    fn resolve<'p>(&'p self, rel: &'p [u8]) -> std::io::Result<(BorrowedFd<'p>, Walk<'p>)> {
         let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
@@ -213,6 +210,9 @@ impl Tops {
             .contains(rel)
     }
 }
+
+/// A path's components below its base, each with whether the scan followed it there.
+type Walk<'p> = Vec<(&'p [u8], bool)>;
 
 fn join_comps(comps: &[(&[u8], bool)]) -> Vec<u8> {
     comps

@@ -285,9 +285,9 @@ fn in_place(
             // (rsync's generator skips for --ignore-existing and the size limits before
             // it finds a file up to date, and confirms nothing it skipped.)
             let o = self.opts;
-            let same = dst.is_some_and(|d| d.digest == src.digest)
-                && !(o.ignore_existing && !src.is_dir())
-                && !(src.meta.kind == crate::tree::Kind::File && !o.sizes.contains(src.meta.size));
+            let skipped = (o.ignore_existing && !src.is_dir())
+                || (src.meta.kind == crate::tree::Kind::File && !o.sizes.contains(src.meta.size));
+            let same = !skipped && dst.is_some_and(|d| d.digest == src.digest);
             if !src.is_dir() {
                 if !(same || (self.done.contains(&drel) && !(self.failed_at)(&drel))) {
                     return;
