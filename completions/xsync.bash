@@ -23,7 +23,7 @@ _xsync() {
 
     case "${cmd}" in
         xsync)
-            opts="-v -q -h -P -i -c -u -I -@ -a -r -R -d -x -l -L -k -K -H -p -E -A -X -o -g -D -t -N -O -J -b -S -n -W -B -e -z -s -4 -6 -m -C -f -F -0 -V --verbose --info --quiet --stats --human-readable --progress --itemize-changes --json --list-only --checksum --update --existing --ignore-existing --remove-source-files --max-size --min-size --ignore-times --size-only --modify-window --archive --recursive --inc-recursive --relative --no-implied-dirs --dirs --mkpath --one-file-system --links --copy-links --copy-unsafe-links --safe-links --copy-dirlinks --keep-dirlinks --hard-links --perms --executability --chmod --acls --xattrs --owner --group --devices --specials --times --open-noatime --crtimes --omit-dir-times --omit-link-times --numeric-ids --chown --backup --backup-dir --suffix --inplace --sparse --dry-run --whole-file --no-whole-file --checksum-choice --block-size --partial --partial-dir --delay-updates --compare-dest --copy-dest --link-dest --fsync --rsh --xsync-path --rsync-path --no-deploy --streams --timeout --contimeout --compress --compress-choice --no-compress --compress-level --old-args --secluded-args --blocking-io --bwlimit --protocol --iconv --ipv4 --ipv6 --delete --delete-before --delete-during --delete-delay --delete-after --delete-excluded --ignore-errors --force --max-delete --ignore-missing-args --delete-missing-args --prune-empty-dirs --cvs-exclude --filter --exclude --exclude-from --include --include-from --files-from --from0 --version --help"
+            opts="-v -q -h -P -i -c -u -I -@ -a -r -R -d -x -l -L -k -K -H -p -E -A -X -o -g -D -t -N -O -J -b -S -n -W -B -e -z -s -4 -6 -m -C -f -F -0 -V --verbose --info --quiet --stats --human-readable --progress --itemize-changes --out-format --log-file --log-file-format --json --list-only --checksum --update --existing --ignore-existing --remove-source-files --max-size --min-size --ignore-times --size-only --modify-window --archive --recursive --inc-recursive --relative --no-implied-dirs --dirs --mkpath --one-file-system --links --copy-links --copy-unsafe-links --safe-links --copy-dirlinks --keep-dirlinks --hard-links --perms --executability --chmod --acls --xattrs --owner --group --devices --specials --times --open-noatime --crtimes --omit-dir-times --omit-link-times --numeric-ids --chown --backup --backup-dir --suffix --inplace --sparse --dry-run --whole-file --no-whole-file --checksum-choice --block-size --partial --partial-dir --delay-updates --compare-dest --copy-dest --link-dest --fsync --rsh --xsync-path --rsync-path --no-deploy --streams --timeout --contimeout --compress --compress-choice --no-compress --compress-level --old-args --secluded-args --blocking-io --bwlimit --protocol --iconv --ipv4 --ipv6 --delete --delete-before --delete-during --delete-delay --delete-after --delete-excluded --ignore-errors --force --max-delete --ignore-missing-args --delete-missing-args --prune-empty-dirs --cvs-exclude --filter --exclude --exclude-from --include --include-from --files-from --from0 --version --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -37,6 +37,35 @@ _xsync() {
                     return 0
                     ;;
                 --progress)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --out-format)
+                    COMPREPLY=("${cur}")
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o nospace
+                    fi
+                    return 0
+                    ;;
+                --log-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --log-file-format)
                     COMPREPLY=("${cur}")
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o nospace

@@ -1,5 +1,8 @@
 complete -c xsync -l info -d 'fine-grained informational verbosity (xsync: progress0-2, name0-1)' -r -f
 complete -c xsync -l progress -d 'show progress during transfer (--progress=bar: one bar for the whole run, as --info=progress2, drawn where stdout is a terminal)' -r -f
+complete -c xsync -l out-format -d 'output updates using the specified FORMAT' -r -f
+complete -c xsync -l log-file -d 'log what we\'re doing to the specified FILE' -r -F
+complete -c xsync -l log-file-format -d 'log updates using the specified FMT' -r -f
 complete -c xsync -l max-size -d 'don\'t transfer any file larger than SIZE' -r -f
 complete -c xsync -l min-size -d 'don\'t transfer any file smaller than SIZE' -r -f
 complete -c xsync -s @ -l modify-window -d 'set the accuracy for mod-time comparisons (0: whole seconds; negative: nanoseconds)' -r -f

@@ -118,6 +118,45 @@ struct Cli {
     /// List changes in rsync's YXcstpoguax format.
     #[arg(short = 'i', long = "itemize-changes", action = ArgAction::Count, help_heading = OUTPUT)]
     itemize: u8,
+    /// output updates using the specified FORMAT
+    ///
+    /// One line per updated item in FORMAT, rsync's % escapes: %n the name (a directory's
+    /// with its /), %f the name as a path (without the /; rsync's sending client puts the source argument's directory before it, xsync does not), %i the -i change code, %L
+    /// " -> TARGET" of a symlink or " => NAME" of a hard link, %l the length, %o the
+    /// operation (send, recv, del.), %b the bytes sent for a transferred file and %c those
+    /// of the block checksums, %M the modification time (YYYY/MM/DD-HH:MM:SS), %t the time
+    /// now, %B the permissions as ls shows them, %U and %G the owner's and group's numbers
+    /// (0 without -o, DEFAULT without -g), %p the process id, %C a checksum (always blank: the
+    /// digests xsync compares are not rsync's checksums), %m the module (empty) and %% a
+    /// percent sign. A width pads on the left (%10n), after a - on the right (%-10n); with
+    /// %l, %b and %c one ' groups the digits by commas, '' shows units of 1000, ''' of 1024.
+    /// rsync's daemon escapes (%a, %h, %P, %u) and any other letter are printed as written.
+    /// With %i in FORMAT the items are -i's (attribute changes too), without it -v's, and
+    /// deletions are listed in FORMAT when it has %i or %o ("deleting NAME" otherwise). It
+    /// replaces the lines of -i and -v (--out-format='%i %n%L' is -i). With %b or %c a
+    /// transferred file's line comes when the file is done, as rsync's. Names are escaped
+    /// as in the listing. Printed on the client for a push and a pull alike; nothing under
+    /// -q.
+    #[arg(long = "out-format", alias = "log-format", value_name = "FORMAT", value_hint = ValueHint::Other, help_heading = OUTPUT)]
+    out_format: Option<String>,
+    /// log what we're doing to the specified FILE
+    ///
+    /// The client appends a log of the run to FILE (created with mode 0644 less the umask),
+    /// each line starting with the local time and the process id ("2026/01/31 12:00:00
+    /// [4242] "), as rsync's: "building file list" (or "receiving file list" on a pull), a
+    /// line for each updated item in --log-file-format, the messages and errors the run
+    /// prints (also under -q), the --stats and -v summary when there is one and otherwise
+    /// "sent N bytes  received N bytes  total size N". Under --dry-run only the directories, links and nodes rsync's generator lists are logged. A
+    /// FILE that cannot be opened is reported and the run goes on without a log, as rsync's.
+    #[arg(long = "log-file", value_name = "FILE", value_hint = ValueHint::FilePath, help_heading = OUTPUT)]
+    log_file: Option<OsString>,
+    /// log updates using the specified FMT
+    ///
+    /// The log's item lines, in --out-format's escapes ("%i %n%L" by default); as there,
+    /// without %i the items of -v, and deletions in FMT only with %i or %o. Without
+    /// --log-file it does nothing.
+    #[arg(long = "log-file-format", value_name = "FMT", value_hint = ValueHint::Other, help_heading = OUTPUT)]
+    log_file_format: Option<String>,
     /// print the run as NDJSON records on stdout: one per file transferred, deleted or
     /// failed, and a final summary (schema in docs/JSON.md)
     ///
@@ -1007,6 +1046,9 @@ struct Cli {
     /// (server only) the client's locale: `utf8` or `ascii`, for escaping names
     #[arg(long = "client-names", hide = true, value_parser = ["utf8", "ascii"])]
     client_names: Option<String>,
+    /// (server only) the format of the lines the server relays for the client's --log-file
+    #[arg(long = "log-relay-format", hide = true)]
+    log_relay_format: Option<String>,
 
     // rsync's --no-OPTION forms of the options above that had none yet (each turns its
     // option off wherever it appears, as the other --no-X forms here do).
@@ -1294,10 +1336,19 @@ where
     } else {
         info.progress.unwrap_or(u8::from(dash_progress))
     };
-    let names = info
-        .name
-        .map(|n| n > 0)
-        .unwrap_or(!cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1)));
+    // An explicit --out-format lists names as -v does (rsync: it implies --info=name).
+    let out_format = cli.out_format.as_deref().map(crate::outfmt::Format::parse);
+    let names = info.name.map(|n| n > 0).unwrap_or(
+        !cli.quiet && (cli.verbose > 0 || (dash_progress && progress == 1) || out_format.is_some()),
+    );
+    // The log's item lines: the client's own log, or on a server the lines it relays for
+    // that log. An empty format logs no items (rsync's too).
+    let log_format = match (&cli.log_file, &cli.log_relay_format) {
+        (Some(_), _) => Some(cli.log_file_format.as_deref().unwrap_or("%i %n%L")),
+        (None, relay) => relay.as_deref(),
+    }
+    .filter(|f| !f.is_empty())
+    .map(crate::outfmt::Format::parse);
     let accepted = accepted_rsync_options(&cli)?;
     if cli.contimeout.is_some() && !cli.no_contimeout {
         // rsync's words: --contimeout only means something for a daemon connection, which
@@ -1403,6 +1454,9 @@ where
         stats: cli.stats,
         progress,
         names,
+        out_format,
+        log_file: cli.log_file.map(std::path::PathBuf::from),
+        log_format,
         compress: accepted.compress.unwrap_or(cli.compress) && !cli.no_compress,
         no_compress: cli.no_compress || accepted.compress == Some(false),
         compress_level: cli.compress_level,
@@ -1884,18 +1938,6 @@ const NOT_BUILT: &[(&str, &str)] = &[
         "--fake-super (privileged attributes kept in user.rsync.%stat)",
     ),
     (
-        "--log-file",
-        "--log-file (a log of the transfer written to FILE)",
-    ),
-    (
-        "--log-file-format",
-        "--log-file-format (the log's line format)",
-    ),
-    (
-        "--out-format",
-        "--out-format (the -i/-v lines in a FORMAT of % escapes)",
-    ),
-    (
         "--usermap",
         "--usermap (user names or ids mapped to others)",
     ),
@@ -2112,6 +2154,14 @@ impl Options {
         ));
         // As rsync: the server watches the connection too (a client that hangs must not
         // hold it forever), and paces what it writes (the data of a pull).
+        // A receiving server makes the listing's lines, and the log's for the client's
+        // --log-file (the file itself is the client's: its name never travels).
+        if let Some(f) = &self.out_format {
+            a.push(format!("--out-format={}", f.text));
+        }
+        if let Some(f) = &self.log_format {
+            a.push(format!("--log-relay-format={}", f.text));
+        }
         if let Some(t) = self.timeout {
             a.push(format!("--timeout={t}"));
         }

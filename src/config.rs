@@ -113,6 +113,14 @@ pub struct Options {
     /// rsync's `--info=name1`: list the names of updated entries. `-v` and `--progress`
     /// turn it on, `--info=name0` off (the `-v` summary stays).
     pub names: bool,
+    /// `--out-format`: the listing's lines in rsync's escapes, in place of `-i`'s and `-v`'s
+    /// (crate::outfmt).
+    pub out_format: Option<crate::outfmt::Format>,
+    /// `--log-file`: where the client appends its log of the run (crate::report).
+    pub log_file: Option<std::path::PathBuf>,
+    /// The log's item lines (`--log-file-format`, `%i %n%L` by default): on the client with
+    /// `log_file`; on a server, those it relays for the client's log.
+    pub log_format: Option<crate::outfmt::Format>,
     /// `-z`. With neither this nor `no_compress`, a remote run compresses where it pays
     /// (`compress::Plan`).
     pub compress: bool,

@@ -406,6 +406,10 @@ impl Exec<'_, '_> {
             e.matched = Some(matched);
             e
         });
+        if let Some(l) = &it.late {
+            // (--out-format's %b: the data sent, which is what was not matched.)
+            self.report.listed(&l.filled(literal, 0));
+        }
         if let (Some(p), Some(t)) = (&self.report.progress, ticket) {
             p.done(t, it.src.meta.size);
         }

@@ -24,6 +24,7 @@ pub mod fuzzing;
 mod ids;
 pub mod json;
 mod ls;
+mod outfmt;
 mod pathsafe;
 mod plan;
 mod progress;
@@ -100,9 +101,23 @@ where
     // --json writes its records straight to stdout, unbuffered by the listing's writer, so
     // that the signal thread can end them with the summary (json::interrupted).
     let log = opts.json.then(|| json::start(Box::new(std::io::stdout())));
+    let log_file = opts.log_file.as_deref().and_then(|path| {
+        report::LogFile::open(path)
+            .map_err(|e| {
+                // As rsync: said, and the run goes on without a log.
+                use std::os::unix::ffi::OsStrExt;
+                let msg = error::io_message("open log-file", path.as_os_str().as_bytes(), &e);
+                let _ = writeln!(stderr, "xsync: {msg}");
+                if !opts.quiet {
+                    let _ = writeln!(stdout, "Ignoring \"log file\" setting.");
+                }
+            })
+            .ok()
+    });
     let report = report::Report::new(stdout, stderr, opts.quiet)
         .with_progress(progress)
-        .with_json(log);
+        .with_json(log)
+        .with_log(log_file);
     std::thread::scope(|scope| {
         // The one printer of progress lines, besides the end of the run.
         let ticker = report

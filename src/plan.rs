@@ -9,6 +9,7 @@
 use crate::altdest::AltDirs;
 use crate::config::{AltDest, DeleteWhen, Options};
 use crate::error::show;
+use crate::outfmt::{Fields, Format, Line};
 use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta};
 use std::borrow::Cow;
@@ -68,6 +69,9 @@ pub struct Item<'a> {
     /// progress line when it is done rather than in the listing before the transfer
     /// (under --json, its itemize code for the file's record).
     pub line: Option<String>,
+    /// A transferred file's line that shows its bytes (`--out-format`'s `%b`): printed
+    /// when the file is done, filled in then (`outfmt::fill`).
+    pub late: Option<Line>,
 }
 
 impl<'a> Item<'a> {
@@ -87,6 +91,7 @@ impl<'a> Item<'a> {
             action,
             alt: None,
             line: None,
+            late: None,
         }
     }
 }
@@ -155,7 +160,7 @@ impl DirPlan<'_> {
 pub struct Plan<'a> {
     pub root: DirPlan<'a>,
     pub links: Vec<HardLink<'a>>,
-    pub lines: Vec<String>,
+    pub lines: Vec<Line>,
     pub delete_count: u64,
     /// Deletions not done because of --max-delete.
     pub delete_skipped: u64,
@@ -194,22 +199,22 @@ struct PendingDir<'a> {
     e: &'a Entry,
     d: Option<&'a Entry>,
     rel: Vec<u8>,
-    line: Option<String>,
+    line: Option<Line>,
 }
 
 struct State<'a> {
     plan_links: Vec<HardLink<'a>>,
-    lines: Vec<String>,
+    lines: Vec<Line>,
     /// `*deleting` lines when deletions are not interleaved (--delete-before/-after/-delay):
     /// they are listed where they happen, before or after everything else.
-    deletion_lines: Vec<String>,
+    deletion_lines: Vec<Line>,
     /// Under --delete-during, the `*deleting` lines of the directory being planned: they
     /// go before its own line.
-    dir_deletions: Vec<String>,
+    dir_deletions: Vec<Line>,
     /// Under --delete-during, the `*deleting` lines of the directories below the top: rsync
     /// prints them ahead of those directories' listings (its deletions are messages,
     /// which overtake the buffered listing), at [`State::late_at`].
-    late_deletions: Vec<String>,
+    late_deletions: Vec<Line>,
     late_at: Option<usize>,
     /// `-H`: the sets of names of one file, and which set each name is in.
     groups: Vec<LinkGroup>,
@@ -290,7 +295,7 @@ impl<'o> Planner<'o> {
             // (A new root matching an alternate DIR's is not listed, but still gets its
             // metadata.)
             root.set_meta = flags.is_some() || self.root_is_new;
-            root_line = flags.and_then(|f| self.line_text(&f, "./", None));
+            root_line = flags.and_then(|f| self.line_text(Some(src), &f, "./", None));
         }
         // Equal digests mean nothing below differs, for the root as for any directory:
         // over a wire the root then arrives without its children, which must not read as
@@ -318,7 +323,7 @@ impl<'o> Planner<'o> {
         for group in st.groups.iter().filter(|g| !g.planned) {
             let arrow = Some(format!(" => {}", show(&group.leader)));
             for m in group.before().iter().rev() {
-                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                lines.extend(self.line_text(None, "hf+++++++++", &show(m), arrow.clone()));
                 st.plan_links.push(HardLink {
                     rel: m.clone(),
                     leader: Cow::Owned(group.leader.clone()),
@@ -346,20 +351,99 @@ impl<'o> Planner<'o> {
         self.opts.no_implied_dirs && self.opts.relative && e.implied
     }
 
-    fn line(&self, st: &mut State<'_>, flags: &str, rel: &str, extra: Option<String>) {
-        if let Some(l) = self.line_text(flags, rel, extra) {
+    fn line(
+        &self,
+        st: &mut State<'_>,
+        e: Option<&Entry>,
+        flags: &str,
+        rel: &str,
+        extra: Option<String>,
+    ) {
+        if let Some(l) = self.line_text(e, flags, rel, extra) {
             st.lines.push(l);
         }
     }
 
-    fn line_text(&self, flags: &str, rel: &str, extra: Option<String>) -> Option<String> {
+    /// An item's line for stdout (`-i`, `-v` or `--out-format`) and for the log
+    /// (`--log-file-format`; under `-n` only what rsync's generator makes itself). Without `%i`
+    /// in the format (and for `-v`), rsync lists what changed in a significant way: a
+    /// transfer, a link or node made, a directory touched, not another entry whose
+    /// attributes alone changed.
+    fn line_text(
+        &self,
+        e: Option<&Entry>,
+        flags: &str,
+        rel: &str,
+        extra: Option<String>,
+    ) -> Option<Line> {
         let o = self.opts;
-        if o.itemize {
-            Some(format!("{flags} {rel}{}", extra.unwrap_or_default()))
-        } else if o.names {
-            Some(format!("{rel}{}", extra.unwrap_or_default()))
-        } else {
-            None
+        let attrs_only = flags.starts_with('.') && flags.get(1..2) != Some("d");
+        let extra = extra.as_deref();
+        let out = match &o.out_format {
+            Some(f) if o.names && (f.has('i') || !attrs_only) => {
+                Some(self.render(f, e, flags, rel, extra))
+            }
+            Some(_) => None,
+            None if o.itemize => Some(format!("{flags} {rel}{}", extra.unwrap_or_default())),
+            None if o.names && !attrs_only => Some(format!("{rel}{}", extra.unwrap_or_default())),
+            None => None,
+        };
+        // (Under -n rsync's generator still logs what it makes or touches itself: a
+        // directory, a link, a node.)
+        let logged = !o.dry_run || flags.starts_with(['c', 'h']) || flags.get(1..2) == Some("d");
+        let log = o
+            .log_format
+            .as_ref()
+            .filter(|f| logged && (f.has('i') || !attrs_only))
+            .map(|f| self.render(f, e, flags, rel, extra));
+        (out.is_some() || log.is_some()).then_some(Line { out, log })
+    }
+
+    fn render(
+        &self,
+        f: &Format,
+        e: Option<&Entry>,
+        flags: &str,
+        name: &str,
+        extra: Option<&str>,
+    ) -> String {
+        f.render(&Fields {
+            flags,
+            name,
+            // (" -> TARGET" or " => NAME": the arrow is four characters.)
+            link: extra.and_then(|x| Some((x.get(..4)?, x.get(4..)?))),
+            // rsync's client is the sender but on a pull.
+            op: if self.pulled { "recv" } else { "send" },
+            meta: e.map(|e| &e.meta),
+            perms: e.map(|e| (e.meta.kind, e.meta.mode)),
+            owner: self.opts.owner,
+            group: self.opts.group,
+            transfer: flags.starts_with(['>', '<']),
+        })
+    }
+
+    /// A transferred file's line: in the listing; or printed when the file is done,
+    /// with the progress line (item.line) or with its bytes (item.late).
+    fn transfer_line(&self, st: &mut State<'_>, item: &mut Item<'_>, line: Option<Line>) {
+        let Some(mut l) = line else {
+            return;
+        };
+        let o = self.opts;
+        if o.dry_run {
+            // (Nothing is sent.)
+            st.lines.push(l.filled(0, 0));
+            return;
+        }
+        if o.progress == 1 || o.json {
+            item.line = l
+                .out
+                .take()
+                .map(|t| crate::outfmt::fill(&t, item.src.meta.size, 0));
+        }
+        if l.waits() {
+            item.late = Some(l);
+        } else if l.out.is_some() || l.log.is_some() {
+            st.lines.push(l);
         }
     }
 
@@ -375,7 +459,7 @@ impl<'o> Planner<'o> {
         alts: &[Option<&Entry>],
         st: &mut State<'a>,
         is_root: bool,
-        own_line: Option<String>,
+        own_line: Option<Line>,
     ) {
         let o = self.opts;
         let src = dir.src;
@@ -539,8 +623,10 @@ impl<'o> Planner<'o> {
         let rel = join(&dir.rel, &d.name);
         if d.is_dir() && !d.children.is_empty() && !(o.delete || o.force) {
             if !o.quiet {
-                st.lines
-                    .push(format!("cannot delete non-empty directory: {}", show(&rel)));
+                st.lines.push(Line::message(format!(
+                    "cannot delete non-empty directory: {}",
+                    show(&rel)
+                )));
             }
             return;
         }
@@ -591,7 +677,7 @@ impl<'o> Planner<'o> {
     /// Returns whether the deletion leaves something at `rel`'s directory level.
     fn deletion_lines(&self, d: &Entry, rel: &[u8], top: bool, st: &mut State<'_>) -> bool {
         if !d.is_dir() {
-            self.deletion_line(st, &show(rel));
+            self.deletion_line(st, &show(rel), d);
             // (A file that is itself a backup is deleted without one.)
             return self.opts.backup.as_ref().is_some_and(|b| match &b.dir {
                 None => !(rel.len() > b.suffix.len() && rel.ends_with(b.suffix.as_bytes())),
@@ -623,7 +709,7 @@ impl<'o> Planner<'o> {
             }
             return true;
         }
-        self.deletion_line(st, &format!("{}/", show(rel)));
+        self.deletion_line(st, &format!("{}/", show(rel)), d);
         false
     }
 
@@ -649,7 +735,7 @@ impl<'o> Planner<'o> {
         if self.opts.quiet {
             return;
         }
-        let line = format!("cannot delete non-empty directory: {}", show(rel));
+        let line = Line::message(format!("cannot delete non-empty directory: {}", show(rel)));
         if self.opts.delete_when == DeleteWhen::During {
             st.dir_deletions.push(line);
         } else {
@@ -673,14 +759,41 @@ impl<'o> Planner<'o> {
         st.dir_deletions = [during, lines].concat();
     }
 
-    fn deletion_line(&self, st: &mut State<'_>, shown: &str) {
-        let line = if self.opts.itemize {
-            format!("*deleting   {shown}")
-        } else if self.opts.verbose > 0 {
-            format!("deleting {shown}")
-        } else {
-            return;
+    /// A deletion's line: in the format when it has `%i` or `%o` (rsync's rule, for the
+    /// log's format too), else `deleting NAME`; listed under `--out-format` whatever the
+    /// verbosity, as rsync.
+    fn deletion_line(&self, st: &mut State<'_>, shown: &str, d: &Entry) {
+        let o = self.opts;
+        let shaped = |f: &Format| {
+            if f.has('i') || f.has('o') {
+                f.render(&Fields {
+                    flags: "*deleting  ",
+                    name: shown,
+                    link: None,
+                    op: "del.",
+                    meta: None,
+                    // (A pulling rsync deletes, and shows, the entry itself; elsewhere it
+                    // is told the name by the receiver, with no permissions.)
+                    perms: self.pulled.then_some((d.meta.kind, d.meta.mode)),
+                    owner: o.owner,
+                    group: o.group,
+                    transfer: false,
+                })
+            } else {
+                format!("deleting {shown}")
+            }
         };
+        let out = match &o.out_format {
+            Some(f) => o.names.then(|| shaped(f)),
+            None if o.itemize => Some(format!("*deleting   {shown}")),
+            None if o.verbose > 0 => Some(format!("deleting {shown}")),
+            None => None,
+        };
+        let log = o.log_format.as_ref().filter(|_| !o.dry_run).map(shaped);
+        if out.is_none() && log.is_none() {
+            return;
+        }
+        let line = Line { out, log };
         if self.opts.delete_when == DeleteWhen::During {
             st.dir_deletions.push(line);
         } else {
@@ -723,7 +836,7 @@ impl<'o> Planner<'o> {
         } else {
             show(&rel)
         };
-        self.deletion_line(st, &shown);
+        self.deletion_line(st, &shown, d);
         dir.deletes.push(Delete {
             entry: d,
             rel,
@@ -773,11 +886,11 @@ impl<'o> Planner<'o> {
             && crate::pathsafe::unsafe_link(t, &rel)
         {
             if o.verbose > 0 && !o.quiet {
-                st.lines.push(format!(
+                st.lines.push(Line::message(format!(
                     "ignoring unsafe symlink \"{}\" -> \"{}\"",
                     show(&rel),
                     show(t)
-                ));
+                )));
             }
             return;
         }
@@ -810,7 +923,8 @@ impl<'o> Planner<'o> {
                     }
                     Some(d) => self.attr_flags(e, d, 'd', '.', false),
                 };
-                let line = flags.and_then(|f| self.line_text(&f, &format!("{shown}/"), None));
+                let line =
+                    flags.and_then(|f| self.line_text(Some(e), &f, &format!("{shown}/"), None));
                 pending_dirs.push(PendingDir { e, d, rel, line });
             }
             Kind::File => {
@@ -883,7 +997,7 @@ impl<'o> Planner<'o> {
                         }
                     }
                 };
-                self.line(st, &flags, &shown, extra);
+                self.line(st, Some(e), &flags, &shown, extra);
                 dir.items.push(Item::new(e, src_name, rel, d, action));
             }
         }
@@ -928,17 +1042,18 @@ impl<'o> Planner<'o> {
             }
         };
         let mut item = Item::new(e, src_name, rel, d, action);
-        if (o.progress == 1 || o.json) && action == Action::Transfer && !o.dry_run {
-            item.line = self.line_text(&flags, &shown, None);
+        let line = self.line_text(Some(e), &flags, &shown, None);
+        if action == Action::Transfer {
+            self.transfer_line(st, &mut item, line);
         } else {
-            self.line(st, &flags, &shown, None);
+            st.lines.extend(line);
         }
         dir.items.push(item);
         Some(action)
     }
 
     /// The line of a directory whose time deletions have just moved (when times are kept).
-    fn touched_dir_line(&self, src: &Entry, dst: &Entry, rel: &[u8]) -> Option<String> {
+    fn touched_dir_line(&self, src: &Entry, dst: &Entry, rel: &[u8]) -> Option<Line> {
         let o = self.opts;
         let mut f = self.attr_flags(src, dst, 'd', '.', false);
         if o.times && !o.omit_dir_times {
@@ -951,7 +1066,7 @@ impl<'o> Planner<'o> {
         } else {
             format!("{}/", show(rel))
         };
-        f.and_then(|f| self.line_text(&f, &shown, None))
+        f.and_then(|f| self.line_text(Some(src), &f, &shown, None))
     }
 
     /// The `-i` flags of a directory that does not exist yet: new, or (rsync's way with an
@@ -1097,13 +1212,11 @@ impl<'o> Planner<'o> {
         let mut item = Item::new(e, src_name, rel.to_vec(), d, action);
         item.alt = Some(alt);
         if let Some(f) = flags {
-            if (self.opts.progress == 1 || self.opts.json)
-                && action == Action::Transfer
-                && !self.opts.dry_run
-            {
-                item.line = self.line_text(&f, &shown, None);
+            let line = self.line_text(Some(e), &f, &shown, None);
+            if action == Action::Transfer {
+                self.transfer_line(st, &mut item, line);
             } else {
-                self.line(st, &f, &shown, None);
+                st.lines.extend(line);
             }
         }
         dir.items.push(item);
@@ -1215,6 +1328,7 @@ impl<'o> Planner<'o> {
         };
         self.line(
             st,
+            Some(e),
             flags,
             &show(&rel),
             Some(format!(" => {}", show(leader))),
@@ -1249,7 +1363,7 @@ impl<'o> Planner<'o> {
             group.transferred = transferred;
             let mut lines = Vec::new();
             for m in group.before().iter().rev() {
-                lines.extend(self.line_text("hf+++++++++", &show(m), arrow.clone()));
+                lines.extend(self.line_text(None, "hf+++++++++", &show(m), arrow.clone()));
                 st.plan_links.push(HardLink {
                     rel: m.clone(),
                     leader: Cow::Owned(leader.clone()),
@@ -1280,7 +1394,7 @@ impl<'o> Planner<'o> {
                 .attr_flags(e, d, 'f', 'h', true)
                 .unwrap_or_else(|| "hf.........".into()),
         };
-        let line = self.line_text(&flags, &show(&rel), arrow);
+        let line = self.line_text(Some(e), &flags, &show(&rel), arrow);
         st.plan_links.push(HardLink {
             rel,
             leader: Cow::Owned(leader),
@@ -1344,8 +1458,8 @@ struct LinkGroup {
     planned: bool,
     transferred: bool,
     /// Names after the leader, linked once its transfer is done; then the names before it.
-    waiting: Vec<String>,
-    after_transfer: Vec<String>,
+    waiting: Vec<Line>,
+    after_transfer: Vec<Line>,
 }
 
 impl LinkGroup {

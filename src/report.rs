@@ -3,8 +3,16 @@
 //!
 //! The engine runs on many threads, so output goes through one lock per stream and the
 //! worst exit code is kept with [`ExitCode::worst`].
+//!
+//! `--log-file` is here too ([`LogFile`]): the client's log gets rsync's lines (each with
+//! the time and pid), the listing's items in the log's own format (`outfmt::Line::log`),
+//! and every message, warning and error the run prints. A receiving server makes the
+//! items' log lines and relays them in its listing, each as one line behind a record
+//! separator (`\x1e`, which an escaped name never holds), and the client routes them to
+//! its log.
 
 use crate::exit::ExitCode;
+use crate::outfmt::Line;
 use crate::tree::{Entry, Kind};
 use std::io::Write;
 use std::sync::Mutex;
@@ -26,6 +34,54 @@ pub struct Report<'a> {
     json: Option<&'static crate::json::Log>,
     /// `--json` on a server: the records go into the relayed listing, in its place.
     json_relay: AtomicBool,
+    /// `--log-file` on the client.
+    log: Option<LogFile>,
+    /// A server whose client keeps a log: the items' log lines go into the listing.
+    log_relay: AtomicBool,
+}
+
+/// Marks a relayed line that is the client's log's, not its stdout's.
+const LOG_MARK: char = '\x1e';
+
+/// The client's `--log-file`: opened for appending (created 0644 less the umask), each
+/// line behind rsync's prefix (`YYYY/MM/DD HH:MM:SS [PID] `), written through at once.
+pub struct LogFile {
+    file: Mutex<std::fs::File>,
+}
+
+impl LogFile {
+    /// The user's own path (a plain open, as rsync's client makes it).
+    pub fn open(path: &std::path::Path) -> std::io::Result<LogFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(path)?;
+        Ok(LogFile {
+            file: Mutex::new(file),
+        })
+    }
+
+    /// One message; control characters (but the tab) as `\#ooo`, as rsync's log writes
+    /// them, so a name cannot break a line of the log.
+    pub fn write(&self, msg: &str) {
+        let mut line = format!(
+            "{} [{}] ",
+            crate::outfmt::timestring(crate::outfmt::now()),
+            std::process::id()
+        );
+        for c in msg.trim_end_matches('\n').chars() {
+            if c < ' ' && c != '\t' {
+                line.push_str(&format!("\\#{:03o}", c as u32));
+            } else {
+                line.push(c);
+            }
+        }
+        line.push('\n');
+        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = f.write_all(line.as_bytes());
+    }
 }
 
 /// Counters for `--stats` and the closing summary; updated from many threads.
@@ -88,6 +144,43 @@ impl<'a> Report<'a> {
             progress: None,
             json: None,
             json_relay: AtomicBool::new(false),
+            log: None,
+            log_relay: AtomicBool::new(false),
+        }
+    }
+
+    /// The client's `--log-file`, already open.
+    pub fn with_log(mut self, log: Option<LogFile>) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// A server whose client keeps a log (`--log-relay-format`): the items' log lines are
+    /// relayed with the listing (set once the client's options are known).
+    pub fn relay_log(&self) {
+        self.log_relay.store(true, Ordering::Relaxed);
+    }
+
+    /// A line for the client's log: written there, or (on a server) relayed to it.
+    pub fn log(&self, msg: impl AsRef<str>) {
+        if let Some(log) = &self.log {
+            log.write(msg.as_ref());
+        } else if self.log_relay.load(Ordering::Relaxed) {
+            // One write, so that the line lands whole in the relayed buffer.
+            let line = format!("{LOG_MARK}{}\n", msg.as_ref().replace('\n', " "));
+            let mut o = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = o.write_all(line.as_bytes());
+        }
+    }
+
+    /// A line of the listing: its stdout text (under the caller's verbosity) and its log
+    /// text.
+    pub fn listed(&self, l: &Line) {
+        if let Some(out) = &l.out {
+            self.line(out);
+        }
+        if let Some(log) = &l.log {
+            self.log(log);
         }
     }
 
@@ -206,6 +299,7 @@ impl<'a> Report<'a> {
     /// A warning in a shape rsync prints without its program-name prefix (the
     /// `--link-dest arg does not exist: …` line); scripts that grep for it find it.
     pub fn warn_bare(&self, msg: impl AsRef<str>) {
+        self.log(msg.as_ref());
         self.around_bar(|| {
             self.end_line_before_stderr();
             let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
@@ -225,8 +319,17 @@ impl<'a> Report<'a> {
         *c = c.worst(code);
     }
 
-    /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages.
+    /// An informational line for the terminal only (rsync's `FCLIENT`): not logged.
+    pub fn note(&self, msg: impl AsRef<str>) {
+        if !self.quiet && !self.json_mode() {
+            self.line(msg);
+        }
+    }
+
+    /// Informational line on stdout (suppressed by -q), like rsync's FINFO messages;
+    /// logged also under -q, as rsync logs its messages.
     pub fn info(&self, msg: impl AsRef<str>) {
+        self.log(msg.as_ref());
         if !self.quiet && !self.json_mode() {
             self.line(msg);
         }
@@ -244,8 +347,29 @@ impl<'a> Report<'a> {
         });
     }
 
-    /// Text relayed from the peer's listing, written as is.
+    /// Text relayed from the peer's listing, written as is; its log lines to the log.
     pub fn raw(&self, text: &str) {
+        if text.contains(LOG_MARK) {
+            let mut rest = String::new();
+            for seg in text.split_inclusive('\n') {
+                match seg.strip_prefix(LOG_MARK) {
+                    Some(l) if seg.ends_with('\n') => {
+                        if let Some(log) = &self.log {
+                            log.write(l);
+                        }
+                    }
+                    _ => rest.push_str(seg),
+                }
+            }
+            if !rest.is_empty() {
+                self.raw_text(&rest);
+            }
+            return;
+        }
+        self.raw_text(text);
+    }
+
+    fn raw_text(&self, text: &str) {
         if let Some(log) = self.json {
             // The far end's records (it was given --json).
             log.relayed(text);
@@ -279,19 +403,18 @@ impl<'a> Report<'a> {
             log.finish(code.code(), false);
         }
         if code != ExitCode::Ok {
-            let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
             // As rsync: vanished files are only a warning, everything else an error.
             let kind = if code == ExitCode::Vanished {
                 "warning"
             } else {
                 "error"
             };
-            let _ = writeln!(
-                e,
-                "xsync {kind}: {} (code {})",
-                code.describe(),
-                code.code()
-            );
+            let msg = format!("xsync {kind}: {} (code {})", code.describe(), code.code());
+            if let Some(log) = &self.log {
+                log.write(&msg);
+            }
+            let mut e = self.err.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = writeln!(e, "{msg}");
         }
         self.flush();
         code
@@ -353,11 +476,6 @@ pub fn print_summary(
     total_secs: f64,
     wire: Option<(u64, u64)>,
 ) {
-    report.progress_end();
-    // rsync's -q silences the summary and --stats too.
-    if opts.quiet {
-        return;
-    }
     let s = &report.stats;
     let g = Stats::get;
     let h = opts.human_readable;
@@ -365,6 +483,23 @@ pub fn print_summary(
     let total = g(&s.total_size);
     // Locally nothing crosses a wire; rsync reports the literal data as sent then.
     let (sent, received) = wire.unwrap_or((literal, 0));
+    if !(opts.stats || opts.verbose > 0) {
+        // The log's closing line, where no summary is printed (rsync's).
+        report.log(format!(
+            "sent {sent} bytes  received {received} bytes  total size {total}"
+        ));
+        return;
+    }
+    report.progress_end();
+    // rsync's -q silences the summary and --stats too; its log has them.
+    let emit = |l: String| {
+        if !opts.quiet {
+            report.line(&l);
+        }
+        if !l.is_empty() {
+            report.log(&l);
+        }
+    };
     let speedup = if sent + received > 0 {
         total as f64 / (sent + received) as f64
     } else {
@@ -414,7 +549,7 @@ pub fn print_summary(
             String::new(),
         ];
         for l in lines {
-            report.line(l);
+            emit(l);
         }
     }
     let rate = if total_secs > 0.0 {
@@ -431,14 +566,14 @@ pub fn print_summary(
     };
     if !opts.stats {
         // (--stats ends its block with the blank line.)
-        report.line("");
+        emit(String::new());
     }
-    report.line(format!(
+    emit(format!(
         "sent {} bytes  received {} bytes  {rate} bytes/sec",
         num(sent, h),
         num(received, h),
     ));
-    report.line(format!(
+    emit(format!(
         "total size is {}  speedup is {speedup:.2}{}",
         num(total, h),
         if opts.dry_run { " (DRY RUN)" } else { "" }
@@ -456,7 +591,41 @@ impl crate::progress::Out for Report<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::num;
+    use super::{LOG_MARK, LogFile, Report, num};
+    use crate::outfmt::Line;
+
+    /// A server's relayed log lines reach the client's log, never its stdout; a client
+    /// without a log drops them; each logged line has rsync's prefix and no raw control
+    /// character.
+    #[test]
+    fn relayed_log_lines_go_to_the_log_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        {
+            let log = LogFile::open(&path).expect("open the log");
+            let r = Report::new(&mut out, &mut err, false).with_log(Some(log));
+            r.raw(&format!("one\n{LOG_MARK}>f+++++++++ a\x07b\ntwo\n"));
+            r.listed(&Line {
+                out: Some("shown".into()),
+                log: Some("logged".into()),
+            });
+        }
+        assert_eq!(String::from_utf8_lossy(&out), "one\ntwo\nshown\n");
+        let text = std::fs::read_to_string(&path).expect("read the log");
+        let bodies: Vec<&str> = text
+            .lines()
+            .map(|l| l.split_once("] ").map(|(_, b)| b).unwrap_or(l))
+            .collect();
+        assert_eq!(bodies, [">f+++++++++ a\\#007b", "logged"]);
+        assert!(
+            text.lines()
+                .all(|l| l.len() > 22 && &l[4..5] == "/" && &l[19..21] == " [")
+        );
+        let mut out = Vec::new();
+        Report::new(&mut out, &mut err, false).raw(&format!("{LOG_MARK}secret\nshown\n"));
+        assert_eq!(String::from_utf8_lossy(&out), "shown\n");
+    }
 
     #[test]
     fn numbers_are_grouped_like_rsync() {

@@ -10,13 +10,19 @@
 #   big      initial push of one 1 GiB file (incompressible)
 #   small    initial push of 30,000 files of 0-8 KiB in 300 directories
 #   noop     the same push again, nothing changed
+#   kernel-noop    `-a --delete` of the Linux kernel tree onto an identical copy (made with
+#                  `cp -a`, untimed): the unchanged-tree re-sync
+#   kernel-delete  the same onto the original copy after the tree changed (benches/compare/
+#                  gen.py mutate: 100 files modified, 50 added, 50 removed): the --delete update
 # Every row's result is checked (`diff -rq`) before its time counts. The login alone (`ssh
 # host true` through the relay) is timed too: the no-op target is login + 2 RTT + 0.2 s.
 # Peak RSS of both sides comes from GNU time (the server's through --xsync-path/--rsync-path).
 #
 # Environment: XSYNC_BIN (default target/release/xsync), WORK (default /dev/shm/xsync-long),
-# DELAYS (default "25 50"), RUNS (default 1), OUT (also write the table there).
-#   --quick: 64 MiB and 2,000 files, one delay of 25 ms (the smoke test).
+# DELAYS (default "25 50"), RUNS (default 1), OUT (also write the table there), ROWS (default
+# all five), KERNEL (an unpacked kernel tree; default $WORK/kernel-src, unpacked from
+# /usr/src/linux-source-6.1.tar.xz when missing; the kernel rows are skipped without one).
+#   --quick: 64 MiB and 2,000 files, one delay of 25 ms, no kernel rows (the smoke test).
 set -euo pipefail
 export LC_ALL=C
 {
@@ -29,6 +35,8 @@ die() { printf 'long-link: error: %s\n' "$*" >&2; exit 1; }
 BIG=$((1 << 30)); SMALL_N=30000; DELAYS=${DELAYS:-"25 50"}
 if [[ ${1:-} == --quick ]]; then BIG=$((64 << 20)); SMALL_N=2000; DELAYS=${DELAYS_QUICK:-25}; fi
 RUNS=${RUNS:-1}
+ROWS=${ROWS:-"big small noop kernel-noop kernel-delete"}
+[[ ${1:-} == --quick ]] && ROWS=${ROWS_QUICK:-"big small noop"}
 XSYNC_BIN=${XSYNC_BIN:-$ROOT/target/release/xsync}
 WORK=${WORK:-/dev/shm/xsync-long}
 [[ -x $XSYNC_BIN ]] || die "no xsync at $XSYNC_BIN (cargo build --release, or set XSYNC_BIN)"
@@ -97,16 +105,33 @@ if [[ ! -f $WORK/small-src.ok || $(cat "$WORK/small-src.ok") != "$SMALL_N" ]]; t
     rm -rf "$WORK/small-src"; mkdir -p "$WORK/small-src"; $GEN smallfiles "$WORK/small-src" "$SMALL_N" 300
     echo "$SMALL_N" >"$WORK/small-src.ok"
 fi
+KERNEL=${KERNEL:-$WORK/kernel-src}
+if [[ $ROWS == *kernel* && ! -d $KERNEL ]]; then
+    tarball=/usr/src/linux-source-6.1.tar.xz
+    if [[ -f $tarball ]]; then
+        log "unpacking $tarball into $KERNEL"
+        mkdir -p "$KERNEL.tmp" && tar -C "$KERNEL.tmp" --strip-components=1 -xJf "$tarball" && mv "$KERNEL.tmp" "$KERNEL"
+    else
+        log "no kernel tree ($tarball is missing: apt-get install linux-source-6.1): kernel rows skipped"
+        ROWS=$(tr ' ' '\n' <<<"$ROWS" | grep -v kernel | tr '\n' ' ')
+    fi
+fi
+if [[ $ROWS == *kernel-delete* ]]; then
+    log "making the changed kernel tree"
+    rm -rf "$WORK/kernel-mod"; cp -a "$KERNEL" "$WORK/kernel-mod"; $GEN mutate "$WORK/kernel-mod" 100 50 50
+fi
 
 # one timed run --------------------------------------------------------------------------
-# run TOOL DELAY SRC: pushes SRC/ to 127.0.0.1:$WORK/dst/; prints "seconds client_kib server_kib".
+# run TOOL DELAY SRC [FLAG...]: pushes SRC/ to 127.0.0.1:$WORK/dst/; prints "seconds client_kib
+# server_kib".
 run() {
     local tool=$1 delay=$2 src=$3 cfg="$SSH_DIR/config-$2" rss="$SSH_DIR/rss" t0 t1 words=()
+    shift 3
     : >"$rss"
     case $tool in
-        xsync) words=("$XSYNC_BIN" -a -e "ssh -F $cfg" --xsync-path "$HERE/remote-rss $rss $XSYNC_BIN") ;;
-        rsync) words=(rsync -a -e "ssh -F $cfg" --rsync-path "$HERE/remote-rss $rss rsync") ;;
-        syq)   words=("$SYQ" rsync -a --syq-no-tcp -e "ssh -F $cfg") ;;
+        xsync) words=("$XSYNC_BIN" -a "$@" -e "ssh -F $cfg" --xsync-path "$HERE/remote-rss $rss $XSYNC_BIN") ;;
+        rsync) words=(rsync -a "$@" -e "ssh -F $cfg" --rsync-path "$HERE/remote-rss $rss rsync") ;;
+        syq)   words=("$SYQ" rsync -a "$@" --syq-no-tcp -e "ssh -F $cfg") ;;
     esac
     t0=$(date +%s.%N)
     /usr/bin/time -o "$SSH_DIR/crss" -f '%M' "${words[@]}" "$src/" "127.0.0.1:$WORK/dst/" \
@@ -128,17 +153,24 @@ for delay in $DELAYS; do
     rtt=$((2 * delay))
     t0=$(date +%s.%N); ssh -F "$SSH_DIR/config-$delay" 127.0.0.1 true </dev/null; t1=$(date +%s.%N)
     login=$(printf '%.2f' "$(echo "$t1 - $t0" | bc)")
-    for row in big small noop; do
-        src=$WORK/small-src; [[ $row == big ]] && src=$WORK/big-src
+    for row in $ROWS; do
+        flags=()
+        case $row in
+            big) src=$WORK/big-src ;;
+            small|noop) src=$WORK/small-src ;;
+            kernel-noop) src=$KERNEL; flags=(--delete) ;;
+            kernel-delete) src=$WORK/kernel-mod; flags=(--delete) ;;
+            *) die "unknown row \`$row\`" ;;
+        esac
         declare -A best=() crss=() srss=()
         for tool in $TOOLS; do
             for _ in $(seq "$RUNS"); do
-                if [[ $row == noop ]]; then
-                    rm -rf "$WORK/dst"; run "$tool" "$delay" "$src" >/dev/null
-                else
-                    rm -rf "$WORK/dst"
-                fi
-                read -r s c r < <(run "$tool" "$delay" "$src")
+                rm -rf "$WORK/dst"
+                case $row in
+                    noop) run "$tool" "$delay" "$src" >/dev/null ;;
+                    kernel-*) cp -a "$KERNEL" "$WORK/dst" ;;
+                esac
+                read -r s c r < <(run "$tool" "$delay" "$src" "${flags[@]}")
                 log "$rtt ms $row $tool: $s s"
                 if [[ -z ${best[$tool]:-} || ( $s != *[a-z-]* && $(echo "$s < ${best[$tool]}" | bc) == 1 ) ]]; then
                     best[$tool]=$s; crss[$tool]=$c; srss[$tool]=$r

@@ -155,7 +155,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) -> Vec<Vec
     let plan: Plan<'_> = planner.plan(src_root, dst_root, rename);
     let mut placed = Vec::new();
     for l in &plan.lines {
-        report.line(l);
+        report.listed(l);
     }
     for rel in &plan.refused {
         report.file_error(

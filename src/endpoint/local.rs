@@ -73,15 +73,14 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
     report.stats.add_counts(counts);
     crate::tree::drop_in_background((src_root, dst_root));
     report.note_totals(scan_done.as_secs_f64(), None);
-    if opts.stats || opts.verbose > 0 {
-        print_summary(
-            opts,
-            report,
-            scan_done.as_secs_f64(),
-            start.elapsed().as_secs_f64(),
-            None,
-        );
-    }
+    // (The summary, or the log's closing line where there is none.)
+    print_summary(
+        opts,
+        report,
+        scan_done.as_secs_f64(),
+        start.elapsed().as_secs_f64(),
+        None,
+    );
     Ok(())
 }
 

@@ -43,11 +43,17 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     } else {
         remote::RemoteJob::from_options(opts)?
     };
+    let pull = remote.as_ref().is_some_and(|r| !r.is_push());
+    // --log-file's opening line (rsync's, whatever the verbosity).
+    report.log(if pull {
+        "receiving file list"
+    } else {
+        "building file list"
+    });
     // rsync's -v (or --progress) listing opens with the file list's direction, as seen from
     // the client, and whether it is sent incrementally (a list of directories sent whole
     // says it is done; a list of named files says nothing).
     if opts.verbose > 0 || opts.progress == 1 {
-        let pull = remote.as_ref().is_some_and(|r| !r.is_push());
         let header = match (crate::plan::inc_recursive(opts), pull) {
             (true, true) => Some("receiving incremental file list"),
             (true, false) => Some("sending incremental file list"),
@@ -56,7 +62,8 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             (false, false) => Some("building file list ... done"),
         };
         if let Some(h) = header {
-            report.info(h);
+            // (Not in the log: rsync's says only "building file list".)
+            report.note(h);
         }
     }
     if let Some(remote) = remote {

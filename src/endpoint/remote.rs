@@ -294,15 +294,14 @@ impl RemoteJob {
         let counts = explain(result, status, opts, &self.spec, installed)?;
         report.stats.add_counts(counts);
         report.note_totals(0.0, Some((sent, received)));
-        if opts.stats || opts.verbose > 0 {
-            print_summary(
-                opts,
-                report,
-                0.0,
-                start.elapsed().as_secs_f64(),
-                Some((sent, received)),
-            );
-        }
+        // (The summary, or the log's closing line where there is none.)
+        print_summary(
+            opts,
+            report,
+            0.0,
+            start.elapsed().as_secs_f64(),
+            Some((sent, received)),
+        );
         Ok(())
     }
 

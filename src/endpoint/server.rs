@@ -159,6 +159,9 @@ fn serve<R: std::io::Read + Send, W: Write + Send>(
     if opts.json {
         report.relay_json();
     }
+    if opts.log_format.is_some() {
+        report.relay_log();
+    }
     opts.filters = FilterLine::to_filters(&filter_lines)?;
     if opts.files_from.is_some() {
         for n in &files {

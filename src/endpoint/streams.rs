@@ -209,7 +209,7 @@ impl Streams {
 
     fn settle(&self, mut lane: Lane) -> Option<Lane> {
         if let Some(plan) = self.compress {
-            lane.wr.enable_compression(plan).ok()?;
+            lane.wr.enable_compression(plan.lane()).ok()?;
             lane.rd.enable_compression().ok()?;
         }
         Some(lane)

@@ -23,7 +23,12 @@ const REGENERATE: &str = "XSYNC_REGENERATE=1 cargo test --test it generated";
 const OPTIONS_MARKER: &str = r#".\" @OPTIONS@"#;
 
 /// Hidden options that are words the client sends the server, not the user's: not documented.
-const INTERNAL: &[&str] = &["files-from-wire", "xattrs-user-only", "client-names"];
+const INTERNAL: &[&str] = &[
+    "files-from-wire",
+    "xattrs-user-only",
+    "client-names",
+    "log-relay-format",
+];
 
 /// The completion files and the shell each is for.
 const COMPLETIONS: &[(Shell, &str)] = &[

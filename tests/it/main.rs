@@ -41,6 +41,7 @@ mod names;
 mod nss;
 mod options;
 mod options2;
+mod outformat;
 mod progress;
 mod races;
 mod relative;
