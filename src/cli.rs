@@ -176,6 +176,14 @@ struct Cli {
     /// docs/json-schema.json.
     #[arg(long, help_heading = OUTPUT)]
     json: bool,
+    /// list the files instead of copying them
+    ///
+    /// Print the source's entries as rsync does (permissions, size, modification time,
+    /// name, and a symlink's target under -l) and copy nothing; a destination, if given, is
+    /// left alone. One source and no destination lists it too, as in rsync. Without -r a
+    /// directory's contents are listed one level deep (an implied --dirs).
+    #[arg(long = "list-only", help_heading = OUTPUT)]
+    list_only: bool,
 
     /// skip based on checksum, not mod-time & size
     ///
@@ -193,6 +201,15 @@ struct Cli {
     /// skip updating files that exist on receiver
     #[arg(long = "ignore-existing", help_heading = WHICH)]
     ignore_existing: bool,
+    /// sender removes synchronized files (non-directory)
+    ///
+    /// Once the receiver has a source file in place (sent, verified and renamed, or found
+    /// already up to date), the sender removes it, as rsync does; directories stay. A file
+    /// that changed since it was scanned (size, modification time, inode) is left, with
+    /// rsync's "Skipping sender remove for changed file" error (exit status 23). Nothing is
+    /// removed under --dry-run.
+    #[arg(long = "remove-source-files", help_heading = WHICH)]
+    remove_source_files: bool,
     /// don't transfer any file larger than SIZE
     ///
     /// Don't transfer (or update the attributes of) any regular file larger than SIZE. A
@@ -276,6 +293,14 @@ struct Cli {
     relative: bool,
     #[arg(long = "no-relative", alias = "no-R", hide = true)]
     no_relative: bool,
+    /// don't send implied directories with --relative
+    ///
+    /// With -R, the directories on a kept path above the named entries are not sent: a
+    /// missing one is created with default attributes, an existing one is left as it is.
+    /// A destination symlink (or other non-directory) where an implied directory would be
+    /// is never followed: the entries below it fail (exit status 23), as in rsync 3.5.
+    #[arg(long = "no-implied-dirs", help_heading = ARCHIVE)]
+    no_implied_dirs: bool,
     /// transfer directories without recursing
     ///
     /// Without -r, send directories instead of skipping them, as rsync does: a directory
@@ -976,7 +1001,8 @@ struct Cli {
     /// a file, symlink or special file is removed with everything in it to make way for it
     /// (rsync without --force or --delete refuses a non-empty one). --no-force changes
     /// nothing either. With it, as with --delete, -v and -i list what that removes, as
-    /// rsync's do.
+    /// rsync's do; under --delete-missing-args it lets a missing source's non-empty
+    /// directory be deleted, as in rsync.
     #[arg(long, help_heading = DELETE)]
     force: bool,
     #[arg(long = "no-force", hide = true)]
@@ -998,6 +1024,14 @@ struct Cli {
     /// error, as in rsync (a file that vanishes later still counts: exit 24).
     #[arg(long = "ignore-missing-args", help_heading = FILTERS)]
     ignore_missing_args: bool,
+    /// delete missing source arguments from destination
+    ///
+    /// A source argument (or --files-from name) that does not exist deletes what the
+    /// destination has at its name, as in rsync, without --delete: a file, a symlink, an
+    /// empty directory, and a directory with entries only with --delete or --force (else
+    /// rsync's "cannot delete non-empty directory" note). Implies --ignore-missing-args.
+    #[arg(long = "delete-missing-args", help_heading = FILTERS)]
+    delete_missing_args: bool,
     /// prune empty directory chains from the file-list
     ///
     /// Leave out directories that hold no file (after the filter rules), as rsync: with
@@ -1430,7 +1464,10 @@ where
     // rsync: --files-from turns off -a's recursion (only an explicit -r descends into a
     // listed directory), and lists directories as -d would, which --delete accepts.
     let recursive = (cli.recursive || (a && files_from.is_none())) && !cli.no_recursive;
-    let dirs = cli.dirs && !cli.no_dirs && !recursive;
+    // rsync: one source and no destination lists it (the client's listing mode, so not a
+    // server's, whose paths travel in the protocol); listing without -r implies -d.
+    let list_only = cli.list_only || cli.paths.len() == 1;
+    let dirs = (cli.dirs || list_only) && !cli.no_dirs && !recursive;
     if any_delete && !recursive && !dirs && files_from.is_none() {
         return Err(Error::usage(
             "--delete does not work without --recursive (-r) or --dirs (-d).",
@@ -1535,7 +1572,8 @@ where
         ignore_times: cli.ignore_times,
         prune_empty_dirs: cli.prune_empty_dirs,
         fsync: cli.fsync,
-        ignore_missing_args: cli.ignore_missing_args,
+        ignore_missing_args: cli.ignore_missing_args || cli.delete_missing_args,
+        delete_missing_args: cli.delete_missing_args,
         chmod,
         chown,
         usermap: cli.usermap.clone(),
@@ -1548,6 +1586,9 @@ where
         size_only: cli.size_only,
         update: cli.update,
         ignore_existing: cli.ignore_existing,
+        remove_source_files: cli.remove_source_files,
+        no_implied_dirs: cli.no_implied_dirs,
+        list_only,
         existing: cli.existing,
         // rsync: --inplace and --partial-dir imply --partial.
         partial: ((cli.partial || cli.partial_progress) && !cli.no_partial)
@@ -2046,19 +2087,6 @@ fn read_files_from(
         .collect())
 }
 
-/// rsync options xsync refuses, with what they do in rsync, so the refusal says what
-/// would not happen (rather than clap's nearest option, which would be another one).
-const NOT_BUILT: &[(&str, &str)] = &[
-    (
-        "--remove-source-files",
-        "--remove-source-files (the sender removes what was synced)",
-    ),
-    (
-        "--delete-missing-args",
-        "--delete-missing-args (a missing source argument deletes its destination)",
-    ),
-];
-
 /// clap exits 2 on usage errors; rsync's contract is 1. Help output is not an error.
 fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
     use clap::error::{ContextKind, ErrorKind};
@@ -2071,15 +2099,6 @@ fn clap_error(e: clap::Error) -> Result<Parsed, Error> {
                 .get(ContextKind::InvalidArg)
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            let name = arg.split_once('=').map_or(arg.as_str(), |(n, _)| n);
-            if let Some((_, what)) = NOT_BUILT
-                .iter()
-                .find(|(o, _)| o.split(' ').any(|o| o == name))
-            {
-                return Err(Error::usage(format!(
-                    "{name}: unknown option (rsync's {what} is not built in xsync; see `xsync --help`)"
-                )));
-            }
             // clap's nearest long option, when one is close enough to be the one meant.
             let near = match e.get(ContextKind::SuggestedArg) {
                 Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
@@ -2169,10 +2188,14 @@ impl Options {
             (self.prune_empty_dirs, "--prune-empty-dirs"),
             (self.fsync, "--fsync"),
             (self.ignore_missing_args, "--ignore-missing-args"),
+            (self.delete_missing_args, "--delete-missing-args"),
             (self.size_only, "--size-only"),
             (self.update, "--update"),
             (self.ignore_existing, "--ignore-existing"),
             (self.existing, "--existing"),
+            (self.list_only, "--list-only"),
+            (self.remove_source_files, "--remove-source-files"),
+            (self.no_implied_dirs, "--no-implied-dirs"),
             (self.delete, "--delete"),
             (self.delete_excluded, "--delete-excluded"),
             (self.numeric_ids, "--numeric-ids"),
@@ -2403,6 +2426,9 @@ mod tests {
             "--usermap=0-99:nobody,a*:7",
             "-U",
             "--munge-links",
+            "--remove-source-files",
+            "--delete-missing-args",
+            "--no-implied-dirs",
             "s",
             "d",
         ]);
@@ -2424,6 +2450,8 @@ mod tests {
         assert_eq!(back.modify_window.0, -1);
         assert!(back.prune_empty_dirs && back.fsync && back.ignore_missing_args);
         assert!(back.delay_updates && back.ignore_errors && back.force);
+        assert!(back.remove_source_files && back.delete_missing_args);
+        assert!(back.no_implied_dirs && !back.list_only);
         assert_eq!(back.chmod.specs(), ["D755,F644", "o-w"]);
         assert_eq!(back.chown, (None, Some("staff".to_string())));
         assert_eq!(back.usermap.as_deref(), Some("0-99:nobody,a*:7"));
@@ -2482,6 +2510,35 @@ mod tests {
         );
         assert!(back.copy_links && back.copy_dirlinks);
         assert!(back.copy_unsafe_links && back.safe_links);
+    }
+
+    #[test]
+    fn one_source_and_no_destination_lists_it_as_rsync() {
+        let l = opts(&["src"]);
+        assert!(
+            l.list_only && l.dirs && !l.recursive,
+            "rsync's listing mode implies -d"
+        );
+        let r = opts(&["-r", "src"]);
+        assert!(r.list_only && r.recursive && !r.dirs);
+        let d = opts(&["--list-only", "src", "dst"]);
+        assert!(d.list_only && d.dirs);
+        assert!(!opts(&["src", "dst"]).list_only);
+        // The server's paths travel in the protocol: its words alone never list.
+        let mut words = vec!["xsync".to_string()];
+        words.extend(opts(&["-a", "src", "dst"]).server_args());
+        assert!(
+            !server_options(words.iter().map(Into::into).collect())
+                .expect("server")
+                .list_only
+        );
+        let mut words = vec!["xsync".to_string()];
+        words.extend(l.server_args());
+        let back = server_options(words.iter().map(Into::into).collect()).expect("server");
+        assert!(
+            back.list_only && back.dirs,
+            "a pulled listing's server carries every kind"
+        );
     }
 
     #[test]

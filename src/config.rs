@@ -69,6 +69,17 @@ pub struct Options {
     /// `--ignore-missing-args`: a source argument (or listed name) that does not exist is
     /// left out without an error.
     pub ignore_missing_args: bool,
+    /// `--delete-missing-args`: a missing source argument deletes the destination's entry
+    /// of that name (and implies `ignore_missing_args`).
+    pub delete_missing_args: bool,
+    /// `--remove-source-files`: the sender removes each non-directory the receiver has in
+    /// place.
+    pub remove_source_files: bool,
+    /// `--no-implied-dirs` (with `-R`): the kept paths' parent directories are not sent.
+    pub no_implied_dirs: bool,
+    /// `--list-only`, or one source and no destination: the sources are listed, nothing is
+    /// copied.
+    pub list_only: bool,
     /// `--chmod`: the sender's permissions as tweaked (see chmod.rs).
     pub chmod: crate::chmod::Chmod,
     /// `-m`: the sender leaves out directories with no non-directory below them.
@@ -97,7 +108,8 @@ pub struct Options {
     /// `--ignore-errors`: --delete deletes even after the sender's I/O errors.
     pub ignore_errors: bool,
     /// `--force`: xsync always removes a non-empty directory in a file's way; under it
-    /// (as under --delete) rsync lists what that removes.
+    /// (as under --delete) rsync lists what that removes, and under
+    /// `--delete-missing-args` a missing source's non-empty directory is deleted too.
     pub force: bool,
     /// `--compare-dest`, `--copy-dest` or `--link-dest`: the kind and the DIRs, searched
     /// in order (relative ones to the destination directory, on the receiving side).

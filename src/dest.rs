@@ -129,10 +129,20 @@ impl Dest {
 
     /// The top-level names the receiver looks at when the root is not a transfer dir.
     pub fn tops(&self, info: &SourceInfo) -> Vec<Vec<u8>> {
-        info.named_tops
+        let mut tops: Vec<Vec<u8>> = info
+            .named_tops
             .iter()
             .map(|n| self.rename_to.clone().unwrap_or_else(|| n.to_vec()))
-            .collect()
+            .collect();
+        // --delete-missing-args: what the destination has at a missing source's name is
+        // read too, to be deleted.
+        for m in &info.missing {
+            let top = m.split(|&b| b == b'/').next().unwrap_or_default().to_vec();
+            if !tops.contains(&top) {
+                tops.push(top);
+            }
+        }
+        tops
     }
 
     /// Reads the destination: all of the root for a transfer-dir root (its extraneous

@@ -79,10 +79,14 @@ pub struct Exec<'a, 'r> {
     /// Under `-i` or `-v`: the flags a file is listed with again when it is sent again
     /// after failing `--append-verify`'s check (empty without `-i`), as rsync lists it.
     pub relist: Option<String>,
+    /// The destination paths whose step failed (for `--remove-source-files`, which keeps
+    /// their sources).
+    pub failed: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Exec<'_, '_> {
     pub fn fail(&self, rel: &[u8], e: StepError) {
+        self.note_failed(rel);
         if e.err.kind() == std::io::ErrorKind::NotFound && e.op == "open" {
             self.report.file_error(
                 ExitCode::Vanished,
@@ -99,6 +103,14 @@ impl Exec<'_, '_> {
         }
         self.report
             .file_error(f.code, rel, io_message(e.op, rel, &e.err));
+    }
+
+    /// Marks `rel` as not in place (a failed step, or a file the sender could not send).
+    pub fn note_failed(&self, rel: &[u8]) {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.to_vec());
     }
 
     /// `-b`: the backup of the destination entry at `rel`.
@@ -260,7 +272,8 @@ impl Exec<'_, '_> {
                         (Content::Deferred(_), _) => None,
                     };
                     let dfd = if sub.dst.is_none() {
-                        write::make_dir(dst_fd, sub.name)
+                        // (--no-implied-dirs: an implied one with default permissions.)
+                        write::make_dir(dst_fd, sub.name, if sub.implied { 0o777 } else { 0o700 })
                     } else {
                         self.open_dst_dir(dst_fd, sub)
                     };

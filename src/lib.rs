@@ -24,6 +24,7 @@ pub mod fs;
 pub mod fuzzing;
 mod ids;
 pub mod json;
+mod ls;
 mod outfmt;
 mod pathsafe;
 mod plan;

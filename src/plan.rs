@@ -14,7 +14,7 @@ use crate::pathsafe::join;
 use crate::tree::{Entry, Kind, Meta, Tally};
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What to do with one non-directory source entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +126,9 @@ pub struct DirPlan<'a> {
     pub deletes: Vec<Delete<'a>>,
     pub items: Vec<Item<'a>>,
     pub subdirs: Vec<DirPlan<'a>>,
+    /// `--no-implied-dirs`: an implied directory, made with default permissions where it
+    /// is missing and otherwise left as it is (its metadata never set).
+    pub implied: bool,
 }
 
 impl DirPlan<'_> {
@@ -229,10 +232,17 @@ pub struct Plan<'a> {
     pub lines: Vec<Line>,
     /// Deletions not done because of --max-delete.
     pub delete_skipped: u64,
+    /// `--no-implied-dirs`: implied directories whose destination name holds something
+    /// else (a symlink, a file), which is neither followed nor replaced; nothing below is
+    /// planned (rsync 3.5's receiver fails those entries too).
+    pub refused: Vec<Vec<u8>>,
 }
 
 pub struct Planner<'o> {
     pub opts: &'o Options,
+    /// `--delete-missing-args`: the root-relative paths of missing sources, whose
+    /// destination entries are deleted without --delete.
+    pub missing: HashSet<Vec<u8>>,
     /// Whether the root is a directory of the transfer (`src/`), whose metadata and
     /// extraneous entries are handled; false when the root only holds named top entries.
     pub root_is_transfer_dir: bool,
@@ -284,6 +294,7 @@ struct State<'a> {
     dst_root: Option<&'a Entry>,
     /// A single file copied to another name: (destination name, source name).
     rename: Option<(&'a [u8], &'a [u8])>,
+    refused: Vec<Vec<u8>>,
 }
 
 impl<'a> State<'a> {
@@ -318,6 +329,7 @@ impl<'o> Planner<'o> {
             delete_skipped: 0,
             dst_root: dst,
             rename,
+            refused: Vec::new(),
         };
         if self.opts.hard_links && self.alt.is_none() {
             (st.groups, st.member_of) = link_groups(src, dst);
@@ -333,6 +345,7 @@ impl<'o> Planner<'o> {
             deletes: Vec::new(),
             items: Vec::new(),
             subdirs: Vec::new(),
+            implied: false,
         };
         let alts: Vec<Option<&Entry>> = self
             .alt
@@ -396,7 +409,14 @@ impl<'o> Planner<'o> {
             links: st.plan_links,
             lines,
             delete_skipped: st.delete_skipped,
+            refused: st.refused,
         }
+    }
+
+    /// `--no-implied-dirs` (with `-R`): a directory sent only as the path to a named
+    /// source, whose attributes are not the destination's business.
+    fn keeps_implied(&self, e: &Entry) -> bool {
+        self.opts.no_implied_dirs && self.opts.relative && e.implied
     }
 
     fn line(
@@ -543,6 +563,11 @@ impl<'o> Planner<'o> {
                     j += 1;
                     if may_delete && !d.protected {
                         extraneous.push(d);
+                    } else if !self.missing.is_empty()
+                        && !d.protected
+                        && self.missing.contains(&join(&dir.rel, &d.name))
+                    {
+                        self.delete_missing(dir, d, st);
                     }
                 }
                 Ordering::Less => {
@@ -631,6 +656,7 @@ impl<'o> Planner<'o> {
                 deletes: Vec::new(),
                 items: Vec::new(),
                 subdirs: Vec::new(),
+                implied: self.keeps_implied(e),
             };
             let attrs_differ = match d {
                 None => true,
@@ -641,12 +667,52 @@ impl<'o> Planner<'o> {
                 .map(|a| a.and_then(|a| a.child(&e.name)).filter(|c| c.is_dir()))
                 .collect();
             self.plan_children(&mut sub, d, &sub_alts, st, false, line);
-            sub.set_meta |= attrs_differ;
-            if sub.set_meta {
+            if sub.implied {
+                // (Its own times move with what is made in it, as rsync leaves them.)
+                sub.set_meta = false;
                 dir.set_meta |= d.is_none();
+            } else {
+                sub.set_meta |= attrs_differ;
+                if sub.set_meta {
+                    dir.set_meta |= d.is_none();
+                }
             }
             dir.subdirs.push(sub);
         }
+    }
+
+    /// `--delete-missing-args`: the destination's entry at a missing source's name goes
+    /// whatever --delete says (a directory with entries only under --delete or --force,
+    /// else rsync's note), its lines where rsync's generator meets the name: in list order
+    /// among the other entries (a missing source sorts as a file), not with the
+    /// directory's deletions.
+    fn delete_missing<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, st: &mut State<'a>) {
+        let o = self.opts;
+        let rel = join(&dir.rel, &d.name);
+        if d.is_dir() && !d.children.is_empty() && !(o.delete || o.force) {
+            if !o.quiet {
+                st.lines.push(Line::message(format!(
+                    "cannot delete non-empty directory: {}",
+                    show(&rel)
+                )));
+            }
+            return;
+        }
+        let during = std::mem::take(&mut st.dir_deletions);
+        let before = std::mem::take(&mut st.deletion_lines);
+        st.deletes += 1;
+        self.deletion_lines(d, &rel, true, st);
+        let mut lines = std::mem::replace(&mut st.dir_deletions, during);
+        lines.append(&mut st.deletion_lines);
+        st.deletion_lines = before;
+        st.lines.extend(lines);
+        dir.deletes.push(Delete {
+            entry: d,
+            rel,
+            under: Vec::new(),
+            shallow: false,
+            replace: false,
+        });
     }
 
     fn delete<'a>(&self, dir: &mut DirPlan<'a>, d: &'a Entry, replace: bool, st: &mut State<'a>) {
@@ -896,6 +962,12 @@ impl<'o> Planner<'o> {
             }
             return;
         }
+        // --no-implied-dirs: what the destination has at an implied directory's name is
+        // not the sender's to replace, and a symlink there is never followed.
+        if self.keeps_implied(e) && d.is_some_and(|d| !d.is_dir()) {
+            st.refused.push(rel);
+            return;
+        }
         // A different kind at the destination is removed first (rsync does this even
         // without --delete).
         let d = match d {
@@ -909,6 +981,7 @@ impl<'o> Planner<'o> {
         match e.meta.kind {
             Kind::Dir => {
                 let flags = match d {
+                    _ if self.keeps_implied(e) => None,
                     None => {
                         let alt = alts
                             .iter()

@@ -61,6 +61,10 @@ pub struct SourceInfo {
     pub io_error: bool,
     /// Names of the owners and groups the tree uses (empty with --numeric-ids).
     pub names: crate::ids::Names,
+    /// `--delete-missing-args`: the root-relative paths of named sources that do not
+    /// exist, whose destination entries are deleted (checked by [`SourceInfo::check`];
+    /// a pulling client also checks each against what it asked for).
+    pub missing: Vec<serde_bytes::ByteBuf>,
 }
 
 /// What one entry of the source tree costs the receiver, name and all, as a round upper
@@ -97,6 +101,19 @@ impl SourceInfo {
                 return Err(stream_error(format!(
                     "top-level name `{}` named twice",
                     crate::error::show(n)
+                )));
+            }
+        }
+        let mut gone = std::collections::HashSet::new();
+        for m in &self.missing {
+            if m.is_empty() {
+                return Err(stream_error("an empty missing source path"));
+            }
+            crate::pathsafe::check_rel_path(m)?;
+            if !gone.insert(m.as_slice()) {
+                return Err(stream_error(format!(
+                    "missing source `{}` named twice",
+                    crate::error::show(m)
                 )));
             }
         }
@@ -160,6 +177,8 @@ pub struct WireEntry {
     pub xattrs: Option<Vec<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>>,
     /// `-A`: checked by [`crate::acl::Acls::check`].
     pub acls: Option<Box<crate::acl::Acls>>,
+    /// `-R`: an implied directory ([`Entry::implied`]).
+    pub implied: bool,
 }
 
 /// [`Meta`] as it crosses the wire.
@@ -215,6 +234,7 @@ impl WireEntry {
                     .collect()
             }),
             acls: e.acls.clone(),
+            implied: e.implied,
         }
     }
 
@@ -241,6 +261,7 @@ impl WireEntry {
         e.target = self.target.map(|t| t.into_vec().into_boxed_slice());
         e.hash = self.hash;
         e.complete = self.complete;
+        e.implied = self.implied && e.is_dir();
         e.link_leader = self.link_leader.map(|l| l.into_vec().into_boxed_slice());
         if let Some(x) = self.xattrs {
             check_xattrs(&x)?;
@@ -506,6 +527,13 @@ pub enum Msg {
     /// pushing client's progress lines (`to-chk`).
     Planned {
         files: u64,
+    },
+    /// Receiver → sender, under `--remove-source-files`, before `Finish`: the sender's
+    /// non-directories the receiver has in place, by their index in the sender's own
+    /// numbering ([`crate::source::sent_files`]), never by path; the sender checks each
+    /// against its list and the file on disk before it removes anything.
+    InPlace {
+        ids: Vec<u32>,
     },
     /// Receiver → sender: all done, with the receiver's outcome.
     Finish {

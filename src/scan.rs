@@ -727,6 +727,10 @@ pub fn dev_of(fd: impl AsFd) -> u64 {
 /// leaves the others out, and the receiver drops them again from what a peer sends (as
 /// rsync's receiver does), so a server cannot plant a device node in a `-r` pull.
 pub fn carried(opts: &Options, kind: Kind) -> bool {
+    if opts.list_only {
+        // rsync lists every kind, whatever would be copied.
+        return true;
+    }
     match kind {
         Kind::File | Kind::Dir => true,
         Kind::Symlink => opts.links,

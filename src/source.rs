@@ -58,6 +58,9 @@ pub struct Sources {
     pub args: usize,
     /// `-R` (or `--files-from`): sources are merged by their kept paths.
     relative: bool,
+    /// `--delete-missing-args`: the destination paths of the named sources that do not
+    /// exist (the name the argument would bring, or its kept path under `-R`).
+    pub missing: Vec<Vec<u8>>,
 }
 
 /// Splits a `-R` source argument into the directory its path is read from and the kept
@@ -93,6 +96,8 @@ pub struct Tops {
     /// (`-L`, `-k`, `--copy-unsafe-links`): the only components a read may open through
     /// a link (see [`crate::fs`]); every other one is opened without following.
     followed: std::collections::HashSet<Box<[u8]>>,
+    /// Files whose read failed when they were asked for (see [`Tops::note_unsent`]).
+    unsent: std::sync::Mutex<std::collections::HashSet<Box<[u8]>>>,
 }
 
 /// A top-level name's source: index of its base directory, and its name there.
@@ -110,6 +115,19 @@ impl Tops {
     /// scan followed on purpose, so a directory swapped for a link since the scan (by a
     /// local user, or while a slow peer held the run) cannot lead the read out of the tree.
     pub fn open(&self, rel: &[u8]) -> std::io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY;
+        let (base, comps) = self.resolve(rel)?;
+        if self.followed.is_empty() {
+            let p = join_comps(&comps);
+            return crate::fs::open_for_reading(|f| crate::fs::open_beneath(base, &p, f), flags);
+        }
+        crate::fs::open_for_reading(|f| crate::fs::open_walk(base, &comps, f), flags)
+    }
+
+    /// A root-relative path's base directory and its components there: the top's own name
+    /// in its base (followed when the scan followed the top), then each further component,
+    /// followed only where the scan followed that path.
+    fn resolve<'p>(&'p self, rel: &'p [u8]) -> std::io::Result<(BorrowedFd<'p>, Walk<'p>)> {
         let not_found = || std::io::Error::from(std::io::ErrorKind::NotFound);
         let (top, rest) = match rel.iter().position(|&b| b == b'/') {
             Some(i) => (&rel[..i], Some(&rel[i + 1..])),
@@ -117,17 +135,6 @@ impl Tops {
         };
         let (idx, src_name) = self.map.get(top).ok_or_else(not_found)?;
         let base = self.bases[*idx].as_fd();
-        let flags = OFlags::RDONLY;
-        if self.followed.is_empty() {
-            let mut p = src_name.to_vec();
-            if let Some(rest) = rest {
-                p.push(b'/');
-                p.extend_from_slice(rest);
-            }
-            return crate::fs::open_for_reading(|f| crate::fs::open_beneath(base, &p, f), flags);
-        }
-        // The top's own name in its base (followed when the scan followed the top), then
-        // each further component, followed only where the scan followed that path.
         let mut comps: Vec<(&[u8], bool)> = crate::fs::components(src_name)
             .map(|c| (c, false))
             .collect();
@@ -141,8 +148,92 @@ impl Tops {
                 comps.push((c, self.followed.contains(&rel[..end])));
             }
         }
-        crate::fs::open_for_reading(|f| crate::fs::open_walk(base, &comps, f), flags)
+        if comps.is_empty() {
+            return Err(not_found());
+        }
+        Ok((base, comps))
     }
+
+    /// `--remove-source-files`: removes the non-directory at `rel` that was sent as `sent`,
+    /// if it is still that file (kind, size, modification time, device and inode, as lstat
+    /// — or stat, for an entry the scan followed — reports them now). Its directory is
+    /// reached as a read is ([`Tops::open`]), so a directory swapped for a symlink since the
+    /// scan cannot lead the removal out of the tree. `Ok(false)`: it changed, and stays.
+    pub fn remove_sent(&self, rel: &[u8], sent: &Meta) -> std::io::Result<bool> {
+        let (base, mut comps) = self.resolve(rel)?;
+        let (name, follow) = comps.pop().expect("resolve gives at least one component");
+        let dir = if comps.is_empty() {
+            rustix::io::dup(base)?
+        } else if self.followed.is_empty() {
+            crate::fs::open_beneath(
+                base,
+                &join_comps(&comps),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )?
+        } else {
+            crate::fs::open_walk(base, &comps, OFlags::RDONLY | OFlags::DIRECTORY)?
+        };
+        let c = crate::fs::cstr(name)?;
+        let at = if follow {
+            rustix::fs::AtFlags::empty()
+        } else {
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW
+        };
+        let now = Meta::from_stat(&rustix::fs::statat(&dir, &c, at)?);
+        let same = now.kind == sent.kind
+            && now.kind != Kind::Dir
+            && now.size == sent.size
+            && now.mtime == sent.mtime
+            && now.mtime_nsec == sent.mtime_nsec
+            && now.dev == sent.dev
+            && now.ino == sent.ino;
+        if !same {
+            return Ok(false);
+        }
+        rustix::fs::unlinkat(&dir, &c, rustix::fs::AtFlags::empty())?;
+        Ok(true)
+    }
+
+    /// Notes a file the sender could not send (its read failed: a `Skip`), which
+    /// `--remove-source-files` must then leave, whatever the receiver says.
+    pub fn note_unsent(&self, rel: &[u8]) {
+        self.unsent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.into());
+    }
+
+    pub fn was_unsent(&self, rel: &[u8]) -> bool {
+        self.unsent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(rel)
+    }
+}
+
+/// A path's components below its base, each with whether the scan followed it there.
+type Walk<'p> = Vec<(&'p [u8], bool)>;
+
+fn join_comps(comps: &[(&[u8], bool)]) -> Vec<u8> {
+    comps
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(&b"/"[..])
+}
+
+/// `--remove-source-files`' numbering of a sent tree: its non-directories in walk order,
+/// with their root-relative paths. Both ends number the same tree the same way, so the
+/// receiver's confirmations name files by index and the sender looks each up in its own
+/// list, never by a path from the wire.
+pub fn sent_files(root: &Entry) -> Vec<(Vec<u8>, &Entry)> {
+    let mut out = Vec::new();
+    root.walk(b"", &mut |p, e| {
+        if !e.is_dir() {
+            out.push((p.to_vec(), e));
+        }
+    });
+    out
 }
 
 pub fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
@@ -328,6 +419,7 @@ impl Sources {
             list: Vec::new(),
             args: args.len(),
             relative: opts.relative,
+            missing: Vec::new(),
         };
         let mut base_paths: HashMap<Vec<u8>, usize> = HashMap::new();
         // -R: every source bringing a top-level name must read it from the same base, so
@@ -335,7 +427,7 @@ impl Sources {
         let mut top_base: HashMap<Vec<u8>, (usize, Vec<u8>)> = HashMap::new();
         for spec in specs {
             let Some((base_path, name, implied, meta, recurse)) =
-                Self::resolve(opts, &spec, report)
+                Self::resolve(opts, &spec, report, &mut sources.missing)
             else {
                 continue;
             };
@@ -394,6 +486,7 @@ impl Sources {
         opts: &Options,
         spec: &Spec,
         report: &Report<'_>,
+        missing: &mut Vec<Vec<u8>>,
     ) -> Option<(Vec<u8>, Option<Vec<u8>>, Vec<Vec<u8>>, Meta, bool)> {
         let relative = opts.relative && !spec.kept.is_empty();
         // The path to stat, and whether it names a directory's contents.
@@ -422,8 +515,28 @@ impl Sources {
         };
         let meta = match st {
             Ok(st) => Meta::from_stat(&st),
+            // rsync's --delete-missing-args: a named source that is not there deletes its
+            // name at the destination (not a directory's contents: `gone/` is an error).
+            Err(rustix::io::Errno::NOENT) if opts.delete_missing_args && !contents => {
+                let name = if relative {
+                    spec.kept.join(&b"/"[..])
+                } else {
+                    parent_and_name(&spec.arg).1
+                };
+                if !name.is_empty()
+                    && crate::pathsafe::check_rel_path(&name).is_ok()
+                    && !missing.contains(&name)
+                {
+                    missing.push(name);
+                }
+                return None;
+            }
             // rsync's --ignore-missing-args: a named source that is not there is no error.
-            Err(rustix::io::Errno::NOENT) if opts.ignore_missing_args => return None,
+            Err(rustix::io::Errno::NOENT)
+                if opts.ignore_missing_args && !(opts.delete_missing_args && contents) =>
+            {
+                return None;
+            }
             Err(e) => {
                 report.error(
                     ExitCode::Partial,
@@ -481,6 +594,11 @@ impl Sources {
             named_tops,
             io_error: false,
             names: Default::default(),
+            missing: self
+                .missing
+                .iter()
+                .map(|m| serde_bytes::ByteBuf::from(m.clone()))
+                .collect(),
         }
     }
 
@@ -506,6 +624,7 @@ impl Sources {
             bases: Vec::new(),
             map: HashMap::new(),
             followed: Default::default(),
+            unsent: Default::default(),
         };
         for b in &self.bases {
             tops.bases.push(rustix::io::dup(b)?);
@@ -655,6 +774,7 @@ impl Sources {
                     };
                     let mut e = Entry::new(dir.as_slice().into(), meta);
                     e.complete = false;
+                    e.implied = true;
                     // The user's own path: a symlink on it is followed, as the stat above
                     // did and as rsync does (it sends the directory the link leads to);
                     // marked so later reads follow it too, and nothing else.
@@ -729,6 +849,7 @@ fn merge_into(
     }
     have.meta = new.meta;
     have.complete = new.complete;
+    have.implied = false;
     for c in new.children {
         let child_rel = crate::pathsafe::join(rel, &c.name);
         match have.children.binary_search_by(|x| x.name.cmp(&c.name)) {

@@ -243,6 +243,9 @@ pub struct Entry {
     /// symlink to a directory inside the destination, walked as that directory (opened only
     /// through `fs::open_dirlink_beneath`, and removed as the link it is).
     pub followed: bool,
+    /// `-R`: a directory on a kept path above a named source (rsync's implied directory),
+    /// sent only for the path; under `--no-implied-dirs` its attributes are not.
+    pub implied: bool,
     /// Merkle digest over the compared metadata and everything below (see summary.rs).
     pub digest: u128,
     /// `-X` only: the extended attributes (boxed, so a run without them pays one word).
@@ -271,6 +274,7 @@ impl Entry {
             protected: false,
             perishable: false,
             followed: false,
+            implied: false,
             digest: 0,
             xattrs: None,
             acls: None,

@@ -1506,10 +1506,11 @@ pub fn hard_link(
     finish(dst_dir, &tmp, &name_c, res)
 }
 
-/// Creates a directory, writable by us until its final mode is set after its contents.
-pub fn make_dir(parent: BorrowedFd<'_>, name: &[u8]) -> Step<OwnedFd> {
+/// Creates a directory with `mode` less the umask: 0700, writable by us until its final
+/// mode is set after its contents, or 0777 for one whose metadata is never set.
+pub fn make_dir(parent: BorrowedFd<'_>, name: &[u8], mode: u32) -> Step<OwnedFd> {
     let c = checked(name)?;
-    match mkdirat(parent, &c, Mode::from_raw_mode(0o700)) {
+    match mkdirat(parent, &c, Mode::from_raw_mode(mode)) {
         Ok(()) | Err(Errno::EXIST) => {}
         Err(e) => return Err(StepError::new("create directory", e)),
     }
@@ -1559,7 +1560,7 @@ impl PartialDir {
     /// The partial directory for a file in `dir`; with `create`, made if it is missing.
     pub fn open(&self, dir: BorrowedFd<'_>, create: bool) -> Step<OwnedFd> {
         match self {
-            PartialDir::Beside(sub) if create => make_dir(dir, sub),
+            PartialDir::Beside(sub) if create => make_dir(dir, sub, 0o700),
             PartialDir::Beside(sub) => open_dir(dir, sub),
             PartialDir::At { path, fd } => {
                 if let Some(fd) = fd.get() {

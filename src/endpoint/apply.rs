@@ -133,16 +133,22 @@ pub struct Receiving<'a, 'r> {
 
 /// `--chown` (every entry the forced ids; the receiving end resolves the names, and the
 /// digests already leave forced ids out), then [`apply`].
-pub fn receive_tree(r: &Receiving<'_, '_>, src_root: &mut Entry, source: Source<'_>) {
+/// Returns, under `--remove-source-files`, the source paths the destination now has in
+/// place ([`in_place`]).
+pub fn receive_tree(
+    r: &Receiving<'_, '_>,
+    src_root: &mut Entry,
+    source: Source<'_>,
+) -> Vec<Vec<u8>> {
     let chown = crate::ids::Chown::resolve(r.opts, Some(r.report));
     if !chown.is_empty() {
         chown.apply_tree(src_root);
     }
-    apply(r, src_root, source);
+    apply(r, src_root, source)
 }
 
 /// Plan, list, execute, finish.
-fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
+fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) -> Vec<Vec<u8>> {
     let Receiving {
         opts,
         report,
@@ -165,7 +171,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         Ok(b) => b,
         Err(e) => {
             report.error(e.code, e.message());
-            return;
+            return Vec::new();
         }
     };
     if let Some(d) = &opts.temp_dir {
@@ -173,7 +179,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             Ok(t) => rules.temp_dir = Some(t),
             Err(e) => {
                 report.error(e.code, e.message());
-                return;
+                return Vec::new();
             }
         }
     }
@@ -185,6 +191,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
     }
     let planner = Planner {
         opts,
+        missing: info.missing.iter().map(|m| m.to_vec()).collect(),
         root_is_transfer_dir: info.root_is_transfer_dir,
         no_deletes,
         rules,
@@ -205,8 +212,19 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             .created
             .add(crate::tree::Tally::one(crate::tree::Kind::Dir));
     }
+    let mut placed = Vec::new();
     for l in &plan.lines {
         report.listed(l);
+    }
+    for rel in &plan.refused {
+        report.file_error(
+            ExitCode::Partial,
+            rel,
+            format!(
+                "--no-implied-dirs: `{}` in the destination is not a directory; xsync neither follows nor replaces it, so nothing below it is copied (rsync 3.5 fails those entries too)",
+                crate::error::show(rel)
+            ),
+        );
     }
     if let Some(p) = &report.progress {
         p.planned(plan.root.transfers());
@@ -235,6 +253,7 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             dst_root: opts.keep_dirlinks.then(|| root_fd.as_fd()),
             append: opts.append,
             relist: (opts.itemize || opts.names).then(|| relist_flags(opts)),
+            failed: Default::default(),
         };
         if opts.delete_when == DeleteWhen::Before {
             exec.delete_pass(&plan, root_fd);
@@ -257,6 +276,9 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
             .root_is_transfer_dir
             .then(|| (&src_root.meta, src_root.attrs(), dst_root.map(|d| &d.meta)));
         exec.finish(&plan, root_fd, root_meta);
+        if opts.remove_source_files {
+            placed = in_place(src_root, dst_root, &plan, &exec, rename, opts);
+        }
     }
     if plan.delete_skipped > 0 {
         report.warn(format!(
@@ -272,5 +294,124 @@ fn apply(r: &Receiving<'_, '_>, src_root: &Entry, source: Source<'_>) {
         s.deleted.add(p.deleted);
         Stats::add(&s.transferred, p.transferred);
         Stats::add(&s.transferred_size, p.transferred_size);
+    }
+    placed
+}
+
+/// `--remove-source-files`: the source's non-directories (by their source paths) that the
+/// destination has once the run is done, as rsync's generator confirms them: those that
+/// were already up to date (equal digests: nothing to do, so not planned), and those the
+/// plan created or updated whose step did not fail — nor a directory above them, nor the
+/// transfer as a whole (after a stop, only what was already there counts). What the plan
+/// left alone for a rule (`-u`, `--existing`, a size limit) is not in place. A source that
+/// is the destination's own file (the same inode, locally) is never offered, with rsync's
+/// error.
+fn in_place(
+    src_root: &Entry,
+    dst_root: Option<&Entry>,
+    plan: &Plan<'_>,
+    exec: &Exec<'_, '_>,
+    rename: Option<(&[u8], &[u8])>,
+    opts: &Options,
+) -> Vec<Vec<u8>> {
+    use std::collections::HashSet;
+    fn planned(d: &crate::plan::DirPlan<'_>, out: &mut HashSet<Vec<u8>>) {
+        for it in d.items.iter().filter(|it| !it.src.is_dir()) {
+            out.insert(it.rel.clone());
+        }
+        for s in &d.subdirs {
+            planned(s, out);
+        }
+    }
+    let mut done: HashSet<Vec<u8>> = HashSet::new();
+    if !exec.stopped() {
+        planned(&plan.root, &mut done);
+        done.extend(plan.links.iter().map(|l| l.rel.clone()));
+    }
+    let failed = exec.failed.lock().unwrap_or_else(|p| p.into_inner());
+    let failed_at = |rel: &[u8]| {
+        failed.contains(rel)
+            || rel
+                .iter()
+                .enumerate()
+                .any(|(i, &b)| b == b'/' && failed.contains(&rel[..i]))
+    };
+    struct Walk<'w, 'r> {
+        opts: &'w Options,
+        done: &'w HashSet<Vec<u8>>,
+        failed_at: &'w dyn Fn(&[u8]) -> bool,
+        report: &'w Report<'r>,
+        out: Vec<Vec<u8>>,
+    }
+    impl Walk<'_, '_> {
+        /// `src` (at source path `rel`, destination path `drel`) against what the
+        /// destination had there before the run.
+        fn visit(&mut self, src: &Entry, dst: Option<&Entry>, rel: Vec<u8>, drel: Vec<u8>) {
+            let dst = dst.filter(|d| d.meta.kind == src.meta.kind);
+            // (rsync's generator skips for --ignore-existing and the size limits before
+            // it finds a file up to date, and confirms nothing it skipped.)
+            let o = self.opts;
+            let skipped = (o.ignore_existing && !src.is_dir())
+                || (src.meta.kind == crate::tree::Kind::File && !o.sizes.contains(src.meta.size));
+            let same = !skipped && dst.is_some_and(|d| d.digest == src.digest);
+            if !src.is_dir() {
+                if !(same || (self.done.contains(&drel) && !(self.failed_at)(&drel))) {
+                    return;
+                }
+                if dst.is_some_and(|d| {
+                    d.meta.ino != 0 && d.meta.ino == src.meta.ino && d.meta.dev == src.meta.dev
+                }) {
+                    self.report.record(ExitCode::Partial);
+                    self.report.warn_bare(format!(
+                        "ERROR: Skipping sender remove of destination file: {}",
+                        crate::error::show(&rel)
+                    ));
+                } else {
+                    self.out.push(rel);
+                }
+                return;
+            }
+            for c in &src.children {
+                let d = dst.and_then(|d| d.child(&c.name));
+                self.visit(
+                    c,
+                    d,
+                    crate::pathsafe::join(&rel, &c.name),
+                    crate::pathsafe::join(&drel, &c.name),
+                );
+            }
+        }
+    }
+    let mut w = Walk {
+        opts,
+        done: &done,
+        failed_at: &failed_at,
+        report: exec.report,
+        out: Vec::new(),
+    };
+    for c in &src_root.children {
+        // (The single file copied to a new name has that name at the destination.)
+        let dname: &[u8] = match rename {
+            Some((to, from)) if *c.name == *from => to,
+            _ => &c.name,
+        };
+        let d = dst_root.and_then(|d| d.child(dname));
+        w.visit(c, d, c.name.to_vec(), dname.to_vec());
+    }
+    w.out
+}
+
+/// `--list-only`: the source tree's lines on stdout (none under `-q`, as rsync's), for a
+/// local source or one pulled without a destination.
+pub fn print_listing(
+    root: &Entry,
+    opts: &Options,
+    root_is_transfer_dir: bool,
+    report: &Report<'_>,
+) {
+    // rsync leaves out the implied directories it did not send.
+    let skip = |_: &[u8], e: &Entry| opts.no_implied_dirs && opts.relative && e.implied;
+    for l in crate::ls::lines(root, opts, root_is_transfer_dir, &skip) {
+        report.info(l);
     }
 }

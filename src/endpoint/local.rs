@@ -62,7 +62,7 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
         let maps = crate::ids::Maps::resolve(opts, Some(report));
         crate::ids::IdMap::new(&names, &maps).apply_tree(&mut src_root);
     }
-    receive_tree(
+    let placed = receive_tree(
         &Receiving {
             opts,
             report,
@@ -79,9 +79,33 @@ pub fn run(opts: &mut Options, report: &Report<'_>, start: Instant) -> Result<()
     report
         .stats
         .add_counts(super::sender::listed_counts(counts, &src_scanner));
+    if !placed.is_empty() {
+        let files = placed
+            .iter()
+            .filter_map(|rel| crate::plan::lookup(&src_root, rel).map(|e| (rel.as_slice(), e)));
+        super::sender::remove_sources(&tops, files, opts, report);
+    }
     crate::tree::drop_in_background((src_root, dst_root));
     report.note_totals(scan_done.as_secs_f64(), None);
     // (The summary, or the log's closing line where there is none.)
+    print_summary(opts, report, start.elapsed().as_secs_f64(), None);
+    Ok(())
+}
+
+/// `--list-only` of local sources (all the paths, or all but a destination, which is left
+/// alone): the sender's scan, printed as rsync lists it.
+pub fn list(opts: &Options, report: &Report<'_>, start: Instant) -> Result<(), Error> {
+    let srcs = match opts.paths.len() {
+        1 => &opts.paths[..],
+        n => &opts.paths[..n - 1],
+    };
+    let sources = Sources::open(opts, srcs, report)?;
+    let info = sources.info();
+    let scanner = Scanner::new(Side::Sender, &opts.filters, opts, report);
+    let (root, tops, counts) = scan_sources(&sources, &scanner, opts, report, None, false)?;
+    super::apply::print_listing(&root, opts, info.root_is_transfer_dir, report);
+    report.stats.add_counts(counts);
+    crate::tree::drop_in_background((root, tops));
     print_summary(opts, report, start.elapsed().as_secs_f64(), None);
     Ok(())
 }

@@ -30,13 +30,10 @@ use std::time::Instant;
 /// One run of the client.
 pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     let start = Instant::now();
-    if opts.paths.len() < 2 {
-        return Err(Error::usage(if opts.paths.is_empty() {
-            "no source or destination given (usage: xsync [OPTION]... SRC [SRC]... DEST)"
-                .to_string()
-        } else {
-            "no destination given; xsync does not support rsync's listing mode (usage: xsync [OPTION]... SRC [SRC]... DEST)".to_string()
-        }));
+    if opts.paths.is_empty() {
+        return Err(Error::usage(
+            "no source or destination given (usage: xsync [OPTION]... SRC [SRC]... DEST)",
+        ));
     }
     crate::fs::set_open_noatime(opts.open_noatime || opts.atimes);
     // rsync's check: a munged link would lead into such a directory.
@@ -46,7 +43,13 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
             "Symlink munging is unsafe when a /rsyncd-munged directory exists.",
         ));
     }
-    let remote = remote::RemoteJob::from_options(opts)?;
+    // (--list-only, or one source and no destination: the sources are listed, and a
+    // remote one is pulled without a destination.)
+    let remote = if opts.list_only {
+        remote::RemoteJob::listing(opts)?
+    } else {
+        remote::RemoteJob::from_options(opts)?
+    };
     let pull = remote.as_ref().is_some_and(|r| !r.is_push());
     // --log-file's opening line (rsync's, whatever the verbosity).
     report.log(if pull {
@@ -72,6 +75,9 @@ pub fn run(opts: &mut Options, report: &Report<'_>) -> Result<(), Error> {
     }
     if let Some(remote) = remote {
         return remote.run(opts, report, start);
+    }
+    if opts.list_only {
+        return local::list(opts, report, start);
     }
     local::run(opts, report, start)
 }

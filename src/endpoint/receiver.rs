@@ -71,6 +71,9 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     pull: Option<Pull<'_>>,
     lanes: Option<&dyn transfer::Lanes>,
 ) -> Result<ReceiverOutcome, Error> {
+    if opts.list_only {
+        return list(rd, wr, opts, report, relay_out, pull);
+    }
     let scanner = Scanner::new(Side::Receiver, &opts.filters, opts, report);
     let pulled = pull.is_some();
     let (mut info, dest, dst_root) = open_dest(rd, opts, dst_arg, report, &scanner, pull)?;
@@ -104,12 +107,16 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         xattrs: opts.receiver_xattrs(),
         ..Compared::from_options(opts)
     };
+    // --remove-source-files confirms every file in place, unchanged ones too, so the whole
+    // tree is fetched (nothing pruned by equal digests) and numbered as the sender numbers
+    // it, before this end drops anything from it.
+    let confirm = opts.remove_source_files && !opts.dry_run;
     let mut src_root = fetch_tree(
         rd,
         wr,
         root,
         announced,
-        dst_root.as_ref(),
+        dst_root.as_ref().filter(|_| !confirm),
         &dest,
         &info,
         &cmp,
@@ -122,6 +129,15 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     // (rsync's "File list size" and "File list transfer time", as this end saw them.)
     Stats::add(&report.stats.flist_size, rd.received - list_start.0);
     Stats::set_ms(&report.stats.flist_xfer_ms, list_start.1);
+    let numbering: std::collections::HashMap<Vec<u8>, u32> = if confirm {
+        crate::source::sent_files(&src_root)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (rel, _))| (rel, i as u32))
+            .collect()
+    } else {
+        Default::default()
+    };
     drop_uncarried(&mut src_root, b"", opts, report);
     let maps = crate::ids::Maps::resolve(opts, Some(report));
     crate::ids::IdMap::new(&info.names, &maps).apply_tree(&mut src_root);
@@ -130,6 +146,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
     }
 
     let mut result: Result<(), Error> = Ok(());
+    let placed;
     {
         // Over a wire, an existing file is updated by delta unless -W (rsync's default).
         let use_delta = opts.whole_file != Some(true);
@@ -166,7 +183,7 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         };
         let fetch: Fetch<'_> = &mut fetch;
         // (Under -n, this plans and lists but never fetches.)
-        receive_tree(
+        placed = receive_tree(
             &Receiving {
                 opts,
                 report,
@@ -182,7 +199,57 @@ pub fn receive<R: Read + Send, W: Write + Send>(
         );
     }
     result?;
+    if !placed.is_empty() {
+        let mut ids: Vec<u32> = placed
+            .iter()
+            .filter_map(|rel| numbering.get(rel).copied())
+            .collect();
+        ids.sort_unstable();
+        // (In frames of at most 256 Ki indices, well under the frame limit.)
+        for chunk in ids.chunks(1 << 18) {
+            wr.send(&Msg::InPlace {
+                ids: chunk.to_vec(),
+            })?;
+        }
+    }
     crate::tree::drop_in_background((src_root, dst_root));
+    finish(rd, wr, report, relay_out)
+}
+
+/// `--list-only` of a remote source: the whole tree fetched (there is no destination to
+/// compare with, so every directory is listed), printed, and the session finished.
+fn list<R: Read, W: Write>(
+    rd: &mut Reader<R>,
+    wr: &mut Writer<W>,
+    opts: &Options,
+    report: &Report<'_>,
+    relay_out: Relay<'_>,
+    pull: Option<Pull<'_>>,
+) -> Result<ReceiverOutcome, Error> {
+    let info = match rd.recv()? {
+        Msg::Sources { info } => info,
+        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
+        other => return Err(unexpected(&other, "the sources' description")),
+    };
+    info.check()?;
+    if let Some(p) = &pull {
+        check_asked(&info, p.sources)?;
+    }
+    let (root, announced) = match rd.recv()? {
+        Msg::SourceRoot { root, counts, .. } => (root, counts[0]),
+        Msg::Abort { code, msg } => return Err(crate::protocol::aborted(code, msg)),
+        other => return Err(unexpected(&other, "the source summary")),
+    };
+    let dest = Dest {
+        root: None,
+        rename_to: None,
+        path: Default::default(),
+        created: false,
+    };
+    let cmp = Compared::from_options(opts);
+    let src_root = fetch_tree(rd, wr, root, announced, None, &dest, &info, &cmp, &|_| {})?;
+    super::apply::print_listing(&src_root, opts, info.root_is_transfer_dir, report);
+    crate::tree::drop_in_background(src_root);
     finish(rd, wr, report, relay_out)
 }
 
@@ -221,6 +288,7 @@ fn open_dest<R: Read>(
         other => return Err(unexpected(&other, "the sources' description")),
     };
     info.check()?;
+    check_missing(&info, opts, asked)?;
     if let Some(asked) = asked {
         check_asked(&info, asked)?;
     }
@@ -291,11 +359,50 @@ fn check_asked(info: &SourceInfo, asked: &[OsString]) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--delete-missing-args`' deletions are this end's to ask for: a sender may name
+/// missing sources only when this end was given the option, and a pulling client only
+/// those it asked for (the name a source argument brings, or its kept path under `-R`).
+fn check_missing(
+    info: &SourceInfo,
+    opts: &Options,
+    asked: Option<&[OsString]>,
+) -> Result<(), Error> {
+    use std::os::unix::ffi::OsStrExt;
+    let refuse = |m: &[u8]| {
+        Err(Error::new(
+            ExitCode::StreamIo,
+            format!(
+                "protocol error: the sender named `{}` as a missing source, which was not asked for",
+                show(m)
+            ),
+        ))
+    };
+    for m in &info.missing {
+        if !opts.delete_missing_args {
+            return refuse(m.as_slice());
+        }
+        if let Some(asked) = asked {
+            let brings = |a: &OsString| {
+                let mut a = a.as_bytes();
+                while a.len() > 1 && a.ends_with(b"/") {
+                    a = &a[..a.len() - 1];
+                }
+                a == m.as_slice() || (a.ends_with(m) && a[..a.len() - m.len()].ends_with(b"/"))
+            };
+            if !asked.iter().any(brings) {
+                return refuse(m.as_slice());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether two descriptions of the sources give the destination the same shape.
 fn same_rules(a: &SourceInfo, b: &SourceInfo) -> bool {
     a.root_is_transfer_dir == b.root_is_transfer_dir
         && a.single_file == b.single_file
         && a.named_tops == b.named_tops
+        && a.missing == b.missing
 }
 
 /// The level-by-level Merkle exchange: starting from the root summary, asks for the

@@ -150,6 +150,56 @@ impl RemoteJob {
         }
     }
 
+    /// `--list-only`: the sources are all but the destination (if one is given; a listing
+    /// never writes to it), and a remote one is pulled with no destination. None when the
+    /// sources are local, whatever the destination.
+    pub fn listing(opts: &Options) -> Result<Option<RemoteJob>, Error> {
+        let srcs = match opts.paths.len() {
+            1 => &opts.paths[..],
+            n => &opts.paths[..n - 1],
+        };
+        let mut specs = Vec::new();
+        for s in srcs {
+            specs.push(parse_spec(s.as_bytes())?);
+        }
+        if specs.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let first = specs
+            .iter()
+            .flatten()
+            .next()
+            .cloned()
+            .expect("one is remote");
+        let mut remote_paths = Vec::new();
+        for (spec, s) in specs.into_iter().zip(srcs) {
+            let b = s.as_bytes();
+            let spec = match spec {
+                Some(spec) => spec,
+                // rsync's shorthand for more sources on the same host: `host:a :b`.
+                None if b.len() > 1 && b[0] == b':' && b[1] != b':' => Spec {
+                    path: b[1..].to_vec(),
+                    ..first.clone()
+                },
+                None => {
+                    return Err(Error::usage(
+                        "mixing local and remote sources is not supported",
+                    ));
+                }
+            };
+            if spec.host != first.host || spec.user != first.user {
+                return Err(Error::usage("all remote sources must be on the same host"));
+            }
+            remote_paths.push(OsString::from_vec(spec.path));
+        }
+        Ok(Some(RemoteJob {
+            spec: first,
+            push: false,
+            remote_paths,
+            local_paths: vec![OsString::new()],
+        }))
+    }
+
     /// The remote shell command line: the `-e` words, `-l user` when given, the host, and
     /// the remote program with `--server` as one word for the remote shell to parse (so
     /// `--xsync-path "sudo xsync"` works, as with rsync's --rsync-path).

@@ -82,6 +82,43 @@ pub fn listed_counts(counts: [u64; 7], scanner: &Scanner<'_, '_>) -> [u64; 7] {
     out
 }
 
+/// `--remove-source-files`: removes each file the receiver has in place, if the sender
+/// sent it (a file whose read failed stays) and it is still the file scanned, with
+/// rsync's messages: a changed file stays with an error (23), one already gone is a note.
+pub fn remove_sources<'e>(
+    tops: &Tops,
+    files: impl IntoIterator<Item = (&'e [u8], &'e Entry)>,
+    opts: &Options,
+    report: &Report<'_>,
+) {
+    for (rel, e) in files {
+        if e.is_dir() || tops.was_unsent(rel) {
+            continue;
+        }
+        match tops.remove_sent(rel, &e.meta) {
+            Ok(true) => {
+                if opts.verbose > 1 {
+                    report.info(format!("sender removed {}", show(rel)));
+                }
+            }
+            Ok(false) => {
+                report.record(ExitCode::Partial);
+                report.warn_bare(format!(
+                    "ERROR: Skipping sender remove for changed file: {}",
+                    show(rel)
+                ));
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                report.info(format!("sender file already removed: {}", show(rel)));
+            }
+            Err(err) => report.error(
+                ExitCode::Partial,
+                crate::error::io_message("remove source file", rel, &err),
+            ),
+        }
+    }
+}
+
 /// Sender: resolves and scans `paths`, then serves the receiver until it finishes.
 /// `quiet_scan`: the scan overlaps the remote shell's login (a pushing client), so it runs
 /// at low priority — at full priority on two cores it slowed ssh's key exchange by more
@@ -126,6 +163,7 @@ pub fn send<R: Read, W: Write>(
         coarse: transfer::CoarseCache::default(),
         lanes,
         over: std::sync::atomic::AtomicBool::new(false),
+        sent: Default::default(),
     };
     let listed = listed_counts(counts, &scanner);
     let out = std::thread::scope(|scope| {
@@ -154,6 +192,8 @@ struct Server<'a, 'r> {
     lanes: &'a dyn transfer::Lanes,
     /// The receiver has finished: streams still to come are not waited for.
     over: std::sync::atomic::AtomicBool,
+    /// `--remove-source-files`: the numbering the receiver's confirmations index.
+    sent: std::sync::OnceLock<Vec<(Vec<u8>, &'a Entry)>>,
 }
 
 type Ahead<'s> = Option<ScopedJoinHandle<'s, Result<transfer::Loaded, Error>>>;
@@ -232,6 +272,7 @@ impl<'a> Server<'a, '_> {
                         )
                     });
                 }
+                Msg::InPlace { ids } => self.remove_in_place(&ids),
                 Msg::Planned { files } => {
                     if let Some(p) = &self.report.progress {
                         p.planned(files);
@@ -263,6 +304,26 @@ impl<'a> Server<'a, '_> {
                 }
             }
         }
+    }
+
+    /// `--remove-source-files`: the receiver's confirmations, each an index into this
+    /// end's own numbering of what it listed; an index out of range, or a repeat, is
+    /// ignored, and nothing is removed unless this end was asked to (a receiver cannot
+    /// turn the option on), nor under `-n`.
+    fn remove_in_place(&self, ids: &[u32]) {
+        if !self.opts.remove_source_files || self.opts.dry_run {
+            return;
+        }
+        let files = self
+            .sent
+            .get_or_init(|| crate::source::sent_files(self.root));
+        let mut seen = std::collections::HashSet::new();
+        let chosen = ids
+            .iter()
+            .filter(|&&i| seen.insert(i))
+            .filter_map(|&i| files.get(i as usize))
+            .map(|(rel, e)| (rel.as_slice(), *e));
+        remove_sources(self.tops, chosen, self.opts, self.report);
     }
 
     /// The answers to one `List`: each asked-for path must be a directory of this tree.

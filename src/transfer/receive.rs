@@ -838,6 +838,8 @@ pub(super) fn receive_files<'d, R: Read + Send>(
             };
             match msg {
                 Msg::Skip { id } if id as usize == next => {
+                    // (Not in place: --remove-source-files keeps its source.)
+                    exec.note_failed(&pending[index_of(next)].item.rel);
                     current = None;
                     next += 1;
                 }

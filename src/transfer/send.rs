@@ -286,15 +286,22 @@ pub fn send_loaded<W: Write>(
             }
             (Request::Whole { id, path }, Some(Err(e))) => {
                 skip(wr, id, &path, &e, report)?;
+                tops.note_unsent(&path);
                 None
             }
-            (Request::Whole { id, path }, None) => match open_source(tops, &path) {
-                Ok(fd) => stream_file(wr, id, &path, &fd, report, ticket.as_ref())?,
-                Err(e) => {
-                    skip(wr, id, &path, &e, report)?;
-                    None
+            (Request::Whole { id, path }, None) => {
+                let sent = match open_source(tops, &path) {
+                    Ok(fd) => stream_file(wr, id, &path, &fd, report, ticket.as_ref())?,
+                    Err(e) => {
+                        skip(wr, id, &path, &e, report)?;
+                        None
+                    }
+                };
+                if sent.is_none() {
+                    tops.note_unsent(&path);
                 }
-            },
+                sent
+            }
             (
                 Request::Append {
                     id,
@@ -337,7 +344,7 @@ pub fn send_loaded<W: Write>(
                         ))
                     })?),
                 };
-                match open_source(tops, &path) {
+                let sent = match open_source(tops, &path) {
                     Ok(fd) => send_delta(
                         wr,
                         id,
@@ -352,7 +359,11 @@ pub fn send_loaded<W: Write>(
                         skip(wr, id, &path, &e, report)?;
                         None
                     }
+                };
+                if sent.is_none() {
+                    tops.note_unsent(&path);
                 }
+                sent
             }
         };
         if let (Some(p), Some(size), Some(t)) = (&report.progress, sent, ticket) {

@@ -49,6 +49,7 @@ mod races;
 mod relative;
 mod remote;
 mod robust;
+mod source;
 mod sshd;
 mod stats;
 mod streams;

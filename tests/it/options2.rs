@@ -33,22 +33,6 @@ fn crtimes_is_refused_as_rsync_refuses_it_on_linux() {
     }
 }
 
-/// The rsync options not built yet are refused before anything is touched (exit 1, as
-/// rsync's own refusals), each with what it would have done in rsync.
-#[test]
-fn options_not_built_are_refused_with_what_rsync_does() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
-    TestTree::at(&src).file("f", b"f\n");
-    for (flag, says) in [("--remove-source-files", "removes")] {
-        let dst = dir.path().join("dst");
-        let out = run(xsync().arg(flag).arg(slash(&src)).arg(&dst));
-        assert_eq!(code(&out), 1, "{flag}: {}", stderr(&out));
-        assert!(stderr(&out).contains(says), "{flag}: {}", stderr(&out));
-        assert!(!dst.exists(), "{flag}");
-    }
-}
-
 /// `--delay-updates` ends with rsync's tree (new files, updated ones, hard links and
 /// directory times set after the renames), locally, pushed and pulled, and on the re-runs.
 #[test]

@@ -291,6 +291,7 @@ pub fn wire(name: &[u8], kind: Kind, size: u64) -> WireEntry {
         digest: (kind == Kind::Dir).then_some(0x1234_5678),
         xattrs: None,
         acls: None,
+        implied: false,
     }
 }
 
