@@ -926,6 +926,12 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
+    /// Whether frames travel in segments (compressed or not), as both ends fixed after
+    /// `Start`.
+    pub fn segmented(&self) -> bool {
+        self.pipe.is_some()
+    }
+
     /// Whether frames sent now would be compressed, so that [`send_raw`](Self::send_raw)
     /// can keep incompressible data out of the zstd stream (false while the tuner sends
     /// raw: then every frame goes out as it is anyway).

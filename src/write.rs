@@ -441,26 +441,14 @@ impl<'d> TempFile<'d> {
             ),
             Err(e) => return Err(StepError::new("open for writing in place", e)),
         };
-        Ok(TempFile {
-            in_place: true,
-            live: usize::MAX,
-            dir,
-            tdir: dir,
-            tmp: name.clone(),
-            name,
-            fd,
-            // (In place, a run of zeros becomes a punched hole: a hole the file already had
-            // would otherwise be skipped and keep the old bytes where zeros belong.)
-            sparse,
-            len: 0,
-            committed: false,
-            created_mode: if created {
-                mode & 0o777 & !rules.umask
-            } else {
-                u32::MAX
-            },
-            keep: None,
-        })
+        // (In place, a run of zeros becomes a punched hole: a hole the file already had
+        // would otherwise be skipped and keep the old bytes where zeros belong.)
+        let created_mode = if created {
+            mode & 0o777 & !rules.umask
+        } else {
+            u32::MAX
+        };
+        Ok(TempFile::the_target(dir, name, fd, sparse, 0, created_mode))
     }
 
     /// `--append`: the target itself, opened in place (never created: the planner saw it
@@ -498,7 +486,20 @@ impl<'d> TempFile<'d> {
         }
         rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(at))
             .map_err(|e| StepError::new("append to", e))?;
-        Ok(TempFile {
+        Ok(TempFile::the_target(dir, name, fd, sparse, at, u32::MAX))
+    }
+
+    /// The target itself, written where it is (`--inplace`, `--append`): `len` bytes kept,
+    /// `created_mode` the mode it was made with or `u32::MAX` if it existed.
+    fn the_target(
+        dir: BorrowedFd<'d>,
+        name: CString,
+        fd: OwnedFd,
+        sparse: bool,
+        len: u64,
+        created_mode: u32,
+    ) -> TempFile<'d> {
+        TempFile {
             in_place: true,
             live: usize::MAX,
             dir,
@@ -507,11 +508,11 @@ impl<'d> TempFile<'d> {
             name,
             fd,
             sparse,
-            len: at,
+            len,
             committed: false,
-            created_mode: u32::MAX,
+            created_mode,
             keep: None,
-        })
+        }
     }
 
     /// `-T`: brings a temporary written in the temporary directory beside its target, under

@@ -49,6 +49,29 @@ pub(super) fn incompressible(path: &[u8], sample: &[u8]) -> bool {
     crate::compress::skip_compress(path) || !crate::compress::worth_compressing(sample)
 }
 
+/// Sends one `Data` frame of a file's bytes: outside the zstd stream when the file's first
+/// chunk (`raw`, decided once per file) showed it would not compress.
+pub(super) fn send_chunk<W: Write>(
+    wr: &mut Writer<W>,
+    id: u32,
+    path: &[u8],
+    data: &[u8],
+    end: Option<Digest>,
+    raw: &mut Option<bool>,
+) -> Result<(), Error> {
+    let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(path, data));
+    let msg = Msg::Data {
+        id,
+        data: data.to_vec(),
+        end,
+    };
+    if raw {
+        wr.send_raw(&msg)
+    } else {
+        wr.send(&msg)
+    }
+}
+
 pub(super) fn skip<W: Write>(
     wr: &mut Writer<W>,
     id: u32,
@@ -404,17 +427,7 @@ pub(super) fn stream_file<W: Write>(
         }
         h.update(&buf[..n]);
         let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
-        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
-        let msg = Msg::Data {
-            id,
-            data: buf[..n].to_vec(),
-            end,
-        };
-        if raw {
-            wr.send_raw(&msg)?;
-        } else {
-            wr.send(&msg)?;
-        }
+        send_chunk(wr, id, p, &buf[..n], end, &mut raw)?;
         if n == 0 {
             return Ok(Some(total));
         }
@@ -459,17 +472,7 @@ pub(super) fn send_tail<W: Write>(
         }
         h.update(&buf[..n]);
         let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
-        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(p, &buf[..n]));
-        let msg = Msg::Data {
-            id,
-            data: buf[..n].to_vec(),
-            end,
-        };
-        if raw {
-            wr.send_raw(&msg)?;
-        } else {
-            wr.send(&msg)?;
-        }
+        send_chunk(wr, id, p, &buf[..n], end, &mut raw)?;
         if n == 0 {
             return Ok(Some(at - offset));
         }

@@ -519,17 +519,8 @@ pub fn send_range<W: Write>(
         at += n as u64;
         h.update(&buf[..n]);
         let fin = n == 0 || at == end;
-        let raw = *raw.get_or_insert_with(|| wr.compressing() && incompressible(path, &buf[..n]));
-        let msg = Msg::Data {
-            id,
-            data: buf[..n].to_vec(),
-            end: fin.then(|| wire_digest(h.finalize().as_bytes())),
-        };
-        if raw {
-            wr.send_raw(&msg)?;
-        } else {
-            wr.send(&msg)?;
-        }
+        let end = fin.then(|| wire_digest(h.finalize().as_bytes()));
+        super::send::send_chunk(wr, id, path, &buf[..n], end, &mut raw)?;
         if fin {
             return Ok(());
         }

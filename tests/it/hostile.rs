@@ -595,7 +595,7 @@ fn frame_over_the_limit(flags: &[&str]) {
         // A length prefix of 4 GiB - 1, then nothing of it: in a raw segment on a
         // segmented connection (the default), bare under --no-compress.
         let mut bytes = Vec::new();
-        if p.wr.compressing() {
+        if p.wr.segmented() {
             bytes.extend_from_slice(&[0, 4, 0, 0, 0]);
         }
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
