@@ -136,8 +136,14 @@ const Z_LADDER: &[Setting] = &[
     Setting::Zstd(12),
 ];
 
+/// The zstd stream of one direction. Its context (3 MiB for an extra stream, 9 MiB for the
+/// first at zstd 3, more at the deeper steps) exists only while the stream compresses: a
+/// run the tuner keeps raw, or returns to raw, holds none (eight extra streams pushing an
+/// incompressible 1 GiB file kept 33 MB of contexts a probe had made).
 pub struct Compressor {
-    enc: Encoder<'static>,
+    enc: Option<Encoder<'static>>,
+    /// The step frames are compressed at (never `Raw`: a compressor always has a level,
+    /// for the stretches that are compressed).
     setting: Setting,
     window_log: u32,
 }
@@ -148,24 +154,25 @@ impl Compressor {
     }
 
     /// A compressor whose frames reach back 2^`window_log` bytes (at most [`WINDOW_LOG`],
-    /// which the decoder accepts).
+    /// which the decoder accepts). Its context is made when it first compresses.
     pub fn with_window(setting: Setting, window_log: u32) -> io::Result<Compressor> {
-        let mut c = Compressor {
-            enc: Encoder::new(DEFAULT_LEVEL)?,
-            setting: Setting::Raw,
+        Ok(Compressor {
+            enc: None,
+            setting: match setting {
+                Setting::Raw => Setting::Zstd(DEFAULT_LEVEL),
+                s => s,
+            },
             window_log: window_log.min(WINDOW_LOG),
-        };
-        // (Raw is no level: a compressor always has one, for the stretches that are not.)
-        let setting = match setting {
-            Setting::Raw => Setting::Zstd(DEFAULT_LEVEL),
-            s => s,
-        };
-        c.set(setting, &mut Vec::new())?;
-        Ok(c)
+        })
     }
 
     pub fn setting(&self) -> Setting {
         self.setting
+    }
+
+    /// Whether a zstd context is held (a frame is open).
+    pub fn holds_context(&self) -> bool {
+        self.enc.is_some()
     }
 
     /// Changes the level. zstd takes a new level only between frames (single-threaded), so
@@ -173,45 +180,66 @@ impl Compressor {
     /// starts with no history: the tuner changes level seldom for that reason. The decoder
     /// reads one frame after another in the same stream. `Raw` keeps the current level.
     pub fn set(&mut self, setting: Setting, out: &mut Vec<u8>) -> io::Result<()> {
-        let level = match setting {
+        match setting {
             Setting::Raw => return Ok(()),
             _ if setting == self.setting => return Ok(()),
-            Setting::Zstd(n) => n,
-            Setting::Deep => 6,
-        };
-        if self.setting != Setting::Raw {
-            self.end_frame(out)?;
+            _ => {}
         }
-        // A fresh context: the explicit parameters of `Deep` must not outlive it.
-        let mut e = Encoder::new(level)?;
-        e.set_parameter(CParameter::WindowLog(self.window_log))?;
-        if setting == Setting::Deep {
-            // zstd's level 6 (lazy matching, 2^3 probes per position) leaves ratio on the
-            // table for source text. Measured on 40 MB of crate sources (.rs/.c/.h/.toml/.md)
-            // and the kernel's fs/ (45 MB of C), one stream as the protocol sends it: lazy2
-            // with 2^4 probes into 1 MiB chain and 2 MiB hash tables sends 4.3% and 5.6%
-            // fewer bytes, at 55–65% of level 6's speed (per core: 90 against 130–160 MB/s
-            // on the crate sources, 32–38 against 59–70 MB/s on fs/; zstd 3 is 2× level 6
-            // but sends 17% more; zstd 12 sends 2% less at about a third of our speed). A
-            // 6-byte minimum match is 0.6% better on C, neutral elsewhere, and faster.
-            use zstd::zstd_safe::Strategy;
-            e.set_parameter(CParameter::Strategy(Strategy::ZSTD_lazy2))?;
-            e.set_parameter(CParameter::ChainLog(20))?;
-            e.set_parameter(CParameter::HashLog(21))?;
-            e.set_parameter(CParameter::SearchLog(4))?;
-            e.set_parameter(CParameter::MinMatch(6))?;
-        }
-        self.enc = e;
+        self.release(out)?;
         self.setting = setting;
         Ok(())
     }
 
+    /// Ends the current frame (its last bytes appended to `out`) and frees the context;
+    /// the next compressed bytes start a new frame, with no history.
+    pub fn release(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.enc.is_some() {
+            self.end_frame(out)?;
+            self.enc = None;
+        }
+        Ok(())
+    }
+
+    /// The context, made at the current step when there is none.
+    fn encoder(&mut self) -> io::Result<&mut Encoder<'static>> {
+        if self.enc.is_none() {
+            let level = match self.setting {
+                Setting::Zstd(n) => n,
+                Setting::Deep | Setting::Raw => 6,
+            };
+            let mut e = Encoder::new(level)?;
+            e.set_parameter(CParameter::WindowLog(self.window_log))?;
+            if self.setting == Setting::Deep {
+                // zstd's level 6 (lazy matching, 2^3 probes per position) leaves ratio on
+                // the table for source text. Measured on 40 MB of crate sources
+                // (.rs/.c/.h/.toml/.md) and the kernel's fs/ (45 MB of C), one stream as the
+                // protocol sends it: lazy2 with 2^4 probes into 1 MiB chain and 2 MiB hash
+                // tables sends 4.3% and 5.6% fewer bytes, at 55–65% of level 6's speed (per
+                // core: 90 against 130–160 MB/s on the crate sources, 32–38 against 59–70
+                // MB/s on fs/; zstd 3 is 2× level 6 but sends 17% more; zstd 12 sends 2%
+                // less at about a third of our speed). A 6-byte minimum match is 0.6%
+                // better on C, neutral elsewhere, and faster.
+                use zstd::zstd_safe::Strategy;
+                e.set_parameter(CParameter::Strategy(Strategy::ZSTD_lazy2))?;
+                e.set_parameter(CParameter::ChainLog(20))?;
+                e.set_parameter(CParameter::HashLog(21))?;
+                e.set_parameter(CParameter::SearchLog(4))?;
+                e.set_parameter(CParameter::MinMatch(6))?;
+            }
+            self.enc = Some(e);
+        }
+        Ok(self.enc.as_mut().expect("made above"))
+    }
+
     /// Ends the current zstd frame, appending its last bytes to `out`.
     fn end_frame(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let Some(enc) = self.enc.as_mut() else {
+            return Ok(());
+        };
         let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
         loop {
             let mut outb = OutBuffer::around(&mut chunk[..]);
-            let remaining = self.enc.finish(&mut outb, true)?;
+            let remaining = enc.finish(&mut outb, true)?;
             let n = outb.pos();
             out.extend_from_slice(&chunk[..n]);
             if remaining == 0 {
@@ -225,11 +253,15 @@ impl Compressor {
     /// when the writer's buffer fills: ending a block there costs its entropy tables and
     /// the matches a longer block would have found, for no benefit to the peer.
     pub fn compress_more(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        if input.is_empty() {
+            return Ok(());
+        }
         let mut inb = InBuffer::around(input);
         let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
+        let enc = self.encoder()?;
         while inb.pos() < input.len() {
             let mut outb = OutBuffer::around(&mut chunk[..]);
-            self.enc.run(&mut inb, &mut outb)?;
+            enc.run(&mut inb, &mut outb)?;
             let n = outb.pos();
             out.extend_from_slice(&chunk[..n]);
         }
@@ -240,10 +272,14 @@ impl Compressor {
     /// bytes to `out`: after it the peer can decode everything fed so far.
     pub fn compress_flush(&mut self, input: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         self.compress_more(input, out)?;
+        let Some(enc) = self.enc.as_mut() else {
+            // Nothing was ever fed: nothing to flush.
+            return Ok(());
+        };
         let mut chunk = vec![0u8; zstd::zstd_safe::CCtx::out_size().max(64 * 1024)];
         loop {
             let mut outb = OutBuffer::around(&mut chunk[..]);
-            let remaining = self.enc.flush(&mut outb)?;
+            let remaining = enc.flush(&mut outb)?;
             let n = outb.pos();
             out.extend_from_slice(&chunk[..n]);
             if remaining == 0 {
@@ -623,13 +659,42 @@ mod tests {
         assert_eq!(out.len(), 500_000);
     }
 
+    /// A stream that goes raw frees its context and, compressing again, starts a new frame
+    /// the same decoder reads on from.
+    #[test]
+    fn a_released_context_leaves_the_stream_readable() {
+        let mut c = Compressor::with_window(Setting::Zstd(3), LANE_WINDOW_LOG).unwrap();
+        assert!(!c.holds_context(), "no context before the first bytes");
+        let mut seg = Vec::new();
+        c.compress_flush(&b"first stretch ".repeat(2000), &mut seg)
+            .unwrap();
+        assert!(c.holds_context());
+        c.release(&mut seg).unwrap();
+        assert!(!c.holds_context());
+        c.compress_flush(&b"second stretch ".repeat(2000), &mut seg)
+            .unwrap();
+        let mut out = Vec::new();
+        Decompressor::new()
+            .unwrap()
+            .decompress(&seg, &mut out, 1 << 20)
+            .unwrap();
+        assert_eq!(
+            out,
+            [
+                b"first stretch ".repeat(2000),
+                b"second stretch ".repeat(2000)
+            ]
+            .concat()
+        );
+    }
+
     #[test]
     fn a_window_over_the_limit_is_refused() {
         let mut enc = Encoder::new(3).unwrap();
         enc.set_parameter(CParameter::WindowLog(WINDOW_LOG + 1))
             .unwrap();
         let mut c = Compressor {
-            enc,
+            enc: Some(enc),
             setting: Setting::Zstd(3),
             window_log: WINDOW_LOG + 1,
         };

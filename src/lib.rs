@@ -137,6 +137,18 @@ where
     report.finish()
 }
 
+/// At most two glibc malloc arenas. glibc gives each thread that allocates its own arena
+/// (up to eight per core) and keeps what is freed in it: with eight extra streams the
+/// client's buffers, made on one thread and freed on another, left 98 MiB resident for
+/// 44 MB of live heap pushing 1 GiB at 100 ms RTT; two arenas held 49 MiB, at no cost
+/// measurable on the local kernel copy (hyperfine, 10 runs each, within the noise).
+pub fn bound_memory() {
+    // SAFETY: mallopt only sets a parameter of the allocator; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 /// rsync's behaviour on SIGINT, SIGTERM and SIGHUP: remove the files being written, say
 /// why, exit 20. (Files already renamed into place are complete; the rest are untouched.)
 pub fn install_signal_handlers() {

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 fn main() {
+    xsync::bound_memory();
     xsync::install_signal_handlers();
     let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut err = std::io::stderr();

@@ -842,6 +842,13 @@ fn compress_batches(
             if pending {
                 c.compress_flush(&[], &mut z)?;
                 pending = false;
+            }
+            // The tuner sends raw: the context goes (its frame ends) until it compresses
+            // again.
+            if step == Setting::Raw {
+                c.release(&mut z)?;
+            }
+            if !z.is_empty() {
                 push_segs(&mut segs, SEG_ZSTD, &z);
             }
             push_segs(&mut segs, SEG_RAW, &raw);
