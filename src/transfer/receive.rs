@@ -594,12 +594,18 @@ pub(super) fn copy_hashed(
         pieces.push((at, e - at));
         at = e;
     }
+    // One write at a time, as in delta::prefill_scan: a waiting writer sleeps here rather
+    // than spin on the file's lock in the kernel.
+    let writing = std::sync::Mutex::new(());
     let hashes = pieces
         .par_iter()
         .map_init(Vec::new, |buf, &(at, n)| {
             buf.resize(n as usize, 0);
             basis.read_exact_at(buf, offset + (at - pos))?;
-            out.write_all_at(buf, at)?;
+            {
+                let _one = writing.lock().unwrap_or_else(|p| p.into_inner());
+                out.write_all_at(buf, at)?;
+            }
             Ok((n == b && at.is_multiple_of(b)).then(|| *blake3::hash(buf).as_bytes()))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
