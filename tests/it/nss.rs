@@ -293,7 +293,7 @@ impl OtherView {
         replace(&db.join("group"), &(group_line(OTHER_GID) + "\n"));
         let script = d.join("in-view");
         // unshare's namespace is private (no mount propagates back); `$0` is the db.
-        replace(
+        crate::util::write_script(
             &script,
             &format!(
                 "#!/bin/sh\n\
@@ -303,8 +303,6 @@ impl OtherView {
                 db = db.display()
             ),
         );
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("chmod {script:?}: {e}"));
         let view = OtherView { dir };
         let probe = run(Command::new(view.prefix()).arg("true").stdin(Stdio::null()));
         if !probe.status.success() {

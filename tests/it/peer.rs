@@ -308,13 +308,10 @@ impl<T: Send + 'static> HostileServer<T> {
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).expect("bind peer socket");
         let rsh = dir.join("peer-rsh");
-        std::fs::write(
+        crate::util::write_script(
             &rsh,
-            format!("#!/bin/sh\nexec python3 -c '{BRIDGE}' {}\n", sock.display()),
-        )
-        .expect("write rsh");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&rsh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            &format!("#!/bin/sh\nexec python3 -c '{BRIDGE}' {}\n", sock.display()),
+        );
         let thread = std::thread::spawn(move || {
             let (s, _) = listener.accept().expect("accept");
             let r = s.try_clone().expect("clone socket");

@@ -7,7 +7,6 @@
 //! `SKIPPED`, and the mount is undone by a guard even when an assertion fails.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -188,8 +187,7 @@ fn full_destination_exits_11_and_keeps_old_files_in_a_pull() {
 
 /// Writes an executable `-e` wrapper that runs `sh_line`, then becomes `rsh`.
 fn wrapper(path: &Path, sh_line: &str, rsh: &str) {
-    fs::write(path, format!("#!/bin/sh\n{sh_line}\nexec {rsh} \"$@\"\n")).expect("wrapper");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod wrapper");
+    crate::util::write_script(path, &format!("#!/bin/sh\n{sh_line}\nexec {rsh} \"$@\"\n"));
 }
 
 /// An action (a shell command on `$SRC/f2`, one per tool) strikes after the tool has scanned its sources

@@ -1680,7 +1680,29 @@ pub const RUN_HERE: &str = "exec sh -c \"$*\"";
 /// tests that need no sshd.
 pub fn local_rsh(dir: &Path, body: &str) -> String {
     let rsh = dir.join("rsh");
-    fs::write(&rsh, format!("#!/bin/sh\nshift\n{body}\n")).expect("write rsh");
-    fs::set_permissions(&rsh, fs::Permissions::from_mode(0o755)).expect("chmod rsh");
+    write_script(&rsh, &format!("#!/bin/sh\nshift\n{body}\n"));
     rsh.display().to_string()
+}
+
+/// Writes an executable script (mode 0755) that may be run at once. Written by a child
+/// process, not here: a file this multi-threaded test process has open for writing is
+/// inherited by whatever another test thread forks in that moment, and running the script
+/// then fails with "Text file busy" until that child has exec'd (seen: rsync's `-e`).
+pub fn write_script(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("cat > \"$0\" && chmod 755 \"$0\"")
+        .arg(path)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sh to write a script");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(text.as_bytes())
+        .expect("write the script");
+    let status = child.wait().expect("wait for sh");
+    assert!(status.success(), "writing {path:?} failed: {status}");
 }
