@@ -762,7 +762,10 @@ struct Cli {
     /// specify the remote shell to use
     ///
     /// The remote shell, split like a shell command line. Without -e: $XSYNC_RSH, else
-    /// rsync's $RSYNC_RSH, else ssh.
+    /// rsync's $RSYNC_RSH, else ssh. When it is OpenSSH's ssh and its ciphers are its
+    /// defaults (no -c, no Ciphers in -e or any ssh_config, as `ssh -G` shows), and this
+    /// CPU has AES instructions, ssh is asked for AES-GCM first: the same ciphers, in an
+    /// order that costs a third of chacha20-poly1305's CPU here.
     #[arg(
         short = 'e',
         long = "rsh",

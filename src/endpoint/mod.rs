@@ -10,6 +10,7 @@
 //! copied to that name.
 
 mod apply;
+mod cipher;
 mod conn;
 pub mod deploy;
 mod local;

@@ -546,7 +546,13 @@ fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
                 .arg("u@h:dst/")
                 .stdin(Stdio::null()));
             assert_ne!(code(&out), 0, "{test}");
-            let line = fs::read_to_string(&log).unwrap_or_default();
+            // xsync may first ask this ssh for its configuration (`-G`, for the cipher
+            // order: endpoint::cipher); the connecting command line is the other one.
+            let all = fs::read_to_string(&log).unwrap_or_default();
+            let line = all
+                .lines()
+                .find(|l| !l.split_whitespace().any(|w| w == "-G"))
+                .unwrap_or_default();
             // Up to the host: the rest is each program's own server command. xsync's own
             // `-o Control*` words (its master connection for --streams) are left out.
             let mut words: Vec<String> = Vec::new();
@@ -623,5 +629,79 @@ fn ipv4_and_blocking_io_work_over_ssh() {
         assert_eq!(code(&out), 0, "{test}: {flags:?}: {}", stderr(&out));
         let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
         assert!(diffs.is_empty(), "{test}: {}", diffs.join("\n"));
+    }
+}
+
+/// The cipher the ssh client reports choosing, from its `-v` lines on xsync's stderr.
+fn chosen_cipher(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        let rest = l.split_once("kex: client->server cipher: ")?.1;
+        rest.split_whitespace().next().map(String::from)
+    })
+}
+
+/// ssh is asked for AES-GCM first where the CPU has AES instructions and nobody chose the
+/// ciphers: not the user's `-c`, not a `Ciphers` line of their ssh_config, which keep
+/// chacha20-poly1305 first. Every push copies the tree.
+#[test]
+fn ssh_prefers_aes_gcm_only_where_the_user_left_the_ciphers_alone() {
+    let test = this_test!();
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    let config = dir.path().join("ssh_config");
+    fs::write(
+        &config,
+        "Ciphers chacha20-poly1305@openssh.com,aes128-gcm@openssh.com\n",
+    )
+    .expect("write ssh_config");
+    #[cfg(target_arch = "x86_64")]
+    let aes = std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq");
+    #[cfg(target_arch = "aarch64")]
+    let aes = std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let aes = false;
+    let chacha = "chacha20-poly1305@openssh.com";
+    let default = if aes {
+        "aes128-gcm@openssh.com"
+    } else {
+        chacha
+    };
+    let cases = [
+        ("default", String::new(), default),
+        ("-c", format!(" -c {chacha}"), chacha),
+        ("ssh_config", format!(" -F {}", config.display()), chacha),
+    ];
+    for (i, (what, extra, want)) in cases.iter().enumerate() {
+        let dst = dir.path().join(format!("dst{i}"));
+        // -v after the harness's LogLevel=ERROR: ssh's debug lines name the cipher.
+        let rsh = format!("{}{extra} -v", sshd.rsh());
+        let out = run(xsync()
+            .env_remove("XSYNC_RSH")
+            .args([
+                "-a",
+                "--streams=1",
+                "-e",
+                &rsh,
+                "--xsync-path",
+                crate::remote::XSYNC_BIN,
+            ])
+            .arg(slash(&src))
+            .arg(sshd.remote(slash(&dst)))
+            .stdin(Stdio::null()));
+        let err = stderr(&out);
+        assert_eq!(code(&out), 0, "{test}: {what}: {err}");
+        assert_eq!(
+            chosen_cipher(&err).as_deref(),
+            Some(*want),
+            "{test}: {what}: {err}"
+        );
+        let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
+        assert!(diffs.is_empty(), "{test}: {what}: {}", diffs.join("\n"));
     }
 }
