@@ -5,13 +5,21 @@
 
 use super::*;
 
-/// Coarse block for a file of `len` bytes: 1 MiB up to 64 GiB, then doubling so the hash
+/// Coarse block for a file of `len` bytes: 256 KiB up to 16 GiB, then doubling so the hash
 /// list stays at most 64 Ki entries (1 MiB on the wire). Both ends must use the same value:
 /// the one for the source's length.
+///
+/// Every block an edit touches goes through the fine level whole (its basis signed by the
+/// receiver, its source searched byte by byte by the sender), so the block size is what a
+/// small edit costs: a 512 MiB file with 64 scattered 4 KiB edits spent 0.2 s of its push
+/// on 64 MiB of fine deltas with 1 MiB blocks; with 256 KiB blocks the push took 0.80 s
+/// against 0.88 s (medians of 8 interleaved runs; rsync 1.10 s). The hashes of smaller
+/// blocks cost no more to compute (blake3 over the same bytes) but 24 bytes each on the
+/// wire with their anchors: 196 KB for 2 GiB, still a sixth of rsync's bytes there.
 pub fn coarse_block(len: u64) -> u64 {
     len.div_ceil(1 << 16)
         .next_power_of_two()
-        .clamp(1 << 20, 1 << 30)
+        .clamp(1 << 18, 1 << 30)
 }
 
 /// Bytes at the start of each coarse block whose rolling hash is the block's anchor. The

@@ -331,9 +331,12 @@ mod tests {
 
     #[test]
     fn coarse_block_sizes() {
-        assert_eq!(coarse_block(1), 1 << 20);
+        assert_eq!(coarse_block(1), 256 << 10);
+        assert_eq!(coarse_block(16 << 30), 256 << 10);
+        assert_eq!(coarse_block((16 << 30) + 1), 512 << 10);
         assert_eq!(coarse_block(64 << 30), 1 << 20);
         assert_eq!(coarse_block(1 << 40), 16 << 20);
+        assert_eq!(coarse_block(u64::MAX), 1 << 30);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! receiver is sent as a delta against it (unless `-W`): the receiver signs its basis, the
 //! sender answers with copy/literal instructions, and the receiver rebuilds the file in a
 //! temporary with matched runs copied in the kernel. Files of 64 MiB and more first go
-//! through one coarse exchange (strong hashes and anchors of 1 MiB blocks, all big files in
+//! through one coarse exchange (strong hashes and anchors of 256 KiB blocks, all big files in
 //! one round trip): the sender places equal and moved blocks, keeps that match for the
 //! file's request, and only the parts it could not place are signed and searched.
 //!

@@ -157,7 +157,7 @@ pub fn answer_coarse<W: Write>(
 }
 
 /// A coarse request is the peer's word on sizes this end then allocates by: its block must
-/// be one [`delta::coarse_block`] can give (a power of two from 1 MiB to 1 GiB; 1-byte
+/// be one [`delta::coarse_block`] can give (a power of two from 256 KiB to 1 GiB; 1-byte
 /// blocks made the sender hold about 76 bytes per source byte), with exactly one hash per
 /// block of the basis and an anchor per block or none.
 pub(super) fn check_coarse_item(it: &CoarseItem) -> Result<(), Error> {
