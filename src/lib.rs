@@ -45,7 +45,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 /// Version of the wire protocol spoken by `xsync --server` (bumped on incompatible change).
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// Runs xsync with `args` (including the program name), writing to `stdout`/`stderr`, and
 /// returns the rsync-compatible exit code.

@@ -30,8 +30,8 @@ pub const CHUNK: usize = 256 << 10;
 /// Requests and listings are batched to at most this many items per frame.
 pub const BATCH: usize = 1024;
 
-/// A file's digest as it travels: the first 16 bytes of the 32-byte blake3 (or coarse)
-/// digest both ends compute. 128 bits keep an accidental match out of reach (the peer who
+/// A file's digest as it travels: [`data_digest`] for bytes sent as they are, else the
+/// first 16 bytes of the 32-byte blake3 (or coarse) digest both ends compute. 128 bits keep an accidental match out of reach (the peer who
 /// could forge one is the sender, who chooses the content anyway) and save 16 bytes per
 /// file: about 1% of a `-z` push of a source tree.
 pub type Digest = [u8; 16];
@@ -39,6 +39,33 @@ pub type Digest = [u8; 16];
 /// The wire form of a full digest.
 pub fn wire_digest(full: &[u8; 32]) -> Digest {
     full[..16].try_into().expect("16 of 32 bytes")
+}
+
+/// The digest that ends bytes sent as they are, a whole file's or a range's (`Data`
+/// answering `Request::Whole` or `GetRange`): xxh3-128. Such bytes are copied, not
+/// rebuilt, so the digest only has to catch an accident between one end's read and the
+/// other's write (ssh's MAC covers the wire itself), and the peer who could forge a match
+/// is the sender, who chooses the content anyway. On small files xxh3 costs a twentieth of
+/// blake3: 124 MB of 0-8 KiB files took blake3 0.09-0.14 s of a core on each end and xxh3
+/// 5-9 ms, where a 30,000-file push over loopback spends about 2.4 s of CPU in all.
+/// Rebuilt files (`Delta`, whose coarse level matches blocks by blake3) and `--append`'s
+/// bytes (checked against the file read back) keep blake3.
+pub fn data_digest(bytes: &[u8]) -> Digest {
+    xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes()
+}
+
+/// [`data_digest`] of bytes that arrive in pieces.
+#[derive(Default, Clone)]
+pub struct DataHasher(xxhash_rust::xxh3::Xxh3);
+
+impl DataHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn digest(&self) -> Digest {
+        self.0.digest128().to_le_bytes()
+    }
 }
 
 /// Which end reads the source tree.

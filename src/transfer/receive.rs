@@ -667,10 +667,37 @@ pub(super) fn prefilled_digest(t: &TempFile<'_>, pre: PrefillState) -> Result<[u
 /// What the verify thread hands back: the hashes of the blocks it did, and its file.
 pub(super) type VerifyResult = std::io::Result<(Vec<[u8; 32]>, std::fs::File)>;
 
+/// The digest of a file's `Data` as it arrives: a whole file's bytes ([`DataHasher`]), or
+/// `--append`'s tail (blake3, as the sender hashes it). The whole file's is the common
+/// case, held inline: no allocation per file.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Running {
+    Whole(crate::protocol::DataHasher),
+    Append(Box<blake3::Hasher>),
+}
+
+impl Running {
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Running::Whole(h) => h.update(bytes),
+            Running::Append(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        match self {
+            Running::Whole(h) => h.digest(),
+            Running::Append(h) => wire_digest(h.finalize().as_bytes()),
+        }
+    }
+}
+
 pub(super) struct Current<'d> {
     index: usize,
     temp: Option<TempFile<'d>>,
-    hasher: Option<blake3::Hasher>,
+    hasher: Option<Running>,
     /// The basis and its length when the file started (it may be the file being rewritten).
     basis: Option<(std::fs::File, u64)>,
     /// A coarse file's digest, computed behind the writer.
@@ -882,7 +909,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                     return;
                                 }
                                 let res = (|| {
-                                    if wire_digest(blake3::hash(&data).as_bytes()) != hash {
+                                    if crate::protocol::data_digest(&data) != hash {
                                         return Err(StepError {
                                             op: "verify",
                                             err: std::io::Error::other("checksum mismatch"),
@@ -944,7 +971,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                     exec,
                                     p,
                                     Some(t),
-                                    Some(got),
+                                    Some(wire_digest(&got)),
                                     hash,
                                     (cur.literal, 0),
                                     cur.started,
@@ -973,7 +1000,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                             }
                             continue;
                         }
-                        let got = cur.hasher.map(|h| *h.finalize().as_bytes());
+                        let got = cur.hasher.map(|h| h.digest());
                         finish_file(exec, p, cur.temp, got, hash, (cur.literal, 0), cur.started);
                     }
                 }
@@ -1019,7 +1046,7 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                 exec,
                                 p,
                                 Some(t),
-                                Some(got),
+                                Some(wire_digest(&got)),
                                 hash,
                                 (cur.literal, cur.matched),
                                 cur.started,
@@ -1173,7 +1200,7 @@ pub(super) fn start_file<'d>(
     Current {
         index,
         temp,
-        hasher: (!delta).then(blake3::Hasher::new),
+        hasher: (!delta).then(|| Running::Whole(Default::default())),
         basis,
         verify: None,
         prefill,
@@ -1211,7 +1238,7 @@ pub(super) fn start_append<'d>(
     Current {
         index,
         temp,
-        hasher: Some(blake3::Hasher::new()),
+        hasher: Some(Running::Append(Box::default())),
         basis: None,
         verify: None,
         prefill: None,
@@ -1319,13 +1346,13 @@ pub(super) fn finish_file(
     exec: &Exec<'_, '_>,
     p: &Pending<'_>,
     temp: Option<TempFile<'_>>,
-    got: Option<[u8; 32]>,
+    got: Option<Digest>,
     want: Digest,
     (literal, matched): (u64, u64),
     started: Option<crate::progress::Ticket>,
 ) {
     let Some(t) = temp else { return };
-    if got.map(|g| wire_digest(&g)) != Some(want) {
+    if got != Some(want) {
         exec.fail(
             &p.item.rel,
             StepError {

@@ -182,9 +182,10 @@ pub(super) fn check_coarse_item(it: &CoarseItem) -> Result<(), Error> {
     Ok(())
 }
 
-/// A small file read ahead, with its blake3, or why it could not be read; None for a file
-/// streamed when its turn comes (not a small whole file, or grown past its scanned size).
-pub(super) type Preloaded = Option<std::io::Result<(Vec<u8>, [u8; 32])>>;
+/// A small file read ahead, with its [`crate::protocol::data_digest`], or why it could not
+/// be read; None for a file streamed when its turn comes (not a small whole file, or grown
+/// past its scanned size).
+pub(super) type Preloaded = Option<std::io::Result<(Vec<u8>, crate::protocol::Digest)>>;
 
 /// A batch of requests with its small whole files already read and hashed.
 pub struct Loaded {
@@ -259,7 +260,7 @@ pub fn load(root: &Entry, tops: &Tops, files: Vec<Request>) -> Result<Loaded, Er
                     preload.then(|| open_source(tops, path).and_then(|fd| read_small(&fd, size)));
                 match read? {
                     Ok(Some(d)) => {
-                        let h = *blake3::hash(&d).as_bytes();
+                        let h = crate::protocol::data_digest(&d);
                         Some(Ok((d, h)))
                     }
                     Ok(None) => None,
@@ -298,7 +299,7 @@ pub fn send_loaded<W: Write>(
                 let msg = Msg::Data {
                     id,
                     data,
-                    end: Some(wire_digest(&hash)),
+                    end: Some(hash),
                 };
                 if raw {
                     wr.send_raw(&msg)?;
@@ -407,7 +408,7 @@ pub(super) fn stream_file<W: Write>(
     if let (Some(t), Ok(st)) = (ticket, rustix::fs::fstat(fd)) {
         t.sized(st.st_size as u64);
     }
-    let mut h = blake3::Hasher::new();
+    let mut h = crate::protocol::DataHasher::default();
     let mut total = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let mut raw: Option<bool> = None;
@@ -426,7 +427,7 @@ pub(super) fn stream_file<W: Write>(
             t.at(total);
         }
         h.update(&buf[..n]);
-        let end = (n == 0).then(|| wire_digest(h.finalize().as_bytes()));
+        let end = (n == 0).then(|| h.digest());
         send_chunk(wr, id, p, &buf[..n], end, &mut raw)?;
         if n == 0 {
             return Ok(Some(total));

@@ -320,7 +320,7 @@ fn read_lane<R: Read>(
 ) -> Result<(), Error> {
     for i in rx.iter() {
         let u = &work.units[i];
-        let mut h = blake3::Hasher::new();
+        let mut h = crate::protocol::DataHasher::default();
         let mut pos = 0u64;
         let whole = loop {
             let msg = match rd.recv() {
@@ -341,8 +341,7 @@ fn read_lane<R: Read>(
                     work.write(u, pos, &data);
                     pos += n;
                     if let Some(d) = end {
-                        let ok = wire_digest(h.finalize().as_bytes()) == d
-                            && (pos == u.len || (u.last && pos >= u.len));
+                        let ok = h.digest() == d && (pos == u.len || (u.last && pos >= u.len));
                         if ok && u.last {
                             lock(&work.slots[u.file].state).len = u.offset + pos;
                         }
@@ -501,7 +500,7 @@ pub fn send_range<W: Write>(
     } else {
         offset.saturating_add(len)
     };
-    let mut h = blake3::Hasher::new();
+    let mut h = crate::protocol::DataHasher::default();
     let mut buf = vec![0u8; CHUNK];
     let mut at = offset;
     let mut raw: Option<bool> = None;
@@ -519,7 +518,7 @@ pub fn send_range<W: Write>(
         at += n as u64;
         h.update(&buf[..n]);
         let fin = n == 0 || at == end;
-        let end = fin.then(|| wire_digest(h.finalize().as_bytes()));
+        let end = fin.then(|| h.digest());
         super::send::send_chunk(wr, id, path, &buf[..n], end, &mut raw)?;
         if fin {
             return Ok(());

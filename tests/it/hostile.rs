@@ -468,7 +468,7 @@ fn attack(
 
 fn whole_answer(p: &mut Peer, r: &xsync::protocol::Request) -> Result<(), xsync::error::Error> {
     let data = b"new content".to_vec();
-    let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
+    let end = Some(xsync::protocol::data_digest(&data));
     p.send(Msg::Data {
         id: r.id(),
         data,

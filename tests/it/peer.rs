@@ -165,7 +165,7 @@ impl Peer {
                 xsync::protocol::Request::Append { id, path, .. } => (*id, path),
             };
             let data = content(path);
-            let end = Some(xsync::protocol::wire_digest(blake3::hash(&data).as_bytes()));
+            let end = Some(xsync::protocol::data_digest(&data));
             p.send(Msg::Data { id, data, end })
         })
     }

@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
-use xsync::protocol::{MAX_LANES, Msg, Request, Role, wire_digest};
+use xsync::protocol::{MAX_LANES, Msg, Request, Role, data_digest};
 use xsync::tree::Kind;
 
 /// The size of the sender's file `f`: a few chunks.
@@ -121,7 +121,7 @@ fn range(lane: &mut Peer, id: u32, path: &[u8], offset: u64, len: u64) -> Option
             Msg::Data { id: i, data, end } if i == id => {
                 got.extend_from_slice(&data);
                 if let Some(d) = end {
-                    assert_eq!(d, wire_digest(blake3::hash(&got).as_bytes()), "digest");
+                    assert_eq!(d, data_digest(&got), "digest");
                     return Some(got);
                 }
             }
@@ -481,7 +481,7 @@ fn answer_wrongly(lane: &mut Peer, how: Wrong, content: &[u8], req: &Msg) -> boo
     let from = (*offset as usize).min(content.len());
     let to = (*offset + *len).min(content.len() as u64) as usize;
     let bytes = &content[from..to];
-    let digest = wire_digest(blake3::hash(bytes).as_bytes());
+    let digest = data_digest(bytes);
     let msgs: Vec<Msg> = match how {
         Wrong::OtherId => vec![Msg::Data {
             id: id + 1,
@@ -496,7 +496,7 @@ fn answer_wrongly(lane: &mut Peer, how: Wrong, content: &[u8], req: &Msg) -> boo
         Wrong::TooLong => {
             let mut more = bytes.to_vec();
             more.extend_from_slice(&[0; 4096]);
-            let end = Some(wire_digest(blake3::hash(&more).as_bytes()));
+            let end = Some(data_digest(&more));
             vec![Msg::Data {
                 id: *id,
                 data: more,
@@ -527,7 +527,7 @@ fn answer_wrongly(lane: &mut Peer, how: Wrong, content: &[u8], req: &Msg) -> boo
 
 /// The honest answer to a range or a whole file, in chunks.
 fn answer(peer: &mut Peer, id: u32, bytes: &[u8]) -> Result<(), xsync::error::Error> {
-    let digest = wire_digest(blake3::hash(bytes).as_bytes());
+    let digest = data_digest(bytes);
     let mut chunks = bytes.chunks(xsync::protocol::CHUNK).peekable();
     if chunks.peek().is_none() {
         return peer.send(Msg::Data {

@@ -159,9 +159,7 @@ fn a_second_run_into_the_same_destination_does_not_break_the_first() {
             p.send(Msg::Data {
                 id: req.id(),
                 data: whole[11..].to_vec(),
-                end: Some(xsync::protocol::wire_digest(
-                    blake3::hash(&whole).as_bytes(),
-                )),
+                end: Some(xsync::protocol::data_digest(&whole)),
             })
         });
     });
