@@ -650,3 +650,33 @@ pub(super) fn send_delta<W: Write>(
     })
     .map(|()| Some(len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(block: u64, basis_len: u64, hashes: usize, anchors: usize) -> CoarseItem {
+        CoarseItem {
+            id: 0,
+            path: serde_bytes::ByteBuf::from(b"big".to_vec()),
+            block,
+            basis_len,
+            hashes: vec![[0; 16]; hashes],
+            anchors: vec![0; anchors],
+        }
+    }
+
+    #[test]
+    fn a_coarse_request_takes_only_the_block_sizes_both_ends_can_compute() {
+        // The smallest block coarse_block gives, and the largest.
+        assert!(check_coarse_item(&item(256 << 10, 1 << 20, 4, 4)).is_ok());
+        assert!(check_coarse_item(&item(1 << 30, 3 << 30, 3, 0)).is_ok());
+        // Below and above them, and not a power of two.
+        assert!(check_coarse_item(&item(128 << 10, 1 << 20, 8, 8)).is_err());
+        assert!(check_coarse_item(&item(2 << 30, 4 << 30, 2, 0)).is_err());
+        assert!(check_coarse_item(&item(384 << 10, 384 << 10, 1, 1)).is_err());
+        // One hash per basis block, and an anchor per block or none.
+        assert!(check_coarse_item(&item(256 << 10, 1 << 20, 3, 0)).is_err());
+        assert!(check_coarse_item(&item(256 << 10, 1 << 20, 4, 2)).is_err());
+    }
+}
