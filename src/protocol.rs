@@ -31,9 +31,10 @@ pub const CHUNK: usize = 256 << 10;
 pub const BATCH: usize = 1024;
 
 /// A file's digest as it travels: [`data_digest`] for bytes sent as they are, else the
-/// first 16 bytes of the 32-byte blake3 (or coarse) digest both ends compute. 128 bits keep an accidental match out of reach (the peer who
-/// could forge one is the sender, who chooses the content anyway) and save 16 bytes per
-/// file: about 1% of a `-z` push of a source tree.
+/// first 16 bytes of the 32-byte blake3 (or coarse) digest both ends compute. 128 bits keep
+/// an accidental match out of reach (the peer who could forge one is the sender, who
+/// chooses the content anyway) and save 16 bytes per file: about 1% of a `-z` push of a
+/// source tree.
 pub type Digest = [u8; 16];
 
 /// The wire form of a full digest.

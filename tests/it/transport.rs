@@ -642,7 +642,7 @@ fn chosen_cipher(stderr: &str) -> Option<String> {
 
 /// ssh is asked for AES-GCM first where the CPU has AES instructions and nobody chose the
 /// ciphers: not the user's `-c`, not a `Ciphers` line of their ssh_config, which keep
-/// chacha20-poly1305 first. Every push copies the tree.
+/// chacha20-poly1305 first. Every push and pull copies the tree.
 #[test]
 fn ssh_prefers_aes_gcm_only_where_the_user_left_the_ciphers_alone() {
     let test = this_test!();
@@ -677,31 +677,42 @@ fn ssh_prefers_aes_gcm_only_where_the_user_left_the_ciphers_alone() {
         ("-c", format!(" -c {chacha}"), chacha),
         ("ssh_config", format!(" -F {}", config.display()), chacha),
     ];
+    // Each case pushed, then pulled back: the remote shell is spawned the same way both ways.
     for (i, (what, extra, want)) in cases.iter().enumerate() {
-        let dst = dir.path().join(format!("dst{i}"));
         // -v after the harness's LogLevel=ERROR: ssh's debug lines name the cipher.
         let rsh = format!("{}{extra} -v", sshd.rsh());
-        let out = run(xsync()
-            .env_remove("XSYNC_RSH")
-            .args([
-                "-a",
-                "--streams=1",
-                "-e",
-                &rsh,
-                "--xsync-path",
-                crate::remote::XSYNC_BIN,
-            ])
-            .arg(slash(&src))
-            .arg(sshd.remote(slash(&dst)))
-            .stdin(Stdio::null()));
-        let err = stderr(&out);
-        assert_eq!(code(&out), 0, "{test}: {what}: {err}");
-        assert_eq!(
-            chosen_cipher(&err).as_deref(),
-            Some(*want),
-            "{test}: {what}: {err}"
-        );
-        let diffs = diff_trees(&src, &dst, &Compare::for_flags(&["-a"]));
-        assert!(diffs.is_empty(), "{test}: {what}: {}", diffs.join("\n"));
+        let pushed = dir.path().join(format!("pushed{i}"));
+        let pulled = dir.path().join(format!("pulled{i}"));
+        for (how, from, to, tree) in [
+            ("push", slash(&src), sshd.remote(slash(&pushed)), &pushed),
+            ("pull", sshd.remote(slash(&src)), slash(&pulled), &pulled),
+        ] {
+            let out = run(xsync()
+                .env_remove("XSYNC_RSH")
+                .args([
+                    "-a",
+                    "--streams=1",
+                    "-e",
+                    &rsh,
+                    "--xsync-path",
+                    crate::remote::XSYNC_BIN,
+                ])
+                .arg(from)
+                .arg(to)
+                .stdin(Stdio::null()));
+            let err = stderr(&out);
+            assert_eq!(code(&out), 0, "{test}: {what} {how}: {err}");
+            assert_eq!(
+                chosen_cipher(&err).as_deref(),
+                Some(*want),
+                "{test}: {what} {how}: {err}"
+            );
+            let diffs = diff_trees(&src, tree, &Compare::for_flags(&["-a"]));
+            assert!(
+                diffs.is_empty(),
+                "{test}: {what} {how}: {}",
+                diffs.join("\n")
+            );
+        }
     }
 }
