@@ -834,8 +834,9 @@ struct Cli {
     contimeout: Option<String>,
     /// compress file data during the transfer (zstd; by default only where it pays)
     ///
-    /// Compress data on the wire with zstd, one stream per direction with an 8 MiB window, on
-    /// a thread of its own beside the one that reads and frames the files. It starts at zstd
+    /// Compress data on the wire with zstd, one stream per direction (a 2 MiB window at the
+    /// fast levels, 8 MiB at the deeper ones), on a thread of its own beside the one that
+    /// reads and frames the files. It starts at zstd
     /// level 3 (the level rsync 3.x negotiates) and goes deeper while the link, measured
     /// during the run, is slower than the compressor. Already-compressed suffixes (rsync's
     /// --skip-compress list) and data whose sample looks incompressible pass raw.
@@ -843,8 +844,10 @@ struct Cli {
     /// Without -z (and without --no-compress), a transfer over a remote shell compresses
     /// where it pays: it sends raw, measures how fast the remote shell drains what it writes
     /// and how fast zstd would go on this data, and compresses for as long as that delivers
-    /// the data sooner (a slow link and data that compresses). rsync sends raw unless asked.
-    /// A local copy never compresses.
+    /// the data sooner (a slow link and data that compresses). It does not start while the
+    /// machine's CPUs are all busy (as on loopback, where ssh and both ends share them): the
+    /// compressor's time would come out of theirs. rsync sends raw unless asked. A local
+    /// copy never compresses.
     #[arg(short = 'z', long, overrides_with = "no_compress", help_heading = REMOTE)]
     compress: bool,
     /// choose the compression algorithm (xsync compresses with zstd)

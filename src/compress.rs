@@ -342,6 +342,15 @@ pub struct Tuner {
     /// Whether, in the window that closed last, the writes waited at least half as long as
     /// the compressor worked (see [`Tuner::decide`]).
     link_bound: bool,
+    /// The machine's idle CPU time, all cores together ([`machine_idle`], or a test's
+    /// model); its reading when the window began or the stream last resumed (`None`
+    /// before the first batch), and the wall time noted since.
+    idle: fn() -> Option<Duration>,
+    idle_at: Option<Option<Duration>>,
+    idle_wall: Duration,
+    /// Cores left idle on average over the window that closed last (infinite where the
+    /// machine does not say).
+    spare: f64,
 }
 
 /// Input bytes per window, and the least: long enough to measure a link through its
@@ -352,6 +361,11 @@ const WINDOW: u64 = 4 << 20;
 /// same step measured anywhere from 5.6 to 11 ns a byte (scheduling, file sizes).
 const MIN_WALL: Duration = Duration::from_millis(150);
 const FIRST_PROBE: u64 = 1;
+/// Leaving raw is tried only where at least this much of a core went idle in the window
+/// before: zstd's CPU has to come from somewhere. On loopback with 30,000 small files both
+/// cores are busy (one idle tick in ten in /proc/stat), and a window at zstd 1 moved 55% of
+/// a raw window's bytes, costing 5% of the run every time it was probed.
+const MIN_SPARE: f64 = 0.25;
 const MAX_WAIT: u64 = 64;
 
 impl Tuner {
@@ -376,11 +390,23 @@ impl Tuner {
             writing: Duration::ZERO,
             wall: Duration::ZERO,
             link_bound: true,
+            idle: machine_idle,
+            idle_at: None,
+            idle_wall: Duration::ZERO,
+            spare: f64::INFINITY,
         })
     }
 
     pub fn setting(&self) -> Setting {
         self.ladder[self.at]
+    }
+
+    /// The stream goes on after the protocol idled (a wait the window's wall time leaves
+    /// out): the machine's idle time is measured afresh from here, so the wait's idle CPU
+    /// (the peer's turn, a round trip) does not count as CPU to spare.
+    pub fn resume(&mut self) {
+        self.idle_at = Some((self.idle)());
+        self.idle_wall = Duration::ZERO;
     }
 
     /// Notes `input` bytes sent at the current step, the time compressing them took, the
@@ -393,6 +419,10 @@ impl Tuner {
         writing: Duration,
         wall: Duration,
     ) -> bool {
+        if self.idle_at.is_none() {
+            self.resume();
+        }
+        self.idle_wall += wall;
         self.input += input;
         self.compressing += compressing;
         self.writing += writing;
@@ -404,6 +434,15 @@ impl Tuner {
         let cost = busy.as_secs_f64() / self.input as f64;
         self.cost[self.at] = Some((cost, self.window));
         self.link_bound = self.writing * 2 >= self.compressing;
+        let idle = (self.idle)();
+        self.spare = match (self.idle_at.flatten(), idle) {
+            (Some(a), Some(b)) if !self.idle_wall.is_zero() => {
+                b.saturating_sub(a).as_secs_f64() / self.idle_wall.as_secs_f64()
+            }
+            _ => f64::INFINITY,
+        };
+        self.idle_at = Some(idle);
+        self.idle_wall = Duration::ZERO;
         self.input = 0;
         self.compressing = Duration::ZERO;
         self.writing = Duration::ZERO;
@@ -446,7 +485,14 @@ impl Tuner {
                 1 => self.at + 1,
                 _ => self.at.wrapping_sub(1),
             };
-            let pointless = dir == 1 && self.ladder[self.at] != Setting::Raw && !self.link_bound;
+            // And compressing at all takes a core's spare time: where the machine has none
+            // (loopback, both ends and ssh on two cores) it slows everything else.
+            let pointless = dir == 1
+                && if self.ladder[self.at] == Setting::Raw {
+                    self.spare < MIN_SPARE
+                } else {
+                    !self.link_bound
+                };
             if n < self.ladder.len() && self.window >= self.next_probe[dir] && !pointless {
                 self.probing = Some(self.at);
                 self.at = n;
@@ -483,6 +529,17 @@ impl Tuner {
             ca < cb * 0.93
         }
     }
+}
+
+/// The machine's idle CPU time since boot, all cores together (idle and iowait in
+/// /proc/stat): `None` where the file cannot be read or parsed.
+fn machine_idle() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+    let mut fields = cpu.split_whitespace().skip(3);
+    let ticks: u64 = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
 pub struct Decompressor {
@@ -830,12 +887,27 @@ mod tests {
     /// `ratio` of the input, the link drains `link` bytes a second. Returns the steps of the
     /// last 100 windows.
     fn settle(plan: Plan, link: f64) -> Vec<Setting> {
-        settle_on(plan, link, false)
+        settle_on(plan, link, false, 1.0)
+    }
+
+    thread_local! {
+        /// The model machine's idle CPU time so far, for [`Tuner::idle`].
+        static IDLE: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+    }
+
+    fn model_idle() -> Option<Duration> {
+        Some(IDLE.get())
     }
 
     /// As [`settle`]; `shared`: the compressor and the link share one CPU (loopback), so a
-    /// batch's wall time is the sum of both stages, not the slower one.
-    fn settle_on(plan: Plan, link: f64, shared: bool) -> Vec<Setting> {
+    /// batch's wall time is the sum of both stages, not the slower one; `spare`: the cores
+    /// the machine leaves idle meanwhile.
+    fn settle_on(plan: Plan, link: f64, shared: bool, spare: f64) -> Vec<Setting> {
+        settle_all(plan, link, shared, spare).split_off(200)
+    }
+
+    /// As [`settle_on`], every window's step.
+    fn settle_all(plan: Plan, link: f64, shared: bool, spare: f64) -> Vec<Setting> {
         let model = |s: Setting| match s {
             Setting::Raw => (f64::INFINITY, 1.0),
             Setting::Zstd(1) => (500e6, 0.30),
@@ -846,6 +918,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let mut t = Tuner::new(plan).unwrap();
+        t.idle = model_idle;
         let mut seen = Vec::new();
         let batch = 256u64 << 10;
         while seen.len() < 300 {
@@ -854,11 +927,12 @@ mod tests {
             let step = t.setting();
             let (c, w) = (batch as f64 / speed, batch as f64 * ratio / link);
             let wall = if shared { c + w } else { c.max(w) };
+            IDLE.set(IDLE.get() + secs(wall * spare));
             if t.note(batch, secs(c), secs(w), secs(wall)) {
                 seen.push(step);
             }
         }
-        seen.split_off(200)
+        seen
     }
 
     #[test]
@@ -936,10 +1010,45 @@ mod tests {
         assert!(most(&gig, Setting::Raw) <= 15, "{gig:?}");
         // Loopback: ssh's 300 MB/s takes the same CPU the compressor would; compressing at
         // 500 MB/s to 0.3 costs 2.0 + 1.0 ns a byte against raw's 3.3: not a fifth less.
-        let looped = settle_on(Plan::Auto, 300e6, true);
+        let looped = settle_on(Plan::Auto, 300e6, true, 0.0);
         assert!(most(&looped, Setting::Raw) >= 85, "{looped:?}");
         // But a slow link still wants compression when the CPU is shared.
-        let slow = settle_on(Plan::Auto, 12.5e6, true);
+        let slow = settle_on(Plan::Auto, 12.5e6, true, 0.9);
         assert!(most(&slow, Setting::Raw) == 0, "{slow:?}");
+    }
+
+    #[test]
+    fn raw_is_not_left_while_the_machine_has_no_idle_cpu() {
+        // A link where zstd 1 would pay (1 Gbit/s), on a machine whose cores are all busy:
+        // not one window compresses, probes included, since the CPU would come from ssh
+        // and the peer. With a core idle the same link is compressed (the test above).
+        let busy = settle_all(Plan::Auto, 125e6, false, 0.1);
+        assert!(busy.iter().all(|&s| s == Setting::Raw), "{busy:?}");
+        let idle = settle_all(Plan::Auto, 125e6, false, 1.0);
+        assert!(idle.iter().any(|&s| s != Setting::Raw), "{idle:?}");
+        // Where the machine cannot say, as before: tried.
+        let mut t = Tuner::new(Plan::Auto).unwrap();
+        t.idle = || None;
+        let mut steps = Vec::new();
+        while steps.len() < 10 {
+            let step = t.setting();
+            if t.note(
+                8 << 20,
+                Duration::ZERO,
+                Duration::from_millis(60),
+                Duration::from_millis(200),
+            ) {
+                steps.push(step);
+            }
+        }
+        assert!(steps.contains(&Setting::Zstd(1)), "{steps:?}");
+    }
+
+    #[test]
+    fn the_machines_idle_time_is_read_from_proc_stat() {
+        let a = machine_idle().expect("/proc/stat on Linux");
+        std::thread::sleep(Duration::from_millis(30));
+        let b = machine_idle().unwrap();
+        assert!(b >= a, "{a:?} then {b:?}");
     }
 }

@@ -848,6 +848,17 @@ fn compress_batches(
     let mut last: Option<std::time::Instant> = None;
     for job in jobs {
         let start = std::time::Instant::now();
+        // A long wait for this batch was the protocol idle (the peer's turn: its
+        // requests, a round trip), the same at every step: not counted.
+        let from = match last {
+            Some(l) if start - l <= IDLE => l,
+            _ => {
+                if let Some(t) = tuner.as_mut() {
+                    t.resume();
+                }
+                start
+            }
+        };
         let mut segs = Vec::new();
         let step = setting(&tuner);
         let res = (|| -> io::Result<Vec<u8>> {
@@ -886,12 +897,6 @@ fn compress_batches(
             let input = spare.len() as u64;
             let now = writing.load(Relaxed);
             let end = std::time::Instant::now();
-            // A long wait for this batch was the protocol idle (the peer's turn: its
-            // requests, a round trip), the same at every step: not counted.
-            let from = match last {
-                Some(l) if start - l <= IDLE => l,
-                _ => start,
-            };
             if let Some(t) = tuner.as_mut()
                 && t.note(
                     input,
