@@ -403,7 +403,8 @@ impl Tuner {
 
     /// The stream goes on after the protocol idled (a wait the window's wall time leaves
     /// out): the machine's idle time is measured afresh from here, so the wait's idle CPU
-    /// (the peer's turn, a round trip) does not count as CPU to spare.
+    /// (the peer's turn, a round trip) does not count as CPU to spare. (A wait on the link
+    /// is not idle: its wall time counts, and so does the CPU it leaves spare.)
     pub fn resume(&mut self) {
         self.idle_at = Some((self.idle)());
         self.idle_wall = Duration::ZERO;

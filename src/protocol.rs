@@ -849,9 +849,14 @@ fn compress_batches(
     for job in jobs {
         let start = std::time::Instant::now();
         // A long wait for this batch was the protocol idle (the peer's turn: its
-        // requests, a round trip), the same at every step: not counted.
+        // requests, a round trip), the same at every step: not counted. Unless the writes
+        // filled it: then it was the link, draining what went before.
+        let link_wait = |l: std::time::Instant| {
+            let wrote_meanwhile = writing.load(Relaxed).saturating_sub(wrote);
+            std::time::Duration::from_nanos(wrote_meanwhile * 2) >= start - l
+        };
         let from = match last {
-            Some(l) if start - l <= IDLE => l,
+            Some(l) if start - l <= IDLE || link_wait(l) => l,
             _ => {
                 if let Some(t) = tuner.as_mut() {
                     t.resume();
