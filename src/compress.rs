@@ -545,6 +545,8 @@ fn machine_idle() -> Option<Duration> {
 
 pub struct Decompressor {
     dec: Decoder<'static>,
+    /// The output buffer of every call, kept rather than allocated per segment.
+    chunk: Vec<u8>,
 }
 
 impl Decompressor {
@@ -552,14 +554,17 @@ impl Decompressor {
         let mut dec = Decoder::new()?;
         // A window larger than the encoder's is refused (see [`WINDOW_LOG`]).
         dec.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(WINDOW_LOG))?;
-        Ok(Decompressor { dec })
+        Ok(Decompressor {
+            dec,
+            chunk: vec![0u8; 128 * 1024],
+        })
     }
 
     /// Decodes one segment, appending to `out`; fails once `out` would exceed `limit`
     /// (a decompression bomb is a protocol error, not an allocation of gigabytes).
     pub fn decompress(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> io::Result<()> {
         let mut inb = InBuffer::around(input);
-        let mut chunk = vec![0u8; 128 * 1024];
+        let chunk = &mut self.chunk[..];
         loop {
             let mut outb = OutBuffer::around(&mut chunk[..]);
             self.dec.run(&mut inb, &mut outb)?;

@@ -1298,11 +1298,19 @@ impl<R: Read> Reader<R> {
                     "segment of {len} bytes exceeds the limit"
                 )));
             }
-            // (Grown with the bytes that arrive, as in `recv_frame`.)
-            let mut seg = Vec::new();
+            // (Grown with the bytes that arrive, as in `recv_frame`.) A raw segment is read
+            // straight onto the frames not yet parsed; a compressed one into `buf`, which
+            // keeps its capacity from one segment to the next.
+            let kind = head[0];
+            let into = if kind == SEG_RAW {
+                &mut self.plain
+            } else {
+                self.buf.clear();
+                &mut self.buf
+            };
             let got = (&mut self.inner)
                 .take(len as u64)
-                .read_to_end(&mut seg)
+                .read_to_end(into)
                 .map_err(lost)?;
             self.received += got as u64;
             if got < len {
@@ -1314,12 +1322,12 @@ impl<R: Read> Reader<R> {
                     ),
                 ));
             }
-            match head[0] {
-                SEG_KEEPALIVE if seg.is_empty() => {}
-                SEG_RAW => self.plain.extend_from_slice(&seg),
+            match kind {
+                SEG_KEEPALIVE if self.buf.is_empty() => {}
+                SEG_RAW => {}
                 SEG_ZSTD => {
                     let dec = self.comp.as_mut().expect("segmented only when compressing");
-                    dec.decompress(&seg, &mut self.plain, PLAIN_MAX)
+                    dec.decompress(&self.buf, &mut self.plain, PLAIN_MAX)
                         .map_err(|e| stream_error(format!("bad compressed data: {e}")))?;
                 }
                 k => return Err(stream_error(format!("unknown segment kind {k}"))),
