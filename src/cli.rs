@@ -765,7 +765,13 @@ struct Cli {
     /// rsync's $RSYNC_RSH, else ssh. When it is OpenSSH's ssh and its ciphers are its
     /// defaults (no -c, no Ciphers in -e or any ssh_config, as `ssh -G` shows), and this
     /// CPU has AES instructions, ssh is asked for AES-GCM first: the same ciphers, in an
-    /// order that costs a third of chacha20-poly1305's CPU here.
+    /// order that costs a third of chacha20-poly1305's CPU here. And where its configuration
+    /// connects directly (no ProxyCommand, ProxyJump, BindAddress, BindInterface,
+    /// CheckHostIP or host-name canonicalisation), ssh is given a socket xsync connected
+    /// with Nagle's algorithm off (ProxyUseFdpass, with `xsync --xsync-connect` as the
+    /// ProxyCommand, keeping ssh's address family, ConnectTimeout, ConnectionAttempts and
+    /// TCPKeepAlive): ssh turns it off only after the login, whose small packets otherwise
+    /// wait for delayed acknowledgements (50 ms of a loopback login here).
     #[arg(
         short = 'e',
         long = "rsh",

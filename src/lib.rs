@@ -59,6 +59,10 @@ where
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    // ssh's ProxyCommand, connecting for the client (endpoint::sshopts).
+    if args.get(1).is_some_and(|a| a == endpoint::connect::FLAG) {
+        return ExitCode::from_code(endpoint::connect::run(&args[2..]));
+    }
     if args.get(1).is_some_and(|a| a == "--server") {
         // `--server --join ID`: an extra stream of a session (endpoint::streams).
         if args.len() == 4 && args[2] == "--join" {

@@ -10,14 +10,15 @@
 //! copied to that name.
 
 mod apply;
-mod cipher;
 mod conn;
+pub mod connect;
 pub mod deploy;
 mod local;
 mod receiver;
 pub mod remote;
 mod sender;
 mod server;
+mod sshopts;
 mod streams;
 
 pub use server::run as serve;

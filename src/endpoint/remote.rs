@@ -244,8 +244,8 @@ impl RemoteJob {
         if is_ssh {
             let words: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
             let host = std::ffi::OsStr::new(&self.spec.host);
-            if let Some(list) = super::cipher::preference(cmd.get_program(), &words, host) {
-                cmd.arg("-o").arg(format!("Ciphers={list}"));
+            for o in super::sshopts::options(cmd.get_program(), &words, host) {
+                cmd.arg("-o").arg(o);
             }
         }
         cmd.arg(&self.spec.host);
@@ -644,8 +644,13 @@ mod tests {
             let mut w = vec![cmd.get_program().to_string_lossy().into_owned()];
             w.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
             w.pop(); // the remote program
-            // The cipher order ssh may be asked for (endpoint::cipher) has tests of its own.
-            if let Some(i) = w.iter().position(|a| a.starts_with("Ciphers=")) {
+            // What `ssh -G` makes xsync add (endpoint::sshopts: the cipher order, the
+            // direct connection) has tests of its own.
+            while let Some(i) = w.iter().position(|a| {
+                ["Ciphers=", "ProxyUseFdpass=", "ProxyCommand="]
+                    .iter()
+                    .any(|o| a.starts_with(o))
+            }) {
                 w.drain(i - 1..=i);
             }
             w

@@ -547,7 +547,8 @@ fn ip_family_is_passed_to_ssh_where_rsync_passes_it() {
                 .stdin(Stdio::null()));
             assert_ne!(code(&out), 0, "{test}");
             // xsync may first ask this ssh for its configuration (`-G`, for the cipher
-            // order: endpoint::cipher); the connecting command line is the other one.
+            // order and the connection: endpoint::sshopts); the connecting command line is
+            // the other one.
             let all = fs::read_to_string(&log).unwrap_or_default();
             let line = all
                 .lines()
@@ -715,4 +716,92 @@ fn ssh_prefers_aes_gcm_only_where_the_user_left_the_ciphers_alone() {
             );
         }
     }
+}
+
+/// Where ssh's configuration connects directly, xsync has ssh take a socket it connected
+/// with Nagle's algorithm off (endpoint::sshopts: `ProxyUseFdpass` with `xsync
+/// --xsync-connect` as the `ProxyCommand`); a `ProxyCommand` of the user's own is used as
+/// it is. Every push and pull copies the tree; a port nobody listens on fails in ssh's
+/// words with ssh's exit code.
+#[test]
+fn ssh_is_handed_a_socket_with_nagle_off_only_where_it_would_connect_directly() {
+    let test = this_test!();
+    let Some(sshd) = Sshd::start(test) else {
+        return;
+    };
+    let dir = test_dir();
+    let src = dir.path().join("src");
+    small_tree(&src);
+    // The user's own proxy: a relay through bash's /dev/tcp, which ends with ssh's side of
+    // it (the reading half would otherwise hold the connection, and the test's pipes).
+    let config = dir.path().join("ssh_config");
+    fs::write(
+        &config,
+        "ProxyCommand bash -c \"exec 3<>/dev/tcp/%h/%p; cat <&3 & cat >&3; kill $!\"\n",
+    )
+    .expect("write ssh_config");
+    let ours = "--xsync-connect any none 1 yes 127.0.0.1";
+    let cases = [
+        ("direct", String::new(), ours),
+        (
+            "ProxyCommand",
+            format!(" -F {}", config.display()),
+            "Executing proxy command: exec bash -c",
+        ),
+    ];
+    for (i, (what, extra, want)) in cases.iter().enumerate() {
+        // -v after the harness's LogLevel=ERROR: ssh says what it executes to connect.
+        let rsh = format!("{}{extra} -v", sshd.rsh());
+        let pushed = dir.path().join(format!("pushed{i}"));
+        let pulled = dir.path().join(format!("pulled{i}"));
+        for (how, from, to, tree) in [
+            ("push", slash(&src), sshd.remote(slash(&pushed)), &pushed),
+            ("pull", sshd.remote(slash(&src)), slash(&pulled), &pulled),
+        ] {
+            let out = run(xsync()
+                .env_remove("XSYNC_RSH")
+                .args(["-a", "-e", &rsh, "--xsync-path", crate::remote::XSYNC_BIN])
+                .arg(from)
+                .arg(to)
+                .stdin(Stdio::null()));
+            let err = stderr(&out);
+            assert_eq!(code(&out), 0, "{test}: {what} {how}: {err}");
+            assert!(err.contains(want), "{test}: {what} {how}: {err}");
+            if *what != "direct" {
+                assert!(
+                    !err.contains("--xsync-connect"),
+                    "{test}: {what} {how}: {err}"
+                );
+            }
+            let diffs = diff_trees(&src, tree, &Compare::for_flags(&["-a"]));
+            assert!(
+                diffs.is_empty(),
+                "{test}: {what} {how}: {}",
+                diffs.join("\n")
+            );
+        }
+    }
+    // A port nothing listens on (bound, then closed): ssh's message and its 255.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let rsh = sshd
+        .rsh()
+        .replacen(&format!("-p {}", sshd.port()), &format!("-p {port}"), 1);
+    let out = run(xsync()
+        .env_remove("XSYNC_RSH")
+        .args(["-a", "-e", &rsh, "--xsync-path", crate::remote::XSYNC_BIN])
+        .arg(slash(&src))
+        .arg(sshd.remote(slash(&dir.path().join("refused"))))
+        .stdin(Stdio::null()));
+    let err = stderr(&out);
+    assert_eq!(code(&out), 255, "{test}: {err}");
+    assert!(
+        err.contains(&format!(
+            "connect to host 127.0.0.1 port {port}: Connection refused"
+        )),
+        "{test}: {err}"
+    );
+    assert!(!dir.path().join("refused").exists(), "{test}");
 }
