@@ -718,6 +718,31 @@ fn ssh_prefers_aes_gcm_only_where_the_user_left_the_ciphers_alone() {
     }
 }
 
+/// The `xsync --xsync-connect` processes still running for `port`, after allowing those
+/// whose ssh has just exited a moment to notice (they poll it every millisecond).
+fn connect_helpers_of(port: u16) -> Vec<String> {
+    let find = || -> Vec<String> {
+        let Ok(procs) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        procs
+            .flatten()
+            .filter_map(|p| fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| {
+                c.contains("--xsync-connect") && c.trim_end().ends_with(&format!(" {port}"))
+            })
+            .collect()
+    };
+    for _ in 0..500 {
+        if find().is_empty() {
+            return Vec::new();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    find()
+}
+
 /// Where ssh's configuration connects directly, xsync has ssh take a socket it connected
 /// with Nagle's algorithm off (endpoint::sshopts: `ProxyUseFdpass` with `xsync
 /// --xsync-connect` as the `ProxyCommand`); a `ProxyCommand` of the user's own is used as
@@ -767,6 +792,12 @@ fn ssh_is_handed_a_socket_with_nagle_off_only_where_it_would_connect_directly() 
             let err = stderr(&out);
             assert_eq!(code(&out), 0, "{test}: {what} {how}: {err}");
             assert!(err.contains(want), "{test}: {what} {how}: {err}");
+            // The helper's child that kept the login's ACKs prompt went with ssh.
+            let left = connect_helpers_of(sshd.port());
+            assert!(
+                left.is_empty(),
+                "{test}: {what} {how}: left running: {left:?}"
+            );
             if *what != "direct" {
                 assert!(
                     !err.contains("--xsync-connect"),
