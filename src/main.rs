@@ -12,5 +12,6 @@ fn main() {
     let _ = out.flush();
     // (A timeout or a signal ending the run exits with its own code.)
     xsync::exit::wait_if_ending();
+    xsync::release_late();
     std::process::exit(code.code());
 }

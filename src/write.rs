@@ -834,6 +834,70 @@ pub fn append_file(
     Ok(Some(appended))
 }
 
+/// The last handles on replaced big files, closed after the run (see [`close_later`]),
+/// with their lengths.
+static LATER: std::sync::Mutex<Vec<(OwnedFd, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// How many bytes of replaced files [`close_later`] may keep allocated at once: beyond it
+/// the oldest are closed at once, on a thread of their own.
+const LATER_BYTES: u64 = 1 << 30;
+
+/// Keeps `fd`, the last handle on a file a rename has just replaced (a delta's basis), to
+/// be closed when the run is over by [`close_later_detached`]. Closing the last handle
+/// frees the file's pages or blocks then and there: 60-80 ms for 512 MiB on tmpfs, which
+/// the receiver spent after its last file, while the sender and the user waited for it.
+pub fn close_later(fd: OwnedFd, len: u64) {
+    let old = keep_within(
+        &mut LATER.lock().unwrap_or_else(|p| p.into_inner()),
+        (fd, len),
+        LATER_BYTES,
+    );
+    if !old.is_empty() {
+        // Freed beside the transfer; should no thread start, here.
+        let _ = std::thread::Builder::new()
+            .name("xsync-free".into())
+            .spawn(move || drop(old));
+    }
+}
+
+/// Adds `one` to `kept` and returns the oldest handles that take the total past `budget`
+/// (never the newest: one file over the budget is still kept).
+fn keep_within(kept: &mut Vec<(OwnedFd, u64)>, one: (OwnedFd, u64), budget: u64) -> Vec<OwnedFd> {
+    kept.push(one);
+    let mut total: u64 = kept.iter().map(|(_, l)| l).sum();
+    let mut old = Vec::new();
+    while total > budget && kept.len() > 1 {
+        let (fd, len) = kept.remove(0);
+        total -= len;
+        old.push(fd);
+    }
+    old
+}
+
+/// At the end of the process: the handles [`close_later`] kept are closed by a forked
+/// child with none of this process's standard streams, so neither the peer nor the shell
+/// waiting for this process waits for the kernel to free those files. Where the fork fails
+/// they are closed as the process exits.
+pub fn close_later_detached() {
+    let kept = std::mem::take(&mut *LATER.lock().unwrap_or_else(|p| p.into_inner()));
+    if kept.is_empty() {
+        return;
+    }
+    let fds: Vec<i32> = kept.iter().map(|(fd, _)| fd.as_raw_fd()).collect();
+    // SAFETY: the child makes only the close and _exit system calls (no allocation, no
+    // lock), which is what a child of a threaded process may do.
+    if unsafe { libc::fork() } == 0 {
+        for fd in [0, 1, 2].iter().chain(&fds) {
+            // SAFETY: closing descriptors this child owns a copy of.
+            unsafe { libc::close(*fd) };
+        }
+        // SAFETY: leaves without running the parent's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+    // (The parent's copies are not the last: closing them costs nothing.)
+    drop(kept);
+}
+
 /// A finished file waiting for the end of a `--delay-updates` run.
 struct Delayed {
     dir: OwnedFd,
@@ -1961,6 +2025,23 @@ pub fn open_rel(root: BorrowedFd<'_>, rel: &[u8]) -> Result<OwnedFd, StepError> 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaced_files_are_kept_open_within_the_budget_the_oldest_closed_first() {
+        let fd = || rustix::io::dup(std::io::stdin()).unwrap();
+        let mut kept = Vec::new();
+        assert!(keep_within(&mut kept, (fd(), 600), 1000).is_empty());
+        // Over the budget: the first goes, the second stays.
+        let a = kept[0].0.as_raw_fd();
+        let out = keep_within(&mut kept, (fd(), 600), 1000);
+        assert_eq!(out.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(), [a]);
+        assert_eq!(kept.len(), 1);
+        // One file bigger than the whole budget is still kept, the one before it not.
+        let out = keep_within(&mut kept, (fd(), 5000), 1000);
+        assert_eq!(out.len(), 1);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].1, 5000);
+    }
 
     fn rules() -> MetaRules {
         MetaRules {

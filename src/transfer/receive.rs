@@ -1032,6 +1032,8 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                     if let Some(hash) = end {
                         let mut cur = current.take().expect("set above");
                         next += 1;
+                        // A big basis, replaced by the rename below, is freed after the run.
+                        let basis = cur.basis.take().filter(|_| coarse_blocks[id].is_some());
                         let Some(t) = cur.temp.take() else { continue };
                         let digest = match (cur.verify.take(), coarse_blocks[id]) {
                             _ if cur.prefill.is_some() => {
@@ -1075,6 +1077,9 @@ pub(super) fn receive_files<'d, R: Read + Send>(
                                 }
                             }
                             Err(e) => exec.fail(&p.item.rel, e),
+                        }
+                        if let Some((f, len)) = basis {
+                            crate::write::close_later(f.into(), len);
                         }
                     }
                 }
